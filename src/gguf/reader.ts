@@ -1,0 +1,422 @@
+// GGUF v2/v3 reader: metadata of every type, the tensor table, alignment and validation.
+// Every malformed input throws a GgufError that names the problem and its byte offset;
+// nothing here can loop without bound, allocate more than the file can justify, or crash.
+
+import { statSync } from "node:fs";
+import { GgufValueType, ggmlTypes, scalarSizeBytes } from "./types.ts";
+
+export class GgufError extends Error {
+  override name = "GgufError";
+}
+
+export type GgufValue =
+  | number
+  | bigint
+  | boolean
+  | string
+  | Uint8Array
+  | Int8Array
+  | Uint16Array
+  | Int16Array
+  | Uint32Array
+  | Int32Array
+  | Float32Array
+  | Float64Array
+  | BigUint64Array
+  | BigInt64Array
+  | boolean[]
+  | string[]
+  | GgufValue[];
+
+export interface GgufTensorInfo {
+  name: string;
+  /** Dimensions, innermost first (GGML order: dims[0] is the row length). */
+  dims: number[];
+  typeId: number;
+  typeName: string;
+  elementCount: number;
+  sizeBytes: number;
+  /** Absolute byte offset of the tensor data in the file. */
+  fileOffset: number;
+}
+
+export interface GgufFile {
+  version: number;
+  metadata: Map<string, GgufValue>;
+  tensors: GgufTensorInfo[];
+  tensorsByName: Map<string, GgufTensorInfo>;
+  alignment: number;
+  /** Absolute offset where tensor data begins. */
+  dataOffset: number;
+  fileSizeBytes: number;
+}
+
+const GGUF_MAGIC = 0x46554747; // "GGUF" little-endian
+const MAX_DIMS = 4;
+const MAX_ARRAY_NESTING = 3;
+const MAX_KEY_BYTES = 65_535;
+const DEFAULT_ALIGNMENT = 32;
+
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** Bounds-checked little-endian cursor over the file bytes. */
+class Cursor {
+  offset = 0;
+  private readonly view: DataView;
+
+  constructor(readonly bytes: Uint8Array) {
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  remaining(): number {
+    return this.bytes.byteLength - this.offset;
+  }
+
+  need(sizeBytes: number, what: string): void {
+    if (sizeBytes > this.remaining()) {
+      throw new GgufError(
+        `truncated file: reading ${what} needs ${sizeBytes} bytes at offset ${this.offset}, ` +
+          `but only ${this.remaining()} remain (file is ${this.bytes.byteLength} bytes)`,
+      );
+    }
+  }
+
+  u8(what: string): number {
+    this.need(1, what);
+    return this.view.getUint8(this.offset++);
+  }
+  u32(what: string): number {
+    this.need(4, what);
+    const v = this.view.getUint32(this.offset, true);
+    this.offset += 4;
+    return v;
+  }
+  /** u64 as a number; throws if it exceeds 2^53 (no GGUF count or offset legitimately does). */
+  u64(what: string): number {
+    this.need(8, what);
+    const v = this.view.getBigUint64(this.offset, true);
+    this.offset += 8;
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new GgufError(`absurd value for ${what}: ${v} at offset ${this.offset - 8}`);
+    }
+    return Number(v);
+  }
+
+  string(what: string, maxBytes = Number.MAX_SAFE_INTEGER): string {
+    const start = this.offset;
+    const len = this.u64(`length of ${what}`);
+    if (len > maxBytes) throw new GgufError(`absurd length ${len} for ${what} at offset ${start}`);
+    this.need(len, what);
+    const raw = this.bytes.subarray(this.offset, this.offset + len);
+    this.offset += len;
+    try {
+      return utf8.decode(raw);
+    } catch {
+      throw new GgufError(`${what} at offset ${start} is not valid UTF-8`);
+    }
+  }
+
+  scalar(type: number, what: string): number | bigint | boolean {
+    const size = scalarSizeBytes[type];
+    if (size === undefined) throw new GgufError(`unknown value type ${type} for ${what}`);
+    this.need(size, what);
+    const o = this.offset;
+    this.offset += size;
+    const v = this.view;
+    switch (type) {
+      case GgufValueType.UINT8:
+        return v.getUint8(o);
+      case GgufValueType.INT8:
+        return v.getInt8(o);
+      case GgufValueType.UINT16:
+        return v.getUint16(o, true);
+      case GgufValueType.INT16:
+        return v.getInt16(o, true);
+      case GgufValueType.UINT32:
+        return v.getUint32(o, true);
+      case GgufValueType.INT32:
+        return v.getInt32(o, true);
+      case GgufValueType.FLOAT32:
+        return v.getFloat32(o, true);
+      case GgufValueType.BOOL: {
+        const b = v.getUint8(o);
+        if (b > 1) throw new GgufError(`invalid bool value ${b} for ${what} at offset ${o}`);
+        return b === 1;
+      }
+      case GgufValueType.UINT64: {
+        const x = v.getBigUint64(o, true);
+        return x <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(x) : x;
+      }
+      case GgufValueType.INT64: {
+        const x = v.getBigInt64(o, true);
+        return x <= BigInt(Number.MAX_SAFE_INTEGER) && x >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(x) : x;
+      }
+      case GgufValueType.FLOAT64:
+        return v.getFloat64(o, true);
+    }
+    throw new GgufError(`unknown value type ${type} for ${what}`);
+  }
+
+  /** Copies `count` little-endian scalars into a typed array (copy: the file may be unmapped later). */
+  typedArray(type: number, count: number, what: string): GgufValue {
+    const size = scalarSizeBytes[type] ?? 0;
+    this.need(count * size, what);
+    const slice = this.bytes.slice(this.offset, this.offset + count * size);
+    this.offset += count * size;
+    const buf = slice.buffer;
+    switch (type) {
+      case GgufValueType.UINT8:
+        return new Uint8Array(buf);
+      case GgufValueType.INT8:
+        return new Int8Array(buf);
+      case GgufValueType.UINT16:
+        return new Uint16Array(buf);
+      case GgufValueType.INT16:
+        return new Int16Array(buf);
+      case GgufValueType.UINT32:
+        return new Uint32Array(buf);
+      case GgufValueType.INT32:
+        return new Int32Array(buf);
+      case GgufValueType.FLOAT32:
+        return new Float32Array(buf);
+      case GgufValueType.UINT64:
+        return new BigUint64Array(buf);
+      case GgufValueType.INT64:
+        return new BigInt64Array(buf);
+      case GgufValueType.FLOAT64:
+        return new Float64Array(buf);
+      case GgufValueType.BOOL:
+        return Array.from(new Uint8Array(buf), (b) => b !== 0);
+    }
+    throw new GgufError(`unknown array element type ${type} for ${what}`);
+  }
+
+  value(type: number, what: string, depth: number): GgufValue {
+    if (type === GgufValueType.STRING) return this.string(what);
+    if (type !== GgufValueType.ARRAY) return this.scalar(type, what);
+    if (depth >= MAX_ARRAY_NESTING)
+      throw new GgufError(`arrays nested deeper than ${MAX_ARRAY_NESTING} in ${what}`);
+    const elemType = this.u32(`element type of ${what}`);
+    const countAt = this.offset;
+    const count = this.u64(`element count of ${what}`);
+    if (elemType === GgufValueType.STRING) {
+      // Each string needs at least its 8-byte length: bound the count by the bytes left.
+      if (count * 8 > this.remaining()) {
+        throw new GgufError(`absurd element count ${count} for ${what} at offset ${countAt}: file too short`);
+      }
+      const out: string[] = new Array(count);
+      for (let i = 0; i < count; i++) out[i] = this.string(`${what}[${i}]`);
+      return out;
+    }
+    if (elemType === GgufValueType.ARRAY) {
+      if (count * 12 > this.remaining()) {
+        throw new GgufError(`absurd element count ${count} for ${what} at offset ${countAt}: file too short`);
+      }
+      const out: GgufValue[] = new Array(count);
+      for (let i = 0; i < count; i++) out[i] = this.value(GgufValueType.ARRAY, `${what}[${i}]`, depth + 1);
+      return out;
+    }
+    const size = scalarSizeBytes[elemType];
+    if (size === undefined) throw new GgufError(`unknown array element type ${elemType} in ${what}`);
+    if (count * size > this.remaining()) {
+      throw new GgufError(`absurd element count ${count} for ${what} at offset ${countAt}: file too short`);
+    }
+    return this.typedArray(elemType, count, what);
+  }
+}
+
+/** Parses GGUF bytes (usually an mmapped file). Throws GgufError on any malformation. */
+export function parseGguf(bytes: Uint8Array): GgufFile {
+  const c = new Cursor(bytes);
+  if (bytes.byteLength < 4) throw new GgufError(`not a GGUF file: only ${bytes.byteLength} bytes`);
+  const magic = c.u32("magic");
+  if (magic !== GGUF_MAGIC) {
+    const shown = Array.from(bytes.subarray(0, 4), (b) => b.toString(16).padStart(2, "0")).join(" ");
+    throw new GgufError(`not a GGUF file: bad magic bytes ${shown} (expected 47 47 55 46 "GGUF")`);
+  }
+  const version = c.u32("version");
+  if (version !== 2 && version !== 3) {
+    throw new GgufError(`unsupported GGUF version ${version} (supported: 2, 3)`);
+  }
+  const tensorCount = c.u64("tensor count");
+  const kvCount = c.u64("metadata key/value count");
+  // Minimal encodings: a kv is >= 8+1+4+1 bytes, a tensor info >= 8+1+4+8+4+8.
+  if (kvCount * 14 > c.remaining()) throw new GgufError(`absurd metadata count ${kvCount}: file too short`);
+  if (tensorCount * 33 > c.remaining())
+    throw new GgufError(`absurd tensor count ${tensorCount}: file too short`);
+
+  const metadata = new Map<string, GgufValue>();
+  for (let i = 0; i < kvCount; i++) {
+    const key = c.string(`metadata key #${i}`, MAX_KEY_BYTES);
+    if (key.length === 0) throw new GgufError(`empty metadata key #${i}`);
+    if (metadata.has(key)) throw new GgufError(`duplicate metadata key "${key}"`);
+    const type = c.u32(`value type of "${key}"`);
+    metadata.set(key, c.value(type, `"${key}"`, 0));
+  }
+
+  let alignment = DEFAULT_ALIGNMENT;
+  const alignValue = metadata.get("general.alignment");
+  if (alignValue !== undefined) {
+    if (typeof alignValue !== "number" || alignValue <= 0 || (alignValue & (alignValue - 1)) !== 0) {
+      throw new GgufError(`general.alignment must be a positive power of two, got ${String(alignValue)}`);
+    }
+    alignment = alignValue;
+  }
+
+  const tensors: GgufTensorInfo[] = [];
+  const tensorsByName = new Map<string, GgufTensorInfo>();
+  const relOffsets: number[] = [];
+  for (let i = 0; i < tensorCount; i++) {
+    const name = c.string(`tensor #${i} name`, MAX_KEY_BYTES);
+    if (tensorsByName.has(name)) throw new GgufError(`duplicate tensor name "${name}"`);
+    const nDims = c.u32(`dimension count of tensor "${name}"`);
+    if (nDims < 1 || nDims > MAX_DIMS) {
+      throw new GgufError(`tensor "${name}" has ${nDims} dimensions (allowed 1..${MAX_DIMS})`);
+    }
+    const dims: number[] = [];
+    let elementCount = 1;
+    for (let d = 0; d < nDims; d++) {
+      const n = c.u64(`dimension ${d} of tensor "${name}"`);
+      if (n === 0) throw new GgufError(`tensor "${name}" has a zero-sized dimension ${d}`);
+      elementCount *= n;
+      if (elementCount > Number.MAX_SAFE_INTEGER)
+        throw new GgufError(`tensor "${name}" has absurd dimensions`);
+      dims.push(n);
+    }
+    const typeId = c.u32(`type of tensor "${name}"`);
+    const type = ggmlTypes.get(typeId);
+    if (type === undefined) throw new GgufError(`tensor "${name}" has unknown tensor type ${typeId}`);
+    const rel = c.u64(`data offset of tensor "${name}"`);
+    if (rel % alignment !== 0) {
+      throw new GgufError(
+        `tensor "${name}" data offset ${rel} is not a multiple of the alignment ${alignment}`,
+      );
+    }
+    const rowLen = dims[0] ?? 0;
+    if (rowLen % type.blockElements !== 0) {
+      throw new GgufError(
+        `tensor "${name}" row length ${rowLen} is not a multiple of the ${type.name} block size ${type.blockElements}`,
+      );
+    }
+    const sizeBytes = (elementCount / type.blockElements) * type.blockSizeBytes;
+    const info: GgufTensorInfo = {
+      name,
+      dims,
+      typeId,
+      typeName: type.name,
+      elementCount,
+      sizeBytes,
+      fileOffset: 0,
+    };
+    tensors.push(info);
+    tensorsByName.set(name, info);
+    relOffsets.push(rel);
+  }
+
+  const dataOffset = Math.ceil(c.offset / alignment) * alignment;
+  const fileSizeBytes = bytes.byteLength;
+  for (let i = 0; i < tensors.length; i++) {
+    const t = tensors[i] as GgufTensorInfo;
+    t.fileOffset = dataOffset + (relOffsets[i] as number);
+    if (t.fileOffset + t.sizeBytes > fileSizeBytes) {
+      throw new GgufError(
+        `tensor "${t.name}" data [${t.fileOffset}, ${t.fileOffset + t.sizeBytes}) lies outside the file ` +
+          `(${fileSizeBytes} bytes): truncated or corrupt file`,
+      );
+    }
+  }
+  // Overlapping tensor data means a corrupt table.
+  const byOffset = [...tensors].sort((a, b) => a.fileOffset - b.fileOffset);
+  for (let i = 1; i < byOffset.length; i++) {
+    const prev = byOffset[i - 1] as GgufTensorInfo;
+    const cur = byOffset[i] as GgufTensorInfo;
+    if (prev.fileOffset + prev.sizeBytes > cur.fileOffset) {
+      throw new GgufError(`tensor "${cur.name}" data overlaps tensor "${prev.name}"`);
+    }
+  }
+  return { version, metadata, tensors, tensorsByName, alignment, dataOffset, fileSizeBytes };
+}
+
+/** Reads and validates a GGUF file from disk (mmapped; weights are never copied). */
+export function readGguf(path: string): GgufFile {
+  let sizeBytes: number;
+  try {
+    const st = statSync(path);
+    if (!st.isFile()) throw new GgufError(`model path is not a regular file: ${path}`);
+    sizeBytes = st.size;
+  } catch (err) {
+    if (err instanceof GgufError) throw err;
+    throw new GgufError(`cannot open model file ${path}: ${(err as Error).message}`);
+  }
+  if (sizeBytes < 24) throw new GgufError(`not a GGUF file: ${path} is only ${sizeBytes} bytes`);
+  const bytes = Bun.mmap(path, { shared: false });
+  try {
+    return parseGguf(bytes);
+  } catch (err) {
+    if (err instanceof GgufError) err.message = `${path}: ${err.message}`;
+    throw err;
+  }
+}
+
+/** Typed metadata access with errors that name the missing or mistyped key. */
+export class GgufMetadata {
+  constructor(readonly map: Map<string, GgufValue>) {}
+
+  has(key: string): boolean {
+    return this.map.has(key);
+  }
+  number(key: string): number {
+    const v = this.map.get(key);
+    if (v === undefined) throw new GgufError(`missing required metadata key "${key}"`);
+    if (typeof v !== "number")
+      throw new GgufError(`metadata key "${key}" should be a number, got ${typeof v}`);
+    return v;
+  }
+  numberOr(key: string, fallback: number): number {
+    return this.map.has(key) ? this.number(key) : fallback;
+  }
+  string(key: string): string {
+    const v = this.map.get(key);
+    if (v === undefined) throw new GgufError(`missing required metadata key "${key}"`);
+    if (typeof v !== "string") throw new GgufError(`metadata key "${key}" should be a string`);
+    return v;
+  }
+  stringOr(key: string, fallback: string): string {
+    return this.map.has(key) ? this.string(key) : fallback;
+  }
+  boolOr(key: string, fallback: boolean): boolean {
+    const v = this.map.get(key);
+    if (v === undefined) return fallback;
+    if (typeof v !== "boolean") throw new GgufError(`metadata key "${key}" should be a bool`);
+    return v;
+  }
+  strings(key: string): string[] {
+    const v = this.map.get(key);
+    if (v === undefined) throw new GgufError(`missing required metadata key "${key}"`);
+    if (!Array.isArray(v) || (v.length > 0 && typeof v[0] !== "string")) {
+      throw new GgufError(`metadata key "${key}" should be an array of strings`);
+    }
+    return v as string[];
+  }
+  /** Any numeric array as an Int32Array (token types, ids). */
+  int32s(key: string): Int32Array | undefined {
+    const v = this.map.get(key);
+    if (v === undefined) return undefined;
+    if (v instanceof Int32Array) return v;
+    if (
+      v instanceof Uint32Array ||
+      v instanceof Int16Array ||
+      v instanceof Uint8Array ||
+      v instanceof Int8Array
+    ) {
+      return Int32Array.from(v);
+    }
+    throw new GgufError(`metadata key "${key}" should be an integer array`);
+  }
+  float32s(key: string): Float32Array | undefined {
+    const v = this.map.get(key);
+    if (v === undefined) return undefined;
+    if (v instanceof Float32Array) return v;
+    throw new GgufError(`metadata key "${key}" should be a float32 array`);
+  }
+}

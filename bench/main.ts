@@ -1,0 +1,65 @@
+// `bun run bench [suite...] [--json] [--quick] [--threads N]`: runs benchmark suites and
+// prints llama-bench style tables; with no suite, runs all and ends with one summary table.
+// With --json the output ends with one JSON object (one suite: its summary keys and rows;
+// all suites: { suites: { name: {...} } } plus the merged summary keys).
+import { type BenchOptions, formatTable, parseBenchArgs, printSuite, type SuiteResult } from "./lib.ts";
+
+const SUITES = ["kernels", "e2e", "serve", "kv"] as const;
+
+async function loadSuite(name: string): Promise<(o: BenchOptions) => Promise<SuiteResult>> {
+  if (!(SUITES as readonly string[]).includes(name)) {
+    throw new Error(`unknown suite "${name}"; suites: ${SUITES.join(", ")}`);
+  }
+  const mod = (await import(`./${name}.ts`)) as { run?: (o: BenchOptions) => Promise<SuiteResult> };
+  if (typeof mod.run !== "function") throw new Error(`bench/${name}.ts does not export run()`);
+  return mod.run;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    console.log(`Usage: bun run bench [suite...] [--json] [--quick] [--threads N]
+
+Suites: ${SUITES.join(", ")} (default: all, then one summary table).
+  --json       end the output with one JSON object of the figures
+  --quick      fewer repetitions (smoke runs; not for reporting)
+  --threads N  worker threads for hearth and the peer (default: $HEARTH_THREADS or 2)`);
+    return 0;
+  }
+  const { suites, opts } = parseBenchArgs(argv);
+  const names = suites.length > 0 ? suites : [...SUITES];
+  const results: SuiteResult[] = [];
+  const failures: string[] = [];
+  for (const name of names) {
+    try {
+      const run = await loadSuite(name);
+      const r = await run(opts);
+      printSuite(r);
+      results.push(r);
+    } catch (err) {
+      console.error(`bench ${name}: ${(err as Error).message}`);
+      failures.push(name);
+      if (suites.length > 0) return 1;
+    }
+  }
+  if (names.length > 1) {
+    const rows = results.flatMap((r) =>
+      Object.entries(r.summary).map(([key, value]) => ({ suite: r.suite, figure: key, value })),
+    );
+    console.log("\n## summary\n");
+    console.log(formatTable(["suite", "figure", "value"], rows));
+    if (failures.length > 0) console.log(`\nsuites that failed: ${failures.join(", ")}`);
+  }
+  if (opts.json) {
+    if (results.length === 1 && names.length === 1) {
+      const r = results[0] as SuiteResult;
+      console.log(JSON.stringify({ suite: r.suite, ...r.summary, rows: r.rows }));
+    } else {
+      const merged = Object.assign({}, ...results.map((r) => r.summary));
+      const bySuite = Object.fromEntries(results.map((r) => [r.suite, { ...r.summary, rows: r.rows }]));
+      console.log(JSON.stringify({ ...merged, suites: bySuite, failed: failures }));
+    }
+  }
+  return failures.length > 0 ? 1 : 0;
+}
+
+if (import.meta.main) process.exitCode = await main(process.argv.slice(2));

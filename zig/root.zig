@@ -16,4 +16,7 @@ export fn hearth_last_error(buf: ?[*]u8, cap: usize) usize {
 test {
     std.testing.refAllDecls(@This());
     _ = status;
+    _ = @import("ops.zig");
+    _ = @import("kv/pages.zig");
+    _ = @import("attention.zig");
 }

@@ -1,0 +1,254 @@
+//! Causal attention of a batch of query rows over the paged KV cache, grouped-query (GQA).
+//!
+//! One work item is (row, kv head): the `group` query heads that share a kv head walk the
+//! sequence's pages once, so each K/V row is converted to f32 once for all of them. Softmax is
+//! online (running max and sum, rescaled per page), so no score buffer grows with the context.
+//! An item's arithmetic depends only on its own row and sequence: batch invariant.
+const std = @import("std");
+const ops = @import("ops.zig");
+const kv = @import("kv/pages.zig");
+
+pub const max_group = 16;
+pub const supported_head_dims = [_]usize{ 32, 64, 80, 96, 128, 256 };
+
+pub fn headDimSupported(hd: usize) bool {
+    for (supported_head_dims) |d| if (d == hd) return true;
+    return false;
+}
+
+pub const Job = struct {
+    cache: *const kv.Cache,
+    layer: usize,
+    /// n rows of n_head * head_dim query values (already roped).
+    q: []const f32,
+    /// n rows of n_head * head_dim outputs.
+    out: []f32,
+    seq_ids: []const i32,
+    /// Token index of each row within its sequence; the row attends to keys [0, index].
+    indices: []const u32,
+    n_head: usize,
+    scale: f32,
+
+    pub fn items(self: *const Job) usize {
+        return self.seq_ids.len * self.cache.shape.n_head_kv;
+    }
+
+    /// Computes item (row, kv head) = (item / n_head_kv, item % n_head_kv).
+    pub fn run(self: *const Job, item: usize) void {
+        switch (self.cache.shape.head_dim) {
+            inline 32, 64, 80, 96, 128, 256 => |hd| self.runHd(hd, item),
+            else => unreachable, // rejected at model create
+        }
+    }
+
+    fn runHd(self: *const Job, comptime hd: usize, item: usize) void {
+        const sh = self.cache.shape;
+        const row = item / sh.n_head_kv;
+        const g = item % sh.n_head_kv;
+        const group = self.n_head / sh.n_head_kv;
+        const width = self.n_head * hd;
+        const first_head = g * group;
+        attendGroup(
+            hd,
+            self.cache,
+            self.layer,
+            @intCast(self.seq_ids[row]),
+            @as(usize, self.indices[row]) + 1,
+            g,
+            group,
+            self.q[row * width + first_head * hd ..][0 .. group * hd],
+            self.out[row * width + first_head * hd ..][0 .. group * hd],
+            self.scale,
+        );
+    }
+};
+
+const V8 = @Vector(8, f32);
+const S = @Vector(kv.page_tokens, f32);
+
+inline fn loadRow(comptime hd: usize, t: kv.KvType, src: [*]const u8, dst: *[hd / 8]V8) void {
+    switch (t) {
+        .f16 => {
+            const h: [*]align(2) const f16 = @ptrCast(@alignCast(src));
+            inline for (0..hd / 8) |i| {
+                const v: @Vector(8, f16) = h[i * 8 ..][0..8].*;
+                dst[i] = @floatCast(v);
+            }
+        },
+        .q8_0 => {
+            const blocks: [*]align(1) const kv.KvBlockQ8 = @ptrCast(src);
+            inline for (0..hd / 8) |i| {
+                const b = &blocks[i / 4];
+                const q: @Vector(8, i8) = b.qs[(i % 4) * 8 ..][0..8].*;
+                const d: f32 = b.d;
+                dst[i] = @as(V8, @floatFromInt(q)) * @as(V8, @splat(d));
+            }
+        },
+    }
+}
+
+/// Attention of `group` query heads (q: group * hd, contiguous) over keys [0, n_keys) of kv head g.
+fn attendGroup(
+    comptime hd: usize,
+    cache: *const kv.Cache,
+    layer: usize,
+    seq: u32,
+    n_keys: usize,
+    g: usize,
+    group: usize,
+    q: []const f32,
+    out: []f32,
+    scale: f32,
+) void {
+    const nv = hd / 8;
+    std.debug.assert(group <= max_group and n_keys >= 1);
+    const t = cache.shape.kv_type;
+    const rb = cache.shape.rowBytes();
+    const pages = cache.table(seq);
+    std.debug.assert(pages.len * kv.page_tokens >= n_keys);
+
+    var m: [max_group]f32 = @splat(-std.math.floatMax(f32));
+    var l: [max_group]f32 = @splat(0);
+    var acc: [max_group][nv]V8 = undefined;
+    for (0..group) |h| acc[h] = @splat(@splat(0));
+    var qv: [max_group][nv]V8 = undefined;
+    for (0..group) |h| {
+        inline for (0..nv) |i| qv[h][i] = q[h * hd + i * 8 ..][0..8].*;
+    }
+
+    var row: [nv]V8 = undefined;
+    var p_idx: usize = 0;
+    var base: usize = 0;
+    while (base < n_keys) : ({
+        base += kv.page_tokens;
+        p_idx += 1;
+    }) {
+        const count = @min(kv.page_tokens, n_keys - base);
+        const kblock = cache.blockPtr(pages[p_idx], layer, .k, g);
+        const vblock = cache.blockPtr(pages[p_idx], layer, .v, g);
+        var s: [max_group][kv.page_tokens]f32 = undefined;
+        for (0..group) |h| s[h] = @splat(-std.math.inf(f32));
+        for (0..count) |j| {
+            loadRow(hd, t, kblock + j * rb, &row);
+            for (0..group) |h| {
+                var a: V8 = row[0] * qv[h][0];
+                inline for (1..nv) |i| a = @mulAdd(V8, row[i], qv[h][i], a);
+                s[h][j] = @reduce(.Add, a) * scale;
+            }
+        }
+        var corr: [max_group]f32 = undefined;
+        for (0..group) |h| {
+            const sv: S = s[h];
+            const m_new = @max(m[h], @reduce(.Max, sv));
+            const pv = ops.expV(kv.page_tokens, sv - @as(S, @splat(m_new)));
+            corr[h] = ops.expScalar(m[h] - m_new);
+            l[h] = l[h] * corr[h] + @reduce(.Add, pv);
+            m[h] = m_new;
+            s[h] = pv;
+            inline for (0..nv) |i| acc[h][i] *= @as(V8, @splat(corr[h]));
+        }
+        for (0..count) |j| {
+            loadRow(hd, t, vblock + j * rb, &row);
+            for (0..group) |h| {
+                const pj: V8 = @splat(s[h][j]);
+                inline for (0..nv) |i| acc[h][i] = @mulAdd(V8, row[i], pj, acc[h][i]);
+            }
+        }
+    }
+    for (0..group) |h| {
+        const inv: V8 = @splat(1.0 / l[h]);
+        inline for (0..nv) |i| out[h * hd + i * 8 ..][0..8].* = acc[h][i] * inv;
+    }
+}
+
+/// Scalar twin: plain two-pass softmax attention over decoded rows, f64 sums.
+pub fn attendScalar(job: *const Job, item: usize) void {
+    const cache = job.cache;
+    const sh = cache.shape;
+    const hd = sh.head_dim;
+    const row = item / sh.n_head_kv;
+    const g = item % sh.n_head_kv;
+    const group = job.n_head / sh.n_head_kv;
+    const seq: u32 = @intCast(job.seq_ids[row]);
+    const n_keys = @as(usize, job.indices[row]) + 1;
+    var krow: [kv.max_head_dim]f32 = undefined;
+    var vrow: [kv.max_head_dim]f32 = undefined;
+    var scores: [4096]f64 = undefined;
+    std.debug.assert(n_keys <= scores.len);
+    for (0..group) |hh| {
+        const h = g * group + hh;
+        const q = job.q[row * job.n_head * hd + h * hd ..][0..hd];
+        var mx: f64 = -std.math.inf(f64);
+        for (0..n_keys) |j| {
+            kv.decodeRow(sh.kv_type, cache.rowPtr(seq, job.layer, .k, g, j), krow[0..hd]);
+            var d: f64 = 0;
+            for (q, krow[0..hd]) |a, b| d += @as(f64, a) * b;
+            scores[j] = d * job.scale;
+            mx = @max(mx, scores[j]);
+        }
+        var sum: f64 = 0;
+        for (scores[0..n_keys]) |*sc| {
+            sc.* = @exp(sc.* - mx);
+            sum += sc.*;
+        }
+        const o = job.out[row * job.n_head * hd + h * hd ..][0..hd];
+        var acc: [kv.max_head_dim]f64 = @splat(0);
+        for (0..n_keys) |j| {
+            kv.decodeRow(sh.kv_type, cache.rowPtr(seq, job.layer, .v, g, j), vrow[0..hd]);
+            for (0..hd) |i| acc[i] += scores[j] / sum * vrow[i];
+        }
+        for (o, 0..) |*x, i| x.* = @floatCast(acc[i]);
+    }
+}
+
+test "SIMD attention matches the scalar twin over several pages, GQA, both KV types" {
+    const testing = std.testing;
+    for ([_]kv.KvType{ .f16, .q8_0 }) |t| {
+        for ([_]usize{ 64, 128 }) |hd| {
+            const sh: kv.Shape = .{ .n_layer = 2, .n_head_kv = 2, .head_dim = hd, .kv_type = t };
+            const cache = try kv.Cache.init(testing.allocator, sh, 16, 2);
+            defer cache.deinit();
+            const a = cache.seqCreate().?;
+            const b = cache.seqCreate().?;
+            const len_a = 53;
+            const len_b = 5;
+            cache.grow(a, len_a);
+            cache.grow(b, len_b);
+            var prng = std.Random.DefaultPrng.init(hd);
+            const rng = prng.random();
+            const kv_dim = 2 * hd;
+            const n_store = len_a + len_b;
+            const kbuf = try testing.allocator.alloc(f32, n_store * kv_dim);
+            defer testing.allocator.free(kbuf);
+            const vbuf = try testing.allocator.alloc(f32, n_store * kv_dim);
+            defer testing.allocator.free(vbuf);
+            for (kbuf, vbuf) |*x, *y| {
+                x.* = rng.float(f32) * 2 - 1;
+                y.* = rng.float(f32) * 2 - 1;
+            }
+            var sids: [n_store]i32 = undefined;
+            var idx: [n_store]u32 = undefined;
+            for (0..n_store) |i| {
+                sids[i] = @intCast(if (i < len_a) a else b);
+                idx[i] = @intCast(if (i < len_a) i else i - len_a);
+            }
+            cache.storeBatch(1, kbuf, vbuf, &sids, &idx);
+            // Query rows: a at indices 0, 15, 16, 52; b at index 4. 6 query heads over 2 kv heads.
+            const n_head = 6;
+            const rows_sid = [_]i32{ @intCast(a), @intCast(a), @intCast(b), @intCast(a), @intCast(a) };
+            const rows_idx = [_]u32{ 0, 15, 4, 16, 52 };
+            const q = try testing.allocator.alloc(f32, rows_sid.len * n_head * hd);
+            defer testing.allocator.free(q);
+            for (q) |*x| x.* = (rng.float(f32) * 2 - 1) * 3;
+            const out1 = try testing.allocator.alloc(f32, q.len);
+            defer testing.allocator.free(out1);
+            const out2 = try testing.allocator.alloc(f32, q.len);
+            defer testing.allocator.free(out2);
+            var job: Job = .{ .cache = cache, .layer = 1, .q = q, .out = out1, .seq_ids = &rows_sid, .indices = &rows_idx, .n_head = n_head, .scale = 1.0 / @sqrt(@as(f32, @floatFromInt(hd))) };
+            for (0..job.items()) |it| job.run(it);
+            job.out = out2;
+            for (0..job.items()) |it| attendScalar(&job, it);
+            for (out1, out2) |x, y| try testing.expect(@abs(x - y) <= 1e-4 + 1e-4 * @abs(y));
+        }
+    }
+}

@@ -283,17 +283,30 @@ pub fn create(allocator: std.mem.Allocator, path: []const u8, hp: *const Hparams
         }
     }
 
-    const m = allocator.create(Model) catch return status.fail(.out_of_memory, "model struct", .{});
-    var m_ok = false;
-    defer if (!m_ok) allocator.destroy(m);
-    const layers = allocator.alloc(Layer, n_layer) catch return status.fail(.out_of_memory, "layer table", .{});
-    var layers_ok = false;
-    defer if (!layers_ok) allocator.free(layers);
+    const m = build(allocator, mapping, hp, opts, tensors, tied) catch |err|
+        return status.fail(.out_of_memory, "model buffers (KV {d} pages x {d} bytes, batch {d}, {d} threads): {s}", .{ opts.kv_pages, kvShape(hp, opts).pageSizeBytes(), opts.max_batch_tokens, opts.n_threads, @errorName(err) });
+    ok = true;
+    out.* = m;
+    return 0;
+}
+
+fn kvShape(hp: *const Hparams, opts: *const Options) kv.Shape {
+    return .{ .n_layer = hp.n_layer, .n_head_kv = hp.n_head_kv, .head_dim = hp.head_dim, .kv_type = @fromBackingInt(@intCast(opts.kv_type)) };
+}
+
+/// Allocates everything a validated model needs, once.
+fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) const u8, hp: *const Hparams, opts: *const Options, tensors: []const TensorDesc, tied: bool) !*Model {
+    const n_layer: usize = hp.n_layer;
+    const d: usize = hp.n_embd;
+    const q_dim: usize = @as(usize, hp.n_head) * hp.head_dim;
+    const kv_dim: usize = @as(usize, hp.n_head_kv) * hp.head_dim;
+    const m = try allocator.create(Model);
+    errdefer allocator.destroy(m);
+    const layers = try allocator.alloc(Layer, n_layer);
+    errdefer allocator.free(layers);
     // Norms: F32 in the file are used in place; F16 ones are widened into norm_store.
-    const n_norms = 1 + 2 * n_layer;
-    const norm_store = allocator.alloc(f32, n_norms * hp.n_embd) catch return status.fail(.out_of_memory, "norm weights", .{});
-    var norms_ok = false;
-    defer if (!norms_ok) allocator.free(norm_store);
+    const norm_store = try allocator.alloc(f32, (1 + 2 * n_layer) * d);
+    errdefer allocator.free(norm_store);
     var norm_slot: usize = 0;
     const normOf = struct {
         fn f(map: []const u8, desc: TensorDesc, store: []f32, slot: *usize, n: usize) []const f32 {
@@ -310,47 +323,48 @@ pub fn create(allocator: std.mem.Allocator, path: []const u8, hp: *const Hparams
     for (layers, 0..) |*ly, l| {
         const t = tensors[global_tensors.len + l * layer_tensors.len ..][0..layer_tensors.len];
         ly.* = .{
-            .attn_norm = normOf(mapping, t[0], norm_store, &norm_slot, hp.n_embd),
+            .attn_norm = normOf(mapping, t[0], norm_store, &norm_slot, d),
             .wq = weightOf(mapping, t[1]),
             .wk = weightOf(mapping, t[2]),
             .wv = weightOf(mapping, t[3]),
             .wo = weightOf(mapping, t[4]),
-            .ffn_norm = normOf(mapping, t[5], norm_store, &norm_slot, hp.n_embd),
+            .ffn_norm = normOf(mapping, t[5], norm_store, &norm_slot, d),
             .w_gate = weightOf(mapping, t[6]),
             .w_up = weightOf(mapping, t[7]),
             .w_down = weightOf(mapping, t[8]),
         };
     }
-    const output_norm = normOf(mapping, tensors[1], norm_store, &norm_slot, hp.n_embd);
+    const output_norm = normOf(mapping, tensors[1], norm_store, &norm_slot, d);
 
-    const shape: kv.Shape = .{ .n_layer = n_layer, .n_head_kv = hp.n_head_kv, .head_dim = hp.head_dim, .kv_type = @fromBackingInt(@intCast(opts.kv_type)) };
-    const cache = kv.Cache.init(allocator, shape, opts.kv_pages, opts.max_sequences) catch |err|
-        return status.fail(.out_of_memory, "KV cache of {d} pages x {d} bytes: {s}", .{ opts.kv_pages, shape.pageSizeBytes(), @errorName(err) });
-    var cache_ok = false;
-    defer if (!cache_ok) cache.deinit();
-    const pool = Pool.init(allocator, opts.n_threads) catch |err| return status.fail(.out_of_memory, "thread pool of {d}: {s}", .{ opts.n_threads, @errorName(err) });
-    var pool_ok = false;
-    defer if (!pool_ok) pool.deinit();
+    const cache = try kv.Cache.init(allocator, kvShape(hp, opts), opts.kv_pages, opts.max_sequences);
+    errdefer cache.deinit();
+    const pool = try Pool.init(allocator, opts.n_threads);
+    errdefer pool.deinit();
 
     const b: usize = opts.max_batch_tokens;
-    const widest = @max(@as(usize, hp.n_embd), @max(@as(usize, @intCast(q_dim)), hp.n_ff));
+    const widest = @max(d, @max(q_dim, hp.n_ff));
     const half_rope = hp.rope_dims / 2;
     // All f32 scratch in one slab, carved into the named buffers.
     const sizes = [_]usize{ b * d, b * d, b * q_dim, b * kv_dim, b * kv_dim, b * q_dim, b * hp.n_ff, b * hp.n_ff, b * half_rope, b * half_rope };
     var total: usize = 0;
     for (sizes) |sz| total += sz;
-    const slab = allocator.alloc(f32, total) catch return status.fail(.out_of_memory, "scratch for {d} batch tokens", .{b});
+    const slab = try allocator.alloc(f32, total);
+    errdefer allocator.free(slab);
     var bufs: [sizes.len][]f32 = undefined;
     var at: usize = 0;
     for (sizes, 0..) |sz, i| {
         bufs[i] = slab[at..][0..sz];
         at += sz;
     }
-    const act = allocator.alloc(BlockQ8Act, b * widest / 32) catch return status.fail(.out_of_memory, "activation blocks", .{});
-    const row_index = allocator.alloc(u32, b) catch return status.fail(.out_of_memory, "row index", .{});
-    const logit_rows = allocator.alloc(u32, b) catch return status.fail(.out_of_memory, "logit rows", .{});
-    const seq_rows = allocator.alloc(u32, opts.max_sequences) catch return status.fail(.out_of_memory, "seq rows", .{});
-    const seq_last_pos = allocator.alloc(i64, opts.max_sequences) catch return status.fail(.out_of_memory, "seq positions", .{});
+    const act = try allocator.alloc(BlockQ8Act, b * widest / 32);
+    errdefer allocator.free(act);
+    const row_index = try allocator.alloc(u32, b);
+    errdefer allocator.free(row_index);
+    const logit_rows = try allocator.alloc(u32, b);
+    errdefer allocator.free(logit_rows);
+    const seq_rows = try allocator.alloc(u32, opts.max_sequences);
+    errdefer allocator.free(seq_rows);
+    const seq_last_pos = try allocator.alloc(i64, opts.max_sequences);
 
     m.* = .{
         .magic = model_magic,
@@ -384,14 +398,7 @@ pub fn create(allocator: std.mem.Allocator, path: []const u8, hp: *const Hparams
         .seq_rows = seq_rows,
         .seq_last_pos = seq_last_pos,
     };
-    ok = true;
-    m_ok = true;
-    layers_ok = true;
-    norms_ok = true;
-    cache_ok = true;
-    pool_ok = true;
-    out.* = m;
-    return 0;
+    return m;
 }
 
 // ---------------------------------------------------------------- forward

@@ -1,7 +1,7 @@
 // The native Llama forward pass on the real default model: KV-cached decoding against full
 // recomputation, chunked prefill, batch invariance, a full KV pool, context shift, bad input.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type GgufFile, GgufMetadata, readGguf } from "../src/gguf/index.ts";
+import { type GgufFile, GgufMetadata, type GgufTensorInfo, readGguf } from "../src/gguf/index.ts";
 import { pullModel } from "../src/gguf/pull.ts";
 import { NativeError } from "../src/native/lib.ts";
 import { createBatch, openNativeModel } from "../src/native/model.ts";
@@ -269,5 +269,41 @@ describe("native llama forward", () => {
     expect(() => model.seqShift(seq, 1, 1)).toThrow(NativeError);
     expect(() => model.seqFree(12345)).toThrow(/not open/);
     model.seqFree(seq);
+  });
+
+  test("a malformed tensor table or unsupported file is a clear error, not a crash", () => {
+    const withTensor = (name: string, patch: Partial<GgufTensorInfo>): GgufFile => {
+      const t = file.tensorsByName.get(name) as GgufTensorInfo;
+      const tensorsByName = new Map(file.tensorsByName);
+      tensorsByName.set(name, { ...t, ...patch });
+      return { ...file, tensorsByName };
+    };
+    const opts = { threads: 1, kvPages: 4, maxBatchTokens: 8, maxSequences: 1 };
+    expect(() =>
+      openNativeModel(
+        modelPath,
+        opts,
+        withTensor("blk.3.attn_q.weight", { fileOffset: file.fileSizeBytes - 100 }),
+      ),
+    ).toThrow(/attn_q.weight \(layer 3\).*past the end/);
+    expect(() =>
+      openNativeModel(modelPath, opts, withTensor("blk.0.ffn_up.weight", { dims: [576, 1535] })),
+    ).toThrow(/ffn_up.weight \(layer 0\): dim 1 is 1535, expected 1536/);
+    expect(() => openNativeModel(modelPath, opts, withTensor("output_norm.weight", { typeId: 12 }))).toThrow(
+      /not supported/,
+    );
+    const noQ = new Map(file.tensorsByName);
+    noQ.delete("blk.7.attn_k.weight");
+    expect(() => openNativeModel(modelPath, opts, { ...file, tensorsByName: noQ })).toThrow(
+      /missing tensor "blk.7.attn_k.weight"/,
+    );
+    const otherArch = new Map(file.metadata);
+    otherArch.set("general.architecture", "mamba");
+    expect(() => openNativeModel(modelPath, opts, { ...file, metadata: otherArch })).toThrow(
+      /architecture "mamba" is not supported/,
+    );
+    expect(() => openNativeModel("/nonexistent/model.gguf", opts, file)).toThrow(/cannot open/);
+    expect(() => openNativeModel(modelPath, { ...opts, kvType: "q4" as "f16" })).toThrow(/kvType/);
+    expect(() => openNativeModel(modelPath, { ...opts, threads: 0 })).toThrow(/threads/);
   });
 });

@@ -16,6 +16,25 @@ pub fn headDimSupported(hd: usize) bool {
     return false;
 }
 
+/// Consecutive batch rows of one sequence with consecutive token indices (a prefill run),
+/// attended together so each K/V row is converted once for all of them.
+pub const Tile = struct { row: u32, count: u32 };
+pub const max_tile_rows = 4;
+
+/// Splits rows into tiles of at most max_tile_rows; returns the number of tiles written.
+pub fn makeTiles(seq_ids: []const i32, indices: []const u32, tiles: []Tile) usize {
+    var n_tiles: usize = 0;
+    var i: usize = 0;
+    while (i < seq_ids.len) {
+        var c: usize = 1;
+        while (c < max_tile_rows and i + c < seq_ids.len and seq_ids[i + c] == seq_ids[i] and indices[i + c] == indices[i] + c) c += 1;
+        tiles[n_tiles] = .{ .row = @intCast(i), .count = @intCast(c) };
+        n_tiles += 1;
+        i += c;
+    }
+    return n_tiles;
+}
+
 pub const Job = struct {
     cache: *const kv.Cache,
     layer: usize,
@@ -26,14 +45,15 @@ pub const Job = struct {
     seq_ids: []const i32,
     /// Token index of each row within its sequence; the row attends to keys [0, index].
     indices: []const u32,
+    tiles: []const Tile,
     n_head: usize,
     scale: f32,
 
     pub fn items(self: *const Job) usize {
-        return self.seq_ids.len * self.cache.shape.n_head_kv;
+        return self.tiles.len * self.cache.shape.n_head_kv;
     }
 
-    /// Computes item (row, kv head) = (item / n_head_kv, item % n_head_kv).
+    /// Computes item (tile, kv head) = (item / n_head_kv, item % n_head_kv).
     pub fn run(self: *const Job, item: usize) void {
         switch (self.cache.shape.head_dim) {
             inline 32, 64, 80, 96, 128, 256 => |hd| self.runHd(hd, item),
@@ -43,26 +63,28 @@ pub const Job = struct {
 
     fn runHd(self: *const Job, comptime hd: usize, item: usize) void {
         const sh = self.cache.shape;
-        const row = item / sh.n_head_kv;
+        const tile = self.tiles[item / sh.n_head_kv];
         const g = item % sh.n_head_kv;
         const group = self.n_head / sh.n_head_kv;
         const width = self.n_head * hd;
         const first_head = g * group;
-        attendGroup(
-            hd,
-            self.cache,
-            self.layer,
-            @intCast(self.seq_ids[row]),
-            @as(usize, self.indices[row]) + 1,
-            g,
-            group,
-            self.q[row * width + first_head * hd ..][0 .. group * hd],
-            self.out[row * width + first_head * hd ..][0 .. group * hd],
-            self.scale,
-        );
+        var qs: [max_queries][*]const f32 = undefined;
+        var outs: [max_queries][*]f32 = undefined;
+        var limits: [max_queries]usize = undefined;
+        var nq: usize = 0;
+        for (tile.row..tile.row + tile.count) |row| {
+            for (0..group) |h| {
+                qs[nq] = self.q[row * width + (first_head + h) * hd ..].ptr;
+                outs[nq] = self.out[row * width + (first_head + h) * hd ..].ptr;
+                limits[nq] = @as(usize, self.indices[row]) + 1;
+                nq += 1;
+            }
+        }
+        attendQueries(hd, self.cache, self.layer, @intCast(self.seq_ids[tile.row]), g, qs[0..nq], outs[0..nq], limits[0..nq], self.scale);
     }
 };
 
+const max_queries = max_group * max_tile_rows;
 const V8 = @Vector(8, f32);
 const S = @Vector(kv.page_tokens, f32);
 
@@ -87,36 +109,37 @@ inline fn loadRow(comptime hd: usize, t: kv.KvType, src: [*]const u8, dst: *[hd 
     }
 }
 
-/// Attention of `group` query heads (q: group * hd, contiguous) over keys [0, n_keys) of kv head g.
-fn attendGroup(
+/// Attention of several queries (each hd floats) over kv head g of one sequence; query qi sees
+/// keys [0, limits[qi]). Keys past a query's limit get score -inf, which adds exactly zero to its
+/// sums, so a query's result is bit-identical whichever queries share its tile.
+fn attendQueries(
     comptime hd: usize,
     cache: *const kv.Cache,
     layer: usize,
     seq: u32,
-    n_keys: usize,
     g: usize,
-    group: usize,
-    q: []const f32,
-    out: []f32,
+    qs: []const [*]const f32,
+    outs: []const [*]f32,
+    limits: []const usize,
     scale: f32,
 ) void {
     const nv = hd / 8;
-    std.debug.assert(group <= max_group and n_keys >= 1);
+    const nq = qs.len;
+    std.debug.assert(nq <= max_queries and nq > 0);
     const t = cache.shape.kv_type;
     const rb = cache.shape.rowBytes();
     const pages = cache.table(seq);
-    std.debug.assert(pages.len * kv.page_tokens >= n_keys);
+    var n_keys: usize = 0;
+    for (limits) |lim| n_keys = @max(n_keys, lim);
+    std.debug.assert(pages.len * kv.page_tokens >= n_keys and n_keys >= 1);
 
-    var m: [max_group]f32 = @splat(-std.math.floatMax(f32));
-    var l: [max_group]f32 = @splat(0);
-    var acc: [max_group][nv]V8 = undefined;
-    for (0..group) |h| acc[h] = @splat(@splat(0));
-    var qv: [max_group][nv]V8 = undefined;
-    for (0..group) |h| {
-        inline for (0..nv) |i| qv[h][i] = q[h * hd + i * 8 ..][0..8].*;
-    }
+    var m: [max_queries]f32 = @splat(-std.math.floatMax(f32));
+    var l: [max_queries]f32 = @splat(0);
+    var acc: [max_queries][nv]V8 = undefined;
+    for (0..nq) |qi| acc[qi] = @splat(@splat(0));
 
     var row: [nv]V8 = undefined;
+    var s: [max_queries][kv.page_tokens]f32 = undefined;
     var p_idx: usize = 0;
     var base: usize = 0;
     while (base < n_keys) : ({
@@ -126,48 +149,52 @@ fn attendGroup(
         const count = @min(kv.page_tokens, n_keys - base);
         const kblock = cache.blockPtr(pages[p_idx], layer, .k, g);
         const vblock = cache.blockPtr(pages[p_idx], layer, .v, g);
-        var s: [max_group][kv.page_tokens]f32 = undefined;
-        for (0..group) |h| s[h] = @splat(-std.math.inf(f32));
+        for (0..nq) |qi| s[qi] = @splat(-std.math.inf(f32));
         for (0..count) |j| {
             loadRow(hd, t, kblock + j * rb, &row);
-            for (0..group) |h| {
-                var a: V8 = row[0] * qv[h][0];
-                inline for (1..nv) |i| a = @mulAdd(V8, row[i], qv[h][i], a);
-                s[h][j] = @reduce(.Add, a) * scale;
+            for (0..nq) |qi| {
+                if (base + j >= limits[qi]) continue;
+                const q = qs[qi];
+                var a: V8 = row[0] * @as(V8, q[0..8].*);
+                inline for (1..nv) |i| a = @mulAdd(V8, row[i], q[i * 8 ..][0..8].*, a);
+                s[qi][j] = @reduce(.Add, a) * scale;
             }
         }
-        var corr: [max_group]f32 = undefined;
-        for (0..group) |h| {
-            const sv: S = s[h];
-            const m_new = @max(m[h], @reduce(.Max, sv));
+        for (0..nq) |qi| {
+            const sv: S = s[qi];
+            const m_new = @max(m[qi], @reduce(.Max, sv));
             const pv = ops.expV(kv.page_tokens, sv - @as(S, @splat(m_new)));
-            corr[h] = ops.expScalar(m[h] - m_new);
-            l[h] = l[h] * corr[h] + @reduce(.Add, pv);
-            m[h] = m_new;
-            s[h] = pv;
-            inline for (0..nv) |i| acc[h][i] *= @as(V8, @splat(corr[h]));
+            const corr = ops.expScalar(m[qi] - m_new);
+            l[qi] = l[qi] * corr + @reduce(.Add, pv);
+            m[qi] = m_new;
+            s[qi] = pv;
+            inline for (0..nv) |i| acc[qi][i] *= @as(V8, @splat(corr));
         }
         for (0..count) |j| {
             loadRow(hd, t, vblock + j * rb, &row);
-            for (0..group) |h| {
-                const pj: V8 = @splat(s[h][j]);
-                inline for (0..nv) |i| acc[h][i] = @mulAdd(V8, row[i], pj, acc[h][i]);
+            for (0..nq) |qi| {
+                const pj: V8 = @splat(s[qi][j]);
+                inline for (0..nv) |i| acc[qi][i] = @mulAdd(V8, row[i], pj, acc[qi][i]);
             }
         }
     }
-    for (0..group) |h| {
-        const inv: V8 = @splat(1.0 / l[h]);
-        inline for (0..nv) |i| out[h * hd + i * 8 ..][0..8].* = acc[h][i] * inv;
+    for (0..nq) |qi| {
+        const inv: V8 = @splat(1.0 / l[qi]);
+        inline for (0..nv) |i| outs[qi][i * 8 ..][0..8].* = acc[qi][i] * inv;
     }
 }
 
 /// Scalar twin: plain two-pass softmax attention over decoded rows, f64 sums.
 pub fn attendScalar(job: *const Job, item: usize) void {
+    const sh = job.cache.shape;
+    const tile = job.tiles[item / sh.n_head_kv];
+    for (tile.row..tile.row + tile.count) |row| attendScalarRow(job, row, item % sh.n_head_kv);
+}
+
+fn attendScalarRow(job: *const Job, row: usize, g: usize) void {
     const cache = job.cache;
     const sh = cache.shape;
     const hd = sh.head_dim;
-    const row = item / sh.n_head_kv;
-    const g = item % sh.n_head_kv;
     const group = job.n_head / sh.n_head_kv;
     const seq: u32 = @intCast(job.seq_ids[row]);
     const n_keys = @as(usize, job.indices[row]) + 1;
@@ -201,7 +228,7 @@ pub fn attendScalar(job: *const Job, item: usize) void {
     }
 }
 
-test "SIMD attention matches the scalar twin over several pages, GQA, both KV types" {
+test "SIMD attention matches the scalar twin over several pages, GQA, both KV types; tiles are bit-identical to single rows" {
     const testing = std.testing;
     for ([_]kv.KvType{ .f16, .q8_0 }) |t| {
         for ([_]usize{ 64, 128 }) |hd| {
@@ -233,10 +260,17 @@ test "SIMD attention matches the scalar twin over several pages, GQA, both KV ty
                 idx[i] = @intCast(if (i < len_a) i else i - len_a);
             }
             cache.storeBatch(1, kbuf, vbuf, &sids, &idx);
-            // Query rows: a at indices 0, 15, 16, 52; b at index 4. 6 query heads over 2 kv heads.
+            // Query rows: a at 0, then a run 13..18 (two tiles across a page edge), b at 4, a at 52.
+            // 6 query heads over 2 kv heads.
             const n_head = 6;
-            const rows_sid = [_]i32{ @intCast(a), @intCast(a), @intCast(b), @intCast(a), @intCast(a) };
-            const rows_idx = [_]u32{ 0, 15, 4, 16, 52 };
+            const ia: i32 = @intCast(a);
+            const rows_sid = [_]i32{ ia, ia, ia, ia, ia, ia, ia, @intCast(b), ia };
+            const rows_idx = [_]u32{ 0, 13, 14, 15, 16, 17, 18, 4, 52 };
+            var tiles: [rows_sid.len]Tile = undefined;
+            const n_tiles = makeTiles(&rows_sid, &rows_idx, &tiles);
+            try testing.expectEqual(@as(usize, 5), n_tiles);
+            var singles: [rows_sid.len]Tile = undefined;
+            for (&singles, 0..) |*tl, i| tl.* = .{ .row = @intCast(i), .count = 1 };
             const q = try testing.allocator.alloc(f32, rows_sid.len * n_head * hd);
             defer testing.allocator.free(q);
             for (q) |*x| x.* = (rng.float(f32) * 2 - 1) * 3;
@@ -244,11 +278,18 @@ test "SIMD attention matches the scalar twin over several pages, GQA, both KV ty
             defer testing.allocator.free(out1);
             const out2 = try testing.allocator.alloc(f32, q.len);
             defer testing.allocator.free(out2);
-            var job: Job = .{ .cache = cache, .layer = 1, .q = q, .out = out1, .seq_ids = &rows_sid, .indices = &rows_idx, .n_head = n_head, .scale = 1.0 / @sqrt(@as(f32, @floatFromInt(hd))) };
+            const out3 = try testing.allocator.alloc(f32, q.len);
+            defer testing.allocator.free(out3);
+            var job: Job = .{ .cache = cache, .layer = 1, .q = q, .out = out1, .seq_ids = &rows_sid, .indices = &rows_idx, .tiles = tiles[0..n_tiles], .n_head = n_head, .scale = 1.0 / @sqrt(@as(f32, @floatFromInt(hd))) };
             for (0..job.items()) |it| job.run(it);
             job.out = out2;
             for (0..job.items()) |it| attendScalar(&job, it);
             for (out1, out2) |x, y| try testing.expect(@abs(x - y) <= 1e-4 + 1e-4 * @abs(y));
+            // Batch invariance: one row per tile gives bit-identical results.
+            job.out = out3;
+            job.tiles = &singles;
+            for (0..job.items()) |it| job.run(it);
+            try testing.expectEqualSlices(f32, out1, out3);
         }
     }
 }

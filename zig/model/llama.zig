@@ -117,6 +117,8 @@ pub const Model = struct {
     rope_cos: []f32,
     rope_sin: []f32,
     row_index: []u32,
+    tiles: []attention.Tile,
+    n_tiles: usize = 0,
     logit_rows: []u32,
     seq_rows: []u32,
     seq_last_pos: []i64,
@@ -136,6 +138,7 @@ pub const Model = struct {
         a.free(self.slab);
         a.free(self.act);
         a.free(self.row_index);
+        a.free(self.tiles);
         a.free(self.logit_rows);
         a.free(self.seq_rows);
         a.free(self.seq_last_pos);
@@ -360,6 +363,8 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
     errdefer allocator.free(act);
     const row_index = try allocator.alloc(u32, b);
     errdefer allocator.free(row_index);
+    const tiles = try allocator.alloc(attention.Tile, b);
+    errdefer allocator.free(tiles);
     const logit_rows = try allocator.alloc(u32, b);
     errdefer allocator.free(logit_rows);
     const seq_rows = try allocator.alloc(u32, opts.max_sequences);
@@ -394,6 +399,7 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
         .rope_cos = bufs[8],
         .rope_sin = bufs[9],
         .row_index = row_index,
+        .tiles = tiles,
         .logit_rows = logit_rows,
         .seq_rows = seq_rows,
         .seq_last_pos = seq_last_pos,
@@ -466,12 +472,14 @@ const AttnQuant = struct {
         self.job.run(item);
         const n_head_kv = self.job.cache.shape.n_head_kv;
         const hd = self.job.cache.shape.head_dim;
-        const row = item / n_head_kv;
+        const tile = self.job.tiles[item / n_head_kv];
         const g = item % n_head_kv;
         const group = self.job.n_head / n_head_kv;
         const width = self.job.n_head * hd;
-        const lo = row * width + g * group * hd;
-        quant.quantizeAct(self.job.out[lo..][0 .. group * hd], self.act[lo / 32 ..][0 .. group * hd / 32]);
+        for (tile.row..tile.row + tile.count) |row| {
+            const lo = row * width + g * group * hd;
+            quant.quantizeAct(self.job.out[lo..][0 .. group * hd], self.act[lo / 32 ..][0 .. group * hd / 32]);
+        }
     }
 };
 
@@ -556,6 +564,7 @@ pub fn decode(m: *Model, tokens: []const i32, positions: []const i32, seq_ids: [
         m.rope.angles(positions[i], m.rope_cos[i * half ..][0..half], m.rope_sin[i * half ..][0..half]);
     }
 
+    m.n_tiles = attention.makeTiles(seq_ids, m.row_index[0..n], m.tiles);
     forward(m, tokens, seq_ids);
 
     if (n_out > 0) {
@@ -584,7 +593,7 @@ fn forward(m: *Model, tokens: []const i32, seq_ids: []const i32) void {
         const rs: RopeStore = .{ .m = m, .layer = l, .seq_ids = seq_ids };
         forRows(m, n, &rs, RopeStore.run);
         const aq: AttnQuant = .{
-            .job = .{ .cache = m.cache, .layer = l, .q = m.q[0 .. n * m.qDim()], .out = m.att[0 .. n * m.qDim()], .seq_ids = seq_ids, .indices = m.row_index[0..n], .n_head = m.hp.n_head, .scale = m.attn_scale },
+            .job = .{ .cache = m.cache, .layer = l, .q = m.q[0 .. n * m.qDim()], .out = m.att[0 .. n * m.qDim()], .seq_ids = seq_ids, .indices = m.row_index[0..n], .tiles = m.tiles[0..m.n_tiles], .n_head = m.hp.n_head, .scale = m.attn_scale },
             .act = m.act,
         };
         const items = aq.job.items();

@@ -19,15 +19,20 @@ pub fn headDimSupported(hd: usize) bool {
 /// Consecutive batch rows of one sequence with consecutive token indices (a prefill run),
 /// attended together so each K/V row is converted once for all of them.
 pub const Tile = struct { row: u32, count: u32 };
-pub const max_tile_rows = 4;
+pub const max_queries = 64;
 
-/// Splits rows into tiles of at most max_tile_rows; returns the number of tiles written.
-pub fn makeTiles(seq_ids: []const i32, indices: []const u32, tiles: []Tile) usize {
+/// Rows per tile for `group` query heads per kv head (a tile holds at most max_queries queries).
+pub fn tileRows(group: usize) usize {
+    return @max(1, @min(16, max_queries / group));
+}
+
+/// Splits rows into tiles of at most `max_rows`; returns the number of tiles written.
+pub fn makeTiles(seq_ids: []const i32, indices: []const u32, max_rows: usize, tiles: []Tile) usize {
     var n_tiles: usize = 0;
     var i: usize = 0;
     while (i < seq_ids.len) {
         var c: usize = 1;
-        while (c < max_tile_rows and i + c < seq_ids.len and seq_ids[i + c] == seq_ids[i] and indices[i + c] == indices[i] + c) c += 1;
+        while (c < max_rows and i + c < seq_ids.len and seq_ids[i + c] == seq_ids[i] and indices[i + c] == indices[i] + c) c += 1;
         tiles[n_tiles] = .{ .row = @intCast(i), .count = @intCast(c) };
         n_tiles += 1;
         i += c;
@@ -84,7 +89,6 @@ pub const Job = struct {
     }
 };
 
-const max_queries = max_group * max_tile_rows;
 const V8 = @Vector(8, f32);
 const S = @Vector(kv.page_tokens, f32);
 
@@ -109,9 +113,51 @@ inline fn loadRow(comptime hd: usize, t: kv.KvType, src: [*]const u8, dst: *[hd 
     }
 }
 
+/// K of one page block as f32, dimension-major: kt[d] holds dimension d of the 16 keys.
+fn loadKt(comptime hd: usize, cache: *const kv.Cache, kblock: [*]const u8, count: usize, kt: *[hd][2]V8) void {
+    if (cache.kTransposed()) {
+        const h: [*]const f16 = @ptrCast(@alignCast(kblock));
+        for (0..hd) |d| {
+            const lo: @Vector(8, f16) = h[d * kv.page_tokens ..][0..8].*;
+            const hi: @Vector(8, f16) = h[d * kv.page_tokens + 8 ..][0..8].*;
+            kt[d] = .{ @floatCast(lo), @floatCast(hi) };
+        }
+        return;
+    }
+    // Token-major rows (Q8_0): decode each and scatter it into the columns.
+    var row: [hd]f32 = undefined;
+    const rb = cache.shape.rowBytes();
+    for (0..count) |j| {
+        kv.decodeRow(cache.shape.kv_type, kblock + j * rb, &row);
+        for (0..hd) |d| {
+            const cols: *[16]f32 = @ptrCast(&kt[d]);
+            cols[j] = row[d];
+        }
+    }
+}
+
+/// Raw scores of C queries against the 16 keys of a page: one FMA per dimension and 8 keys,
+/// summed over dimensions in order 0..hd (the same order for every query, alone or tiled).
+inline fn scoreChunk(comptime hd: usize, comptime C: usize, kt: *const [hd][2]V8, qs: []const [*]const f32, out: [][kv.page_tokens]f32) void {
+    var a: [C][2]V8 = @splat(.{ @splat(0), @splat(0) });
+    for (0..hd) |d| {
+        const k0 = kt[d][0];
+        const k1 = kt[d][1];
+        inline for (0..C) |c| {
+            const b: V8 = @splat(qs[c][d]);
+            a[c][0] = @mulAdd(V8, k0, b, a[c][0]);
+            a[c][1] = @mulAdd(V8, k1, b, a[c][1]);
+        }
+    }
+    inline for (0..C) |c| {
+        out[c][0..8].* = a[c][0];
+        out[c][8..16].* = a[c][1];
+    }
+}
+
 /// Attention of several queries (each hd floats) over kv head g of one sequence; query qi sees
-/// keys [0, limits[qi]). Keys past a query's limit get score -inf, which adds exactly zero to its
-/// sums, so a query's result is bit-identical whichever queries share its tile.
+/// keys [0, limits[qi]). Each query's arithmetic is the same whichever queries share its tile
+/// (pages past its limit are skipped, masked keys are -inf), so results are bit-identical.
 fn attendQueries(
     comptime hd: usize,
     cache: *const kv.Cache,
@@ -138,8 +184,10 @@ fn attendQueries(
     var acc: [max_queries][nv]V8 = undefined;
     for (0..nq) |qi| acc[qi] = @splat(@splat(0));
 
-    var row: [nv]V8 = undefined;
+    var kt: [hd][2]V8 = undefined;
+    var vf: [kv.page_tokens][nv]V8 = undefined;
     var s: [max_queries][kv.page_tokens]f32 = undefined;
+    const lane: S = std.simd.iota(f32, kv.page_tokens);
     var p_idx: usize = 0;
     var base: usize = 0;
     while (base < n_keys) : ({
@@ -147,35 +195,35 @@ fn attendQueries(
         p_idx += 1;
     }) {
         const count = @min(kv.page_tokens, n_keys - base);
-        const kblock = cache.blockPtr(pages[p_idx], layer, .k, g);
+        loadKt(hd, cache, cache.blockPtr(pages[p_idx], layer, .k, g), count, &kt);
         const vblock = cache.blockPtr(pages[p_idx], layer, .v, g);
-        for (0..nq) |qi| s[qi] = @splat(-std.math.inf(f32));
-        for (0..count) |j| {
-            loadRow(hd, t, kblock + j * rb, &row);
-            for (0..nq) |qi| {
-                if (base + j >= limits[qi]) continue;
-                const q = qs[qi];
-                var a: V8 = row[0] * @as(V8, q[0..8].*);
-                inline for (1..nv) |i| a = @mulAdd(V8, row[i], q[i * 8 ..][0..8].*, a);
-                s[qi][j] = @reduce(.Add, a) * scale;
-            }
+        for (0..count) |j| loadRow(hd, t, vblock + j * rb, &vf[j]);
+
+        var qi: usize = 0;
+        while (qi + 4 <= nq) : (qi += 4) scoreChunk(hd, 4, &kt, qs[qi..], s[qi..]);
+        switch (nq - qi) {
+            inline 1, 2, 3 => |c| scoreChunk(hd, c, &kt, qs[qi..], s[qi..]),
+            else => {},
         }
-        for (0..nq) |qi| {
-            const sv: S = s[qi];
-            const m_new = @max(m[qi], @reduce(.Max, sv));
+
+        for (0..nq) |q| {
+            if (limits[q] <= base) continue; // this page is past the query's last key
+            const valid = @min(count, limits[q] - base);
+            const raw: S = s[q];
+            const sv = @select(f32, lane < @as(S, @splat(@floatFromInt(valid))), raw * @as(S, @splat(scale)), @as(S, @splat(-std.math.inf(f32))));
+            const m_new = @max(m[q], @reduce(.Max, sv));
             const pv = ops.expV(kv.page_tokens, sv - @as(S, @splat(m_new)));
-            const corr = ops.expScalar(m[qi] - m_new);
-            l[qi] = l[qi] * corr + @reduce(.Add, pv);
-            m[qi] = m_new;
-            s[qi] = pv;
-            inline for (0..nv) |i| acc[qi][i] *= @as(V8, @splat(corr));
-        }
-        for (0..count) |j| {
-            loadRow(hd, t, vblock + j * rb, &row);
-            for (0..nq) |qi| {
-                const pj: V8 = @splat(s[qi][j]);
-                inline for (0..nv) |i| acc[qi][i] = @mulAdd(V8, row[i], pj, acc[qi][i]);
+            const corr = ops.expScalar(m[q] - m_new);
+            l[q] = l[q] * corr + @reduce(.Add, pv);
+            m[q] = m_new;
+            const pa: [kv.page_tokens]f32 = pv;
+            var a = acc[q];
+            inline for (0..nv) |i| a[i] *= @as(V8, @splat(corr));
+            for (0..valid) |j| {
+                const pj: V8 = @splat(pa[j]);
+                inline for (0..nv) |i| a[i] = @mulAdd(V8, vf[j][i], pj, a[i]);
             }
+            acc[q] = a;
         }
     }
     for (0..nq) |qi| {
@@ -207,7 +255,7 @@ fn attendScalarRow(job: *const Job, row: usize, g: usize) void {
         const q = job.q[row * job.n_head * hd + h * hd ..][0..hd];
         var mx: f64 = -std.math.inf(f64);
         for (0..n_keys) |j| {
-            kv.decodeRow(sh.kv_type, cache.rowPtr(seq, job.layer, .k, g, j), krow[0..hd]);
+            cache.readRow(seq, job.layer, .k, g, j, krow[0..hd]);
             var d: f64 = 0;
             for (q, krow[0..hd]) |a, b| d += @as(f64, a) * b;
             scores[j] = d * job.scale;
@@ -221,7 +269,7 @@ fn attendScalarRow(job: *const Job, row: usize, g: usize) void {
         const o = job.out[row * job.n_head * hd + h * hd ..][0..hd];
         var acc: [kv.max_head_dim]f64 = @splat(0);
         for (0..n_keys) |j| {
-            kv.decodeRow(sh.kv_type, cache.rowPtr(seq, job.layer, .v, g, j), vrow[0..hd]);
+            cache.readRow(seq, job.layer, .v, g, j, vrow[0..hd]);
             for (0..hd) |i| acc[i] += scores[j] / sum * vrow[i];
         }
         for (o, 0..) |*x, i| x.* = @floatCast(acc[i]);
@@ -267,7 +315,7 @@ test "SIMD attention matches the scalar twin over several pages, GQA, both KV ty
             const rows_sid = [_]i32{ ia, ia, ia, ia, ia, ia, ia, @intCast(b), ia };
             const rows_idx = [_]u32{ 0, 13, 14, 15, 16, 17, 18, 4, 52 };
             var tiles: [rows_sid.len]Tile = undefined;
-            const n_tiles = makeTiles(&rows_sid, &rows_idx, &tiles);
+            const n_tiles = makeTiles(&rows_sid, &rows_idx, 4, &tiles);
             try testing.expectEqual(@as(usize, 5), n_tiles);
             var singles: [rows_sid.len]Tile = undefined;
             for (&singles, 0..) |*tl, i| tl.* = .{ .row = @intCast(i), .count = 1 };

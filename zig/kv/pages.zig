@@ -4,6 +4,11 @@
 //! `head_dim` values, at byte offset (((layer * 2 + kind) * n_head_kv + head) * block_bytes) in the
 //! page, kind 0 = K, 1 = V. Keeping a whole page contiguous lets a tier spill or checksum it as one
 //! blob. Nothing here allocates after `init`: pages are rented from a free stack and returned.
+//!
+//! Row layouts inside a block: V is token-major ([16][head_dim]) in both formats; Q8_0 K is
+//! token-major too (its blocks run along head_dim). F16 K is dimension-major ([head_dim][16]):
+//! attention then scores 16 keys with one vector FMA per dimension, no horizontal sums.
+//! Use readRow / writeRow to move one token's row in or out whatever the layout.
 const std = @import("std");
 const ops = @import("../ops.zig");
 
@@ -208,7 +213,40 @@ pub const Cache = struct {
         return self.data.ptr + idx * sh.blockBytes();
     }
 
-    /// Row of token `index` of a sequence.
+    /// True when K blocks are dimension-major ([head_dim][16] f16).
+    pub fn kTransposed(self: *const Cache) bool {
+        return self.shape.kv_type == .f16;
+    }
+
+    pub fn pageOf(self: *const Cache, seq: u32, index: usize) u32 {
+        return self.tables[@as(usize, seq) * self.pages_total + index / page_tokens];
+    }
+
+    /// Writes one token's row (head_dim floats) of (layer, kind, head) for token `index` of `seq`.
+    pub fn writeRow(self: *Cache, seq: u32, layer: usize, kind: Kind, head: usize, index: usize, src: []const f32) void {
+        std.debug.assert(src.len == self.shape.head_dim);
+        if (kind == .k and self.kTransposed()) {
+            const blk: [*]f16 = @ptrCast(@alignCast(self.blockPtr(self.pageOf(seq, index), layer, .k, head)));
+            const slot = index % page_tokens;
+            for (src, 0..) |v, d| blk[d * page_tokens + slot] = @floatCast(v);
+            return;
+        }
+        encodeRow(self.shape.kv_type, src, self.rowPtr(seq, layer, kind, head, index));
+    }
+
+    /// Reads one token's row back as f32.
+    pub fn readRow(self: *const Cache, seq: u32, layer: usize, kind: Kind, head: usize, index: usize, dst: []f32) void {
+        std.debug.assert(dst.len == self.shape.head_dim);
+        if (kind == .k and self.kTransposed()) {
+            const blk: [*]const f16 = @ptrCast(@alignCast(self.blockPtr(self.pageOf(seq, index), layer, .k, head)));
+            const slot = index % page_tokens;
+            for (dst, 0..) |*v, d| v.* = blk[d * page_tokens + slot];
+            return;
+        }
+        decodeRow(self.shape.kv_type, self.rowPtr(seq, layer, kind, head, index), dst);
+    }
+
+    /// Start of token `index`'s row in a token-major block (V, or K when stored as Q8_0).
     pub fn rowPtr(self: *const Cache, seq: u32, layer: usize, kind: Kind, head: usize, index: usize) [*]u8 {
         const page = self.tables[@as(usize, seq) * self.pages_total + index / page_tokens];
         return self.blockPtr(page, layer, kind, head) + (index % page_tokens) * self.shape.rowBytes();
@@ -225,8 +263,8 @@ pub const Cache = struct {
             std.debug.assert(index < self.seqs[seq].len_tokens);
             for (0..sh.n_head_kv) |h| {
                 const off = i * kv_dim + h * sh.head_dim;
-                encodeRow(sh.kv_type, k[off..][0..sh.head_dim], self.rowPtr(seq, layer, .k, h, index));
-                encodeRow(sh.kv_type, v[off..][0..sh.head_dim], self.rowPtr(seq, layer, .v, h, index));
+                self.writeRow(seq, layer, .k, h, index, k[off..][0..sh.head_dim]);
+                self.writeRow(seq, layer, .v, h, index, v[off..][0..sh.head_dim]);
             }
         }
     }
@@ -247,9 +285,9 @@ pub const Cache = struct {
         for (keep + drop..len) |j| {
             for (0..sh.n_layer) |l| {
                 for (0..sh.n_head_kv) |h| {
-                    decodeRow(sh.kv_type, self.rowPtr(seq, l, .k, h, j), r);
+                    self.readRow(seq, l, .k, h, j, r);
                     rope.apply(r, 1, sh.head_dim, cos[0 .. rope.rope_dims / 2], sin[0 .. rope.rope_dims / 2]);
-                    encodeRow(sh.kv_type, r, self.rowPtr(seq, l, .k, h, j - drop));
+                    self.writeRow(seq, l, .k, h, j - drop, r);
                     const rb = sh.rowBytes();
                     @memcpy(self.rowPtr(seq, l, .v, h, j - drop)[0..rb], self.rowPtr(seq, l, .v, h, j)[0..rb]);
                 }
@@ -374,11 +412,11 @@ test "storeBatch scatters rows into pages; F16 exact to f16 rounding, Q8_0 withi
         for (0..n) |i| for (0..sh.n_head_kv) |h| {
             const seq: u32 = @intCast(seq_ids[i]);
             const want_k = k[i * kv_dim + h * 64 ..][0..64];
-            decodeRow(t, c.rowPtr(seq, 1, .k, h, indices[i]), &row);
+            c.readRow(seq, 1, .k, h, indices[i], &row);
             const tol: f32 = if (t == .f16) 2.0 / 1024.0 else 2.0 / 254.0 + 2.0 / 1024.0; // half a step plus the f16 rounding of d
             for (want_k, row) |w, g| try testing.expect(@abs(w - g) <= tol);
             const want_v = v[i * kv_dim + h * 64 ..][0..64];
-            decodeRow(t, c.rowPtr(seq, 1, .v, h, indices[i]), &row);
+            c.readRow(seq, 1, .v, h, indices[i], &row);
             for (want_v, row) |w, g| try testing.expect(@abs(w - g) <= tol);
         };
     }
@@ -400,9 +438,9 @@ test "shift keeps the head, drops the middle, moves and re-ropes the tail, retur
         @memset(&row, 0.125);
         rope.angles(@intCast(j), &cos, &sin);
         rope.apply(&row, 1, 64, &cos, &sin);
-        encodeRow(.f16, &row, c.rowPtr(s, l, .k, h, j));
+        c.writeRow(s, l, .k, h, j, &row);
         @memset(&row, @floatFromInt(j));
-        encodeRow(.f16, &row, c.rowPtr(s, l, .v, h, j));
+        c.writeRow(s, l, .v, h, j, &row);
     };
     c.shift(s, 4, 20, &rope);
     try testing.expectEqual(@as(u32, 20), c.seqs[s].len_tokens);
@@ -411,13 +449,13 @@ test "shift keeps the head, drops the middle, moves and re-ropes the tail, retur
     var want: [64]f32 = undefined;
     for (0..20) |j| for (0..sh.n_layer) |l| for (0..sh.n_head_kv) |h| {
         const orig: usize = if (j < 4) j else j + 20;
-        decodeRow(.f16, c.rowPtr(s, l, .v, h, j), &row);
+        c.readRow(s, l, .v, h, j, &row);
         try testing.expectEqual(@as(f32, @floatFromInt(orig)), row[0]);
         // After the shift, K at index j is roped to position j.
         @memset(&want, 0.125);
         rope.angles(@intCast(j), &cos, &sin);
         rope.apply(&want, 1, 64, &cos, &sin);
-        decodeRow(.f16, c.rowPtr(s, l, .k, h, j), &row);
+        c.readRow(s, l, .k, h, j, &row);
         for (want, row) |w, g| try testing.expect(@abs(w - g) < 2e-3);
     };
 }

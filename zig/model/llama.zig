@@ -564,7 +564,7 @@ pub fn decode(m: *Model, tokens: []const i32, positions: []const i32, seq_ids: [
         m.rope.angles(positions[i], m.rope_cos[i * half ..][0..half], m.rope_sin[i * half ..][0..half]);
     }
 
-    m.n_tiles = attention.makeTiles(seq_ids, m.row_index[0..n], m.tiles);
+    m.n_tiles = attention.makeTiles(seq_ids, m.row_index[0..n], attention.tileRows(m.hp.n_head / m.hp.n_head_kv), m.tiles);
     forward(m, tokens, seq_ids);
 
     if (n_out > 0) {

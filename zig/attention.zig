@@ -155,6 +155,22 @@ inline fn scoreChunk(comptime hd: usize, comptime C: usize, kt: *const [hd][2]V8
     }
 }
 
+/// Largest lane, by a fixed tree of halvings (exact for max).
+inline fn maxLanes(v: S) f32 {
+    const a: @Vector(8, f32) = @max(@shuffle(f32, v, undefined, [8]i32{ 0, 1, 2, 3, 4, 5, 6, 7 }), @shuffle(f32, v, undefined, [8]i32{ 8, 9, 10, 11, 12, 13, 14, 15 }));
+    const b: @Vector(4, f32) = @max(@shuffle(f32, a, undefined, [4]i32{ 0, 1, 2, 3 }), @shuffle(f32, a, undefined, [4]i32{ 4, 5, 6, 7 }));
+    const c: @Vector(2, f32) = @max(@shuffle(f32, b, undefined, [2]i32{ 0, 1 }), @shuffle(f32, b, undefined, [2]i32{ 2, 3 }));
+    return @max(c[0], c[1]);
+}
+
+/// Sum of the lanes by a fixed tree of halvings (the same order every time).
+inline fn sumLanes(v: S) f32 {
+    const a: @Vector(8, f32) = @shuffle(f32, v, undefined, [8]i32{ 0, 1, 2, 3, 4, 5, 6, 7 }) + @shuffle(f32, v, undefined, [8]i32{ 8, 9, 10, 11, 12, 13, 14, 15 });
+    const b: @Vector(4, f32) = @shuffle(f32, a, undefined, [4]i32{ 0, 1, 2, 3 }) + @shuffle(f32, a, undefined, [4]i32{ 4, 5, 6, 7 });
+    const c: @Vector(2, f32) = @shuffle(f32, b, undefined, [2]i32{ 0, 1 }) + @shuffle(f32, b, undefined, [2]i32{ 2, 3 });
+    return c[0] + c[1];
+}
+
 /// Attention of several queries (each hd floats) over kv head g of one sequence; query qi sees
 /// keys [0, limits[qi]). Each query's arithmetic is the same whichever queries share its tile
 /// (pages past its limit are skipped, masked keys are -inf), so results are bit-identical.
@@ -180,7 +196,8 @@ fn attendQueries(
     std.debug.assert(pages.len * kv.page_tokens >= n_keys and n_keys >= 1);
 
     var m: [max_queries]f32 = @splat(-std.math.floatMax(f32));
-    var l: [max_queries]f32 = @splat(0);
+    // Softmax denominators kept per lane and summed once at the end (no horizontal add per page).
+    var l: [max_queries]S = @splat(@splat(0));
     var acc: [max_queries][nv]V8 = undefined;
     for (0..nq) |qi| acc[qi] = @splat(@splat(0));
 
@@ -211,23 +228,27 @@ fn attendQueries(
             const valid = @min(count, limits[q] - base);
             const raw: S = s[q];
             const sv = @select(f32, lane < @as(S, @splat(@floatFromInt(valid))), raw * @as(S, @splat(scale)), @as(S, @splat(-std.math.inf(f32))));
-            const m_new = @max(m[q], @reduce(.Max, sv));
+            const m_new = @max(m[q], maxLanes(sv));
+            if (m_new > m[q]) {
+                // The running max grew: rescale what was summed so far (skipped when it did
+                // not, which is most pages; multiplying by exp(0) = 1 would change nothing).
+                const corr = ops.expScalar(m[q] - m_new);
+                l[q] *= @as(S, @splat(corr));
+                inline for (0..nv) |i| acc[q][i] *= @as(V8, @splat(corr));
+                m[q] = m_new;
+            }
             const pv = ops.expV(kv.page_tokens, sv - @as(S, @splat(m_new)));
-            const corr = ops.expScalar(m[q] - m_new);
-            l[q] = l[q] * corr + @reduce(.Add, pv);
-            m[q] = m_new;
+            l[q] += pv;
             const pa: [kv.page_tokens]f32 = pv;
-            var a = acc[q];
-            inline for (0..nv) |i| a[i] *= @as(V8, @splat(corr));
+            const a = &acc[q];
             for (0..valid) |j| {
                 const pj: V8 = @splat(pa[j]);
                 inline for (0..nv) |i| a[i] = @mulAdd(V8, vf[j][i], pj, a[i]);
             }
-            acc[q] = a;
         }
     }
     for (0..nq) |qi| {
-        const inv: V8 = @splat(1.0 / l[qi]);
+        const inv: V8 = @splat(1.0 / sumLanes(l[qi]));
         inline for (0..nv) |i| outs[qi][i * 8 ..][0..8].* = acc[qi][i] * inv;
     }
 }

@@ -306,4 +306,50 @@ describe("native llama forward", () => {
     expect(() => openNativeModel(modelPath, { ...opts, kvType: "q4" as "f16" })).toThrow(/kvType/);
     expect(() => openNativeModel(modelPath, { ...opts, threads: 0 })).toThrow(/threads/);
   });
+
+  test("logits do not depend on the thread count (1 vs 2 threads, bit-identical)", () => {
+    const prompt = encodeWords(PROMPTS[3] as string);
+    const one = openNativeModel(
+      modelPath,
+      { threads: 1, kvPages: 8, maxBatchTokens: 64, maxSequences: 1 },
+      file,
+    );
+    try {
+      const seq = one.seqCreate();
+      const row1 = prefill(one, seq, prompt, 0, 64);
+      const s2 = model.seqCreate();
+      const row2 = prefill(model, s2, prompt, 0, 64);
+      model.seqFree(s2);
+      expect(maxAbsDiff(row1, row2)).toBe(0);
+    } finally {
+      one.close();
+    }
+  });
+
+  test("Q8_0 KV: same greedy tokens as F16 KV on most steps, half the page size", () => {
+    const q8 = openNativeModel(
+      modelPath,
+      { threads: 2, kvPages: 16, maxBatchTokens: 64, maxSequences: 1, kvType: "q8_0" },
+      file,
+    );
+    try {
+      expect(q8.kvStats().pageSizeBytes).toBeLessThan(model.kvStats().pageSizeBytes * 0.55);
+      let agree = 0;
+      let total = 0;
+      for (const text of PROMPTS.slice(0, 4)) {
+        const prompt = encodeWords(text);
+        const a = generateCached(model, prompt, 16).ids;
+        const b = generateCached(q8, prompt, 16).ids;
+        // Count the common prefix: after the first difference the contexts diverge.
+        let k = 0;
+        while (k < a.length && a[k] === b[k]) k++;
+        agree += k;
+        total += a.length;
+      }
+      console.log(`Q8_0 KV greedy prefix agreement with F16 KV: ${agree}/${total} tokens`);
+      expect(agree / total).toBeGreaterThanOrEqual(0.5);
+    } finally {
+      q8.close();
+    }
+  });
 });

@@ -129,6 +129,7 @@ add(
 add(
   "function add(a, b) {\n  return a + b;\n}\n",
   "const x = [1, 2, 3].map((n) => n * 2);",
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: corpus text, not a template
   "if (x === undefined || y !== null) { throw new Error(`bad: ${x}`); }",
   "export async function main(argv: string[]): Promise<number> {\n\treturn 0;\n}",
   "def fib(n):\n    if n < 2:\n        return n\n    return fib(n - 1) + fib(n - 2)\n",

@@ -123,4 +123,5 @@ test {
     _ = @import("ops.zig");
     _ = @import("kv/pages.zig");
     _ = @import("attention.zig");
+    _ = @import("kv/evict.zig");
 }

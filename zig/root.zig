@@ -124,4 +124,5 @@ test {
     _ = @import("kv/pages.zig");
     _ = @import("attention.zig");
     _ = @import("kv/evict.zig");
+    _ = @import("kv/tier.zig");
 }

@@ -125,4 +125,5 @@ test {
     _ = @import("attention.zig");
     _ = @import("kv/evict.zig");
     _ = @import("kv/tier.zig");
+    _ = @import("kv/prefix.zig");
 }

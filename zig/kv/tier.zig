@@ -451,6 +451,13 @@ pub const ColdTier = struct {
         return true;
     }
 
+    /// True when the slot's record for `key` is on disk (written, not failed or released).
+    pub fn isStored(self: *ColdTier, slot: u32, key: u64) bool {
+        self.mutex.lock();
+        defer self.mutex.unlock();
+        return slot < self.state.len and self.state[slot] == .stored and self.slot_key[slot] == key;
+    }
+
     /// Marks a slot as holding `key` on disk (from a manifest at start-up); false if taken or out of range.
     pub fn adopt(self: *ColdTier, slot: u32, key: u64) bool {
         self.mutex.lock();

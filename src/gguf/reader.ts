@@ -49,6 +49,8 @@ export interface GgufFile {
   /** Absolute offset where tensor data begins. */
   dataOffset: number;
   fileSizeBytes: number;
+  /** The path readGguf opened (absent for parseGguf on bytes). */
+  path?: string;
 }
 
 const GGUF_MAGIC = 0x46554747; // "GGUF" little-endian
@@ -351,7 +353,9 @@ export function readGguf(path: string): GgufFile {
   if (sizeBytes < 24) throw new GgufError(`not a GGUF file: ${path} is only ${sizeBytes} bytes`);
   const bytes = Bun.mmap(path, { shared: false });
   try {
-    return parseGguf(bytes);
+    const file = parseGguf(bytes);
+    file.path = path;
+    return file;
   } catch (err) {
     if (err instanceof GgufError) err.message = `${path}: ${err.message}`;
     throw err;

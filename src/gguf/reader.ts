@@ -104,12 +104,16 @@ class Cursor {
   /** u64 as a number; throws if it exceeds 2^53 (no GGUF count or offset legitimately does). */
   u64(what: Label): number {
     this.need(8, what);
-    const v = this.view.getBigUint64(this.offset, true);
+    // Two u32 halves instead of getBigUint64: BigInt costs ~10x and this runs per string.
+    const lo = this.view.getUint32(this.offset, true);
+    const hi = this.view.getUint32(this.offset + 4, true);
     this.offset += 8;
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) {
+    if (hi > 0x1f_ffff) {
+      const v = (BigInt(hi) << 32n) | BigInt(lo);
       throw new GgufError(`absurd value for ${label(what)}: ${v} at offset ${this.offset - 8}`);
     }
-    return Number(v);
+    // Small values stay int32 in the engine; a double here would make every later offset a double.
+    return hi === 0 && lo <= 0x7fff_ffff ? lo | 0 : hi * 0x1_0000_0000 + lo;
   }
 
   string(what: Label, maxBytes = Number.MAX_SAFE_INTEGER): string {
@@ -117,10 +121,10 @@ class Cursor {
     const len = this.u64(() => `length of ${label(what)}`);
     if (len > maxBytes) throw new GgufError(`absurd length ${len} for ${label(what)} at offset ${start}`);
     this.need(len, what);
-    const raw = this.bytes.subarray(this.offset, this.offset + len);
+    const from = this.offset;
     this.offset += len;
     try {
-      return utf8.decode(raw);
+      return utf8.decode(this.bytes.subarray(from, from + len));
     } catch {
       throw new GgufError(`${label(what)} at offset ${start} is not valid UTF-8`);
     }

@@ -11,7 +11,7 @@ import { type GgufKvSpec, type GgufTensorSpec, tensorSizeBytes, v, writeGguf } f
 const dir = mkdtempSync(join(tmpdir(), "hearth-writer-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function patterned(n: number, seed: number): Uint8Array {
+function patterned(n: number, seed: number): Uint8Array<ArrayBuffer> {
   const b = new Uint8Array(n);
   for (let i = 0; i < n; i++) b[i] = (i * 31 + seed * 7) & 0xff;
   return b;
@@ -130,7 +130,7 @@ describe("writeGguf → readGguf round trip", () => {
       expect(t.sizeBytes).toBe(tensorSizeBytes(spec.type, spec.dims));
       expect(t.fileOffset % f.alignment).toBe(0);
       const got = bytes.subarray(t.fileOffset, t.fileOffset + t.sizeBytes);
-      expect(got).toEqual(spec.data ?? new Uint8Array(t.sizeBytes));
+      expect(got).toEqual((spec.data as Uint8Array<ArrayBuffer> | undefined) ?? new Uint8Array(t.sizeBytes));
       expect(f.tensorsByName.get(t.name)).toBe(t);
     });
   });

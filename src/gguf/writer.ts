@@ -176,7 +176,7 @@ class ByteSink {
     this.buf.fill(0, this.length, this.length + pad);
     this.length += pad;
   }
-  result(): Uint8Array {
+  result(): Uint8Array<ArrayBuffer> {
     return this.buf.slice(0, this.length);
   }
 }
@@ -299,7 +299,7 @@ function alignmentOf(spec: GgufWriteSpec): number {
 }
 
 /** Serializes a GGUF file. With no override set, readGguf parses it back to the same content. */
-export function writeGguf(spec: GgufWriteSpec): Uint8Array {
+export function writeGguf(spec: GgufWriteSpec): Uint8Array<ArrayBuffer> {
   const alignment = alignmentOf(spec);
   if (!Number.isInteger(alignment) || alignment <= 0) {
     throw new GgufWriteError(`alignment must be a positive integer, got ${alignment}`);

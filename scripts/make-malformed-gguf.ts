@@ -26,9 +26,11 @@ export interface MalformedCase {
   bytes: Uint8Array;
 }
 
-// The tiny Llama every config case starts from: 2 blocks, n_embd 32, n_ff 64, 4 heads of 8,
-// 2 KV heads, vocabulary 16. Matrices are Q8_0 (rows of 32) to keep the files small.
-export const TINY = { blocks: 2, embd: 32, ff: 64, heads: 4, kvHeads: 2, headDim: 8, vocab: 16 };
+// The tiny Llama every config case starts from: 2 blocks, n_embd 64, n_ff 96, 2 heads of 32
+// (a head size the native kernels support, so the native loader gets past it too), 1 KV head,
+// vocabulary 16. Matrices are Q4_0 (rows of 32) to keep the files small.
+export const TINY = { blocks: 2, embd: 64, ff: 96, heads: 2, kvHeads: 1, headDim: 32, vocab: 16 };
+const Q4_0 = 2;
 const Q8_0 = 8;
 const F32 = 0;
 const F16 = 1;
@@ -87,21 +89,21 @@ export function tinyLlamaMetadata(): GgufKvSpec[] {
 export function tinyLlamaTensors(): GgufTensorSpec[] {
   const { embd, ff, heads, kvHeads, headDim, vocab } = TINY;
   const out: GgufTensorSpec[] = [
-    { name: "token_embd.weight", dims: [embd, vocab], type: Q8_0 },
+    { name: "token_embd.weight", dims: [embd, vocab], type: Q4_0 },
     { name: "output_norm.weight", dims: [embd], type: F32 },
   ];
   for (let i = 0; i < TINY.blocks; i++) {
     const b = `blk.${i}.`;
     out.push(
       { name: `${b}attn_norm.weight`, dims: [embd], type: F32 },
-      { name: `${b}attn_q.weight`, dims: [embd, heads * headDim], type: Q8_0 },
-      { name: `${b}attn_k.weight`, dims: [embd, kvHeads * headDim], type: Q8_0 },
-      { name: `${b}attn_v.weight`, dims: [embd, kvHeads * headDim], type: Q8_0 },
-      { name: `${b}attn_output.weight`, dims: [heads * headDim, embd], type: Q8_0 },
+      { name: `${b}attn_q.weight`, dims: [embd, heads * headDim], type: Q4_0 },
+      { name: `${b}attn_k.weight`, dims: [embd, kvHeads * headDim], type: Q4_0 },
+      { name: `${b}attn_v.weight`, dims: [embd, kvHeads * headDim], type: Q4_0 },
+      { name: `${b}attn_output.weight`, dims: [heads * headDim, embd], type: Q4_0 },
       { name: `${b}ffn_norm.weight`, dims: [embd], type: F32 },
-      { name: `${b}ffn_gate.weight`, dims: [embd, ff], type: Q8_0 },
-      { name: `${b}ffn_up.weight`, dims: [embd, ff], type: Q8_0 },
-      { name: `${b}ffn_down.weight`, dims: [ff, embd], type: Q8_0 },
+      { name: `${b}ffn_gate.weight`, dims: [embd, ff], type: Q4_0 },
+      { name: `${b}ffn_up.weight`, dims: [embd, ff], type: Q4_0 },
+      { name: `${b}ffn_down.weight`, dims: [ff, embd], type: Q4_0 },
     );
   }
   return out;
@@ -119,6 +121,13 @@ function withKey(key: string, value: GgufValueSpec | undefined): Uint8Array {
     if (at >= 0) metadata[at] = { key, value };
     else metadata.push({ key, value });
   }
+  return writeGguf({ metadata, tensors: tinyLlamaTensors() });
+}
+
+function withTwoKeys(k1: string, v1: GgufValueSpec, k2: string, v2: GgufValueSpec): Uint8Array {
+  const metadata = tinyLlamaMetadata().map((kv) =>
+    kv.key === k1 ? { key: k1, value: v1 } : kv.key === k2 ? { key: k2, value: v2 } : kv,
+  );
   return writeGguf({ metadata, tensors: tinyLlamaTensors() });
 }
 
@@ -695,19 +704,19 @@ export function malformedCases(): MalformedCase[] {
     "head-count-array",
     "llama.attention.head_count as a per-layer array",
     '"llama.attention.head_count" is an array',
-    withKey("llama.attention.head_count", v.arr(T.UINT32, [4, 4])),
+    withKey("llama.attention.head_count", v.arr(T.UINT32, [2, 2])),
   );
   config(
     "head-count-kv-not-divisor",
-    "4 heads, 3 KV heads",
-    "head_count 4 is not a multiple of llama.attention.head_count_kv 3",
-    withKey("llama.attention.head_count_kv", v.u32(3)),
+    "3 heads, 2 KV heads",
+    "head_count 3 is not a multiple of llama.attention.head_count_kv 2",
+    withTwoKeys("llama.attention.head_count", v.u32(3), "llama.attention.head_count_kv", v.u32(2)),
   );
   config(
     "embd-not-multiple-of-heads",
-    "n_embd 32 with 6 heads",
-    "embedding_length 32 is not a multiple of llama.attention.head_count 6",
-    withKey("llama.attention.head_count", v.u32(6)),
+    "n_embd 64 with 3 heads of 1 KV head",
+    "embedding_length 64 is not a multiple of llama.attention.head_count 3",
+    withKey("llama.attention.head_count", v.u32(3)),
   );
   config(
     "rope-dims-odd",
@@ -717,9 +726,9 @@ export function malformedCases(): MalformedCase[] {
   );
   config(
     "rope-dims-too-big",
-    "llama.rope.dimension_count = 16 > head_dim 8",
-    '"llama.rope.dimension_count" = 16 is out of range \\[2, 8\\]',
-    withKey("llama.rope.dimension_count", v.u32(16)),
+    "llama.rope.dimension_count = 64 > head_dim 32",
+    '"llama.rope.dimension_count" = 64 is out of range \\[2, 32\\]',
+    withKey("llama.rope.dimension_count", v.u32(64)),
   );
   config(
     "rope-base-string",
@@ -848,13 +857,13 @@ export function malformedCases(): MalformedCase[] {
   config(
     "missing-output-norm",
     "no output_norm.weight",
-    'missing tensor "output_norm.weight" \\(expected shape \\[32\\]',
+    'missing tensor "output_norm.weight" \\(expected shape \\[64\\]',
     withTensors((ts) => ts.filter((t) => t.name !== "output_norm.weight")),
   );
   config(
     "missing-ffn-up",
     "no blk.1.ffn_up.weight",
-    'missing tensor "blk.1.ffn_up.weight" \\(expected shape \\[32, 64\\]',
+    'missing tensor "blk.1.ffn_up.weight" \\(expected shape \\[64, 96\\]',
     withTensors((ts) => ts.filter((t) => t.name !== "blk.1.ffn_up.weight")),
   );
   config(
@@ -865,45 +874,45 @@ export function malformedCases(): MalformedCase[] {
   );
   config(
     "shape-attn-k",
-    "attn_k as [32, 32] (MHA-sized) with 2 KV heads",
-    'tensor "blk.0.attn_k.weight" has shape \\[32, 32\\], expected \\[32, 16\\]',
-    reshaped("blk.0.attn_k.weight", [32, 32]),
+    "attn_k as [64, 64] (MHA-sized) with 1 KV head",
+    'tensor "blk.0.attn_k.weight" has shape \\[64, 64\\], expected \\[64, 32\\]',
+    reshaped("blk.0.attn_k.weight", [64, 64]),
   );
   config(
     "shape-ffn-down-transposed",
-    "ffn_down stored as [32, 64]",
-    'tensor "blk.1.ffn_down.weight" has shape \\[32, 64\\], expected \\[64, 32\\]',
-    reshaped("blk.1.ffn_down.weight", [32, 64]),
+    "ffn_down stored as [64, 96]",
+    'tensor "blk.1.ffn_down.weight" has shape \\[64, 96\\], expected \\[96, 64\\]',
+    reshaped("blk.1.ffn_down.weight", [64, 96]),
   );
   config(
     "shape-norm-2d",
-    "attn_norm as [32, 1]",
-    'tensor "blk.0.attn_norm.weight" has shape \\[32, 1\\], expected \\[32\\]',
-    reshaped("blk.0.attn_norm.weight", [32, 1]),
+    "attn_norm as [64, 1]",
+    'tensor "blk.0.attn_norm.weight" has shape \\[64, 1\\], expected \\[64\\]',
+    reshaped("blk.0.attn_norm.weight", [64, 1]),
   );
   config(
     "shape-token-embd-1d",
     "token_embd as a vector",
-    'tensor "token_embd.weight" has shape \\[512\\], expected \\[32, n_vocab\\]',
-    reshaped("token_embd.weight", [512]),
+    'tensor "token_embd.weight" has shape \\[1024\\], expected \\[64, n_vocab\\]',
+    reshaped("token_embd.weight", [1024]),
   );
   config(
     "shape-output",
-    "output.weight as [32, 15]",
-    'tensor "output.weight" has shape \\[32, 15\\], expected \\[32, 16\\]',
-    withTensors((ts) => [...ts, { name: "output.weight", dims: [32, 15], type: Q8_0 }]),
+    "output.weight as [64, 15]",
+    'tensor "output.weight" has shape \\[64, 15\\], expected \\[64, 16\\]',
+    withTensors((ts) => [...ts, { name: "output.weight", dims: [64, 15], type: Q4_0 }]),
   );
   config(
     "norm-not-f32",
     "ffn_norm stored as F16",
     'tensor "blk.0.ffn_norm.weight" has type F16, expected F32',
-    reshaped("blk.0.ffn_norm.weight", [32], F16),
+    reshaped("blk.0.ffn_norm.weight", [64], F16),
   );
   config(
     "type-not-computable",
     "attn_q as Q5_0 (parses, no kernel)",
     'tensor "blk.0.attn_q.weight" has type Q5_0, which hearth cannot compute',
-    reshaped("blk.0.attn_q.weight", [32, 32], Q5_0),
+    reshaped("blk.0.attn_q.weight", [64, 64], Q5_0),
   );
   config(
     "unexpected-tensor",

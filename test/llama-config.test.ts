@@ -113,35 +113,35 @@ describe("valid variants of a Llama file", () => {
     const c = llamaConfigFromGguf(
       tiny({}, (ts) => [
         ...ts,
-        { name: "blk.0.attn_q.bias", dims: [32], type: 0 },
-        { name: "blk.0.attn_k.bias", dims: [16], type: 0 },
-        { name: "blk.0.attn_v.bias", dims: [16], type: 0 },
-        { name: "blk.0.attn_output.bias", dims: [32], type: 0 },
-        { name: "rope_freqs.weight", dims: [4], type: 0 },
+        { name: "blk.0.attn_q.bias", dims: [64], type: 0 },
+        { name: "blk.0.attn_k.bias", dims: [32], type: 0 },
+        { name: "blk.0.attn_v.bias", dims: [32], type: 0 },
+        { name: "blk.0.attn_output.bias", dims: [64], type: 0 },
+        { name: "rope_freqs.weight", dims: [16], type: 0 },
       ]),
     );
-    expect(c.tensors.layers[0]?.attnKBias?.dims).toEqual([16]);
-    expect(c.tensors.layers[0]?.attnOutputBias?.dims).toEqual([32]);
+    expect(c.tensors.layers[0]?.attnKBias?.dims).toEqual([32]);
+    expect(c.tensors.layers[0]?.attnOutputBias?.dims).toEqual([64]);
     expect(c.tensors.layers[1]?.attnQBias).toBeUndefined();
     expect("attnQBias" in (c.tensors.layers[1] ?? {})).toBe(false);
-    expect(c.tensors.ropeFreqs?.dims).toEqual([4]);
+    expect(c.tensors.ropeFreqs?.dims).toEqual([16]);
     expect(() =>
-      llamaConfigFromGguf(tiny({}, (ts) => [...ts, { name: "blk.1.attn_k.bias", dims: [32], type: 0 }])),
-    ).toThrow(/tensor "blk.1.attn_k.bias" has shape \[32\], expected \[16\]/);
+      llamaConfigFromGguf(tiny({}, (ts) => [...ts, { name: "blk.1.attn_k.bias", dims: [64], type: 0 }])),
+    ).toThrow(/tensor "blk.1.attn_k.bias" has shape \[64\], expected \[32\]/);
   });
 
   test("head_count_kv defaults to head_count (multi-head attention)", () => {
     const c = llamaConfigFromGguf(
-      tiny({ "llama.attention.head_count_kv": v.u32(4) }, (ts) =>
-        ts.map((t) => (/attn_[kv]\.weight$/.test(t.name as string) ? { ...t, dims: [32, 32] } : t)),
+      tiny({ "llama.attention.head_count_kv": v.u32(2) }, (ts) =>
+        ts.map((t) => (/attn_[kv]\.weight$/.test(t.name as string) ? { ...t, dims: [64, 64] } : t)),
       ),
     );
-    expect(c.headCountKv).toBe(4);
+    expect(c.headCountKv).toBe(2);
     expect(c.gqaGroupSize).toBe(1);
   });
 
   test("explicit key_length / value_length override n_embd / n_head", () => {
-    // 4 heads of 16 on n_embd 32: Q is [32, 64], K/V [32, 32], O [64, 32].
+    // 2 heads of 16 on n_embd 64, 1 KV head: Q is [64, 32], K/V [64, 16], O [32, 64].
     const c = llamaConfigFromGguf(
       tiny(
         {
@@ -151,9 +151,9 @@ describe("valid variants of a Llama file", () => {
         },
         (ts) =>
           ts.map((t) => {
-            if ((t.name as string).endsWith("attn_q.weight")) return { ...t, dims: [32, 64] };
-            if (/attn_[kv]\.weight$/.test(t.name as string)) return { ...t, dims: [32, 32] };
-            if ((t.name as string).endsWith("attn_output.weight")) return { ...t, dims: [64, 32] };
+            if ((t.name as string).endsWith("attn_q.weight")) return { ...t, dims: [64, 32] };
+            if (/attn_[kv]\.weight$/.test(t.name as string)) return { ...t, dims: [64, 16] };
+            if ((t.name as string).endsWith("attn_output.weight")) return { ...t, dims: [32, 64] };
             return t;
           }),
       ),
@@ -184,7 +184,7 @@ describe("valid variants of a Llama file", () => {
     const c = llamaConfigFromGguf(
       tiny({
         "llama.block_count": v.u64(2n),
-        "llama.embedding_length": v.i32(32),
+        "llama.embedding_length": v.i32(64),
         "llama.context_length": v.u16(256),
         "tokenizer.ggml.padding_token_id": v.i32(-1),
         "tokenizer.ggml.unknown_token_id": v.u32(0xffff_ffff),

@@ -46,7 +46,7 @@ async function main(): Promise<number> {
       verdict =
         r.outcome === "opened"
           ? `opened (the config layer rejects it: ${manifest[basename(path)]?.layer ?? "?"})`
-          : `rejected ${r.name}: ${r.message?.replace(`${path}: `, "").replace(`open ${path}: `, "")}`;
+          : `rejected ${r.name}: ${r.message?.replace(`open ${path}: `, "").replace(`${path}: `, "")}`;
     }
     if (verdict.startsWith("HANG") || verdict.startsWith("CRASH")) bad++;
     console.log(`${basename(path).padEnd(44)} ${verdict}`);

@@ -33,7 +33,6 @@ export const TINY = { blocks: 2, embd: 64, ff: 96, heads: 2, kvHeads: 1, headDim
 const Q4_0 = 2;
 const Q8_0 = 8;
 const F32 = 0;
-const F16 = 1;
 const Q5_0 = 6;
 
 const tokens = [
@@ -903,10 +902,10 @@ export function malformedCases(): MalformedCase[] {
     withTensors((ts) => [...ts, { name: "output.weight", dims: [64, 15], type: Q4_0 }]),
   );
   config(
-    "norm-not-f32",
-    "ffn_norm stored as F16",
-    'tensor "blk.0.ffn_norm.weight" has type F16, expected F32',
-    reshaped("blk.0.ffn_norm.weight", [64], F16),
+    "norm-quantized",
+    "ffn_norm stored as Q8_0",
+    'tensor "blk.0.ffn_norm.weight" has type Q8_0, expected F32 or F16',
+    reshaped("blk.0.ffn_norm.weight", [64], Q8_0)),
   );
   config(
     "type-not-computable",

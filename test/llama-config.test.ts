@@ -194,6 +194,13 @@ describe("valid variants of a Llama file", () => {
     expect(c.contextLength).toBe(256);
   });
 
+  test("F16 norm weights are accepted (the native side widens them)", () => {
+    const c = llamaConfigFromGguf(
+      tiny({}, (ts) => ts.map((t) => (t.name === "output_norm.weight" ? { ...t, type: 1 } : t))),
+    );
+    expect(c.tensors.outputNorm.typeName).toBe("F16");
+  });
+
   test("requireComputableTypes: false accepts a type the kernels lack", () => {
     const file = tiny({}, (ts) => ts.map((t) => (t.name === "blk.0.attn_q.weight" ? { ...t, type: 6 } : t)));
     expect(() => llamaConfigFromGguf(file)).toThrow(/Q5_0, which hearth cannot compute/);

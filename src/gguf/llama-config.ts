@@ -17,7 +17,7 @@ export type RopeScalingType = "none" | "linear" | "yarn" | "longrope";
 
 /** Tensors of one transformer block. Shapes are GGML order (dims[0] = row length = input size). */
 export interface LlamaLayerTensors {
-  /** [n_embd] F32 */
+  /** [n_embd] F32 or F16 (as are all 1-D tensors here) */
   attnNorm: GgufTensorInfo;
   /** [n_embd, n_head * head_dim_k] */
   attnQ: GgufTensorInfo;
@@ -27,12 +27,12 @@ export interface LlamaLayerTensors {
   attnV: GgufTensorInfo;
   /** [n_head * head_dim_v, n_embd] */
   attnOutput: GgufTensorInfo;
-  /** Optional biases ([rows] F32), present in a few llama-architecture conversions. */
+  /** Optional biases ([rows]), present in a few llama-architecture conversions. */
   attnQBias?: GgufTensorInfo;
   attnKBias?: GgufTensorInfo;
   attnVBias?: GgufTensorInfo;
   attnOutputBias?: GgufTensorInfo;
-  /** [n_embd] F32 */
+  /** [n_embd] */
   ffnNorm: GgufTensorInfo;
   /** [n_embd, n_ff] */
   ffnGate: GgufTensorInfo;
@@ -45,11 +45,11 @@ export interface LlamaLayerTensors {
 export interface LlamaTensors {
   /** [n_embd, n_vocab] */
   tokenEmbd: GgufTensorInfo;
-  /** [n_embd] F32 */
+  /** [n_embd] F32 or F16 */
   outputNorm: GgufTensorInfo;
   /** [n_embd, n_vocab]; the very same object as tokenEmbd when the output is tied. */
   output: GgufTensorInfo;
-  /** [rope_dim / 2] F32 frequency factors (Llama 3.1 style long-context RoPE), if present. */
+  /** [rope_dim / 2] frequency factors (Llama 3.1 style long-context RoPE), if present. */
   ropeFreqs?: GgufTensorInfo;
   layers: LlamaLayerTensors[];
 }
@@ -218,8 +218,9 @@ class TensorChecks {
         `tensor "${t.name}" has shape ${shapeText(t.dims)}, expected ${shapeText(shape)} (${meaning})`,
       );
     }
-    if (vector && t.typeName !== "F32") {
-      throw new ModelConfigError(`tensor "${t.name}" has type ${t.typeName}, expected F32`);
+    // Norm weights, biases and RoPE factors are used elementwise: float types only.
+    if (vector && t.typeName !== "F32" && t.typeName !== "F16") {
+      throw new ModelConfigError(`tensor "${t.name}" has type ${t.typeName}, expected F32 or F16`);
     }
     if (this.requireComputable && !computableGgmlTypes.has(t.typeId)) {
       const names = [...computableGgmlTypes].map((id) => ggmlTypes.get(id)?.name).join(", ");

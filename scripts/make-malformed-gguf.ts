@@ -905,7 +905,7 @@ export function malformedCases(): MalformedCase[] {
     "norm-quantized",
     "ffn_norm stored as Q8_0",
     'tensor "blk.0.ffn_norm.weight" has type Q8_0, expected F32 or F16',
-    reshaped("blk.0.ffn_norm.weight", [64], Q8_0)),
+    reshaped("blk.0.ffn_norm.weight", [64], Q8_0),
   );
   config(
     "type-not-computable",

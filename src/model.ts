@@ -3,10 +3,10 @@
 import { availableParallelism } from "node:os";
 import { ChatTemplate } from "./chat/index.ts";
 import {
-  type GgufFile,
-  GgufError,
-  GgufMetadata,
   computableGgmlTypes,
+  GgufError,
+  type GgufFile,
+  GgufMetadata,
   ggmlTypes,
   readGguf,
 } from "./gguf/index.ts";
@@ -75,8 +75,8 @@ export class Model {
   readonly metadata: GgufMetadata;
   readonly info: ModelInfo;
   readonly tokenizer: Tokenizer;
-  /** The model's chat template, or null when the file has none (then chat helpers throw). */
-  readonly chatTemplate: ChatTemplate | null;
+  /** The model's chat template (ChatML when the file has none: see `chatTemplate.isFallback`). */
+  readonly chatTemplate: ChatTemplate;
   readonly options: ResolvedModelOptions;
   /** The native model; sessions share it. Exposed for the engine and for tests. */
   readonly native: NativeModel;
@@ -89,7 +89,7 @@ export class Model {
     file: GgufFile;
     native: NativeModel;
     tokenizer: Tokenizer;
-    chatTemplate: ChatTemplate | null;
+    chatTemplate: ChatTemplate;
     options: ResolvedModelOptions;
   }) {
     this.path = parts.path;
@@ -171,7 +171,10 @@ export function defaultThreads(): number {
 }
 
 /** Applies defaults and checks every option against the model's shape. */
-export function resolveModelOptions(opts: LoadModelOptions, info: { contextLength: number }): ResolvedModelOptions {
+export function resolveModelOptions(
+  opts: LoadModelOptions,
+  info: { contextLength: number },
+): ResolvedModelOptions {
   const threads = opts.threads === undefined ? defaultThreads() : positiveInt("threads", opts.threads, 256);
   const trained = info.contextLength > 0 ? info.contextLength : DEFAULT_CONTEXT_TOKENS;
   const contextTokens =
@@ -236,7 +239,7 @@ export async function loadModel(ref?: string, opts: LoadModelOptions = {}): Prom
   const arch = md.stringOr("general.architecture", "");
   const options = resolveModelOptions(opts, { contextLength: md.numberOr(`${arch}.context_length`, 0) });
   const tokenizer = Tokenizer.fromGguf(md);
-  const chatTemplate = md.has("tokenizer.chat_template") ? ChatTemplate.fromGguf(md, tokenizer) : null;
+  const chatTemplate = ChatTemplate.fromGguf(md, tokenizer);
   const native = openNativeModel(
     path,
     {

@@ -174,7 +174,8 @@ export class Session {
   /** Token history; the first `kvLength` are in the KV cache, the rest are pending (sampled, not yet run). */
   private history: number[] = [];
   private kvLength = 0;
-  private logitsValid = false;
+  /** True when `logits` belong to the last token in the KV (false after a truncation). */
+  private logitsMatchKv = false;
   private figures = emptyFigures();
   private abortRequested = false;
   private busy = false;
@@ -318,7 +319,7 @@ export class Session {
     if (this.kvLength > 0) this.model.native.seqShift(this.seqId, 0, this.kvLength);
     this.history = [];
     this.kvLength = 0;
-    this.logitsValid = false;
+    this.logitsMatchKv = false;
     this.figures = emptyFigures();
     this.messages.length = 0;
     if (this.systemPrompt !== undefined) this.messages.push({ role: "system", content: this.systemPrompt });
@@ -429,7 +430,6 @@ export class Session {
       const id = sampler.sample(this.logits, this.history);
       if (ttft === null) ttft = performance.now() - started + priorPrefillMs;
       this.history.push(id);
-      this.logitsValid = false;
       out.push(id);
       const piece = tok.isEndOfGeneration(id) && !opts.ignoreEos ? "" : decoder.push(id);
       const step = stop.accept(id, piece);
@@ -484,6 +484,11 @@ export class Session {
     };
   }
 
+  /** Logits to sample from exist: every token of the history has been run. */
+  private get logitsValid(): boolean {
+    return this.logitsMatchKv && this.kvLength === this.history.length && this.kvLength > 0;
+  }
+
   private isAborted(signal: AbortSignal | undefined): boolean {
     return this.abortRequested || this.closed || signal?.aborted === true;
   }
@@ -501,7 +506,7 @@ export class Session {
     if (common < this.kvLength) {
       this.model.native.seqShift(this.seqId, common, this.kvLength - common);
       this.kvLength = common;
-      this.logitsValid = false;
+      this.logitsMatchKv = false;
     }
     this.history.length = common;
     return common;
@@ -513,7 +518,26 @@ export class Session {
    * chunks done stay in the KV; the rest stay pending).
    */
   private async feed(ids: readonly number[], signal: AbortSignal | undefined, phase: "prefill" | "decode") {
+    const total = this.history.length + ids.length;
+    if (this.contextShift === false && total > this.contextTokens) {
+      throw new ContextFullError(
+        `context full: the session holds ${this.kvLength} of ${this.contextTokens} tokens, ${total - this.kvLength} more do not fit, and contextShift is off ` +
+          `(open the session with a larger contextTokens, enable contextShift, or reset() it)`,
+        this.contextTokens,
+        this.kvLength,
+      );
+    }
     for (const id of ids) this.history.push(id);
+    try {
+      return await this.runPending(signal, phase);
+    } catch (err) {
+      // Tokens that did not make it into the KV are forgotten, so the session stays consistent.
+      this.history.length = this.kvLength;
+      throw err;
+    }
+  }
+
+  private async runPending(signal: AbortSignal | undefined, phase: "prefill" | "decode"): Promise<boolean> {
     const native = this.model.native;
     const cap = this.batch.capacity;
     while (this.kvLength < this.history.length) {
@@ -558,7 +582,7 @@ export class Session {
         this.figures.decodeMs += ms;
       }
       this.kvLength += n;
-      this.logitsValid = this.kvLength === this.history.length;
+      this.logitsMatchKv = true;
       if (performance.now() - this.lastYieldMs > YIELD_EVERY_MS) {
         await new Promise<void>((resolve) => setImmediate(resolve));
         this.lastYieldMs = performance.now();

@@ -50,8 +50,9 @@ export const DEFAULT_SAMPLER_OPTIONS = {
   penaltyLastN: 64,
 } as const;
 
-/** Sizes tried when top-p needs a sorted prefix without top-k (then the whole vocabulary). */
-const TOP_P_PREFIX_SIZES = [256, 2048];
+/** Width in logits of the histogram top-p uses without top-k; below it a token's weight is < e^-40. */
+const NUCLEUS_LOGIT_RANGE = 40;
+const NUCLEUS_BUCKETS = 4096;
 
 export class Sampler {
   readonly temperature: number;
@@ -74,7 +75,9 @@ export class Sampler {
   private candLogits = new Float32Array(0);
   private probs = new Float32Array(0);
   private counts = new Int32Array(0);
+  private bucketOf = new Uint16Array(0);
   private touched = new Int32Array(0);
+  private readonly bucketMass = new Float64Array(NUCLEUS_BUCKETS);
 
   constructor(options: SamplerOptions = {}) {
     const o = { ...DEFAULT_SAMPLER_OPTIONS, ...stripUndefined(options) };
@@ -173,28 +176,24 @@ export class Sampler {
     const n = input.length;
     if (n === 0) throw new SamplerError("cannot sample from an empty logits row");
     this.ensureBuffers(n);
+    const { candIds, candLogits } = this;
+    const penalised = this.hasPenalties && this.penaltyLastN !== 0 && history.length > 0;
+    if (this.greedy && this.biasIds.length === 0 && !penalised) {
+      // Nothing changes the row: read the caller's logits directly, no copy.
+      const best = checkedArgmax(input);
+      candIds[0] = best;
+      candLogits[0] = input[best] as number;
+      return 1;
+    }
     const logits = this.logits;
     logits.set(input);
     for (let i = 0; i < this.biasIds.length; i++) {
       const id = this.biasIds[i] as number;
       if (id < n) logits[id] = (logits[id] as number) + (this.biasValues[i] as number);
     }
-    this.applyPenalties(history);
-
-    let max = Number.NEGATIVE_INFINITY;
-    let best = -1;
-    for (let i = 0; i < n; i++) {
-      const v = logits[i] as number;
-      if (v > max) {
-        max = v;
-        best = i;
-      } else if (Number.isNaN(v)) {
-        throw new SamplerError(`logit of token ${i} is NaN`);
-      }
-    }
-    if (best < 0) throw new SamplerError("every token has logit -Infinity (all banned): nothing to sample");
-
-    const { candIds, candLogits } = this;
+    if (penalised) this.applyPenalties(history);
+    const best = checkedArgmax(logits);
+    const max = logits[best] as number;
     if (this.greedy) {
       candIds[0] = best;
       candLogits[0] = max;
@@ -203,18 +202,16 @@ export class Sampler {
 
     let count: number;
     let sorted: boolean;
-    // Top-p's probabilities are over the tokens top-k left (llama.cpp renormalises after top-k),
-    // or over the whole vocabulary when top-k is off.
-    let nucleusZ = 0;
     const k = this.topK > 0 && this.topK < n ? this.topK : 0;
     if (k > 0) {
       selectTopK(logits, n, k, candIds, candLogits);
       count = k;
       sorted = true;
+      // Top-p's probabilities are over the k survivors: llama.cpp renormalises after top-k.
+      if (this.topP < 1) count = nucleusCut(candLogits, count, this.topP);
     } else if (this.topP < 1) {
-      nucleusZ = this.partition(max);
-      count = this.sortedNucleusPrefix(max, nucleusZ);
-      sorted = true;
+      count = this.nucleusOfVocabulary(max);
+      sorted = false;
     } else {
       // No ordering needed: only min-p (a threshold) may still apply.
       const threshold = this.minP > 0 ? max + Math.log(this.minP) : Number.NEGATIVE_INFINITY;
@@ -228,12 +225,6 @@ export class Sampler {
         }
       }
       sorted = false;
-    }
-
-    if (this.topP < 1) {
-      if (nucleusZ === 0)
-        for (let i = 0; i < count; i++) nucleusZ += Math.exp((candLogits[i] as number) - max);
-      count = nucleusCut(candLogits, count, this.topP, max, nucleusZ);
     }
 
     if (this.minP > 0) {
@@ -259,9 +250,70 @@ export class Sampler {
     return count;
   }
 
+  private get hasPenalties(): boolean {
+    return this.repeatPenalty !== 1 || this.presencePenalty !== 0 || this.frequencyPenalty !== 0;
+  }
+
+  /**
+   * Top-p over the whole vocabulary without sorting it: a histogram of probability mass over
+   * logit buckets finds the bucket where the cumulative mass crosses p; tokens above it are all in,
+   * and only that bucket's tokens are sorted to find the exact cut. Leaves candidates unsorted.
+   */
+  private nucleusOfVocabulary(max: number): number {
+    const n = this.vocabSize;
+    const { logits, candIds, candLogits, probs, bucketMass, bucketOf } = this;
+    const buckets = bucketMass.length;
+    const scale = buckets / NUCLEUS_LOGIT_RANGE;
+    const floor = max - NUCLEUS_LOGIT_RANGE;
+    bucketMass.fill(0);
+    let z = 0;
+    for (let i = 0; i < n; i++) {
+      const v = logits[i] as number;
+      const w = Math.exp(v - max);
+      probs[i] = w;
+      z += w;
+      const b = v <= floor ? 0 : Math.min(buckets - 1, Math.floor((v - floor) * scale));
+      bucketOf[i] = b;
+      bucketMass[b] = (bucketMass[b] as number) + w;
+    }
+    const target = this.topP * z;
+    let cum = 0;
+    let boundary = 0;
+    for (let b = buckets - 1; b >= 0; b--) {
+      const m = bucketMass[b] as number;
+      if (cum + m >= target) {
+        boundary = b;
+        break;
+      }
+      cum += m;
+    }
+    // Everything above the boundary bucket is in; the boundary bucket's tokens go to the tail of
+    // the candidate buffer, get sorted best-first, and are taken until the mass reaches p.
+    let count = 0;
+    let tail = n;
+    for (let i = 0; i < n; i++) {
+      const b = bucketOf[i] as number;
+      if (b > boundary) {
+        candIds[count] = i;
+        candLogits[count] = logits[i] as number;
+        count++;
+      } else if (b === boundary) {
+        candIds[--tail] = i;
+      }
+    }
+    const edge = candIds.subarray(tail, n);
+    edge.sort((a, b) => (logits[b] as number) - (logits[a] as number) || a - b);
+    for (let j = 0; j < edge.length && cum < target; j++) {
+      const id = edge[j] as number;
+      cum += probs[id] as number;
+      candIds[count] = id;
+      candLogits[count] = logits[id] as number;
+      count++;
+    }
+    return count;
+  }
+
   private applyPenalties(history: ArrayLike<number>): void {
-    if (this.repeatPenalty === 1 && this.presencePenalty === 0 && this.frequencyPenalty === 0) return;
-    if (this.penaltyLastN === 0 || history.length === 0) return;
     const n = this.vocabSize;
     const start = this.penaltyLastN < 0 ? 0 : Math.max(0, history.length - this.penaltyLastN);
     const windowLength = history.length - start;
@@ -286,32 +338,6 @@ export class Sampler {
     }
   }
 
-  /**
-   * Sorted candidates without top-k: the top m tokens for growing m until their probability mass
-   * reaches topP (usually a few hundred tokens; the full vocabulary only for very flat rows).
-   */
-  private sortedNucleusPrefix(max: number, z: number): number {
-    const n = this.vocabSize;
-    const { logits, candIds, candLogits } = this;
-    for (const m of TOP_P_PREFIX_SIZES) {
-      if (m >= n) break;
-      selectTopK(logits, n, m, candIds, candLogits);
-      let mass = 0;
-      for (let i = 0; i < m; i++) mass += Math.exp((candLogits[i] as number) - max);
-      if (mass / z >= this.topP) return m;
-    }
-    selectTopK(logits, n, n, candIds, candLogits);
-    return n;
-  }
-
-  /** Softmax denominator of the whole (biased, penalised) row, relative to its max. */
-  private partition(max: number): number {
-    const { logits } = this;
-    let z = 0;
-    for (let i = 0; i < this.vocabSize; i++) z += Math.exp((logits[i] as number) - max);
-    return z;
-  }
-
   private ensureBuffers(n: number): void {
     if (this.vocabSize === n) return;
     this.vocabSize = n;
@@ -320,7 +346,26 @@ export class Sampler {
     this.candLogits = new Float32Array(n);
     this.probs = new Float32Array(n);
     this.counts = new Int32Array(n);
+    this.bucketOf = new Uint16Array(n);
   }
+}
+
+/** Argmax that rejects NaN and rows where every logit is -Infinity. */
+function checkedArgmax(row: Float32Array): number {
+  let max = Number.NEGATIVE_INFINITY;
+  let best = -1;
+  for (let i = 0; i < row.length; i++) {
+    const v = row[i] as number;
+    if (v > max) {
+      max = v;
+      best = i;
+    } else if (Number.isNaN(v)) {
+      throw new SamplerError(`logit of token ${i} is NaN`);
+    }
+  }
+  if (best < 0) throw new SamplerError("every token has logit -Infinity (all banned): nothing to sample");
+  if (max === Number.POSITIVE_INFINITY) throw new SamplerError(`logit of token ${best} is +Infinity`);
+  return best;
 }
 
 /** Greedy choice: the highest logit, lowest id on ties. */
@@ -349,43 +394,20 @@ export function selectTopK(
   outIds: Int32Array,
   outValues: Float32Array,
 ): void {
-  // "a is worse than b": smaller value, or equal value and larger id.
-  const worse = (va: number, ia: number, vb: number, ib: number) => va < vb || (va === vb && ia > ib);
-  const siftDown = (start: number, size: number) => {
-    let i = start;
-    const v = outValues[i] as number;
-    const id = outIds[i] as number;
-    for (;;) {
-      const l = 2 * i + 1;
-      if (l >= size) break;
-      const r = l + 1;
-      let c = l;
-      if (
-        r < size &&
-        worse(outValues[r] as number, outIds[r] as number, outValues[l] as number, outIds[l] as number)
-      ) {
-        c = r;
-      }
-      if (!worse(outValues[c] as number, outIds[c] as number, v, id)) break;
-      outValues[i] = outValues[c] as number;
-      outIds[i] = outIds[c] as number;
-      i = c;
-    }
-    outValues[i] = v;
-    outIds[i] = id;
-  };
   for (let i = 0; i < k; i++) {
     outIds[i] = i;
     outValues[i] = values[i] as number;
   }
-  for (let i = (k >> 1) - 1; i >= 0; i--) siftDown(i, k);
+  for (let i = (k >> 1) - 1; i >= 0; i--) siftDownWorstFirst(outIds, outValues, i, k);
+  // The heap root is the worst kept. Later ids lose ties, so only a strictly larger value enters.
+  let rootValue = outValues[0] as number;
   for (let i = k; i < n; i++) {
     const v = values[i] as number;
-    // The heap root is the worst kept; replace it when the new one beats it.
-    if (worse(outValues[0] as number, outIds[0] as number, v, i)) {
+    if (v > rootValue) {
       outValues[0] = v;
       outIds[0] = i;
-      siftDown(0, k);
+      siftDownWorstFirst(outIds, outValues, 0, k);
+      rootValue = outValues[0] as number;
     }
   }
   // Heapsort: moving the worst to the end each time leaves the array best-first.
@@ -396,12 +418,41 @@ export function selectTopK(
     outIds[0] = outIds[end] as number;
     outValues[end] = v;
     outIds[end] = id;
-    siftDown(0, end);
+    siftDownWorstFirst(outIds, outValues, 0, end);
   }
 }
 
+/** "a is worse than b": smaller value, or equal value and larger id. */
+function worse(va: number, ia: number, vb: number, ib: number): boolean {
+  return va < vb || (va === vb && ia > ib);
+}
+
+/** Restores the min-heap (worst at the root) below `start` within the first `size` entries. */
+function siftDownWorstFirst(ids: Int32Array, values: Float32Array, start: number, size: number): void {
+  let i = start;
+  const v = values[i] as number;
+  const id = ids[i] as number;
+  for (;;) {
+    const l = 2 * i + 1;
+    if (l >= size) break;
+    const r = l + 1;
+    let c = l;
+    if (r < size && worse(values[r] as number, ids[r] as number, values[l] as number, ids[l] as number))
+      c = r;
+    if (!worse(values[c] as number, ids[c] as number, v, id)) break;
+    values[i] = values[c] as number;
+    ids[i] = ids[c] as number;
+    i = c;
+  }
+  values[i] = v;
+  ids[i] = id;
+}
+
 /** How many of the sorted candidates make up the nucleus: the shortest prefix with mass >= p. */
-function nucleusCut(sortedLogits: Float32Array, count: number, p: number, max: number, z: number): number {
+function nucleusCut(sortedLogits: Float32Array, count: number, p: number): number {
+  const max = sortedLogits[0] as number;
+  let z = 0;
+  for (let i = 0; i < count; i++) z += Math.exp((sortedLogits[i] as number) - max);
   let cum = 0;
   for (let i = 0; i < count; i++) {
     cum += Math.exp((sortedLogits[i] as number) - max) / z;

@@ -269,7 +269,7 @@ describe("native llama forward", () => {
     expect(() => model.seqShift(seq, 1, 1)).toThrow(NativeError);
     expect(() => model.seqFree(12345)).toThrow(/not open/);
     model.seqFree(seq);
-  });
+  }, 120_000);
 
   test("a malformed tensor table or unsupported file is a clear error, not a crash", () => {
     const withTensor = (name: string, patch: Partial<GgufTensorInfo>): GgufFile => {
@@ -305,7 +305,7 @@ describe("native llama forward", () => {
     expect(() => openNativeModel("/nonexistent/model.gguf", opts, file)).toThrow(/cannot open/);
     expect(() => openNativeModel(modelPath, { ...opts, kvType: "q4" as "f16" })).toThrow(/kvType/);
     expect(() => openNativeModel(modelPath, { ...opts, threads: 0 })).toThrow(/threads/);
-  });
+  }, 120_000);
 
   test("logits do not depend on the thread count (1 vs 2 threads, bit-identical)", () => {
     const prompt = encodeWords(PROMPTS[3] as string);
@@ -324,7 +324,7 @@ describe("native llama forward", () => {
     } finally {
       one.close();
     }
-  });
+  }, 120_000);
 
   test("Q8_0 KV: same greedy tokens as F16 KV on most steps, half the page size", () => {
     const q8 = openNativeModel(
@@ -351,5 +351,5 @@ describe("native llama forward", () => {
     } finally {
       q8.close();
     }
-  });
+  }, 120_000);
 });

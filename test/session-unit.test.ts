@@ -127,7 +127,7 @@ beforeAll(async () => {
     const ids = tokenizer.encode(c, { addSpecial: false });
     expect(ids.length).toBe(1);
     return ids[0] as number;
-  });
+  }, 60_000);
 });
 
 /** A model whose greedy continuation of letter X is the next letter (z wraps to a). */
@@ -168,7 +168,7 @@ describe("session logic over a scripted native model", () => {
     expect(t.finishReason).toBeNull();
     expect(s.length).toBe(21);
     model.close();
-  });
+  }, 60_000);
 
   test("greedy generation streams the scripted continuation and stops at maxTokens", async () => {
     const { model } = scriptedModel();
@@ -182,7 +182,7 @@ describe("session logic over a scripted native model", () => {
     // Continuing runs the pending last token first, then carries on.
     expect(await collect(s.generate({ maxTokens: 3, temperature: 0 }))).toBe("ghi");
     model.close();
-  });
+  }, 60_000);
 
   test("a stop string ends generation and is not emitted", async () => {
     const { model } = scriptedModel();
@@ -198,7 +198,7 @@ describe("session logic over a scripted native model", () => {
     expect(text).toBe("bcd");
     expect(r.value.finishReason).toBe("stop");
     model.close();
-  });
+  }, 60_000);
 
   test("context shift: generation runs past the context, keeping the first tokens", async () => {
     const { model, native } = scriptedModel({ contextTokens: 32 });
@@ -216,7 +216,7 @@ describe("session logic over a scripted native model", () => {
     expect(s.tokens.slice(0, kv.length)).toEqual(kv);
     expect(kv.slice(0, 3)).toEqual(letters.slice(0, 3));
     model.close();
-  });
+  }, 60_000);
 
   test("context shift off: a full context is a ContextFullError, and the session stays usable", async () => {
     const { model } = scriptedModel({ contextTokens: 16 });
@@ -239,7 +239,7 @@ describe("session logic over a scripted native model", () => {
     s.reset();
     await expect(s.prefill(letters.concat(letters))).rejects.toBeInstanceOf(ContextFullError);
     model.close();
-  });
+  }, 60_000);
 
   test("prefill longer than the context shifts while prefilling", async () => {
     const { model } = scriptedModel({ contextTokens: 32 });
@@ -249,7 +249,7 @@ describe("session logic over a scripted native model", () => {
     expect(s.length).toBeLessThanOrEqual(32);
     expect(await collect(s.generate({ maxTokens: 1, temperature: 0 }))).toBe("a");
     model.close();
-  });
+  }, 60_000);
 
   test("a full KV pool shifts this session when it can, else a clear KvFullError", async () => {
     const { model } = scriptedModel({ pages: 4, contextTokens: 256, maxBatchTokens: 16 });
@@ -269,7 +269,7 @@ describe("session logic over a scripted native model", () => {
     await b.prefill(letters);
     expect(b.length).toBe(26);
     model.close();
-  });
+  }, 60_000);
 
   test("close returns the pages; a closed session refuses calls", async () => {
     const { model, native } = scriptedModel();
@@ -282,7 +282,7 @@ describe("session logic over a scripted native model", () => {
     await expect(s.prefill("a")).rejects.toBeInstanceOf(SessionStateError);
     expect(() => s.generate()).toThrow(/session is closed/);
     model.close();
-  });
+  }, 60_000);
 
   test("abort() and an AbortSignal end generation with finishReason abort", async () => {
     const { model } = scriptedModel();
@@ -305,7 +305,7 @@ describe("session logic over a scripted native model", () => {
     // An abort from an earlier call does not carry over.
     expect(await collect(s.generate({ maxTokens: 2, temperature: 0 }))).toHaveLength(2);
     model.close();
-  });
+  }, 60_000);
 
   test("one call at a time; generate before any prompt is a clear error", async () => {
     const { model } = scriptedModel();
@@ -318,7 +318,7 @@ describe("session logic over a scripted native model", () => {
     await it.return(undefined as never);
     await s.prefill("b");
     model.close();
-  });
+  }, 60_000);
 
   test("bad options and bad token ids are refused before anything runs", async () => {
     const { model } = scriptedModel({ contextTokens: 32 });
@@ -332,7 +332,7 @@ describe("session logic over a scripted native model", () => {
     expect(() => resolveModelOptions({ threads: 0 }, { contextLength: 10 })).toThrow(/threads/);
     expect(() => resolveModelOptions({ kvType: "q4" as "f16" }, { contextLength: 10 })).toThrow(/kvType/);
     model.close();
-  });
+  }, 60_000);
 
   test("chat reuses the KV prefix of the previous turn", async () => {
     const { model } = scriptedModel({ contextTokens: 512, maxBatchTokens: 64 });
@@ -348,5 +348,5 @@ describe("session logic over a scripted native model", () => {
     s.reset();
     expect(s.messages).toEqual([{ role: "system", content: "Be brief." }]);
     model.close();
-  });
+  }, 60_000);
 });

@@ -9,7 +9,7 @@ let model: Model;
 beforeAll(async () => {
   // Small batches so that every prefill below runs in several chunks.
   model = await loadModel(undefined, { threads: 2, maxBatchTokens: 4, contextTokens: 512, maxSessions: 4 });
-});
+}, 120_000);
 
 afterAll(() => model?.close());
 
@@ -73,7 +73,7 @@ describe("Session on the real model", () => {
       expect(text).toBe(model.decode(expected));
       expect(r.value.text).toBe(text);
     });
-  });
+  }, 120_000);
 
   test("telemetry is reported for prefill and generate", async () => {
     await withSession({}, async (s) => {
@@ -94,7 +94,7 @@ describe("Session on the real model", () => {
       expect(t.finishReason).toBe("length");
       expect(t.contextUsedTokens).toBe(s.length);
     });
-  });
+  }, 120_000);
 
   test("the same seed gives the same text; deterministic mode fixes the seed", async () => {
     const run = async (opts: { seed?: number }, deterministic = false) =>
@@ -107,7 +107,7 @@ describe("Session on the real model", () => {
     expect(await run({ seed: 1234 })).toBe(a);
     const d = await run({}, true);
     expect(await run({}, true)).toBe(d);
-  });
+  }, 120_000);
 
   test("a stop string ends the text right before it", async () => {
     const prompt = "The capital of France is";
@@ -127,7 +127,7 @@ describe("Session on the real model", () => {
       expect(r.value.finishReason).toBe("stop");
       expect(r.value.text).toBe(full.slice(0, full.indexOf(stop)));
     });
-  });
+  }, 120_000);
 
   test("an AbortSignal stops generation; closing the session returns its KV pages", async () => {
     const free = model.kvStats().pagesFree;
@@ -148,7 +148,7 @@ describe("Session on the real model", () => {
     expect(model.kvStats().pagesFree).toBeLessThan(free);
     s.close();
     expect(model.kvStats().pagesFree).toBe(free);
-  });
+  }, 120_000);
 
   test("chat: a second turn reuses the first turn's KV", async () => {
     await withSession({ systemPrompt: "You answer in one short sentence." }, async (s) => {
@@ -162,7 +162,7 @@ describe("Session on the real model", () => {
       expect(t2?.cachedTokens).toBeGreaterThanOrEqual(t1?.promptTokens ?? Number.POSITIVE_INFINITY);
       expect(s.messages.map((m) => m.role)).toEqual(["system", "user", "assistant", "user", "assistant"]);
     });
-  });
+  }, 120_000);
 
   test("context shift on: generation continues past the context size", async () => {
     await withSession({ contextTokens: 40, contextShift: { keepTokens: 4, dropTokens: 16 } }, async (s) => {
@@ -177,7 +177,7 @@ describe("Session on the real model", () => {
       // The KV holds what the session says (the last sampled token is not run yet).
       expect(model.native.seqLength(sessionSeq(s))).toBe(s.length - 1);
     });
-  });
+  }, 120_000);
 
   test("context shift off: a clear ContextFullError, and the session stays usable", async () => {
     await withSession({ contextTokens: 24, contextShift: false }, async (s) => {
@@ -196,7 +196,7 @@ describe("Session on the real model", () => {
       await s.prefill("Water boils at");
       expect((await collect(s.generate({ maxTokens: 3, temperature: 0 }))).length).toBeGreaterThan(0);
     });
-  });
+  }, 120_000);
 });
 
 /** The KV sequence id of a session (private; read for the consistency check only). */

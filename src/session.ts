@@ -422,27 +422,38 @@ export class Session {
       throw new SessionStateError("nothing to generate from: prefill a prompt first");
     }
     if (stop.exhausted) return this.finish(started, ttft, out, "length", text);
-    for (;;) {
-      if (this.isAborted(opts.signal)) {
-        text += stop.flush();
-        return this.finish(started, ttft, out, "abort", text);
+    let finished = false;
+    try {
+      for (;;) {
+        if (this.isAborted(opts.signal)) {
+          const tail = stop.flush();
+          if (tail.length > 0) {
+            text += tail;
+            yield tail;
+          }
+          finished = true;
+          return this.finish(started, ttft, out, "abort", text);
+        }
+        const id = sampler.sample(this.logits, this.history);
+        if (ttft === null) ttft = performance.now() - started + priorPrefillMs;
+        this.history.push(id);
+        out.push(id);
+        const piece = tok.isEndOfGeneration(id) && !opts.ignoreEos ? "" : decoder.push(id);
+        const step = stop.accept(id, piece);
+        if (step.text.length > 0) {
+          text += step.text;
+          yield step.text;
+        }
+        if (step.finish !== null) {
+          finished = true;
+          return this.finish(started, ttft, out, step.finish, text);
+        }
+        // An abort between tokens is seen at the top of the loop.
+        await this.feed([], opts.signal, "decode");
       }
-      const id = sampler.sample(this.logits, this.history);
-      if (ttft === null) ttft = performance.now() - started + priorPrefillMs;
-      this.history.push(id);
-      out.push(id);
-      const piece = tok.isEndOfGeneration(id) && !opts.ignoreEos ? "" : decoder.push(id);
-      const step = stop.accept(id, piece);
-      if (step.text.length > 0) {
-        text += step.text;
-        yield step.text;
-      }
-      if (step.finish !== null) return this.finish(started, ttft, out, step.finish, text);
-      const complete = await this.feed([], opts.signal, "decode");
-      if (!complete) {
-        text += stop.flush();
-        return this.finish(started, ttft, out, "abort", text);
-      }
+    } finally {
+      // The consumer left the loop early (break, return, throw): still report the call.
+      if (!finished) this.finish(started, ttft, out, "abort", text);
     }
   }
 

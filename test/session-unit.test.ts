@@ -302,6 +302,11 @@ describe("session logic over a scripted native model", () => {
     const r2 = await collect(s.generate({ maxTokens: 5, signal: ctl.signal }));
     expect(r2).toBe("");
     expect(s.lastTelemetry?.finishReason).toBe("abort");
+    // Leaving the loop early still reports the call, and the session goes on.
+    let k = 0;
+    for await (const _ of s.generate({ maxTokens: 50, temperature: 0 })) if (++k === 2) break;
+    expect(s.lastTelemetry?.finishReason).toBe("abort");
+    expect(s.lastTelemetry?.generatedTokens).toBe(2);
     // An abort from an earlier call does not carry over.
     expect(await collect(s.generate({ maxTokens: 2, temperature: 0 }))).toHaveLength(2);
     model.close();

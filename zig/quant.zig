@@ -129,3 +129,15 @@ pub fn dotRow(t: GgmlType, w: [*]const u8, x: []const f32, act: []const BlockQ8A
         _ => unreachable,
     }
 }
+
+pub const QuantFormat = enum { q4_0, q4_1, q8_0 };
+
+/// Stand-in for the kernels' dotRows: n activation rows against one weight row (scalar).
+pub inline fn dotRows(comptime f: QuantFormat, comptime n: usize, w_row: [*]const u8, nb: usize, acts: [n][*]const BlockQ8Act, out: *[n]f32) void {
+    const t: GgmlType = switch (f) {
+        .q4_0 => .q4_0,
+        .q4_1 => .q4_1,
+        .q8_0 => .q8_0,
+    };
+    inline for (0..n) |k| out[k] = dotRow(t, w_row, &.{}, acts[k][0..nb]);
+}

@@ -14,6 +14,7 @@ const attention = @import("../attention.zig");
 const quant = @import("../quant.zig");
 const matmul_mod = @import("../matmul.zig");
 const Pool = @import("../pool.zig").Pool;
+const fused = @import("fused.zig");
 
 const Weight = matmul_mod.Weight;
 const BlockQ8Act = quant.BlockQ8Act;
@@ -587,9 +588,8 @@ fn forward(m: *Model, tokens: []const i32, seq_ids: []const i32) void {
         // Attention block. The previous layer's FFN residual is added here (fused with the norm).
         const nq: NormQuant = .{ .m = m, .add = if (l == 0) null else m.xb[0 .. n * d], .w = ly.attn_norm };
         if (l == 0) forRows(m, n, &nq, NormQuant.run) else forRowsAddDown(m, n, &nq);
-        mm(m, ly.wq, m.xb, n, m.q);
-        mm(m, ly.wk, m.xb, n, m.k);
-        mm(m, ly.wv, m.xb, n, m.v);
+        const qkv = [_]fused.Part{ .{ .w = ly.wq, .out = m.q }, .{ .w = ly.wk, .out = m.k }, .{ .w = ly.wv, .out = m.v } };
+        fused.matmulMany(m.pool, &qkv, m.xb[0 .. n * d], m.act[0 .. n * d / 32], n);
         const rs: RopeStore = .{ .m = m, .layer = l, .seq_ids = seq_ids };
         forRows(m, n, &rs, RopeStore.run);
         const aq: AttnQuant = .{
@@ -602,8 +602,8 @@ fn forward(m: *Model, tokens: []const i32, seq_ids: []const i32) void {
         // FFN block: x += attn_out, norm, quantize.
         const nf: NormQuant = .{ .m = m, .add = null, .w = ly.ffn_norm };
         forRowsAddDown(m, n, &nf);
-        mm(m, ly.w_gate, m.xb, n, m.hg);
-        mm(m, ly.w_up, m.xb, n, m.hu);
+        const gate_up = [_]fused.Part{ .{ .w = ly.w_gate, .out = m.hg }, .{ .w = ly.w_up, .out = m.hu } };
+        fused.matmulMany(m.pool, &gate_up, m.xb[0 .. n * d], m.act[0 .. n * d / 32], n);
         const sq: SwigluQuant = .{ .m = m };
         forRows(m, n, &sq, SwigluQuant.run);
         mm(m, ly.w_down, m.hg, n, m.xb);

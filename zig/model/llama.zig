@@ -120,6 +120,8 @@ pub const Model = struct {
     row_index: []u32,
     tiles: []attention.Tile,
     n_tiles: usize = 0,
+    /// Query-key pairs of this step's attention (per layer), to skip the pool when tiny.
+    attn_work: usize = 0,
     logit_rows: []u32,
     seq_rows: []u32,
     seq_last_pos: []i64,
@@ -410,6 +412,10 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
 
 // ---------------------------------------------------------------- forward
 
+/// Below this many query-key pairs a layer's attention runs on the calling thread: a short
+/// decode step costs less than waking the pool.
+const attn_inline_work = 2048;
+
 /// Rows per task for the per-row ops when a batch is large enough to split.
 const rows_per_task = 4;
 
@@ -565,6 +571,8 @@ pub fn decode(m: *Model, tokens: []const i32, positions: []const i32, seq_ids: [
         m.rope.angles(positions[i], m.rope_cos[i * half ..][0..half], m.rope_sin[i * half ..][0..half]);
     }
 
+    m.attn_work = 0;
+    for (m.row_index[0..n]) |idx| m.attn_work += (@as(usize, idx) + 1) * m.hp.n_head;
     m.n_tiles = attention.makeTiles(seq_ids, m.row_index[0..n], attention.tileRows(m.hp.n_head / m.hp.n_head_kv), m.tiles);
     forward(m, tokens, seq_ids);
 
@@ -597,7 +605,9 @@ fn forward(m: *Model, tokens: []const i32, seq_ids: []const i32) void {
             .act = m.act,
         };
         const items = aq.job.items();
-        if (items == 1) aq.run(0) else m.pool.run(items, &aq, AttnQuant.run);
+        if (m.attn_work <= attn_inline_work) {
+            for (0..items) |it| aq.run(it);
+        } else m.pool.run(items, &aq, AttnQuant.run);
         mm(m, ly.wo, m.att, n, m.xb);
         // FFN block: x += attn_out, norm, quantize.
         const nf: NormQuant = .{ .m = m, .add = null, .w = ly.ffn_norm };

@@ -6,12 +6,14 @@ import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { coreSymbols } from "./symbols/core.ts";
+import { kernelSymbols } from "./symbols/kernels.ts";
 
 /** Must equal `abi_version` in zig/root.zig. */
 export const ABI_VERSION = 1;
 
 const allSymbols = {
   ...coreSymbols,
+  ...kernelSymbols,
 };
 
 export type HearthLib = ReturnType<typeof dlopen<typeof allSymbols>>["symbols"];

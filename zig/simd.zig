@@ -98,11 +98,14 @@ pub fn readSum(bytes: []const u8) u64 {
     var a2: V = @splat(0);
     var a3: V = @splat(0);
     var i: usize = 0;
+    // Loads through a vector pointer: a bitcast from a byte array gets scalarized by LLVM.
+    const vp: [*]align(1) const V = @ptrCast(bytes.ptr);
     while (i + step <= bytes.len) : (i += step) {
-        a0 +%= @bitCast(bytes[i..][0..vector_bytes].*);
-        a1 +%= @bitCast(bytes[i + vector_bytes ..][0..vector_bytes].*);
-        a2 +%= @bitCast(bytes[i + 2 * vector_bytes ..][0..vector_bytes].*);
-        a3 +%= @bitCast(bytes[i + 3 * vector_bytes ..][0..vector_bytes].*);
+        const k = i / vector_bytes;
+        a0 +%= vp[k];
+        a1 +%= vp[k + 1];
+        a2 +%= vp[k + 2];
+        a3 +%= vp[k + 3];
     }
     var total: u64 = @reduce(.Add, a0 +% a1 +% a2 +% a3);
     while (i < bytes.len) : (i += 1) total +%= bytes[i];

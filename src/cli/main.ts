@@ -20,6 +20,8 @@ type CommandModule = { main(argv: string[]): Promise<number> };
 const commands: Record<string, () => Promise<CommandModule>> = {
   pull: () => import("./pull.ts"),
   bench: () => import("./bench.ts"),
+  // Hidden (not in HELP): loads libhearth and checks one kernel; used by the compiled-binary test.
+  selftest: () => import("./selftest.ts"),
 };
 
 export async function main(argv: string[]): Promise<number> {

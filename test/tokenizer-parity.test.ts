@@ -1,6 +1,5 @@
 // Token-id parity with llama.cpp (node-llama-cpp) on the committed fixture from bench/peers/.
 import { describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
 import { GgufMetadata, readGguf } from "../src/gguf/index.ts";
 import { pullModel } from "../src/gguf/pull.ts";
 import { Tokenizer } from "../src/tokenizer/index.ts";
@@ -11,8 +10,8 @@ interface ParityFixture {
   cases: { text: string; ids: number[]; idsPlain: number[] }[];
 }
 
+// Written by `bun bench/peers/make-fixtures.ts` from node-llama-cpp on the same model.
 const fixturePath = `${import.meta.dir}/fixtures/tokenizer-parity.json`;
-const haveFixture = existsSync(fixturePath);
 
 describe("tokenizer parity with llama.cpp", async () => {
   // The fixture is written by `bun bench/peers/peer.ts` (peers helper); until it lands this is skipped.
@@ -21,6 +20,7 @@ describe("tokenizer parity with llama.cpp", async () => {
     async () => {
       const fixture: ParityFixture = await Bun.file(fixturePath).json();
       const tok = Tokenizer.fromGguf(new GgufMetadata(readGguf(await pullModel()).metadata));
+      expect(fixture.peer).toContain("node-llama-cpp");
       expect(fixture.cases.length).toBeGreaterThanOrEqual(300);
       const mismatches: string[] = [];
       for (const c of fixture.cases) {

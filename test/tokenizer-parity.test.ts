@@ -14,30 +14,26 @@ interface ParityFixture {
 const fixturePath = `${import.meta.dir}/fixtures/tokenizer-parity.json`;
 
 describe("tokenizer parity with llama.cpp", async () => {
-  // The fixture is written by `bun bench/peers/peer.ts` (peers helper); until it lands this is skipped.
-  test.skipIf(!haveFixture)(
-    "identical ids for every fixture case, special text parsed and plain",
-    async () => {
-      const fixture: ParityFixture = await Bun.file(fixturePath).json();
-      const tok = Tokenizer.fromGguf(new GgufMetadata(readGguf(await pullModel()).metadata));
-      expect(fixture.peer).toContain("node-llama-cpp");
-      expect(fixture.cases.length).toBeGreaterThanOrEqual(300);
-      const mismatches: string[] = [];
-      for (const c of fixture.cases) {
-        const ids = tok.encode(c.text, { addSpecial: false, parseSpecial: true });
-        const idsPlain = tok.encode(c.text, { addSpecial: false, parseSpecial: false });
-        if (JSON.stringify(ids) !== JSON.stringify(c.ids)) {
-          mismatches.push(
-            `special ${JSON.stringify(c.text)}: ours ${JSON.stringify(ids)} peer ${JSON.stringify(c.ids)}`,
-          );
-        }
-        if (JSON.stringify(idsPlain) !== JSON.stringify(c.idsPlain)) {
-          mismatches.push(
-            `plain ${JSON.stringify(c.text)}: ours ${JSON.stringify(idsPlain)} peer ${JSON.stringify(c.idsPlain)}`,
-          );
-        }
+  test("identical ids for every fixture case, special text parsed and plain", async () => {
+    const fixture: ParityFixture = await Bun.file(fixturePath).json();
+    const tok = Tokenizer.fromGguf(new GgufMetadata(readGguf(await pullModel()).metadata));
+    expect(fixture.peer).toContain("node-llama-cpp");
+    expect(fixture.cases.length).toBeGreaterThanOrEqual(300);
+    const mismatches: string[] = [];
+    for (const c of fixture.cases) {
+      const ids = tok.encode(c.text, { addSpecial: false, parseSpecial: true });
+      const idsPlain = tok.encode(c.text, { addSpecial: false, parseSpecial: false });
+      if (JSON.stringify(ids) !== JSON.stringify(c.ids)) {
+        mismatches.push(
+          `special ${JSON.stringify(c.text)}: ours ${JSON.stringify(ids)} peer ${JSON.stringify(c.ids)}`,
+        );
       }
-      expect(mismatches).toEqual([]);
-    },
-  );
+      if (JSON.stringify(idsPlain) !== JSON.stringify(c.idsPlain)) {
+        mismatches.push(
+          `plain ${JSON.stringify(c.text)}: ours ${JSON.stringify(idsPlain)} peer ${JSON.stringify(c.idsPlain)}`,
+        );
+      }
+    }
+    expect(mismatches).toEqual([]);
+  });
 });

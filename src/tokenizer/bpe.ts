@@ -112,8 +112,8 @@ const PAIR_RANK_LIMIT = 2 ** 28;
 const HEAP_POSITION_LIMIT = 2 ** 24;
 
 export class BpeModel {
-  /** Merge rank by "left right" (byte-level token texts never contain a plain space). */
-  private readonly ranks = new Map<string, number>();
+  /** Merge rank by "left right"; built on first use (only the fallback path needs it). */
+  private rankTable: Map<string, number> | null = null;
   /** (left id, right id) -> rank * PAIR_RESULT_LIMIT + merged id; null when some merge is not id-expressible. */
   private readonly pairs: Map<number, number> | null;
   private idStride = 0;
@@ -121,17 +121,25 @@ export class BpeModel {
   constructor(
     /** Token id by token text. */
     private readonly vocab: ReadonlyMap<string, number>,
-    merges: readonly string[],
+    private readonly merges: readonly string[],
   ) {
-    for (let i = 0; i < merges.length; i++) {
-      const line = merges[i] as string;
-      // llama.cpp splits at the first space after position 0, so a merge may start with a space.
-      const sep = line.indexOf(" ", 1);
-      if (sep < 0) continue;
-      const key = `${line.slice(0, sep)} ${line.slice(sep + 1)}`;
-      if (!this.ranks.has(key)) this.ranks.set(key, i);
-    }
     this.pairs = this.buildIdPairs(merges);
+  }
+
+  private get ranks(): Map<string, number> {
+    if (this.rankTable === null) {
+      const table = new Map<string, number>();
+      for (let i = 0; i < this.merges.length; i++) {
+        const line = this.merges[i] as string;
+        // llama.cpp splits at the first space after position 0, so a merge may start with a space.
+        const sep = line.indexOf(" ", 1);
+        if (sep < 0) continue;
+        const key = `${line.slice(0, sep)} ${line.slice(sep + 1)}`;
+        if (!table.has(key)) table.set(key, i);
+      }
+      this.rankTable = table;
+    }
+    return this.rankTable;
   }
 
   /**
@@ -161,7 +169,7 @@ export class BpeModel {
   }
 
   get mergeCount(): number {
-    return this.ranks.size;
+    return this.merges.length;
   }
 
   private rank(left: string, right: string): number {

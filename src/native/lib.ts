@@ -6,8 +6,8 @@ import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { coreSymbols } from "./symbols/core.ts";
-import { kvSymbols } from "./symbols/kv.ts";
 import { kernelSymbols } from "./symbols/kernels.ts";
+import { kvSymbols } from "./symbols/kv.ts";
 import { modelSymbols } from "./symbols/model.ts";
 
 /** Must equal `abi_version` in zig/root.zig. */

@@ -1,0 +1,135 @@
+// `hearth serve`: the OpenAI-compatible HTTP server over the continuous-batching engine.
+import { parseArgs } from "node:util";
+import { ChatTemplate } from "../chat/index.ts";
+import { Engine } from "../engine/index.ts";
+import { GgufMetadata, readGguf } from "../gguf/index.ts";
+import { pullModel } from "../gguf/pull.ts";
+import { defaultThreads } from "../model.ts";
+import { createApp, DEFAULT_MAX_BODY_BYTES } from "../server/app.ts";
+import { Tokenizer } from "../tokenizer/index.ts";
+
+const HELP = `Usage: hearth serve [-m MODEL] [options]
+
+Serves a GGUF model over an OpenAI-compatible HTTP API: /v1/chat/completions,
+/v1/completions (streaming SSE or not), /v1/models, /health, /metrics (Prometheus).
+
+Options:
+  -m, --model REF        model: known name (default SmolLM2-135M-Instruct Q4_1), .gguf path or URL
+      --host HOST        address to bind (default 127.0.0.1: loopback only)
+      --port N           port (default 8080; 0 picks a free one)
+      --api-key KEY      require "Authorization: Bearer KEY" on /v1 routes (or $HEARTH_API_KEY)
+      --parallel N       sequences decoding at once (default 16)
+      --queue N          requests waiting beyond --parallel before 429 (default 64)
+  -c, --ctx N            most tokens per request, prompt + completion (default: model's, ≤ 4096)
+      --kv-pages N       KV pool size in pages of 16 tokens (default: parallel x ctx / 16, ≤ 4096)
+  -b, --batch-size N     most tokens per engine step (default 256)
+      --kv-type T        f16 (default) or q8_0
+  -t, --threads N        compute threads (default: $HEARTH_THREADS, else every core)
+      --max-body N       largest request body in bytes (default ${DEFAULT_MAX_BODY_BYTES})
+  -h, --help             this help`;
+
+function int(name: string, v: string | undefined, def: number, min: number): number {
+  if (v === undefined) return def;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min)
+    throw new Error(`--${name} must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        model: { type: "string", short: "m" },
+        host: { type: "string" },
+        port: { type: "string" },
+        "api-key": { type: "string" },
+        parallel: { type: "string" },
+        queue: { type: "string" },
+        ctx: { type: "string", short: "c" },
+        "kv-pages": { type: "string" },
+        "batch-size": { type: "string", short: "b" },
+        "kv-type": { type: "string" },
+        threads: { type: "string", short: "t" },
+        "max-body": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    console.error(`hearth serve: ${(err as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const s = (k: string) => values[k] as string | undefined;
+  let parallel: number, queue: number, port: number, stepTokens: number, threads: number, maxBody: number;
+  let ctxOpt: number | undefined, kvPagesOpt: number | undefined;
+  const kvType = (s("kv-type") ?? "f16") as "f16" | "q8_0";
+  try {
+    parallel = int("parallel", s("parallel"), 16, 1);
+    queue = int("queue", s("queue"), 64, 0);
+    port = int("port", s("port"), 8080, 0);
+    if (port > 65535) throw new Error("--port must be at most 65535");
+    stepTokens = int("batch-size", s("batch-size"), 256, 1);
+    threads = int("threads", s("threads"), defaultThreads(), 1);
+    maxBody = int("max-body", s("max-body"), DEFAULT_MAX_BODY_BYTES, 1);
+    ctxOpt = s("ctx") === undefined ? undefined : int("ctx", s("ctx"), 0, 16);
+    kvPagesOpt = s("kv-pages") === undefined ? undefined : int("kv-pages", s("kv-pages"), 0, 1);
+    if (kvType !== "f16" && kvType !== "q8_0")
+      throw new Error(`--kv-type must be f16 or q8_0, got ${kvType}`);
+  } catch (err) {
+    console.error(`hearth serve: ${(err as Error).message}\n\nRun \`hearth serve --help\` for the options.`);
+    return 2;
+  }
+  const apiKey = s("api-key") ?? process.env.HEARTH_API_KEY;
+  const host = s("host") ?? "127.0.0.1";
+
+  const path = await pullModel(s("model"));
+  const file = readGguf(path);
+  const md = new GgufMetadata(file.metadata);
+  const arch = md.stringOr("general.architecture", "");
+  const trained = md.numberOr(`${arch}.context_length`, 4096);
+  const contextTokens = ctxOpt ?? Math.min(trained, 4096);
+  const kvPages = kvPagesOpt ?? Math.min(4096, Math.ceil((parallel * contextTokens) / 16));
+  const tokenizer = Tokenizer.fromGguf(md);
+  const chatTemplate = ChatTemplate.fromGguf(md, tokenizer);
+  const engine = await Engine.start({
+    modelPath: path,
+    threads,
+    parallel,
+    maxQueued: queue,
+    contextTokens,
+    kvPages,
+    stepTokens,
+    kvType,
+  });
+  const modelId = md.stringOr("general.name", path.split("/").pop() ?? path);
+  const app = createApp({
+    engine,
+    tokenizer,
+    chatTemplate,
+    modelId,
+    contextTokens,
+    apiKey,
+    maxBodyBytes: maxBody,
+  });
+  app.listen({ hostname: host, port });
+  const bound = app.server?.port ?? port;
+  // One machine-readable line: tests and scripts wait for it to learn the port.
+  console.log(
+    `hearth serve: listening on http://${host}:${bound} (model ${modelId}, parallel ${parallel}, ctx ${contextTokens}, kv pages ${kvPages})`,
+  );
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+  await app.stop();
+  await engine.close();
+  return 0;
+}

@@ -1,0 +1,125 @@
+// The engine as the main thread sees it: starts the worker that owns the model, routes each
+// request's events to its listener, bounds in-flight requests, and keeps the latest KV stats.
+import { loadLibrary } from "../native/lib.ts";
+import type { ModelInfo } from "../native/model-api.ts";
+import type { EngineConfig, FromWorker, ToWorker } from "./protocol.ts";
+import type { EngineEvent, EngineRequest, SchedulerStats } from "./scheduler.ts";
+
+export type { EngineConfig } from "./protocol.ts";
+export {
+  type EngineEvent,
+  type EngineFinishReason,
+  type EngineRequest,
+  QueueFullError,
+  Scheduler,
+  type SchedulerStats,
+} from "./scheduler.ts";
+
+/** Thrown by Engine.submit when `parallel + maxQueued` requests are already in flight. */
+export class EngineBusyError extends Error {
+  override name = "EngineBusyError";
+}
+
+type Listener = (ev: EngineEvent) => void;
+
+export class Engine {
+  private readonly listeners = new Map<string, Listener>();
+  private nextId = 0;
+  private closed = false;
+  /** Latest scheduler figures reported by the worker. */
+  stats: SchedulerStats;
+  /** Time of the last engine step, for /metrics. */
+  lastStepMs = 0;
+
+  private constructor(
+    private readonly worker: Worker,
+    readonly config: EngineConfig,
+    readonly info: ModelInfo,
+    stats: SchedulerStats,
+  ) {
+    this.stats = stats;
+    worker.onmessage = (ev: MessageEvent<FromWorker>) => this.onMessage(ev.data);
+  }
+
+  /** Starts the worker and opens the model in it; resolves once it can take requests. */
+  static async start(config: Omit<EngineConfig, "libPath">): Promise<Engine> {
+    const { path: libPath } = await loadLibrary();
+    const worker = new Worker(new URL("./worker.ts", import.meta.url).href);
+    const full: EngineConfig = { ...config, libPath };
+    const ready = await new Promise<{ info: ModelInfo; stats: SchedulerStats }>((resolve, reject) => {
+      worker.onmessage = (ev: MessageEvent<FromWorker>) => {
+        const m = ev.data;
+        if (m.type === "ready") resolve(m);
+        else if (m.type === "fatal") reject(new Error(m.message));
+      };
+      worker.onerror = (ev) => reject(new Error(`engine worker failed: ${ev.message}`));
+      worker.postMessage({ type: "init", config: full } satisfies ToWorker);
+    }).catch((err) => {
+      worker.terminate();
+      throw err;
+    });
+    return new Engine(worker, full, ready.info, ready.stats);
+  }
+
+  /** Requests submitted and not finished yet. */
+  get inFlight(): number {
+    return this.listeners.size;
+  }
+
+  get capacity(): number {
+    return this.config.parallel + this.config.maxQueued;
+  }
+
+  /**
+   * Queues a request; `onEvent` gets its text, then exactly one `done` or `error`.
+   * Returns the request id (for cancel). Throws EngineBusyError when the queue is full.
+   */
+  submit(req: Omit<EngineRequest, "id">, onEvent: Listener): string {
+    if (this.closed) throw new EngineBusyError("the engine is shutting down");
+    if (this.listeners.size >= this.capacity)
+      throw new EngineBusyError(`queue full: ${this.listeners.size} requests in flight`);
+    const id = `r${this.nextId++}`;
+    this.listeners.set(id, onEvent);
+    this.post({ type: "submit", req: { ...req, id } });
+    return id;
+  }
+
+  /** Ends a request and frees its KV pages; its listener gets `done` with finish "abort". */
+  cancel(id: string): void {
+    if (this.listeners.has(id)) this.post({ type: "cancel", id });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 5000);
+      this.worker.onmessage = (ev: MessageEvent<FromWorker>) => {
+        if (ev.data.type === "closed") {
+          clearTimeout(t);
+          resolve();
+        }
+      };
+      this.post({ type: "close" });
+    });
+    this.worker.terminate();
+    for (const [id, l] of this.listeners) l({ type: "error", id, message: "engine closed" });
+    this.listeners.clear();
+  }
+
+  private post(msg: ToWorker): void {
+    this.worker.postMessage(msg);
+  }
+
+  private onMessage(m: FromWorker): void {
+    if (m.type !== "events") return;
+    this.stats = m.stats;
+    if (m.stepMs > 0) this.lastStepMs = m.stepMs;
+    for (const ev of m.events) {
+      const l = this.listeners.get(ev.id);
+      if (!l) continue;
+      if (ev.type !== "text") this.listeners.delete(ev.id);
+      l(ev);
+    }
+  }
+}

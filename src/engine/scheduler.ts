@@ -1,0 +1,305 @@
+// Continuous batching over one NativeModel: every step packs the next token of each running
+// sequence plus chunks of pending prompts into one Batch within a token budget (one decode call),
+// admits waiting requests while KV pages allow, and preempts the newest sequence when pages run out.
+import type { Batch, NativeModel } from "../native/model-api.ts";
+import { KvFullError } from "../native/model-api.ts";
+import { type FinishReason, Sampler, type SamplerOptions, StopCondition } from "../sampling/index.ts";
+
+/** Tokens in one KV page (fixed by the native cache). */
+const PAGE_TOKENS = 16;
+
+/** The detokenizer the scheduler needs (src/tokenizer's Tokenizer satisfies it). */
+export interface EngineTokenizer {
+  isEndOfGeneration(id: number): boolean;
+  streamDecoder(): { push(id: number): string; flush(): string };
+}
+
+export interface EngineRequest {
+  id: string;
+  promptIds: readonly number[];
+  sampling: SamplerOptions;
+  /** Most tokens to generate (the engine also stops at the context limit). */
+  maxTokens: number;
+  stop: readonly string[];
+}
+
+export type EngineFinishReason = FinishReason | "abort" | "context";
+
+/** What a step produced for one request. */
+export type EngineEvent =
+  | { type: "text"; id: string; text: string; tokens: number }
+  | {
+      type: "done";
+      id: string;
+      text: string;
+      finish: EngineFinishReason;
+      promptTokens: number;
+      completionTokens: number;
+    }
+  | { type: "error"; id: string; message: string };
+
+export interface SchedulerOptions {
+  /** Most sequences decoding at once (also bounded by the native model's maxSequences). */
+  maxRunning: number;
+  /** Most requests waiting for a slot; submit refuses beyond it. */
+  maxQueued: number;
+  /** Most rows in one decode call (≤ the native maxBatchTokens). */
+  stepTokens: number;
+  /** Most tokens one sequence may hold (prompt + output). */
+  contextTokens: number;
+}
+
+export interface SchedulerStats {
+  running: number;
+  queued: number;
+  preemptions: number;
+  steps: number;
+  kvPagesTotal: number;
+  kvPagesFree: number;
+}
+
+/** submit() answer when the bounded queue has no room. */
+export class QueueFullError extends Error {
+  override name = "QueueFullError";
+}
+
+interface Sequence {
+  req: EngineRequest;
+  /** Arrival order; the newest running sequence is preempted first. */
+  order: number;
+  seqId: number;
+  /** Prompt followed by every generated token. */
+  tokens: number[];
+  /** Tokens of `tokens` already in the KV cache. */
+  computed: number;
+  sampler: Sampler;
+  decoder: { push(id: number): string; flush(): string };
+  stop: StopCondition;
+  /** Batch row of this step whose logits belong to this sequence, or -1. */
+  logitsRow: number;
+  /** Rows of this step's batch that carry this sequence's tokens. */
+  taking: number;
+}
+
+export class Scheduler {
+  private readonly waiting: Sequence[] = [];
+  private readonly running: Sequence[] = [];
+  private readonly batch: Batch;
+  private readonly logits: Float32Array;
+  private nextOrder = 0;
+  private preemptions = 0;
+  private steps = 0;
+
+  constructor(
+    private readonly model: NativeModel,
+    private readonly tokenizer: EngineTokenizer,
+    private readonly opts: SchedulerOptions,
+    batch: Batch,
+  ) {
+    if (batch.capacity < opts.stepTokens) throw new RangeError("batch capacity is below stepTokens");
+    if (opts.maxRunning < 1 || opts.maxQueued < 0) throw new RangeError("maxRunning ≥ 1 and maxQueued ≥ 0");
+    this.batch = batch;
+    // One logits row per running sequence at most (only the last pending row of each wants logits).
+    this.logits = new Float32Array(opts.maxRunning * model.info.vocabSize);
+  }
+
+  get idle(): boolean {
+    return this.waiting.length === 0 && this.running.length === 0;
+  }
+
+  stats(): SchedulerStats {
+    const kv = this.model.kvStats();
+    return {
+      running: this.running.length,
+      queued: this.waiting.length,
+      preemptions: this.preemptions,
+      steps: this.steps,
+      kvPagesTotal: kv.pagesTotal,
+      kvPagesFree: kv.pagesFree,
+    };
+  }
+
+  /** Queues a request; throws QueueFullError when the queue is full, RangeError for a bad request. */
+  submit(req: EngineRequest): void {
+    if (this.waiting.length >= this.opts.maxQueued + Math.max(0, this.opts.maxRunning - this.running.length))
+      throw new QueueFullError(`queue full (${this.waiting.length} waiting)`);
+    if (req.promptIds.length === 0) throw new RangeError("prompt is empty");
+    if (req.promptIds.length >= this.opts.contextTokens)
+      throw new RangeError(
+        `prompt has ${req.promptIds.length} tokens; the context holds ${this.opts.contextTokens}`,
+      );
+    this.waiting.push({
+      req,
+      order: this.nextOrder++,
+      seqId: -1,
+      tokens: [...req.promptIds],
+      computed: 0,
+      sampler: new Sampler(req.sampling),
+      decoder: this.tokenizer.streamDecoder(),
+      stop: new StopCondition({
+        maxTokens: req.maxTokens,
+        stop: req.stop,
+        isEndOfGeneration: (id) => this.tokenizer.isEndOfGeneration(id),
+      }),
+      logitsRow: -1,
+      taking: 0,
+    });
+  }
+
+  /** Ends a request now and returns its KV pages to the pool. Unknown ids are ignored. */
+  cancel(id: string): EngineEvent | null {
+    const w = this.waiting.findIndex((s) => s.req.id === id);
+    if (w >= 0) {
+      const [s] = this.waiting.splice(w, 1);
+      return this.doneEvent(s as Sequence, "abort", "");
+    }
+    const r = this.running.findIndex((s) => s.req.id === id);
+    if (r < 0) return null;
+    const s = this.running[r] as Sequence;
+    this.release(s);
+    this.running.splice(r, 1);
+    return this.doneEvent(s, "abort", "");
+  }
+
+  /** Runs one engine step (at most one decode call); returns what it produced. */
+  step(): EngineEvent[] {
+    const events: EngineEvent[] = [];
+    this.admit();
+    if (this.running.length === 0) return events;
+    for (;;) {
+      this.pack();
+      if (this.batch.length === 0) return events;
+      try {
+        this.model.decode(this.batch, this.logits);
+        break;
+      } catch (err) {
+        if (!(err instanceof KvFullError)) {
+          // A native failure poisons only this step's sequences: end them with the message.
+          for (const s of [...this.running]) {
+            this.release(s);
+            events.push({ type: "error", id: s.req.id, message: (err as Error).message });
+          }
+          this.running.length = 0;
+          return events;
+        }
+        if (!this.preemptNewest()) {
+          const s = this.running.pop() as Sequence;
+          this.release(s);
+          events.push({ type: "error", id: s.req.id, message: "KV cache too small for this request" });
+          return events;
+        }
+      }
+    }
+    this.steps++;
+    for (const s of this.running) s.computed += s.taking;
+    const vocab = this.model.info.vocabSize;
+    for (const s of [...this.running]) {
+      if (s.logitsRow < 0) continue;
+      const row = this.logits.subarray(s.logitsRow * vocab, (s.logitsRow + 1) * vocab);
+      const id = s.sampler.sample(row, s.tokens);
+      s.tokens.push(id);
+      const piece = s.decoder.push(id);
+      const step = s.stop.accept(id, piece);
+      let finish: EngineFinishReason | null = step.finish;
+      let text = step.text;
+      if (finish === "eos") text += s.decoder.flush();
+      if (finish === null && s.tokens.length >= this.opts.contextTokens) {
+        finish = "context";
+        text += s.stop.flush() + s.decoder.flush();
+      }
+      if (finish !== null) {
+        this.release(s);
+        this.running.splice(this.running.indexOf(s), 1);
+        events.push(this.doneEvent(s, finish, text));
+      } else {
+        events.push({ type: "text", id: s.req.id, text, tokens: 1 });
+      }
+    }
+    return events;
+  }
+
+  private doneEvent(s: Sequence, finish: EngineFinishReason, text: string): EngineEvent {
+    return {
+      type: "done",
+      id: s.req.id,
+      text,
+      finish,
+      promptTokens: s.req.promptIds.length,
+      completionTokens: s.tokens.length - s.req.promptIds.length,
+    };
+  }
+
+  private release(s: Sequence): void {
+    if (s.seqId >= 0) this.model.seqFree(s.seqId);
+    s.seqId = -1;
+    s.computed = 0;
+  }
+
+  /** Pages a sequence still needs to hold all of its tokens plus the next one. */
+  private pagesNeeded(s: Sequence): number {
+    const have = Math.ceil(s.computed / PAGE_TOKENS);
+    return Math.ceil((s.tokens.length + 1) / PAGE_TOKENS) - have;
+  }
+
+  /** Moves waiting requests to running, oldest first, while slots and free KV pages allow. */
+  private admit(): void {
+    if (this.waiting.length === 0) return;
+    let free = this.model.kvStats().pagesFree;
+    // Pages the running sequences need for their next tokens are spoken for.
+    for (const s of this.running) free -= this.pagesNeeded(s);
+    while (this.waiting.length > 0 && this.running.length < this.opts.maxRunning) {
+      const s = this.waiting[0] as Sequence;
+      const need = this.pagesNeeded(s);
+      // Always let one sequence run when nothing else does, so a large prompt cannot starve.
+      if (need > free && this.running.length > 0) return;
+      this.waiting.shift();
+      s.seqId = this.model.seqCreate();
+      s.computed = 0;
+      free -= need;
+      this.running.push(s);
+    }
+  }
+
+  /** Fills the batch: decoding sequences first (one row each), then prompt chunks, oldest first. */
+  private pack(): void {
+    const b = this.batch;
+    b.length = 0;
+    let rows = 0;
+    let logitsRows = 0;
+    const byPending = [...this.running].sort(
+      (x, y) => x.tokens.length - x.computed - (y.tokens.length - y.computed) || x.order - y.order,
+    );
+    for (const s of byPending) {
+      s.logitsRow = -1;
+      s.taking = 0;
+      const pending = s.tokens.length - s.computed;
+      const take = Math.min(pending, this.opts.stepTokens - rows);
+      if (take <= 0) continue;
+      s.taking = take;
+      for (let k = 0; k < take; k++) {
+        const pos = s.computed + k;
+        b.tokens[rows] = s.tokens[pos] as number;
+        b.positions[rows] = pos;
+        b.seqIds[rows] = s.seqId;
+        const last = k === take - 1 && take === pending;
+        b.wantLogits[rows] = last ? 1 : 0;
+        if (last) s.logitsRow = logitsRows++;
+        rows++;
+      }
+    }
+    b.length = rows;
+  }
+
+  /** Frees the newest running sequence's pages and puts it back at the head of the queue. */
+  private preemptNewest(): boolean {
+    if (this.running.length <= 1) return false;
+    let newest = 0;
+    for (let i = 1; i < this.running.length; i++)
+      if ((this.running[i] as Sequence).order > (this.running[newest] as Sequence).order) newest = i;
+    const [s] = this.running.splice(newest, 1);
+    this.release(s as Sequence);
+    this.waiting.unshift(s as Sequence);
+    this.preemptions++;
+    return true;
+  }
+}

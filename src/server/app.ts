@@ -1,0 +1,418 @@
+// The OpenAI-compatible HTTP API as an Elysia app: /v1/chat/completions, /v1/completions,
+// /v1/models, /health, /metrics. Requests are validated by schema, tokenized here, and handed to
+// the engine (which runs in a worker); responses stream as SSE or come back whole.
+import { Elysia, t } from "elysia";
+import type { ChatMessage, ChatTemplate } from "../chat/index.ts";
+import type { EngineEvent, EngineFinishReason, EngineRequest, SchedulerStats } from "../engine/scheduler.ts";
+import type { SamplerOptions } from "../sampling/index.ts";
+import type { Tokenizer } from "../tokenizer/index.ts";
+import { ServerMetrics } from "./metrics.ts";
+
+/** What the server needs from the engine (src/engine's Engine satisfies it). */
+export interface ServingEngine {
+  readonly stats: SchedulerStats;
+  readonly inFlight: number;
+  readonly capacity: number;
+  submit(req: Omit<EngineRequest, "id">, onEvent: (ev: EngineEvent) => void): string;
+  cancel(id: string): void;
+}
+
+export interface AppOptions {
+  engine: ServingEngine;
+  tokenizer: Tokenizer;
+  chatTemplate: ChatTemplate;
+  /** The id /v1/models lists and responses carry. */
+  modelId: string;
+  /** Most tokens one request holds (prompt + completion). */
+  contextTokens: number;
+  /** Bearer key every /v1 route requires when set. */
+  apiKey?: string;
+  /** Largest request body accepted, in bytes. */
+  maxBodyBytes?: number;
+  /** Seconds a client is told to wait when the queue is full. */
+  retryAfterSeconds?: number;
+}
+
+export const DEFAULT_MAX_BODY_BYTES = 1 << 20;
+
+/** An error answer in OpenAI's shape. */
+function apiError(status: number, message: string, type: string, param: string | null = null, headers = {}) {
+  return new Response(JSON.stringify({ error: { message, type, param, code: null } }), {
+    status,
+    headers: { "content-type": "application/json", ...headers },
+  });
+}
+
+class RequestError extends Error {
+  constructor(
+    message: string,
+    readonly param: string | null,
+  ) {
+    super(message);
+  }
+}
+
+const Stop = t.Union([t.String(), t.Array(t.String(), { maxItems: 4 }), t.Null()]);
+const sampling = {
+  model: t.Optional(t.String()),
+  max_tokens: t.Optional(t.Union([t.Integer({ minimum: 1 }), t.Null()])),
+  temperature: t.Optional(t.Union([t.Number({ minimum: 0, maximum: 2 }), t.Null()])),
+  top_p: t.Optional(t.Union([t.Number({ minimum: 0, maximum: 1 }), t.Null()])),
+  seed: t.Optional(t.Union([t.Integer(), t.Null()])),
+  stop: t.Optional(Stop),
+  stream: t.Optional(t.Union([t.Boolean(), t.Null()])),
+  stream_options: t.Optional(t.Union([t.Object({ include_usage: t.Optional(t.Boolean()) }), t.Null()])),
+  n: t.Optional(t.Union([t.Integer({ minimum: 1, maximum: 1 }), t.Null()])),
+  presence_penalty: t.Optional(t.Union([t.Number({ minimum: -2, maximum: 2 }), t.Null()])),
+  frequency_penalty: t.Optional(t.Union([t.Number({ minimum: -2, maximum: 2 }), t.Null()])),
+  user: t.Optional(t.String()),
+};
+
+const ContentPart = t.Object({ type: t.String(), text: t.Optional(t.String()) });
+export const ChatCompletionBody = t.Object({
+  ...sampling,
+  messages: t.Array(
+    t.Object({
+      role: t.Union([
+        t.Literal("system"),
+        t.Literal("developer"),
+        t.Literal("user"),
+        t.Literal("assistant"),
+        t.Literal("tool"),
+      ]),
+      content: t.Union([t.String(), t.Array(ContentPart), t.Null()]),
+      name: t.Optional(t.String()),
+    }),
+    { minItems: 1 },
+  ),
+  max_completion_tokens: t.Optional(t.Union([t.Integer({ minimum: 1 }), t.Null()])),
+});
+
+export const CompletionBody = t.Object({
+  ...sampling,
+  prompt: t.Union([
+    t.String(),
+    t.Array(t.String(), { minItems: 1, maxItems: 1 }),
+    t.Array(t.Integer({ minimum: 0 }), { minItems: 1 }),
+  ]),
+});
+
+type SamplingBody = {
+  max_tokens?: number | null;
+  temperature?: number | null;
+  top_p?: number | null;
+  seed?: number | null;
+  stop?: string | string[] | null;
+  stream?: boolean | null;
+  stream_options?: { include_usage?: boolean } | null;
+  presence_penalty?: number | null;
+  frequency_penalty?: number | null;
+};
+
+function finishReason(f: EngineFinishReason): "stop" | "length" {
+  return f === "length" || f === "context" ? "length" : "stop";
+}
+
+/** A ValidationError's first failing field as `a.b[0].c`. */
+function fieldOf(err: unknown): string {
+  const e = err as { valueError?: { path?: string }; all?: Array<{ path?: string }> };
+  const path = e.valueError?.path ?? e.all?.[0]?.path ?? "";
+  const parts = path.split("/").filter((p) => p !== "");
+  let out = "";
+  for (const p of parts) out += /^\d+$/.test(p) ? `[${p}]` : out === "" ? p : `.${p}`;
+  return out || "body";
+}
+
+export function createApp(opts: AppOptions) {
+  const { engine, tokenizer, chatTemplate, modelId, contextTokens } = opts;
+  const maxBodyBytes = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const retryAfter = String(opts.retryAfterSeconds ?? 1);
+  const metrics = new ServerMetrics();
+  const created_s = Math.floor(Date.now() / 1000);
+  const bosText = tokenizer.bosId >= 0 ? tokenizer.tokenText(tokenizer.bosId) : "";
+
+  /** Builds the engine request shared by both endpoints; throws RequestError naming the field. */
+  function engineRequest(body: SamplingBody, promptIds: number[], maxTokensField: number | null | undefined) {
+    if (promptIds.length === 0) throw new RequestError("the prompt is empty", "prompt");
+    const room = contextTokens - promptIds.length;
+    const requested = maxTokensField ?? null;
+    if (room <= 0 || (requested !== null && requested > room)) {
+      throw new RequestError(
+        `This model's maximum context length is ${contextTokens} tokens. However, you requested ${promptIds.length + (requested ?? 1)} tokens (${promptIds.length} in the prompt, ${requested ?? 1} for the completion). Please reduce the prompt or max_tokens.`,
+        requested !== null && room > 0 ? "max_tokens" : "messages",
+      );
+    }
+    const temperature = body.temperature ?? 1;
+    const topP = body.top_p ?? 1;
+    const sampling: SamplerOptions = {
+      // top_p 0 keeps only the best token: the same as greedy.
+      temperature: topP === 0 ? 0 : temperature,
+      topP: topP === 0 ? 1 : topP,
+      topK: 0,
+      minP: 0,
+      presencePenalty: body.presence_penalty ?? 0,
+      frequencyPenalty: body.frequency_penalty ?? 0,
+      penaltyLastN: -1,
+    };
+    if (body.seed !== undefined && body.seed !== null) sampling.seed = body.seed;
+    const stop = body.stop == null ? [] : typeof body.stop === "string" ? [body.stop] : body.stop;
+    if (stop.some((s) => s.length === 0)) throw new RequestError("stop strings must not be empty", "stop");
+    return { promptIds, sampling, maxTokens: requested ?? room, stop };
+  }
+
+  type Kind = "chat" | "completion";
+
+  /** Runs one request on the engine and answers it as SSE or one JSON body. */
+  function respond(
+    kind: Kind,
+    body: SamplingBody,
+    req: Omit<EngineRequest, "id">,
+    request: Request,
+  ): Response | Promise<Response> {
+    const endpoint = kind === "chat" ? "chat_completions" : "completions";
+    if (engine.inFlight >= engine.capacity) {
+      metrics.countRequest(endpoint, "queue_full");
+      return apiError(
+        429,
+        `the server is busy: ${engine.inFlight} requests in flight (limit ${engine.capacity}); retry later`,
+        "rate_limit_error",
+        null,
+        { "retry-after": retryAfter },
+      );
+    }
+    const started = performance.now();
+    let lastToken = 0;
+    const id = `${kind === "chat" ? "chatcmpl" : "cmpl"}-${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`;
+    const created = Math.floor(Date.now() / 1000);
+    const object = kind === "chat" ? "chat.completion" : "text_completion";
+    const observe = (ev: EngineEvent) => {
+      if (ev.type === "text" || (ev.type === "done" && ev.completionTokens > 0 && lastToken === 0)) {
+        const now = performance.now();
+        if (lastToken === 0) metrics.ttft.observe((now - started) / 1000);
+        else metrics.itl.observe((now - lastToken) / 1000);
+        lastToken = now;
+      }
+      if (ev.type === "done") {
+        metrics.countRequest(endpoint, ev.finish);
+        metrics.promptTokens += ev.promptTokens;
+        metrics.completionTokens += ev.completionTokens;
+      } else if (ev.type === "error") metrics.countRequest(endpoint, "error");
+    };
+    const usageOf = (ev: { promptTokens: number; completionTokens: number }) => ({
+      prompt_tokens: ev.promptTokens,
+      completion_tokens: ev.completionTokens,
+      total_tokens: ev.promptTokens + ev.completionTokens,
+    });
+
+    if (!body.stream) {
+      return new Promise<Response>((resolve) => {
+        let text = "";
+        let reqId = "";
+        const onAbort = () => engine.cancel(reqId);
+        try {
+          reqId = engine.submit(req, (ev) => {
+            observe(ev);
+            if (ev.type === "text") text += ev.text;
+            else if (ev.type === "error") {
+              request.signal.removeEventListener("abort", onAbort);
+              resolve(
+                apiError(ev.message.startsWith("queue_full") ? 429 : 500, ev.message, "server_error", null, {
+                  "retry-after": retryAfter,
+                }),
+              );
+            } else {
+              request.signal.removeEventListener("abort", onAbort);
+              text += ev.text;
+              const fr = finishReason(ev.finish);
+              const choice =
+                kind === "chat"
+                  ? {
+                      index: 0,
+                      message: { role: "assistant", content: text },
+                      logprobs: null,
+                      finish_reason: fr,
+                    }
+                  : { index: 0, text, logprobs: null, finish_reason: fr };
+              resolve(
+                Response.json({ id, object, created, model: modelId, choices: [choice], usage: usageOf(ev) }),
+              );
+            }
+          });
+        } catch (err) {
+          resolve(
+            apiError(429, (err as Error).message, "rate_limit_error", null, { "retry-after": retryAfter }),
+          );
+          return;
+        }
+        request.signal.addEventListener("abort", onAbort, { once: true });
+      });
+    }
+
+    const includeUsage = body.stream_options?.include_usage === true;
+    const enc = new TextEncoder();
+    const chunkObject = kind === "chat" ? "chat.completion.chunk" : "text_completion";
+    const chunk = (choices: unknown[], usage?: unknown) =>
+      enc.encode(
+        `data: ${JSON.stringify({ id, object: chunkObject, created, model: modelId, choices, ...(usage === undefined ? {} : { usage }), ...(includeUsage && usage === undefined ? { usage: null } : {}) })}\n\n`,
+      );
+    const delta = (text: string, fr: string | null, first: boolean) =>
+      kind === "chat"
+        ? {
+            index: 0,
+            delta: first ? { role: "assistant", content: text } : fr === null ? { content: text } : {},
+            logprobs: null,
+            finish_reason: fr,
+          }
+        : { index: 0, text, logprobs: null, finish_reason: fr };
+    let reqId = "";
+    let finished = false;
+    const stream = new ReadableStream<Uint8Array>({
+      start(controller) {
+        let first = true;
+        const onAbort = () => {
+          if (!finished) engine.cancel(reqId);
+        };
+        try {
+          reqId = engine.submit(req, (ev) => {
+            observe(ev);
+            if (finished) return;
+            try {
+              if (ev.type === "text") {
+                if (ev.text === "" && !first) return;
+                controller.enqueue(chunk([delta(ev.text, null, first)]));
+                first = false;
+              } else if (ev.type === "error") {
+                finished = true;
+                controller.enqueue(
+                  enc.encode(
+                    `data: ${JSON.stringify({ error: { message: ev.message, type: "server_error" } })}\n\n`,
+                  ),
+                );
+                controller.close();
+              } else {
+                finished = true;
+                if (ev.text !== "" || first) controller.enqueue(chunk([delta(ev.text, null, first)]));
+                if (ev.finish !== "abort") {
+                  controller.enqueue(chunk([delta("", finishReason(ev.finish), false)]));
+                  if (includeUsage) controller.enqueue(chunk([], usageOf(ev)));
+                  controller.enqueue(enc.encode("data: [DONE]\n\n"));
+                }
+                controller.close();
+              }
+            } catch {
+              // The client went away while we wrote: stop generating for it.
+              finished = true;
+              engine.cancel(reqId);
+            }
+          });
+        } catch (err) {
+          finished = true;
+          controller.enqueue(
+            enc.encode(
+              `data: ${JSON.stringify({ error: { message: (err as Error).message, type: "rate_limit_error" } })}\n\n`,
+            ),
+          );
+          controller.close();
+          return;
+        }
+        request.signal.addEventListener("abort", onAbort, { once: true });
+      },
+      cancel() {
+        if (!finished) {
+          finished = true;
+          engine.cancel(reqId);
+        }
+      },
+    });
+    return new Response(stream, {
+      headers: { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" },
+    });
+  }
+
+  return new Elysia({ serve: { maxRequestBodySize: maxBodyBytes } })
+    .onRequest(({ request }) => {
+      const len = Number(request.headers.get("content-length") ?? 0);
+      if (len > maxBodyBytes)
+        return apiError(
+          413,
+          `request body is ${len} bytes; the limit is ${maxBodyBytes}`,
+          "invalid_request_error",
+        );
+      const path = new URL(request.url).pathname;
+      if (opts.apiKey !== undefined && path.startsWith("/v1")) {
+        const auth = request.headers.get("authorization") ?? "";
+        if (auth !== `Bearer ${opts.apiKey}`)
+          return apiError(
+            401,
+            "missing or wrong API key (send Authorization: Bearer <key>)",
+            "invalid_request_error",
+          );
+      }
+    })
+    .onError(({ code, error }) => {
+      if (code === "VALIDATION") {
+        const field = fieldOf(error);
+        const detail =
+          (error as { valueError?: { message?: string } }).valueError?.message ?? "invalid value";
+        return apiError(400, `invalid request: ${field}: ${detail}`, "invalid_request_error", field);
+      }
+      if (code === "PARSE")
+        return apiError(400, "invalid request: the body is not valid JSON", "invalid_request_error", "body");
+      if (code === "NOT_FOUND") return apiError(404, "no such route", "invalid_request_error");
+      if (error instanceof RequestError)
+        return apiError(400, error.message, "invalid_request_error", error.param);
+      return apiError(500, (error as Error).message ?? "internal error", "server_error");
+    })
+    .get("/health", () => ({ status: "ok" }))
+    .get("/metrics", ({ set }) => {
+      set.headers["content-type"] = "text/plain; version=0.0.4";
+      return metrics.render(engine.stats);
+    })
+    .get("/v1/models", () => ({
+      object: "list",
+      data: [{ id: modelId, object: "model", created: created_s, owned_by: "hearth" }],
+    }))
+    .post(
+      "/v1/chat/completions",
+      ({ body, request }) => {
+        let text: string;
+        try {
+          text = chatTemplate.render(body.messages as ChatMessage[], { addGenerationPrompt: true });
+        } catch (err) {
+          throw new RequestError(
+            `messages cannot be rendered with the chat template: ${(err as Error).message}`,
+            "messages",
+          );
+        }
+        const ids = tokenizer.encode(text, {
+          addSpecial: !(bosText !== "" && text.startsWith(bosText)),
+          parseSpecial: true,
+        });
+        const max = body.max_completion_tokens ?? body.max_tokens;
+        return respond("chat", body, engineRequest(body, ids, max), request);
+      },
+      { body: ChatCompletionBody },
+    )
+    .post(
+      "/v1/completions",
+      ({ body, request }) => {
+        const p = body.prompt;
+        let ids: number[];
+        if (typeof p === "string") ids = tokenizer.encode(p);
+        else if (typeof p[0] === "string") ids = tokenizer.encode(p[0]);
+        else {
+          ids = p as number[];
+          const bad = ids.findIndex((x) => x >= tokenizer.vocabSize);
+          if (bad >= 0)
+            throw new RequestError(
+              `prompt[${bad}] is not a token id below ${tokenizer.vocabSize}`,
+              `prompt[${bad}]`,
+            );
+        }
+        return respond("completion", body, engineRequest(body, ids, body.max_tokens), request);
+      },
+      { body: CompletionBody },
+    );
+}
+
+export type HearthApp = ReturnType<typeof createApp>;

@@ -1,0 +1,292 @@
+// The continuous-batching scheduler: packing, admission by KV pages, preemption, queue bound and
+// cancellation against a scripted NativeModel; batch-invariant seeded sampling on the real model.
+import { describe, expect, test } from "bun:test";
+import { type EngineEvent, QueueFullError, Scheduler } from "../src/engine/scheduler.ts";
+import { GgufMetadata, readGguf } from "../src/gguf/index.ts";
+import { pullModel } from "../src/gguf/pull.ts";
+import { createBatch, openNativeModel } from "../src/native/model.ts";
+import { type Batch, KvFullError, type KvStats, type NativeModel } from "../src/native/model-api.ts";
+import { Tokenizer } from "../src/tokenizer/index.ts";
+
+const VOCAB = 32;
+const EOS = 31;
+
+/** A NativeModel whose next token is (last token + 1) mod 30, with a real page count. */
+class ScriptedModel implements NativeModel {
+  readonly info = {
+    architecture: "scripted",
+    vocabSize: VOCAB,
+    contextLength: 4096,
+    embeddingLength: 8,
+    layerCount: 1,
+    headCount: 1,
+    headCountKv: 1,
+    headDim: 8,
+  };
+  private readonly lengths = new Map<number, number>();
+  private nextSeq = 0;
+  readonly batches: Array<Array<{ seq: number; pos: number; logits: boolean }>> = [];
+  constructor(readonly pagesTotal: number) {}
+  private pagesUsed(): number {
+    let n = 0;
+    for (const len of this.lengths.values()) n += Math.ceil(len / 16);
+    return n;
+  }
+  seqCreate(): number {
+    this.lengths.set(this.nextSeq, 0);
+    return this.nextSeq++;
+  }
+  seqFree(seqId: number): void {
+    if (!this.lengths.delete(seqId)) throw new Error(`seq ${seqId} not open`);
+  }
+  seqLength(seqId: number): number {
+    return this.lengths.get(seqId) ?? 0;
+  }
+  seqShift(): void {
+    throw new Error("not used");
+  }
+  decode(batch: Batch, out: Float32Array): number {
+    const after = new Map(this.lengths);
+    const rows: Array<{ seq: number; pos: number; logits: boolean }> = [];
+    for (let i = 0; i < batch.length; i++) {
+      const seq = batch.seqIds[i] as number;
+      const len = after.get(seq);
+      if (len === undefined) throw new Error(`seq ${seq} not open`);
+      if (batch.positions[i] !== len) throw new Error(`seq ${seq}: position ${batch.positions[i]} != ${len}`);
+      after.set(seq, len + 1);
+      rows.push({ seq, pos: len, logits: batch.wantLogits[i] === 1 });
+    }
+    let pages = 0;
+    for (const len of after.values()) pages += Math.ceil(len / 16);
+    if (pages > this.pagesTotal) throw new KvFullError("scripted pool full");
+    for (const [k, v] of after) this.lengths.set(k, v);
+    this.batches.push(rows);
+    let r = 0;
+    for (let i = 0; i < batch.length; i++) {
+      if (batch.wantLogits[i] !== 1) continue;
+      const row = out.subarray(r * VOCAB, (r + 1) * VOCAB);
+      row.fill(-10);
+      row[((batch.tokens[i] as number) + 1) % 30] = 10;
+      r++;
+    }
+    return r;
+  }
+  kvStats(): KvStats {
+    return {
+      pageTokens: 16,
+      pagesTotal: this.pagesTotal,
+      pagesFree: this.pagesTotal - this.pagesUsed(),
+      pageSizeBytes: 1,
+    };
+  }
+  close(): void {}
+}
+
+const letters = {
+  isEndOfGeneration: (id: number) => id === EOS,
+  streamDecoder: () => ({ push: (id: number) => String.fromCharCode(97 + (id % 26)), flush: () => "" }),
+};
+
+type Outputs = Map<string, { text: string; done?: EngineEvent }>;
+
+function collect(out: Outputs, events: EngineEvent[]): void {
+  for (const ev of events) {
+    const o = out.get(ev.id) ?? { text: "" };
+    if (ev.type === "text") o.text += ev.text;
+    else o.done = ev;
+    if (ev.type === "done") o.text += ev.text;
+    out.set(ev.id, o);
+  }
+}
+
+function run(s: Scheduler, maxSteps = 1000, out: Outputs = new Map()): Outputs {
+  for (let i = 0; i < maxSteps && !s.idle; i++) {
+    for (const ev of s.step()) {
+      const o = out.get(ev.id) ?? { text: "" };
+      if (ev.type === "text") o.text += ev.text;
+      else o.done = ev;
+      if (ev.type === "done") o.text += ev.text;
+      out.set(ev.id, o);
+    }
+  }
+  return out;
+}
+
+const greedy = { temperature: 0 };
+
+describe("scheduler (scripted model)", () => {
+  test("decode rows come first, prompts fill the rest of the token budget in chunks", () => {
+    const m = new ScriptedModel(100);
+    const s = new Scheduler(
+      m,
+      letters,
+      { maxRunning: 4, maxQueued: 4, stepTokens: 8, contextTokens: 256 },
+      createBatch(8),
+    );
+    s.submit({ id: "a", promptIds: [0, 1, 2], sampling: greedy, maxTokens: 4, stop: [] });
+    const out: Outputs = new Map();
+    collect(out, s.step()); // a's whole prompt
+    s.submit({
+      id: "b",
+      promptIds: Array.from({ length: 20 }, (_, i) => i % 30),
+      sampling: greedy,
+      maxTokens: 2,
+      stop: [],
+    });
+    collect(out, s.step());
+    const second = m.batches[1] ?? [];
+    expect(second.length).toBe(8);
+    expect(second[0]).toEqual({ seq: 0, pos: 3, logits: true }); // a's decode row first
+    expect(second.slice(1).every((r) => r.seq === 1 && !r.logits)).toBe(true); // a chunk of b
+    run(s, 1000, out);
+    expect(out.get("a")?.text).toBe("defg");
+    // b's prompt ends with token 19: greedy continues 20, 21.
+    expect(out.get("b")?.text).toBe("uv");
+    expect(m.kvStats().pagesFree).toBe(100);
+  });
+
+  test("finish reasons: length, eos, stop string; usage counts", () => {
+    const m = new ScriptedModel(100);
+    const s = new Scheduler(
+      m,
+      letters,
+      { maxRunning: 4, maxQueued: 4, stepTokens: 64, contextTokens: 256 },
+      createBatch(64),
+    );
+    s.submit({ id: "len", promptIds: [0], sampling: greedy, maxTokens: 3, stop: [] });
+    s.submit({
+      id: "eos",
+      promptIds: [28],
+      sampling: { temperature: 0, logitBias: { 29: -100, 31: 20 } },
+      maxTokens: 9,
+      stop: [],
+    });
+    s.submit({ id: "stop", promptIds: [0], sampling: greedy, maxTokens: 10, stop: ["de"] });
+    const out = run(s);
+    expect(out.get("len")?.text).toBe("bcd");
+    expect(out.get("len")?.done).toMatchObject({ finish: "length", promptTokens: 1, completionTokens: 3 });
+    expect(out.get("eos")?.done).toMatchObject({ finish: "eos", completionTokens: 1 });
+    expect(out.get("stop")?.text).toBe("bc");
+    expect(out.get("stop")?.done).toMatchObject({ finish: "stop" });
+  });
+
+  test("admission waits for free pages; running out mid-decode preempts the newest and recomputes it", () => {
+    // 6 pages of 16 tokens: a 20-token prompt needs 2 pages, so three are admitted; growing to
+    // 36 tokens they need 3 pages each and the newest must be preempted.
+    const m = new ScriptedModel(6);
+    const s = new Scheduler(
+      m,
+      letters,
+      { maxRunning: 8, maxQueued: 8, stepTokens: 64, contextTokens: 256 },
+      createBatch(64),
+    );
+    const prompt = Array.from({ length: 20 }, (_, i) => i % 30);
+    for (const id of ["a", "b", "c", "d"])
+      s.submit({ id, promptIds: prompt, sampling: greedy, maxTokens: 16, stop: [] });
+    const out: Outputs = new Map();
+    collect(out, s.step());
+    expect(s.stats().running).toBe(3);
+    expect(s.stats().queued).toBe(1);
+    run(s, 1000, out);
+    // Tokens 20..29 then 0..5 (next = last + 1 mod 30), as letters.
+    for (const id of ["a", "b", "c", "d"]) {
+      expect(out.get(id)?.done).toMatchObject({ finish: "length", completionTokens: 16 });
+      expect(out.get(id)?.text).toBe("uvwxyzabcdabcdef");
+    }
+    expect(s.stats().preemptions).toBeGreaterThan(0);
+    expect(m.kvStats().pagesFree).toBe(6);
+  });
+
+  test("a full queue refuses with QueueFullError; cancel frees pages at once", () => {
+    const m = new ScriptedModel(100);
+    const s = new Scheduler(
+      m,
+      letters,
+      { maxRunning: 1, maxQueued: 1, stepTokens: 64, contextTokens: 256 },
+      createBatch(64),
+    );
+    s.submit({ id: "a", promptIds: [0, 1], sampling: greedy, maxTokens: 50, stop: [] });
+    s.step();
+    s.submit({ id: "b", promptIds: [0], sampling: greedy, maxTokens: 5, stop: [] });
+    expect(() => s.submit({ id: "c", promptIds: [0], sampling: greedy, maxTokens: 5, stop: [] })).toThrow(
+      QueueFullError,
+    );
+    for (let i = 0; i < 20; i++) s.step();
+    expect(m.kvStats().pagesFree).toBe(98);
+    expect(s.cancel("a")).toMatchObject({ type: "done", finish: "abort", completionTokens: 21 });
+    expect(m.kvStats().pagesFree).toBe(100);
+    expect(s.cancel("a")).toBeNull();
+    const out = run(s);
+    expect(out.get("b")?.text).toBe("bcdef");
+  });
+
+  test("a prompt that does not fit the context is refused", () => {
+    const s = new Scheduler(
+      new ScriptedModel(10),
+      letters,
+      { maxRunning: 1, maxQueued: 1, stepTokens: 8, contextTokens: 8 },
+      createBatch(8),
+    );
+    expect(() =>
+      s.submit({ id: "a", promptIds: new Array(8).fill(1), sampling: greedy, maxTokens: 1, stop: [] }),
+    ).toThrow(/context holds 8/);
+  });
+});
+
+describe("scheduler (real model)", () => {
+  test(
+    "a seeded request gives the same tokens alone and in a batch of 16",
+    async () => {
+      const path = await pullModel();
+      const tok = Tokenizer.fromGguf(new GgufMetadata(readGguf(path).metadata));
+      const model = openNativeModel(path, {
+        threads: 2,
+        kvPages: 256,
+        maxBatchTokens: 256,
+        maxSequences: 16,
+      });
+      try {
+        const opts = { maxRunning: 16, maxQueued: 16, stepTokens: 256, contextTokens: 1024 };
+        const sampling = { temperature: 0.9, topP: 0.95, seed: 1234 };
+        const probe = {
+          id: "probe",
+          promptIds: tok.encode("Once upon a time"),
+          sampling,
+          maxTokens: 24,
+          stop: [],
+        };
+        const s1 = new Scheduler(model, tok, opts, createBatch(256));
+        s1.submit(probe);
+        const single = run(s1).get("probe")?.text;
+        const s16 = new Scheduler(model, tok, opts, createBatch(256));
+        const prompts = [
+          "Hello",
+          "The weather today",
+          "1, 2, 3,",
+          "def main():",
+          "Paris is",
+          "Dear Sir,",
+          "Q: why?",
+          "Bread",
+        ];
+        for (let i = 0; i < 15; i++) {
+          if (i === 7) s16.submit(probe);
+          s16.submit({
+            id: `o${i}`,
+            promptIds: tok.encode(prompts[i % prompts.length] as string),
+            sampling: { temperature: 1, seed: i },
+            maxTokens: 10 + i,
+            stop: [],
+          });
+        }
+        const batched = run(s16);
+        expect(single?.length).toBeGreaterThan(10);
+        expect(batched.get("probe")?.text).toBe(single as string);
+        expect(model.kvStats().pagesFree).toBe(256);
+      } finally {
+        model.close();
+      }
+    },
+    { timeout: 300_000 },
+  );
+});

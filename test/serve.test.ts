@@ -1,0 +1,326 @@
+// `hearth serve` end to end: a real server process on 127.0.0.1 (random port) with the default
+// model, driven by the official openai client and by plain fetch for the edge cases.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { resolve } from "node:path";
+import OpenAI from "openai";
+import { pullModel } from "../src/gguf/pull.ts";
+
+const root = resolve(import.meta.dir, "..");
+const KEY = "test-key-123";
+const CTX = 512;
+
+export interface RunningServer {
+  url: string;
+  proc: ReturnType<typeof Bun.spawn>;
+  stop(): Promise<void>;
+}
+
+/** Starts `hearth serve` (cmd) and waits for its "listening on" line. */
+export async function startServer(cmd: string[], cwd = root): Promise<RunningServer> {
+  const proc = Bun.spawn(cmd, { cwd, stdout: "pipe", stderr: "pipe" });
+  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
+  let seen = "";
+  const deadline = Date.now() + 120_000;
+  while (Date.now() < deadline) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    seen += new TextDecoder().decode(value);
+    const m = /listening on (http:\/\/[^\s]+)/.exec(seen);
+    if (m) {
+      // Keep draining stdout so the child never blocks on a full pipe.
+      (async () => {
+        for (;;) if ((await reader.read()).done) break;
+      })();
+      return {
+        url: m[1] as string,
+        proc,
+        async stop() {
+          proc.kill("SIGTERM");
+          await proc.exited;
+        },
+      };
+    }
+  }
+  proc.kill();
+  throw new Error(`server did not start: ${seen}${await new Response(proc.stderr as ReadableStream).text()}`);
+}
+
+async function metric(url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  if (line === undefined) throw new Error(`metric ${name} missing`);
+  return Number(line.split(" ")[1]);
+}
+
+/** The error a call rejects with (the client's APIPromise is a thenable, not a Promise). */
+async function rejection(p: PromiseLike<unknown>): Promise<{ status?: number }> {
+  try {
+    await p;
+  } catch (err) {
+    return err as { status?: number };
+  }
+  throw new Error("expected the call to fail");
+}
+
+let server: RunningServer;
+let client: OpenAI;
+
+beforeAll(async () => {
+  const model = await pullModel();
+  server = await startServer([
+    process.execPath,
+    "src/cli/main.ts",
+    "serve",
+    "-m",
+    model,
+    "--port",
+    "0",
+    "--api-key",
+    KEY,
+    "--parallel",
+    "16",
+    "--queue",
+    "0",
+    "--ctx",
+    String(CTX),
+    "--max-body",
+    "65536",
+    "--threads",
+    "2",
+  ]);
+  client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: KEY, maxRetries: 0 });
+}, 180_000);
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+describe("hearth serve (openai client, real model)", () => {
+  test("binds to loopback; /v1/models lists the model; /health answers", async () => {
+    expect(server.url.startsWith("http://127.0.0.1:")).toBe(true);
+    const models = await client.models.list();
+    expect(models.data.length).toBe(1);
+    expect(models.data[0]?.id).toContain("135M");
+    expect(await (await fetch(`${server.url}/health`)).json()).toEqual({ status: "ok" });
+  });
+
+  test("chat non-stream and stream give the same greedy text; usage and finish_reason", async () => {
+    const messages = [{ role: "user" as const, content: "What is the capital of France?" }];
+    const whole = await client.chat.completions.create({
+      model: "x",
+      messages,
+      max_tokens: 12,
+      temperature: 0,
+    });
+    const text = whole.choices[0]?.message.content ?? "";
+    expect(text.length).toBeGreaterThan(0);
+    expect(whole.usage?.completion_tokens).toBeLessThanOrEqual(12);
+    expect(whole.usage?.total_tokens).toBe(
+      (whole.usage?.prompt_tokens ?? 0) + (whole.usage?.completion_tokens ?? 0),
+    );
+    const fr = whole.choices[0]?.finish_reason;
+    expect(fr === "length" ? whole.usage?.completion_tokens === 12 : fr === "stop").toBe(true);
+
+    const stream = await client.chat.completions.create({
+      model: "x",
+      messages,
+      max_tokens: 12,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let streamed = "";
+    let finish: string | null = null;
+    let usage: OpenAI.CompletionUsage | undefined | null;
+    for await (const c of stream) {
+      streamed += c.choices[0]?.delta.content ?? "";
+      finish = c.choices[0]?.finish_reason ?? finish;
+      if (c.usage) usage = c.usage;
+    }
+    expect(streamed).toBe(text);
+    expect(finish).toBe(fr as string);
+    expect(usage).toEqual(whole.usage as OpenAI.CompletionUsage);
+  }, 120_000);
+
+  test("completions: max_tokens, stop strings, seeds", async () => {
+    const prompt = "Here is a list of fruits: apple, banana,";
+    const free = await client.completions.create({ model: "x", prompt, max_tokens: 16, temperature: 0 });
+    const text = free.choices[0]?.text ?? "";
+    expect(free.usage?.completion_tokens).toBe(16);
+    expect(free.choices[0]?.finish_reason).toBe("length");
+    // A stop string taken from the middle of the free-running text cuts it right there.
+    const stop = text.slice(Math.floor(text.length / 2), Math.floor(text.length / 2) + 3);
+    const stopped = await client.completions.create({
+      model: "x",
+      prompt,
+      max_tokens: 16,
+      temperature: 0,
+      stop: [stop],
+    });
+    expect(stopped.choices[0]?.finish_reason).toBe("stop");
+    expect(stopped.choices[0]?.text).toBe(text.slice(0, text.indexOf(stop)));
+
+    const a = await client.completions.create({
+      model: "x",
+      prompt,
+      max_tokens: 12,
+      temperature: 1,
+      seed: 42,
+    });
+    const b = await client.completions.create({
+      model: "x",
+      prompt,
+      max_tokens: 12,
+      temperature: 1,
+      seed: 42,
+    });
+    expect(a.choices[0]?.text).toBe(b.choices[0]?.text as string);
+  }, 120_000);
+
+  test("aborting a stream mid-way cancels it and frees its KV pages", async () => {
+    const total = await metric(server.url, "hearth_kv_pages_total");
+    const stream = await client.chat.completions.create({
+      model: "x",
+      messages: [{ role: "user", content: "Write a long story about a dragon." }],
+      max_tokens: 400,
+      temperature: 0,
+      stream: true,
+    });
+    let chunks = 0;
+    for await (const _ of stream) {
+      if (++chunks === 3) break;
+    }
+    stream.controller.abort();
+    expect(await metric(server.url, "hearth_kv_pages_used")).toBeGreaterThanOrEqual(0);
+    let free = 0;
+    for (let i = 0; i < 100; i++) {
+      free = await metric(server.url, "hearth_kv_pages_free");
+      if (free === total) break;
+      await Bun.sleep(100);
+    }
+    expect(free).toBe(total);
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    expect(text).toMatch(/hearth_requests_total\{endpoint="chat_completions",outcome="abort"\} [1-9]/);
+    // Cancelled well before its 400 tokens.
+    expect(await metric(server.url, "hearth_completion_tokens_total")).toBeLessThan(400);
+  }, 120_000);
+
+  test("16 concurrent streams all finish; /health answers during load; a 17th gets 429 + Retry-After", async () => {
+    const prompts = Array.from({ length: 16 }, (_, i) => `Tell me fact number ${i + 1} about the ocean.`);
+    const runs = prompts.map(async (p) => {
+      const stream = await client.chat.completions.create({
+        model: "x",
+        messages: [{ role: "user", content: p }],
+        max_tokens: 12,
+        temperature: 0.7,
+        seed: 1,
+        stream: true,
+        stream_options: { include_usage: true },
+      });
+      let text = "";
+      let usage: OpenAI.CompletionUsage | null | undefined;
+      let finish: string | null = null;
+      for await (const c of stream) {
+        text += c.choices[0]?.delta.content ?? "";
+        finish = c.choices[0]?.finish_reason ?? finish;
+        if (c.usage) usage = c.usage;
+      }
+      return { text, usage, finish };
+    });
+    // Wait until the engine holds all 16, then the 17th must be refused.
+    for (let i = 0; i < 200; i++) {
+      const text = await (await fetch(`${server.url}/metrics`)).text();
+      if (/hearth_requests_running 16/.test(text)) break;
+      await Bun.sleep(50);
+    }
+    const extra = await fetch(`${server.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${KEY}` },
+      body: JSON.stringify({ prompt: "hi", max_tokens: 2 }),
+    });
+    expect(extra.status).toBe(429);
+    expect(Number(extra.headers.get("retry-after"))).toBeGreaterThan(0);
+
+    const health_ms: number[] = [];
+    let done = false;
+    const all = Promise.all(runs).finally(() => {
+      done = true;
+    });
+    while (!done) {
+      const t0 = performance.now();
+      const r = await fetch(`${server.url}/health`);
+      expect(r.status).toBe(200);
+      health_ms.push(performance.now() - t0);
+      await Bun.sleep(20);
+    }
+    const results = await all;
+    for (const r of results) {
+      expect(r.finish === "length" || r.finish === "stop").toBe(true);
+      expect(r.usage?.completion_tokens).toBeGreaterThan(0);
+      expect(r.text.length).toBeGreaterThan(0);
+    }
+    health_ms.sort((a, b) => a - b);
+    const p99 = health_ms[Math.min(health_ms.length - 1, Math.floor(health_ms.length * 0.99))];
+    console.log(`/health during 16 streams: n=${health_ms.length} p99 ${p99?.toFixed(1)} ms`);
+    expect(health_ms.length).toBeGreaterThan(0);
+  }, 300_000);
+
+  test("bad requests get a 400 naming the field; too long for the context is a clear 400", async () => {
+    const post = (path: string, body: unknown) =>
+      fetch(`${server.url}${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${KEY}` },
+        body: typeof body === "string" ? body : JSON.stringify(body),
+      });
+    const cases: Array<[string, unknown, string]> = [
+      ["/v1/chat/completions", { model: "x" }, "messages"],
+      ["/v1/chat/completions", { messages: [{ role: "wizard", content: "hi" }] }, "messages[0].role"],
+      [
+        "/v1/chat/completions",
+        { messages: [{ role: "user", content: "hi" }], temperature: 5 },
+        "temperature",
+      ],
+      ["/v1/chat/completions", { messages: [{ role: "user", content: "hi" }], max_tokens: -1 }, "max_tokens"],
+      ["/v1/completions", { prompt: "hi", stop: ["a", "b", "c", "d", "e"] }, "stop"],
+      ["/v1/completions", { prompt: 7 }, "prompt"],
+    ];
+    for (const [path, body, field] of cases) {
+      const r = await post(path, body);
+      expect(r.status).toBe(400);
+      const err = (await r.json()) as { error: { message: string; param: string } };
+      expect(err.error.param).toBe(field);
+      expect(err.error.message).toContain(field);
+    }
+    const notJson = await post("/v1/completions", "{not json");
+    expect(notJson.status).toBe(400);
+
+    const long = "word ".repeat(CTX);
+    const tooLong = await post("/v1/completions", { prompt: long, max_tokens: 4 });
+    expect(tooLong.status).toBe(400);
+    expect(((await tooLong.json()) as { error: { message: string } }).error.message).toContain(
+      `maximum context length is ${CTX} tokens`,
+    );
+    const tooMany = await post("/v1/completions", { prompt: "hi", max_tokens: CTX + 1 });
+    expect(tooMany.status).toBe(400);
+    expect(((await tooMany.json()) as { error: { param: string } }).error.param).toBe("max_tokens");
+
+    // Through the client too: a BadRequestError with status 400.
+    const viaClient = await rejection(
+      client.chat.completions.create({ model: "x", messages: [{ role: "user", content: long }] }),
+    );
+    expect(viaClient.status).toBe(400);
+
+    const big = await post("/v1/completions", { prompt: "x".repeat(100_000) });
+    expect(big.status).toBe(413);
+    // The server is still fine afterwards.
+    expect((await fetch(`${server.url}/health`)).status).toBe(200);
+  }, 60_000);
+
+  test("a wrong or missing API key gets 401; /health needs none", async () => {
+    const wrong = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "nope", maxRetries: 0 });
+    expect((await rejection(wrong.models.list())).status).toBe(401);
+    const none = await fetch(`${server.url}/v1/models`);
+    expect(none.status).toBe(401);
+    expect((await fetch(`${server.url}/health`)).status).toBe(200);
+  });
+});

@@ -14,7 +14,16 @@ export function buildBinary(outfile = join(root, "dist", "hearth")): string {
   step(["zig", "build", "-Doptimize=ReleaseFast"]);
   if (!existsSync(join(root, "zig-out", "lib", "libhearth.so")))
     throw new Error("zig-out/lib/libhearth.so missing after zig build");
-  step([process.execPath, "build", "--compile", join(root, "src", "cli", "binary.ts"), "--outfile", outfile]);
+  // The engine worker (hearth serve) is a second entrypoint: Bun bundles each one into the binary.
+  step([
+    process.execPath,
+    "build",
+    "--compile",
+    join(root, "src", "cli", "binary.ts"),
+    join(root, "src", "engine", "worker.ts"),
+    "--outfile",
+    outfile,
+  ]);
   return outfile;
 }
 

@@ -1,49 +1,12 @@
 // `hearth serve` end to end: a real server process on 127.0.0.1 (random port) with the default
 // model, driven by the official openai client and by plain fetch for the edge cases.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { resolve } from "node:path";
 import OpenAI from "openai";
 import { pullModel } from "../src/gguf/pull.ts";
+import { type RunningServer, startServer } from "./server-process.ts";
 
-const root = resolve(import.meta.dir, "..");
 const KEY = "test-key-123";
 const CTX = 512;
-
-export interface RunningServer {
-  url: string;
-  proc: ReturnType<typeof Bun.spawn>;
-  stop(): Promise<void>;
-}
-
-/** Starts `hearth serve` (cmd) and waits for its "listening on" line. */
-export async function startServer(cmd: string[], cwd = root): Promise<RunningServer> {
-  const proc = Bun.spawn(cmd, { cwd, stdout: "pipe", stderr: "pipe" });
-  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
-  let seen = "";
-  const deadline = Date.now() + 120_000;
-  while (Date.now() < deadline) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    seen += new TextDecoder().decode(value);
-    const m = /listening on (http:\/\/[^\s]+)/.exec(seen);
-    if (m) {
-      // Keep draining stdout so the child never blocks on a full pipe.
-      (async () => {
-        for (;;) if ((await reader.read()).done) break;
-      })();
-      return {
-        url: m[1] as string,
-        proc,
-        async stop() {
-          proc.kill("SIGTERM");
-          await proc.exited;
-        },
-      };
-    }
-  }
-  proc.kill();
-  throw new Error(`server did not start: ${seen}${await new Response(proc.stderr as ReadableStream).text()}`);
-}
 
 async function metric(url: string, name: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();

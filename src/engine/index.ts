@@ -44,7 +44,9 @@ export class Engine {
   /** Starts the worker and opens the model in it; resolves once it can take requests. */
   static async start(config: Omit<EngineConfig, "libPath">): Promise<Engine> {
     const { path: libPath } = await loadLibrary();
-    const worker = new Worker(new URL("./worker.ts", import.meta.url).href);
+    // In the compiled binary the worker is a bundled entrypoint at a path src/cli/binary.ts sets.
+    const embedded = (globalThis as { __hearthWorkerUrl?: string }).__hearthWorkerUrl;
+    const worker = new Worker(embedded ?? new URL("./worker.ts", import.meta.url).href);
     const full: EngineConfig = { ...config, libPath };
     const ready = await new Promise<{ info: ModelInfo; stats: SchedulerStats }>((resolve, reject) => {
       worker.onmessage = (ev: MessageEvent<FromWorker>) => {

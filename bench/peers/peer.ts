@@ -115,6 +115,12 @@ async function newContext(
     batchSize,
     threads: { ideal: l.threads, min: l.threads },
     flashAttention: l.flashAttention,
+    // node-llama-cpp dispatches at once when every sequence has queued tokens; otherwise it would
+    // dispatch on the next event-loop turn, often with only the sequences whose sampling finished
+    // first. Waiting a few ms for the rest keeps parallel sequences in one llama_decode per step.
+    batching: {
+      dispatchSchedule: (dispatch: () => void) => void setTimeout(dispatch, sequences > 1 ? 5 : 0),
+    },
   });
 }
 
@@ -463,6 +469,8 @@ export interface ParallelResult {
   wall_ms: number;
   agg_tps: number;
   ttft_ms_p50: number;
+  /** llama_decode calls: generated_tokens / decode_calls is the mean number of sequences per step. */
+  decode_calls: number;
   peak_rss_mb: number | null;
 }
 
@@ -482,6 +490,24 @@ async function cmdParallel(l: Loaded, opts: Map<string, string>): Promise<Parall
   const maxPrompt = Math.max(...prompts.map((p) => p.length));
   const ctx = await newContext(l, n * (maxPrompt + tokens + 8), n, 512);
   const seqs = Array.from({ length: n }, () => ctx.getSequence());
+  // Count llama_decode calls (through the addon's decodeBatch) to report the mean batch size.
+  // (The addon object is sealed, so a Proxy stands in front of it; counting only, no behaviour change.)
+  const holder = ctx as unknown as { _ctx: Record<string | symbol, unknown> };
+  const addon = holder._ctx;
+  let decodeCalls = 0;
+  holder._ctx = new Proxy(addon, {
+    get(target, prop) {
+      const v = Reflect.get(target, prop, target);
+      if (typeof v !== "function") return v;
+      if (prop === "decodeBatch") {
+        return (...a: unknown[]) => {
+          decodeCalls++;
+          return v.apply(target, a);
+        };
+      }
+      return v.bind(target);
+    },
+  });
   const ttft: number[] = [];
   const t0 = performance.now();
   const counts = await Promise.all(
@@ -519,6 +545,7 @@ async function cmdParallel(l: Loaded, opts: Map<string, string>): Promise<Parall
     wall_ms: wallMs,
     agg_tps: (generated * 1000) / wallMs,
     ttft_ms_p50: ttft[Math.floor((ttft.length - 1) / 2)] ?? Number.NaN,
+    decode_calls: decodeCalls,
     peak_rss_mb: peakRssMb(),
   };
 }

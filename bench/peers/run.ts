@@ -63,6 +63,8 @@ export interface PeerParallelResult {
   wall_ms: number;
   agg_tps: number;
   ttft_ms_p50: number;
+  /** llama_decode calls: generated_tokens / decode_calls is the mean number of sequences per step. */
+  decode_calls: number;
   peak_rss_mb: number | null;
 }
 

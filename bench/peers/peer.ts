@@ -1,5 +1,6 @@
 // The peer runtime CLI: llama.cpp through node-llama-cpp 3.22.1 (prebuilt CPU binary), printing JSON.
-// hearth's fixtures and benchmarks are measured against it; it runs under Bun (or node via peer-node.sh).
+// hearth's fixtures and benchmarks are measured against it. Runs under Bun (node-llama-cpp's N-API
+// addon loads in Bun 1.4); bench/peers/run.ts runs it as a child process after install.sh.
 //
 //   bun bench/peers/peer.ts <command> [options]
 //   info                                   model + runtime facts
@@ -8,7 +9,7 @@
 //   top        --prompt P [--k 5]          the k largest next-token logits (how close a greedy call was)
 //   perplexity --file F [--ctx 512]        llama-perplexity style: chunks of ctx, second half scored
 //   bench      [--pp 512] [--tg 128] [--reps 1]      tokens/s of prefill and generation + peak RSS
-//   parallel   [--sequences 16] [--tokens 128] [--prompt-tokens 32]  aggregate tokens/s, one context
+//   parallel   [--sequences 16] [--tokens 128]      aggregate tokens/s of n sequences in one context
 // Common: --model PATH (default: the default hearth model), --threads N (default 2),
 //         --flash-attention auto|on|off (default off).
 // Output: one JSON object on stdout (the last line); progress goes to stderr.
@@ -395,13 +396,20 @@ async function timeGenerate(l: Loaded, seq: LlamaContextSequence, n: number, sta
   let count = 0;
   const t0 = performance.now();
   let feed: Token[] = [start];
+  // node-llama-cpp's own generation loop (one sampler for the whole run); an end-of-generation
+  // token restarts it from `start` so every step still decodes one token, like llama-bench.
   while (count < n) {
-    const res = await seq.controlledEvaluate([[feed[0] as Token, { generateNext: { token: true } }]]);
-    let tok = res[0]?.next?.token as Token | undefined;
-    if (tok === undefined || tok === null) throw new Error("generation produced no token");
-    if (l.model.isEogToken(tok)) tok = start; // keep decoding one token per step like llama-bench
-    feed = [tok];
-    count++;
+    let restart: Token[] | null = null;
+    for await (const tok of seq.evaluate(feed, { temperature: 0, yieldEogToken: true })) {
+      count++;
+      if (count >= n) break;
+      if (l.model.isEogToken(tok)) {
+        restart = [start];
+        break;
+      }
+    }
+    if (count < n && restart === null) throw new Error("generation ended early");
+    feed = restart ?? feed;
   }
   return (n * 1000) / (performance.now() - t0);
 }

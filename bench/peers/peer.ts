@@ -1,13 +1,15 @@
 // The peer runtime CLI: llama.cpp through node-llama-cpp 3.22.1 (prebuilt CPU binary), printing JSON.
-// hearth's fixtures and benchmarks are measured against it; it runs under Bun (or node via peer-node.sh).
+// hearth's fixtures and benchmarks are measured against it. Runs under Bun (node-llama-cpp's N-API
+// addon loads in Bun 1.4); bench/peers/run.ts runs it as a child process after install.sh.
 //
 //   bun bench/peers/peer.ts <command> [options]
 //   info                                   model + runtime facts
 //   tokenize   --text T | --file F.json    ids (special text parsed) and idsPlain (special as plain)
 //   greedy     --prompt P [--tokens 32]    greedy continuation of a raw prompt (no template, no BOS)
+//   top        --prompt P [--k 5]          the k largest next-token logits (how close a greedy call was)
 //   perplexity --file F [--ctx 512]        llama-perplexity style: chunks of ctx, second half scored
 //   bench      [--pp 512] [--tg 128] [--reps 1]      tokens/s of prefill and generation + peak RSS
-//   parallel   [--sequences 16] [--tokens 128] [--prompt-tokens 32]  aggregate tokens/s, one context
+//   parallel   [--sequences 16] [--tokens 128]      aggregate tokens/s of n sequences in one context
 // Common: --model PATH (default: the default hearth model), --threads N (default 2),
 //         --flash-attention auto|on|off (default off).
 // Output: one JSON object on stdout (the last line); progress goes to stderr.
@@ -114,6 +116,12 @@ async function newContext(
     batchSize,
     threads: { ideal: l.threads, min: l.threads },
     flashAttention: l.flashAttention,
+    // node-llama-cpp dispatches at once when every sequence has queued tokens; otherwise it would
+    // dispatch on the next event-loop turn, often with only the sequences whose sampling finished
+    // first. Waiting a few ms for the rest keeps parallel sequences in one llama_decode per step.
+    batching: {
+      dispatchSchedule: (dispatch: () => void) => void setTimeout(dispatch, sequences > 1 ? 5 : 0),
+    },
   });
 }
 
@@ -201,6 +209,38 @@ async function cmdGreedy(l: Loaded, opts: Map<string, string>): Promise<object> 
   for (const p of prompts) out.push(await greedyOne(l, seq, p, n));
   await ctx.dispose();
   return { peer: PEER_NAME, model: modelName(l.modelPath), tokens: n, prompts: out };
+}
+
+// ---------------------------------------------------------------- top
+
+/** The k largest logits after a raw prompt (or prompt ids), to judge how close a greedy choice was. */
+async function cmdTop(l: Loaded, opts: Map<string, string>): Promise<object> {
+  const k = intOpt(opts, "k", 5);
+  const idsOpt = opts.get("ids");
+  const prompt = opts.get("prompt");
+  const ids: Token[] = idsOpt
+    ? (JSON.parse(idsOpt) as Token[])
+    : prompt !== undefined
+      ? l.model.tokenize(prompt, false)
+      : [];
+  if (ids.length === 0) throw new Error("top needs --prompt P or --ids [1,2,3]");
+  const ctx = await newContext(l, Math.max(64, ids.length + 8), 1, Math.max(32, ids.length));
+  const seq = ctx.getSequence();
+  const input = ids.map((tok, i) =>
+    i === ids.length - 1
+      ? ([tok, { generateNext: { logits: true, options: { temperature: 0 } } }] as const)
+      : tok,
+  );
+  const res = await seq.controlledEvaluate(input as Parameters<typeof seq.controlledEvaluate>[0]);
+  const logits = (res[ids.length - 1]?.next as { logits?: Map<Token, number> } | undefined)?.logits;
+  if (!logits) throw new Error("no logits");
+  const top = [...logits.entries()].sort((a, b) => b[1] - a[1]).slice(0, k);
+  await ctx.dispose();
+  return {
+    peer: PEER_NAME,
+    ids,
+    top: top.map(([id, logit]) => ({ id, logit, text: l.model.detokenize([id]) })),
+  };
 }
 
 // ---------------------------------------------------------------- perplexity
@@ -356,13 +396,20 @@ async function timeGenerate(l: Loaded, seq: LlamaContextSequence, n: number, sta
   let count = 0;
   const t0 = performance.now();
   let feed: Token[] = [start];
+  // node-llama-cpp's own generation loop (one sampler for the whole run); an end-of-generation
+  // token restarts it from `start` so every step still decodes one token, like llama-bench.
   while (count < n) {
-    const res = await seq.controlledEvaluate([[feed[0] as Token, { generateNext: { token: true } }]]);
-    let tok = res[0]?.next?.token as Token | undefined;
-    if (tok === undefined || tok === null) throw new Error("generation produced no token");
-    if (l.model.isEogToken(tok)) tok = start; // keep decoding one token per step like llama-bench
-    feed = [tok];
-    count++;
+    let restart: Token[] | null = null;
+    for await (const tok of seq.evaluate(feed, { temperature: 0, yieldEogToken: true })) {
+      count++;
+      if (count >= n) break;
+      if (l.model.isEogToken(tok)) {
+        restart = [start];
+        break;
+      }
+    }
+    if (count < n && restart === null) throw new Error("generation ended early");
+    feed = restart ?? feed;
   }
   return (n * 1000) / (performance.now() - t0);
 }
@@ -430,6 +477,8 @@ export interface ParallelResult {
   wall_ms: number;
   agg_tps: number;
   ttft_ms_p50: number;
+  /** llama_decode calls: generated_tokens / decode_calls is the mean number of sequences per step. */
+  decode_calls: number;
   peak_rss_mb: number | null;
 }
 
@@ -449,6 +498,24 @@ async function cmdParallel(l: Loaded, opts: Map<string, string>): Promise<Parall
   const maxPrompt = Math.max(...prompts.map((p) => p.length));
   const ctx = await newContext(l, n * (maxPrompt + tokens + 8), n, 512);
   const seqs = Array.from({ length: n }, () => ctx.getSequence());
+  // Count llama_decode calls (through the addon's decodeBatch) to report the mean batch size.
+  // (The addon object is sealed, so a Proxy stands in front of it; counting only, no behaviour change.)
+  const holder = ctx as unknown as { _ctx: Record<string | symbol, unknown> };
+  const addon = holder._ctx;
+  let decodeCalls = 0;
+  holder._ctx = new Proxy(addon, {
+    get(target, prop) {
+      const v = Reflect.get(target, prop, target);
+      if (typeof v !== "function") return v;
+      if (prop === "decodeBatch") {
+        return (...a: unknown[]) => {
+          decodeCalls++;
+          return v.apply(target, a);
+        };
+      }
+      return v.bind(target);
+    },
+  });
   const ttft: number[] = [];
   const t0 = performance.now();
   const counts = await Promise.all(
@@ -486,6 +553,7 @@ async function cmdParallel(l: Loaded, opts: Map<string, string>): Promise<Parall
     wall_ms: wallMs,
     agg_tps: (generated * 1000) / wallMs,
     ttft_ms_p50: ttft[Math.floor((ttft.length - 1) / 2)] ?? Number.NaN,
+    decode_calls: decodeCalls,
     peak_rss_mb: peakRssMb(),
   };
 }
@@ -496,6 +564,7 @@ const USAGE = `Usage: bun bench/peers/peer.ts <command> [options]   (prints one 
   info
   tokenize   --text T | --file strings.json
   greedy     --prompt P | --file prompts.json   [--tokens 32]
+  top        --prompt P | --ids '[1,2]'   [--k 5]   the k largest next-token logits
   perplexity --file text.txt [--ctx 512]
   bench      [--pp 512] [--tg 128] [--reps 1]
   parallel   [--sequences 16] [--tokens 128]
@@ -522,6 +591,7 @@ export async function main(argv: string[]): Promise<number> {
       sizeBytes: l.model.size,
     }),
     tokenize: cmdTokenize,
+    top: cmdTop,
     greedy: cmdGreedy,
     perplexity: cmdPerplexity,
     bench: cmdBench,

@@ -6,6 +6,9 @@ import { spawnSync } from "node:child_process";
 const PEERS_DIR = import.meta.dir;
 export const PEER_SCRIPT = `${PEERS_DIR}/peer.ts`;
 
+/** Flash attention setting of the peer in speed benchmarks: node-llama-cpp's default ("auto"). */
+export const PEER_FLASH_ATTENTION = "auto";
+
 let installed = false;
 
 /** Installs node-llama-cpp into bench/peers/node_modules if needed (bench/peers/install.sh). */
@@ -60,6 +63,8 @@ export interface PeerParallelResult {
   wall_ms: number;
   agg_tps: number;
   ttft_ms_p50: number;
+  /** llama_decode calls: generated_tokens / decode_calls is the mean number of sequences per step. */
+  decode_calls: number;
   peak_rss_mb: number | null;
 }
 
@@ -81,6 +86,8 @@ export function peerParallel(opts: {
     String(opts.tokens ?? 128),
     "--threads",
     String(opts.threads ?? 2),
+    "--flash-attention",
+    PEER_FLASH_ATTENTION,
   ];
   if (opts.model) args.push("--model", opts.model);
   return runPeer<PeerParallelResult>(args);
@@ -115,6 +122,8 @@ export function peerBench(opts: {
     String(opts.reps ?? 1),
     "--threads",
     String(opts.threads),
+    "--flash-attention",
+    PEER_FLASH_ATTENTION,
   ];
   if (opts.model) args.push("--model", opts.model);
   return runPeer<PeerBenchResult>(args);

@@ -21,6 +21,8 @@ export interface EngineRequest {
   /** Most tokens to generate (the engine also stops at the context limit). */
   maxTokens: number;
   stop: readonly string[];
+  /** Keep generating through end-of-generation tokens (benchmarks; llama.cpp's ignore_eos). */
+  ignoreEos?: boolean;
 }
 
 export type EngineFinishReason = FinishReason | "abort" | "context";
@@ -139,7 +141,7 @@ export class Scheduler {
       stop: new StopCondition({
         maxTokens: req.maxTokens,
         stop: req.stop,
-        isEndOfGeneration: (id) => this.tokenizer.isEndOfGeneration(id),
+        isEndOfGeneration: req.ignoreEos ? () => false : (id) => this.tokenizer.isEndOfGeneration(id),
       }),
       logitsRow: -1,
       taking: 0,

@@ -66,6 +66,8 @@ const sampling = {
   presence_penalty: t.Optional(t.Union([t.Number({ minimum: -2, maximum: 2 }), t.Null()])),
   frequency_penalty: t.Optional(t.Union([t.Number({ minimum: -2, maximum: 2 }), t.Null()])),
   user: t.Optional(t.String()),
+  /** Not OpenAI: keep generating through end-of-generation tokens (as llama.cpp's server). */
+  ignore_eos: t.Optional(t.Boolean()),
 };
 
 const ContentPart = t.Object({ type: t.String(), text: t.Optional(t.String()) });
@@ -107,6 +109,7 @@ type SamplingBody = {
   stream_options?: { include_usage?: boolean } | null;
   presence_penalty?: number | null;
   frequency_penalty?: number | null;
+  ignore_eos?: boolean;
 };
 
 function finishReason(f: EngineFinishReason): "stop" | "length" {
@@ -157,7 +160,7 @@ export function createApp(opts: AppOptions) {
     if (body.seed !== undefined && body.seed !== null) sampling.seed = body.seed;
     const stop = body.stop == null ? [] : typeof body.stop === "string" ? [body.stop] : body.stop;
     if (stop.some((s) => s.length === 0)) throw new RequestError("stop strings must not be empty", "stop");
-    return { promptIds, sampling, maxTokens: requested ?? room, stop };
+    return { promptIds, sampling, maxTokens: requested ?? room, stop, ignoreEos: body.ignore_eos === true };
   }
 
   type Kind = "chat" | "completion";

@@ -20,6 +20,11 @@ export class EngineBusyError extends Error {
   override name = "EngineBusyError";
 }
 
+/** Thrown by Engine.submit once the engine is closed or its worker died (HTTP 503). */
+export class EngineUnavailableError extends Error {
+  override name = "EngineUnavailableError";
+}
+
 type Listener = (ev: EngineEvent) => void;
 
 export class Engine {
@@ -39,6 +44,13 @@ export class Engine {
   ) {
     this.stats = stats;
     worker.onmessage = (ev: MessageEvent<FromWorker>) => this.onMessage(ev.data);
+    // A dead worker must not leave clients waiting forever: fail every request in flight.
+    worker.onerror = (ev) => {
+      this.closed = true;
+      for (const [id, l] of this.listeners)
+        l({ type: "error", id, message: `engine worker failed: ${ev.message}` });
+      this.listeners.clear();
+    };
   }
 
   /** Starts the worker and opens the model in it; resolves once it can take requests. */
@@ -68,6 +80,10 @@ export class Engine {
     return this.listeners.size;
   }
 
+  get available(): boolean {
+    return !this.closed;
+  }
+
   get capacity(): number {
     return this.config.parallel + this.config.maxQueued;
   }
@@ -77,7 +93,7 @@ export class Engine {
    * Returns the request id (for cancel). Throws EngineBusyError when the queue is full.
    */
   submit(req: Omit<EngineRequest, "id">, onEvent: Listener): string {
-    if (this.closed) throw new EngineBusyError("the engine is shutting down");
+    if (this.closed) throw new EngineUnavailableError("the engine is not running (shut down or failed)");
     if (this.listeners.size >= this.capacity)
       throw new EngineBusyError(`queue full: ${this.listeners.size} requests in flight`);
     const id = `r${this.nextId++}`;

@@ -13,6 +13,8 @@ export interface ServingEngine {
   readonly stats: SchedulerStats;
   readonly inFlight: number;
   readonly capacity: number;
+  /** False once the engine is shut down or its worker died (requests get 503). */
+  readonly available: boolean;
   submit(req: Omit<EngineRequest, "id">, onEvent: (ev: EngineEvent) => void): string;
   cancel(id: string): void;
 }
@@ -165,6 +167,14 @@ export function createApp(opts: AppOptions) {
 
   type Kind = "chat" | "completion";
 
+  /** The answer when the engine refuses a request: 429 when busy, 503 when it is not running. */
+  function submitError(err: unknown): Response {
+    const e = err as Error;
+    if (e.name === "EngineUnavailableError")
+      return apiError(503, e.message, "server_error", null, { "retry-after": retryAfter });
+    return apiError(429, e.message, "rate_limit_error", null, { "retry-after": retryAfter });
+  }
+
   /** Runs one request on the engine and answers it as SSE or one JSON body. */
   function respond(
     kind: Kind,
@@ -173,6 +183,10 @@ export function createApp(opts: AppOptions) {
     request: Request,
   ): Response | Promise<Response> {
     const endpoint = kind === "chat" ? "chat_completions" : "completions";
+    if (!engine.available) {
+      metrics.countRequest(endpoint, "unavailable");
+      return apiError(503, "the engine is not running", "server_error", null, { "retry-after": retryAfter });
+    }
     if (engine.inFlight >= engine.capacity) {
       metrics.countRequest(endpoint, "queue_full");
       return apiError(
@@ -242,9 +256,7 @@ export function createApp(opts: AppOptions) {
             }
           });
         } catch (err) {
-          resolve(
-            apiError(429, (err as Error).message, "rate_limit_error", null, { "retry-after": retryAfter }),
-          );
+          resolve(submitError(err));
           return;
         }
         request.signal.addEventListener("abort", onAbort, { once: true });
@@ -366,7 +378,11 @@ export function createApp(opts: AppOptions) {
         return apiError(400, error.message, "invalid_request_error", error.param);
       return apiError(500, (error as Error).message ?? "internal error", "server_error");
     })
-    .get("/health", () => ({ status: "ok" }))
+    .get("/health", ({ set }) => {
+      if (engine.available) return { status: "ok" };
+      set.status = 503;
+      return { status: "unavailable" };
+    })
     .get("/metrics", ({ set }) => {
       set.headers["content-type"] = "text/plain; version=0.0.4";
       return metrics.render(engine.stats);

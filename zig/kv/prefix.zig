@@ -191,7 +191,7 @@ pub const PrefixCache = struct {
             releasePage(self.cache, e.page);
             self.stats.hot_pages -= 1;
         }
-        if (e.slot != none) if (self.cold) |t| t.release(e.slot);
+        if (e.slot != none) if (self.cold) |t| t.release(e.slot, e.key);
         _ = self.map.remove(e.key);
         self.free_idx[self.n_free_idx] = idx;
         self.n_free_idx += 1;

@@ -394,11 +394,11 @@ pub const ColdTier = struct {
         self.stats.slots_used -= 1;
     }
 
-    /// Forgets a slot (its page is no longer wanted).
-    pub fn release(self: *ColdTier, slot: u32) void {
+    /// Forgets a slot (its page is no longer wanted); a slot since reused for another key is left alone.
+    pub fn release(self: *ColdTier, slot: u32, key: u64) void {
         self.mutex.lock();
         defer self.mutex.unlock();
-        if (slot < self.state.len and self.state[slot] != .free) self.freeSlotLocked(slot);
+        if (slot < self.state.len and self.state[slot] != .free and self.slot_key[slot] == key) self.freeSlotLocked(slot);
     }
 
     /// Blocks until every queued write has finished (before a manifest is written).

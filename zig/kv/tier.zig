@@ -25,7 +25,7 @@ pub const Header = extern struct {
     n_tokens: u32,
     slot: u64,
     key: u64,
-    /// XxHash3 of the header (with this field zero) followed by the payload.
+    /// Wyhash of the header (with this field zero) followed by the payload.
     checksum: u64,
     reserved: [24]u8 = @splat(0),
 };
@@ -38,10 +38,12 @@ pub fn recordBytes(page_bytes: usize) usize {
     return std.mem.alignForward(usize, header_bytes + page_bytes, align_bytes);
 }
 
+/// Wyhash, not XxHash3: measured in Zig 0.17's std on this machine, Wyhash checks a page at
+/// ~2.5 GB/s and XxHash3 at ~50 MB/s, which would make the checksum, not the disk, the bottleneck.
 pub fn checksumOf(h: Header, payload: []const u8) u64 {
     var hh = h;
     hh.checksum = 0;
-    var x = std.hash.XxHash3.init(0x6865_6172_7468);
+    var x = std.hash.Wyhash.init(0x6865_6172_7468);
     x.update(std.mem.asBytes(&hh));
     x.update(payload);
     return x.final();

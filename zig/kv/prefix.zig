@@ -26,7 +26,7 @@ const page_tokens = kv.page_tokens;
 
 pub fn chainKey(parent: u64, tokens: []const u32) u64 {
     std.debug.assert(tokens.len >= 1 and tokens.len <= page_tokens);
-    var h = std.hash.XxHash3.init(parent);
+    var h = std.hash.Wyhash.init(parent);
     h.update(std.mem.sliceAsBytes(tokens));
     // Length is folded in so a partial page never collides with a full one of the same prefix.
     h.update(std.mem.asBytes(&@as(u32, @intCast(tokens.len))));
@@ -191,7 +191,7 @@ pub const PrefixCache = struct {
             releasePage(self.cache, e.page);
             self.stats.hot_pages -= 1;
         }
-        if (e.slot != none) if (self.cold) |t| t.release(e.slot);
+        if (e.slot != none) if (self.cold) |t| t.release(e.slot, e.key);
         _ = self.map.remove(e.key);
         self.free_idx[self.n_free_idx] = idx;
         self.n_free_idx += 1;
@@ -416,7 +416,7 @@ pub const PrefixCache = struct {
         page_bytes: u32,
         model_tag: u64,
         n_entries: u64,
-        /// XxHash3 of this header (checksum zero) and the entry records.
+        /// Wyhash of this header (checksum zero) and the entry records.
         checksum: u64,
     };
 
@@ -431,7 +431,7 @@ pub const PrefixCache = struct {
     fn manifestChecksum(h: ManifestHeader, body: []const u8) u64 {
         var hh = h;
         hh.checksum = 0;
-        var x = std.hash.XxHash3.init(0x4d41_4e49);
+        var x = std.hash.Wyhash.init(0x4d41_4e49);
         x.update(std.mem.asBytes(&hh));
         x.update(body);
         return x.final();

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { coreSymbols } from "./symbols/core.ts";
 import { kernelSymbols } from "./symbols/kernels.ts";
+import { kvSymbols } from "./symbols/kv.ts";
 import { modelSymbols } from "./symbols/model.ts";
 
 /** Must equal `abi_version` in zig/root.zig. */
@@ -16,6 +17,7 @@ const allSymbols = {
   ...coreSymbols,
   ...modelSymbols,
   ...kernelSymbols,
+  ...kvSymbols,
 };
 
 export type HearthLib = ReturnType<typeof dlopen<typeof allSymbols>>["symbols"];

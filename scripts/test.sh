@@ -71,7 +71,7 @@ if grep -q '"test-aarch64"' build.zig; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user) >"$LOG_DIR/apt.log" 2>&1 \
       || { tail -20 "$LOG_DIR/apt.log"; record "install qemu-user" 1; }
   fi
-  zig_suite zig-test-aarch64 test-aarch64 -Doptimize=ReleaseFast
+  zig_suite zig-test-aarch64 test-aarch64 -fqemu -Doptimize=ReleaseFast
 fi
 
 # bun tests: count from bun's summary (" N pass", " N fail").

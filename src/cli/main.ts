@@ -22,6 +22,8 @@ const commands: Record<string, () => Promise<CommandModule>> = {
   chat: () => import("./chat.ts"),
   pull: () => import("./pull.ts"),
   bench: () => import("./bench.ts"),
+  // Hidden (not in HELP): loads libhearth and checks one kernel; used by the compiled-binary test.
+  selftest: () => import("./selftest.ts"),
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -20,6 +20,7 @@ const kv = @import("pages.zig");
 const tier = @import("tier.zig");
 const evict = @import("evict.zig");
 const c = std.c;
+const simd = @import("../simd.zig");
 
 const none: u32 = std.math.maxInt(u32);
 const page_tokens = kv.page_tokens;
@@ -304,7 +305,7 @@ pub const PrefixCache = struct {
                 const src = self.ensureHot(f.idx) orelse break :cow;
                 if (cache.n_free == 0) self.reclaim(1);
                 const page = rentPage(cache) orelse break :cow;
-                @memcpy(self.pageBytes(page), self.pageBytes(src));
+                simd.copy(self.pageBytes(page), self.pageBytes(src));
                 appendPage(cache, seq, page);
                 reused += f.n;
                 self.stats.pages_copied += 1;
@@ -397,7 +398,7 @@ pub const PrefixCache = struct {
             // The reclaim may have dropped the index's reference: check again.
             if (cache.refcount[page] <= 1) continue;
             const copy = rentPage(cache) orelse return false;
-            @memcpy(self.pageBytes(copy), self.pageBytes(page));
+            simd.copy(self.pageBytes(copy), self.pageBytes(page));
             releasePage(cache, page);
             cache.tables[base + i] = copy;
         }

@@ -19,6 +19,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pullModel } from "../src/gguf/pull.ts";
 import { resumeSequence, saveSequence, sequenceForPrompt } from "../src/kv/index.ts";
+import { loadModel } from "../src/model.ts";
 import { createBatch, openNativeModel } from "../src/native/model.ts";
 import type { Batch, NativeKvTiers, NativeModel } from "../src/native/model-api.ts";
 
@@ -298,6 +299,54 @@ describe("sessions that outlive the process", () => {
       expect(existsSync(`${path}.tmp`)).toBe(false);
     } finally {
       other.close();
+    }
+  }, 300_000);
+});
+
+describe("Session.save / Session.restore", () => {
+  test("a restored session generates what the saved one would have; a damaged file leaves the session as it was", async () => {
+    const m = await loadModel(modelPath, {
+      threads: 2,
+      kvPages: 32,
+      maxSessions: 2,
+      maxBatchTokens: 64,
+      contextTokens: 256,
+    });
+    try {
+      const collect = async (s: ReturnType<typeof m.createSession>) => {
+        const it = s.generate({ maxTokens: 6, temperature: 0 });
+        for (;;) {
+          const r = await it.next();
+          if (r.done) return r.value.tokens;
+        }
+      };
+      const prompt = "The three primary colours are red, yellow and";
+      const a = m.createSession();
+      await a.prefill(prompt);
+      const path = join(dir, "chat.session");
+      expect(await a.save(path)).toBeGreaterThan(PAGE_BYTES);
+      const want = await collect(a);
+      // Generating after save, then saving again, runs the pending sampled token first.
+      expect(await a.save(`${path}.2`)).toBeGreaterThan(PAGE_BYTES);
+      a.close();
+
+      const b = m.createSession();
+      expect(b.restore(path)).toBe(true);
+      expect(b.length).toBeGreaterThan(5);
+      expect(await collect(b)).toEqual(want);
+      b.close();
+
+      const c = m.createSession();
+      await c.prefill("Unrelated context");
+      const before = [...c.tokens];
+      const fd = openSync(path, "r+");
+      writeSync(fd, Buffer.from([1, 2, 3]), 0, 3, 4096); // the token block
+      closeSync(fd);
+      expect(c.restore(path)).toBe(false);
+      expect(c.tokens).toEqual(before);
+      c.close();
+    } finally {
+      m.close();
     }
   }, 300_000);
 });

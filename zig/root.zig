@@ -346,7 +346,7 @@ export fn hearth_seq_shift(handle: ?*llama.Model, seq: i32, keep: i32, drop: i32
     const len = m.cache.seqs[@intCast(seq)].len_tokens;
     if (keep < 0 or drop < 0 or @as(i64, keep) + drop > len)
         return status.fail(.out_of_range, "shift keep {d} + drop {d} exceeds the sequence length {d}", .{ keep, drop, len });
-    const rc = kv_abi.beforeShift(m, @intCast(seq), @intCast(keep));
+    const rc = kv_abi.beforeShift(m, @intCast(seq), @intCast(keep), @intCast(drop));
     if (rc < 0) return rc;
     llama.seqShift(m, @intCast(seq), @intCast(keep), @intCast(drop));
     return 0;

@@ -11,6 +11,7 @@
 //! here is fatal to the process.
 const std = @import("std");
 const c = std.c;
+const simd = @import("../simd.zig");
 
 pub const record_magic: u32 = 0x5056_4b48; // "HKVP"
 pub const record_version: u16 = 1;
@@ -325,7 +326,7 @@ pub const ColdTier = struct {
         self.n_staging_free -= 1;
         const st = self.staging_free[self.n_staging_free];
         // The one copy on the decode path; checksum and I/O happen on the writer thread.
-        @memcpy(self.stagingBuf(st)[header_bytes..][0..page.len], page);
+        simd.copy(self.stagingBuf(st)[header_bytes..][0..page.len], page);
         self.state[slot] = .pending;
         self.slot_key[slot] = key;
         self.queue[(self.q_head + self.q_len) % self.queue.len] = .{ .slot = slot, .key = key, .n_tokens = n_tokens, .staging = st };
@@ -449,7 +450,7 @@ pub const ColdTier = struct {
         }
         self.stats.reads_ok += 1;
         self.stats.bytes_read += self.record_bytes;
-        @memcpy(dst, self.read_buf[header_bytes..][0..self.page_bytes]);
+        simd.copy(dst, self.read_buf[header_bytes..][0..self.page_bytes]);
         return true;
     }
 

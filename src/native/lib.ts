@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { coreSymbols } from "./symbols/core.ts";
+import { kvSymbols } from "./symbols/kv.ts";
 import { modelSymbols } from "./symbols/model.ts";
 
 /** Must equal `abi_version` in zig/root.zig. */
@@ -14,6 +15,7 @@ export const ABI_VERSION = 1;
 const allSymbols = {
   ...coreSymbols,
   ...modelSymbols,
+  ...kvSymbols,
 };
 
 export type HearthLib = ReturnType<typeof dlopen<typeof allSymbols>>["symbols"];

@@ -2,8 +2,18 @@
 // the tensor table to zig/model/llama.zig (which mmaps the file itself), and wraps decode / seq / KV.
 import type { Pointer } from "bun:ffi";
 import { GgufError, type GgufFile, GgufMetadata, readGguf } from "../gguf/index.ts";
+import { createKvTiers } from "./kv-tiers.ts";
 import { check, lastError, library, NativeError } from "./lib.ts";
-import { type Batch, KvFullError, type KvStats, type ModelInfo, type NativeModel } from "./model-api.ts";
+import {
+  type Batch,
+  KvFullError,
+  type KvStats,
+  type KvTierOptions,
+  type KvTierStats,
+  type ModelInfo,
+  type NativeKvTiers,
+  type NativeModel,
+} from "./model-api.ts";
 
 export interface NativeModelOptions {
   /** Worker threads of the native pool, the calling thread included (default: all cores). */
@@ -197,9 +207,35 @@ class FfiNativeModel implements NativeModel {
   private readonly statsBuf = new BigUint64Array(KV_STATS_BYTES / 8);
   private readonly stats32 = new Uint32Array(this.statsBuf.buffer);
 
-  constructor(handle: Pointer, info: ModelInfo) {
+  private readonly kv: NativeKvTiers;
+
+  constructor(handle: Pointer, info: ModelInfo, modelTag: bigint, maxTokens: number) {
     this.handle = handle;
     this.info = info;
+    this.kv = createKvTiers(this.lib, () => this.h(), modelTag, maxTokens);
+  }
+
+  // KV tiers (zig/kv): prefix sharing, SSD tier, session files.
+  kvTierOpen(opts: KvTierOptions): void {
+    this.kv.kvTierOpen(opts);
+  }
+  seqCreateWithPrefix(tokens: ArrayLike<number>): { seqId: number; reusedTokens: number } {
+    return this.kv.seqCreateWithPrefix(tokens);
+  }
+  seqPublish(seqId: number, tokens: ArrayLike<number>): number {
+    return this.kv.seqPublish(seqId, tokens);
+  }
+  kvTierPersist(): number {
+    return this.kv.kvTierPersist();
+  }
+  kvTierStats(): KvTierStats {
+    return this.kv.kvTierStats();
+  }
+  seqSave(seqId: number, tokens: ArrayLike<number>, path: string): number {
+    return this.kv.seqSave(seqId, tokens, path);
+  }
+  seqRestore(path: string): { seqId: number; tokens: number[] } {
+    return this.kv.seqRestore(path);
   }
 
   private h(): Pointer {
@@ -305,5 +341,12 @@ export function openNativeModel(path: string, opts: NativeModelOptions = {}, fil
     headCountKv: hp.nHeadKv,
     headDim: hp.headDim,
   };
-  return new FfiNativeModel(handle, info);
+  // Identity of the KV this model produces: hyperparameters, tensor table, file size, KV type.
+  const tagSource = new Uint8Array(HPARAMS_BYTES + tensors.bytes.length + 16);
+  tagSource.set(encodeHparams(hp), 0);
+  tagSource.set(tensors.bytes, HPARAMS_BYTES);
+  new DataView(tagSource.buffer).setFloat64(HPARAMS_BYTES + tensors.bytes.length, gguf.fileSizeBytes, true);
+  tagSource[tagSource.length - 1] = KV_TYPES[kvType];
+  const modelTag = BigInt.asUintN(64, BigInt(Bun.hash(tagSource)));
+  return new FfiNativeModel(handle, info, modelTag, (options[1] as number) * 16);
 }

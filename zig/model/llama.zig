@@ -10,6 +10,7 @@ const std = @import("std");
 const status = @import("../status.zig");
 const ops = @import("../ops.zig");
 const kv = @import("../kv/pages.zig");
+const prefix = @import("../kv/prefix.zig");
 const attention = @import("../attention.zig");
 const quant = @import("../quant.zig");
 const matmul_mod = @import("../matmul.zig");
@@ -100,6 +101,8 @@ pub const Model = struct {
     norm_store: []f32,
     pool: *Pool,
     cache: *kv.Cache,
+    /// Prefix sharing and the hot/cold tiers (kv/prefix.zig), once hearth_kv_tier_open ran.
+    kv_tier: ?*prefix.PrefixCache = null,
     rope: ops.Rope,
     attn_scale: f32,
 
@@ -131,6 +134,7 @@ pub const Model = struct {
         const a = self.allocator;
         self.magic = 0;
         self.pool.deinit();
+        if (self.kv_tier) |t| t.deinit();
         self.cache.deinit();
         std.posix.munmap(self.mapping);
         a.free(self.layers);
@@ -541,6 +545,8 @@ pub fn decode(m: *Model, tokens: []const i32, positions: []const i32, seq_ids: [
     for (m.seq_rows, 0..) |cnt, s| {
         if (cnt > 0) pages_needed += cache.pagesNeeded(@intCast(s), cnt);
     }
+    // Pages only the prefix cache still holds go back to the pool (spilled to SSD) before kv_full.
+    if (pages_needed > cache.n_free) if (m.kv_tier) |t| t.reclaim(pages_needed);
     if (pages_needed > cache.n_free)
         return status.fail(.kv_full, "KV pool full: this batch needs {d} more pages, {d} of {d} are free", .{ pages_needed, cache.n_free, cache.pages_total });
 

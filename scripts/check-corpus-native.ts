@@ -10,12 +10,14 @@ import { basename, join } from "node:path";
 
 const CHILD_TIMEOUT_MS = 20_000;
 
+/** Error classes that name a problem in the file (anything else thrown is a bug to report). */
 const HEARTH_ERRORS = new Set([
   "GgufError",
   "ModelConfigError",
   "NativeError",
   "PullError",
-  "ModelOptionsError",
+  "TokenizerError",
+  "ChatTemplateError",
 ]);
 
 async function child(path: string, load: boolean): Promise<void> {

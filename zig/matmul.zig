@@ -1,32 +1,161 @@
-//! STAND-IN until the kernels branch lands (scalar dots, rows split across the pool; same interface as COMMON.md).
+//! Weight × activations (matvec and batched matmul) split by output rows across the thread pool; batch invariant.
 const std = @import("std");
 const quant = @import("quant.zig");
+const simd = @import("simd.zig");
 const Pool = @import("pool.zig").Pool;
 
-pub const Weight = struct { data: [*]const u8, type: quant.GgmlType, rows: usize, cols: usize };
+const BlockQ8Act = quant.BlockQ8Act;
 
-const rows_per_task = 64;
+/// A weight matrix: `rows` rows of `cols` elements, row-major, GGML encoding `type`.
+pub const Weight = struct {
+    data: [*]const u8,
+    type: quant.GgmlType,
+    rows: usize,
+    cols: usize,
 
-const Task = struct {
-    w: Weight,
-    x: []const f32,
-    act: []const quant.BlockQ8Act,
-    n_tokens: usize,
-    out: []f32,
-    fn run(self: *const Task, task: usize) void {
-        const w = self.w;
-        const rb = quant.rowSizeBytes(w.type, w.cols);
-        const lo = task * rows_per_task;
-        const hi = @min(lo + rows_per_task, w.rows);
-        for (0..self.n_tokens) |t| {
-            for (lo..hi) |r| {
-                self.out[t * w.rows + r] = quant.dotRow(w.type, w.data + r * rb, self.x[t * w.cols ..][0..w.cols], self.act[t * w.cols / 32 ..][0 .. w.cols / 32]);
-            }
-        }
+    pub fn rowSizeBytes(w: Weight) usize {
+        return quant.rowSizeBytes(w.type, w.cols);
     }
 };
 
-pub fn matmul(pool: *Pool, w: Weight, x: []const f32, act: []const quant.BlockQ8Act, n_tokens: usize, out: []f32) void {
-    const task: Task = .{ .w = w, .x = x, .act = act, .n_tokens = n_tokens, .out = out };
-    pool.run((w.rows + rows_per_task - 1) / rows_per_task, &task, Task.run);
+/// Tokens that share one pass over a weight row (the row is decoded once for all of them).
+pub const tokens_per_pass = 4;
+/// Minimum rows per task: enough work to amortize claiming a task.
+const min_rows_per_task = 16;
+
+const Job = struct {
+    w: Weight,
+    x: []const f32,
+    act: []const BlockQ8Act,
+    n_tokens: usize,
+    out: []f32,
+    rows_per_task: usize,
+};
+
+/// out[t*rows + r] = dot(W[r,:], x[t*cols..]) for every token t < n_tokens.
+/// Quantized weights read `act` (x quantized by the caller with quant.quantizeAct, cols/32
+/// blocks per token); f32/f16 weights read `x`. One (token, row) value never depends on
+/// n_tokens or on the thread count.
+pub fn matmul(pool: *Pool, w: Weight, x: []const f32, act: []const BlockQ8Act, n_tokens: usize, out: []f32) void {
+    std.debug.assert(out.len >= n_tokens * w.rows);
+    if (w.type.isQuantized()) {
+        std.debug.assert(w.cols % quant.block_elems == 0);
+        std.debug.assert(act.len >= n_tokens * (w.cols / quant.block_elems));
+    } else {
+        std.debug.assert(x.len >= n_tokens * w.cols);
+    }
+    if (w.rows == 0 or n_tokens == 0) return;
+    const target_tasks = pool.n_threads * 8;
+    const rows_per_task = @max(min_rows_per_task, std.math.divCeil(usize, w.rows, target_tasks) catch unreachable);
+    const n_tasks = std.math.divCeil(usize, w.rows, rows_per_task) catch unreachable;
+    const job = Job{ .w = w, .x = x, .act = act, .n_tokens = n_tokens, .out = out, .rows_per_task = rows_per_task };
+    pool.run(n_tasks, &job, runTask);
+}
+
+fn runTask(job: *const Job, task: usize) void {
+    const r0 = task * job.rows_per_task;
+    const r1 = @min(job.w.rows, r0 + job.rows_per_task);
+    switch (job.w.type) {
+        .q4_0 => quantRows(.q4_0, job, r0, r1),
+        .q4_1 => quantRows(.q4_1, job, r0, r1),
+        .q8_0 => quantRows(.q8_0, job, r0, r1),
+        .f32, .f16 => floatRows(job, r0, r1),
+        _ => unreachable,
+    }
+}
+
+fn quantRows(comptime f: quant.QuantFormat, job: *const Job, r0: usize, r1: usize) void {
+    const w = job.w;
+    const nb = w.cols / quant.block_elems;
+    const row_bytes = w.rowSizeBytes();
+    const rows = w.rows;
+    var t: usize = 0;
+    // Token groups outside, rows inside: this task's rows stay in L1/L2 across the groups.
+    while (t + tokens_per_pass <= job.n_tokens) : (t += tokens_per_pass) {
+        var acts: [tokens_per_pass][*]const BlockQ8Act = undefined;
+        inline for (0..tokens_per_pass) |k| acts[k] = job.act.ptr + (t + k) * nb;
+        for (r0..r1) |r| {
+            var res: [tokens_per_pass]f32 = undefined;
+            quant.dotRows(f, tokens_per_pass, w.data + r * row_bytes, nb, acts, &res);
+            inline for (0..tokens_per_pass) |k| job.out[(t + k) * rows + r] = res[k];
+        }
+    }
+    while (t < job.n_tokens) : (t += 1) {
+        const acts = [1][*]const BlockQ8Act{job.act.ptr + t * nb};
+        for (r0..r1) |r| {
+            var res: [1]f32 = undefined;
+            quant.dotRows(f, 1, w.data + r * row_bytes, nb, acts, &res);
+            job.out[t * rows + r] = res[0];
+        }
+    }
+}
+
+fn floatRows(job: *const Job, r0: usize, r1: usize) void {
+    const w = job.w;
+    const cols = w.cols;
+    for (0..job.n_tokens) |t| {
+        const xt = job.x[t * cols ..][0..cols];
+        for (r0..r1) |r| {
+            job.out[t * w.rows + r] = switch (w.type) {
+                .f32 => simd.dotF32(@as([*]align(1) const f32, @ptrCast(w.data + r * cols * 4))[0..cols], xt),
+                .f16 => simd.dotF16(@ptrCast(w.data + r * cols * 2), xt),
+                else => unreachable,
+            };
+        }
+    }
+}
+
+/// Scalar twin of `matmul` (single thread, scalar dots) for the tests.
+pub fn matmulScalar(w: Weight, x: []const f32, act: []const BlockQ8Act, n_tokens: usize, out: []f32) void {
+    const row_bytes = w.rowSizeBytes();
+    for (0..n_tokens) |t| for (0..w.rows) |r| {
+        const row = w.data + r * row_bytes;
+        out[t * w.rows + r] = switch (w.type) {
+            .f32 => simd.dotScalar(f32, @ptrCast(row), x[t * w.cols ..][0..w.cols]),
+            .f16 => simd.dotScalar(f16, @ptrCast(row), x[t * w.cols ..][0..w.cols]),
+            else => blk: {
+                const nb = w.cols / quant.block_elems;
+                break :blk quant.dotQuantScalar(w.type, row, act[t * nb ..][0..nb]);
+            },
+        };
+    };
+}
+
+const testing = std.testing;
+
+test "matmul matches the scalar twin and is batch and thread invariant for every format" {
+    const rows = 45;
+    const cols = 96;
+    const max_tokens = 7;
+    const nb = cols / 32;
+    var prng = std.Random.DefaultPrng.init(21);
+    const r = prng.random();
+    var wf: [rows * cols]f32 = undefined;
+    for (&wf) |*v| v.* = r.float(f32) * 2 - 1;
+    var x: [max_tokens * cols]f32 = undefined;
+    for (&x) |*v| v.* = r.float(f32) * 2 - 1;
+    var act: [max_tokens * nb]BlockQ8Act = undefined;
+    quant.quantizeAct(&x, &act);
+    var wbuf: [rows * cols * 4]u8 = undefined;
+    var ref: [max_tokens * rows]f32 = undefined;
+    var base: [max_tokens * rows]f32 = undefined;
+    var got: [max_tokens * rows]f32 = undefined;
+
+    const pools = [_]*Pool{ try Pool.init(testing.allocator, 1), try Pool.init(testing.allocator, 3) };
+    defer for (pools) |p| p.deinit();
+
+    for ([_]quant.GgmlType{ .f32, .f16, .q4_0, .q4_1, .q8_0 }) |t| {
+        const rb = quant.rowSizeBytes(t, cols);
+        for (0..rows) |i| quant.quantizeRow(t, wf[i * cols ..][0..cols], wbuf[i * rb ..].ptr);
+        const w = Weight{ .data = &wbuf, .type = t, .rows = rows, .cols = cols };
+        matmulScalar(w, &x, &act, max_tokens, &ref);
+        matmul(pools[0], w, &x, &act, max_tokens, &base);
+        for (ref, base) |a, b| try testing.expectApproxEqAbs(a, b, 1e-4 * (1 + @abs(a)));
+        for (pools) |p| for (1..max_tokens + 1) |n| {
+            @memset(&got, std.math.nan(f32));
+            matmul(p, w, &x, &act, n, &got);
+            // Bit-identical to the 7-token single-thread run whatever n and the thread count.
+            try testing.expectEqualSlices(f32, base[0 .. n * rows], got[0 .. n * rows]);
+        };
+    }
 }

@@ -1,140 +1,204 @@
-//! STAND-IN until the kernels branch lands (same interface as COMMON.md): a persistent thread pool,
-//! workers spin then park on a futex; `run` is a blocking parallel-for the caller works in too.
+//! Persistent thread pool: workers are created once at init, spin briefly, then park on a futex; `run` is a blocking parallel-for.
 const std = @import("std");
-const linux = std.os.linux;
+const builtin = @import("builtin");
 
-const Job = struct {
-    func: *const fn (*const anyopaque, usize) void,
-    ctx: *const anyopaque,
-    n_tasks: usize,
-};
+const Atomic = std.atomic.Value;
 
-/// Spin iterations before a worker parks (about 100-200 us on a desktop core).
-const spin_iterations = 1 << 15;
+/// Upper bound on threads (caller included); keeps the worker array and loops bounded.
+pub const max_threads = 256;
+/// Spin iterations before a worker parks (a few tens of microseconds: back-to-back kernel
+/// calls of one forward pass find the workers awake, idle pools stop burning CPU).
+const spin_iterations = 20_000;
 
 pub const Pool = struct {
     allocator: std.mem.Allocator,
+    /// Threads that execute tasks, the caller of `run` included.
     n_threads: usize,
-    threads: []std.Thread,
-    /// Futex word: bumped once per job (and at shutdown).
-    generation: std.atomic.Value(u32) = .init(0),
-    /// (generation << 32) | next task index: a claim only succeeds for the current job.
-    claim: std.atomic.Value(u64) = .init(0),
-    done: std.atomic.Value(usize) = .init(0),
-    sleepers: std.atomic.Value(u32) = .init(0),
-    stop: std.atomic.Value(bool) = .init(false),
-    job: Job = undefined,
+    workers: []std.Thread,
 
+    /// Futex word: bumped once per `run` (and at shutdown) to release the workers.
+    generation: Atomic(u32) = .init(0),
+    /// Workers currently parked on `generation` (the caller wakes them only when > 0).
+    sleepers: Atomic(u32) = .init(0),
+    /// Workers that have not finished the current job yet.
+    pending: Atomic(u32) = .init(0),
+    /// Next task index to claim in the current job.
+    next_task: Atomic(usize) = .init(0),
+    /// Set while a `run` is in flight; a second concurrent caller runs its job alone.
+    busy: Atomic(bool) = .init(false),
+    shutdown: Atomic(bool) = .init(false),
+
+    job_n_tasks: usize = 0,
+    job_ctx: *const anyopaque = undefined,
+    job_fn: *const fn (*const anyopaque, usize) void = undefined,
+
+    /// Starts `n_threads - 1` workers (the caller of `run` is the n-th thread).
     pub fn init(allocator: std.mem.Allocator, n_threads: usize) !*Pool {
-        std.debug.assert(n_threads >= 1);
-        const p = try allocator.create(Pool);
-        errdefer allocator.destroy(p);
-        p.* = .{ .allocator = allocator, .n_threads = n_threads, .threads = try allocator.alloc(std.Thread, n_threads - 1) };
-        errdefer allocator.free(p.threads);
-        var spawned: usize = 0;
-        errdefer {
-            p.shutdown();
-            for (p.threads[0..spawned]) |t| t.join();
+        if (n_threads == 0 or n_threads > max_threads) return error.InvalidThreadCount;
+        const self = try allocator.create(Pool);
+        errdefer allocator.destroy(self);
+        const workers = try allocator.alloc(std.Thread, n_threads - 1);
+        errdefer allocator.free(workers);
+        self.* = .{ .allocator = allocator, .n_threads = n_threads, .workers = workers };
+        var started: usize = 0;
+        errdefer self.stopWorkers(started);
+        while (started < workers.len) : (started += 1) {
+            workers[started] = try std.Thread.spawn(.{ .stack_size = 1 << 20 }, workerMain, .{self});
         }
-        for (p.threads) |*t| {
-            t.* = try std.Thread.spawn(.{ .stack_size = 1 << 20 }, worker, .{p});
-            spawned += 1;
-        }
-        return p;
-    }
-
-    fn shutdown(self: *Pool) void {
-        self.stop.store(true, .seq_cst);
-        _ = self.generation.fetchAdd(1, .seq_cst);
-        _ = linux.futex_3arg(&self.generation.raw, .{ .cmd = .WAKE, .private = true }, std.math.maxInt(i32));
+        return self;
     }
 
     pub fn deinit(self: *Pool) void {
-        self.shutdown();
-        for (self.threads) |t| t.join();
-        self.allocator.free(self.threads);
-        self.allocator.destroy(self);
+        self.stopWorkers(self.workers.len);
+        const allocator = self.allocator;
+        allocator.free(self.workers);
+        allocator.destroy(self);
     }
 
+    fn stopWorkers(self: *Pool, started: usize) void {
+        self.shutdown.store(true, .seq_cst);
+        _ = self.generation.fetchAdd(1, .seq_cst);
+        wakeAll(&self.generation);
+        for (self.workers[0..started]) |t| t.join();
+    }
+
+    /// Calls `func(ctx, i)` for every i in [0, n_tasks) across the pool and returns when all
+    /// are done. Tasks are claimed dynamically; the calling thread works too.
     pub fn run(self: *Pool, n_tasks: usize, ctx: anytype, comptime func: fn (@TypeOf(ctx), usize) void) void {
-        if (n_tasks == 0) return;
-        if (self.n_threads == 1 or n_tasks == 1) {
-            for (0..n_tasks) |i| func(ctx, i);
-            return;
-        }
-        const C = @TypeOf(ctx);
+        const Ctx = @TypeOf(ctx);
         const Wrap = struct {
             fn call(p: *const anyopaque, i: usize) void {
-                const c: *const C = @ptrCast(@alignCast(p));
+                const c: *const Ctx = @ptrCast(@alignCast(p));
                 func(c.*, i);
             }
         };
-        const local = ctx;
-        self.job = .{ .func = Wrap.call, .ctx = @ptrCast(&local), .n_tasks = n_tasks };
-        self.done.store(0, .seq_cst);
-        const gen = self.generation.load(.monotonic) +% 1;
-        self.claim.store(@as(u64, gen) << 32, .seq_cst);
-        self.generation.store(gen, .seq_cst);
-        if (self.sleepers.load(.seq_cst) > 0) {
-            _ = linux.futex_3arg(&self.generation.raw, .{ .cmd = .WAKE, .private = true }, std.math.maxInt(i32));
+        if (n_tasks == 0) return;
+        if (self.workers.len == 0 or n_tasks == 1 or self.busy.swap(true, .acquire)) {
+            for (0..n_tasks) |i| func(ctx, i);
+            return;
         }
-        self.work(gen, self.job);
-        while (self.done.load(.acquire) < n_tasks) std.atomic.spinLoopHint();
+        defer self.busy.store(false, .release);
+
+        self.job_n_tasks = n_tasks;
+        self.job_ctx = @ptrCast(&ctx);
+        self.job_fn = Wrap.call;
+        self.next_task.store(0, .monotonic);
+        self.pending.store(@intCast(self.workers.len), .monotonic);
+        _ = self.generation.fetchAdd(1, .seq_cst);
+        if (self.sleepers.load(.seq_cst) > 0) wakeAll(&self.generation);
+
+        self.drain();
+        var spins: usize = 0;
+        while (self.pending.load(.acquire) != 0) {
+            spins += 1;
+            if (spins < spin_iterations) std.atomic.spinLoopHint() else std.Thread.yield() catch {};
+        }
     }
 
-    fn work(self: *Pool, gen: u32, job: Job) void {
+    fn drain(self: *Pool) void {
+        const n = self.job_n_tasks;
         while (true) {
-            const cur = self.claim.load(.acquire);
-            if (@as(u32, @truncate(cur >> 32)) != gen) return;
-            const idx: usize = @as(u32, @truncate(cur));
-            if (idx >= job.n_tasks) return;
-            if (self.claim.cmpxchgWeak(cur, cur + 1, .acq_rel, .acquire) != null) continue;
-            job.func(job.ctx, idx);
-            _ = self.done.fetchAdd(1, .release);
+            const i = self.next_task.fetchAdd(1, .monotonic);
+            if (i >= n) break;
+            self.job_fn(self.job_ctx, i);
         }
     }
 
-    fn worker(self: *Pool) void {
+    fn workerMain(self: *Pool) void {
+        // Generation 0 is the one at init: a worker that starts after the first `run` was
+        // posted must still take part in it (the caller waits for every worker).
         var seen: u32 = 0;
         while (true) {
             var spins: usize = 0;
-            var gen = self.generation.load(.acquire);
-            while (gen == seen) : (gen = self.generation.load(.acquire)) {
+            var now = self.generation.load(.acquire);
+            while (now == seen) : (now = self.generation.load(.acquire)) {
+                spins += 1;
                 if (spins < spin_iterations) {
-                    spins += 1;
                     std.atomic.spinLoopHint();
-                    continue;
+                } else {
+                    _ = self.sleepers.fetchAdd(1, .seq_cst);
+                    if (self.generation.load(.seq_cst) == seen) waitWhile(&self.generation, seen);
+                    _ = self.sleepers.fetchSub(1, .seq_cst);
+                    spins = 0;
                 }
-                _ = self.sleepers.fetchAdd(1, .seq_cst);
-                _ = linux.futex_4arg(&self.generation.raw, .{ .cmd = .WAIT, .private = true }, seen, null);
-                _ = self.sleepers.fetchSub(1, .seq_cst);
             }
-            seen = gen;
-            if (self.stop.load(.acquire)) return;
-            self.work(gen, self.job);
+            seen = now;
+            if (self.shutdown.load(.acquire)) return;
+            self.drain();
+            _ = self.pending.fetchSub(1, .release);
         }
     }
 };
 
-test "pool runs every task exactly once, many times over, and shuts down" {
-    const p = try Pool.init(std.testing.allocator, 3);
-    defer p.deinit();
-    var counts: [1000]std.atomic.Value(u32) = undefined;
-    for (&counts) |*c| c.* = .init(0);
-    const Ctx = struct {
-        counts: []std.atomic.Value(u32),
-        fn f(self: *const @This(), i: usize) void {
-            _ = self.counts[i].fetchAdd(1, .monotonic);
-        }
-    };
-    const ctx: Ctx = .{ .counts = &counts };
-    for (0..200) |round| {
-        const n = 1 + (round * 37) % counts.len;
-        p.run(n, &ctx, Ctx.f);
+/// Parks while `word` still holds `expected` (spurious wake-ups are fine: callers re-check).
+fn waitWhile(word: *Atomic(u32), expected: u32) void {
+    if (builtin.os.tag == .linux) {
+        const linux = std.os.linux;
+        _ = linux.futex_4arg(&word.raw, .{ .cmd = .WAIT, .private = true }, expected, null);
+    } else {
+        std.Thread.yield() catch {};
     }
-    var total: usize = 0;
-    for (counts) |c| total += c.load(.monotonic);
-    var want: usize = 0;
-    for (0..200) |round| want += 1 + (round * 37) % counts.len;
-    try std.testing.expectEqual(want, total);
+}
+
+fn wakeAll(word: *Atomic(u32)) void {
+    if (builtin.os.tag == .linux) {
+        const linux = std.os.linux;
+        _ = linux.futex_3arg(&word.raw, .{ .cmd = .WAKE, .private = true }, std.math.maxInt(i32));
+    }
+}
+
+/// Threads to use by default: the machine's logical CPUs, bounded.
+pub fn defaultThreadCount() usize {
+    const n = std.Thread.getCpuCount() catch 1;
+    return @max(1, @min(n, max_threads));
+}
+
+const testing = std.testing;
+
+const SumCtx = struct {
+    hits: []Atomic(u32),
+    total: *Atomic(usize),
+};
+
+fn countTask(ctx: SumCtx, i: usize) void {
+    _ = ctx.hits[i].fetchAdd(1, .monotonic);
+    _ = ctx.total.fetchAdd(i, .monotonic);
+}
+
+test "run visits every task exactly once, repeatedly, across thread counts" {
+    for ([_]usize{ 1, 2, 3, 5 }) |n_threads| {
+        const pool = try Pool.init(testing.allocator, n_threads);
+        defer pool.deinit();
+        var hits: [97]Atomic(u32) = undefined;
+        for (&hits) |*h| h.* = .init(0);
+        var total: Atomic(usize) = .init(0);
+        const rounds = 50;
+        for (0..rounds) |round| {
+            const n_tasks = 1 + (round * 13) % hits.len;
+            total.store(0, .monotonic);
+            for (&hits) |*h| h.store(0, .monotonic);
+            pool.run(n_tasks, SumCtx{ .hits = &hits, .total = &total }, countTask);
+            try testing.expectEqual(n_tasks * (n_tasks - 1) / 2, total.load(.monotonic));
+            for (hits, 0..) |h, i| try testing.expectEqual(@as(u32, if (i < n_tasks) 1 else 0), h.load(.monotonic));
+        }
+    }
+}
+
+test "workers park and wake up again" {
+    const pool = try Pool.init(testing.allocator, 3);
+    defer pool.deinit();
+    var hits: [4]Atomic(u32) = undefined;
+    for (&hits) |*h| h.* = .init(0);
+    var total: Atomic(usize) = .init(0);
+    pool.run(4, SumCtx{ .hits = &hits, .total = &total }, countTask);
+    // Long enough for every worker to pass its spin budget and park.
+    var spin: usize = 0;
+    while (pool.sleepers.load(.seq_cst) < 2 and spin < 1_000_000_000) : (spin += 1) std.atomic.spinLoopHint();
+    pool.run(4, SumCtx{ .hits = &hits, .total = &total }, countTask);
+    for (hits) |h| try testing.expectEqual(@as(u32, 2), h.load(.monotonic));
+}
+
+test "init rejects zero and absurd thread counts" {
+    try testing.expectError(error.InvalidThreadCount, Pool.init(testing.allocator, 0));
+    try testing.expectError(error.InvalidThreadCount, Pool.init(testing.allocator, max_threads + 1));
 }

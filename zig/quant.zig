@@ -1,44 +1,212 @@
-//! STAND-IN until the kernels branch lands (scalar, same interface as COMMON.md): block formats, dequantize, activation quantization.
+//! GGML block quant formats (Q4_0, Q4_1, Q8_0, F16, F32): layouts, (de)quantization, and dot products against Q8 activations.
 const std = @import("std");
+const simd = @import("simd.zig");
 
-pub const GgmlType = enum(u32) { f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q8_0 = 8, _ };
+/// GGML tensor type ids as stored in GGUF files.
+pub const GgmlType = enum(u32) {
+    f32 = 0,
+    f16 = 1,
+    q4_0 = 2,
+    q4_1 = 3,
+    q8_0 = 8,
+    _,
 
-pub const BlockQ4_0 = extern struct { d: f16 align(1), qs: [16]u8 };
-pub const BlockQ4_1 = extern struct { d: f16 align(1), m: f16 align(1), qs: [16]u8 };
-pub const BlockQ8_0 = extern struct { d: f16 align(1), qs: [32]i8 };
-pub const BlockQ8Act = extern struct { d: f32, s: f32, qs: [32]i8 };
+    pub fn isQuantized(t: GgmlType) bool {
+        return switch (t) {
+            .q4_0, .q4_1, .q8_0 => true,
+            else => false,
+        };
+    }
 
-pub fn rowSizeBytes(t: GgmlType, cols: usize) usize {
-    return switch (t) {
-        .f32 => cols * 4,
-        .f16 => cols * 2,
-        .q4_0 => cols / 32 * @sizeOf(BlockQ4_0),
-        .q4_1 => cols / 32 * @sizeOf(BlockQ4_1),
-        .q8_0 => cols / 32 * @sizeOf(BlockQ8_0),
-        _ => 0,
-    };
+    pub fn isSupported(t: GgmlType) bool {
+        return switch (t) {
+            .f32, .f16, .q4_0, .q4_1, .q8_0 => true,
+            _ => false,
+        };
+    }
+
+    /// Elements per block (1 for the float types).
+    pub fn blockElems(t: GgmlType) usize {
+        return if (t.isQuantized()) block_elems else 1;
+    }
+
+    /// Bytes per block (per element for the float types).
+    pub fn blockSizeBytes(t: GgmlType) usize {
+        return switch (t) {
+            .f32 => 4,
+            .f16 => 2,
+            .q4_0 => @sizeOf(BlockQ4_0),
+            .q4_1 => @sizeOf(BlockQ4_1),
+            .q8_0 => @sizeOf(BlockQ8_0),
+            _ => 0,
+        };
+    }
+};
+
+/// Elements per quant block in every GGML format we read.
+pub const block_elems = 32;
+
+/// Q4_0, 18 bytes: `d` (f16 scale) then 16 bytes of nibbles. Byte j holds element j in its
+/// low nibble and element j+16 in its high nibble; value = (nibble - 8) * d.
+pub const BlockQ4_0 = extern struct {
+    d: f16,
+    qs: [16]u8,
+};
+
+/// Q4_1, 20 bytes: `d` (f16 scale), `m` (f16 minimum), 16 bytes of nibbles laid out as in
+/// Q4_0; value = nibble * d + m.
+pub const BlockQ4_1 = extern struct {
+    d: f16,
+    m: f16,
+    qs: [16]u8,
+};
+
+/// Q8_0, 34 bytes: `d` (f16 scale) then 32 signed bytes; value = q * d.
+pub const BlockQ8_0 = extern struct {
+    d: f16,
+    qs: [32]i8,
+};
+
+/// Activation block (ours, not a file format), 40 bytes: 32 int8 with |q| <= 127, the f32
+/// scale `d` (x ~= q * d) and `s` = d * sum(q), which folds Q4_1's minimum and Q4_0's
+/// offset of 8 into one multiply per block.
+pub const BlockQ8Act = extern struct {
+    qs: [32]i8,
+    d: f32,
+    s: f32,
+};
+
+comptime {
+    std.debug.assert(@sizeOf(BlockQ4_0) == 18);
+    std.debug.assert(@sizeOf(BlockQ4_1) == 20);
+    std.debug.assert(@sizeOf(BlockQ8_0) == 34);
+    std.debug.assert(@sizeOf(BlockQ8Act) == 40);
 }
 
+/// Bytes of one row of `cols` elements; 0 for unsupported types or cols not a multiple of the block.
+pub fn rowSizeBytes(t: GgmlType, cols: usize) usize {
+    const per = t.blockElems();
+    if (!t.isSupported() or cols % per != 0) return 0;
+    return cols / per * t.blockSizeBytes();
+}
+
+// ---------------------------------------------------------------- activations
+
+/// Quantizes `x` (32 * out.len values) into Q8 activation blocks, |q| <= 127, round half away from zero.
 pub fn quantizeAct(x: []const f32, out: []BlockQ8Act) void {
-    std.debug.assert(x.len == out.len * 32);
-    for (out, 0..) |*b, i| {
-        const v = x[i * 32 ..][0..32];
-        var amax: f32 = 0;
-        for (v) |e| amax = @max(amax, @abs(e));
+    std.debug.assert(x.len == block_elems * out.len);
+    const V = @Vector(block_elems, f32);
+    for (out, 0..) |*blk, b| {
+        const v: V = x[b * block_elems ..][0..block_elems].*;
+        const amax = @reduce(.Max, @abs(v));
         const d = amax / 127.0;
         const id: f32 = if (d != 0) 1.0 / d else 0;
-        var sum: i32 = 0;
-        for (v, 0..) |e, j| {
-            const q: i8 = @intFromFloat(@round(e * id));
-            b.qs[j] = q;
-            sum += q;
-        }
-        b.d = d;
-        b.s = d * @as(f32, @floatFromInt(sum));
+        const q: @Vector(block_elems, i8) = @intFromFloat(@round(v * @as(V, @splat(id))));
+        blk.qs = q;
+        const isum = @reduce(.Add, @as(@Vector(block_elems, i32), q));
+        blk.d = d;
+        blk.s = d * @as(f32, @floatFromInt(isum));
     }
 }
 
+/// Scalar twin of `quantizeAct` (bit-identical results).
+pub fn quantizeActScalar(x: []const f32, out: []BlockQ8Act) void {
+    std.debug.assert(x.len == block_elems * out.len);
+    for (out, 0..) |*blk, b| {
+        const xs = x[b * block_elems ..][0..block_elems];
+        var amax: f32 = 0;
+        for (xs) |v| amax = @max(amax, @abs(v));
+        const d = amax / 127.0;
+        const id: f32 = if (d != 0) 1.0 / d else 0;
+        var isum: i32 = 0;
+        for (xs, &blk.qs) |v, *q| {
+            q.* = @intFromFloat(@round(v * id));
+            isum += q.*;
+        }
+        blk.d = d;
+        blk.s = d * @as(f32, @floatFromInt(isum));
+    }
+}
+
+// ---------------------------------------------------------------- weights (quantize, for tests and tools)
+
+/// Quantizes one row to GGML Q4_0 (as ggml's reference: scale from the signed max-magnitude value).
+pub fn quantizeRowQ4_0(x: []const f32, out: []align(1) BlockQ4_0) void {
+    std.debug.assert(x.len == block_elems * out.len);
+    for (out, 0..) |*blk, b| {
+        const xs = x[b * block_elems ..][0..block_elems];
+        var amax: f32 = 0;
+        var max: f32 = 0;
+        for (xs) |v| if (@abs(v) > amax) {
+            amax = @abs(v);
+            max = v;
+        };
+        const d = max / -8.0;
+        const id: f32 = if (d != 0) 1.0 / d else 0;
+        blk.d = @floatCast(d);
+        for (0..16) |j| {
+            const lo: u8 = @intFromFloat(@min(15.0, @max(0.0, xs[j] * id + 8.5)));
+            const hi: u8 = @intFromFloat(@min(15.0, @max(0.0, xs[j + 16] * id + 8.5)));
+            blk.qs[j] = lo | (hi << 4);
+        }
+    }
+}
+
+/// Quantizes one row to GGML Q4_1 (scale and minimum per block).
+pub fn quantizeRowQ4_1(x: []const f32, out: []align(1) BlockQ4_1) void {
+    std.debug.assert(x.len == block_elems * out.len);
+    for (out, 0..) |*blk, b| {
+        const xs = x[b * block_elems ..][0..block_elems];
+        var min: f32 = std.math.inf(f32);
+        var max: f32 = -std.math.inf(f32);
+        for (xs) |v| {
+            min = @min(min, v);
+            max = @max(max, v);
+        }
+        const d = (max - min) / 15.0;
+        const id: f32 = if (d != 0) 1.0 / d else 0;
+        blk.d = @floatCast(d);
+        blk.m = @floatCast(min);
+        for (0..16) |j| {
+            const lo: u8 = @intFromFloat(@min(15.0, @max(0.0, (xs[j] - min) * id + 0.5)));
+            const hi: u8 = @intFromFloat(@min(15.0, @max(0.0, (xs[j + 16] - min) * id + 0.5)));
+            blk.qs[j] = lo | (hi << 4);
+        }
+    }
+}
+
+/// Quantizes one row to GGML Q8_0.
+pub fn quantizeRowQ8_0(x: []const f32, out: []align(1) BlockQ8_0) void {
+    std.debug.assert(x.len == block_elems * out.len);
+    for (out, 0..) |*blk, b| {
+        const xs = x[b * block_elems ..][0..block_elems];
+        var amax: f32 = 0;
+        for (xs) |v| amax = @max(amax, @abs(v));
+        const d = amax / 127.0;
+        const id: f32 = if (d != 0) 1.0 / d else 0;
+        blk.d = @floatCast(d);
+        for (xs, &blk.qs) |v, *q| q.* = @intFromFloat(@round(v * id));
+    }
+}
+
+/// Quantizes a row of `x.len` values of type `t` into `dst` (rowSizeBytes(t, x.len) bytes).
+pub fn quantizeRow(t: GgmlType, x: []const f32, dst: [*]u8) void {
+    const nb = x.len / block_elems;
+    switch (t) {
+        .f32 => for (x, 0..) |v, i| std.mem.writeInt(u32, dst[i * 4 ..][0..4], @bitCast(v), .little),
+        .f16 => for (x, 0..) |v, i| std.mem.writeInt(u16, dst[i * 2 ..][0..2], @bitCast(@as(f16, @floatCast(v))), .little),
+        .q4_0 => quantizeRowQ4_0(x, @as([*]align(1) BlockQ4_0, @ptrCast(dst))[0..nb]),
+        .q4_1 => quantizeRowQ4_1(x, @as([*]align(1) BlockQ4_1, @ptrCast(dst))[0..nb]),
+        .q8_0 => quantizeRowQ8_0(x, @as([*]align(1) BlockQ8_0, @ptrCast(dst))[0..nb]),
+        _ => unreachable,
+    }
+}
+
+// ---------------------------------------------------------------- dequantize
+
+/// Dequantizes one row of `out.len` elements of type `t` starting at `src`.
 pub fn dequantizeRow(t: GgmlType, src: [*]const u8, out: []f32) void {
+    const nb = out.len / block_elems;
     switch (t) {
         .f32 => {
             const p: [*]align(1) const f32 = @ptrCast(src);
@@ -46,86 +214,361 @@ pub fn dequantizeRow(t: GgmlType, src: [*]const u8, out: []f32) void {
         },
         .f16 => {
             const p: [*]align(1) const f16 = @ptrCast(src);
-            for (out, 0..) |*o, i| o.* = p[i];
+            for (out, 0..) |*o, i| o.* = @floatCast(p[i]);
         },
         .q4_0 => {
-            const bs: [*]align(1) const BlockQ4_0 = @ptrCast(src);
-            for (0..out.len / 32) |b| {
-                const d: f32 = bs[b].d;
-                for (0..16) |j| {
-                    out[b * 32 + j] = d * @as(f32, @floatFromInt(@as(i32, bs[b].qs[j] & 15) - 8));
-                    out[b * 32 + j + 16] = d * @as(f32, @floatFromInt(@as(i32, bs[b].qs[j] >> 4) - 8));
+            const blocks: [*]align(1) const BlockQ4_0 = @ptrCast(src);
+            for (0..nb) |b| {
+                const blk = blocks[b];
+                const d: f32 = @floatCast(blk.d);
+                const o = out[b * block_elems ..];
+                for (blk.qs, 0..) |q, j| {
+                    o[j] = @as(f32, @floatFromInt(@as(i32, q & 15) - 8)) * d;
+                    o[j + 16] = @as(f32, @floatFromInt(@as(i32, q >> 4) - 8)) * d;
                 }
             }
         },
         .q4_1 => {
-            const bs: [*]align(1) const BlockQ4_1 = @ptrCast(src);
-            for (0..out.len / 32) |b| {
-                const d: f32 = bs[b].d;
-                const m: f32 = bs[b].m;
-                for (0..16) |j| {
-                    out[b * 32 + j] = d * @as(f32, @floatFromInt(bs[b].qs[j] & 15)) + m;
-                    out[b * 32 + j + 16] = d * @as(f32, @floatFromInt(bs[b].qs[j] >> 4)) + m;
+            const blocks: [*]align(1) const BlockQ4_1 = @ptrCast(src);
+            for (0..nb) |b| {
+                const blk = blocks[b];
+                const d: f32 = @floatCast(blk.d);
+                const m: f32 = @floatCast(blk.m);
+                const o = out[b * block_elems ..];
+                for (blk.qs, 0..) |q, j| {
+                    o[j] = @as(f32, @floatFromInt(q & 15)) * d + m;
+                    o[j + 16] = @as(f32, @floatFromInt(q >> 4)) * d + m;
                 }
             }
         },
         .q8_0 => {
-            const bs: [*]align(1) const BlockQ8_0 = @ptrCast(src);
-            for (0..out.len / 32) |b| {
-                const d: f32 = bs[b].d;
-                for (0..32) |j| out[b * 32 + j] = d * @as(f32, @floatFromInt(bs[b].qs[j]));
+            const blocks: [*]align(1) const BlockQ8_0 = @ptrCast(src);
+            for (0..nb) |b| {
+                const blk = blocks[b];
+                const d: f32 = @floatCast(blk.d);
+                for (blk.qs, 0..) |q, j| out[b * block_elems + j] = @as(f32, @floatFromInt(q)) * d;
             }
         },
         _ => unreachable,
     }
 }
 
-/// Dot of one quantized weight row with one activation row (scalar).
-pub fn dotRow(t: GgmlType, w: [*]const u8, x: []const f32, act: []const BlockQ8Act) f32 {
+// ---------------------------------------------------------------- dot products (SIMD)
+
+const I8x32 = @Vector(32, i8);
+const U8x32 = @Vector(32, u8);
+const I32x8 = @Vector(8, i32);
+const F32x8 = @Vector(8, f32);
+
+extern fn @"llvm.x86.avx2.pmadd.ub.sw"(a: U8x32, b: I8x32) @Vector(16, i16);
+extern fn @"llvm.x86.avx2.pmadd.wd"(a: @Vector(16, i16), b: @Vector(16, i16)) I32x8;
+extern fn @"llvm.x86.avx2.psign.b"(a: I8x32, b: I8x32) I8x32;
+extern fn @"llvm.aarch64.neon.sdot.v4i32.v16i8"(acc: @Vector(4, i32), a: @Vector(16, i8), b: @Vector(16, i8)) @Vector(4, i32);
+
+/// Sums of products over groups of 4 bytes: lane g = sum_{k<4} w[4g+k] * a[4g+k].
+/// `w_nonneg` promises 0 <= w (the 4-bit formats), which lets AVX2 skip the sign trick.
+/// Every path returns the same exact integers; `groupDotScalar` is the twin.
+inline fn groupDot(comptime w_nonneg: bool, w: I8x32, a: I8x32) I32x8 {
+    if (comptime simd.has_avx2) {
+        const ones: @Vector(16, i16) = @splat(1);
+        if (w_nonneg) {
+            return @"llvm.x86.avx2.pmadd.wd"(@"llvm.x86.avx2.pmadd.ub.sw"(@bitCast(w), a), ones);
+        }
+        // maddubs wants an unsigned left side: |w| times a with w's sign moved onto a.
+        const aw: U8x32 = @abs(w);
+        const sa = @"llvm.x86.avx2.psign.b"(a, w);
+        return @"llvm.x86.avx2.pmadd.wd"(@"llvm.x86.avx2.pmadd.ub.sw"(aw, sa), ones);
+    } else if (comptime simd.has_sdot) {
+        const zero: @Vector(4, i32) = @splat(0);
+        const w_lo: @Vector(16, i8) = @shuffle(i8, w, undefined, std.simd.iota(i32, 16));
+        const w_hi: @Vector(16, i8) = @shuffle(i8, w, undefined, std.simd.iota(i32, 16) + @as(@Vector(16, i32), @splat(16)));
+        const a_lo: @Vector(16, i8) = @shuffle(i8, a, undefined, std.simd.iota(i32, 16));
+        const a_hi: @Vector(16, i8) = @shuffle(i8, a, undefined, std.simd.iota(i32, 16) + @as(@Vector(16, i32), @splat(16)));
+        const lo = @"llvm.aarch64.neon.sdot.v4i32.v16i8"(zero, w_lo, a_lo);
+        const hi = @"llvm.aarch64.neon.sdot.v4i32.v16i8"(zero, w_hi, a_hi);
+        return @shuffle(i32, lo, hi, [8]i32{ 0, 1, 2, 3, -1, -2, -3, -4 });
+    } else {
+        // Portable vectors (NEON without dotprod, SSE, scalar): widen, multiply, add groups of 4.
+        const p: @Vector(32, i32) = @as(@Vector(32, i32), w) * @as(@Vector(32, i32), a);
+        const idx = std.simd.iota(i32, 8) * @as(@Vector(8, i32), @splat(4));
+        const one: @Vector(8, i32) = @splat(1);
+        const p0 = @shuffle(i32, p, undefined, idx);
+        const p1 = @shuffle(i32, p, undefined, idx + one);
+        const p2 = @shuffle(i32, p, undefined, idx + one + one);
+        const p3 = @shuffle(i32, p, undefined, idx + one + one + one);
+        return (p0 + p1) + (p2 + p3);
+    }
+}
+
+/// Scalar twin of `groupDot`.
+fn groupDotScalar(w: [32]i8, a: [32]i8) [8]i32 {
+    var out: [8]i32 = undefined;
+    for (0..8) |g| {
+        var s: i32 = 0;
+        for (0..4) |k| s += @as(i32, w[4 * g + k]) * @as(i32, a[4 * g + k]);
+        out[g] = s;
+    }
+    return out;
+}
+
+/// Deterministic horizontal sum (fixed tree order, so results do not depend on the caller).
+inline fn hsum8(v: F32x8) f32 {
+    const a: @Vector(4, f32) = @shuffle(f32, v, undefined, [4]i32{ 0, 1, 2, 3 }) + @shuffle(f32, v, undefined, [4]i32{ 4, 5, 6, 7 });
+    const b: @Vector(2, f32) = @shuffle(f32, a, undefined, [2]i32{ 0, 1 }) + @shuffle(f32, a, undefined, [2]i32{ 2, 3 });
+    return b[0] + b[1];
+}
+
+/// Unpacks a 4-bit block to 32 bytes in element order (low nibbles are 0..15, high 16..31).
+inline fn unpackNibbles(qs: [16]u8) I8x32 {
+    const v: @Vector(16, u8) = qs;
+    const lo = v & @as(@Vector(16, u8), @splat(15));
+    const hi = v >> @as(@Vector(16, u3), @splat(4));
+    const both: U8x32 = @shuffle(u8, lo, hi, [32]i32{
+        0,  1,  2,  3,  4,  5,  6,  7,  8,  9,   10,  11,  12,  13,  14,  15,
+        -1, -2, -3, -4, -5, -6, -7, -8, -9, -10, -11, -12, -13, -14, -15, -16,
+    });
+    return @bitCast(both);
+}
+
+/// The weight formats `dotRows` handles.
+pub const QuantFormat = enum { q4_0, q4_1, q8_0 };
+
+fn BlockOf(comptime f: QuantFormat) type {
+    return switch (f) {
+        .q4_0 => BlockQ4_0,
+        .q4_1 => BlockQ4_1,
+        .q8_0 => BlockQ8_0,
+    };
+}
+
+/// Dot products of one weight row (`nb` blocks of format `f`) with `n` activation rows at
+/// once: the row is decoded once per block and reused for every activation row. Each
+/// output is computed by the same operations in the same order whatever `n` is, so a
+/// token's result does not depend on how many tokens share the pass (batch invariance).
+pub inline fn dotRows(
+    comptime f: QuantFormat,
+    comptime n: usize,
+    w_row: [*]const u8,
+    nb: usize,
+    acts: [n][*]const BlockQ8Act,
+    out: *[n]f32,
+) void {
+    const blocks: [*]align(1) const BlockOf(f) = @ptrCast(w_row);
+    var acc: [n]F32x8 = @splat(@splat(0));
+    var acc_s: [n]f32 = @splat(0);
+    for (0..nb) |b| {
+        const blk = &blocks[b];
+        const dw: f32 = @floatCast(blk.d);
+        const wq: I8x32 = switch (f) {
+            .q4_0, .q4_1 => unpackNibbles(blk.qs),
+            .q8_0 => blk.qs,
+        };
+        inline for (0..n) |t| {
+            const a = &acts[t][b];
+            const isum = groupDot(f != .q8_0, wq, a.qs);
+            acc[t] = @mulAdd(F32x8, @splat(dw * a.d), @floatFromInt(isum), acc[t]);
+            switch (f) {
+                // value = (q - 8) * d: the -8 * d * sum(a) part goes through a.s.
+                .q4_0 => acc_s[t] = @mulAdd(f32, -8.0 * dw, a.s, acc_s[t]),
+                .q4_1 => acc_s[t] = @mulAdd(f32, @as(f32, @floatCast(blk.m)), a.s, acc_s[t]),
+                .q8_0 => {},
+            }
+        }
+    }
+    inline for (0..n) |t| out[t] = hsum8(acc[t]) + acc_s[t];
+}
+
+/// One weight row (type `t`, `nb` blocks) against one activation row.
+pub fn dotQuant(t: GgmlType, w_row: [*]const u8, act: []const BlockQ8Act) f32 {
+    var out: [1]f32 = undefined;
+    const acts = [1][*]const BlockQ8Act{act.ptr};
     switch (t) {
-        .f32, .f16 => {
-            var buf: [8192]f32 = undefined;
-            dequantizeRow(t, w, buf[0..x.len]);
-            var s: f32 = 0;
-            for (x, buf[0..x.len]) |a, b| s += a * b;
-            return s;
-        },
-        .q4_0 => {
-            const bs: [*]align(1) const BlockQ4_0 = @ptrCast(w);
-            var s: f32 = 0;
-            for (act, 0..) |a, b| {
-                var isum: i32 = 0;
-                for (0..16) |j| {
-                    isum += (@as(i32, bs[b].qs[j] & 15) - 8) * a.qs[j];
-                    isum += (@as(i32, bs[b].qs[j] >> 4) - 8) * a.qs[j + 16];
+        .q4_0 => dotRows(.q4_0, 1, w_row, act.len, acts, &out),
+        .q4_1 => dotRows(.q4_1, 1, w_row, act.len, acts, &out),
+        .q8_0 => dotRows(.q8_0, 1, w_row, act.len, acts, &out),
+        else => unreachable,
+    }
+    return out[0];
+}
+
+/// Scalar twin of `dotRows` / `dotQuant`: plain integer loops, one float accumulator.
+pub fn dotQuantScalar(t: GgmlType, w_row: [*]const u8, act: []const BlockQ8Act) f32 {
+    var sum: f32 = 0;
+    for (act, 0..) |a, b| {
+        var w: [32]i8 = undefined;
+        var dw: f32 = undefined;
+        var extra: f32 = 0;
+        switch (t) {
+            .q4_0, .q4_1 => {
+                const qs: [16]u8 = if (t == .q4_0)
+                    @as([*]align(1) const BlockQ4_0, @ptrCast(w_row))[b].qs
+                else
+                    @as([*]align(1) const BlockQ4_1, @ptrCast(w_row))[b].qs;
+                for (qs, 0..) |q, j| {
+                    w[j] = @intCast(q & 15);
+                    w[j + 16] = @intCast(q >> 4);
                 }
-                s += @as(f32, bs[b].d) * a.d * @as(f32, @floatFromInt(isum));
-            }
-            return s;
-        },
-        .q4_1 => {
-            const bs: [*]align(1) const BlockQ4_1 = @ptrCast(w);
-            var s: f32 = 0;
-            for (act, 0..) |a, b| {
-                var isum: i32 = 0;
-                for (0..16) |j| {
-                    isum += @as(i32, bs[b].qs[j] & 15) * a.qs[j];
-                    isum += @as(i32, bs[b].qs[j] >> 4) * a.qs[j + 16];
+                if (t == .q4_0) {
+                    dw = @floatCast(@as([*]align(1) const BlockQ4_0, @ptrCast(w_row))[b].d);
+                    extra = -8.0 * dw * a.s;
+                } else {
+                    const blk = @as([*]align(1) const BlockQ4_1, @ptrCast(w_row))[b];
+                    dw = @floatCast(blk.d);
+                    extra = @as(f32, @floatCast(blk.m)) * a.s;
                 }
-                s += @as(f32, bs[b].d) * a.d * @as(f32, @floatFromInt(isum)) + @as(f32, bs[b].m) * a.s;
-            }
-            return s;
-        },
-        .q8_0 => {
-            const bs: [*]align(1) const BlockQ8_0 = @ptrCast(w);
-            var s: f32 = 0;
-            for (act, 0..) |a, b| {
-                var isum: i32 = 0;
-                for (0..32) |j| isum += @as(i32, bs[b].qs[j]) * a.qs[j];
-                s += @as(f32, bs[b].d) * a.d * @as(f32, @floatFromInt(isum));
-            }
-            return s;
-        },
-        _ => unreachable,
+            },
+            .q8_0 => {
+                const blk = @as([*]align(1) const BlockQ8_0, @ptrCast(w_row))[b];
+                w = blk.qs;
+                dw = @floatCast(blk.d);
+            },
+            else => unreachable,
+        }
+        var isum: i32 = 0;
+        for (groupDotScalar(w, a.qs)) |g| isum += g;
+        sum += dw * a.d * @as(f32, @floatFromInt(isum)) + extra;
+    }
+    return sum;
+}
+
+// ---------------------------------------------------------------- tests
+
+const testing = std.testing;
+
+fn randomRow(r: std.Random, x: []f32, scale: f32) void {
+    for (x) |*v| v.* = (r.float(f32) * 2 - 1) * scale;
+}
+
+test "block layouts match GGML" {
+    try testing.expectEqual(@as(usize, 0), @offsetOf(BlockQ4_1, "d"));
+    try testing.expectEqual(@as(usize, 2), @offsetOf(BlockQ4_1, "m"));
+    try testing.expectEqual(@as(usize, 4), @offsetOf(BlockQ4_1, "qs"));
+    try testing.expectEqual(@as(usize, 2), @offsetOf(BlockQ8_0, "qs"));
+    try testing.expectEqual(@as(usize, 360), rowSizeBytes(.q4_1, 576));
+    try testing.expectEqual(@as(usize, 612), rowSizeBytes(.q8_0, 576));
+    try testing.expectEqual(@as(usize, 324), rowSizeBytes(.q4_0, 576));
+    try testing.expectEqual(@as(usize, 1152), rowSizeBytes(.f16, 576));
+    try testing.expectEqual(@as(usize, 0), rowSizeBytes(.q4_1, 33));
+    try testing.expectEqual(@as(usize, 0), rowSizeBytes(@fromBackingInt(@intCast(99)), 64));
+}
+
+test "groupDot equals its scalar twin on extreme and random bytes" {
+    var prng = std.Random.DefaultPrng.init(7);
+    const r = prng.random();
+    for (0..200) |it| {
+        var w: [32]i8 = undefined;
+        var a: [32]i8 = undefined;
+        var wn: [32]i8 = undefined;
+        for (&w, &a, &wn) |*x, *y, *z| {
+            x.* = if (it == 0) -127 else r.intRangeAtMost(i8, -127, 127);
+            y.* = if (it == 0) -127 else r.intRangeAtMost(i8, -127, 127);
+            z.* = if (it == 0) 15 else r.intRangeAtMost(i8, 0, 15);
+        }
+        const want = groupDotScalar(w, a);
+        const got: [8]i32 = groupDot(false, w, a);
+        try testing.expectEqual(want, got);
+        const want_n = groupDotScalar(wn, a);
+        const got_n: [8]i32 = groupDot(true, wn, a);
+        try testing.expectEqual(want_n, got_n);
+    }
+}
+
+test "quantizeAct equals its scalar twin and bounds the error" {
+    var prng = std.Random.DefaultPrng.init(3);
+    const r = prng.random();
+    var x: [32 * 9]f32 = undefined;
+    randomRow(r, &x, 3);
+    @memset(x[32..64], 0); // an all-zero block
+    var a: [9]BlockQ8Act = undefined;
+    var b: [9]BlockQ8Act = undefined;
+    quantizeAct(&x, &a);
+    quantizeActScalar(&x, &b);
+    for (a, b) |p, q| {
+        try testing.expectEqual(q.qs, p.qs);
+        try testing.expectEqual(q.d, p.d);
+        try testing.expectEqual(q.s, p.s);
+    }
+    for (a, 0..) |blk, i| for (blk.qs, 0..) |q, j| {
+        try testing.expectApproxEqAbs(x[i * 32 + j], @as(f32, @floatFromInt(q)) * blk.d, blk.d * 0.5 + 1e-6);
+    };
+}
+
+test "quantize then dequantize stays within half a step for every format" {
+    var prng = std.Random.DefaultPrng.init(11);
+    const r = prng.random();
+    var x: [32 * 5]f32 = undefined;
+    randomRow(r, &x, 2);
+    var buf: [rowSizeBytesComptime(.f32, 32 * 5)]u8 = undefined;
+    var y: [32 * 5]f32 = undefined;
+    const cases = [_]struct { t: GgmlType, tol: f32 }{
+        .{ .t = .f32, .tol = 0 },
+        .{ .t = .f16, .tol = 2e-3 },
+        .{ .t = .q8_0, .tol = 2.0 / 127.0 * 0.5 + 2e-3 },
+        // The end opposite the max-magnitude value clamps at 7/8 of it: a full step of error.
+        .{ .t = .q4_0, .tol = 2.0 / 8.0 + 1e-2 },
+        .{ .t = .q4_1, .tol = 4.0 / 15.0 * 0.5 + 1e-2 },
+    };
+    for (cases) |c| {
+        quantizeRow(c.t, &x, &buf);
+        dequantizeRow(c.t, &buf, &y);
+        for (x, y) |p, q| try testing.expectApproxEqAbs(p, q, c.tol);
+    }
+}
+
+fn rowSizeBytesComptime(comptime t: GgmlType, comptime cols: usize) usize {
+    return comptime rowSizeBytes(t, cols);
+}
+
+test "SIMD dot of every format equals the scalar twin and the float reference" {
+    var prng = std.Random.DefaultPrng.init(5);
+    const r = prng.random();
+    const nb = 19;
+    var w: [32 * nb]f32 = undefined;
+    var x: [32 * nb]f32 = undefined;
+    var wbuf: [rowSizeBytesComptime(.q8_0, 32 * nb)]u8 = undefined;
+    var wdeq: [32 * nb]f32 = undefined;
+    var act: [nb]BlockQ8Act = undefined;
+    for (0..20) |_| {
+        randomRow(r, &w, 1);
+        randomRow(r, &x, 4);
+        quantizeAct(&x, &act);
+        for ([_]GgmlType{ .q4_0, .q4_1, .q8_0 }) |t| {
+            quantizeRow(t, &w, &wbuf);
+            const got = dotQuant(t, &wbuf, &act);
+            const twin = dotQuantScalar(t, &wbuf, &act);
+            try testing.expectApproxEqAbs(twin, got, 1e-3 * (1 + @abs(twin)));
+            // Against float math on the dequantized weights and activations.
+            dequantizeRow(t, &wbuf, &wdeq);
+            var want: f64 = 0;
+            for (0..nb) |b| for (0..32) |j| {
+                want += @as(f64, wdeq[b * 32 + j]) * @as(f64, @floatFromInt(act[b].qs[j])) * act[b].d;
+            };
+            try testing.expectApproxEqAbs(@as(f32, @floatCast(want)), got, 1e-3 * (1 + @abs(got)));
+        }
+    }
+}
+
+test "dotRows gives bit-identical results for n = 1 and n = 4" {
+    var prng = std.Random.DefaultPrng.init(9);
+    const r = prng.random();
+    const nb = 7;
+    var w: [32 * nb]f32 = undefined;
+    var wbuf: [rowSizeBytesComptime(.q8_0, 32 * nb)]u8 = undefined;
+    var xs: [4][32 * nb]f32 = undefined;
+    var acts: [4][nb]BlockQ8Act = undefined;
+    randomRow(r, &w, 1);
+    for (&xs, &acts) |*x, *a| {
+        randomRow(r, x, 1);
+        quantizeAct(x, a);
+    }
+    inline for (.{ QuantFormat.q4_0, QuantFormat.q4_1, QuantFormat.q8_0 }) |f| {
+        quantizeRow(@field(GgmlType, @tagName(f)), &w, &wbuf);
+        var four: [4]f32 = undefined;
+        dotRows(f, 4, &wbuf, nb, .{ &acts[0], &acts[1], &acts[2], &acts[3] }, &four);
+        for (0..4) |t| {
+            var one: [1]f32 = undefined;
+            dotRows(f, 1, &wbuf, nb, .{&acts[t]}, &one);
+            try testing.expectEqual(one[0], four[t]);
+        }
     }
 }

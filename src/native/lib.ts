@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { coreSymbols } from "./symbols/core.ts";
+import { kernelSymbols } from "./symbols/kernels.ts";
 import { kvSymbols } from "./symbols/kv.ts";
 import { modelSymbols } from "./symbols/model.ts";
 
@@ -15,6 +16,7 @@ export const ABI_VERSION = 1;
 const allSymbols = {
   ...coreSymbols,
   ...modelSymbols,
+  ...kernelSymbols,
   ...kvSymbols,
 };
 

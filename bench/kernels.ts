@@ -1,0 +1,273 @@
+// Kernel benchmark: read bandwidth (the limit line), memcpy (ours vs @memcpy vs TypedArray.set),
+// Q4_1/Q8_0 matvec beyond L3 as GB/s and % of read bandwidth, prefill matmul, FFI call overhead.
+
+import {
+  type GgmlTypeName,
+  matmul,
+  quantizeAct,
+  quantizeRow,
+  rowSizeBytes,
+  ThreadPool,
+} from "../src/native/kernels.ts";
+import { library } from "../src/native/lib.ts";
+import { type BenchOptions, type Cell, runStandalone, type SuiteResult } from "./lib.ts";
+
+const GB = 1e9;
+const MiB = 1 << 20;
+
+/** Best-of-`reps` seconds of `fn` (each rep runs it once after one warm-up call). */
+function bestSeconds(reps: number, fn: () => void): number {
+  fn();
+  let best = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < reps; i++) {
+    const t0 = Bun.nanoseconds();
+    fn();
+    best = Math.min(best, (Bun.nanoseconds() - t0) / 1e9);
+  }
+  return best;
+}
+
+function sizeLabel(bytes: number): string {
+  if (bytes >= MiB) return `${bytes / MiB} MiB`;
+  if (bytes >= 1024) return `${bytes / 1024} KiB`;
+  return `${bytes} B`;
+}
+
+function check(rc: number, what: string): void {
+  if (rc !== 0) throw new Error(`${what} failed with status ${rc}`);
+}
+
+export async function run(opts: BenchOptions): Promise<SuiteResult> {
+  const lib = library();
+  const reps = opts.quick ? 2 : 5;
+  const rows: Array<Record<string, Cell>> = [];
+  const threadCounts = [1, 2];
+  const pools = new Map(threadCounts.map((t) => [t, new ThreadPool(t)] as const));
+  const pool = (t: number) => pools.get(t) as ThreadPool;
+  const readGbps = new Map<number, number>();
+  const summary: Record<string, number | null> = {};
+  try {
+    // ---- read bandwidth: the limit every streaming kernel is measured against
+    const readBytes = (opts.quick ? 128 : 512) * MiB;
+    const big = new Uint8Array(readBytes).fill(1); // touched, so the pages are real memory
+    const sum = new BigUint64Array(1);
+    for (const t of threadCounts) {
+      const s = bestSeconds(reps, () =>
+        check(lib.hearth_read_sweep(pool(t).ptr, big, big.length, sum), "read sweep"),
+      );
+      const gbps = readBytes / s / GB;
+      readGbps.set(t, gbps);
+      rows.push({
+        case: "read sweep",
+        size: sizeLabel(readBytes),
+        threads: t,
+        "GB/s": gbps,
+        "ns/op": s * 1e9,
+        vs: null,
+        ratio: null,
+      });
+    }
+    summary.read_gbps_1t = readGbps.get(1) ?? null;
+    summary.read_gbps_2t = readGbps.get(2) ?? null;
+
+    // ---- memcpy: ours vs @memcpy vs TypedArray.set (64 B .. 64 MiB), each size timed over a loop
+    const memSizes = opts.quick
+      ? [64, 256, 4096, 1 * MiB, 64 * MiB]
+      : [64, 128, 256, 512, 1024, 4096, 65536, 1 * MiB, 16 * MiB, 64 * MiB];
+    const src = big.subarray(0, 64 * MiB);
+    const dst = new Uint8Array(64 * MiB).fill(2);
+    for (const n of memSizes) {
+      const repeat = Math.max(1, Math.floor((8 * MiB) / n));
+      const timeMode = (mode: number) =>
+        bestSeconds(reps, () => check(lib.hearth_memcpy(dst, src, n, mode, repeat), "memcpy")) / repeat;
+      const ours = timeMode(0);
+      const builtin = timeMode(1);
+      const vectorOnly = timeMode(2);
+      const s = src.subarray(0, n);
+      const setSeconds =
+        bestSeconds(reps, () => {
+          for (let i = 0; i < repeat; i++) dst.set(s, 0);
+        }) / repeat;
+      const gbps = (sec: number) => n / sec / GB;
+      rows.push({
+        case: "memcpy ours",
+        size: sizeLabel(n),
+        threads: 1,
+        "GB/s": gbps(ours),
+        "ns/op": ours * 1e9,
+        vs: "@memcpy",
+        ratio: builtin / ours,
+      });
+      rows.push({
+        case: "memcpy vector loop",
+        size: sizeLabel(n),
+        threads: 1,
+        "GB/s": gbps(vectorOnly),
+        "ns/op": vectorOnly * 1e9,
+        vs: "@memcpy",
+        ratio: builtin / vectorOnly,
+      });
+      rows.push({
+        case: "memcpy @memcpy",
+        size: sizeLabel(n),
+        threads: 1,
+        "GB/s": gbps(builtin),
+        "ns/op": builtin * 1e9,
+        vs: null,
+        ratio: null,
+      });
+      rows.push({
+        case: "TypedArray.set",
+        size: sizeLabel(n),
+        threads: 1,
+        "GB/s": gbps(setSeconds),
+        "ns/op": setSeconds * 1e9,
+        vs: "@memcpy",
+        ratio: builtin / setSeconds,
+      });
+    }
+
+    // ---- matvec beyond L3: effective GB/s of weights read
+    const cols = 4096;
+    for (const type of ["q4_1", "q8_0"] as GgmlTypeName[]) {
+      const rowBytes = rowSizeBytes(type, cols);
+      // Well beyond L3 (32 MiB here, and the host may cache more): 128-256 MiB streams from DRAM.
+      const targetBytes = (opts.quick ? 128 : 256) * MiB;
+      const nRows = Math.floor(targetBytes / rowBytes);
+      const w = new Uint8Array(nRows * rowBytes);
+      // 64 distinct quantized rows tiled over the matrix (real blocks, no NaN/denormal scales).
+      const r = mulberry(5);
+      const distinct = Array.from({ length: 64 }, () => quantizeRow(type, randomFloats(r, cols)));
+      for (let i = 0; i < nRows; i++) w.set(distinct[i % 64] as Uint8Array, i * rowBytes);
+      const act = quantizeAct(randomFloats(r, cols));
+      const out = new Float32Array(nRows);
+      for (const t of threadCounts) {
+        const s = bestSeconds(reps * 2, () => matmul(pool(t), type, w, nRows, cols, { act }, 1, out));
+        const gbps = w.length / s / GB;
+        const read = readGbps.get(t) ?? Number.NaN;
+        rows.push({
+          case: `matvec ${type} ${nRows}x${cols}`,
+          size: sizeLabel(w.length),
+          threads: t,
+          "GB/s": gbps,
+          "ns/op": s * 1e9,
+          vs: `read ${t}t`,
+          ratio: gbps / read,
+        });
+        summary[`matvec_${type}_gbps_${t}t`] = gbps;
+        summary[`matvec_${type}_pct_read_${t}t`] = (100 * gbps) / read;
+      }
+    }
+
+    // ---- prefill-shaped matmul (SmolLM2 ffn_up: 1536x576 Q4_1, 512 tokens): weights read once per 4 tokens
+    {
+      const type: GgmlTypeName = "q4_1";
+      const [nRows, nCols, nTokens] = [1536, 576, opts.quick ? 128 : 512];
+      const rowBytes = rowSizeBytes(type, nCols);
+      const w = new Uint8Array(nRows * rowBytes);
+      const r = mulberry(9);
+      for (let i = 0; i < nRows; i++) w.set(quantizeRow(type, randomFloats(r, nCols)), i * rowBytes);
+      const act = quantizeAct(randomFloats(r, nCols * nTokens));
+      const out = new Float32Array(nRows * nTokens);
+      for (const t of threadCounts) {
+        const s = bestSeconds(reps, () => matmul(pool(t), type, w, nRows, nCols, { act }, nTokens, out));
+        const gmacs = (nRows * nCols * nTokens) / s / 1e9;
+        rows.push({
+          case: `matmul q4_1 ${nRows}x${nCols} x${nTokens} tok (GMAC/s)`,
+          size: sizeLabel(w.length),
+          threads: t,
+          "GB/s": gmacs,
+          "ns/op": s * 1e9,
+          vs: null,
+          ratio: null,
+        });
+        summary[`matmul_q4_1_gmacs_${t}t`] = gmacs;
+      }
+    }
+
+    // ---- FFI call overhead and its share of a 576x1536 matvec (SmolLM2 ffn_up, one token)
+    {
+      const calls = opts.quick ? 200_000 : 2_000_000;
+      const noop = lib.hearth_noop;
+      const s = bestSeconds(3, () => {
+        for (let i = 0; i < calls; i++) noop(i);
+      });
+      const ffiNs = (s / calls) * 1e9;
+      summary.ffi_call_ns = ffiNs;
+      rows.push({
+        case: "ffi call (hearth_noop)",
+        size: null,
+        threads: 1,
+        "GB/s": null,
+        "ns/op": ffiNs,
+        vs: null,
+        ratio: null,
+      });
+      const [nRows, nCols] = [1536, 576];
+      const rowBytes = rowSizeBytes("q4_1", nCols);
+      const w = new Uint8Array(nRows * rowBytes);
+      const r = mulberry(13);
+      for (let i = 0; i < nRows; i++) w.set(quantizeRow("q4_1", randomFloats(r, nCols)), i * rowBytes);
+      const act = quantizeAct(randomFloats(r, nCols));
+      const out = new Float32Array(nRows);
+      const iters = opts.quick ? 2000 : 20000;
+      for (const t of threadCounts) {
+        const sm = bestSeconds(3, () => {
+          for (let i = 0; i < iters; i++) matmul(pool(t), "q4_1", w, nRows, nCols, { act }, 1, out);
+        });
+        const callNs = (sm / iters) * 1e9;
+        rows.push({
+          case: "matvec q4_1 1536x576 (ffi share)",
+          size: sizeLabel(w.length),
+          threads: t,
+          "GB/s": w.length / (callNs / 1e9) / GB,
+          "ns/op": callNs,
+          vs: "ffi call",
+          ratio: ffiNs / callNs,
+        });
+        summary[`matvec_576x1536_ns_${t}t`] = callNs;
+        summary[`ffi_share_576x1536_${t}t`] = ffiNs / callNs;
+      }
+    }
+  } finally {
+    for (const p of pools.values()) p.destroy();
+  }
+
+  const q41 = summary.matvec_q4_1_gbps_2t;
+  const read2 = summary.read_gbps_2t;
+  return {
+    suite: "kernels",
+    columns: ["case", "size", "threads", "GB/s", "ns/op", "vs", "ratio"],
+    rows,
+    summary: {
+      read_gbps_2t: summary.read_gbps_2t ?? null,
+      matvec_q4_1_gbps_2t: summary.matvec_q4_1_gbps_2t ?? null,
+      matvec_q8_0_gbps_2t: summary.matvec_q8_0_gbps_2t ?? null,
+      ffi_call_ns: summary.ffi_call_ns ?? null,
+      ...summary,
+    },
+    notes: [
+      "ratio: memcpy rows = @memcpy time / this routine's time (>1 is faster than @memcpy); matvec rows = share of the same-thread read bandwidth; ffi share rows = ffi call ns / matvec call ns.",
+      `target: 2-thread Q4_1 matvec >= 80% of 2-thread read bandwidth: ${q41 != null && read2 != null ? `${((100 * q41) / read2).toFixed(1)}%` : "n/a"}`,
+    ],
+  };
+}
+
+function mulberry(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomFloats(r: () => number, n: number): Float32Array {
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) x[i] = r() * 2 - 1;
+  return x;
+}
+
+if (import.meta.main) await runStandalone(run);

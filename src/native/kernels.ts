@@ -1,0 +1,88 @@
+// Typed wrappers over the kernel exports: GGML types, row sizes, thread pools, quantize/dequantize, matmul.
+import { type Pointer, ptr } from "bun:ffi";
+import { check, library } from "./lib.ts";
+
+export const GgmlType = { f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 8 } as const;
+export type GgmlTypeName = keyof typeof GgmlType;
+
+/** Bytes of one BlockQ8Act (32 int8 + f32 scale + f32 scaled sum). */
+export const ACT_BLOCK_BYTES = 40;
+export const BLOCK_ELEMS = 32;
+
+export function rowSizeBytes(type: GgmlTypeName, cols: number): number {
+  return check(Number(library().hearth_row_size_bytes(GgmlType[type], cols)), `row size of ${type}[${cols}]`);
+}
+
+/** A persistent native thread pool; `destroy()` it when done. */
+export class ThreadPool {
+  private handle: Pointer | null;
+  readonly threads: number;
+
+  constructor(threads: number) {
+    const out = new BigUint64Array(1);
+    check(library().hearth_pool_create(threads, out), `creating a pool of ${threads} threads`);
+    this.handle = Number(out[0]) as Pointer;
+    this.threads = threads;
+  }
+
+  get ptr(): Pointer {
+    if (this.handle === null) throw new Error("thread pool already destroyed");
+    return this.handle;
+  }
+
+  destroy(): void {
+    if (this.handle === null) return;
+    check(library().hearth_pool_destroy(this.handle), "destroying the pool");
+    this.handle = null;
+  }
+}
+
+export function quantizeRow(type: GgmlTypeName, x: Float32Array): Uint8Array {
+  const out = new Uint8Array(rowSizeBytes(type, x.length));
+  check(library().hearth_quantize_row(GgmlType[type], x, x.length, out, out.byteLength), `quantize ${type}`);
+  return out;
+}
+
+export function dequantizeRow(type: GgmlTypeName, src: Uint8Array, n: number): Float32Array {
+  const out = new Float32Array(n);
+  check(library().hearth_dequantize_row(GgmlType[type], src, src.byteLength, out, n), `dequantize ${type}`);
+  return out;
+}
+
+/** Quantizes activations (length a multiple of 32) into BlockQ8Act blocks. */
+export function quantizeAct(x: Float32Array): Uint8Array {
+  const out = new Uint8Array(new ArrayBuffer((x.length / BLOCK_ELEMS) * ACT_BLOCK_BYTES));
+  check(library().hearth_quantize_act(x, x.length, out, out.byteLength), "quantize activations");
+  return out;
+}
+
+/** out[t*rows + r] = W[r,:] · x_t. Quantized weights use `act` (from quantizeAct), float weights `x`. */
+export function matmul(
+  pool: ThreadPool,
+  type: GgmlTypeName,
+  w: Uint8Array,
+  rows: number,
+  cols: number,
+  input: { x?: Float32Array; act?: Uint8Array },
+  nTokens: number,
+  out: Float32Array = new Float32Array(rows * nTokens),
+): Float32Array {
+  const lib = library();
+  check(
+    lib.hearth_matmul(
+      pool.ptr,
+      GgmlType[type],
+      w,
+      w.byteLength,
+      rows,
+      cols,
+      input.x ? ptr(input.x) : null,
+      input.act ? ptr(input.act) : null,
+      nTokens,
+      out,
+      out.length,
+    ),
+    `matmul ${type} ${rows}x${cols} x ${nTokens}`,
+  );
+  return out;
+}

@@ -1,0 +1,19 @@
+// FFI symbols of zig/root.zig's kernel section: quant formats, matmul, thread pool, memcpy, bandwidth probe.
+import { FFIType } from "bun:ffi";
+
+const { i32, u32, u64, i64, ptr } = FFIType;
+
+export const kernelSymbols = {
+  hearth_row_size_bytes: { args: [u32, u64], returns: i64 },
+  hearth_pool_create: { args: [u32, ptr], returns: i32 },
+  hearth_pool_destroy: { args: [ptr], returns: i32 },
+  hearth_pool_threads: { args: [ptr], returns: i32 },
+  hearth_dequantize_row: { args: [u32, ptr, u64, ptr, u64], returns: i32 },
+  hearth_quantize_row: { args: [u32, ptr, u64, ptr, u64], returns: i32 },
+  hearth_quantize_act: { args: [ptr, u64, ptr, u64], returns: i32 },
+  hearth_matmul: { args: [ptr, u32, ptr, u64, u64, u64, ptr, ptr, u64, ptr, u64], returns: i32 },
+  hearth_matmul_scalar: { args: [u32, ptr, u64, u64, u64, ptr, ptr, u64, ptr, u64], returns: i32 },
+  hearth_memcpy: { args: [ptr, ptr, u64, u32, u32], returns: i32 },
+  hearth_read_sweep: { args: [ptr, ptr, u64, ptr], returns: i32 },
+  hearth_noop: { args: [i32], returns: i32 },
+} as const;

@@ -1,0 +1,389 @@
+// Every kernel export against a plain TypeScript reference: random inputs, odd row counts,
+// token tails, misaligned weight offsets, every format, and the bad-argument status codes.
+
+import { type Pointer, ptr } from "bun:ffi";
+import { afterAll, describe, expect, test } from "bun:test";
+import {
+  ACT_BLOCK_BYTES,
+  dequantizeRow,
+  GgmlType,
+  type GgmlTypeName,
+  matmul,
+  quantizeAct,
+  quantizeRow,
+  rowSizeBytes,
+  ThreadPool,
+} from "../src/native/kernels.ts";
+import { library, NativeError } from "../src/native/lib.ts";
+
+const lib = library();
+const pools = [new ThreadPool(1), new ThreadPool(2), new ThreadPool(3)];
+afterAll(() => {
+  for (const p of pools) p.destroy();
+});
+
+/** Deterministic PRNG (mulberry32) so failures reproduce. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomFloats(r: () => number, n: number, scale = 1): Float32Array {
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) x[i] = (r() * 2 - 1) * scale;
+  return x;
+}
+
+/** A copy of `bytes` starting at an odd byte offset inside a larger buffer (misaligned weights). */
+function atOddOffset(bytes: Uint8Array, offset = 3): Uint8Array {
+  const buf = new Uint8Array(bytes.length + offset + 5);
+  const view = buf.subarray(offset, offset + bytes.length);
+  view.set(bytes);
+  return view;
+}
+
+// ---------------------------------------------------------------- TypeScript references (from the GGML layouts)
+
+const BLOCK_BYTES: Record<GgmlTypeName, number> = { f32: 4, f16: 2, q4_0: 18, q4_1: 20, q8_0: 34 };
+const QUANT: GgmlTypeName[] = ["q4_0", "q4_1", "q8_0"];
+const ALL: GgmlTypeName[] = ["f32", "f16", "q4_0", "q4_1", "q8_0"];
+
+function refDequantize(type: GgmlTypeName, src: Uint8Array, n: number): Float64Array {
+  const dv = new DataView(src.buffer, src.byteOffset, src.byteLength);
+  const out = new Float64Array(n);
+  const f = Math.fround;
+  for (let i = 0; i < n; i++) {
+    if (type === "f32") out[i] = dv.getFloat32(i * 4, true);
+    else if (type === "f16") out[i] = dv.getFloat16(i * 2, true);
+    else {
+      const b = Math.floor(i / 32);
+      const j = i % 32;
+      const base = b * BLOCK_BYTES[type];
+      const d = dv.getFloat16(base, true);
+      if (type === "q8_0") out[i] = f(dv.getInt8(base + 2 + j) * d);
+      else {
+        const qsOff = base + (type === "q4_1" ? 4 : 2);
+        const byte = dv.getUint8(qsOff + (j % 16));
+        const q = j < 16 ? byte & 15 : byte >> 4;
+        out[i] = type === "q4_0" ? f((q - 8) * d) : f(f(q * d) + dv.getFloat16(base + 2, true));
+      }
+    }
+  }
+  return out;
+}
+
+interface ActBlock {
+  qs: Int8Array;
+  d: number;
+  s: number;
+}
+
+function roundHalfAway(v: number): number {
+  return Math.sign(v) * Math.floor(Math.abs(v) + 0.5);
+}
+
+function refQuantizeAct(x: Float32Array): ActBlock[] {
+  const f = Math.fround;
+  const out: ActBlock[] = [];
+  for (let b = 0; b < x.length / 32; b++) {
+    let amax = 0;
+    for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[b * 32 + j] as number));
+    const d = f(amax / 127);
+    const id = d !== 0 ? f(1 / d) : 0;
+    const qs = new Int8Array(32);
+    let sum = 0;
+    for (let j = 0; j < 32; j++) {
+      qs[j] = roundHalfAway(f((x[b * 32 + j] as number) * id));
+      sum += qs[j] as number;
+    }
+    out.push({ qs, d, s: f(d * sum) });
+  }
+  return out;
+}
+
+function parseAct(bytes: Uint8Array): ActBlock[] {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out: ActBlock[] = [];
+  for (let b = 0; b < bytes.byteLength / ACT_BLOCK_BYTES; b++) {
+    const base = b * ACT_BLOCK_BYTES;
+    out.push({
+      qs: new Int8Array(bytes.buffer, bytes.byteOffset + base, 32).slice(),
+      d: dv.getFloat32(base + 32, true),
+      s: dv.getFloat32(base + 36, true),
+    });
+  }
+  return out;
+}
+
+/** Reference dot in float64 plus the magnitude sum used for the tolerance. */
+function refDot(wRow: Float64Array, xRow: ArrayLike<number>): { value: number; magnitude: number } {
+  let value = 0;
+  let magnitude = 0;
+  for (let i = 0; i < wRow.length; i++) {
+    const p = (wRow[i] as number) * (xRow[i] as number);
+    value += p;
+    magnitude += Math.abs(p);
+  }
+  return { value, magnitude };
+}
+
+function actAsFloats(blocks: ActBlock[]): Float64Array {
+  const out = new Float64Array(blocks.length * 32);
+  blocks.forEach((b, i) => {
+    for (let j = 0; j < 32; j++) out[i * 32 + j] = (b.qs[j] as number) * b.d;
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------- tests
+
+describe("row sizes", () => {
+  test("match the GGML block sizes and reject bad types and lengths", () => {
+    expect(rowSizeBytes("q4_1", 576)).toBe(360);
+    expect(rowSizeBytes("q8_0", 576)).toBe(612);
+    expect(rowSizeBytes("q4_0", 64)).toBe(36);
+    expect(rowSizeBytes("f16", 7)).toBe(14);
+    expect(rowSizeBytes("f32", 7)).toBe(28);
+    expect(Number(lib.hearth_row_size_bytes(7, 64))).toBe(-9); // unsupported
+    expect(Number(lib.hearth_row_size_bytes(GgmlType.q4_1, 33))).toBe(-1); // not a block multiple
+    expect(Number(lib.hearth_row_size_bytes(GgmlType.q4_1, 0))).toBe(-1);
+  });
+});
+
+describe("dequantize", () => {
+  // Exact: every reference value is the same f32 product/sum of an f16 scale and a small integer.
+  for (const type of ALL) {
+    test(`${type} equals the reference on random blocks at an odd byte offset`, () => {
+      const r = rng(GgmlType[type] + 100);
+      for (const n of type === "f32" || type === "f16" ? [1, 7, 33, 1000] : [32, 96, 32 * 13]) {
+        const bytes = new Uint8Array(rowSizeBytes(type, n));
+        for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(r() * 256);
+        const dv = new DataView(bytes.buffer);
+        // Finite scales (random bytes could be NaN/inf halves): overwrite each d (and m).
+        if (type === "f32") for (let i = 0; i < n; i++) dv.setFloat32(i * 4, r() * 4 - 2, true);
+        if (type === "f16") for (let i = 0; i < n; i++) dv.setFloat16(i * 2, r() * 4 - 2, true);
+        if (QUANT.includes(type)) {
+          for (let b = 0; b < n / 32; b++) {
+            dv.setFloat16(b * BLOCK_BYTES[type], r() * 0.2 - 0.1, true);
+            if (type === "q4_1") dv.setFloat16(b * BLOCK_BYTES[type] + 2, r() - 0.5, true);
+          }
+        }
+        const src = atOddOffset(bytes);
+        const got = dequantizeRow(type, src, n);
+        const want = refDequantize(type, src, n);
+        for (let i = 0; i < n; i++) expect(got[i]).toBe(Math.fround(want[i] as number));
+      }
+    });
+  }
+});
+
+describe("quantize", () => {
+  test("activations equal the reference (qs exact, d and s within 1 ulp-ish 1e-6 relative)", () => {
+    const r = rng(7);
+    for (const n of [32, 64, 32 * 19]) {
+      const x = randomFloats(r, n, 5);
+      if (n >= 64) x.fill(0, 32, 64); // an all-zero block
+      const got = parseAct(quantizeAct(x));
+      const want = refQuantizeAct(x);
+      expect(got.length).toBe(want.length);
+      got.forEach((g, b) => {
+        const w = want[b] as ActBlock;
+        expect(Array.from(g.qs)).toEqual(Array.from(w.qs));
+        expect(Math.abs(g.d - w.d)).toBeLessThanOrEqual(1e-6 * Math.abs(w.d));
+        expect(Math.abs(g.s - w.s)).toBeLessThanOrEqual(1e-6 * Math.abs(w.s) + 1e-12);
+      });
+    }
+  });
+
+  // Bound: half a quantization step, except Q4_0 whose far end clamps at 7/8 of the max (one step).
+  for (const type of ALL) {
+    test(`${type} round trip stays within its step`, () => {
+      const r = rng(GgmlType[type] + 200);
+      for (const blocks of [1, 3, 17]) {
+        const x = randomFloats(r, 32 * blocks, 2);
+        const back = dequantizeRow(type, quantizeRow(type, x), x.length);
+        const tol = {
+          f32: 0,
+          f16: 2e-3,
+          q8_0: 2 / 127 / 2 + 2e-3,
+          q4_0: 2 / 8 + 1e-2,
+          q4_1: 4 / 15 / 2 + 1e-2,
+        }[type];
+        for (let i = 0; i < x.length; i++)
+          expect(Math.abs((back[i] as number) - (x[i] as number))).toBeLessThanOrEqual(tol);
+      }
+    });
+  }
+});
+
+describe("matmul", () => {
+  // Tolerance: 1e-4 of the sum of |w_i * a_i| (float32 accumulation over up to 1k terms) plus 1e-6.
+  for (const type of ALL) {
+    test(`${type} equals the float64 reference for odd rows, token tails and every pool size`, () => {
+      const r = rng(GgmlType[type] + 300);
+      for (const [rows, cols] of [
+        [1, 32],
+        [37, 96],
+        [130, 32 * 9],
+      ] as const) {
+        const wf = randomFloats(r, rows * cols);
+        const rowBytes = rowSizeBytes(type, cols);
+        const wAll = new Uint8Array(rows * rowBytes);
+        for (let i = 0; i < rows; i++)
+          wAll.set(quantizeRow(type, wf.subarray(i * cols, (i + 1) * cols)), i * rowBytes);
+        const w = atOddOffset(wAll);
+        const maxTokens = 9;
+        const x = randomFloats(r, maxTokens * cols, 3);
+        const act = quantizeAct(x);
+        const actF = actAsFloats(parseAct(act));
+        const quantized = QUANT.includes(type);
+        const wDeq = Array.from({ length: rows }, (_, i) =>
+          refDequantize(type, w.subarray(i * rowBytes), cols),
+        );
+        const full = matmul(pools[0] as ThreadPool, type, w, rows, cols, { x, act }, maxTokens);
+        for (let t = 0; t < maxTokens; t++) {
+          const xt = quantized
+            ? actF.subarray(t * cols, (t + 1) * cols)
+            : x.subarray(t * cols, (t + 1) * cols);
+          for (let i = 0; i < rows; i++) {
+            const { value, magnitude } = refDot(wDeq[i] as Float64Array, xt);
+            expect(Math.abs((full[t * rows + i] as number) - value)).toBeLessThanOrEqual(
+              1e-4 * magnitude + 1e-6,
+            );
+          }
+        }
+        // Batch and thread invariance: any token count, any pool, bit-identical per (token, row).
+        for (const pool of pools) {
+          for (const n of [1, 3, 4, 5, 9]) {
+            const got = matmul(pool, type, w, rows, cols, { x, act }, n);
+            expect(Array.from(got)).toEqual(Array.from(full.subarray(0, n * rows)));
+          }
+        }
+        // The scalar twin agrees within the same tolerance.
+        const twin = new Float32Array(rows * maxTokens);
+        const rc = lib.hearth_matmul_scalar(
+          GgmlType[type],
+          w,
+          w.byteLength,
+          rows,
+          cols,
+          x,
+          act,
+          maxTokens,
+          twin,
+          twin.length,
+        );
+        expect(rc).toBe(0);
+        for (let i = 0; i < twin.length; i++) {
+          expect(Math.abs((twin[i] as number) - (full[i] as number))).toBeLessThanOrEqual(
+            1e-4 * (1 + Math.abs(twin[i] as number)),
+          );
+        }
+      }
+    });
+  }
+});
+
+describe("memcpy and read sweep", () => {
+  test("every copy routine copies exactly, at odd offsets and sizes around the vector widths", () => {
+    const r = rng(11);
+    const src = new Uint8Array(5000);
+    for (let i = 0; i < src.length; i++) src[i] = Math.floor(r() * 256);
+    for (const mode of [0, 1, 2]) {
+      for (const n of [0, 1, 15, 31, 32, 33, 63, 64, 65, 127, 255, 256, 257, 1000, 4093]) {
+        const dst = new Uint8Array(5000);
+        expect(lib.hearth_memcpy(dst.subarray(5), src.subarray(3), n, mode, 1)).toBe(0);
+        expect(Array.from(dst.subarray(5, 5 + n))).toEqual(Array.from(src.subarray(3, 3 + n)));
+        expect(dst[5 + n] ?? 0).toBe(0);
+        expect(dst[4]).toBe(0);
+      }
+    }
+  });
+
+  test("read sweep sums every byte as u64 lanes on any pool", () => {
+    const bytes = new Uint8Array(1 << 16).fill(1);
+    for (const pool of pools) {
+      const out = new BigUint64Array(1);
+      expect(lib.hearth_read_sweep(pool.ptr, bytes, bytes.length, out)).toBe(0);
+      // All-ones bytes read as wrapping u64 lanes: each 8 bytes add 0x0101010101010101.
+      expect(out[0]).toBe(BigInt.asUintN(64, 0x0101010101010101n * BigInt(bytes.length / 8)));
+    }
+  });
+});
+
+describe("bad arguments give status codes, never a crash", () => {
+  const x = new Float32Array(64);
+  const act = quantizeAct(x);
+  const w = quantizeRow("q4_1", x);
+  const out = new Float32Array(4);
+  const pool = pools[1] as ThreadPool;
+  const cases: Array<[string, () => number, number]> = [
+    ["null pool", () => lib.hearth_matmul(null, 3, w, w.length, 1, 64, null, act, 1, out, 4), -2],
+    ["null weights", () => lib.hearth_matmul(pool.ptr, 3, null, 0, 1, 64, null, act, 1, out, 4), -2],
+    [
+      "weights too short",
+      () => lib.hearth_matmul(pool.ptr, 3, w, w.length - 1, 1, 64, null, act, 1, out, 4),
+      -4,
+    ],
+    ["rows out of range", () => lib.hearth_matmul(pool.ptr, 3, w, w.length, 2, 64, null, act, 1, out, 4), -4],
+    ["out too short", () => lib.hearth_matmul(pool.ptr, 3, w, w.length, 1, 64, null, act, 5, out, 4), -4],
+    ["zero tokens", () => lib.hearth_matmul(pool.ptr, 3, w, w.length, 1, 64, null, act, 0, out, 4), -1],
+    [
+      "cols not a block multiple",
+      () => lib.hearth_matmul(pool.ptr, 3, w, w.length, 1, 63, null, act, 1, out, 4),
+      -1,
+    ],
+    ["unsupported type", () => lib.hearth_matmul(pool.ptr, 6, w, w.length, 1, 64, null, act, 1, out, 4), -9],
+    ["null activations", () => lib.hearth_matmul(pool.ptr, 3, w, w.length, 1, 64, null, null, 1, out, 4), -2],
+    [
+      "misaligned out",
+      () => lib.hearth_matmul(pool.ptr, 3, w, w.length, 1, 64, null, act, 1, (ptr(out) + 1) as Pointer, 3),
+      -3,
+    ],
+    [
+      "null x for f32",
+      () => lib.hearth_matmul(pool.ptr, 0, x, x.byteLength, 1, 64, null, null, 1, out, 4),
+      -2,
+    ],
+    ["pool of 0 threads", () => lib.hearth_pool_create(0, new BigUint64Array(1)), -1],
+    ["pool with null out", () => lib.hearth_pool_create(2, null), -2],
+    ["destroy null pool", () => lib.hearth_pool_destroy(null), -2],
+    [
+      "dequantize short src",
+      () => lib.hearth_dequantize_row(3, w, w.length - 1, new Float32Array(64), 64),
+      -4,
+    ],
+    [
+      "dequantize misaligned out",
+      () => lib.hearth_dequantize_row(3, w, w.length, (ptr(x) + 2) as Pointer, 64),
+      -3,
+    ],
+    ["quantize null x", () => lib.hearth_quantize_row(8, null, 64, new Uint8Array(68), 68), -2],
+    ["quantize short dst", () => lib.hearth_quantize_row(8, x, 64, new Uint8Array(67), 67), -4],
+    ["quantize_act odd length", () => lib.hearth_quantize_act(x, 33, new Uint8Array(80), 80), -1],
+    ["quantize_act short out", () => lib.hearth_quantize_act(x, 64, new Uint8Array(80), 79), -4],
+    ["memcpy null dst", () => lib.hearth_memcpy(null, w, 4, 0, 1), -2],
+    ["memcpy bad mode", () => lib.hearth_memcpy(new Uint8Array(4), w, 4, 7, 1), -1],
+    ["memcpy overlap", () => lib.hearth_memcpy(w.subarray(1), w, 4, 0, 1), -1],
+    ["read sweep of 0 bytes", () => lib.hearth_read_sweep(pool.ptr, w, 0, new BigUint64Array(1)), -1],
+  ];
+  for (const [name, call, code] of cases) {
+    test(`${name} → ${code}`, () => {
+      expect(call()).toBe(code);
+      const buf = new Uint8Array(512);
+      const n = Number(lib.hearth_last_error(buf, buf.length));
+      expect(n).toBeGreaterThan(0);
+    });
+  }
+
+  test("the typed wrappers throw NativeError with the message", () => {
+    expect(() => rowSizeBytes("q8_0", 31)).toThrow(NativeError);
+    expect(() => new ThreadPool(0)).toThrow(/threads must be in 1\.\./);
+  });
+});

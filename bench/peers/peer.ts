@@ -5,6 +5,7 @@
 //   info                                   model + runtime facts
 //   tokenize   --text T | --file F.json    ids (special text parsed) and idsPlain (special as plain)
 //   greedy     --prompt P [--tokens 32]    greedy continuation of a raw prompt (no template, no BOS)
+//   top        --prompt P [--k 5]          the k largest next-token logits (how close a greedy call was)
 //   perplexity --file F [--ctx 512]        llama-perplexity style: chunks of ctx, second half scored
 //   bench      [--pp 512] [--tg 128] [--reps 1]      tokens/s of prefill and generation + peak RSS
 //   parallel   [--sequences 16] [--tokens 128] [--prompt-tokens 32]  aggregate tokens/s, one context
@@ -201,6 +202,38 @@ async function cmdGreedy(l: Loaded, opts: Map<string, string>): Promise<object> 
   for (const p of prompts) out.push(await greedyOne(l, seq, p, n));
   await ctx.dispose();
   return { peer: PEER_NAME, model: modelName(l.modelPath), tokens: n, prompts: out };
+}
+
+// ---------------------------------------------------------------- top
+
+/** The k largest logits after a raw prompt (or prompt ids), to judge how close a greedy choice was. */
+async function cmdTop(l: Loaded, opts: Map<string, string>): Promise<object> {
+  const k = intOpt(opts, "k", 5);
+  const idsOpt = opts.get("ids");
+  const prompt = opts.get("prompt");
+  const ids: Token[] = idsOpt
+    ? (JSON.parse(idsOpt) as Token[])
+    : prompt !== undefined
+      ? l.model.tokenize(prompt, false)
+      : [];
+  if (ids.length === 0) throw new Error("top needs --prompt P or --ids [1,2,3]");
+  const ctx = await newContext(l, Math.max(64, ids.length + 8), 1, Math.max(32, ids.length));
+  const seq = ctx.getSequence();
+  const input = ids.map((tok, i) =>
+    i === ids.length - 1
+      ? ([tok, { generateNext: { logits: true, options: { temperature: 0 } } }] as const)
+      : tok,
+  );
+  const res = await seq.controlledEvaluate(input as Parameters<typeof seq.controlledEvaluate>[0]);
+  const logits = (res[ids.length - 1]?.next as { logits?: Map<Token, number> } | undefined)?.logits;
+  if (!logits) throw new Error("no logits");
+  const top = [...logits.entries()].sort((a, b) => b[1] - a[1]).slice(0, k);
+  await ctx.dispose();
+  return {
+    peer: PEER_NAME,
+    ids,
+    top: top.map(([id, logit]) => ({ id, logit, text: l.model.detokenize([id]) })),
+  };
 }
 
 // ---------------------------------------------------------------- perplexity
@@ -496,6 +529,7 @@ const USAGE = `Usage: bun bench/peers/peer.ts <command> [options]   (prints one 
   info
   tokenize   --text T | --file strings.json
   greedy     --prompt P | --file prompts.json   [--tokens 32]
+  top        --prompt P | --ids '[1,2]'   [--k 5]   the k largest next-token logits
   perplexity --file text.txt [--ctx 512]
   bench      [--pp 512] [--tg 128] [--reps 1]
   parallel   [--sequences 16] [--tokens 128]
@@ -522,6 +556,7 @@ export async function main(argv: string[]): Promise<number> {
       sizeBytes: l.model.size,
     }),
     tokenize: cmdTokenize,
+    top: cmdTop,
     greedy: cmdGreedy,
     perplexity: cmdPerplexity,
     bench: cmdBench,

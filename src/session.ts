@@ -1,6 +1,7 @@
 // Session: one conversation over one KV sequence. Prefill and decode are separate steps;
 // generation streams text pieces; every call reports telemetry; a full context shifts.
 import type { ChatMessage } from "./chat/index.ts";
+import { resumeSequence, saveSequence } from "./kv/index.ts";
 import type { Model } from "./model.ts";
 import { createBatch } from "./native/model.ts";
 import { type Batch, KvFullError } from "./native/model-api.ts";
@@ -165,7 +166,7 @@ export class Session {
   /** Telemetry of the most recent call. */
   lastTelemetry: Telemetry | null = null;
 
-  private readonly seqId: number;
+  private seqId: number;
   private readonly sampling: SamplerOptions;
   private readonly systemPrompt: string | undefined;
   private readonly onClose: () => void;
@@ -305,6 +306,45 @@ export class Session {
     }
     this.messages.push({ role: "assistant", content: result.text });
     return result.text;
+  }
+
+  /**
+   * Saves the token history and its KV to `path` so this or a later process can
+   * {@link Session.restore} it instead of prefilling again. Sampled tokens not yet in the KV are
+   * run first. Crash-safe: a temp file, fsync, rename. Returns the bytes written.
+   */
+  async save(path: string): Promise<number> {
+    this.checkOpen();
+    return this.exclusive(async () => {
+      if (this.kvLength < this.history.length) await this.feed([], undefined, "decode");
+      return saveSequence(this.model.native, this.seqId, this.history.slice(0, this.kvLength), path);
+    });
+  }
+
+  /**
+   * Replaces this session's context with one saved by {@link Session.save}: the KV is read from
+   * the file (checksums verified), not recomputed; only the last token runs again, at the next
+   * generate, for its logits. A missing, damaged or foreign file returns false and leaves the
+   * session as it was (prefill the conversation instead). {@link Session.messages} is not saved.
+   */
+  restore(path: string): boolean {
+    this.checkOpen();
+    if (this.busy) throw new SessionStateError("cannot restore while a call is running (abort it first)");
+    const native = this.model.native;
+    const r = resumeSequence(native, path);
+    if (!r.ok) return false;
+    if (r.tokens.length === 0 || r.tokens.length > this.contextTokens) {
+      native.seqFree(r.seqId);
+      return false;
+    }
+    native.seqFree(this.seqId);
+    this.seqId = r.seqId;
+    // Drop the last token from the KV so the next feed recomputes it and yields its logits.
+    native.seqShift(r.seqId, r.tokens.length - 1, 1);
+    this.history = r.tokens;
+    this.kvLength = r.tokens.length - 1;
+    this.logitsMatchKv = false;
+    return true;
   }
 
   /** Ends the running prefill or generation at the next token (finishReason "abort"). */

@@ -3,9 +3,6 @@ const std = @import("std");
 const status = @import("status.zig");
 const llama = @import("model/llama.zig");
 const kv = @import("kv/pages.zig");
-const kv_abi = @import("kv/abi.zig");
-const kv_prefix = @import("kv/prefix.zig");
-const kv_evict = @import("kv/evict.zig");
 const quant = @import("quant.zig");
 const simd = @import("simd.zig");
 const matmul_mod = @import("matmul.zig");
@@ -13,6 +10,9 @@ const Pool = @import("pool.zig").Pool;
 
 const fail = status.fail;
 const BlockQ8Act = quant.BlockQ8Act;
+const kv_abi = @import("kv/abi.zig");
+const kv_prefix = @import("kv/prefix.zig");
+const kv_evict = @import("kv/evict.zig");
 
 /// Bumped whenever an export's signature or meaning changes; checked by src/native at load.
 pub const abi_version: u32 = 1;
@@ -346,7 +346,7 @@ export fn hearth_seq_shift(handle: ?*llama.Model, seq: i32, keep: i32, drop: i32
     const len = m.cache.seqs[@intCast(seq)].len_tokens;
     if (keep < 0 or drop < 0 or @as(i64, keep) + drop > len)
         return status.fail(.out_of_range, "shift keep {d} + drop {d} exceeds the sequence length {d}", .{ keep, drop, len });
-    const rc = kv_abi.beforeShift(m, @intCast(seq), @intCast(keep));
+    const rc = kv_abi.beforeShift(m, @intCast(seq), @intCast(keep), @intCast(drop));
     if (rc < 0) return rc;
     llama.seqShift(m, @intCast(seq), @intCast(keep), @intCast(drop));
     return 0;

@@ -67,9 +67,9 @@ pub fn seqPublish(m: *llama.Model, seq: i32, tokens: ?[*]const i32, n: u32) i32 
 }
 
 /// Called before a context shift: shared pages the shift would rewrite get private copies.
-pub fn beforeShift(m: *llama.Model, seq: u32, keep: usize) i32 {
+pub fn beforeShift(m: *llama.Model, seq: u32, keep: usize, drop: usize) i32 {
     const t = tierOf(m) orelse return 0;
-    if (!t.makePrivate(seq, keep)) return status.fail(.kv_full, "context shift needs private copies of shared pages and the KV pool is full", .{});
+    if (!t.makePrivate(seq, keep, drop)) return status.fail(.kv_full, "context shift needs private copies of shared pages and the KV pool is full", .{});
     return 0;
 }
 

@@ -20,13 +20,14 @@ const kv = @import("pages.zig");
 const tier = @import("tier.zig");
 const evict = @import("evict.zig");
 const c = std.c;
+const simd = @import("../simd.zig");
 
 const none: u32 = std.math.maxInt(u32);
 const page_tokens = kv.page_tokens;
 
 pub fn chainKey(parent: u64, tokens: []const u32) u64 {
     std.debug.assert(tokens.len >= 1 and tokens.len <= page_tokens);
-    var h = std.hash.XxHash3.init(parent);
+    var h = std.hash.Wyhash.init(parent);
     h.update(std.mem.sliceAsBytes(tokens));
     // Length is folded in so a partial page never collides with a full one of the same prefix.
     h.update(std.mem.asBytes(&@as(u32, @intCast(tokens.len))));
@@ -191,7 +192,7 @@ pub const PrefixCache = struct {
             releasePage(self.cache, e.page);
             self.stats.hot_pages -= 1;
         }
-        if (e.slot != none) if (self.cold) |t| t.release(e.slot);
+        if (e.slot != none) if (self.cold) |t| t.release(e.slot, e.key);
         _ = self.map.remove(e.key);
         self.free_idx[self.n_free_idx] = idx;
         self.n_free_idx += 1;
@@ -304,7 +305,7 @@ pub const PrefixCache = struct {
                 const src = self.ensureHot(f.idx) orelse break :cow;
                 if (cache.n_free == 0) self.reclaim(1);
                 const page = rentPage(cache) orelse break :cow;
-                @memcpy(self.pageBytes(page), self.pageBytes(src));
+                simd.copy(self.pageBytes(page), self.pageBytes(src));
                 appendPage(cache, seq, page);
                 reused += f.n;
                 self.stats.pages_copied += 1;
@@ -378,20 +379,26 @@ pub const PrefixCache = struct {
         }
     }
 
-    /// Before a shift of `seq` from token `keep`: pages it shares get a private copy, so the
-    /// shift does not rewrite another sequence's (or the index's) KV. False if the pool ran out.
-    pub fn makePrivate(self: *PrefixCache, seq: u32, keep: usize) bool {
+    /// Before a shift of `seq` (keep `keep` tokens, drop `drop`): shared pages that the shift
+    /// rewrites, or that stay and will be appended into, get a private copy, so the shift never
+    /// changes another sequence's (or the index's) KV. Pages dropped whole are not copied.
+    /// False if the pool ran out.
+    pub fn makePrivate(self: *PrefixCache, seq: u32, keep: usize, drop: usize) bool {
         const cache = self.cache;
+        if (drop == 0) return true;
         self.shifted[seq] = true;
         const base = @as(usize, seq) * cache.pages_total;
-        for (keep / page_tokens..cache.seqs[seq].n_pages) |i| {
+        const new_len = cache.seqs[seq].len_tokens - drop;
+        const first = keep / page_tokens;
+        const end = @max((new_len + page_tokens - 1) / page_tokens, if (keep % page_tokens != 0) first + 1 else first);
+        for (first..@min(end, cache.seqs[seq].n_pages)) |i| {
             const page = cache.tables[base + i];
             if (cache.refcount[page] <= 1) continue;
             if (cache.n_free == 0) self.reclaim(1);
             // The reclaim may have dropped the index's reference: check again.
             if (cache.refcount[page] <= 1) continue;
             const copy = rentPage(cache) orelse return false;
-            @memcpy(self.pageBytes(copy), self.pageBytes(page));
+            simd.copy(self.pageBytes(copy), self.pageBytes(page));
             releasePage(cache, page);
             cache.tables[base + i] = copy;
         }
@@ -416,7 +423,7 @@ pub const PrefixCache = struct {
         page_bytes: u32,
         model_tag: u64,
         n_entries: u64,
-        /// XxHash3 of this header (checksum zero) and the entry records.
+        /// Wyhash of this header (checksum zero) and the entry records.
         checksum: u64,
     };
 
@@ -431,7 +438,7 @@ pub const PrefixCache = struct {
     fn manifestChecksum(h: ManifestHeader, body: []const u8) u64 {
         var hh = h;
         hh.checksum = 0;
-        var x = std.hash.XxHash3.init(0x4d41_4e49);
+        var x = std.hash.Wyhash.init(0x4d41_4e49);
         x.update(std.mem.asBytes(&hh));
         x.update(body);
         return x.final();
@@ -600,7 +607,7 @@ test "a shift copies shared pages first, and a shifted sequence is not published
     _ = pc.publish(a, &toks);
     const before = .{ cache.table(a)[0], cache.table(a)[1], cache.table(a)[2] };
     try testing.expectEqual(@as(u16, 2), cache.refcount[before[1]]);
-    try testing.expect(pc.makePrivate(a, 20));
+    try testing.expect(pc.makePrivate(a, 20, 4));
     // Page 0 is before the shift point and stays shared; pages 1 and 2 are now a's own copies.
     try testing.expectEqual(before[0], cache.table(a)[0]);
     try testing.expect(cache.table(a)[1] != before[1] and cache.table(a)[2] != before[2]);

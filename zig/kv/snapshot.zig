@@ -28,14 +28,14 @@ pub const FileHeader = extern struct {
     n_tokens: u64,
     n_pages: u64,
     tokens_checksum: u64,
-    /// XxHash3 of this header with the field zero.
+    /// Wyhash of this header with the field zero.
     checksum: u64,
 };
 
 fn headerChecksum(h: FileHeader) u64 {
     var hh = h;
     hh.checksum = 0;
-    return std.hash.XxHash3.hash(0x5345_5353, std.mem.asBytes(&hh));
+    return std.hash.Wyhash.hash(0x5345_5353, std.mem.asBytes(&hh));
 }
 
 fn recordsOffset(n_tokens: usize) u64 {
@@ -62,7 +62,7 @@ pub fn save(cache: *const kv.Cache, seq: u32, tokens: []const u32, model_tag: u6
         .model_tag = model_tag,
         .n_tokens = tokens.len,
         .n_pages = s.n_pages,
-        .tokens_checksum = std.hash.XxHash3.hash(0, std.mem.sliceAsBytes(tokens)),
+        .tokens_checksum = std.hash.Wyhash.hash(0, std.mem.sliceAsBytes(tokens)),
         .checksum = 0,
     };
     h.checksum = headerChecksum(h);
@@ -131,7 +131,7 @@ pub fn restore(cache: *kv.Cache, path: []const u8, model_tag: u64, tokens_out: [
     if (n_pages > cache.pages_total) return error.KvFull;
     const toks = tokens_out[0..n_tokens];
     if (!tier.preadAll(fd, std.mem.sliceAsBytes(toks), block_bytes)) return error.Corrupt;
-    if (std.hash.XxHash3.hash(0, std.mem.sliceAsBytes(toks)) != h.tokens_checksum) return error.Corrupt;
+    if (std.hash.Wyhash.hash(0, std.mem.sliceAsBytes(toks)) != h.tokens_checksum) return error.Corrupt;
 
     if (cache.n_free < n_pages) if (free_pages) |f| f.func(f.ctx, n_pages);
     if (cache.n_free < n_pages) return error.KvFull;

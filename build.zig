@@ -23,6 +23,8 @@ pub fn build(b: *std.Build) void {
     const tests = b.addTest(.{ .root_module = test_mod });
     const run_tests = b.addRunArtifact(tests);
     run_tests.skip_foreign_checks = false;
+    // Always run, so scripts/test.sh can count the tests from the summary.
+    run_tests.has_side_effects = true;
     const test_step = b.step("test", "Run the Zig unit tests");
     test_step.dependOn(&run_tests.step);
 

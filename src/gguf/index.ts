@@ -1,4 +1,15 @@
-// GGUF: reader, metadata access, tensor types.
+// GGUF: reader, metadata access, Llama model configuration, tensor types.
+
+export {
+  type LlamaConfig,
+  type LlamaConfigOptions,
+  type LlamaLayerTensors,
+  type LlamaTensors,
+  llamaConfigFromGguf,
+  ModelConfigError,
+  type RopeScalingType,
+  type RopeType,
+} from "./llama-config.ts";
 export {
   GgufError,
   type GgufFile,

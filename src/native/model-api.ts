@@ -42,7 +42,7 @@ export class KvFullError extends Error {
   override name = "KvFullError";
 }
 
-export interface NativeModel {
+export interface NativeModel extends Partial<NativeKvTiers> {
   readonly info: ModelInfo;
   /** Opens a new empty sequence in the KV cache and returns its id. */
   seqCreate(): number;
@@ -63,4 +63,72 @@ export interface NativeModel {
   decode(batch: Batch, out: Float32Array): number;
   kvStats(): KvStats;
   close(): void;
+}
+
+/** Options of the KV tiers (zig/kv): prefix sharing, a RAM hot tier, an optional SSD cold tier. */
+export interface KvTierOptions {
+  /** Bytes of KV pages the prefix cache may keep in RAM (the hot tier). */
+  hotBudgetBytes: number;
+  /** Cold tier directory (slab files + manifest); omit for RAM only. */
+  dir?: string;
+  /** Most bytes of slab files on SSD (a quota; writes beyond it are dropped, never fatal). */
+  coldMaxBytes?: number;
+}
+
+/** Counters of the prefix cache and its tiers (KvTierStats names match zig/kv/prefix.zig Stats). */
+export interface KvTierStats {
+  lookups: number;
+  tokensReused: number;
+  pagesShared: number;
+  pagesCopied: number;
+  hotHits: number;
+  coldHits: number;
+  coldMisses: number;
+  spilled: number;
+  dropped: number;
+  reclaimed: number;
+  hotPages: number;
+  hotCapacityPages: number;
+  entries: number;
+  manifestEntriesLoaded: number;
+  manifestRejected: number;
+  coldWritesQueued: number;
+  coldWritesOk: number;
+  coldWritesFailed: number;
+  coldWritesDropped: number;
+  coldBytesWritten: number;
+  coldReadsOk: number;
+  coldReadsBad: number;
+  coldBytesRead: number;
+  coldSlotsUsed: number;
+  coldSlotsTotal: number;
+}
+
+/** Thrown by seqRestore when the session file is damaged; the caller re-prefills instead. */
+export class KvCorruptError extends Error {
+  override name = "KvCorruptError";
+}
+
+/**
+ * Optional extension of NativeModel implemented by src/native/model.ts over zig/kv:
+ * prefix sharing, SSD tiers and session files. The session / engine check for presence.
+ */
+export interface NativeKvTiers {
+  /** Opens (or reopens) the prefix cache and tiers; loads the SSD manifest if there is one. */
+  kvTierOpen(opts: KvTierOptions): void;
+  /**
+   * Opens a sequence already holding the longest cached prefix of `tokens` (at most
+   * tokens.length - 1, so at least one token is left to compute for logits). Without an open
+   * tier it is a plain seqCreate with 0 reused.
+   */
+  seqCreateWithPrefix(tokens: ArrayLike<number>): { seqId: number; reusedTokens: number };
+  /** Registers the pages of a sequence whose KV holds exactly `tokens`; returns pages registered. */
+  seqPublish(seqId: number, tokens: ArrayLike<number>): number;
+  /** Writes the prefix cache to SSD with a crash-safe manifest; returns the entries listed. */
+  kvTierPersist(): number;
+  kvTierStats(): KvTierStats;
+  /** Saves a sequence (its KV holds exactly `tokens`) to a file; returns the bytes written. */
+  seqSave(seqId: number, tokens: ArrayLike<number>, path: string): number;
+  /** Restores a saved sequence into a new one. Throws KvCorruptError if the file is damaged. */
+  seqRestore(path: string): { seqId: number; tokens: number[] };
 }

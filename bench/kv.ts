@@ -1,0 +1,339 @@
+// `bun run bench kv`: KV tiers on the default model. Resume of a saved session from SSD vs
+// re-prefill (TTFT), session file write/read GB/s vs a plain sequential write/read of the same
+// size on the same disk, prefix sharing TTFT ratio, ARC vs LRU hit rates on the seeded trace,
+// and Q8_0 vs F16 KV (page bytes, greedy agreement, perplexity delta).
+
+import { dlopen, FFIType } from "bun:ffi";
+import { closeSync, fsyncSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { GgufMetadata, readGguf } from "../src/gguf/index.ts";
+import { pullModel } from "../src/gguf/pull.ts";
+import { publishSequence, resumeSequence, saveSequence, sequenceForPrompt } from "../src/kv/index.ts";
+import { replayEvictionTrace } from "../src/native/kv-tiers.ts";
+import { library } from "../src/native/lib.ts";
+import { createBatch, openNativeModel } from "../src/native/model.ts";
+import type { Batch, NativeKvTiers, NativeModel } from "../src/native/model-api.ts";
+import { Tokenizer } from "../src/tokenizer/index.ts";
+import { type BenchOptions, type Cell, runStandalone, type SuiteResult } from "./lib.ts";
+
+type TieredModel = NativeModel & NativeKvTiers;
+const VOCAB = 49152;
+const BATCH = 128;
+
+/** posix_fadvise(DONTNEED): drops a file from the page cache so a read really comes from the disk. */
+const libc = (() => {
+  try {
+    return dlopen("libc.so.6", {
+      posix_fadvise: { args: [FFIType.i32, FFIType.i64, FFIType.i64, FFIType.i32], returns: FFIType.i32 },
+    }).symbols;
+  } catch {
+    return null;
+  }
+})();
+function dropFromPageCache(path: string): boolean {
+  if (!libc) return false;
+  const fd = openSync(path, "r");
+  try {
+    return libc.posix_fadvise(fd, 0n, 0n, 4) === 0; // POSIX_FADV_DONTNEED
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function argmax(row: Float32Array, off = 0): number {
+  let best = 0;
+  for (let i = 1; i < VOCAB; i++) if ((row[off + i] as number) > (row[off + best] as number)) best = i;
+  return best;
+}
+
+class Runner {
+  readonly batch: Batch = createBatch(BATCH);
+  readonly logits = new Float32Array(VOCAB * BATCH);
+  constructor(readonly m: NativeModel) {}
+
+  /** Decodes tokens into seq from pos0; returns the argmax of the last row (first token of the reply). */
+  prefill(seq: number, tokens: number[], pos0: number): number {
+    let next = -1;
+    for (let start = 0; start < tokens.length; start += BATCH) {
+      const n = Math.min(BATCH, tokens.length - start);
+      const b = this.batch;
+      b.length = n;
+      for (let i = 0; i < n; i++) {
+        b.tokens[i] = tokens[start + i] as number;
+        b.positions[i] = pos0 + start + i;
+        b.seqIds[i] = seq;
+        b.wantLogits[i] = start + i === tokens.length - 1 ? 1 : 0;
+      }
+      if (this.m.decode(b, this.logits) > 0) next = argmax(this.logits);
+    }
+    return next;
+  }
+
+  greedy(seq: number, first: number, pos: number, n: number): number[] {
+    const out = [first];
+    for (let i = 1; i < n; i++) out.push(this.prefill(seq, [out[i - 1] as number], pos + i - 1));
+    return out;
+  }
+
+  /** Perplexity of `tokens` (every row's logits predict the next token). */
+  perplexity(tokens: number[]): number {
+    const seq = this.m.seqCreate();
+    let nll = 0;
+    let count = 0;
+    for (let start = 0; start < tokens.length - 1; start += BATCH) {
+      const n = Math.min(BATCH, tokens.length - 1 - start);
+      const b = this.batch;
+      b.length = n;
+      for (let i = 0; i < n; i++) {
+        b.tokens[i] = tokens[start + i] as number;
+        b.positions[i] = start + i;
+        b.seqIds[i] = seq;
+        b.wantLogits[i] = 1;
+      }
+      this.m.decode(b, this.logits);
+      for (let i = 0; i < n; i++) {
+        const off = i * VOCAB;
+        let max = -Infinity;
+        for (let v = 0; v < VOCAB; v++) max = Math.max(max, this.logits[off + v] as number);
+        let sum = 0;
+        for (let v = 0; v < VOCAB; v++) sum += Math.exp((this.logits[off + v] as number) - max);
+        const target = tokens[start + i + 1] as number;
+        nll += Math.log(sum) + max - (this.logits[off + target] as number);
+        count++;
+      }
+    }
+    this.m.seqFree(seq);
+    return Math.exp(nll / count);
+  }
+}
+
+/** Plain sequential write (+fsync) and cold read of `bytes` on the same disk, in GB/s. */
+function plainFileIo(dir: string, bytes: number): { writeGbps: number; readGbps: number } {
+  const path = join(dir, "plain.bin");
+  const chunk = Buffer.alloc(4 << 20, 0x5a);
+  let t = performance.now();
+  const fd = openSync(path, "w");
+  for (let done = 0; done < bytes; done += chunk.length)
+    writeSync(fd, chunk, 0, Math.min(chunk.length, bytes - done));
+  fsyncSync(fd);
+  closeSync(fd);
+  const writeS = (performance.now() - t) / 1000;
+  dropFromPageCache(path);
+  t = performance.now();
+  const rfd = openSync(path, "r");
+  while (readSync(rfd, chunk, 0, chunk.length, null) > 0) {}
+  closeSync(rfd);
+  const readS = (performance.now() - t) / 1000;
+  rmSync(path);
+  return { writeGbps: bytes / writeS / 1e9, readGbps: bytes / readS / 1e9 };
+}
+
+/** Deterministic English-ish prompt tokens: the repository's own docs, tokenized, repeated as needed. */
+async function textTokens(tok: Tokenizer, n: number, salt: string): Promise<number[]> {
+  const parts: string[] = [salt];
+  for (const f of ["README.md", "docs/architecture.md", "docs/kv.md"]) {
+    const file = Bun.file(join(import.meta.dir, "..", f));
+    if (await file.exists()) parts.push(await file.text());
+  }
+  let ids = tok.encode(parts.join("\n\n"));
+  while (ids.length < n) ids = ids.concat(ids);
+  return ids.slice(0, n);
+}
+
+export async function run(opts: BenchOptions): Promise<SuiteResult> {
+  const path = await pullModel();
+  const md = new GgufMetadata(readGguf(path).metadata);
+  const tok = Tokenizer.fromGguf(md);
+  const sessionTokens = opts.quick ? 256 : 2000;
+  const prefixTokens = opts.quick ? 256 : 1000;
+  const pplTokens = opts.quick ? 128 : 512;
+  const dir = mkdtempSync(join(tmpdir(), "hearth-bench-kv-"));
+  const kvPages = Math.ceil((Math.max(sessionTokens, prefixTokens) + 64) / 16) * 2 + 16;
+  const m = openNativeModel(path, {
+    threads: opts.threads,
+    kvPages,
+    maxBatchTokens: BATCH,
+    maxSequences: 4,
+  }) as TieredModel;
+  const r = new Runner(m);
+  const rows: Array<Record<string, Cell>> = [];
+  const summary: Record<string, number | string | null> = {};
+  const notes: string[] = [];
+  try {
+    // --- resume vs re-prefill
+    const conv = await textTokens(tok, sessionTokens, "session");
+    let t = performance.now();
+    const s0 = m.seqCreate();
+    const firstReprefill = r.prefill(s0, conv, 0);
+    const reprefillMs = performance.now() - t;
+    // The session file holds all but the last token; resuming = restore + decode that token.
+    m.seqFree(s0);
+    const s1 = m.seqCreate();
+    r.prefill(s1, conv.slice(0, -1), 0);
+    const file = join(dir, "session.kv");
+    t = performance.now();
+    const bytes = saveSequence(m, s1, conv.slice(0, -1), file);
+    const saveS = (performance.now() - t) / 1000;
+    m.seqFree(s1);
+    const cold = dropFromPageCache(file);
+    t = performance.now();
+    const res = resumeSequence(m, file);
+    if (!res.ok) throw new Error(`resume failed: ${res.message}`);
+    const restoreS = (performance.now() - t) / 1000;
+    const firstResume = r.prefill(res.seqId, conv.slice(-1), conv.length - 1);
+    const resumeMs = performance.now() - t;
+    m.seqFree(res.seqId);
+    if (firstResume !== firstReprefill) notes.push("WARNING: resumed first token differs from re-prefill");
+    const plain = plainFileIo(dir, bytes);
+    summary.resume_ttft_ms = resumeMs;
+    summary.reprefill_ttft_ms = reprefillMs;
+    summary.resume_vs_reprefill = resumeMs / reprefillMs;
+    summary.session_tokens = conv.length;
+    summary.session_file_bytes = bytes;
+    summary.kv_write_gbps = bytes / saveS / 1e9;
+    summary.kv_read_gbps = bytes / restoreS / 1e9;
+    summary.plain_write_gbps = plain.writeGbps;
+    summary.plain_read_gbps = plain.readGbps;
+    rows.push(
+      {
+        test: `resume ${conv.length} tok from SSD`,
+        hearth: resumeMs,
+        baseline: reprefillMs,
+        ratio: resumeMs / reprefillMs,
+        unit: "ms TTFT (baseline: re-prefill)",
+      },
+      {
+        test: "session write (fsync)",
+        hearth: summary.kv_write_gbps,
+        baseline: plain.writeGbps,
+        ratio: summary.kv_write_gbps / plain.writeGbps,
+        unit: "GB/s (baseline: plain write)",
+      },
+      {
+        test: `session read${cold ? " (cold)" : ""}`,
+        hearth: summary.kv_read_gbps,
+        baseline: plain.readGbps,
+        ratio: summary.kv_read_gbps / plain.readGbps,
+        unit: "GB/s (baseline: plain read)",
+      },
+    );
+
+    // --- prefix sharing: two requests sharing a long prefix
+    m.kvTierOpen({
+      hotBudgetBytes: kvPages * m.kvStats().pageSizeBytes,
+      dir: join(dir, "tier"),
+      coldMaxBytes: 1 << 30,
+    });
+    const shared = await textTokens(tok, prefixTokens, "prefix");
+    const q1 = [...shared, ...tok.encode(" First question: what is this project?")];
+    const q2 = [...shared, ...tok.encode(" Second question: how is the cache stored?")];
+    t = performance.now();
+    const a = sequenceForPrompt(m, q1);
+    r.prefill(a.seqId, q1.slice(a.reusedTokens), a.reusedTokens);
+    const firstMs = performance.now() - t;
+    publishSequence(m, a.seqId, q1);
+    m.seqFree(a.seqId);
+    t = performance.now();
+    const b = sequenceForPrompt(m, q2);
+    const bFirst = r.prefill(b.seqId, q2.slice(b.reusedTokens), b.reusedTokens);
+    const secondMs = performance.now() - t;
+    m.seqFree(b.seqId);
+    const c0 = m.seqCreate();
+    const cFirst = r.prefill(c0, q2, 0);
+    m.seqFree(c0);
+    if (bFirst !== cFirst) notes.push("WARNING: first token with prefix sharing differs from without");
+    summary.prefix_first_ttft_ms = firstMs;
+    summary.prefix_second_ttft_ms = secondMs;
+    summary.prefix_ttft_ratio = secondMs / firstMs;
+    summary.prefix_reused_tokens = b.reusedTokens;
+    rows.push({
+      test: `prefix ${shared.length} tok shared (2nd req)`,
+      hearth: secondMs,
+      baseline: firstMs,
+      ratio: secondMs / firstMs,
+      unit: "ms TTFT (baseline: 1st req)",
+    });
+
+    // --- ARC vs LRU on the seeded multi-session trace
+    for (const cap of [64, 256]) {
+      const rep = replayEvictionTrace(library(), 42, 4000, cap);
+      if (cap === 256) {
+        summary.arc_hit_rate = rep.arcHitRate;
+        summary.lru_hit_rate = rep.lruHitRate;
+      }
+      rows.push({
+        test: `trace seed 42, ${cap}-page hot tier`,
+        hearth: rep.arcHitRate,
+        baseline: rep.lruHitRate,
+        ratio: rep.arcHitRate / rep.lruHitRate,
+        unit: "hit rate ARC (baseline: LRU)",
+      });
+    }
+  } finally {
+    m.close();
+  }
+
+  // --- Q8_0 vs F16 KV
+  const pplText = await textTokens(tok, pplTokens, "perplexity");
+  const prompt = await textTokens(tok, 64, "greedy");
+  const q: Record<string, { pageBytes: number; ppl: number; greedy: number[] }> = {};
+  for (const kvType of ["f16", "q8_0"] as const) {
+    const mm = openNativeModel(path, {
+      threads: opts.threads,
+      kvPages: Math.ceil(pplTokens / 16) + 16,
+      kvType,
+      maxBatchTokens: BATCH,
+      maxSequences: 2,
+    });
+    try {
+      const rr = new Runner(mm);
+      const s = mm.seqCreate();
+      const first = rr.prefill(s, prompt, 0);
+      const greedy = rr.greedy(s, first, prompt.length, opts.quick ? 8 : 32);
+      mm.seqFree(s);
+      q[kvType] = { pageBytes: mm.kvStats().pageSizeBytes, ppl: rr.perplexity(pplText), greedy };
+    } finally {
+      mm.close();
+    }
+  }
+  const f16 = q.f16 as { pageBytes: number; ppl: number; greedy: number[] };
+  const q8 = q.q8_0 as { pageBytes: number; ppl: number; greedy: number[] };
+  let agree = 0;
+  while (agree < f16.greedy.length && f16.greedy[agree] === q8.greedy[agree]) agree++;
+  summary.q8_page_bytes = q8.pageBytes;
+  summary.f16_page_bytes = f16.pageBytes;
+  summary.q8_ppl = q8.ppl;
+  summary.f16_ppl = f16.ppl;
+  summary.q8_ppl_delta_pct = ((q8.ppl - f16.ppl) / f16.ppl) * 100;
+  summary.q8_greedy_prefix_agree = `${agree}/${f16.greedy.length}`;
+  rows.push(
+    {
+      test: "KV page bytes (q8_0 vs f16)",
+      hearth: q8.pageBytes,
+      baseline: f16.pageBytes,
+      ratio: q8.pageBytes / f16.pageBytes,
+      unit: "bytes/page (16 tok)",
+    },
+    {
+      test: `perplexity ${pplText.length} tok (q8_0 vs f16)`,
+      hearth: q8.ppl,
+      baseline: f16.ppl,
+      ratio: q8.ppl / f16.ppl,
+      unit: "ppl",
+    },
+    {
+      test: "greedy tokens equal (q8_0 vs f16)",
+      hearth: agree,
+      baseline: f16.greedy.length,
+      ratio: agree / f16.greedy.length,
+      unit: "leading tokens",
+    },
+  );
+  rmSync(dir, { recursive: true, force: true });
+  if (opts.quick)
+    notes.push("--quick: smaller sizes (session 256, prefix 256, ppl 128 tokens); not for reporting.");
+  return { suite: "kv", columns: ["test", "hearth", "baseline", "ratio", "unit"], rows, summary, notes };
+}
+
+if (import.meta.main) await runStandalone(run);

@@ -1,0 +1,137 @@
+// Chat templates: the model's `tokenizer.chat_template` (Jinja) rendered with @huggingface/jinja,
+// or ChatML when the file has none.
+
+import { Template } from "@huggingface/jinja";
+import type { GgufMetadata } from "../gguf/index.ts";
+import type { Tokenizer } from "../tokenizer/index.ts";
+
+export interface ChatContentPart {
+  type: string;
+  text?: string;
+}
+
+export interface ChatMessage {
+  role: string;
+  /** Text, or OpenAI-style parts of which the text parts are joined. */
+  content: string | null | ChatContentPart[];
+  [extra: string]: unknown;
+}
+
+export interface RenderOptions {
+  /** End with the header of an assistant turn so the model answers. Default true. */
+  addGenerationPrompt?: boolean;
+  /** Extra template variables (e.g. `tools`), passed through unchanged. */
+  variables?: Record<string, unknown>;
+}
+
+export class ChatTemplateError extends Error {
+  override name = "ChatTemplateError";
+}
+
+/** Used when a model has no chat template: ChatML, which SmolLM-style models are trained on. */
+export const CHATML_TEMPLATE =
+  "{%- for message in messages %}" +
+  "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}" +
+  "{%- endfor %}" +
+  "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+
+export interface ChatTemplateTokens {
+  bosToken?: string;
+  eosToken?: string;
+}
+
+export class ChatTemplate {
+  private readonly template: Template;
+
+  private constructor(
+    readonly source: string,
+    /** True when the model had no template and ChatML is used instead. */
+    readonly isFallback: boolean,
+    private readonly tokens: ChatTemplateTokens,
+  ) {
+    try {
+      this.template = new Template(source);
+    } catch (e) {
+      throw new ChatTemplateError(
+        `${isFallback ? "fallback" : "the model's"} chat template does not parse: ${(e as Error).message}`,
+      );
+    }
+  }
+
+  /** The template in `tokenizer.chat_template`, with BOS/EOS texts from the tokenizer; ChatML if absent. */
+  static fromGguf(md: GgufMetadata, tokenizer?: Tokenizer): ChatTemplate {
+    const tokens: ChatTemplateTokens = {};
+    if (tokenizer !== undefined) {
+      if (tokenizer.bosId >= 0) tokens.bosToken = tokenizer.tokenText(tokenizer.bosId);
+      if (tokenizer.eosId >= 0) tokens.eosToken = tokenizer.tokenText(tokenizer.eosId);
+    }
+    const key = "tokenizer.chat_template";
+    if (!md.has(key)) return new ChatTemplate(CHATML_TEMPLATE, true, tokens);
+    let source: string;
+    try {
+      source = md.string(key);
+    } catch {
+      throw new ChatTemplateError(`${key} is not a string`);
+    }
+    if (source.trim() === "") return new ChatTemplate(CHATML_TEMPLATE, true, tokens);
+    return new ChatTemplate(source, false, tokens);
+  }
+
+  static fromString(source: string, tokens: ChatTemplateTokens = {}): ChatTemplate {
+    return new ChatTemplate(source, false, tokens);
+  }
+
+  static chatml(tokens: ChatTemplateTokens = {}): ChatTemplate {
+    return new ChatTemplate(CHATML_TEMPLATE, true, tokens);
+  }
+
+  /** Renders a conversation to the prompt text (encode it with `parseSpecial: true`). */
+  render(messages: readonly ChatMessage[], options: RenderOptions = {}): string {
+    const normalized = normalizeMessages(messages);
+    const context: Record<string, unknown> = {
+      bos_token: this.tokens.bosToken ?? "",
+      eos_token: this.tokens.eosToken ?? "",
+      ...options.variables,
+      messages: normalized,
+      add_generation_prompt: options.addGenerationPrompt ?? true,
+    };
+    try {
+      return this.template.render(context);
+    } catch (e) {
+      throw new ChatTemplateError(`chat template failed to render: ${(e as Error).message}`);
+    }
+  }
+}
+
+function normalizeMessages(messages: readonly ChatMessage[]): Record<string, unknown>[] {
+  if (!Array.isArray(messages)) throw new ChatTemplateError("messages must be an array");
+  return messages.map((m, i) => {
+    if (m === null || typeof m !== "object") throw new ChatTemplateError(`messages[${i}] must be an object`);
+    if (typeof m.role !== "string" || m.role === "") {
+      throw new ChatTemplateError(`messages[${i}].role must be a non-empty string`);
+    }
+    let content: string;
+    if (typeof m.content === "string") content = m.content;
+    else if (m.content === null || m.content === undefined) content = "";
+    else if (Array.isArray(m.content)) {
+      content = m.content
+        .map((part: ChatContentPart, j: number) => {
+          if (part === null || typeof part !== "object" || typeof part.type !== "string") {
+            throw new ChatTemplateError(`messages[${i}].content[${j}] must be a {type, text} part`);
+          }
+          if (part.type !== "text") {
+            throw new ChatTemplateError(
+              `messages[${i}].content[${j}] has type "${part.type}"; only text is supported`,
+            );
+          }
+          if (typeof part.text !== "string")
+            throw new ChatTemplateError(`messages[${i}].content[${j}].text must be a string`);
+          return part.text;
+        })
+        .join("");
+    } else {
+      throw new ChatTemplateError(`messages[${i}].content must be a string, null or an array of text parts`);
+    }
+    return { ...m, content };
+  });
+}

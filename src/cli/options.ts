@@ -1,0 +1,120 @@
+// Flags shared by `hearth run` and `hearth chat`: model loading, sampling, telemetry printing.
+import { progressBar } from "../gguf/pull.ts";
+import { type LoadModelOptions, loadModel, type Model } from "../model.ts";
+import type { GenerateOptions, Telemetry } from "../session.ts";
+
+/** A bad command-line value: the command prints the message and its usage, exit code 2. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** parseArgs option specs of the shared flags. */
+export const sharedOptions = {
+  model: { type: "string", short: "m" },
+  "max-tokens": { type: "string", short: "n" },
+  temp: { type: "string" },
+  "top-k": { type: "string" },
+  "top-p": { type: "string" },
+  "min-p": { type: "string" },
+  "repeat-penalty": { type: "string" },
+  seed: { type: "string" },
+  stop: { type: "string", multiple: true },
+  "ignore-eos": { type: "boolean" },
+  threads: { type: "string", short: "t" },
+  ctx: { type: "string", short: "c" },
+  "batch-size": { type: "string", short: "b" },
+  "kv-type": { type: "string" },
+  "no-context-shift": { type: "boolean" },
+  deterministic: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+export const SHARED_HELP = `Model:
+  -m, --model REF        model: a known name (default: SmolLM2-135M-Instruct Q4_1, fetched
+                         on first use), a local .gguf path, or an http(s) URL
+  -t, --threads N        compute threads (default: $HEARTH_THREADS, else every core)
+  -c, --ctx N            context size in tokens (default: the model's, at most 4096)
+  -b, --batch-size N     most tokens per forward call during prefill (default 512)
+      --kv-type T        KV cache storage: f16 (default) or q8_0
+      --no-context-shift a full context is an error instead of dropping the oldest tokens
+      --deterministic    fixed seed (0) unless --seed is given: same input, same output
+Sampling:
+  -n, --max-tokens N     most tokens to generate (default 512)
+      --temp T           temperature; 0 is greedy (default 0.8)
+      --top-k K          keep the K most likely tokens; 0 disables (default 40)
+      --top-p P          nucleus sampling; 1 disables (default 0.95)
+      --min-p P          drop tokens below P x the best one's probability (default 0.05)
+      --repeat-penalty R penalty on recent tokens; 1 disables (default 1)
+      --seed S           seed of the draw (same seed, same output)
+      --stop TEXT        stop before TEXT (repeatable)
+      --ignore-eos       keep generating past end-of-generation tokens`;
+
+type Values = Partial<Record<keyof typeof sharedOptions, string | string[] | boolean>>;
+
+function num(values: Values, flag: keyof typeof sharedOptions, opts: { int?: boolean; min?: number } = {}) {
+  const raw = values[flag];
+  if (raw === undefined) return undefined;
+  const text = String(raw).trim();
+  const v = Number(text);
+  if (text === "" || !Number.isFinite(v) || (opts.int === true && !Number.isInteger(v))) {
+    throw new UsageError(
+      `--${flag} must be ${opts.int ? "an integer" : "a number"}, got ${JSON.stringify(raw)}`,
+    );
+  }
+  if (opts.min !== undefined && v < opts.min) {
+    throw new UsageError(`--${flag} must be at least ${opts.min}, got ${v}`);
+  }
+  return v;
+}
+
+/** Model options from the flags. */
+export function loadOptions(values: Values, showProgress: boolean): LoadModelOptions {
+  const kvType = values["kv-type"];
+  if (kvType !== undefined && kvType !== "f16" && kvType !== "q8_0") {
+    throw new UsageError(`--kv-type must be f16 or q8_0, got ${JSON.stringify(kvType)}`);
+  }
+  return {
+    threads: num(values, "threads", { int: true, min: 1 }),
+    contextTokens: num(values, "ctx", { int: true, min: 2 }),
+    maxBatchTokens: num(values, "batch-size", { int: true, min: 1 }),
+    kvType: kvType as "f16" | "q8_0" | undefined,
+    deterministic: values.deterministic === true,
+    maxSessions: 1,
+    pull: showProgress ? { onProgress: progressBar("pull") } : {},
+  };
+}
+
+/** Generation options from the flags. */
+export function generateOptions(values: Values): GenerateOptions {
+  const stop = values.stop;
+  return {
+    maxTokens: num(values, "max-tokens", { int: true, min: 0 }),
+    temperature: num(values, "temp", { min: 0 }),
+    topK: num(values, "top-k", { int: true, min: 0 }),
+    topP: num(values, "top-p"),
+    minP: num(values, "min-p"),
+    repeatPenalty: num(values, "repeat-penalty"),
+    seed: num(values, "seed", { int: true }),
+    stop: Array.isArray(stop) ? stop : undefined,
+    ignoreEos: values["ignore-eos"] === true,
+  };
+}
+
+export async function openModel(values: Values, showProgress: boolean): Promise<Model> {
+  const opts = loadOptions(values, showProgress);
+  return loadModel(typeof values.model === "string" ? values.model : undefined, opts);
+}
+
+/** One line of telemetry for stderr. */
+export function formatTelemetry(t: Telemetry): string {
+  const f = (v: number, d = 1) => v.toFixed(d);
+  const parts = [
+    `prompt ${t.promptTokens} tok${t.cachedTokens > 0 ? ` (+${t.cachedTokens} cached)` : ""} ${f(t.prefillMs, 0)} ms (${f(t.prefillTokensPerS)} tok/s)`,
+    `generated ${t.generatedTokens} tok, decode ${f(t.decodeTokensPerS)} tok/s`,
+    `ttft ${t.timeToFirstTokenMs === null ? "-" : `${f(t.timeToFirstTokenMs, 0)} ms`}`,
+    `total ${f(t.totalMs, 0)} ms`,
+    `finish ${t.finishReason ?? "-"}`,
+  ];
+  if (t.contextShifts > 0) parts.push(`context shifts ${t.contextShifts} (-${t.droppedTokens} tok)`);
+  return `[hearth] ${parts.join(" | ")}`;
+}

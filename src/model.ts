@@ -1,0 +1,261 @@
+// loadModel: one call from a model reference to everything a session needs (file, native model,
+// tokenizer, chat template), with the runtime options resolved and validated once.
+import { availableParallelism } from "node:os";
+import { ChatTemplate } from "./chat/index.ts";
+import {
+  computableGgmlTypes,
+  GgufError,
+  type GgufFile,
+  GgufMetadata,
+  ggmlTypes,
+  readGguf,
+} from "./gguf/index.ts";
+import { type PullOptions, pullModel } from "./gguf/pull.ts";
+import { openNativeModel } from "./native/model.ts";
+import type { KvStats, ModelInfo, NativeModel } from "./native/model-api.ts";
+import { Session, type SessionOptions } from "./session.ts";
+import { Tokenizer } from "./tokenizer/index.ts";
+
+/** Tokens in one KV page (fixed by the native cache). */
+export const KV_PAGE_TOKENS = 16;
+/** Default context of a session when the model's trained context is larger. */
+export const DEFAULT_CONTEXT_TOKENS = 4096;
+
+/** Options of {@link loadModel}. Every field is optional; defaults are documented per field. */
+export interface LoadModelOptions {
+  /** Compute threads (the calling thread included). Default: `$HEARTH_THREADS`, else every core. */
+  threads?: number;
+  /**
+   * Most tokens one session holds in its KV cache before the context shifts (or, with shift
+   * off, before a clear error). Default: the trained context, at most 4,096.
+   */
+  contextTokens?: number;
+  /**
+   * KV pool size in pages of 16 tokens, allocated once and shared by every session of the
+   * model. Default: enough for one full context of each of `maxSessions` sessions.
+   */
+  kvPages?: number;
+  /** Storage of the KV cache: "f16" (default) or "q8_0" (half the memory). */
+  kvType?: "f16" | "q8_0";
+  /** Most tokens one forward call carries; prefill is split into chunks of this size. Default 512. */
+  maxBatchTokens?: number;
+  /** Most sessions open at once (each holds one KV sequence). Default 4. */
+  maxSessions?: number;
+  /**
+   * Deterministic mode: sampling uses a fixed seed (0) unless one is given, so the same input
+   * gives the same output run after run. (The native forward is already independent of the
+   * thread count and of what else is in a batch.) Default false.
+   */
+  deterministic?: boolean;
+  /** Passed to {@link pullModel}: model cache directory, download progress, abort signal. */
+  pull?: PullOptions;
+}
+
+/** The options a {@link Model} runs with, after defaults and validation. */
+export interface ResolvedModelOptions {
+  threads: number;
+  contextTokens: number;
+  kvPages: number;
+  kvType: "f16" | "q8_0";
+  maxBatchTokens: number;
+  maxSessions: number;
+  deterministic: boolean;
+}
+
+/** A bad option value, named in the message; nothing was loaded. */
+export class ModelOptionsError extends RangeError {
+  override name = "ModelOptionsError";
+}
+
+/** A loaded model: the GGUF file, the native forward pass, the tokenizer and the chat template. */
+export class Model {
+  /** Absolute path of the .gguf file. */
+  readonly path: string;
+  readonly file: GgufFile;
+  readonly metadata: GgufMetadata;
+  readonly info: ModelInfo;
+  readonly tokenizer: Tokenizer;
+  /** The model's chat template (ChatML when the file has none: see `chatTemplate.isFallback`). */
+  readonly chatTemplate: ChatTemplate;
+  readonly options: ResolvedModelOptions;
+  /** The native model; sessions share it. Exposed for the engine and for tests. */
+  readonly native: NativeModel;
+  private readonly sessions = new Set<Session>();
+  private closed = false;
+
+  /** @internal Use {@link loadModel}. */
+  constructor(parts: {
+    path: string;
+    file: GgufFile;
+    native: NativeModel;
+    tokenizer: Tokenizer;
+    chatTemplate: ChatTemplate;
+    options: ResolvedModelOptions;
+  }) {
+    this.path = parts.path;
+    this.file = parts.file;
+    this.metadata = new GgufMetadata(parts.file.metadata);
+    this.native = parts.native;
+    this.info = parts.native.info;
+    this.tokenizer = parts.tokenizer;
+    this.chatTemplate = parts.chatTemplate;
+    this.options = parts.options;
+  }
+
+  /** The model's name from its metadata (`general.name`), else the file name. */
+  get name(): string {
+    return this.metadata.stringOr("general.name", this.path.split("/").pop() ?? this.path);
+  }
+
+  /** Opens a session: one KV sequence rented from the pool until {@link Session.close}. */
+  createSession(opts: SessionOptions = {}): Session {
+    if (this.closed) throw new Error("model is closed");
+    if (this.sessions.size >= this.options.maxSessions) {
+      throw new Error(
+        `cannot open more than ${this.options.maxSessions} sessions at once (close one, or load the model with a larger maxSessions)`,
+      );
+    }
+    const session = new Session(this, opts, () => this.sessions.delete(session));
+    this.sessions.add(session);
+    return session;
+  }
+
+  /** Number of sessions currently open. */
+  get openSessions(): number {
+    return this.sessions.size;
+  }
+
+  /** KV pool occupancy (pages of 16 tokens). */
+  kvStats(): KvStats {
+    return this.native.kvStats();
+  }
+
+  /** Text to token ids (BOS added as the model asks unless `addSpecial` is false). */
+  encode(text: string, opts: { addSpecial?: boolean; parseSpecial?: boolean } = {}): number[] {
+    return this.tokenizer.encode(text, opts);
+  }
+
+  /** Token ids to text. */
+  decode(ids: ArrayLike<number>): string {
+    return this.tokenizer.decode(ids);
+  }
+
+  /** Closes every open session and frees the native model (weights mapping, KV pool, threads). */
+  close(): void {
+    if (this.closed) return;
+    for (const s of [...this.sessions]) s.close();
+    this.closed = true;
+    this.native.close();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+}
+
+function positiveInt(name: string, v: unknown, max: number): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v <= 0 || v > max) {
+    throw new ModelOptionsError(`${name} must be an integer in [1, ${max}], got ${String(v)}`);
+  }
+  return v;
+}
+
+/** The default thread count: `$HEARTH_THREADS` when set (validated), else every core. */
+export function defaultThreads(): number {
+  const env = process.env.HEARTH_THREADS;
+  if (env !== undefined && env.trim() !== "") {
+    const n = Number(env);
+    return positiveInt("HEARTH_THREADS", n, 256);
+  }
+  return Math.max(1, Math.min(availableParallelism(), 256));
+}
+
+/** Applies defaults and checks every option against the model's shape. */
+export function resolveModelOptions(
+  opts: LoadModelOptions,
+  info: { contextLength: number },
+): ResolvedModelOptions {
+  const threads = opts.threads === undefined ? defaultThreads() : positiveInt("threads", opts.threads, 256);
+  const trained = info.contextLength > 0 ? info.contextLength : DEFAULT_CONTEXT_TOKENS;
+  const contextTokens =
+    opts.contextTokens === undefined
+      ? Math.min(trained, DEFAULT_CONTEXT_TOKENS)
+      : positiveInt("contextTokens", opts.contextTokens, 1 << 20);
+  const maxSessions = opts.maxSessions === undefined ? 4 : positiveInt("maxSessions", opts.maxSessions, 4096);
+  const kvPages =
+    opts.kvPages === undefined
+      ? Math.ceil(contextTokens / KV_PAGE_TOKENS) * maxSessions
+      : positiveInt("kvPages", opts.kvPages, 1 << 24);
+  const maxBatchTokens =
+    opts.maxBatchTokens === undefined ? 512 : positiveInt("maxBatchTokens", opts.maxBatchTokens, 1 << 16);
+  const kvType = opts.kvType ?? "f16";
+  if (kvType !== "f16" && kvType !== "q8_0") {
+    throw new ModelOptionsError(`kvType must be "f16" or "q8_0", got ${JSON.stringify(kvType)}`);
+  }
+  if (opts.deterministic !== undefined && typeof opts.deterministic !== "boolean") {
+    throw new ModelOptionsError(`deterministic must be a boolean, got ${String(opts.deterministic)}`);
+  }
+  return {
+    threads,
+    contextTokens,
+    kvPages,
+    kvType,
+    maxBatchTokens,
+    maxSessions,
+    deterministic: opts.deterministic ?? false,
+  };
+}
+
+/** Checks the parts of a GGUF file the runtime needs before the native side sees it. */
+function validateFile(path: string, file: GgufFile): void {
+  for (const t of file.tensors) {
+    if (!computableGgmlTypes.has(t.typeId)) {
+      const type = ggmlTypes.get(t.typeId)?.name ?? `type ${t.typeId}`;
+      const ok = [...computableGgmlTypes].map((id) => ggmlTypes.get(id)?.name ?? id).join(", ");
+      throw new GgufError(`${path}: tensor "${t.name}" is ${type}, which hearth cannot compute yet (${ok})`);
+    }
+  }
+  const md = new GgufMetadata(file.metadata);
+  if (!md.has("tokenizer.ggml.tokens")) {
+    throw new GgufError(`${path}: the file has no tokenizer (missing key "tokenizer.ggml.tokens")`);
+  }
+}
+
+/**
+ * Loads a model for generation.
+ *
+ * @param ref - a known model name (default: SmolLM2-135M-Instruct Q4_1, fetched into the model
+ *   cache on first use), a local .gguf path, or an http(s) URL.
+ * @param opts - runtime options ({@link LoadModelOptions}).
+ * @returns a {@link Model}; call {@link Model.close} when done.
+ * @throws GgufError for a malformed or unsupported file, ModelOptionsError for a bad option,
+ *   PullError when the model cannot be fetched.
+ */
+export async function loadModel(ref?: string, opts: LoadModelOptions = {}): Promise<Model> {
+  const path = await pullModel(ref, opts.pull);
+  const file = readGguf(path);
+  validateFile(path, file);
+  const md = new GgufMetadata(file.metadata);
+  const arch = md.stringOr("general.architecture", "");
+  const options = resolveModelOptions(opts, { contextLength: md.numberOr(`${arch}.context_length`, 0) });
+  const tokenizer = Tokenizer.fromGguf(md);
+  const chatTemplate = ChatTemplate.fromGguf(md, tokenizer);
+  const native = openNativeModel(
+    path,
+    {
+      threads: options.threads,
+      kvPages: options.kvPages,
+      kvType: options.kvType,
+      maxBatchTokens: options.maxBatchTokens,
+      maxSequences: options.maxSessions,
+    },
+    file,
+  );
+  if (native.info.vocabSize !== tokenizer.vocabSize) {
+    native.close();
+    throw new GgufError(
+      `${path}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${native.info.vocabSize}`,
+    );
+  }
+  return new Model({ path, file, native, tokenizer, chatTemplate, options });
+}

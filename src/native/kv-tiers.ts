@@ -1,0 +1,140 @@
+// NativeKvTiers over bun:ffi (zig/kv/abi.zig): prefix sharing, SSD tiers and session files for one model handle.
+import type { Pointer } from "bun:ffi";
+import { check, type HearthLib, lastError, NativeError } from "./lib.ts";
+import { KvCorruptError, type KvTierOptions, type KvTierStats, type NativeKvTiers } from "./model-api.ts";
+
+const STATUS_CORRUPT = -10;
+const STATS_FIELDS = [
+  "lookups",
+  "tokensReused",
+  "pagesShared",
+  "pagesCopied",
+  "hotHits",
+  "coldHits",
+  "coldMisses",
+  "spilled",
+  "dropped",
+  "reclaimed",
+  "hotPages",
+  "hotCapacityPages",
+  "entries",
+  "manifestEntriesLoaded",
+  "manifestRejected",
+  "coldWritesQueued",
+  "coldWritesOk",
+  "coldWritesFailed",
+  "coldWritesDropped",
+  "coldBytesWritten",
+  "coldReadsOk",
+  "coldReadsBad",
+  "coldBytesRead",
+  "coldSlotsUsed",
+  "coldSlotsTotal",
+] as const satisfies ReadonlyArray<keyof KvTierStats>;
+
+const encoder = new TextEncoder();
+
+/** Token ids as the Int32Array the native side reads (reuses `scratch` when it is large enough). */
+function int32Tokens(tokens: ArrayLike<number>, scratch: { buf: Int32Array }): Int32Array {
+  if (tokens instanceof Int32Array) return tokens;
+  if (scratch.buf.length < tokens.length)
+    scratch.buf = new Int32Array(Math.max(tokens.length, 2 * scratch.buf.length));
+  const out = scratch.buf.subarray(0, tokens.length);
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i] as number;
+    if (!Number.isInteger(t) || t < 0 || t > 0x7fff_ffff)
+      throw new RangeError(`token ${i} = ${t} is not a valid id`);
+    out[i] = t;
+  }
+  return out;
+}
+
+function nonNegativeInt(name: string, v: number): bigint {
+  if (!Number.isSafeInteger(v) || v < 0)
+    throw new RangeError(`${name} must be a non-negative integer, got ${v}`);
+  return BigInt(v);
+}
+
+/**
+ * The KV-tier calls for the model behind `handle()`. `modelTag` roots the hash chains and is
+ * written into session files and the manifest: files of another model (or KV type) are refused.
+ */
+export function createKvTiers(
+  lib: HearthLib,
+  handle: () => Pointer,
+  modelTag: bigint,
+  maxTokens: number,
+): NativeKvTiers {
+  const scratch = { buf: new Int32Array(1024) };
+  const u32 = new Uint32Array(2);
+  const u64 = new BigUint64Array(1);
+  const statsBuf = new BigUint64Array(STATS_FIELDS.length);
+  return {
+    kvTierOpen(opts: KvTierOptions): void {
+      const hot = nonNegativeInt("hotBudgetBytes", opts.hotBudgetBytes);
+      if (hot === 0n) throw new RangeError("hotBudgetBytes must be positive");
+      const cold = nonNegativeInt("coldMaxBytes", opts.coldMaxBytes ?? 0);
+      const dir = encoder.encode(opts.dir ?? "");
+      if (cold > 0n && dir.length === 0) throw new RangeError("coldMaxBytes needs a dir");
+      check(
+        lib.hearth_kv_tier_open(handle(), dir.length > 0 ? dir : null, dir.length, hot, cold, modelTag),
+        `kvTierOpen ${opts.dir ?? "(RAM only)"}`,
+      );
+    },
+    seqCreateWithPrefix(tokens: ArrayLike<number>): { seqId: number; reusedTokens: number } {
+      const t = int32Tokens(tokens, scratch);
+      u32[0] = 0;
+      const seqId = check(
+        lib.hearth_seq_create_prefix(handle(), t.length > 0 ? t : null, t.length, u32),
+        "seqCreateWithPrefix",
+      );
+      return { seqId, reusedTokens: u32[0] as number };
+    },
+    seqPublish(seqId: number, tokens: ArrayLike<number>): number {
+      const t = int32Tokens(tokens, scratch);
+      return check(lib.hearth_seq_publish(handle(), seqId, t.length > 0 ? t : null, t.length), "seqPublish");
+    },
+    kvTierPersist(): number {
+      return check(lib.hearth_kv_tier_persist(handle()), "kvTierPersist");
+    },
+    kvTierStats(): KvTierStats {
+      check(lib.hearth_kv_tier_stats(handle(), statsBuf), "kvTierStats");
+      const out = {} as KvTierStats;
+      STATS_FIELDS.forEach((k, i) => {
+        out[k] = Number(statsBuf[i]);
+      });
+      return out;
+    },
+    seqSave(seqId: number, tokens: ArrayLike<number>, path: string): number {
+      const t = int32Tokens(tokens, scratch);
+      const p = encoder.encode(path);
+      check(
+        lib.hearth_seq_save(handle(), seqId, t.length > 0 ? t : null, t.length, modelTag, p, p.length, u64),
+        `seqSave ${path}`,
+      );
+      return Number(u64[0]);
+    },
+    seqRestore(path: string): { seqId: number; tokens: number[] } {
+      const p = encoder.encode(path);
+      const out = new Int32Array(maxTokens);
+      u32[0] = 0;
+      const rc = lib.hearth_seq_restore(handle(), p, p.length, modelTag, out, out.length, u32);
+      if (rc === STATUS_CORRUPT) throw new KvCorruptError(`seqRestore: ${lastError()}`);
+      if (rc < 0) throw new NativeError(rc, `seqRestore: ${lastError()}`);
+      return { seqId: rc, tokens: Array.from(out.subarray(0, u32[0] as number)) };
+    },
+  };
+}
+
+/** Hit rates of LRU and ARC on the seeded multi-session trace (zig/kv/evict.zig). */
+export function replayEvictionTrace(
+  lib: HearthLib,
+  seed: number,
+  events: number,
+  capacityPages: number,
+): { accesses: number; lruHitRate: number; arcHitRate: number } {
+  const out = new BigUint64Array(4);
+  check(lib.hearth_kv_trace_replay(BigInt(seed), events, capacityPages, out), "kvTraceReplay");
+  const accesses = Number(out[0]);
+  return { accesses, lruHitRate: Number(out[1]) / accesses, arcHitRate: Number(out[2]) / accesses };
+}

@@ -1,0 +1,358 @@
+// NativeModel over bun:ffi: reads the GGUF header in TS (src/gguf), hands the hyperparameters and
+// the tensor table to zig/model/llama.zig (which mmaps the file itself), and wraps decode / seq / KV.
+import type { Pointer } from "bun:ffi";
+import { GgufError, type GgufFile, GgufMetadata, readGguf } from "../gguf/index.ts";
+import { createKvTiers } from "./kv-tiers.ts";
+import { check, lastError, library, NativeError } from "./lib.ts";
+import {
+  type Batch,
+  KvFullError,
+  type KvStats,
+  type KvTierOptions,
+  type KvTierStats,
+  type ModelInfo,
+  type NativeKvTiers,
+  type NativeModel,
+} from "./model-api.ts";
+
+export interface NativeModelOptions {
+  /** Worker threads of the native pool, the calling thread included (default: all cores). */
+  threads?: number;
+  /** KV pool size in pages of 16 tokens, allocated once (default 512 = 8,192 tokens). */
+  kvPages?: number;
+  /** Storage of K and V (default "f16"; "q8_0" halves it). */
+  kvType?: "f16" | "q8_0";
+  /** Most rows one decode call may carry (default 512). */
+  maxBatchTokens?: number;
+  /** Most sequences open at once (default 16). */
+  maxSequences?: number;
+}
+
+/** Tensors in the order the native side expects (zig/model/llama.zig global_tensors, layer_tensors). */
+const GLOBAL_TENSORS = ["token_embd.weight", "output_norm.weight", "output.weight"] as const;
+const LAYER_TENSORS = [
+  "attn_norm.weight",
+  "attn_q.weight",
+  "attn_k.weight",
+  "attn_v.weight",
+  "attn_output.weight",
+  "ffn_norm.weight",
+  "ffn_gate.weight",
+  "ffn_up.weight",
+  "ffn_down.weight",
+] as const;
+const OPTIONAL_TENSORS = new Set(["output.weight"]);
+const ABSENT_TYPE = 0xffff_ffff;
+
+const HPARAMS_BYTES = 56;
+const OPTIONS_BYTES = 24;
+const TENSOR_DESC_BYTES = 56;
+const KV_STATS_BYTES = 24;
+const STATUS_KV_FULL = -6;
+
+const ROPE_NORMAL = 0;
+const KV_TYPES = { f16: 1, q8_0: 8 } as const;
+
+/** Architectures whose tensors and rope follow model/llama.zig. */
+const SUPPORTED_ARCHS: Record<string, { ropeType: number }> = {
+  llama: { ropeType: ROPE_NORMAL },
+};
+
+export interface LlamaHparams {
+  nVocab: number;
+  nEmbd: number;
+  nLayer: number;
+  nHead: number;
+  nHeadKv: number;
+  headDim: number;
+  nFf: number;
+  nCtxTrain: number;
+  ropeDims: number;
+  ropeType: number;
+  ropeFreqBase: number;
+  ropeFreqScale: number;
+  rmsEps: number;
+}
+
+/** Reads the Llama hyperparameters from GGUF metadata; names the key when one is missing or wrong. */
+export function llamaHparams(file: GgufFile): { arch: string; hp: LlamaHparams } {
+  const md = new GgufMetadata(file.metadata);
+  const arch = md.string("general.architecture");
+  const spec = SUPPORTED_ARCHS[arch];
+  if (!spec) {
+    throw new GgufError(
+      `architecture "${arch}" is not supported (supported: ${Object.keys(SUPPORTED_ARCHS).join(", ")})`,
+    );
+  }
+  const embd = file.tensorsByName.get("token_embd.weight");
+  if (!embd) throw new GgufError(`missing tensor "token_embd.weight"`);
+  const nEmbd = md.number(`${arch}.embedding_length`);
+  const nHead = md.number(`${arch}.attention.head_count`);
+  const headDim = md.numberOr(`${arch}.attention.key_length`, nHead > 0 ? Math.floor(nEmbd / nHead) : 0);
+  let ropeFreqScale = 1;
+  const scalingType = md.stringOr(`${arch}.rope.scaling.type`, "none");
+  const scalingFactor = md.numberOr(
+    `${arch}.rope.scaling.factor`,
+    md.numberOr(`${arch}.rope.scale_linear`, 1),
+  );
+  if (scalingType === "linear" || (scalingType === "none" && scalingFactor !== 1)) {
+    if (!(scalingFactor > 0)) throw new GgufError(`rope scaling factor ${scalingFactor} must be positive`);
+    ropeFreqScale = 1 / scalingFactor;
+  } else if (scalingType !== "none" && scalingFactor !== 1) {
+    throw new GgufError(`rope scaling type "${scalingType}" is not supported (none, linear)`);
+  }
+  const hp: LlamaHparams = {
+    nVocab: md.numberOr(`${arch}.vocab_size`, embd.dims[1] ?? 0),
+    nEmbd,
+    nLayer: md.number(`${arch}.block_count`),
+    nHead,
+    nHeadKv: md.numberOr(`${arch}.attention.head_count_kv`, nHead),
+    headDim,
+    nFf: md.number(`${arch}.feed_forward_length`),
+    nCtxTrain: md.numberOr(`${arch}.context_length`, 2048),
+    ropeDims: md.numberOr(`${arch}.rope.dimension_count`, headDim),
+    ropeType: spec.ropeType,
+    ropeFreqBase: md.numberOr(`${arch}.rope.freq_base`, 10000),
+    ropeFreqScale,
+    rmsEps: md.numberOr(`${arch}.attention.layer_norm_rms_epsilon`, 1e-5),
+  };
+  for (const [k, v] of Object.entries(hp)) {
+    if (
+      !Number.isFinite(v) ||
+      v < 0 ||
+      (Number.isInteger(v) === false && !k.startsWith("rope") && k !== "rmsEps")
+    ) {
+      throw new GgufError(`hyperparameter ${k} = ${v} is not valid`);
+    }
+  }
+  return { arch, hp };
+}
+
+function encodeHparams(hp: LlamaHparams): Uint8Array {
+  const buf = new ArrayBuffer(HPARAMS_BYTES);
+  const u = new Uint32Array(buf);
+  const f = new Float32Array(buf);
+  u.set([
+    hp.nVocab,
+    hp.nEmbd,
+    hp.nLayer,
+    hp.nHead,
+    hp.nHeadKv,
+    hp.headDim,
+    hp.nFf,
+    hp.nCtxTrain,
+    hp.ropeDims,
+    hp.ropeType,
+  ]);
+  f[10] = hp.ropeFreqBase;
+  f[11] = hp.ropeFreqScale;
+  f[12] = hp.rmsEps;
+  return new Uint8Array(buf);
+}
+
+/** The fixed-order tensor table; a missing required tensor is a GgufError naming it. */
+function encodeTensors(file: GgufFile, nLayer: number): { bytes: Uint8Array; count: number } {
+  // Bound the loop by what the file can hold: an absurd block_count (2^40) must be an error,
+  // not a 10^13-entry name list (found by the malformed corpus, test/fixtures/malformed). Each
+  // block needs at least one tensor; smaller excesses get the precise "missing tensor" below.
+  if (nLayer > file.tensors.length) {
+    throw new GgufError(`block_count ${nLayer} is larger than the file's ${file.tensors.length} tensors`);
+  }
+  const names: string[] = [...GLOBAL_TENSORS];
+  for (let l = 0; l < nLayer; l++) for (const t of LAYER_TENSORS) names.push(`blk.${l}.${t}`);
+  const buf = new ArrayBuffer(names.length * TENSOR_DESC_BYTES);
+  const view = new DataView(buf);
+  names.forEach((name, i) => {
+    const base = i * TENSOR_DESC_BYTES;
+    const t = file.tensorsByName.get(name);
+    if (!t) {
+      if (!OPTIONAL_TENSORS.has(name)) throw new GgufError(`missing tensor "${name}"`);
+      view.setUint32(base + 16, ABSENT_TYPE, true);
+      return;
+    }
+    view.setBigUint64(base, BigInt(t.fileOffset), true);
+    view.setBigUint64(base + 8, BigInt(t.sizeBytes), true);
+    view.setUint32(base + 16, t.typeId, true);
+    view.setUint32(base + 20, t.dims.length, true);
+    t.dims.forEach((d, k) => {
+      if (k < 4) view.setBigUint64(base + 24 + 8 * k, BigInt(d), true);
+    });
+  });
+  return { bytes: new Uint8Array(buf), count: names.length };
+}
+
+/** A reusable batch with room for `capacity` rows. */
+export function createBatch(capacity: number): Batch {
+  if (!Number.isInteger(capacity) || capacity <= 0)
+    throw new RangeError(`batch capacity must be a positive integer, got ${capacity}`);
+  return {
+    capacity,
+    length: 0,
+    tokens: new Int32Array(capacity),
+    positions: new Int32Array(capacity),
+    seqIds: new Int32Array(capacity),
+    wantLogits: new Uint8Array(capacity),
+  };
+}
+
+function defaultThreads(): number {
+  const n = typeof navigator !== "undefined" ? navigator.hardwareConcurrency : 1;
+  return Math.max(1, Math.min(n || 1, 64));
+}
+
+function positiveInt(name: string, v: number, max: number): number {
+  if (!Number.isInteger(v) || v <= 0 || v > max)
+    throw new RangeError(`${name} must be an integer in [1, ${max}], got ${v}`);
+  return v;
+}
+
+class FfiNativeModel implements NativeModel {
+  readonly info: ModelInfo;
+  private handle: Pointer | null;
+  private readonly lib = library();
+  private readonly statsBuf = new BigUint64Array(KV_STATS_BYTES / 8);
+  private readonly stats32 = new Uint32Array(this.statsBuf.buffer);
+
+  private readonly kv: NativeKvTiers;
+
+  constructor(handle: Pointer, info: ModelInfo, modelTag: bigint, maxTokens: number) {
+    this.handle = handle;
+    this.info = info;
+    this.kv = createKvTiers(this.lib, () => this.h(), modelTag, maxTokens);
+  }
+
+  // KV tiers (zig/kv): prefix sharing, SSD tier, session files.
+  kvTierOpen(opts: KvTierOptions): void {
+    this.kv.kvTierOpen(opts);
+  }
+  seqCreateWithPrefix(tokens: ArrayLike<number>): { seqId: number; reusedTokens: number } {
+    return this.kv.seqCreateWithPrefix(tokens);
+  }
+  seqPublish(seqId: number, tokens: ArrayLike<number>): number {
+    return this.kv.seqPublish(seqId, tokens);
+  }
+  kvTierPersist(): number {
+    return this.kv.kvTierPersist();
+  }
+  kvTierStats(): KvTierStats {
+    return this.kv.kvTierStats();
+  }
+  seqSave(seqId: number, tokens: ArrayLike<number>, path: string): number {
+    return this.kv.seqSave(seqId, tokens, path);
+  }
+  seqRestore(path: string): { seqId: number; tokens: number[] } {
+    return this.kv.seqRestore(path);
+  }
+
+  private h(): Pointer {
+    if (this.handle === null) throw new NativeError(-1, "model is closed");
+    return this.handle;
+  }
+
+  seqCreate(): number {
+    return check(this.lib.hearth_seq_create(this.h()), "seqCreate");
+  }
+  seqFree(seqId: number): void {
+    check(this.lib.hearth_seq_free(this.h(), seqId), "seqFree");
+  }
+  seqLength(seqId: number): number {
+    return check(this.lib.hearth_seq_length(this.h(), seqId), "seqLength");
+  }
+  seqShift(seqId: number, keep: number, drop: number): void {
+    check(this.lib.hearth_seq_shift(this.h(), seqId, keep, drop), "seqShift");
+  }
+
+  decode(batch: Batch, out: Float32Array): number {
+    const n = batch.length;
+    if (!Number.isInteger(n) || n < 0 || n > batch.capacity) {
+      throw new RangeError(`batch length ${n} must be an integer in [0, ${batch.capacity}]`);
+    }
+    if (n === 0) return 0;
+    const capRows = Math.floor(out.length / this.info.vocabSize);
+    const rc = this.lib.hearth_model_decode(
+      this.h(),
+      n,
+      batch.tokens,
+      batch.positions,
+      batch.seqIds,
+      batch.wantLogits,
+      capRows > 0 ? out : null,
+      capRows,
+    );
+    if (rc === STATUS_KV_FULL) {
+      throw new KvFullError(`decode: ${lastError() || "KV pool full"}`);
+    }
+    return check(rc, "decode");
+  }
+
+  kvStats(): KvStats {
+    check(this.lib.hearth_kv_stats(this.h(), this.statsBuf), "kvStats");
+    return {
+      pageTokens: this.stats32[0] as number,
+      pagesTotal: this.stats32[1] as number,
+      pagesFree: this.stats32[2] as number,
+      pageSizeBytes: Number(this.statsBuf[2]),
+    };
+  }
+
+  close(): void {
+    if (this.handle === null) return;
+    this.lib.hearth_model_destroy(this.handle);
+    this.handle = null;
+  }
+}
+
+/**
+ * Opens a GGUF model for native inference. `file` may pass an already parsed header (from
+ * readGguf) to avoid parsing it twice. Throws GgufError for a malformed or unsupported file,
+ * NativeError when the native side rejects it.
+ */
+export function openNativeModel(path: string, opts: NativeModelOptions = {}, file?: GgufFile): NativeModel {
+  const gguf = file ?? readGguf(path);
+  const { arch, hp } = llamaHparams(gguf);
+  const kvType = opts.kvType ?? "f16";
+  if (!(kvType in KV_TYPES)) throw new RangeError(`kvType must be "f16" or "q8_0", got ${String(kvType)}`);
+  const options = new Uint32Array(OPTIONS_BYTES / 4);
+  options.set([
+    positiveInt("threads", opts.threads ?? defaultThreads(), 256),
+    positiveInt("kvPages", opts.kvPages ?? 512, 1 << 24),
+    KV_TYPES[kvType],
+    positiveInt("maxBatchTokens", opts.maxBatchTokens ?? 512, 1 << 16),
+    positiveInt("maxSequences", opts.maxSequences ?? 16, 4096),
+  ]);
+  const tensors = encodeTensors(gguf, hp.nLayer);
+  const pathBytes = new TextEncoder().encode(path);
+  const out = new BigUint64Array(1);
+  const lib = library();
+  check(
+    lib.hearth_model_create(
+      pathBytes,
+      pathBytes.length,
+      encodeHparams(hp),
+      options,
+      tensors.bytes,
+      tensors.count,
+      out,
+    ),
+    `open ${path}`,
+  );
+  const handle = Number(out[0]) as Pointer;
+  const info: ModelInfo = {
+    architecture: arch,
+    vocabSize: hp.nVocab,
+    contextLength: hp.nCtxTrain,
+    embeddingLength: hp.nEmbd,
+    layerCount: hp.nLayer,
+    headCount: hp.nHead,
+    headCountKv: hp.nHeadKv,
+    headDim: hp.headDim,
+  };
+  // Identity of the KV this model produces: hyperparameters, tensor table, file size, KV type.
+  const tagSource = new Uint8Array(HPARAMS_BYTES + tensors.bytes.length + 16);
+  tagSource.set(encodeHparams(hp), 0);
+  tagSource.set(tensors.bytes, HPARAMS_BYTES);
+  new DataView(tagSource.buffer).setFloat64(HPARAMS_BYTES + tensors.bytes.length, gguf.fileSizeBytes, true);
+  tagSource[tagSource.length - 1] = KV_TYPES[kvType];
+  const modelTag = BigInt.asUintN(64, BigInt(Bun.hash(tagSource)));
+  return new FfiNativeModel(handle, info, modelTag, (options[1] as number) * 16);
+}

@@ -1,0 +1,19 @@
+// Sampling: the Sampler (bias, penalties, top-k/p, min-p, temperature, seeded draw), stop handling.
+export { Rng, randomSeed } from "./rng.ts";
+export {
+  argmax,
+  DEFAULT_SAMPLER_OPTIONS,
+  Sampler,
+  SamplerError,
+  type SamplerOptions,
+  selectTopK,
+  type TokenDistribution,
+} from "./sampler.ts";
+export {
+  type FinishReason,
+  StopCondition,
+  type StopConditionOptions,
+  type StopMatch,
+  StopMatcher,
+  type StopStep,
+} from "./stop.ts";

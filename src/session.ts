@@ -1,0 +1,710 @@
+// Session: one conversation over one KV sequence. Prefill and decode are separate steps;
+// generation streams text pieces; every call reports telemetry; a full context shifts.
+import type { ChatMessage } from "./chat/index.ts";
+import { resumeSequence, saveSequence } from "./kv/index.ts";
+import type { Model } from "./model.ts";
+import { createBatch } from "./native/model.ts";
+import { type Batch, KvFullError } from "./native/model-api.ts";
+import { type FinishReason, Sampler, type SamplerOptions, StopCondition } from "./sampling/index.ts";
+
+export type { ChatMessage };
+
+/**
+ * What happens when a session's context is full: keep the first `keepTokens` tokens (e.g. the
+ * system prompt), drop the `dropTokens` oldest after them, and re-rope the rest so generation
+ * continues. `false` turns shifting off: a full context is then a {@link ContextFullError}.
+ */
+export interface ContextShiftOptions {
+  /** Tokens at the start that are never dropped. Default 4. */
+  keepTokens?: number;
+  /** Tokens dropped per shift. Default: half of what follows the kept tokens. */
+  dropTokens?: number;
+}
+
+/** Options of {@link Model.createSession}. */
+export interface SessionOptions {
+  /** Most tokens this session's KV holds. Default: the model's `contextTokens`. */
+  contextTokens?: number;
+  /** Context shift when full (default on: keep 4, drop half), or `false` for an error instead. */
+  contextShift?: ContextShiftOptions | false;
+  /** A system message that starts the history of {@link Session.ask}. */
+  systemPrompt?: string;
+  /** Fixed seed (0) when a call gives none. Default: the model's `deterministic` option. */
+  deterministic?: boolean;
+  /** Sampling defaults for every call of this session; a call's options override them. */
+  sampling?: SamplerOptions;
+}
+
+/** Options of one generation ({@link Session.generate}, {@link Session.chat}, {@link Session.ask}). */
+export interface GenerateOptions extends SamplerOptions {
+  /** Most tokens to generate. Default 512. */
+  maxTokens?: number;
+  /** Generation ends before the first occurrence of any of these strings (not emitted). */
+  stop?: readonly string[];
+  /** Keep going past end-of-generation tokens. Default false. */
+  ignoreEos?: boolean;
+  /** Aborting ends the generation with finishReason "abort" (the text so far is kept). */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link Session.prefill}. */
+export interface PrefillOptions {
+  /** Add BOS as the model asks. Default: only when the session is empty. */
+  addSpecial?: boolean;
+  /** Read control-token text such as `<|im_start|>` as those tokens. Default false. */
+  parseSpecial?: boolean;
+  /** Aborting stops between chunks; the chunks already done stay in the session. */
+  signal?: AbortSignal;
+}
+
+/** Why a generation ended: a stop string, an end-of-generation token, the token budget, or abort. */
+export type GenerateFinishReason = FinishReason | "abort";
+
+/** Figures of one call. Rates are 0 when their phase did no work. */
+export interface Telemetry {
+  /** Prompt tokens run through the model (for generate: the prefills since the last generation). */
+  promptTokens: number;
+  /** Prompt tokens found already in the KV cache and not recomputed (chat). */
+  cachedTokens: number;
+  /** Tokens sampled. */
+  generatedTokens: number;
+  /** Prefill time plus the time to sample the first token; null when no token was sampled. */
+  timeToFirstTokenMs: number | null;
+  prefillMs: number;
+  prefillTokensPerS: number;
+  /** Forward passes of single generated tokens. */
+  decodeTokens: number;
+  decodeMs: number;
+  decodeTokensPerS: number;
+  /** Wall time of the call. */
+  totalMs: number;
+  /** Context shifts during the call, and the tokens they dropped. */
+  contextShifts: number;
+  droppedTokens: number;
+  /** Tokens in the session's context when the call ended. */
+  contextUsedTokens: number;
+  /** Null for a prefill. */
+  finishReason: GenerateFinishReason | null;
+}
+
+/** The outcome of a generation. */
+export interface GenerateResult {
+  text: string;
+  tokens: number[];
+  finishReason: GenerateFinishReason;
+  telemetry: Telemetry;
+}
+
+/** The context is full and context shift is off (or cannot free room); nothing was lost. */
+export class ContextFullError extends Error {
+  override name = "ContextFullError";
+  constructor(
+    message: string,
+    readonly contextTokens: number,
+    readonly usedTokens: number,
+  ) {
+    super(message);
+  }
+}
+
+/** A session was used after close, or two calls overlapped. */
+export class SessionStateError extends Error {
+  override name = "SessionStateError";
+}
+
+const DEFAULT_MAX_TOKENS = 512;
+const DEFAULT_KEEP_TOKENS = 4;
+/** Longest stretch of synchronous native work before the event loop gets a turn (abort, timers). */
+const YIELD_EVERY_MS = 20;
+
+interface PhaseFigures {
+  promptTokens: number;
+  cachedTokens: number;
+  prefillMs: number;
+  decodeTokens: number;
+  decodeMs: number;
+  contextShifts: number;
+  droppedTokens: number;
+}
+
+function emptyFigures(): PhaseFigures {
+  return {
+    promptTokens: 0,
+    cachedTokens: 0,
+    prefillMs: 0,
+    decodeTokens: 0,
+    decodeMs: 0,
+    contextShifts: 0,
+    droppedTokens: 0,
+  };
+}
+
+function rate(tokens: number, ms: number): number {
+  return tokens > 0 && ms > 0 ? (tokens * 1000) / ms : 0;
+}
+
+function nonNegativeInt(name: string, v: unknown): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
+    throw new RangeError(`${name} must be a non-negative integer, got ${String(v)}`);
+  }
+  return v;
+}
+
+/**
+ * One conversation with a model: a KV sequence rented from the model's pool, the token history,
+ * and the logits of the last token. Create with {@link Model.createSession}; {@link Session.close}
+ * returns the pages.
+ */
+export class Session {
+  readonly model: Model;
+  /** Most tokens the session's KV holds. */
+  readonly contextTokens: number;
+  readonly contextShift: Readonly<Required<ContextShiftOptions>> | false;
+  readonly deterministic: boolean;
+  /** The history {@link Session.ask} keeps (system prompt first, when given). */
+  readonly messages: ChatMessage[] = [];
+  /** Telemetry of the most recent call. */
+  lastTelemetry: Telemetry | null = null;
+
+  private seqId: number;
+  private readonly sampling: SamplerOptions;
+  private readonly systemPrompt: string | undefined;
+  private readonly onClose: () => void;
+  private readonly batch: Batch;
+  private readonly logits: Float32Array;
+  /** Token history; the first `kvLength` are in the KV cache, the rest are pending (sampled, not yet run). */
+  private history: number[] = [];
+  private kvLength = 0;
+  /** True when `logits` belong to the last token in the KV (false after a truncation). */
+  private logitsMatchKv = false;
+  private figures = emptyFigures();
+  private abortRequested = false;
+  private busy = false;
+  private closed = false;
+  private lastYieldMs = 0;
+
+  /** @internal Use {@link Model.createSession}. */
+  constructor(model: Model, opts: SessionOptions, onClose: () => void) {
+    this.model = model;
+    this.onClose = onClose;
+    const ctx = opts.contextTokens ?? model.options.contextTokens;
+    if (!Number.isInteger(ctx) || ctx < 2) {
+      throw new RangeError(`contextTokens must be an integer of at least 2, got ${String(ctx)}`);
+    }
+    this.contextTokens = ctx;
+    this.contextShift = resolveShift(opts.contextShift, ctx);
+    this.deterministic = opts.deterministic ?? model.options.deterministic;
+    this.sampling = { ...(opts.sampling ?? {}) };
+    // Validate the session-wide sampling defaults now rather than at the first call.
+    new Sampler({ ...this.sampling, seed: 0 });
+    this.systemPrompt = opts.systemPrompt;
+    if (this.systemPrompt !== undefined) this.messages.push({ role: "system", content: this.systemPrompt });
+    this.batch = createBatch(model.options.maxBatchTokens);
+    this.logits = new Float32Array(model.info.vocabSize);
+    this.seqId = model.native.seqCreate();
+  }
+
+  /** Every token of the session so far (prompt and generated), after any context shift. */
+  get tokens(): readonly number[] {
+    return this.history;
+  }
+
+  /** Tokens in the context now. */
+  get length(): number {
+    return this.history.length;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /**
+   * Runs prompt text or token ids through the model (in chunks of the model's maxBatchTokens)
+   * and keeps their KV; the next {@link Session.generate} continues from here.
+   * A string gets BOS only when the session is empty (and the model wants one).
+   * @returns the telemetry of this prefill (also in {@link Session.lastTelemetry}).
+   */
+  async prefill(input: string | readonly number[], opts: PrefillOptions = {}): Promise<Telemetry> {
+    const ids = this.toTokens(input, opts);
+    return this.exclusive(async () => {
+      const started = performance.now();
+      const before = { ...this.figures };
+      await this.feed(ids, opts.signal, "prefill");
+      const t = this.telemetry(started, null, 0, null, diffFigures(this.figures, before));
+      this.lastTelemetry = t;
+      return t;
+    });
+  }
+
+  /**
+   * Generates from the current context: an async iterator of text pieces (UTF-8 safe, stop
+   * strings withheld). The iterator's return value is the {@link GenerateResult}; its telemetry
+   * also lands in {@link Session.lastTelemetry}. Needs a prefilled prompt.
+   */
+  generate(opts: GenerateOptions = {}): AsyncGenerator<string, GenerateResult, void> {
+    const options = { ...this.sampling, ...opts };
+    this.checkOpen();
+    return this.exclusiveGen(() => this.generateInner(options, null, this.figures.prefillMs));
+  }
+
+  /**
+   * Answers a conversation: renders `messages` with the model's chat template, reuses the
+   * longest prefix already in the KV cache, prefills the rest, and streams the reply.
+   */
+  chat(
+    messages: readonly ChatMessage[],
+    opts: GenerateOptions = {},
+  ): AsyncGenerator<string, GenerateResult, void> {
+    const template = this.model.chatTemplate;
+    this.checkOpen();
+    const options = { ...this.sampling, ...opts };
+    const text = template.render([...messages], { addGenerationPrompt: true });
+    const tok = this.model.tokenizer;
+    const bosText = tok.bosId >= 0 ? tok.tokenText(tok.bosId) : "";
+    const ids = tok.encode(text, {
+      addSpecial: !(bosText !== "" && text.startsWith(bosText)),
+      parseSpecial: true,
+    });
+    return this.exclusiveGen(() =>
+      async function* (this: Session) {
+        const started = performance.now();
+        const priorPrefillMs = this.figures.prefillMs;
+        const cached = this.reuseCachedPrefix(ids);
+        this.figures.cachedTokens += cached;
+        const complete = await this.feed(ids.slice(cached), options.signal, "prefill");
+        if (!complete) return this.finish(started, null, [], "abort", "");
+        return yield* this.generateInner(options, started, priorPrefillMs);
+      }.call(this),
+    );
+  }
+
+  /**
+   * Adds a user message to {@link Session.messages}, generates the reply (streamed to
+   * `opts.onText` when given), adds it to the history, and returns it. On error the user
+   * message is taken back, so the history stays as it was.
+   */
+  async ask(
+    content: string,
+    opts: GenerateOptions & { onText?: (piece: string) => void } = {},
+  ): Promise<string> {
+    if (typeof content !== "string") throw new TypeError("ask: content must be a string");
+    this.messages.push({ role: "user", content });
+    let result: GenerateResult;
+    try {
+      const it = this.chat(this.messages, opts);
+      for (;;) {
+        const r = await it.next();
+        if (r.done) {
+          result = r.value;
+          break;
+        }
+        opts.onText?.(r.value);
+      }
+    } catch (err) {
+      this.messages.pop();
+      throw err;
+    }
+    this.messages.push({ role: "assistant", content: result.text });
+    return result.text;
+  }
+
+  /**
+   * Saves the token history and its KV to `path` so this or a later process can
+   * {@link Session.restore} it instead of prefilling again. Sampled tokens not yet in the KV are
+   * run first. Crash-safe: a temp file, fsync, rename. Returns the bytes written.
+   */
+  async save(path: string): Promise<number> {
+    this.checkOpen();
+    return this.exclusive(async () => {
+      if (this.kvLength < this.history.length) await this.feed([], undefined, "decode");
+      return saveSequence(this.model.native, this.seqId, this.history.slice(0, this.kvLength), path);
+    });
+  }
+
+  /**
+   * Replaces this session's context with one saved by {@link Session.save}: the KV is read from
+   * the file (checksums verified), not recomputed; only the last token runs again, at the next
+   * generate, for its logits. A missing, damaged or foreign file returns false and leaves the
+   * session as it was (prefill the conversation instead). {@link Session.messages} is not saved.
+   */
+  restore(path: string): boolean {
+    this.checkOpen();
+    if (this.busy) throw new SessionStateError("cannot restore while a call is running (abort it first)");
+    const native = this.model.native;
+    const r = resumeSequence(native, path);
+    if (!r.ok) return false;
+    if (r.tokens.length === 0 || r.tokens.length > this.contextTokens) {
+      native.seqFree(r.seqId);
+      return false;
+    }
+    native.seqFree(this.seqId);
+    this.seqId = r.seqId;
+    // Drop the last token from the KV so the next feed recomputes it and yields its logits.
+    native.seqShift(r.seqId, r.tokens.length - 1, 1);
+    this.history = r.tokens;
+    this.kvLength = r.tokens.length - 1;
+    this.logitsMatchKv = false;
+    return true;
+  }
+
+  /** Ends the running prefill or generation at the next token (finishReason "abort"). */
+  abort(): void {
+    this.abortRequested = true;
+  }
+
+  /** Forgets everything: the KV, the token history and the messages (the system prompt stays). */
+  reset(): void {
+    this.checkOpen();
+    if (this.busy) throw new SessionStateError("cannot reset while a call is running (abort it first)");
+    if (this.kvLength > 0) this.model.native.seqShift(this.seqId, 0, this.kvLength);
+    this.history = [];
+    this.kvLength = 0;
+    this.logitsMatchKv = false;
+    this.figures = emptyFigures();
+    this.messages.length = 0;
+    if (this.systemPrompt !== undefined) this.messages.push({ role: "system", content: this.systemPrompt });
+  }
+
+  /** Returns the session's KV pages to the pool. A running call ends with "abort". Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.abortRequested = true;
+    if (!this.model.isClosed) this.model.native.seqFree(this.seqId);
+    this.onClose();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  // --- internals ---
+
+  private checkOpen(): void {
+    if (this.closed) throw new SessionStateError("session is closed");
+  }
+
+  private toTokens(input: string | readonly number[], opts: PrefillOptions): number[] {
+    this.checkOpen();
+    const tok = this.model.tokenizer;
+    if (typeof input === "string") {
+      return tok.encode(input, {
+        addSpecial: opts.addSpecial ?? this.history.length === 0,
+        parseSpecial: opts.parseSpecial ?? false,
+      });
+    }
+    if (!Array.isArray(input) && !ArrayBuffer.isView(input)) {
+      throw new TypeError("prefill: input must be a string or an array of token ids");
+    }
+    const vocab = this.model.info.vocabSize;
+    const ids = Array.from(input as ArrayLike<number>);
+    ids.forEach((id, i) => {
+      if (!Number.isInteger(id) || id < 0 || id >= vocab) {
+        throw new RangeError(`prefill: token ${i} is ${String(id)}, not an id in [0, ${vocab})`);
+      }
+    });
+    return ids;
+  }
+
+  private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    this.checkOpen();
+    if (this.busy) throw new SessionStateError("the session is busy with another call (one call at a time)");
+    this.busy = true;
+    this.abortRequested = false;
+    try {
+      return await fn();
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async *exclusiveGen(
+    make: () => AsyncGenerator<string, GenerateResult, void>,
+  ): AsyncGenerator<string, GenerateResult, void> {
+    this.checkOpen();
+    if (this.busy) throw new SessionStateError("the session is busy with another call (one call at a time)");
+    this.busy = true;
+    this.abortRequested = false;
+    try {
+      return yield* make();
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async *generateInner(
+    opts: GenerateOptions,
+    callStarted: number | null,
+    priorPrefillMs: number,
+  ): AsyncGenerator<string, GenerateResult, void> {
+    // generate() is timed from its first next() (where the body starts) plus the prefills run
+    // before it; chat() from its own start (its prefill is inside) plus earlier prefills.
+    const started = callStarted ?? performance.now();
+    const tok = this.model.tokenizer;
+    const maxTokens = opts.maxTokens ?? DEFAULT_MAX_TOKENS;
+    const stop = new StopCondition({
+      maxTokens,
+      stop: opts.stop ?? [],
+      isEndOfGeneration: opts.ignoreEos ? () => false : (id) => tok.isEndOfGeneration(id),
+    });
+    const seed = opts.seed ?? (this.deterministic ? 0 : undefined);
+    const sampler = new Sampler({ ...opts, seed });
+    const decoder = tok.streamDecoder();
+    const out: number[] = [];
+    let text = "";
+    let ttft: number | null = null;
+    // Sampled tokens of an earlier generation are not in the KV yet: run them first.
+    if (this.kvLength < this.history.length) {
+      const complete = await this.feed([], opts.signal, "prefill");
+      if (!complete) return this.finish(started, ttft, out, "abort", text);
+    }
+    if (!this.logitsValid) {
+      throw new SessionStateError("nothing to generate from: prefill a prompt first");
+    }
+    if (stop.exhausted) return this.finish(started, ttft, out, "length", text);
+    let finished = false;
+    try {
+      for (;;) {
+        if (this.isAborted(opts.signal)) {
+          const tail = stop.flush();
+          if (tail.length > 0) {
+            text += tail;
+            yield tail;
+          }
+          finished = true;
+          return this.finish(started, ttft, out, "abort", text);
+        }
+        const id = sampler.sample(this.logits, this.history);
+        if (ttft === null) ttft = performance.now() - started + priorPrefillMs;
+        this.history.push(id);
+        out.push(id);
+        const piece = tok.isEndOfGeneration(id) && !opts.ignoreEos ? "" : decoder.push(id);
+        const step = stop.accept(id, piece);
+        if (step.text.length > 0) {
+          text += step.text;
+          yield step.text;
+        }
+        if (step.finish !== null) {
+          finished = true;
+          return this.finish(started, ttft, out, step.finish, text);
+        }
+        // An abort between tokens is seen at the top of the loop.
+        await this.feed([], opts.signal, "decode");
+      }
+    } finally {
+      // The consumer left the loop early (break, return, throw): still report the call.
+      if (!finished) this.finish(started, ttft, out, "abort", text);
+    }
+  }
+
+  private finish(
+    started: number,
+    ttft: number | null,
+    out: number[],
+    reason: GenerateFinishReason,
+    text: string,
+  ): GenerateResult {
+    const telemetry = this.telemetry(started, ttft, out.length, reason, this.figures);
+    this.figures = emptyFigures();
+    this.lastTelemetry = telemetry;
+    return { text, tokens: out, finishReason: reason, telemetry };
+  }
+
+  private telemetry(
+    started: number,
+    ttft: number | null,
+    generated: number,
+    reason: GenerateFinishReason | null,
+    f: PhaseFigures,
+  ): Telemetry {
+    return {
+      promptTokens: f.promptTokens,
+      cachedTokens: f.cachedTokens,
+      generatedTokens: generated,
+      timeToFirstTokenMs: ttft,
+      prefillMs: f.prefillMs,
+      prefillTokensPerS: rate(f.promptTokens, f.prefillMs),
+      decodeTokens: f.decodeTokens,
+      decodeMs: f.decodeMs,
+      decodeTokensPerS: rate(f.decodeTokens, f.decodeMs),
+      totalMs: performance.now() - started,
+      contextShifts: f.contextShifts,
+      droppedTokens: f.droppedTokens,
+      contextUsedTokens: this.history.length,
+      finishReason: reason,
+    };
+  }
+
+  /** Logits to sample from exist: every token of the history has been run. */
+  private get logitsValid(): boolean {
+    return this.logitsMatchKv && this.kvLength === this.history.length && this.kvLength > 0;
+  }
+
+  private isAborted(signal: AbortSignal | undefined): boolean {
+    return this.abortRequested || this.closed || signal?.aborted === true;
+  }
+
+  /**
+   * Keeps the longest prefix of `ids` that the session already holds and drops the rest of the
+   * KV (a shift with nothing after it). Returns how many tokens of `ids` are covered. At least
+   * one token is always left to run, so fresh logits come out.
+   */
+  private reuseCachedPrefix(ids: readonly number[]): number {
+    const h = this.history;
+    let common = 0;
+    const limit = Math.min(h.length, ids.length - 1);
+    while (common < limit && h[common] === ids[common]) common++;
+    if (common < this.kvLength) {
+      this.model.native.seqShift(this.seqId, common, this.kvLength - common);
+      this.kvLength = common;
+      this.logitsMatchKv = false;
+    }
+    this.history.length = common;
+    return common;
+  }
+
+  /**
+   * Appends `ids` to the history and runs every pending token through the model in chunks,
+   * shifting the context when it is full. Returns false when aborted between chunks (the
+   * chunks done stay in the KV; the rest stay pending).
+   */
+  private async feed(ids: readonly number[], signal: AbortSignal | undefined, phase: "prefill" | "decode") {
+    const total = this.history.length + ids.length;
+    if (this.contextShift === false && total > this.contextTokens) {
+      throw new ContextFullError(
+        `context full: the session holds ${this.kvLength} of ${this.contextTokens} tokens, ${total - this.kvLength} more do not fit, and contextShift is off ` +
+          `(open the session with a larger contextTokens, enable contextShift, or reset() it)`,
+        this.contextTokens,
+        this.kvLength,
+      );
+    }
+    for (const id of ids) this.history.push(id);
+    try {
+      return await this.runPending(signal, phase);
+    } catch (err) {
+      // Tokens that did not make it into the KV are forgotten, so the session stays consistent.
+      this.history.length = this.kvLength;
+      throw err;
+    }
+  }
+
+  private async runPending(signal: AbortSignal | undefined, phase: "prefill" | "decode"): Promise<boolean> {
+    const native = this.model.native;
+    const cap = this.batch.capacity;
+    while (this.kvLength < this.history.length) {
+      if (this.isAborted(signal)) return false;
+      let room = this.contextTokens - this.kvLength;
+      if (room === 0) {
+        this.shiftContext();
+        room = this.contextTokens - this.kvLength;
+      }
+      const n = Math.min(cap, room, this.history.length - this.kvLength);
+      const b = this.batch;
+      for (let k = 0; k < n; k++) {
+        b.tokens[k] = this.history[this.kvLength + k] as number;
+        b.positions[k] = this.kvLength + k;
+        b.seqIds[k] = this.seqId;
+        b.wantLogits[k] = k === n - 1 ? 1 : 0;
+      }
+      b.length = n;
+      const t0 = performance.now();
+      try {
+        native.decode(b, this.logits);
+      } catch (err) {
+        if (!(err instanceof KvFullError)) throw err;
+        // The pool is shared: other sessions may hold the pages. A shift of our own context
+        // frees some when shifting is on and we hold enough to drop.
+        const stats = native.kvStats();
+        if (this.contextShift !== false && this.kvLength > this.contextShift.keepTokens + stats.pageTokens) {
+          this.shiftContext();
+          continue;
+        }
+        throw new KvFullError(
+          `the KV pool is full (${stats.pagesTotal} pages of ${stats.pageTokens} tokens, shared by ${this.model.openSessions} sessions): ` +
+            `close other sessions, or load the model with more kvPages`,
+        );
+      }
+      const ms = performance.now() - t0;
+      if (phase === "prefill") {
+        this.figures.promptTokens += n;
+        this.figures.prefillMs += ms;
+      } else {
+        this.figures.decodeTokens += n;
+        this.figures.decodeMs += ms;
+      }
+      this.kvLength += n;
+      this.logitsMatchKv = true;
+      if (performance.now() - this.lastYieldMs > YIELD_EVERY_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        this.lastYieldMs = performance.now();
+      }
+    }
+    return true;
+  }
+
+  /** Makes room in a full context: keep the first tokens, drop the oldest after them, re-rope the rest. */
+  private shiftContext(): void {
+    const used = this.kvLength;
+    if (this.contextShift === false) {
+      throw new ContextFullError(
+        `context full: the session holds ${used} of ${this.contextTokens} tokens and contextShift is off ` +
+          `(open the session with a larger contextTokens, enable contextShift, or reset() it)`,
+        this.contextTokens,
+        used,
+      );
+    }
+    const keep = Math.min(this.contextShift.keepTokens, used);
+    const drop = Math.min(
+      this.contextShift.dropTokens > 0 ? this.contextShift.dropTokens : Math.floor((used - keep) / 2),
+      used - keep,
+    );
+    if (drop <= 0) {
+      throw new ContextFullError(
+        `context full: ${used} of ${this.contextTokens} tokens and nothing can be dropped after the ${keep} kept tokens`,
+        this.contextTokens,
+        used,
+      );
+    }
+    this.model.native.seqShift(this.seqId, keep, drop);
+    this.history.splice(keep, drop);
+    this.kvLength -= drop;
+    this.figures.contextShifts++;
+    this.figures.droppedTokens += drop;
+  }
+}
+
+function resolveShift(
+  shift: ContextShiftOptions | false | undefined,
+  contextTokens: number,
+): Readonly<Required<ContextShiftOptions>> | false {
+  if (shift === false) return false;
+  if (shift !== undefined && (typeof shift !== "object" || shift === null)) {
+    throw new TypeError("contextShift must be an object { keepTokens, dropTokens } or false");
+  }
+  const keepTokens = nonNegativeInt("contextShift.keepTokens", shift?.keepTokens ?? DEFAULT_KEEP_TOKENS);
+  // 0 means "half of what follows the kept tokens", decided at shift time.
+  const dropTokens = nonNegativeInt("contextShift.dropTokens", shift?.dropTokens ?? 0);
+  if (keepTokens >= contextTokens) {
+    throw new RangeError(
+      `contextShift.keepTokens (${keepTokens}) must be less than contextTokens (${contextTokens})`,
+    );
+  }
+  if (keepTokens + dropTokens > contextTokens) {
+    throw new RangeError(
+      `contextShift keepTokens + dropTokens (${keepTokens + dropTokens}) must not exceed contextTokens (${contextTokens})`,
+    );
+  }
+  return { keepTokens, dropTokens };
+}
+
+function diffFigures(after: PhaseFigures, before: PhaseFigures): PhaseFigures {
+  return {
+    promptTokens: after.promptTokens - before.promptTokens,
+    cachedTokens: after.cachedTokens - before.cachedTokens,
+    prefillMs: after.prefillMs - before.prefillMs,
+    decodeTokens: after.decodeTokens - before.decodeTokens,
+    decodeMs: after.decodeMs - before.decodeMs,
+    contextShifts: after.contextShifts - before.contextShifts,
+    droppedTokens: after.droppedTokens - before.droppedTokens,
+  };
+}

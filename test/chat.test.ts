@@ -1,0 +1,96 @@
+// Chat templates: the real SmolLM2 template from the GGUF, ChatML fallback, clear errors.
+import { describe, expect, test } from "bun:test";
+import { CHATML_TEMPLATE, ChatTemplate, ChatTemplateError } from "../src/chat/index.ts";
+import { GgufMetadata, readGguf } from "../src/gguf/index.ts";
+import { pullModel } from "../src/gguf/pull.ts";
+import { Tokenizer } from "../src/tokenizer/index.ts";
+
+describe("ChatTemplate on SmolLM2-135M-Instruct", async () => {
+  const md = new GgufMetadata(readGguf(await pullModel()).metadata);
+  const tokenizer = Tokenizer.fromGguf(md);
+  const chat = ChatTemplate.fromGguf(md, tokenizer);
+  const defaultSystem =
+    "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n";
+
+  test("uses the model's own template, not the fallback", () => {
+    expect(chat.isFallback).toBe(false);
+    expect(chat.source).toBe(md.string("tokenizer.chat_template"));
+  });
+
+  test("one user turn: default system prompt, the turn, and the assistant header", () => {
+    const text = chat.render([{ role: "user", content: "Hi there" }], { addGenerationPrompt: true });
+    expect(text).toBe(`${defaultSystem}<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n`);
+    const noPrompt = chat.render([{ role: "user", content: "Hi there" }], { addGenerationPrompt: false });
+    expect(noPrompt).toBe(`${defaultSystem}<|im_start|>user\nHi there<|im_end|>\n`);
+  });
+
+  test("a given system message replaces the default; multi-turn history keeps order", () => {
+    const text = chat.render(
+      [
+        { role: "system", content: "Be brief." },
+        { role: "user", content: "2+2?" },
+        { role: "assistant", content: "4" },
+        { role: "user", content: [{ type: "text", text: "and 3+3?" }] },
+      ],
+      { addGenerationPrompt: true },
+    );
+    expect(text).toBe(
+      "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n" +
+        "<|im_start|>assistant\n4<|im_end|>\n<|im_start|>user\nand 3+3?<|im_end|>\n<|im_start|>assistant\n",
+    );
+  });
+
+  test("the rendered prompt tokenizes with the control tokens as single ids", () => {
+    const ids = tokenizer.encode(chat.render([{ role: "user", content: "Hello" }]), { parseSpecial: true });
+    expect(ids[0]).toBe(tokenizer.tokenId("<|im_start|>"));
+    expect(ids.filter((id) => id === tokenizer.tokenId("<|im_end|>")).length).toBe(2);
+    // "assistant" is two BPE tokens in this vocabulary; the header still starts with one control id.
+    expect(ids.at(-4)).toBe(tokenizer.tokenId("<|im_start|>"));
+    expect(tokenizer.decode(ids.slice(-4), { special: true })).toBe("<|im_start|>assistant\n");
+  });
+
+  test("a model without a template falls back to ChatML", () => {
+    const bare = new Map(md.map);
+    bare.delete("tokenizer.chat_template");
+    const fallback = ChatTemplate.fromGguf(new GgufMetadata(bare), tokenizer);
+    expect(fallback.isFallback).toBe(true);
+    expect(fallback.source).toBe(CHATML_TEMPLATE);
+    expect(fallback.render([{ role: "user", content: "Hi" }])).toBe(
+      "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+    );
+  });
+
+  test("bos/eos texts and extra variables reach the template", () => {
+    const t = ChatTemplate.fromString("{{ bos_token }}|{{ eos_token }}|{{ who }}", {
+      bosToken: "<s>",
+      eosToken: "</s>",
+    });
+    expect(t.render([], { variables: { who: "me" } })).toBe("<s>|</s>|me");
+    const fromModel = ChatTemplate.fromGguf(
+      new GgufMetadata(new Map(md.map).set("tokenizer.chat_template", "{{ bos_token }}{{ eos_token }}")),
+      tokenizer,
+    );
+    expect(fromModel.render([])).toBe("<|im_start|><|im_end|>");
+  });
+
+  test("a broken template is a clear error at load; a failing one at render", () => {
+    const broken = new GgufMetadata(
+      new Map(md.map).set("tokenizer.chat_template", "{% for m in messages %}{{ m"),
+    );
+    expect(() => ChatTemplate.fromGguf(broken, tokenizer)).toThrow(ChatTemplateError);
+    expect(() => ChatTemplate.fromGguf(broken, tokenizer)).toThrow(/does not parse/);
+    const raising = ChatTemplate.fromString("{{ raise_exception('roles must alternate') }}");
+    expect(() => raising.render([{ role: "user", content: "x" }])).toThrow(
+      /failed to render: .*roles must alternate/,
+    );
+  });
+
+  test("malformed messages are rejected with the field named", () => {
+    expect(() => chat.render([{ role: "", content: "x" }])).toThrow(/messages\[0\]\.role/);
+    expect(() => chat.render([{ role: "user", content: 5 as unknown as string }])).toThrow(
+      /messages\[0\]\.content/,
+    );
+    expect(() => chat.render([{ role: "user", content: [{ type: "image_url" }] }])).toThrow(/only text/);
+    expect(() => chat.render("hi" as unknown as [])).toThrow(/must be an array/);
+  });
+});

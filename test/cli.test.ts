@@ -1,0 +1,127 @@
+// The CLI as a user runs it: `hearth run` and `hearth chat` as subprocesses with the real model.
+import { beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { loadModel } from "../src/index.ts";
+
+const ROOT = join(import.meta.dir, "..");
+const MAIN = join(ROOT, "src/cli/main.ts");
+
+async function hearth(args: string[], stdin?: string) {
+  const proc = Bun.spawn([process.execPath, MAIN, ...args], {
+    cwd: ROOT,
+    stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin),
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, HEARTH_THREADS: "2" },
+  });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  return { stdout, stderr, code };
+}
+
+const PROMPT = "The first man to walk on the moon was";
+let expectedGreedy: string;
+
+beforeAll(async () => {
+  // What the library itself generates greedily for PROMPT: the CLI must print exactly this.
+  const model = await loadModel(undefined, { threads: 2 });
+  const s = model.createSession();
+  await s.prefill(PROMPT);
+  expectedGreedy = "";
+  for await (const p of s.generate({ maxTokens: 10, temperature: 0 })) expectedGreedy += p;
+  s.close();
+  model.close();
+}, 120_000);
+
+describe("hearth run", () => {
+  test("streams the generation to stdout and telemetry to stderr", async () => {
+    const r = await hearth(["run", "-p", PROMPT, "-n", "10", "--temp", "0"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`${expectedGreedy}\n`);
+    expect(r.stderr).toMatch(
+      /\[hearth\] prompt \d+ tok .*tok\/s\) \| generated \d+ tok, decode [\d.]+ tok\/s \| ttft \d+ ms/,
+    );
+  }, 120_000);
+
+  test("--json prints one object with text, tokens, finish reason and telemetry", async () => {
+    const r = await hearth(["run", "-p", PROMPT, "-n", "10", "--temp", "0", "--json"]);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.text).toBe(expectedGreedy);
+    expect(out.tokens.length).toBe(out.telemetry.generatedTokens);
+    expect(["length", "eos"]).toContain(out.finishReason);
+    expect(out.telemetry.prefillTokensPerS).toBeGreaterThan(0);
+  }, 120_000);
+
+  test("the prompt can come from stdin", async () => {
+    const r = await hearth(["run", "-n", "10", "--temp", "0"], `${PROMPT}\n`);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`${expectedGreedy}\n`);
+  }, 120_000);
+
+  test("--chat with a seed: the README's main command, repeatable", async () => {
+    const args = ["run", "--chat", "-n", "24", "--seed", "5", "-p", "Say hello in one sentence."];
+    const a = await hearth(args);
+    expect(a.code).toBe(0);
+    expect(a.stdout.trim().length).toBeGreaterThan(0);
+    expect(a.stdout).not.toContain("<|im_start|>");
+    const b = await hearth(args);
+    expect(b.stdout).toBe(a.stdout);
+  }, 120_000);
+
+  test("bad flags get a clear message and exit code 2; --help exits 0", async () => {
+    const bad = await hearth(["run", "-p", "x", "--temp", "hot"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--temp must be a number, got "hot"');
+    const unknown = await hearth(["run", "-p", "x", "--frobnicate"]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/frobnicate/);
+    const missing = await hearth(["run", "-m", "/nonexistent/model.gguf", "-p", "x"]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/nonexistent\/model\.gguf.* is not a file/);
+    const help = await hearth(["run", "--help"]);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain("Usage: hearth run");
+    expect(help.stdout).toContain("--top-p");
+    const top = await hearth(["--help"]);
+    expect(top.stdout).toContain("chat");
+  }, 120_000);
+});
+
+describe("hearth chat", () => {
+  test("piped stdin: two turns with history, /reset, /exit", async () => {
+    const input = [
+      "What is the capital of France?",
+      "/reset",
+      "Name one colour.",
+      "/exit",
+      "never read",
+    ].join("\n");
+    const r = await hearth(["chat", "-n", "16", "--temp", "0", "--system", "Answer briefly."], `${input}\n`);
+    expect(r.code).toBe(0);
+    const turns = r.stderr.match(/\[hearth\] prompt/g) ?? [];
+    expect(turns.length).toBe(2);
+    expect(r.stderr).toContain("conversation reset");
+    // After /reset the second turn starts from the system prompt again: nothing is cached.
+    expect(r.stderr).not.toMatch(/cached/);
+    const replies = r.stdout.split("\n").filter((l) => l.trim() !== "");
+    expect(replies.length).toBeGreaterThanOrEqual(2);
+  }, 120_000);
+
+  test("without /reset the second turn reuses the first turn's KV", async () => {
+    const input = ["What is the capital of France?", "And of Spain?"].join("\n");
+    const r = await hearth(["chat", "-n", "12", "--temp", "0"], `${input}\n`);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/\(\+\d+ cached\)/);
+  }, 120_000);
+
+  test("an unknown command is reported and the chat goes on", async () => {
+    const r = await hearth(["chat", "-n", "4", "--temp", "0"], "/bogus\nHi\n");
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain("unknown command /bogus");
+    expect((r.stderr.match(/\[hearth\] prompt/g) ?? []).length).toBe(1);
+  }, 120_000);
+});

@@ -1,0 +1,347 @@
+// Sampler, RNG and stop handling, tested by property over many random rows, not only by example.
+import { describe, expect, test } from "bun:test";
+import {
+  argmax,
+  Rng,
+  Sampler,
+  SamplerError,
+  StopCondition,
+  StopMatcher,
+  selectTopK,
+} from "../src/sampling/index.ts";
+
+/** Random logits with a realistic spread (sum of uniforms, scaled), reproducible from `seed`. */
+function randomRow(rng: Rng, n: number, scale = 4): Float32Array {
+  const row = new Float32Array(n);
+  for (let i = 0; i < n; i++) row[i] = (rng.nextFloat() + rng.nextFloat() + rng.nextFloat() - 1.5) * scale;
+  return row;
+}
+
+function softmax(row: ArrayLike<number>, temperature = 1): number[] {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < row.length; i++) max = Math.max(max, row[i] as number);
+  const w = Array.from(row, (v) => Math.exp((v - max) / temperature));
+  const z = w.reduce((a, b) => a + b, 0);
+  return w.map((x) => x / z);
+}
+
+const OFF = { topK: 0, topP: 1, minP: 0 } as const;
+
+describe("Sampler properties", () => {
+  const rng = new Rng(1234);
+
+  test("top-k never returns a token outside the k best", () => {
+    for (let trial = 0; trial < 300; trial++) {
+      const row = randomRow(rng, 1000);
+      const k = 1 + (rng.nextU32() % 50);
+      const s = new Sampler({ ...OFF, topK: k, temperature: 1.5, seed: trial });
+      for (let draw = 0; draw < 5; draw++) {
+        const id = s.sample(row);
+        const value = row[id] as number;
+        let better = 0;
+        for (const v of row) if (v > value) better++;
+        expect(better).toBeLessThan(k);
+      }
+    }
+  });
+
+  test("min-p never returns a token below p times the best probability", () => {
+    for (let trial = 0; trial < 300; trial++) {
+      const row = randomRow(rng, 500, 3);
+      const minP = 0.01 + rng.nextFloat() * 0.5;
+      const probs = softmax(row);
+      const best = Math.max(...probs);
+      const s = new Sampler({ ...OFF, minP, temperature: 2, seed: trial });
+      for (let draw = 0; draw < 5; draw++) {
+        const id = s.sample(row);
+        expect(probs[id] as number).toBeGreaterThanOrEqual(minP * best * (1 - 1e-5));
+      }
+    }
+  });
+
+  test("top-p returns only tokens of the nucleus (mass of strictly better tokens < p)", () => {
+    for (let trial = 0; trial < 200; trial++) {
+      // Large flat rows force the sampler past its short sorted prefixes to the full vocabulary.
+      const n = trial % 10 === 0 ? 49152 : 800;
+      const row = randomRow(rng, n, trial % 10 === 0 ? 0.5 : 4);
+      const topP = 0.05 + rng.nextFloat() * 0.9;
+      const probs = softmax(row);
+      const s = new Sampler({ ...OFF, topP, temperature: 1, seed: trial });
+      const id = s.sample(row);
+      let massBefore = 0;
+      for (let i = 0; i < n; i++)
+        if ((row[i] as number) > (row[id] as number)) massBefore += probs[i] as number;
+      expect(massBefore).toBeLessThan(topP + 1e-4);
+    }
+  });
+
+  test("the candidate set is exactly what each filter defines (checked against a full sort)", () => {
+    for (let trial = 0; trial < 120; trial++) {
+      const n = trial % 20 === 1 ? 49152 : 600;
+      const row = randomRow(rng, n, trial % 20 === 1 ? 0.5 : 3);
+      const probs = softmax(row);
+      const order = Array.from({ length: n }, (_, i) => i).sort(
+        (a, b) => (row[b] as number) - (row[a] as number) || a - b,
+      );
+      const kind = trial % 3;
+      let expected: number[];
+      let s: Sampler;
+      if (kind === 0) {
+        const k = 1 + (rng.nextU32() % 100);
+        expected = order.slice(0, k);
+        s = new Sampler({ ...OFF, topK: k, temperature: 1 });
+      } else if (kind === 1) {
+        const topP = 0.05 + rng.nextFloat() * 0.9;
+        let cum = 0;
+        let cut = 0;
+        while (cut < n && cum < topP) cum += probs[order[cut++] as number] as number;
+        expected = order.slice(0, cut);
+        s = new Sampler({ ...OFF, topP, temperature: 1 });
+      } else {
+        const minP = 0.01 + rng.nextFloat() * 0.5;
+        const best = probs[order[0] as number] as number;
+        // Half the time behind a loose top-k, which takes the sorted path through min-p.
+        const topK = trial % 2 === 0 ? 0 : Math.floor(n / 2);
+        expected = (topK > 0 ? order.slice(0, topK) : order).filter(
+          (id) => (probs[id] as number) >= minP * best,
+        );
+        s = new Sampler({ ...OFF, topK, minP, temperature: 1 });
+      }
+      const got = Array.from(s.distribution(row).ids).sort((a, b) => a - b);
+      const want = expected.slice().sort((a, b) => a - b);
+      // Float32 vs float64 rounding may move one token sitting exactly on a top-p / min-p boundary.
+      const gotSet = new Set(got);
+      const wantSet = new Set(want);
+      const diff = want.filter((id) => !gotSet.has(id)).length + got.filter((id) => !wantSet.has(id)).length;
+      expect(diff).toBeLessThanOrEqual(kind === 0 ? 0 : 1);
+    }
+  });
+
+  test("top-k then top-p: the nucleus is computed over the k survivors", () => {
+    const row = new Float32Array([5, 4, 3, 2, 1, 0]);
+    const s = new Sampler({ topK: 2, topP: 0.7, minP: 0, temperature: 1, seed: 1 });
+    // Over the top 2 only, token 0 has e/(e+1) = 0.73 >= 0.7, so it alone is the nucleus.
+    const d = s.distribution(row);
+    expect(Array.from(d.ids)).toEqual([0]);
+  });
+
+  test("temperature 0 is greedy and temperature -> 0 converges to greedy", () => {
+    for (let trial = 0; trial < 200; trial++) {
+      const row = randomRow(rng, 300);
+      expect(new Sampler({ temperature: 0, seed: trial }).sample(row)).toBe(argmax(row));
+      expect(new Sampler({ ...OFF, temperature: 1e-6, seed: trial }).sample(row)).toBe(argmax(row));
+    }
+  });
+
+  test("penalties only lower the chance of repeated tokens relative to the others", () => {
+    for (let trial = 0; trial < 200; trial++) {
+      const n = 200;
+      const row = randomRow(rng, n);
+      const history = Array.from({ length: 40 }, () => rng.nextU32() % n);
+      const probsOf = (opts: ConstructorParameters<typeof Sampler>[0]) => {
+        const d = new Sampler({ ...OFF, temperature: 1, seed: 1, ...opts }).distribution(row, history);
+        const p = new Float64Array(n);
+        d.ids.forEach((id, i) => {
+          p[id] = d.probs[i] as number;
+        });
+        return p;
+      };
+      const before = probsOf({});
+      const after = probsOf({
+        repeatPenalty: 1 + rng.nextFloat(),
+        presencePenalty: rng.nextFloat(),
+        frequencyPenalty: rng.nextFloat(),
+        penaltyLastN: 64,
+      });
+      const repeated = new Set(history);
+      let repeatedBefore = 0;
+      let repeatedAfter = 0;
+      let minOtherGain = Number.POSITIVE_INFINITY;
+      let maxRepeatedGain = 0;
+      for (let id = 0; id < n; id++) {
+        const gain = (after[id] as number) / (before[id] as number);
+        if (repeated.has(id)) {
+          repeatedBefore += before[id] as number;
+          repeatedAfter += after[id] as number;
+          maxRepeatedGain = Math.max(maxRepeatedGain, gain);
+        } else {
+          // Tokens that were not repeated never lose probability.
+          expect(gain).toBeGreaterThanOrEqual(1 - 1e-6);
+          minOtherGain = Math.min(minOtherGain, gain);
+        }
+      }
+      // Every repeated token loses ground against every other token, and their total mass shrinks.
+      expect(maxRepeatedGain).toBeLessThanOrEqual(minOtherGain * (1 + 1e-5));
+      expect(repeatedAfter).toBeLessThanOrEqual(repeatedBefore + 1e-6);
+    }
+  });
+
+  test("penaltyLastN limits the window: tokens older than N are not penalised", () => {
+    const row = new Float32Array([2, 2, 2, 2]);
+    const s = new Sampler({ ...OFF, temperature: 1, repeatPenalty: 2, penaltyLastN: 1, seed: 1 });
+    const d = s.distribution(row, [0, 1]);
+    const p = new Map(Array.from(d.ids, (id, i) => [id, d.probs[i] as number]));
+    expect(p.get(0)).toBeCloseTo(p.get(2) as number, 6); // 0 fell out of the window
+    expect(p.get(1) as number).toBeLessThan(p.get(2) as number);
+  });
+
+  test("same seed gives the same tokens; another seed gives others", () => {
+    const rows = Array.from({ length: 200 }, () => randomRow(rng, 1000, 1));
+    const run = (seed: number) => {
+      const s = new Sampler({ temperature: 1, topK: 0, topP: 0.95, minP: 0.01, seed });
+      const out: number[] = [];
+      for (const r of rows) out.push(s.sample(r, out));
+      return out;
+    };
+    expect(run(42)).toEqual(run(42));
+    expect(run(42)).not.toEqual(run(43));
+  });
+
+  test("draws follow softmax(logits / T) on many samples", () => {
+    const row = new Float32Array([1.0, 0.5, 0.0, -0.5, 2.0, 0.25]);
+    const temperature = 0.7;
+    const expected = softmax(row, temperature);
+    const s = new Sampler({ ...OFF, temperature, seed: 7 });
+    const d = s.distribution(row);
+    d.ids.forEach((id, i) => {
+      expect(d.probs[i] as number).toBeCloseTo(expected[id] as number, 5);
+    });
+    const draws = 60_000;
+    const counts = new Array(row.length).fill(0);
+    for (let i = 0; i < draws; i++) counts[s.sample(row)]++;
+    for (let id = 0; id < row.length; id++) {
+      // Standard error at p ~ 0.3 and 60k draws is ~0.002; 0.01 is five of them.
+      expect(Math.abs(counts[id] / draws - (expected[id] as number))).toBeLessThan(0.01);
+    }
+  });
+
+  test("logit bias: -Infinity bans a token even when it is the best", () => {
+    const row = new Float32Array([10, 1, 1, 1]);
+    const s = new Sampler({ ...OFF, temperature: 1, logitBias: { 0: Number.NEGATIVE_INFINITY }, seed: 3 });
+    for (let i = 0; i < 500; i++) expect(s.sample(row)).not.toBe(0);
+    const boosted = new Sampler({ temperature: 0, logitBias: new Map([[3, 20]]) });
+    expect(boosted.sample(row)).toBe(3);
+  });
+
+  test("bad input is a clear SamplerError, never a crash", () => {
+    expect(() => new Sampler({ temperature: -1 })).toThrow(SamplerError);
+    expect(() => new Sampler({ topP: 0 })).toThrow(/topP/);
+    expect(() => new Sampler({ topK: 1.5 })).toThrow(/topK/);
+    expect(() => new Sampler({ logitBias: { 1: Number.NaN } })).toThrow(/logitBias/);
+    expect(() => new Sampler().sample(new Float32Array(0))).toThrow(/empty/);
+    expect(() => new Sampler().sample(new Float32Array([1, Number.NaN]))).toThrow(/NaN/);
+    const allBanned = new Sampler({
+      logitBias: { 0: Number.NEGATIVE_INFINITY, 1: Number.NEGATIVE_INFINITY },
+    });
+    expect(() => allBanned.sample(new Float32Array([1, 2]))).toThrow(/banned/);
+  });
+
+  test("the logits row passed in is never modified, buffers are reused across calls", () => {
+    const row = randomRow(rng, 1000);
+    const copy = row.slice();
+    const s = new Sampler({ repeatPenalty: 1.3, logitBias: { 5: 3 }, seed: 1 });
+    const first = s.distribution(row, [1, 2, 3]).ids.buffer;
+    s.sample(row, [1, 2, 3]);
+    expect(s.distribution(row, [4]).ids.buffer).toBe(first);
+    expect(row).toEqual(copy);
+  });
+
+  test("selectTopK agrees with a full sort (ties broken by lower id)", () => {
+    for (let trial = 0; trial < 100; trial++) {
+      const n = 1 + (rng.nextU32() % 300);
+      const values = new Float32Array(n);
+      for (let i = 0; i < n; i++) values[i] = rng.nextU32() % 20; // many ties
+      const k = 1 + (rng.nextU32() % n);
+      const ids = new Int32Array(k);
+      const vals = new Float32Array(k);
+      selectTopK(values, n, k, ids, vals);
+      const expected = Array.from({ length: n }, (_, i) => i)
+        .sort((a, b) => (values[b] as number) - (values[a] as number) || a - b)
+        .slice(0, k);
+      expect(Array.from(ids)).toEqual(expected);
+    }
+  });
+});
+
+describe("Rng", () => {
+  test("same seed, same stream; floats in [0, 1) with mean near 1/2", () => {
+    const a = new Rng(99);
+    const b = new Rng(99);
+    let sum = 0;
+    for (let i = 0; i < 100_000; i++) {
+      const x = a.nextFloat();
+      expect(x).toBe(b.nextFloat());
+      if (x < 0 || x >= 1) throw new Error(`out of range: ${x}`);
+      sum += x;
+    }
+    expect(Math.abs(sum / 100_000 - 0.5)).toBeLessThan(0.01);
+    expect(new Rng(1).nextU32()).not.toBe(new Rng(2).nextU32());
+    expect(new Rng(2 ** 40).nextU32()).not.toBe(new Rng(0).nextU32());
+  });
+});
+
+describe("StopMatcher", () => {
+  const rng = new Rng(5);
+  const alphabet = ["a", "b", "c", "<", "|", ">", "\n", "é", "😀"];
+  const randomText = (len: number) =>
+    Array.from({ length: len }, () => alphabet[rng.nextU32() % alphabet.length]).join("");
+
+  test("emits exactly the text before the first stop string, whatever the chunking", () => {
+    for (let trial = 0; trial < 500; trial++) {
+      const stops = Array.from({ length: 1 + (rng.nextU32() % 3) }, () =>
+        randomText(1 + (rng.nextU32() % 4)),
+      );
+      const text = randomText(rng.nextU32() % 40);
+      let firstAt = -1;
+      for (const s of stops) {
+        const i = text.indexOf(s);
+        if (i >= 0 && (firstAt < 0 || i < firstAt)) firstAt = i;
+      }
+      const m = new StopMatcher(stops);
+      let out = "";
+      let stopped = false;
+      // Chunk on code point boundaries, as a stream decoder would deliver text.
+      const chars = Array.from(text);
+      for (let i = 0; i < chars.length && !stopped; ) {
+        const len = 1 + (rng.nextU32() % 4);
+        const r = m.push(chars.slice(i, i + len).join(""));
+        out += r.text;
+        stopped = r.stopped;
+        i += len;
+      }
+      if (!stopped) out += m.flush();
+      expect(stopped).toBe(firstAt >= 0);
+      expect(out).toBe(firstAt >= 0 ? text.slice(0, firstAt) : text);
+    }
+  });
+
+  test("holds back a possible stop prefix and releases it when it is not one", () => {
+    const m = new StopMatcher(["<|im_end|>"]);
+    expect(m.push("Hello <|im")).toEqual({ text: "Hello ", stopped: false });
+    expect(m.push("age")).toEqual({ text: "<|image", stopped: false });
+    expect(m.push(" ok<|im_e")).toEqual({ text: " ok", stopped: false });
+    expect(m.push("nd|> tail")).toEqual({ text: "", stopped: true, stop: "<|im_end|>" });
+    expect(m.push("more")).toEqual({ text: "", stopped: true });
+    expect(() => new StopMatcher([""])).toThrow(RangeError);
+  });
+});
+
+describe("StopCondition", () => {
+  test("ends on EOS, on a stop string, or at maxTokens, with the held text flushed", () => {
+    const eos = new StopCondition({ maxTokens: 10, stop: ["END"], isEndOfGeneration: (id) => id === 0 });
+    expect(eos.accept(5, "abc E")).toEqual({ text: "abc ", finish: null });
+    expect(eos.accept(0, "")).toEqual({ text: "E", finish: "eos" });
+
+    const stop = new StopCondition({ stop: ["END"] });
+    expect(stop.accept(1, "xEN")).toEqual({ text: "x", finish: null });
+    expect(stop.accept(1, "D!")).toEqual({ text: "", finish: "stop" });
+    expect(stop.finishReason).toBe("stop");
+
+    const len = new StopCondition({ maxTokens: 2, stop: ["zz"] });
+    expect(len.accept(1, "a")).toEqual({ text: "a", finish: null });
+    expect(len.accept(1, "z")).toEqual({ text: "z", finish: "length" });
+    expect(len.tokenCount).toBe(2);
+    expect(new StopCondition({ maxTokens: 0 }).exhausted).toBe(true);
+    expect(() => new StopCondition({ maxTokens: -1 })).toThrow(RangeError);
+  });
+});

@@ -1,0 +1,357 @@
+// Session logic against a scripted NativeModel (the piece Session talks to): chunking, positions,
+// context shift bookkeeping, the full-context error, KV pool exhaustion, abort, telemetry.
+// The tokenizer and chat template are the real ones from the default model's GGUF metadata.
+import { beforeAll, describe, expect, test } from "bun:test";
+import { ChatTemplate } from "../src/chat/index.ts";
+import { GgufMetadata, readGguf } from "../src/gguf/index.ts";
+import { pullModel } from "../src/gguf/pull.ts";
+import { Model, resolveModelOptions } from "../src/model.ts";
+import {
+  type Batch,
+  KvFullError,
+  type KvStats,
+  type ModelInfo,
+  type NativeModel,
+} from "../src/native/model-api.ts";
+import { ContextFullError, SessionStateError } from "../src/session.ts";
+import { Tokenizer } from "../src/tokenizer/index.ts";
+
+const PAGE_TOKENS = 16;
+
+/**
+ * A NativeModel that checks every call the way the real one would (contiguous positions per
+ * sequence, batch capacity, page accounting) and whose logits make token `next(last)` the
+ * greedy choice, so the expected output is known.
+ */
+class ScriptedNative implements NativeModel {
+  readonly info: ModelInfo;
+  readonly seqs = new Map<number, number[]>();
+  readonly decodeSizes: number[] = [];
+  readonly shifts: { seq: number; keep: number; drop: number }[] = [];
+  private nextSeq = 0;
+  private pagesUsed = 0;
+
+  constructor(
+    vocabSize: number,
+    readonly pagesTotal: number,
+    readonly next: (last: number) => number,
+  ) {
+    this.info = {
+      architecture: "scripted",
+      vocabSize,
+      contextLength: 1 << 20,
+      embeddingLength: 8,
+      layerCount: 1,
+      headCount: 1,
+      headCountKv: 1,
+      headDim: 8,
+    };
+  }
+
+  private pagesOf(seq: number): number {
+    return Math.ceil((this.seqs.get(seq)?.length ?? 0) / PAGE_TOKENS);
+  }
+  seqCreate(): number {
+    const id = this.nextSeq++;
+    this.seqs.set(id, []);
+    return id;
+  }
+  seqFree(seqId: number): void {
+    if (!this.seqs.has(seqId)) throw new Error(`seqFree: ${seqId} not open`);
+    this.pagesUsed -= this.pagesOf(seqId);
+    this.seqs.delete(seqId);
+  }
+  seqLength(seqId: number): number {
+    return this.seqs.get(seqId)?.length ?? -1;
+  }
+  seqShift(seqId: number, keep: number, drop: number): void {
+    const s = this.seqs.get(seqId);
+    if (!s || keep + drop > s.length) throw new Error("bad shift");
+    const before = this.pagesOf(seqId);
+    s.splice(keep, drop);
+    this.pagesUsed -= before - this.pagesOf(seqId);
+    this.shifts.push({ seq: seqId, keep, drop });
+  }
+  decode(batch: Batch, out: Float32Array): number {
+    expect(batch.length).toBeLessThanOrEqual(batch.capacity);
+    // Pages needed first: nothing is written when the pool cannot hold the batch.
+    const grow = new Map<number, number>();
+    for (let i = 0; i < batch.length; i++) {
+      const seq = batch.seqIds[i] as number;
+      grow.set(seq, (grow.get(seq) ?? 0) + 1);
+    }
+    let need = 0;
+    for (const [seq, n] of grow) {
+      const len = this.seqs.get(seq)?.length ?? 0;
+      need += Math.ceil((len + n) / PAGE_TOKENS) - Math.ceil(len / PAGE_TOKENS);
+    }
+    if (this.pagesUsed + need > this.pagesTotal) throw new KvFullError("scripted pool full");
+    this.pagesUsed += need;
+    this.decodeSizes.push(batch.length);
+    let rows = 0;
+    for (let i = 0; i < batch.length; i++) {
+      const s = this.seqs.get(batch.seqIds[i] as number);
+      if (!s) throw new Error("decode: sequence not open");
+      expect(batch.positions[i]).toBe(s.length);
+      s.push(batch.tokens[i] as number);
+      if (batch.wantLogits[i] === 1) {
+        const row = out.subarray(rows * this.info.vocabSize, (rows + 1) * this.info.vocabSize);
+        row.fill(0);
+        row[this.next(batch.tokens[i] as number)] = 10;
+        rows++;
+      }
+    }
+    return rows;
+  }
+  kvStats(): KvStats {
+    return {
+      pageTokens: PAGE_TOKENS,
+      pagesTotal: this.pagesTotal,
+      pagesFree: this.pagesTotal - this.pagesUsed,
+      pageSizeBytes: 1,
+    };
+  }
+  close(): void {}
+}
+
+let tokenizer: Tokenizer;
+let md: GgufMetadata;
+let path: string;
+let letters: number[]; // token ids of "a".."z" (single tokens in this vocabulary)
+
+beforeAll(async () => {
+  path = await pullModel();
+  md = new GgufMetadata(readGguf(path).metadata);
+  tokenizer = Tokenizer.fromGguf(md);
+  letters = [..."abcdefghijklmnopqrstuvwxyz"].map((c) => {
+    const ids = tokenizer.encode(c, { addSpecial: false });
+    expect(ids.length).toBe(1);
+    return ids[0] as number;
+  }, 60_000);
+});
+
+/** A model whose greedy continuation of letter X is the next letter (z wraps to a). */
+function scriptedModel(opts: { pages?: number; maxBatchTokens?: number; contextTokens?: number } = {}) {
+  const cycle = (last: number) => {
+    const i = letters.indexOf(last);
+    return letters[(i + 1) % letters.length] as number;
+  };
+  const native = new ScriptedNative(tokenizer.vocabSize, opts.pages ?? 64, cycle);
+  const file = readGguf(path);
+  const model = new Model({
+    path,
+    file,
+    native,
+    tokenizer,
+    chatTemplate: ChatTemplate.fromGguf(md, tokenizer),
+    options: resolveModelOptions(
+      { threads: 1, maxBatchTokens: opts.maxBatchTokens ?? 8, contextTokens: opts.contextTokens ?? 64 },
+      { contextLength: 8192 },
+    ),
+  });
+  return { model, native };
+}
+
+async function collect(it: AsyncGenerator<string, unknown, void>): Promise<string> {
+  let s = "";
+  for await (const p of it) s += p;
+  return s;
+}
+
+describe("session logic over a scripted native model", () => {
+  test("prefill is split into chunks of maxBatchTokens with contiguous positions", async () => {
+    const { model, native } = scriptedModel({ maxBatchTokens: 8 });
+    const s = model.createSession();
+    const t = await s.prefill(letters.slice(0, 21));
+    expect(native.decodeSizes).toEqual([8, 8, 5]);
+    expect(t.promptTokens).toBe(21);
+    expect(t.finishReason).toBeNull();
+    expect(s.length).toBe(21);
+    model.close();
+  }, 60_000);
+
+  test("greedy generation streams the scripted continuation and stops at maxTokens", async () => {
+    const { model } = scriptedModel();
+    const s = model.createSession();
+    await s.prefill("a");
+    const text = await collect(s.generate({ maxTokens: 5, temperature: 0 }));
+    expect(text).toBe("bcdef");
+    expect(s.lastTelemetry?.generatedTokens).toBe(5);
+    expect(s.lastTelemetry?.finishReason).toBe("length");
+    expect(s.lastTelemetry?.promptTokens).toBe(1);
+    // Continuing runs the pending last token first, then carries on.
+    expect(await collect(s.generate({ maxTokens: 3, temperature: 0 }))).toBe("ghi");
+    model.close();
+  }, 60_000);
+
+  test("a stop string ends generation and is not emitted", async () => {
+    const { model } = scriptedModel();
+    const s = model.createSession();
+    await s.prefill("a");
+    const it = s.generate({ maxTokens: 20, temperature: 0, stop: ["ef"] });
+    let text = "";
+    let r = await it.next();
+    while (!r.done) {
+      text += r.value;
+      r = await it.next();
+    }
+    expect(text).toBe("bcd");
+    expect(r.value.finishReason).toBe("stop");
+    model.close();
+  }, 60_000);
+
+  test("context shift: generation runs past the context, keeping the first tokens", async () => {
+    const { model, native } = scriptedModel({ contextTokens: 32 });
+    const s = model.createSession({ contextShift: { keepTokens: 3, dropTokens: 10 } });
+    await s.prefill(letters.slice(0, 20));
+    const text = await collect(s.generate({ maxTokens: 60, temperature: 0 }));
+    expect(text.length).toBe(60);
+    const t = s.lastTelemetry;
+    expect(t?.contextShifts).toBeGreaterThan(0);
+    expect(t?.droppedTokens).toBe(10 * (t?.contextShifts ?? 0));
+    expect(native.shifts.every((x) => x.keep === 3 && x.drop === 10)).toBe(true);
+    expect(s.length).toBeLessThanOrEqual(32);
+    // The session's history mirrors the KV: the kept first tokens, then the newest.
+    const kv = native.seqs.get(0) ?? [];
+    expect(s.tokens.slice(0, kv.length)).toEqual(kv);
+    expect(kv.slice(0, 3)).toEqual(letters.slice(0, 3));
+    model.close();
+  }, 60_000);
+
+  test("context shift off: a full context is a ContextFullError, and the session stays usable", async () => {
+    const { model } = scriptedModel({ contextTokens: 16 });
+    const s = model.createSession({ contextShift: false });
+    await s.prefill(letters.slice(0, 10));
+    let text = "";
+    const run = async () => {
+      for await (const p of s.generate({ maxTokens: 40, temperature: 0 })) text += p;
+    };
+    await expect(run()).rejects.toBeInstanceOf(ContextFullError);
+    await expect(run()).rejects.toThrow(
+      /context full: the session holds 16 of 16 tokens, 1 more do not fit, and contextShift is off/,
+    );
+    expect(text.length).toBeGreaterThan(0);
+    expect(s.length).toBeLessThanOrEqual(17);
+    s.reset();
+    await s.prefill("a");
+    expect(await collect(s.generate({ maxTokens: 2, temperature: 0 }))).toBe("bc");
+    // A prompt longer than the context is refused the same way.
+    s.reset();
+    await expect(s.prefill(letters.concat(letters))).rejects.toBeInstanceOf(ContextFullError);
+    model.close();
+  }, 60_000);
+
+  test("prefill longer than the context shifts while prefilling", async () => {
+    const { model } = scriptedModel({ contextTokens: 32 });
+    const s = model.createSession();
+    const t = await s.prefill([...letters, ...letters, ...letters]);
+    expect(t.contextShifts).toBeGreaterThan(0);
+    expect(s.length).toBeLessThanOrEqual(32);
+    expect(await collect(s.generate({ maxTokens: 1, temperature: 0 }))).toBe("a");
+    model.close();
+  }, 60_000);
+
+  test("a full KV pool shifts this session when it can, else a clear KvFullError", async () => {
+    const { model } = scriptedModel({ pages: 4, contextTokens: 256, maxBatchTokens: 16 });
+    const a = model.createSession();
+    const text = await (async () => {
+      await a.prefill(letters.slice(0, 10));
+      return collect(a.generate({ maxTokens: 100, temperature: 0 }));
+    })();
+    expect(text.length).toBe(100);
+    expect(a.lastTelemetry?.contextShifts).toBeGreaterThan(0);
+    // Now a second session finds no free page and nothing of its own to drop.
+    const b = model.createSession();
+    await expect(b.prefill(letters)).rejects.toThrow(
+      /KV pool is full \(4 pages of 16 tokens, shared by 2 sessions\)/,
+    );
+    a.close();
+    await b.prefill(letters);
+    expect(b.length).toBe(26);
+    model.close();
+  }, 60_000);
+
+  test("close returns the pages; a closed session refuses calls", async () => {
+    const { model, native } = scriptedModel();
+    const s = model.createSession();
+    await s.prefill(letters);
+    expect(native.kvStats().pagesFree).toBe(64 - 2);
+    s.close();
+    expect(native.kvStats().pagesFree).toBe(64);
+    expect(model.openSessions).toBe(0);
+    await expect(s.prefill("a")).rejects.toBeInstanceOf(SessionStateError);
+    expect(() => s.generate()).toThrow(/session is closed/);
+    model.close();
+  }, 60_000);
+
+  test("abort() and an AbortSignal end generation with finishReason abort", async () => {
+    const { model } = scriptedModel();
+    const s = model.createSession();
+    await s.prefill("a");
+    let n = 0;
+    const it = s.generate({ maxTokens: 50, temperature: 0, ignoreEos: true });
+    let r = await it.next();
+    while (!r.done) {
+      if (++n === 3) s.abort();
+      r = await it.next();
+    }
+    expect(r.value.finishReason).toBe("abort");
+    expect(r.value.tokens.length).toBe(3);
+    const ctl = new AbortController();
+    ctl.abort();
+    const r2 = await collect(s.generate({ maxTokens: 5, signal: ctl.signal }));
+    expect(r2).toBe("");
+    expect(s.lastTelemetry?.finishReason).toBe("abort");
+    // Leaving the loop early still reports the call, and the session goes on.
+    let k = 0;
+    for await (const _ of s.generate({ maxTokens: 50, temperature: 0 })) if (++k === 2) break;
+    expect(s.lastTelemetry?.finishReason).toBe("abort");
+    expect(s.lastTelemetry?.generatedTokens).toBe(2);
+    // An abort from an earlier call does not carry over.
+    expect(await collect(s.generate({ maxTokens: 2, temperature: 0 }))).toHaveLength(2);
+    model.close();
+  }, 60_000);
+
+  test("one call at a time; generate before any prompt is a clear error", async () => {
+    const { model } = scriptedModel();
+    const s = model.createSession();
+    await expect(collect(s.generate())).rejects.toThrow(/prefill a prompt first/);
+    await s.prefill("a");
+    const it = s.generate({ maxTokens: 5, temperature: 0 });
+    await it.next();
+    await expect(s.prefill("b")).rejects.toThrow(/busy/);
+    await it.return(undefined as never);
+    await s.prefill("b");
+    model.close();
+  }, 60_000);
+
+  test("bad options and bad token ids are refused before anything runs", async () => {
+    const { model } = scriptedModel({ contextTokens: 32 });
+    expect(() => model.createSession({ contextShift: { keepTokens: 32 } })).toThrow(/keepTokens/);
+    expect(() => model.createSession({ contextShift: { keepTokens: 4, dropTokens: 40 } })).toThrow(/exceed/);
+    expect(() => model.createSession({ sampling: { temperature: -1 } })).toThrow(/temperature/);
+    const s = model.createSession();
+    await expect(s.prefill([1, 2, -3])).rejects.toThrow(/token 2 is -3/);
+    await expect(s.prefill([tokenizer.vocabSize])).rejects.toThrow(/not an id/);
+    expect(s.length).toBe(0);
+    expect(() => resolveModelOptions({ threads: 0 }, { contextLength: 10 })).toThrow(/threads/);
+    expect(() => resolveModelOptions({ kvType: "q4" as "f16" }, { contextLength: 10 })).toThrow(/kvType/);
+    model.close();
+  }, 60_000);
+
+  test("chat reuses the KV prefix of the previous turn", async () => {
+    const { model } = scriptedModel({ contextTokens: 512, maxBatchTokens: 64 });
+    const s = model.createSession({ systemPrompt: "Be brief." });
+    await s.ask("a", { maxTokens: 3, temperature: 0 });
+    const first = s.lastTelemetry;
+    expect(first?.cachedTokens).toBe(0);
+    expect(s.messages.map((m) => m.role)).toEqual(["system", "user", "assistant"]);
+    await s.ask("b", { maxTokens: 3, temperature: 0 });
+    const second = s.lastTelemetry;
+    expect(second?.cachedTokens).toBeGreaterThanOrEqual(first?.promptTokens ?? 0);
+    expect(second?.promptTokens).toBeLessThan(second?.cachedTokens ?? 0);
+    s.reset();
+    expect(s.messages).toEqual([{ role: "system", content: "Be brief." }]);
+    model.close();
+  }, 60_000);
+});

@@ -1,0 +1,364 @@
+//! Causal attention of a batch of query rows over the paged KV cache, grouped-query (GQA).
+//!
+//! One work item is (row, kv head): the `group` query heads that share a kv head walk the
+//! sequence's pages once, so each K/V row is converted to f32 once for all of them. Softmax is
+//! online (running max and sum, rescaled per page), so no score buffer grows with the context.
+//! An item's arithmetic depends only on its own row and sequence: batch invariant.
+const std = @import("std");
+const ops = @import("ops.zig");
+const kv = @import("kv/pages.zig");
+
+pub const max_group = 16;
+pub const supported_head_dims = [_]usize{ 32, 64, 80, 96, 128, 256 };
+
+pub fn headDimSupported(hd: usize) bool {
+    for (supported_head_dims) |d| if (d == hd) return true;
+    return false;
+}
+
+/// Consecutive batch rows of one sequence with consecutive token indices (a prefill run),
+/// attended together so each K/V row is converted once for all of them.
+pub const Tile = struct { row: u32, count: u32 };
+pub const max_queries = 64;
+
+/// Rows per tile for `group` query heads per kv head (a tile holds at most max_queries queries).
+pub fn tileRows(group: usize) usize {
+    return @max(1, @min(16, max_queries / group));
+}
+
+/// Splits rows into tiles of at most `max_rows`; returns the number of tiles written.
+pub fn makeTiles(seq_ids: []const i32, indices: []const u32, max_rows: usize, tiles: []Tile) usize {
+    var n_tiles: usize = 0;
+    var i: usize = 0;
+    while (i < seq_ids.len) {
+        var c: usize = 1;
+        while (c < max_rows and i + c < seq_ids.len and seq_ids[i + c] == seq_ids[i] and indices[i + c] == indices[i] + c) c += 1;
+        tiles[n_tiles] = .{ .row = @intCast(i), .count = @intCast(c) };
+        n_tiles += 1;
+        i += c;
+    }
+    return n_tiles;
+}
+
+pub const Job = struct {
+    cache: *const kv.Cache,
+    layer: usize,
+    /// n rows of n_head * head_dim query values (already roped).
+    q: []const f32,
+    /// n rows of n_head * head_dim outputs.
+    out: []f32,
+    seq_ids: []const i32,
+    /// Token index of each row within its sequence; the row attends to keys [0, index].
+    indices: []const u32,
+    tiles: []const Tile,
+    n_head: usize,
+    scale: f32,
+
+    pub fn items(self: *const Job) usize {
+        return self.tiles.len * self.cache.shape.n_head_kv;
+    }
+
+    /// Computes item (tile, kv head) = (item / n_head_kv, item % n_head_kv).
+    pub fn run(self: *const Job, item: usize) void {
+        switch (self.cache.shape.head_dim) {
+            inline 32, 64, 80, 96, 128, 256 => |hd| self.runHd(hd, item),
+            else => unreachable, // rejected at model create
+        }
+    }
+
+    fn runHd(self: *const Job, comptime hd: usize, item: usize) void {
+        const sh = self.cache.shape;
+        const tile = self.tiles[item / sh.n_head_kv];
+        const g = item % sh.n_head_kv;
+        const group = self.n_head / sh.n_head_kv;
+        const width = self.n_head * hd;
+        const first_head = g * group;
+        var qs: [max_queries][*]const f32 = undefined;
+        var outs: [max_queries][*]f32 = undefined;
+        var limits: [max_queries]usize = undefined;
+        var nq: usize = 0;
+        for (tile.row..tile.row + tile.count) |row| {
+            for (0..group) |h| {
+                qs[nq] = self.q[row * width + (first_head + h) * hd ..].ptr;
+                outs[nq] = self.out[row * width + (first_head + h) * hd ..].ptr;
+                limits[nq] = @as(usize, self.indices[row]) + 1;
+                nq += 1;
+            }
+        }
+        attendQueries(hd, self.cache, self.layer, @intCast(self.seq_ids[tile.row]), g, qs[0..nq], outs[0..nq], limits[0..nq], self.scale);
+    }
+};
+
+const V8 = @Vector(8, f32);
+const S = @Vector(kv.page_tokens, f32);
+
+inline fn loadRow(comptime hd: usize, t: kv.KvType, src: [*]const u8, dst: *[hd / 8]V8) void {
+    switch (t) {
+        .f16 => {
+            const h: [*]align(2) const f16 = @ptrCast(@alignCast(src));
+            inline for (0..hd / 8) |i| {
+                const v: @Vector(8, f16) = h[i * 8 ..][0..8].*;
+                dst[i] = @floatCast(v);
+            }
+        },
+        .q8_0 => {
+            const blocks: [*]align(1) const kv.KvBlockQ8 = @ptrCast(src);
+            inline for (0..hd / 8) |i| {
+                const b = &blocks[i / 4];
+                const q: @Vector(8, i8) = b.qs[(i % 4) * 8 ..][0..8].*;
+                const d: f32 = b.d;
+                dst[i] = @as(V8, @floatFromInt(q)) * @as(V8, @splat(d));
+            }
+        },
+    }
+}
+
+/// K of one page block as f32, dimension-major: kt[d] holds dimension d of the 16 keys.
+fn loadKt(comptime hd: usize, cache: *const kv.Cache, kblock: [*]const u8, count: usize, kt: *[hd][2]V8) void {
+    if (cache.kTransposed()) {
+        const h: [*]const f16 = @ptrCast(@alignCast(kblock));
+        for (0..hd) |d| {
+            const lo: @Vector(8, f16) = h[d * kv.page_tokens ..][0..8].*;
+            const hi: @Vector(8, f16) = h[d * kv.page_tokens + 8 ..][0..8].*;
+            kt[d] = .{ @floatCast(lo), @floatCast(hi) };
+        }
+        return;
+    }
+    // Token-major rows (Q8_0): decode each and scatter it into the columns.
+    var row: [hd]f32 = undefined;
+    const rb = cache.shape.rowBytes();
+    for (0..count) |j| {
+        kv.decodeRow(cache.shape.kv_type, kblock + j * rb, &row);
+        for (0..hd) |d| {
+            const cols: *[16]f32 = @ptrCast(&kt[d]);
+            cols[j] = row[d];
+        }
+    }
+}
+
+/// Raw scores of C queries against the 16 keys of a page: one FMA per dimension and 8 keys,
+/// summed over dimensions in order 0..hd (the same order for every query, alone or tiled).
+inline fn scoreChunk(comptime hd: usize, comptime C: usize, kt: *const [hd][2]V8, qs: []const [*]const f32, out: [][kv.page_tokens]f32) void {
+    var a: [C][2]V8 = @splat(.{ @splat(0), @splat(0) });
+    for (0..hd) |d| {
+        const k0 = kt[d][0];
+        const k1 = kt[d][1];
+        inline for (0..C) |c| {
+            const b: V8 = @splat(qs[c][d]);
+            a[c][0] = @mulAdd(V8, k0, b, a[c][0]);
+            a[c][1] = @mulAdd(V8, k1, b, a[c][1]);
+        }
+    }
+    inline for (0..C) |c| {
+        out[c][0..8].* = a[c][0];
+        out[c][8..16].* = a[c][1];
+    }
+}
+
+/// Largest lane, by a fixed tree of halvings (exact for max).
+inline fn maxLanes(v: S) f32 {
+    const a: @Vector(8, f32) = @max(@shuffle(f32, v, undefined, [8]i32{ 0, 1, 2, 3, 4, 5, 6, 7 }), @shuffle(f32, v, undefined, [8]i32{ 8, 9, 10, 11, 12, 13, 14, 15 }));
+    const b: @Vector(4, f32) = @max(@shuffle(f32, a, undefined, [4]i32{ 0, 1, 2, 3 }), @shuffle(f32, a, undefined, [4]i32{ 4, 5, 6, 7 }));
+    const c: @Vector(2, f32) = @max(@shuffle(f32, b, undefined, [2]i32{ 0, 1 }), @shuffle(f32, b, undefined, [2]i32{ 2, 3 }));
+    return @max(c[0], c[1]);
+}
+
+/// Sum of the lanes by a fixed tree of halvings (the same order every time).
+inline fn sumLanes(v: S) f32 {
+    const a: @Vector(8, f32) = @shuffle(f32, v, undefined, [8]i32{ 0, 1, 2, 3, 4, 5, 6, 7 }) + @shuffle(f32, v, undefined, [8]i32{ 8, 9, 10, 11, 12, 13, 14, 15 });
+    const b: @Vector(4, f32) = @shuffle(f32, a, undefined, [4]i32{ 0, 1, 2, 3 }) + @shuffle(f32, a, undefined, [4]i32{ 4, 5, 6, 7 });
+    const c: @Vector(2, f32) = @shuffle(f32, b, undefined, [2]i32{ 0, 1 }) + @shuffle(f32, b, undefined, [2]i32{ 2, 3 });
+    return c[0] + c[1];
+}
+
+/// Attention of several queries (each hd floats) over kv head g of one sequence; query qi sees
+/// keys [0, limits[qi]). Each query's arithmetic is the same whichever queries share its tile
+/// (pages past its limit are skipped, masked keys are -inf), so results are bit-identical.
+fn attendQueries(
+    comptime hd: usize,
+    cache: *const kv.Cache,
+    layer: usize,
+    seq: u32,
+    g: usize,
+    qs: []const [*]const f32,
+    outs: []const [*]f32,
+    limits: []const usize,
+    scale: f32,
+) void {
+    const nv = hd / 8;
+    const nq = qs.len;
+    std.debug.assert(nq <= max_queries and nq > 0);
+    const t = cache.shape.kv_type;
+    const rb = cache.shape.rowBytes();
+    const pages = cache.table(seq);
+    var n_keys: usize = 0;
+    for (limits) |lim| n_keys = @max(n_keys, lim);
+    std.debug.assert(pages.len * kv.page_tokens >= n_keys and n_keys >= 1);
+
+    var m: [max_queries]f32 = @splat(-std.math.floatMax(f32));
+    // Softmax denominators kept per lane and summed once at the end (no horizontal add per page).
+    var l: [max_queries]S = @splat(@splat(0));
+    var acc: [max_queries][nv]V8 = undefined;
+    for (0..nq) |qi| acc[qi] = @splat(@splat(0));
+
+    var kt: [hd][2]V8 = undefined;
+    var vf: [kv.page_tokens][nv]V8 = undefined;
+    var s: [max_queries][kv.page_tokens]f32 = undefined;
+    const lane: S = std.simd.iota(f32, kv.page_tokens);
+    var p_idx: usize = 0;
+    var base: usize = 0;
+    while (base < n_keys) : ({
+        base += kv.page_tokens;
+        p_idx += 1;
+    }) {
+        const count = @min(kv.page_tokens, n_keys - base);
+        loadKt(hd, cache, cache.blockPtr(pages[p_idx], layer, .k, g), count, &kt);
+        const vblock = cache.blockPtr(pages[p_idx], layer, .v, g);
+        for (0..count) |j| loadRow(hd, t, vblock + j * rb, &vf[j]);
+
+        var qi: usize = 0;
+        while (qi + 4 <= nq) : (qi += 4) scoreChunk(hd, 4, &kt, qs[qi..], s[qi..]);
+        switch (nq - qi) {
+            inline 1, 2, 3 => |c| scoreChunk(hd, c, &kt, qs[qi..], s[qi..]),
+            else => {},
+        }
+
+        for (0..nq) |q| {
+            if (limits[q] <= base) continue; // this page is past the query's last key
+            const valid = @min(count, limits[q] - base);
+            const raw: S = s[q];
+            const sv = @select(f32, lane < @as(S, @splat(@floatFromInt(valid))), raw * @as(S, @splat(scale)), @as(S, @splat(-std.math.inf(f32))));
+            const m_new = @max(m[q], maxLanes(sv));
+            if (m_new > m[q]) {
+                // The running max grew: rescale what was summed so far (skipped when it did
+                // not, which is most pages; multiplying by exp(0) = 1 would change nothing).
+                const corr = ops.expScalar(m[q] - m_new);
+                l[q] *= @as(S, @splat(corr));
+                inline for (0..nv) |i| acc[q][i] *= @as(V8, @splat(corr));
+                m[q] = m_new;
+            }
+            const pv = ops.expV(kv.page_tokens, sv - @as(S, @splat(m_new)));
+            l[q] += pv;
+            const pa: [kv.page_tokens]f32 = pv;
+            const a = &acc[q];
+            for (0..valid) |j| {
+                const pj: V8 = @splat(pa[j]);
+                inline for (0..nv) |i| a[i] = @mulAdd(V8, vf[j][i], pj, a[i]);
+            }
+        }
+    }
+    for (0..nq) |qi| {
+        const inv: V8 = @splat(1.0 / sumLanes(l[qi]));
+        inline for (0..nv) |i| outs[qi][i * 8 ..][0..8].* = acc[qi][i] * inv;
+    }
+}
+
+/// Scalar twin: plain two-pass softmax attention over decoded rows, f64 sums.
+pub fn attendScalar(job: *const Job, item: usize) void {
+    const sh = job.cache.shape;
+    const tile = job.tiles[item / sh.n_head_kv];
+    for (tile.row..tile.row + tile.count) |row| attendScalarRow(job, row, item % sh.n_head_kv);
+}
+
+fn attendScalarRow(job: *const Job, row: usize, g: usize) void {
+    const cache = job.cache;
+    const sh = cache.shape;
+    const hd = sh.head_dim;
+    const group = job.n_head / sh.n_head_kv;
+    const seq: u32 = @intCast(job.seq_ids[row]);
+    const n_keys = @as(usize, job.indices[row]) + 1;
+    var krow: [kv.max_head_dim]f32 = undefined;
+    var vrow: [kv.max_head_dim]f32 = undefined;
+    var scores: [4096]f64 = undefined;
+    std.debug.assert(n_keys <= scores.len);
+    for (0..group) |hh| {
+        const h = g * group + hh;
+        const q = job.q[row * job.n_head * hd + h * hd ..][0..hd];
+        var mx: f64 = -std.math.inf(f64);
+        for (0..n_keys) |j| {
+            cache.readRow(seq, job.layer, .k, g, j, krow[0..hd]);
+            var d: f64 = 0;
+            for (q, krow[0..hd]) |a, b| d += @as(f64, a) * b;
+            scores[j] = d * job.scale;
+            mx = @max(mx, scores[j]);
+        }
+        var sum: f64 = 0;
+        for (scores[0..n_keys]) |*sc| {
+            sc.* = @exp(sc.* - mx);
+            sum += sc.*;
+        }
+        const o = job.out[row * job.n_head * hd + h * hd ..][0..hd];
+        var acc: [kv.max_head_dim]f64 = @splat(0);
+        for (0..n_keys) |j| {
+            cache.readRow(seq, job.layer, .v, g, j, vrow[0..hd]);
+            for (0..hd) |i| acc[i] += scores[j] / sum * vrow[i];
+        }
+        for (o, 0..) |*x, i| x.* = @floatCast(acc[i]);
+    }
+}
+
+test "SIMD attention matches the scalar twin over several pages, GQA, both KV types; tiles are bit-identical to single rows" {
+    const testing = std.testing;
+    for ([_]kv.KvType{ .f16, .q8_0 }) |t| {
+        for ([_]usize{ 64, 128 }) |hd| {
+            const sh: kv.Shape = .{ .n_layer = 2, .n_head_kv = 2, .head_dim = hd, .kv_type = t };
+            const cache = try kv.Cache.init(testing.allocator, sh, 16, 2);
+            defer cache.deinit();
+            const a = cache.seqCreate().?;
+            const b = cache.seqCreate().?;
+            const len_a = 53;
+            const len_b = 5;
+            cache.grow(a, len_a);
+            cache.grow(b, len_b);
+            var prng = std.Random.DefaultPrng.init(hd);
+            const rng = prng.random();
+            const kv_dim = 2 * hd;
+            const n_store = len_a + len_b;
+            const kbuf = try testing.allocator.alloc(f32, n_store * kv_dim);
+            defer testing.allocator.free(kbuf);
+            const vbuf = try testing.allocator.alloc(f32, n_store * kv_dim);
+            defer testing.allocator.free(vbuf);
+            for (kbuf, vbuf) |*x, *y| {
+                x.* = rng.float(f32) * 2 - 1;
+                y.* = rng.float(f32) * 2 - 1;
+            }
+            var sids: [n_store]i32 = undefined;
+            var idx: [n_store]u32 = undefined;
+            for (0..n_store) |i| {
+                sids[i] = @intCast(if (i < len_a) a else b);
+                idx[i] = @intCast(if (i < len_a) i else i - len_a);
+            }
+            cache.storeBatch(1, kbuf, vbuf, &sids, &idx);
+            // Query rows: a at 0, then a run 13..18 (two tiles across a page edge), b at 4, a at 52.
+            // 6 query heads over 2 kv heads.
+            const n_head = 6;
+            const ia: i32 = @intCast(a);
+            const rows_sid = [_]i32{ ia, ia, ia, ia, ia, ia, ia, @intCast(b), ia };
+            const rows_idx = [_]u32{ 0, 13, 14, 15, 16, 17, 18, 4, 52 };
+            var tiles: [rows_sid.len]Tile = undefined;
+            const n_tiles = makeTiles(&rows_sid, &rows_idx, 4, &tiles);
+            try testing.expectEqual(@as(usize, 5), n_tiles);
+            var singles: [rows_sid.len]Tile = undefined;
+            for (&singles, 0..) |*tl, i| tl.* = .{ .row = @intCast(i), .count = 1 };
+            const q = try testing.allocator.alloc(f32, rows_sid.len * n_head * hd);
+            defer testing.allocator.free(q);
+            for (q) |*x| x.* = (rng.float(f32) * 2 - 1) * 3;
+            const out1 = try testing.allocator.alloc(f32, q.len);
+            defer testing.allocator.free(out1);
+            const out2 = try testing.allocator.alloc(f32, q.len);
+            defer testing.allocator.free(out2);
+            const out3 = try testing.allocator.alloc(f32, q.len);
+            defer testing.allocator.free(out3);
+            var job: Job = .{ .cache = cache, .layer = 1, .q = q, .out = out1, .seq_ids = &rows_sid, .indices = &rows_idx, .tiles = tiles[0..n_tiles], .n_head = n_head, .scale = 1.0 / @sqrt(@as(f32, @floatFromInt(hd))) };
+            for (0..job.items()) |it| job.run(it);
+            job.out = out2;
+            for (0..job.items()) |it| attendScalar(&job, it);
+            for (out1, out2) |x, y| try testing.expect(@abs(x - y) <= 1e-4 + 1e-4 * @abs(y));
+            // Batch invariance: one row per tile gives bit-identical results.
+            job.out = out3;
+            job.tiles = &singles;
+            for (0..job.items()) |it| job.run(it);
+            try testing.expectEqualSlices(f32, out1, out3);
+        }
+    }
+}

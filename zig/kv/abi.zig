@@ -1,0 +1,121 @@
+//! The KV-tier operations behind root.zig's exports: argument checks, status codes, and calls into prefix.zig / snapshot.zig.
+const std = @import("std");
+const status = @import("../status.zig");
+const llama = @import("../model/llama.zig");
+const prefix = @import("prefix.zig");
+const snapshot = @import("snapshot.zig");
+const evict = @import("evict.zig");
+
+fn tokensOf(tokens: ?[*]const i32, n: u32) ?[]const u32 {
+    if (n == 0) return &.{};
+    const t = tokens orelse return null;
+    if (!std.mem.isAligned(@intFromPtr(t), 4)) return null;
+    return @as([*]const u32, @ptrCast(t))[0..n];
+}
+
+pub fn tierOpen(m: *llama.Model, dir: []const u8, hot_budget_bytes: u64, cold_max_bytes: u64, model_tag: u64) i32 {
+    if (dir.len >= 900) return status.fail(.invalid_argument, "cache directory path is {d} bytes (at most 900)", .{dir.len});
+    if (std.mem.indexOfScalar(u8, dir, 0) != null) return status.fail(.invalid_argument, "cache directory contains a NUL byte", .{});
+    if (hot_budget_bytes == 0) return status.fail(.invalid_argument, "hot budget must be positive", .{});
+    if (m.kv_tier) |old| {
+        old.deinit();
+        m.kv_tier = null;
+    }
+    const entries: u64 = @min(1 << 20, @as(u64, m.cache.pages_total) + cold_max_bytes / m.cache.shape.pageSizeBytes() + 64);
+    const t = prefix.PrefixCache.init(std.heap.c_allocator, m.cache, .{
+        .hot_budget_bytes = hot_budget_bytes,
+        .model_tag = model_tag,
+        .dir = if (dir.len > 0 and cold_max_bytes > 0) dir else null,
+        .cold_max_bytes = cold_max_bytes,
+        .max_entries = @intCast(entries),
+    }) catch |err| return status.fail(.io_error, "cannot open the KV tier in \"{s}\": {s}", .{ dir, @errorName(err) });
+    m.kv_tier = t;
+    return 0;
+}
+
+fn tierOf(m: *llama.Model) ?*prefix.PrefixCache {
+    return m.kv_tier;
+}
+
+pub fn tierStats(m: *llama.Model, out: *prefix.Stats) i32 {
+    const t = tierOf(m) orelse return status.fail(.invalid_argument, "KV tier is not open (call kvTierOpen first)", .{});
+    out.* = t.snapshot();
+    return 0;
+}
+
+pub fn tierPersist(m: *llama.Model) i32 {
+    const t = tierOf(m) orelse return status.fail(.invalid_argument, "KV tier is not open", .{});
+    const n = t.persist() catch |err| return status.fail(.io_error, "cannot persist the prefix cache: {s}", .{@errorName(err)});
+    return @intCast(@min(n, std.math.maxInt(i32)));
+}
+
+/// New sequence filled with the longest cached prefix of `tokens`; reused token count to `out_reused`.
+pub fn seqCreatePrefix(m: *llama.Model, tokens: ?[*]const i32, n: u32, out_reused: *u32) i32 {
+    const toks = tokensOf(tokens, n) orelse return status.fail(.null_pointer, "tokens are null or misaligned", .{});
+    const seq = m.cache.seqCreate() orelse return status.fail(.out_of_range, "all {d} sequence slots are in use", .{m.cache.seqs.len});
+    out_reused.* = if (tierOf(m)) |t| @intCast(t.attach(seq, toks)) else 0;
+    return @intCast(seq);
+}
+
+pub fn seqPublish(m: *llama.Model, seq: i32, tokens: ?[*]const i32, n: u32) i32 {
+    const t = tierOf(m) orelse return status.fail(.invalid_argument, "KV tier is not open", .{});
+    if (!m.cache.isActive(seq)) return status.fail(.invalid_argument, "sequence {d} is not open", .{seq});
+    const toks = tokensOf(tokens, n) orelse return status.fail(.null_pointer, "tokens are null or misaligned", .{});
+    const len = m.cache.seqs[@intCast(seq)].len_tokens;
+    if (n != len) return status.fail(.invalid_argument, "publish: {d} tokens given, sequence {d} holds {d}", .{ n, seq, len });
+    return @intCast(t.publish(@intCast(seq), toks));
+}
+
+/// Called before a context shift: shared pages the shift would rewrite get private copies.
+pub fn beforeShift(m: *llama.Model, seq: u32, keep: usize, drop: usize) i32 {
+    const t = tierOf(m) orelse return 0;
+    if (!t.makePrivate(seq, keep, drop)) return status.fail(.kv_full, "context shift needs private copies of shared pages and the KV pool is full", .{});
+    return 0;
+}
+
+pub fn seqCreated(m: *llama.Model, seq: u32) void {
+    if (tierOf(m)) |t| t.shifted[seq] = false;
+}
+
+pub fn seqSave(m: *llama.Model, seq: i32, tokens: ?[*]const i32, n: u32, model_tag: u64, path: []const u8, out_bytes: *u64) i32 {
+    if (!m.cache.isActive(seq)) return status.fail(.invalid_argument, "sequence {d} is not open", .{seq});
+    const toks = tokensOf(tokens, n) orelse return status.fail(.null_pointer, "tokens are null or misaligned", .{});
+    const len = m.cache.seqs[@intCast(seq)].len_tokens;
+    if (n != len) return status.fail(.invalid_argument, "save: {d} tokens given, sequence {d} holds {d}", .{ n, seq, len });
+    if (path.len == 0 or path.len >= 1000 or std.mem.indexOfScalar(u8, path, 0) != null) return status.fail(.invalid_argument, "session path is empty, too long or contains NUL", .{});
+    out_bytes.* = snapshot.save(m.cache, @intCast(seq), toks, model_tag, path) catch |err|
+        return status.fail(.io_error, "cannot save sequence {d} to {s}: {s}", .{ seq, path, @errorName(err) });
+    return 0;
+}
+
+fn reclaimThunk(ctx: *anyopaque, need: usize) void {
+    const t: *prefix.PrefixCache = @ptrCast(@alignCast(ctx));
+    t.reclaim(need);
+}
+
+pub fn seqRestore(m: *llama.Model, path: []const u8, model_tag: u64, tokens_out: ?[*]i32, cap: u32, out_n: *u32) i32 {
+    if (path.len == 0 or path.len >= 1000 or std.mem.indexOfScalar(u8, path, 0) != null) return status.fail(.invalid_argument, "session path is empty, too long or contains NUL", .{});
+    const out = tokens_out orelse return status.fail(.null_pointer, "token output is null", .{});
+    if (!std.mem.isAligned(@intFromPtr(out), 4)) return status.fail(.misaligned, "token output must be 4-byte aligned", .{});
+    const buf = @as([*]u32, @ptrCast(out))[0..cap];
+    const free: ?snapshot.FreePages = if (tierOf(m)) |t| .{ .ctx = t, .func = reclaimThunk } else null;
+    const r = snapshot.restore(m.cache, path, model_tag, buf, free) catch |err| return switch (err) {
+        error.Corrupt => status.fail(.corrupt, "session file {s} is damaged (checksum, size or header); re-prefill instead", .{path}),
+        error.ShapeMismatch => status.fail(.invalid_argument, "session file {s} was saved by another model or KV type", .{path}),
+        error.KvFull => status.fail(.kv_full, "restoring {s} needs more free KV pages than the pool has", .{path}),
+        error.TooManyTokens => status.fail(.out_of_range, "session file {s} holds more than {d} tokens", .{ path, cap }),
+        error.NoSequenceSlot => status.fail(.out_of_range, "all {d} sequence slots are in use", .{m.cache.seqs.len}),
+        else => status.fail(.io_error, "cannot read session file {s}: {s}", .{ path, @errorName(err) }),
+    };
+    seqCreated(m, r.seq);
+    out_n.* = @intCast(r.n_tokens);
+    return @intCast(r.seq);
+}
+
+pub fn traceReplay(seed: u64, events: u32, capacity_pages: u32, out: *evict.ReplayResult) i32 {
+    if (events == 0 or events > 1_000_000 or capacity_pages == 0 or capacity_pages > 1 << 20)
+        return status.fail(.invalid_argument, "trace events {d} must be in [1, 1e6], capacity {d} in [1, 2^20]", .{ events, capacity_pages });
+    out.* = evict.replay(std.heap.c_allocator, .{ .seed = seed, .events = events }, capacity_pages) catch
+        return status.fail(.out_of_memory, "trace replay ran out of memory", .{});
+    return 0;
+}

@@ -1,0 +1,710 @@
+//! Prefix sharing over the paged KV cache, and the hot tier that spills to the cold tier (kv/tier.zig).
+//!
+//! Each page of a published sequence is an entry keyed by a hash chain: key(i) = hash(key(i-1),
+//! tokens of page i), key(-1) = the model tag, so equal keys mean equal tokens at equal
+//! positions, hence equal K and V (the forward pass is batch invariant). A full page is shared by
+//! reference count: a new sequence with a known prefix appends the page to its block table and
+//! never writes it (its next token goes to a fresh page). The last, partial page is shared by
+//! copy-on-write: the new sequence gets a private copy, because it will append into it.
+//! A context shift rewrites pages, so `makePrivate` copies any shared page a shift would touch.
+//!
+//! Hot tier: entries holding a reference on a pool page, at most hot_budget_bytes of them,
+//! chosen by ARC (kv/evict.zig). An entry pushed out of the hot tier is written to the cold tier
+//! (if there is one) and its reference is dropped; when the pool runs out, `reclaim` does the same
+//! to pages only the index still holds. A cold entry is read back (and verified) on its next use;
+//! a bad or missing record ends the reused prefix there and the caller recomputes the rest.
+//! `persist` writes every entry to the cold tier plus a manifest (temp file, fsync, rename), which
+//! `init` reads back so the prefix cache survives a restart; a torn manifest is ignored.
+const std = @import("std");
+const kv = @import("pages.zig");
+const tier = @import("tier.zig");
+const evict = @import("evict.zig");
+const c = std.c;
+const simd = @import("../simd.zig");
+
+const none: u32 = std.math.maxInt(u32);
+const page_tokens = kv.page_tokens;
+
+pub fn chainKey(parent: u64, tokens: []const u32) u64 {
+    std.debug.assert(tokens.len >= 1 and tokens.len <= page_tokens);
+    var h = std.hash.Wyhash.init(parent);
+    h.update(std.mem.sliceAsBytes(tokens));
+    // Length is folded in so a partial page never collides with a full one of the same prefix.
+    h.update(std.mem.asBytes(&@as(u32, @intCast(tokens.len))));
+    return h.final();
+}
+
+pub const Entry = struct {
+    key: u64,
+    parent: u64,
+    n_tokens: u32,
+    tokens: [page_tokens]u32,
+    /// Pool page the index holds a reference on (hot), or none.
+    page: u32 = none,
+    /// Cold-tier slot, or none.
+    slot: u32 = none,
+};
+
+pub const Config = struct {
+    hot_budget_bytes: u64,
+    /// Root of every hash chain: distinguishes models (and KV types) sharing a cache directory.
+    model_tag: u64,
+    /// Cold tier directory; null = RAM only (entries pushed out of the hot tier are dropped).
+    dir: ?[]const u8 = null,
+    cold_max_bytes: u64 = 0,
+    max_entries: u32 = 1 << 16,
+};
+
+pub const Stats = extern struct {
+    lookups: u64 = 0,
+    tokens_reused: u64 = 0,
+    pages_shared: u64 = 0,
+    pages_copied: u64 = 0,
+    hot_hits: u64 = 0,
+    cold_hits: u64 = 0,
+    cold_misses: u64 = 0,
+    spilled: u64 = 0,
+    dropped: u64 = 0,
+    reclaimed: u64 = 0,
+    hot_pages: u64 = 0,
+    hot_capacity_pages: u64 = 0,
+    entries: u64 = 0,
+    manifest_entries_loaded: u64 = 0,
+    /// 1 when a manifest was found but rejected (torn, wrong model, bad checksum).
+    manifest_rejected: u64 = 0,
+    cold: tier.Stats = .{},
+};
+
+pub const PrefixCache = struct {
+    allocator: std.mem.Allocator,
+    cache: *kv.Cache,
+    cold: ?*tier.ColdTier,
+    entries: []Entry,
+    free_idx: []u32,
+    n_free_idx: usize,
+    map: std.AutoHashMapUnmanaged(u64, u32),
+    policy: evict.Arc,
+    victim_buf: []u64,
+    hot_capacity_pages: usize,
+    model_tag: u64,
+    /// Sequences whose pages were re-roped by a shift: their pages no longer match their tokens.
+    shifted: []bool,
+    stats: Stats = .{},
+
+    pub fn init(allocator: std.mem.Allocator, cache: *kv.Cache, cfg: Config) !*PrefixCache {
+        const page_bytes = cache.shape.pageSizeBytes();
+        const hot_pages: usize = @max(1, cfg.hot_budget_bytes / page_bytes);
+        const self = try allocator.create(PrefixCache);
+        errdefer allocator.destroy(self);
+        const entries = try allocator.alloc(Entry, cfg.max_entries);
+        errdefer allocator.free(entries);
+        const free_idx = try allocator.alloc(u32, cfg.max_entries);
+        errdefer allocator.free(free_idx);
+        for (free_idx, 0..) |*f, i| f.* = @intCast(cfg.max_entries - 1 - i);
+        var map: std.AutoHashMapUnmanaged(u64, u32) = .empty;
+        try map.ensureTotalCapacity(allocator, cfg.max_entries);
+        errdefer map.deinit(allocator);
+        var policy = try evict.Arc.init(allocator, hot_pages);
+        errdefer policy.deinit(allocator);
+        const victim_buf = try allocator.alloc(u64, hot_pages);
+        errdefer allocator.free(victim_buf);
+        const shifted = try allocator.alloc(bool, cache.seqs.len);
+        errdefer allocator.free(shifted);
+        @memset(shifted, false);
+        const cold: ?*tier.ColdTier = if (cfg.dir) |d|
+            try tier.ColdTier.open(allocator, d, @intCast(@backingInt(cache.shape.kv_type)), page_bytes, .{ .max_bytes = cfg.cold_max_bytes })
+        else
+            null;
+        self.* = .{
+            .allocator = allocator,
+            .cache = cache,
+            .cold = cold,
+            .entries = entries,
+            .free_idx = free_idx,
+            .n_free_idx = cfg.max_entries,
+            .map = map,
+            .policy = policy,
+            .victim_buf = victim_buf,
+            .hot_capacity_pages = hot_pages,
+            .model_tag = cfg.model_tag,
+            .shifted = shifted,
+        };
+        self.stats.hot_capacity_pages = hot_pages;
+        if (cold != null) self.loadManifest();
+        return self;
+    }
+
+    /// Drops every reference the index holds (pages still used by sequences stay with them).
+    pub fn deinit(self: *PrefixCache) void {
+        var it = self.map.valueIterator();
+        while (it.next()) |idx| {
+            const e = &self.entries[idx.*];
+            if (e.page != none) releasePage(self.cache, e.page);
+        }
+        if (self.cold) |t| t.close();
+        const a = self.allocator;
+        a.free(self.entries);
+        a.free(self.free_idx);
+        self.map.deinit(a);
+        self.policy.deinit(a);
+        a.free(self.victim_buf);
+        a.free(self.shifted);
+        a.destroy(self);
+    }
+
+    fn pageBytes(self: *const PrefixCache, page: u32) []u8 {
+        const n = self.cache.shape.pageSizeBytes();
+        return self.cache.data[@as(usize, page) * n ..][0..n];
+    }
+
+    // ------------------------------------------------ pool plumbing
+
+    fn rentPage(cache: *kv.Cache) ?u32 {
+        if (cache.n_free == 0) return null;
+        cache.n_free -= 1;
+        const page = cache.free_stack[cache.n_free];
+        std.debug.assert(cache.refcount[page] == 0);
+        cache.refcount[page] = 1;
+        return page;
+    }
+
+    fn releasePage(cache: *kv.Cache, page: u32) void {
+        std.debug.assert(cache.refcount[page] > 0);
+        cache.refcount[page] -= 1;
+        if (cache.refcount[page] == 0) {
+            cache.free_stack[cache.n_free] = page;
+            cache.n_free += 1;
+        }
+    }
+
+    fn appendPage(cache: *kv.Cache, seq: u32, page: u32) void {
+        const s = &cache.seqs[seq];
+        cache.tables[@as(usize, seq) * cache.pages_total + s.n_pages] = page;
+        s.n_pages += 1;
+    }
+
+    // ------------------------------------------------ entries
+
+    fn removeEntry(self: *PrefixCache, idx: u32) void {
+        const e = &self.entries[idx];
+        if (e.page != none) {
+            self.policy.remove(e.key);
+            releasePage(self.cache, e.page);
+            self.stats.hot_pages -= 1;
+        }
+        if (e.slot != none) if (self.cold) |t| t.release(e.slot, e.key);
+        _ = self.map.remove(e.key);
+        self.free_idx[self.n_free_idx] = idx;
+        self.n_free_idx += 1;
+        self.stats.entries -= 1;
+    }
+
+    /// Moves an entry out of the hot tier: to the cold tier when it takes the page, else dropped.
+    fn demote(self: *PrefixCache, key: u64) void {
+        const idx = self.map.get(key) orelse return;
+        const e = &self.entries[idx];
+        if (e.page == none) return;
+        if (e.slot == none) if (self.cold) |t| {
+            if (t.put(e.key, e.n_tokens, self.pageBytes(e.page))) |slot| {
+                e.slot = slot;
+                self.stats.spilled += 1;
+            }
+        };
+        if (e.slot == none) {
+            self.stats.dropped += 1;
+            self.removeEntry(idx);
+            return;
+        }
+        releasePage(self.cache, e.page);
+        e.page = none;
+        self.stats.hot_pages -= 1;
+    }
+
+    /// Records a use of a hot entry with the policy; demotes whatever the policy pushes out.
+    fn touch(self: *PrefixCache, key: u64) void {
+        const a = self.policy.access(key);
+        if (a.evicted) |ev| if (ev != key) self.demote(ev);
+    }
+
+    /// The entry's pool page, reading it back from the cold tier when needed; null on a miss
+    /// (the entry is then removed) or when no page is free.
+    fn ensureHot(self: *PrefixCache, idx: u32) ?u32 {
+        const e = &self.entries[idx];
+        if (e.page != none) {
+            self.stats.hot_hits += 1;
+            self.touch(e.key);
+            return e.page;
+        }
+        const t = self.cold orelse return null;
+        if (self.cache.n_free == 0) self.reclaim(1);
+        const page = rentPage(self.cache) orelse return null;
+        if (!t.get(e.slot, e.key, self.pageBytes(page))) {
+            releasePage(self.cache, page);
+            self.stats.cold_misses += 1;
+            e.slot = none; // the tier freed it
+            self.removeEntry(idx);
+            return null;
+        }
+        self.stats.cold_hits += 1;
+        e.page = page;
+        self.stats.hot_pages += 1;
+        self.touch(e.key);
+        return page;
+    }
+
+    fn findEntry(self: *const PrefixCache, parent: u64, tokens: []const u32) ?u32 {
+        const key = chainKey(parent, tokens);
+        const idx = self.map.get(key) orelse return null;
+        const e = &self.entries[idx];
+        // A hash collision must never hand out someone else's KV.
+        if (e.parent != parent or e.n_tokens != tokens.len or !std.mem.eql(u32, e.tokens[0..tokens.len], tokens)) return null;
+        return idx;
+    }
+
+    // ------------------------------------------------ the public operations
+
+    /// Fills the empty sequence `seq` with the longest cached prefix of `tokens`, leaving at least
+    /// one token for the caller to compute (it needs logits). Returns the tokens reused.
+    pub fn attach(self: *PrefixCache, seq: u32, tokens: []const u32) usize {
+        const cache = self.cache;
+        std.debug.assert(cache.seqs[seq].active and cache.seqs[seq].n_pages == 0);
+        self.shifted[seq] = false;
+        self.stats.lookups += 1;
+        if (tokens.len < 2) return 0;
+        const limit = tokens.len - 1;
+        var parent = self.model_tag;
+        var reused: usize = 0;
+        while (reused + page_tokens <= limit) {
+            const idx = self.findEntry(parent, tokens[reused..][0..page_tokens]) orelse break;
+            const page = self.ensureHot(idx) orelse break;
+            cache.refcount[page] += 1;
+            appendPage(cache, seq, page);
+            parent = self.entries[idx].key;
+            reused += page_tokens;
+            self.stats.pages_shared += 1;
+        }
+        // Copy-on-write of the last partial page. A whole cached page whose first tokens are the
+        // rest of the prompt serves too (the same prompt sent twice), else the longest registered
+        // partial page that fits.
+        const rest = limit - reused;
+        if (rest > 0) {
+            var found: ?struct { idx: u32, n: usize } = null;
+            if (reused + page_tokens <= tokens.len) {
+                if (self.findEntry(parent, tokens[reused..][0..page_tokens])) |idx| found = .{ .idx = idx, .n = rest };
+            }
+            if (found == null) {
+                var n: usize = @min(page_tokens - 1, tokens.len - reused);
+                while (n >= 1) : (n -= 1) {
+                    if (self.findEntry(parent, tokens[reused..][0..n])) |idx| {
+                        found = .{ .idx = idx, .n = @min(n, rest) };
+                        break;
+                    }
+                }
+            }
+            if (found) |f| cow: {
+                const src = self.ensureHot(f.idx) orelse break :cow;
+                if (cache.n_free == 0) self.reclaim(1);
+                const page = rentPage(cache) orelse break :cow;
+                simd.copy(self.pageBytes(page), self.pageBytes(src));
+                appendPage(cache, seq, page);
+                reused += f.n;
+                self.stats.pages_copied += 1;
+            }
+        }
+        cache.seqs[seq].len_tokens = @intCast(reused);
+        self.stats.tokens_reused += reused;
+        return reused;
+    }
+
+    /// Registers the pages of `seq` (whose KV holds exactly `tokens`) so later sequences can reuse them.
+    /// Returns the number of pages registered or refreshed; 0 for a shifted sequence.
+    pub fn publish(self: *PrefixCache, seq: u32, tokens: []const u32) usize {
+        const cache = self.cache;
+        const s = cache.seqs[seq];
+        std.debug.assert(s.active and tokens.len == s.len_tokens);
+        if (self.shifted[seq]) return 0;
+        const table = cache.table(seq);
+        var parent = self.model_tag;
+        var done: usize = 0;
+        var i: usize = 0;
+        while (i < tokens.len) : (i += page_tokens) {
+            const chunk = tokens[i..@min(i + page_tokens, tokens.len)];
+            const page = table[i / page_tokens];
+            const key = chainKey(parent, chunk);
+            if (self.map.get(key)) |idx| {
+                const e = &self.entries[idx];
+                if (e.parent != parent or e.n_tokens != chunk.len or !std.mem.eql(u32, e.tokens[0..chunk.len], chunk)) break;
+                if (e.page == none) {
+                    cache.refcount[page] += 1;
+                    e.page = page;
+                    self.stats.hot_pages += 1;
+                }
+                self.touch(key);
+            } else {
+                if (self.n_free_idx == 0) break;
+                self.n_free_idx -= 1;
+                const idx = self.free_idx[self.n_free_idx];
+                var e: Entry = .{ .key = key, .parent = parent, .n_tokens = @intCast(chunk.len), .tokens = @splat(0), .page = page };
+                @memcpy(e.tokens[0..chunk.len], chunk);
+                self.entries[idx] = e;
+                self.map.putAssumeCapacity(key, idx);
+                cache.refcount[page] += 1;
+                self.stats.entries += 1;
+                self.stats.hot_pages += 1;
+                self.touch(key);
+            }
+            parent = key;
+            done += 1;
+        }
+        return done;
+    }
+
+    /// Frees pool pages until `need` are free (or nothing more can go), demoting pages that only
+    /// the index holds, least valuable first.
+    pub fn reclaim(self: *PrefixCache, need: usize) void {
+        while (self.cache.n_free < need) {
+            const n = self.policy.victims(self.victim_buf);
+            var freed = false;
+            for (self.victim_buf[0..n]) |key| {
+                const idx = self.map.get(key) orelse continue;
+                const page = self.entries[idx].page;
+                if (page == none or self.cache.refcount[page] != 1) continue;
+                self.policy.remove(key);
+                self.demote(key);
+                self.stats.reclaimed += 1;
+                freed = true;
+                if (self.cache.n_free >= need) return;
+            }
+            if (!freed) return;
+        }
+    }
+
+    /// Before a shift of `seq` (keep `keep` tokens, drop `drop`): shared pages that the shift
+    /// rewrites, or that stay and will be appended into, get a private copy, so the shift never
+    /// changes another sequence's (or the index's) KV. Pages dropped whole are not copied.
+    /// False if the pool ran out.
+    pub fn makePrivate(self: *PrefixCache, seq: u32, keep: usize, drop: usize) bool {
+        const cache = self.cache;
+        if (drop == 0) return true;
+        self.shifted[seq] = true;
+        const base = @as(usize, seq) * cache.pages_total;
+        const new_len = cache.seqs[seq].len_tokens - drop;
+        const first = keep / page_tokens;
+        const end = @max((new_len + page_tokens - 1) / page_tokens, if (keep % page_tokens != 0) first + 1 else first);
+        for (first..@min(end, cache.seqs[seq].n_pages)) |i| {
+            const page = cache.tables[base + i];
+            if (cache.refcount[page] <= 1) continue;
+            if (cache.n_free == 0) self.reclaim(1);
+            // The reclaim may have dropped the index's reference: check again.
+            if (cache.refcount[page] <= 1) continue;
+            const copy = rentPage(cache) orelse return false;
+            simd.copy(self.pageBytes(copy), self.pageBytes(page));
+            releasePage(cache, page);
+            cache.tables[base + i] = copy;
+        }
+        return true;
+    }
+
+    pub fn snapshot(self: *PrefixCache) Stats {
+        var s = self.stats;
+        if (self.cold) |t| s.cold = t.statsSnapshot();
+        return s;
+    }
+
+    // ------------------------------------------------ manifest
+
+    const manifest_magic: u32 = 0x4d56_4b48; // "HKVM"
+    const manifest_version: u32 = 1;
+
+    const ManifestHeader = extern struct {
+        magic: u32,
+        version: u32,
+        kv_type: u32,
+        page_bytes: u32,
+        model_tag: u64,
+        n_entries: u64,
+        /// Wyhash of this header (checksum zero) and the entry records.
+        checksum: u64,
+    };
+
+    const ManifestEntry = extern struct {
+        key: u64,
+        parent: u64,
+        slot: u32,
+        n_tokens: u32,
+        tokens: [page_tokens]u32,
+    };
+
+    fn manifestChecksum(h: ManifestHeader, body: []const u8) u64 {
+        var hh = h;
+        hh.checksum = 0;
+        var x = std.hash.Wyhash.init(0x4d41_4e49);
+        x.update(std.mem.asBytes(&hh));
+        x.update(body);
+        return x.final();
+    }
+
+    /// Writes every entry to the cold tier and the manifest crash-safely. Returns the entries listed.
+    pub fn persist(self: *PrefixCache) !usize {
+        const t = self.cold orelse return error.NoColdTier;
+        var it = self.map.valueIterator();
+        while (it.next()) |idx| {
+            const e = &self.entries[idx.*];
+            if (e.slot == none and e.page != none) {
+                if (t.put(e.key, e.n_tokens, self.pageBytes(e.page))) |slot| e.slot = slot else {
+                    // Writer behind: wait for it and try once more.
+                    t.flush();
+                    if (t.put(e.key, e.n_tokens, self.pageBytes(e.page))) |slot| e.slot = slot;
+                }
+            }
+        }
+        t.flush();
+        t.sync();
+        var list: std.ArrayList(ManifestEntry) = .empty;
+        defer list.deinit(self.allocator);
+        it = self.map.valueIterator();
+        while (it.next()) |idx| {
+            const e = &self.entries[idx.*];
+            if (e.slot == none or !t.isStored(e.slot, e.key)) continue;
+            try list.append(self.allocator, .{ .key = e.key, .parent = e.parent, .slot = e.slot, .n_tokens = e.n_tokens, .tokens = e.tokens });
+        }
+        const body = std.mem.sliceAsBytes(list.items);
+        var h: ManifestHeader = .{ .magic = manifest_magic, .version = manifest_version, .kv_type = @backingInt(self.cache.shape.kv_type), .page_bytes = @intCast(t.page_bytes), .model_tag = self.model_tag, .n_entries = list.items.len, .checksum = 0 };
+        h.checksum = manifestChecksum(h, body);
+        var tmp_buf: [tier.max_path]u8 = undefined;
+        var dst_buf: [tier.max_path]u8 = undefined;
+        const tmp = tier.pathZ(&tmp_buf, "{s}/manifest.tmp", .{t.dir}) orelse return error.PathTooLong;
+        const dst = tier.pathZ(&dst_buf, "{s}/manifest", .{t.dir}) orelse return error.PathTooLong;
+        const fd = c.open(tmp, .{ .ACCMODE = .WRONLY, .CREAT = true, .TRUNC = true, .CLOEXEC = true }, @as(c_uint, 0o644));
+        if (fd < 0) return error.CannotWriteManifest;
+        const ok = tier.pwriteAll(fd, std.mem.asBytes(&h), 0) and tier.pwriteAll(fd, body, @sizeOf(ManifestHeader)) and c.fsync(fd) == 0;
+        _ = c.close(fd);
+        if (!ok or c.rename(tmp, dst) != 0) {
+            _ = c.unlink(tmp);
+            return error.CannotWriteManifest;
+        }
+        tier.fsyncDir(t.dir);
+        return list.items.len;
+    }
+
+    /// Reads the manifest, if any, and adopts its entries as cold. Anything wrong: ignored.
+    fn loadManifest(self: *PrefixCache) void {
+        const t = self.cold.?;
+        var path_buf: [tier.max_path]u8 = undefined;
+        const path = tier.pathZ(&path_buf, "{s}/manifest", .{t.dir}) orelse return;
+        const fd = c.open(path, .{ .ACCMODE = .RDONLY, .CLOEXEC = true });
+        if (fd < 0) return; // no manifest: a fresh cache
+        defer _ = c.close(fd);
+        var h: ManifestHeader = undefined;
+        const rejected = blk: {
+            if (!tier.preadAll(fd, std.mem.asBytes(&h), 0)) break :blk true;
+            if (h.magic != manifest_magic or h.version != manifest_version or h.model_tag != self.model_tag or
+                h.kv_type != @backingInt(self.cache.shape.kv_type) or h.page_bytes != t.page_bytes) break :blk true;
+            if (h.n_entries > self.n_free_idx) break :blk true;
+            const body = self.allocator.alloc(ManifestEntry, @intCast(h.n_entries)) catch break :blk true;
+            defer self.allocator.free(body);
+            const bytes = std.mem.sliceAsBytes(body);
+            if (!tier.preadAll(fd, bytes, @sizeOf(ManifestHeader))) break :blk true;
+            // Trailing bytes mean a different (torn or mixed) file.
+            var extra: [1]u8 = undefined;
+            if (c.pread(fd, &extra, 1, @intCast(@sizeOf(ManifestHeader) + bytes.len)) != 0) break :blk true;
+            if (manifestChecksum(h, bytes) != h.checksum) break :blk true;
+            for (body) |me| {
+                if (me.n_tokens == 0 or me.n_tokens > page_tokens or self.map.contains(me.key)) continue;
+                if (!t.adopt(me.slot, me.key)) continue;
+                self.n_free_idx -= 1;
+                const idx = self.free_idx[self.n_free_idx];
+                self.entries[idx] = .{ .key = me.key, .parent = me.parent, .n_tokens = me.n_tokens, .tokens = me.tokens, .slot = me.slot };
+                self.map.putAssumeCapacity(me.key, idx);
+                self.stats.entries += 1;
+                self.stats.manifest_entries_loaded += 1;
+            }
+            break :blk false;
+        };
+        if (rejected) self.stats.manifest_rejected = 1;
+    }
+};
+
+// ---------------------------------------------------------------- tests
+
+const testing = std.testing;
+
+fn testCache(pages: u32) !*kv.Cache {
+    return kv.Cache.init(testing.allocator, .{ .n_layer = 2, .n_head_kv = 1, .head_dim = 32, .kv_type = .f16 }, pages, 4);
+}
+
+/// Writes a recognisable pattern into every page of `seq`: token j's V row is filled with f(j).
+fn fillSeq(cache: *kv.Cache, seq: u32, tokens: []const u32) void {
+    cache.grow(seq, tokens.len);
+    var row: [32]f32 = undefined;
+    for (tokens, 0..) |tok, j| for (0..2) |l| {
+        @memset(&row, @floatFromInt((tok % 97) * 10 + l)); // exact in f16
+        cache.writeRow(seq, l, .v, 0, j, &row);
+        cache.writeRow(seq, l, .k, 0, j, &row);
+    };
+}
+
+fn expectSeq(cache: *kv.Cache, seq: u32, tokens: []const u32, n: usize) !void {
+    var row: [32]f32 = undefined;
+    for (tokens[0..n], 0..) |tok, j| for (0..2) |l| {
+        cache.readRow(seq, l, .v, 0, j, &row);
+        try testing.expectEqual(@as(f32, @floatFromInt((tok % 97) * 10 + l)), row[5]);
+        cache.readRow(seq, l, .k, 0, j, &row);
+        try testing.expectEqual(@as(f32, @floatFromInt((tok % 97) * 10 + l)), row[7]);
+    };
+}
+
+test "a new sequence reuses full pages by reference and the partial page by copy" {
+    const cache = try testCache(32);
+    defer cache.deinit();
+    const pc = try PrefixCache.init(testing.allocator, cache, .{ .hot_budget_bytes = 1 << 20, .model_tag = 7 });
+    defer pc.deinit();
+    var toks: [40]u32 = undefined;
+    for (&toks, 0..) |*t, i| t.* = @intCast(i + 1);
+    const a = cache.seqCreate().?;
+    fillSeq(cache, a, toks[0..37]);
+    try testing.expectEqual(@as(usize, 3), pc.publish(a, toks[0..37]));
+    const b = cache.seqCreate().?;
+    // Same 37 tokens then more: 32 shared + 5 copied (37 - 32), leaving token 38 onward.
+    const reused = pc.attach(b, &toks);
+    try testing.expectEqual(@as(usize, 37), reused);
+    try expectSeq(cache, b, &toks, 37);
+    const ta = cache.table(a);
+    const tb = cache.table(b);
+    try testing.expectEqual(ta[0], tb[0]);
+    try testing.expectEqual(ta[1], tb[1]);
+    try testing.expect(ta[2] != tb[2]);
+    try testing.expectEqual(@as(u16, 3), cache.refcount[ta[0]]); // a, b, index
+    // The copy is b's own: b appends, a's page is unchanged.
+    cache.grow(b, 40);
+    var row: [32]f32 = @splat(-1);
+    cache.writeRow(b, 0, .v, 0, 37, &row);
+    try expectSeq(cache, a, toks[0..37], 37);
+    // A diverging prompt reuses only the common full pages, and always leaves one token to compute.
+    const d = cache.seqCreate().?;
+    var other = toks;
+    other[20] = 999;
+    try testing.expectEqual(@as(usize, 16), pc.attach(d, &other));
+    cache.seqFree(d);
+    const e = cache.seqCreate().?;
+    try testing.expectEqual(@as(usize, 31), pc.attach(e, toks[0..32]));
+    cache.seqFree(e);
+    cache.seqFree(a);
+    cache.seqFree(b);
+    // Only the index holds pages now.
+    try testing.expectEqual(@as(u32, 32 - 3), cache.n_free);
+}
+
+test "a shift copies shared pages first, and a shifted sequence is not published" {
+    const cache = try testCache(16);
+    defer cache.deinit();
+    const pc = try PrefixCache.init(testing.allocator, cache, .{ .hot_budget_bytes = 1 << 20, .model_tag = 1 });
+    defer pc.deinit();
+    var toks: [48]u32 = undefined;
+    for (&toks, 0..) |*t, i| t.* = @intCast(i + 100);
+    const a = cache.seqCreate().?;
+    fillSeq(cache, a, &toks);
+    _ = pc.publish(a, &toks);
+    const before = .{ cache.table(a)[0], cache.table(a)[1], cache.table(a)[2] };
+    try testing.expectEqual(@as(u16, 2), cache.refcount[before[1]]);
+    try testing.expect(pc.makePrivate(a, 20, 4));
+    // Page 0 is before the shift point and stays shared; pages 1 and 2 are now a's own copies.
+    try testing.expectEqual(before[0], cache.table(a)[0]);
+    try testing.expect(cache.table(a)[1] != before[1] and cache.table(a)[2] != before[2]);
+    try testing.expectEqual(@as(u16, 1), cache.refcount[before[1]]);
+    try testing.expectEqual(@as(u16, 1), cache.refcount[cache.table(a)[1]]);
+    try expectSeq(cache, a, &toks, 48);
+    try testing.expectEqual(@as(usize, 0), pc.publish(a, &toks));
+}
+
+test "tiny hot budget spills to SSD; cold pages come back verified; a corrupt one is recomputed" {
+    var dbuf: [tier.max_path]u8 = undefined;
+    const dir = tier.testDir(&dbuf, "prefix");
+    defer tier.removeTree(dir);
+    const cache = try testCache(64);
+    defer cache.deinit();
+    const page_bytes = cache.shape.pageSizeBytes();
+    // Hot tier of 2 pages.
+    const pc = try PrefixCache.init(testing.allocator, cache, .{ .hot_budget_bytes = 2 * page_bytes, .model_tag = 3, .dir = dir, .cold_max_bytes = 1 << 24 });
+    defer pc.deinit();
+    var toks: [97]u32 = undefined;
+    for (&toks, 0..) |*t, i| t.* = @intCast(i * 3 + 1);
+    const a = cache.seqCreate().?;
+    fillSeq(cache, a, &toks);
+    try testing.expectEqual(@as(usize, 7), pc.publish(a, &toks));
+    cache.seqFree(a);
+    try testing.expect(pc.stats.hot_pages <= 2);
+    try testing.expect(pc.stats.spilled >= 5);
+    pc.cold.?.flush();
+    const b = cache.seqCreate().?;
+    try testing.expectEqual(@as(usize, 96), pc.attach(b, &toks));
+    try expectSeq(cache, b, &toks, 96);
+    try testing.expect(pc.stats.cold_hits >= 4);
+    cache.seqFree(b);
+    // Flip a bit in the record of page 3 on disk: reuse stops at page 3.
+    const idx = pc.map.get(blk: {
+        var parent: u64 = 3;
+        for (0..4) |p| parent = chainKey(parent, toks[p * 16 ..][0..16]);
+        break :blk parent;
+    }).?;
+    // Push it out of RAM first.
+    pc.reclaim(64);
+    const e = pc.entries[idx];
+    try testing.expect(e.page == none and e.slot != none);
+    var pbuf: [tier.max_path]u8 = undefined;
+    const fd = c.open(pc.cold.?.slabPath(&pbuf, e.slot).?, .{ .ACCMODE = .RDWR });
+    const off = @as(u64, e.slot % pc.cold.?.slots_per_slab) * pc.cold.?.record_bytes + tier.header_bytes + 77;
+    var byte: [1]u8 = undefined;
+    try testing.expect(tier.preadAll(fd, &byte, off));
+    byte[0] ^= 1;
+    try testing.expect(tier.pwriteAll(fd, &byte, off));
+    _ = c.close(fd);
+    const d = cache.seqCreate().?;
+    try testing.expectEqual(@as(usize, 48), pc.attach(d, &toks));
+    try expectSeq(cache, d, &toks, 48);
+    try testing.expectEqual(@as(u64, 1), pc.stats.cold_misses);
+    cache.seqFree(d);
+}
+
+test "the prefix cache survives a restart through the manifest; a torn manifest is ignored" {
+    var dbuf: [tier.max_path]u8 = undefined;
+    const dir = tier.testDir(&dbuf, "manifest");
+    defer tier.removeTree(dir);
+    var toks: [50]u32 = undefined;
+    for (&toks, 0..) |*t, i| t.* = @intCast(i + 9);
+    {
+        const cache = try testCache(16);
+        defer cache.deinit();
+        const pc = try PrefixCache.init(testing.allocator, cache, .{ .hot_budget_bytes = 1 << 20, .model_tag = 5, .dir = dir, .cold_max_bytes = 1 << 22 });
+        defer pc.deinit();
+        const a = cache.seqCreate().?;
+        fillSeq(cache, a, &toks);
+        _ = pc.publish(a, &toks);
+        try testing.expectEqual(@as(usize, 4), try pc.persist());
+    }
+    {
+        const cache = try testCache(16);
+        defer cache.deinit();
+        const pc = try PrefixCache.init(testing.allocator, cache, .{ .hot_budget_bytes = 1 << 20, .model_tag = 5, .dir = dir, .cold_max_bytes = 1 << 22 });
+        defer pc.deinit();
+        try testing.expectEqual(@as(u64, 4), pc.stats.manifest_entries_loaded);
+        const b = cache.seqCreate().?;
+        try testing.expectEqual(@as(usize, 49), pc.attach(b, &toks));
+        try expectSeq(cache, b, &toks, 49);
+    }
+    // Tear the manifest (cut in the middle of an entry): start-up ignores it.
+    var pbuf: [tier.max_path]u8 = undefined;
+    const mp = tier.pathZ(&pbuf, "{s}/manifest", .{dir}).?;
+    const fd = c.open(mp, .{ .ACCMODE = .RDWR });
+    try testing.expectEqual(@as(c_int, 0), c.ftruncate(fd, 100));
+    _ = c.close(fd);
+    {
+        const cache = try testCache(16);
+        defer cache.deinit();
+        const pc = try PrefixCache.init(testing.allocator, cache, .{ .hot_budget_bytes = 1 << 20, .model_tag = 5, .dir = dir, .cold_max_bytes = 1 << 22 });
+        defer pc.deinit();
+        try testing.expectEqual(@as(u64, 1), pc.stats.manifest_rejected);
+        const b = cache.seqCreate().?;
+        try testing.expectEqual(@as(usize, 0), pc.attach(b, &toks));
+    }
+}

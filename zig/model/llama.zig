@@ -1,0 +1,640 @@
+//! The Llama architecture (as SmolLM2 uses it): a batched forward pass over the paged KV cache.
+//!
+//! Weights stay in the mmapped GGUF file. TypeScript parses and validates the file and hands
+//! over the hyperparameters and a fixed-order tensor table; everything is checked again here
+//! against the file size and the shapes the hyperparameters imply, so a bad table is an error,
+//! never a wild read. One `decode` call is one engine step: like llama_decode it takes rows of
+//! (token, position, sequence, wants logits), appends them to their sequences' KV and writes the
+//! requested logits rows.
+const std = @import("std");
+const status = @import("../status.zig");
+const ops = @import("../ops.zig");
+const kv = @import("../kv/pages.zig");
+const prefix = @import("../kv/prefix.zig");
+const attention = @import("../attention.zig");
+const quant = @import("../quant.zig");
+const matmul_mod = @import("../matmul.zig");
+const Pool = @import("../pool.zig").Pool;
+const fused = @import("fused.zig");
+
+const Weight = matmul_mod.Weight;
+const BlockQ8Act = quant.BlockQ8Act;
+
+/// Hyperparameters, filled by src/native/model.ts from the GGUF metadata.
+pub const Hparams = extern struct {
+    n_vocab: u32,
+    n_embd: u32,
+    n_layer: u32,
+    n_head: u32,
+    n_head_kv: u32,
+    head_dim: u32,
+    n_ff: u32,
+    n_ctx_train: u32,
+    rope_dims: u32,
+    /// ops.RopeType: 0 normal (llama), 2 neox.
+    rope_type: u32,
+    rope_freq_base: f32,
+    rope_freq_scale: f32,
+    rms_eps: f32,
+    reserved: u32 = 0,
+};
+
+/// Runtime options (sizes fixed for the model's lifetime).
+pub const Options = extern struct {
+    n_threads: u32,
+    kv_pages: u32,
+    /// kv.KvType: 1 f16, 8 q8_0.
+    kv_type: u32,
+    max_batch_tokens: u32,
+    max_sequences: u32,
+    reserved: u32 = 0,
+};
+
+/// One tensor of the GGUF table: absolute file offset, size, GGML type, dims (innermost first).
+pub const TensorDesc = extern struct {
+    offset: u64,
+    size_bytes: u64,
+    type: u32,
+    n_dims: u32,
+    dims: [4]u64,
+};
+
+/// `type` of an absent optional tensor (only `output.weight`: tied embeddings).
+pub const absent_type: u32 = 0xffff_ffff;
+
+pub const global_tensors = [_][]const u8{ "token_embd.weight", "output_norm.weight", "output.weight" };
+pub const layer_tensors = [_][]const u8{
+    "attn_norm.weight", "attn_q.weight",   "attn_k.weight", "attn_v.weight",   "attn_output.weight",
+    "ffn_norm.weight",  "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight",
+};
+
+const Layer = struct {
+    attn_norm: []const f32,
+    wq: Weight,
+    wk: Weight,
+    wv: Weight,
+    wo: Weight,
+    ffn_norm: []const f32,
+    w_gate: Weight,
+    w_up: Weight,
+    w_down: Weight,
+};
+
+/// Limits that keep the fixed-size stack buffers and table sizes honest.
+pub const max_layers = 512;
+pub const max_threads = 256;
+pub const max_batch_tokens_limit = 1 << 16;
+pub const max_sequences_limit = 4096;
+
+const model_magic: u64 = 0x6865_6172_7468_4d31; // "hearthM1"
+
+pub const Model = struct {
+    magic: u64,
+    allocator: std.mem.Allocator,
+    hp: Hparams,
+    opts: Options,
+    mapping: []align(std.heap.page_size_min) const u8,
+    tok_embd: Weight,
+    output: Weight,
+    output_norm: []const f32,
+    layers: []Layer,
+    /// Norm weights stored as F16 in the file are widened once into this buffer.
+    norm_store: []f32,
+    pool: *Pool,
+    cache: *kv.Cache,
+    /// Prefix sharing and the hot/cold tiers (kv/prefix.zig), once hearth_kv_tier_open ran.
+    kv_tier: ?*prefix.PrefixCache = null,
+    rope: ops.Rope,
+    attn_scale: f32,
+
+    // Scratch sized for max_batch_tokens rows, allocated once; the f32 ones are slices of `slab`.
+    slab: []f32,
+    x: []f32,
+    xb: []f32,
+    q: []f32,
+    k: []f32,
+    v: []f32,
+    att: []f32,
+    hg: []f32,
+    hu: []f32,
+    act: []BlockQ8Act,
+    rope_cos: []f32,
+    rope_sin: []f32,
+    row_index: []u32,
+    tiles: []attention.Tile,
+    n_tiles: usize = 0,
+    /// Query-key pairs of this step's attention (per layer), to skip the pool when tiny.
+    attn_work: usize = 0,
+    logit_rows: []u32,
+    seq_rows: []u32,
+    seq_last_pos: []i64,
+
+    pub fn isValid(self: *const Model) bool {
+        return self.magic == model_magic;
+    }
+
+    pub fn destroy(self: *Model) void {
+        const a = self.allocator;
+        self.magic = 0;
+        self.pool.deinit();
+        if (self.kv_tier) |t| t.deinit();
+        self.cache.deinit();
+        std.posix.munmap(self.mapping);
+        a.free(self.layers);
+        a.free(self.norm_store);
+        a.free(self.slab);
+        a.free(self.act);
+        a.free(self.row_index);
+        a.free(self.tiles);
+        a.free(self.logit_rows);
+        a.free(self.seq_rows);
+        a.free(self.seq_last_pos);
+        a.destroy(self);
+    }
+
+    pub fn qDim(self: *const Model) usize {
+        return @as(usize, self.hp.n_head) * self.hp.head_dim;
+    }
+    pub fn kvDim(self: *const Model) usize {
+        return @as(usize, self.hp.n_head_kv) * self.hp.head_dim;
+    }
+};
+
+fn typeName(t: u32) []const u8 {
+    return switch (t) {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        8 => "Q8_0",
+        else => "unsupported",
+    };
+}
+
+fn isMatrixType(t: u32) bool {
+    return t == 0 or t == 1 or t == 2 or t == 3 or t == 8;
+}
+
+/// Checks one tensor against the file and its expected shape; returns a status (negative) on failure.
+fn checkTensor(d: TensorDesc, name: []const u8, layer: ?usize, file_size: u64, want: []const u64, matrix: bool) i32 {
+    const lname = layer orelse std.math.maxInt(usize);
+    if (!isMatrixType(d.type)) {
+        return status.fail(.unsupported, "tensor {s}{s}{d}: GGML type {d} is not supported (F32, F16, Q4_0, Q4_1, Q8_0 are)", .{ if (layer != null) "blk." else "", name, if (layer != null) lname else 0, d.type });
+    }
+    if (d.n_dims != want.len) {
+        return status.fail(.bad_model, "tensor {s} (layer {d}): {d} dims, expected {d}", .{ name, lname, d.n_dims, want.len });
+    }
+    for (want, 0..) |w, i| {
+        if (d.dims[i] != w) return status.fail(.bad_model, "tensor {s} (layer {d}): dim {d} is {d}, expected {d}", .{ name, lname, i, d.dims[i], w });
+    }
+    const cols = want[0];
+    const rows: u64 = if (want.len > 1) want[1] else 1;
+    const t: quant.GgmlType = @fromBackingInt(@intCast(d.type));
+    if (d.type != 0 and d.type != 1 and cols % 32 != 0) {
+        return status.fail(.bad_model, "tensor {s} (layer {d}): row length {d} is not a multiple of 32 for {s}", .{ name, lname, cols, typeName(d.type) });
+    }
+    const want_size = rows * quant.rowSizeBytes(t, @intCast(cols));
+    if (d.size_bytes != want_size) {
+        return status.fail(.bad_model, "tensor {s} (layer {d}): {d} bytes, expected {d}", .{ name, lname, d.size_bytes, want_size });
+    }
+    if (d.offset > file_size or d.size_bytes > file_size - d.offset) {
+        return status.fail(.bad_model, "tensor {s} (layer {d}): data [{d}, +{d}) runs past the end of the file ({d} bytes)", .{ name, lname, d.offset, d.size_bytes, file_size });
+    }
+    if (!matrix and d.type != 0 and d.type != 1) {
+        return status.fail(.unsupported, "tensor {s} (layer {d}): norm weights must be F32 or F16, got {s}", .{ name, lname, typeName(d.type) });
+    }
+    const elem_align: u64 = if (d.type == 0) 4 else 2;
+    if (d.offset % elem_align != 0) {
+        return status.fail(.bad_model, "tensor {s} (layer {d}): offset {d} is misaligned", .{ name, lname, d.offset });
+    }
+    return 0;
+}
+
+fn checkHparams(hp: *const Hparams, opts: *const Options) i32 {
+    if (hp.n_vocab == 0 or hp.n_embd == 0 or hp.n_layer == 0 or hp.n_head == 0 or hp.n_head_kv == 0 or hp.n_ff == 0)
+        return status.fail(.bad_model, "hyperparameters must be positive (vocab {d}, embd {d}, layers {d}, heads {d}/{d}, ffn {d})", .{ hp.n_vocab, hp.n_embd, hp.n_layer, hp.n_head, hp.n_head_kv, hp.n_ff });
+    if (hp.n_layer > max_layers) return status.fail(.bad_model, "{d} layers is more than the supported {d}", .{ hp.n_layer, max_layers });
+    if (hp.n_head % hp.n_head_kv != 0 or hp.n_head / hp.n_head_kv > attention.max_group)
+        return status.fail(.unsupported, "{d} heads over {d} kv heads: groups must divide evenly and hold at most {d}", .{ hp.n_head, hp.n_head_kv, attention.max_group });
+    if (!attention.headDimSupported(hp.head_dim)) return status.fail(.unsupported, "head dim {d} is not supported (32, 64, 80, 96, 128, 256)", .{hp.head_dim});
+    if (hp.n_embd % 32 != 0 or hp.n_ff % 32 != 0) return status.fail(.unsupported, "embedding {d} and ffn {d} must be multiples of 32", .{ hp.n_embd, hp.n_ff });
+    if (hp.rope_dims == 0 or hp.rope_dims % 2 != 0 or hp.rope_dims > hp.head_dim)
+        return status.fail(.bad_model, "rope dimension count {d} must be even and at most the head dim {d}", .{ hp.rope_dims, hp.head_dim });
+    if (hp.rope_type != 0 and hp.rope_type != 2) return status.fail(.unsupported, "rope type {d} (0 normal, 2 neox)", .{hp.rope_type});
+    if (!(hp.rope_freq_base > 0) or !(hp.rope_freq_scale > 0) or !std.math.isFinite(hp.rope_freq_base) or !std.math.isFinite(hp.rope_freq_scale))
+        return status.fail(.bad_model, "rope freq base {d} / scale {d} must be positive and finite", .{ hp.rope_freq_base, hp.rope_freq_scale });
+    if (!(hp.rms_eps > 0) or !std.math.isFinite(hp.rms_eps)) return status.fail(.bad_model, "rms epsilon {d} must be positive", .{hp.rms_eps});
+    if (opts.n_threads == 0 or opts.n_threads > max_threads) return status.fail(.invalid_argument, "threads {d} must be in [1, {d}]", .{ opts.n_threads, max_threads });
+    if (opts.kv_pages == 0) return status.fail(.invalid_argument, "kv pages must be positive", .{});
+    if (opts.kv_type != 1 and opts.kv_type != 8) return status.fail(.invalid_argument, "kv type {d} (1 f16, 8 q8_0)", .{opts.kv_type});
+    if (opts.kv_type == 8 and hp.head_dim % 32 != 0) return status.fail(.unsupported, "q8_0 KV needs a head dim that is a multiple of 32", .{});
+    if (opts.max_batch_tokens == 0 or opts.max_batch_tokens > max_batch_tokens_limit)
+        return status.fail(.invalid_argument, "max batch tokens {d} must be in [1, {d}]", .{ opts.max_batch_tokens, max_batch_tokens_limit });
+    if (opts.max_sequences == 0 or opts.max_sequences > max_sequences_limit)
+        return status.fail(.invalid_argument, "max sequences {d} must be in [1, {d}]", .{ opts.max_sequences, max_sequences_limit });
+    return 0;
+}
+
+fn mapFile(path: []const u8, out: *[]align(std.heap.page_size_min) const u8) i32 {
+    var path_z: [4096]u8 = undefined;
+    if (path.len == 0 or path.len >= path_z.len) return status.fail(.invalid_argument, "model path length {d} out of range", .{path.len});
+    if (std.mem.indexOfScalar(u8, path, 0) != null) return status.fail(.invalid_argument, "model path contains a NUL byte", .{});
+    @memcpy(path_z[0..path.len], path);
+    path_z[path.len] = 0;
+    const fd = std.c.open(@ptrCast(&path_z), .{ .ACCMODE = .RDONLY, .CLOEXEC = true });
+    if (fd < 0) return status.fail(.io_error, "cannot open {s}: errno {d}", .{ path, std.c._errno().* });
+    defer _ = std.c.close(fd);
+    const end = std.c.lseek(fd, 0, std.c.SEEK.END);
+    if (end <= 0) return status.fail(.io_error, "cannot size {s} (empty or unseekable)", .{path});
+    const size: usize = @intCast(end);
+    const mem = std.posix.mmap(null, size, .{ .READ = true }, .{ .TYPE = .PRIVATE, .POPULATE = true }, fd, 0) catch |err|
+        return status.fail(.io_error, "cannot mmap {s}: {s}", .{ path, @errorName(err) });
+    out.* = mem;
+    return 0;
+}
+
+fn weightOf(mapping: []const u8, d: TensorDesc) Weight {
+    const rows: usize = if (d.n_dims > 1) @intCast(d.dims[1]) else 1;
+    return .{ .data = mapping.ptr + @as(usize, @intCast(d.offset)), .type = @fromBackingInt(@intCast(d.type)), .rows = rows, .cols = @intCast(d.dims[0]) };
+}
+
+/// Creates a model over the file at `path`. On success stores the handle in `out` and returns 0.
+pub fn create(allocator: std.mem.Allocator, path: []const u8, hp: *const Hparams, opts: *const Options, tensors: []const TensorDesc, out: **Model) i32 {
+    var rc = checkHparams(hp, opts);
+    if (rc < 0) return rc;
+    const n_layer: usize = hp.n_layer;
+    const want_tensors = global_tensors.len + n_layer * layer_tensors.len;
+    if (tensors.len != want_tensors) return status.fail(.invalid_argument, "tensor table has {d} entries, expected {d}", .{ tensors.len, want_tensors });
+
+    var mapping: []align(std.heap.page_size_min) const u8 = undefined;
+    rc = mapFile(path, &mapping);
+    if (rc < 0) return rc;
+    var ok = false;
+    defer if (!ok) std.posix.munmap(mapping);
+    const file_size: u64 = mapping.len;
+
+    const d: u64 = hp.n_embd;
+    const q_dim: u64 = @as(u64, hp.n_head) * hp.head_dim;
+    const kv_dim: u64 = @as(u64, hp.n_head_kv) * hp.head_dim;
+    rc = checkTensor(tensors[0], global_tensors[0], null, file_size, &.{ d, hp.n_vocab }, true);
+    if (rc < 0) return rc;
+    rc = checkTensor(tensors[1], global_tensors[1], null, file_size, &.{d}, false);
+    if (rc < 0) return rc;
+    const tied = tensors[2].type == absent_type;
+    if (!tied) {
+        rc = checkTensor(tensors[2], global_tensors[2], null, file_size, &.{ d, hp.n_vocab }, true);
+        if (rc < 0) return rc;
+    }
+    for (0..n_layer) |l| {
+        const shapes = [_][]const u64{ &.{d}, &.{ d, q_dim }, &.{ d, kv_dim }, &.{ d, kv_dim }, &.{ q_dim, d }, &.{d}, &.{ d, hp.n_ff }, &.{ d, hp.n_ff }, &.{ hp.n_ff, d } };
+        for (shapes, layer_tensors, 0..) |shape, name, i| {
+            rc = checkTensor(tensors[global_tensors.len + l * layer_tensors.len + i], name, l, file_size, shape, shape.len == 2);
+            if (rc < 0) return rc;
+        }
+    }
+
+    const m = build(allocator, mapping, hp, opts, tensors, tied) catch |err|
+        return status.fail(.out_of_memory, "model buffers (KV {d} pages x {d} bytes, batch {d}, {d} threads): {s}", .{ opts.kv_pages, kvShape(hp, opts).pageSizeBytes(), opts.max_batch_tokens, opts.n_threads, @errorName(err) });
+    ok = true;
+    out.* = m;
+    return 0;
+}
+
+fn kvShape(hp: *const Hparams, opts: *const Options) kv.Shape {
+    return .{ .n_layer = hp.n_layer, .n_head_kv = hp.n_head_kv, .head_dim = hp.head_dim, .kv_type = @fromBackingInt(@intCast(opts.kv_type)) };
+}
+
+/// Allocates everything a validated model needs, once.
+fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) const u8, hp: *const Hparams, opts: *const Options, tensors: []const TensorDesc, tied: bool) !*Model {
+    const n_layer: usize = hp.n_layer;
+    const d: usize = hp.n_embd;
+    const q_dim: usize = @as(usize, hp.n_head) * hp.head_dim;
+    const kv_dim: usize = @as(usize, hp.n_head_kv) * hp.head_dim;
+    const m = try allocator.create(Model);
+    errdefer allocator.destroy(m);
+    const layers = try allocator.alloc(Layer, n_layer);
+    errdefer allocator.free(layers);
+    // Norms: F32 in the file are used in place; F16 ones are widened into norm_store.
+    const norm_store = try allocator.alloc(f32, (1 + 2 * n_layer) * d);
+    errdefer allocator.free(norm_store);
+    var norm_slot: usize = 0;
+    const normOf = struct {
+        fn f(map: []const u8, desc: TensorDesc, store: []f32, slot: *usize, n: usize) []const f32 {
+            const ptr = map.ptr + @as(usize, @intCast(desc.offset));
+            if (desc.type == 0) return @as([*]const f32, @ptrCast(@alignCast(ptr)))[0..n];
+            const dst = store[slot.* * n ..][0..n];
+            slot.* += 1;
+            quant.dequantizeRow(.f16, ptr, dst);
+            return dst;
+        }
+    }.f;
+
+    const tok_embd = weightOf(mapping, tensors[0]);
+    for (layers, 0..) |*ly, l| {
+        const t = tensors[global_tensors.len + l * layer_tensors.len ..][0..layer_tensors.len];
+        ly.* = .{
+            .attn_norm = normOf(mapping, t[0], norm_store, &norm_slot, d),
+            .wq = weightOf(mapping, t[1]),
+            .wk = weightOf(mapping, t[2]),
+            .wv = weightOf(mapping, t[3]),
+            .wo = weightOf(mapping, t[4]),
+            .ffn_norm = normOf(mapping, t[5], norm_store, &norm_slot, d),
+            .w_gate = weightOf(mapping, t[6]),
+            .w_up = weightOf(mapping, t[7]),
+            .w_down = weightOf(mapping, t[8]),
+        };
+    }
+    const output_norm = normOf(mapping, tensors[1], norm_store, &norm_slot, d);
+
+    const cache = try kv.Cache.init(allocator, kvShape(hp, opts), opts.kv_pages, opts.max_sequences);
+    errdefer cache.deinit();
+    const pool = try Pool.init(allocator, opts.n_threads);
+    errdefer pool.deinit();
+
+    const b: usize = opts.max_batch_tokens;
+    const widest = @max(d, @max(q_dim, hp.n_ff));
+    const half_rope = hp.rope_dims / 2;
+    // All f32 scratch in one slab, carved into the named buffers.
+    const sizes = [_]usize{ b * d, b * d, b * q_dim, b * kv_dim, b * kv_dim, b * q_dim, b * hp.n_ff, b * hp.n_ff, b * half_rope, b * half_rope };
+    var total: usize = 0;
+    for (sizes) |sz| total += sz;
+    const slab = try allocator.alloc(f32, total);
+    errdefer allocator.free(slab);
+    var bufs: [sizes.len][]f32 = undefined;
+    var at: usize = 0;
+    for (sizes, 0..) |sz, i| {
+        bufs[i] = slab[at..][0..sz];
+        at += sz;
+    }
+    const act = try allocator.alloc(BlockQ8Act, b * widest / 32);
+    errdefer allocator.free(act);
+    const row_index = try allocator.alloc(u32, b);
+    errdefer allocator.free(row_index);
+    const tiles = try allocator.alloc(attention.Tile, b);
+    errdefer allocator.free(tiles);
+    const logit_rows = try allocator.alloc(u32, b);
+    errdefer allocator.free(logit_rows);
+    const seq_rows = try allocator.alloc(u32, opts.max_sequences);
+    errdefer allocator.free(seq_rows);
+    const seq_last_pos = try allocator.alloc(i64, opts.max_sequences);
+
+    m.* = .{
+        .magic = model_magic,
+        .allocator = allocator,
+        .hp = hp.*,
+        .opts = opts.*,
+        .mapping = mapping,
+        .tok_embd = tok_embd,
+        .output = if (tied) tok_embd else weightOf(mapping, tensors[2]),
+        .output_norm = output_norm,
+        .layers = layers,
+        .norm_store = norm_store,
+        .pool = pool,
+        .cache = cache,
+        .rope = ops.Rope.init(@fromBackingInt(@intCast(hp.rope_type)), hp.rope_dims, hp.rope_freq_base, hp.rope_freq_scale),
+        .attn_scale = 1.0 / @sqrt(@as(f32, @floatFromInt(hp.head_dim))),
+        .slab = slab,
+        .x = bufs[0],
+        .xb = bufs[1],
+        .q = bufs[2],
+        .k = bufs[3],
+        .v = bufs[4],
+        .att = bufs[5],
+        .hg = bufs[6],
+        .hu = bufs[7],
+        .act = act,
+        .rope_cos = bufs[8],
+        .rope_sin = bufs[9],
+        .row_index = row_index,
+        .tiles = tiles,
+        .logit_rows = logit_rows,
+        .seq_rows = seq_rows,
+        .seq_last_pos = seq_last_pos,
+    };
+    return m;
+}
+
+// ---------------------------------------------------------------- forward
+
+/// Below this many query-key pairs a layer's attention runs on the calling thread: a short
+/// decode step costs less than waking the pool.
+const attn_inline_work = 2048;
+
+/// Rows per task for the per-row ops when a batch is large enough to split.
+const rows_per_task = 4;
+
+fn forRows(m: *Model, n: usize, ctx: anytype, comptime func: fn (@TypeOf(ctx), usize) void) void {
+    if (n <= rows_per_task) {
+        for (0..n) |i| func(ctx, i);
+        return;
+    }
+    const Chunked = struct {
+        inner: @TypeOf(ctx),
+        n: usize,
+        fn run(self: *const @This(), task: usize) void {
+            const lo = task * rows_per_task;
+            const hi = @min(lo + rows_per_task, self.n);
+            for (lo..hi) |i| func(self.inner, i);
+        }
+    };
+    const c: Chunked = .{ .inner = ctx, .n = n };
+    m.pool.run((n + rows_per_task - 1) / rows_per_task, &c, Chunked.run);
+}
+
+/// x[i] (+= add[i] when given) -> xb[i] = rmsnorm(x[i]) * w -> act blocks of row i.
+const NormQuant = struct {
+    m: *Model,
+    add: ?[]const f32,
+    w: []const f32,
+    fn run(self: *const NormQuant, i: usize) void {
+        const d = self.m.hp.n_embd;
+        const x = self.m.x[i * d ..][0..d];
+        if (self.add) |a| ops.add(x, a[i * d ..][0..d]);
+        const xb = self.m.xb[i * d ..][0..d];
+        ops.rmsnorm(xb, x, self.w, self.m.hp.rms_eps);
+        quant.quantizeAct(xb, self.m.act[i * d / 32 ..][0 .. d / 32]);
+    }
+};
+
+/// Ropes q and k of row i and writes its K and V into the row's page slot.
+const RopeStore = struct {
+    m: *Model,
+    layer: usize,
+    seq_ids: []const i32,
+    fn run(self: *const RopeStore, i: usize) void {
+        const m = self.m;
+        const hd = m.hp.head_dim;
+        const half = m.hp.rope_dims / 2;
+        const cos = m.rope_cos[i * half ..][0..half];
+        const sin = m.rope_sin[i * half ..][0..half];
+        const qd = m.qDim();
+        const kvd = m.kvDim();
+        m.rope.apply(m.q[i * qd ..][0..qd], m.hp.n_head, hd, cos, sin);
+        m.rope.apply(m.k[i * kvd ..][0..kvd], m.hp.n_head_kv, hd, cos, sin);
+        m.cache.storeBatch(self.layer, m.k[i * kvd ..][0..kvd], m.v[i * kvd ..][0..kvd], self.seq_ids[i..][0..1], m.row_index[i..][0..1]);
+    }
+};
+
+/// Attention item plus the Q8 quantization of the heads it wrote (blocks never straddle heads).
+const AttnQuant = struct {
+    job: attention.Job,
+    act: []BlockQ8Act,
+    fn run(self: *const AttnQuant, item: usize) void {
+        self.job.run(item);
+        const n_head_kv = self.job.cache.shape.n_head_kv;
+        const hd = self.job.cache.shape.head_dim;
+        const tile = self.job.tiles[item / n_head_kv];
+        const g = item % n_head_kv;
+        const group = self.job.n_head / n_head_kv;
+        const width = self.job.n_head * hd;
+        for (tile.row..tile.row + tile.count) |row| {
+            const lo = row * width + g * group * hd;
+            quant.quantizeAct(self.job.out[lo..][0 .. group * hd], self.act[lo / 32 ..][0 .. group * hd / 32]);
+        }
+    }
+};
+
+/// hg[i] = silu(hg[i]) * hu[i], then its act blocks.
+const SwigluQuant = struct {
+    m: *Model,
+    fn run(self: *const SwigluQuant, i: usize) void {
+        const f = self.m.hp.n_ff;
+        const g = self.m.hg[i * f ..][0..f];
+        ops.swiglu(g, g, self.m.hu[i * f ..][0..f]);
+        quant.quantizeAct(g, self.m.act[i * f / 32 ..][0 .. f / 32]);
+    }
+};
+
+/// Final norm of the rows that want logits, gathered into xb rows 0..n_out.
+const OutNorm = struct {
+    m: *Model,
+    fn run(self: *const OutNorm, k: usize) void {
+        const m = self.m;
+        const d = m.hp.n_embd;
+        const r = m.logit_rows[k];
+        const xb = m.xb[k * d ..][0..d];
+        ops.rmsnorm(xb, m.x[r * d ..][0..d], m.output_norm, m.hp.rms_eps);
+        quant.quantizeAct(xb, m.act[k * d / 32 ..][0 .. d / 32]);
+    }
+};
+
+fn mm(m: *Model, w: Weight, x: []const f32, n: usize, out: []f32) void {
+    const cols = w.cols;
+    matmul_mod.matmul(m.pool, w, x[0 .. n * cols], m.act[0 .. n * cols / 32], n, out[0 .. n * w.rows]);
+}
+
+/// One engine step. Returns the number of logits rows written to `out` (n_vocab floats each,
+/// in row order of the rows with want=1), or a negative status; on error nothing was written.
+pub fn decode(m: *Model, tokens: []const i32, positions: []const i32, seq_ids: []const i32, want: []const u8, out: ?[*]f32, out_rows_cap: usize) i32 {
+    const n = tokens.len;
+    if (n == 0) return 0;
+    if (n > m.opts.max_batch_tokens) return status.fail(.invalid_argument, "batch of {d} rows is larger than max batch tokens {d}", .{ n, m.opts.max_batch_tokens });
+    const cache = m.cache;
+
+    // Validate everything before touching any state.
+    @memset(m.seq_rows, 0);
+    var n_out: usize = 0;
+    for (0..n) |i| {
+        if (tokens[i] < 0 or tokens[i] >= m.hp.n_vocab) return status.fail(.out_of_range, "row {d}: token id {d} is outside the vocabulary [0, {d})", .{ i, tokens[i], m.hp.n_vocab });
+        const s = seq_ids[i];
+        if (!cache.isActive(s)) return status.fail(.invalid_argument, "row {d}: sequence {d} is not open", .{ i, s });
+        if (positions[i] < 0) return status.fail(.out_of_range, "row {d}: negative position {d}", .{ i, positions[i] });
+        const su: usize = @intCast(s);
+        if (m.seq_rows[su] > 0 and positions[i] <= m.seq_last_pos[su])
+            return status.fail(.invalid_argument, "row {d}: position {d} of sequence {d} is not after its previous row's {d}", .{ i, positions[i], s, m.seq_last_pos[su] });
+        m.seq_last_pos[su] = positions[i];
+        m.seq_rows[su] += 1;
+        if (want[i] != 0) n_out += 1;
+    }
+    if (n_out > out_rows_cap) return status.fail(.invalid_argument, "{d} rows want logits but the output holds {d}", .{ n_out, out_rows_cap });
+    if (n_out > 0 and out == null) return status.fail(.null_pointer, "logits output is null", .{});
+    var pages_needed: usize = 0;
+    for (m.seq_rows, 0..) |cnt, s| {
+        if (cnt > 0) pages_needed += cache.pagesNeeded(@intCast(s), cnt);
+    }
+    // Pages only the prefix cache still holds go back to the pool (spilled to SSD) before kv_full.
+    if (pages_needed > cache.n_free) if (m.kv_tier) |t| t.reclaim(pages_needed);
+    if (pages_needed > cache.n_free)
+        return status.fail(.kv_full, "KV pool full: this batch needs {d} more pages, {d} of {d} are free", .{ pages_needed, cache.n_free, cache.pages_total });
+
+    // Commit: rent pages and give each row its token index in its sequence.
+    for (m.seq_rows, 0..) |cnt, s| {
+        if (cnt == 0) continue;
+        const su: u32 = @intCast(s);
+        m.seq_rows[s] = cache.seqs[su].len_tokens; // reuse as the next index to hand out
+        cache.grow(su, cache.seqs[su].len_tokens + cnt);
+    }
+    n_out = 0;
+    const half = m.hp.rope_dims / 2;
+    for (0..n) |i| {
+        const su: usize = @intCast(seq_ids[i]);
+        m.row_index[i] = m.seq_rows[su];
+        m.seq_rows[su] += 1;
+        if (want[i] != 0) {
+            m.logit_rows[n_out] = @intCast(i);
+            n_out += 1;
+        }
+        m.rope.angles(positions[i], m.rope_cos[i * half ..][0..half], m.rope_sin[i * half ..][0..half]);
+    }
+
+    m.attn_work = 0;
+    for (m.row_index[0..n]) |idx| m.attn_work += (@as(usize, idx) + 1) * m.hp.n_head;
+    m.n_tiles = attention.makeTiles(seq_ids, m.row_index[0..n], attention.tileRows(m.hp.n_head / m.hp.n_head_kv), m.tiles);
+    forward(m, tokens, seq_ids);
+
+    if (n_out > 0) {
+        const on: OutNorm = .{ .m = m };
+        forRows(m, n_out, &on, OutNorm.run);
+        mm(m, m.output, m.xb, n_out, out.?[0 .. n_out * m.hp.n_vocab]);
+    }
+    return @intCast(n_out);
+}
+
+fn forward(m: *Model, tokens: []const i32, seq_ids: []const i32) void {
+    const n = tokens.len;
+    const d: usize = m.hp.n_embd;
+    for (0..n) |i| {
+        const row: usize = @intCast(tokens[i]);
+        const rb = quant.rowSizeBytes(m.tok_embd.type, d);
+        quant.dequantizeRow(m.tok_embd.type, m.tok_embd.data + row * rb, m.x[i * d ..][0..d]);
+    }
+    for (m.layers, 0..) |*ly, l| {
+        // Attention block. The previous layer's FFN residual is added here (fused with the norm).
+        const nq: NormQuant = .{ .m = m, .add = if (l == 0) null else m.xb[0 .. n * d], .w = ly.attn_norm };
+        if (l == 0) forRows(m, n, &nq, NormQuant.run) else forRowsAddDown(m, n, &nq);
+        const qkv = [_]fused.Part{ .{ .w = ly.wq, .out = m.q }, .{ .w = ly.wk, .out = m.k }, .{ .w = ly.wv, .out = m.v } };
+        fused.matmulMany(m.pool, &qkv, m.xb[0 .. n * d], m.act[0 .. n * d / 32], n);
+        const rs: RopeStore = .{ .m = m, .layer = l, .seq_ids = seq_ids };
+        forRows(m, n, &rs, RopeStore.run);
+        const aq: AttnQuant = .{
+            .job = .{ .cache = m.cache, .layer = l, .q = m.q[0 .. n * m.qDim()], .out = m.att[0 .. n * m.qDim()], .seq_ids = seq_ids, .indices = m.row_index[0..n], .tiles = m.tiles[0..m.n_tiles], .n_head = m.hp.n_head, .scale = m.attn_scale },
+            .act = m.act,
+        };
+        const items = aq.job.items();
+        if (m.attn_work <= attn_inline_work) {
+            for (0..items) |it| aq.run(it);
+        } else m.pool.run(items, &aq, AttnQuant.run);
+        mm(m, ly.wo, m.att, n, m.xb);
+        // FFN block: x += attn_out, norm, quantize.
+        const nf: NormQuant = .{ .m = m, .add = null, .w = ly.ffn_norm };
+        forRowsAddDown(m, n, &nf);
+        const gate_up = [_]fused.Part{ .{ .w = ly.w_gate, .out = m.hg }, .{ .w = ly.w_up, .out = m.hu } };
+        fused.matmulMany(m.pool, &gate_up, m.xb[0 .. n * d], m.act[0 .. n * d / 32], n);
+        const sq: SwigluQuant = .{ .m = m };
+        forRows(m, n, &sq, SwigluQuant.run);
+        mm(m, ly.w_down, m.hg, n, m.xb);
+    }
+    // The last FFN residual.
+    for (0..n) |i| ops.add(m.x[i * d ..][0..d], m.xb[i * d ..][0..d]);
+}
+
+/// x += xb (the block output just computed into xb), then NormQuant, per row.
+fn forRowsAddDown(m: *Model, n: usize, nq: *const NormQuant) void {
+    // NormQuant overwrites xb row i after reading it for the add: same row only, so no race.
+    const with_add: NormQuant = .{ .m = m, .add = m.xb[0 .. n * m.hp.n_embd], .w = nq.w };
+    forRows(m, n, &with_add, NormQuant.run);
+}
+
+pub fn seqShift(m: *Model, seq: u32, keep: usize, drop: usize) void {
+    m.cache.shift(seq, keep, drop, &m.rope);
+}

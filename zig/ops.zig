@@ -1,0 +1,328 @@
+//! Elementwise and per-row ops of the forward pass (rmsnorm, rope, softmax, swiglu, add), each with a scalar twin.
+const std = @import("std");
+
+/// f32 lanes per vector on this target (8 on AVX2, 16 on AVX-512, 4 on NEON/SSE).
+pub const vlen: comptime_int = std.simd.suggestVectorLength(f32) orelse 4;
+pub const V = @Vector(vlen, f32);
+
+inline fn load(s: []const f32, i: usize) V {
+    return s[i..][0..vlen].*;
+}
+
+inline fn store(d: []f32, i: usize, v: V) void {
+    d[i..][0..vlen].* = v;
+}
+
+// ---------------------------------------------------------------- exp
+
+// exp(x) = 2^n * exp(r), n = round(x / ln2), |r| <= ln2/2; exp(r) by its Taylor series to r^7
+// (truncation error below 1e-8 relative; rounding leaves about two f32 ulp). Libm's expf does not vectorize,
+// and silu over a 512-token prefill needs ~25M of them, so both twins use this same recipe.
+const exp_hi: f32 = 88.3762626647949;
+const exp_lo: f32 = -87.3365447504019;
+const log2e: f32 = 1.44269504088896341;
+const ln2_hi: f32 = 0.693359375;
+const ln2_lo: f32 = -2.12194440e-4;
+const exp_c = [_]f32{ 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0 };
+
+/// Vector exp; inputs below -87.34 give 0, above 88.38 give the largest power-of-two result.
+pub inline fn expV(comptime n: comptime_int, x_in: @Vector(n, f32)) @Vector(n, f32) {
+    const F = @Vector(n, f32);
+    const I = @Vector(n, i32);
+    const x = @min(@max(x_in, @as(F, @splat(exp_lo))), @as(F, @splat(exp_hi)));
+    const k = @round(x * @as(F, @splat(log2e)));
+    var r = @mulAdd(F, k, @as(F, @splat(-ln2_hi)), x);
+    r = @mulAdd(F, k, @as(F, @splat(-ln2_lo)), r);
+    var p: F = @splat(exp_c[0]);
+    inline for (exp_c[1..]) |c| p = @mulAdd(F, p, r, @as(F, @splat(c)));
+    const ki: I = @intFromFloat(k);
+    const two_k: F = @bitCast((ki + @as(I, @splat(127))) << @splat(23));
+    const y = p * two_k;
+    return @select(f32, x_in < @as(F, @splat(exp_lo)), @as(F, @splat(0)), y);
+}
+
+/// Scalar twin of expV (same recipe, one lane).
+pub fn expScalar(x: f32) f32 {
+    return expV(1, @as(@Vector(1, f32), @splat(x)))[0];
+}
+
+// ---------------------------------------------------------------- rmsnorm
+
+/// out = x / sqrt(mean(x^2) + eps) * weight. The sum runs in a fixed order (vlen partial sums,
+/// then the tail), so a row's result never depends on the batch it is in.
+pub fn rmsnorm(out: []f32, x: []const f32, weight: []const f32, eps: f32) void {
+    std.debug.assert(out.len == x.len and weight.len == x.len);
+    const n = x.len;
+    var acc: V = @splat(0);
+    var i: usize = 0;
+    while (i + vlen <= n) : (i += vlen) {
+        const v = load(x, i);
+        acc = @mulAdd(V, v, v, acc);
+    }
+    var ss: f32 = @reduce(.Add, acc);
+    while (i < n) : (i += 1) ss += x[i] * x[i];
+    const scale: f32 = 1.0 / @sqrt(ss / @as(f32, @floatFromInt(n)) + eps);
+    const sv: V = @splat(scale);
+    i = 0;
+    while (i + vlen <= n) : (i += vlen) store(out, i, load(x, i) * sv * load(weight, i));
+    while (i < n) : (i += 1) out[i] = x[i] * scale * weight[i];
+}
+
+/// Scalar twin of rmsnorm (sums in f64).
+pub fn rmsnormScalar(out: []f32, x: []const f32, weight: []const f32, eps: f32) void {
+    var ss: f64 = 0;
+    for (x) |v| ss += @as(f64, v) * v;
+    const scale: f32 = @floatCast(1.0 / @sqrt(ss / @as(f64, @floatFromInt(x.len)) + eps));
+    for (out, x, weight) |*o, v, w| o.* = v * scale * w;
+}
+
+// ---------------------------------------------------------------- rope
+
+pub const RopeType = enum(u32) {
+    /// Adjacent pairs (x[2i], x[2i+1]): llama as converted to GGUF.
+    normal = 0,
+    /// Split halves (x[i], x[i + d/2]): gpt-neox, qwen, gemma.
+    neox = 2,
+};
+
+/// Rotary embedding of the first `rope_dims` dimensions of each head.
+pub const Rope = struct {
+    kind: RopeType,
+    rope_dims: usize,
+    /// inv_freq[i] = freq_scale * base^(-2i / rope_dims), i < rope_dims / 2.
+    inv_freq: [max_pairs]f64,
+
+    pub const max_pairs = 256;
+
+    pub fn init(kind: RopeType, rope_dims: usize, freq_base: f32, freq_scale: f32) Rope {
+        std.debug.assert(rope_dims % 2 == 0 and rope_dims / 2 <= max_pairs);
+        var r: Rope = .{ .kind = kind, .rope_dims = rope_dims, .inv_freq = undefined };
+        const d: f64 = @floatFromInt(rope_dims);
+        for (0..rope_dims / 2) |i| {
+            const e: f64 = -2.0 * @as(f64, @floatFromInt(i)) / d;
+            r.inv_freq[i] = @as(f64, freq_scale) * std.math.pow(f64, freq_base, e);
+        }
+        return r;
+    }
+
+    /// Fills cos/sin (rope_dims / 2 each) for rope position `pos` (may be negative: a re-rope by -drop).
+    pub fn angles(self: *const Rope, pos: i64, cos: []f32, sin: []f32) void {
+        const p: f64 = @floatFromInt(pos);
+        for (0..self.rope_dims / 2) |i| {
+            const theta = p * self.inv_freq[i];
+            cos[i] = @floatCast(@cos(theta));
+            sin[i] = @floatCast(@sin(theta));
+        }
+    }
+
+    /// Rotates `n_heads` consecutive heads of `head_dim` floats in place.
+    pub fn apply(self: *const Rope, x: []f32, n_heads: usize, head_dim: usize, cos: []const f32, sin: []const f32) void {
+        std.debug.assert(x.len == n_heads * head_dim and self.rope_dims <= head_dim);
+        const half = self.rope_dims / 2;
+        for (0..n_heads) |h| {
+            const v = x[h * head_dim ..][0..head_dim];
+            switch (self.kind) {
+                .normal => for (0..half) |i| {
+                    const a = v[2 * i];
+                    const b = v[2 * i + 1];
+                    v[2 * i] = a * cos[i] - b * sin[i];
+                    v[2 * i + 1] = a * sin[i] + b * cos[i];
+                },
+                .neox => for (0..half) |i| {
+                    const a = v[i];
+                    const b = v[i + half];
+                    v[i] = a * cos[i] - b * sin[i];
+                    v[i + half] = a * sin[i] + b * cos[i];
+                },
+            }
+        }
+    }
+};
+
+// ---------------------------------------------------------------- softmax
+
+/// In-place softmax with max subtraction.
+pub fn softmax(x: []f32) void {
+    if (x.len == 0) return;
+    var m: f32 = -std.math.inf(f32);
+    for (x) |v| m = @max(m, v);
+    const mv: V = @splat(m);
+    var acc: V = @splat(0);
+    var i: usize = 0;
+    while (i + vlen <= x.len) : (i += vlen) {
+        const e = expV(vlen, load(x, i) - mv);
+        store(x, i, e);
+        acc += e;
+    }
+    var sum: f32 = @reduce(.Add, acc);
+    while (i < x.len) : (i += 1) {
+        x[i] = expScalar(x[i] - m);
+        sum += x[i];
+    }
+    const inv: V = @splat(1.0 / sum);
+    i = 0;
+    while (i + vlen <= x.len) : (i += vlen) store(x, i, load(x, i) * inv);
+    while (i < x.len) : (i += 1) x[i] *= 1.0 / sum;
+}
+
+/// Scalar twin of softmax (libm exp, f64 sum).
+pub fn softmaxScalar(x: []f32) void {
+    var m: f32 = -std.math.inf(f32);
+    for (x) |v| m = @max(m, v);
+    var sum: f64 = 0;
+    for (x) |*v| {
+        v.* = @exp(v.* - m);
+        sum += v.*;
+    }
+    for (x) |*v| v.* = @floatCast(v.* / sum);
+}
+
+// ---------------------------------------------------------------- silu / swiglu / add
+
+/// out = silu(gate) * up, silu(g) = g / (1 + exp(-g)).
+pub fn swiglu(out: []f32, gate: []const f32, up: []const f32) void {
+    std.debug.assert(out.len == gate.len and up.len == gate.len);
+    const one: V = @splat(1);
+    var i: usize = 0;
+    while (i + vlen <= out.len) : (i += vlen) {
+        const g = load(gate, i);
+        store(out, i, g / (one + expV(vlen, -g)) * load(up, i));
+    }
+    while (i < out.len) : (i += 1) out[i] = gate[i] / (1 + expScalar(-gate[i])) * up[i];
+}
+
+/// Scalar twin of swiglu (libm exp).
+pub fn swigluScalar(out: []f32, gate: []const f32, up: []const f32) void {
+    for (out, gate, up) |*o, g, u| o.* = g / (1 + @exp(-g)) * u;
+}
+
+/// x = silu(x) in place.
+pub fn silu(x: []f32) void {
+    const one: V = @splat(1);
+    var i: usize = 0;
+    while (i + vlen <= x.len) : (i += vlen) {
+        const g = load(x, i);
+        store(x, i, g / (one + expV(vlen, -g)));
+    }
+    while (i < x.len) : (i += 1) x[i] = x[i] / (1 + expScalar(-x[i]));
+}
+
+/// dst += src.
+pub fn add(dst: []f32, src: []const f32) void {
+    std.debug.assert(dst.len == src.len);
+    var i: usize = 0;
+    while (i + vlen <= dst.len) : (i += vlen) store(dst, i, load(dst, i) + load(src, i));
+    while (i < dst.len) : (i += 1) dst[i] += src[i];
+}
+
+/// Scalar twin of add.
+pub fn addScalar(dst: []f32, src: []const f32) void {
+    for (dst, src) |*d, s| d.* += s;
+}
+
+// ---------------------------------------------------------------- tests
+
+fn randomFill(rng: std.Random, x: []f32, scale: f32) void {
+    for (x) |*v| v.* = (rng.float(f32) * 2 - 1) * scale;
+}
+
+fn expectClose(want: []const f32, got: []const f32, rel: f32, abs: f32) !void {
+    for (want, got, 0..) |w, g, i| {
+        if (@abs(w - g) > abs + rel * @abs(w)) {
+            std.debug.print("index {d}: want {e} got {e}\n", .{ i, w, g });
+            return error.TestExpectedApproxEq;
+        }
+    }
+}
+
+test "expV matches libm exp within 2.5e-7 relative over the whole range" {
+    var x: f32 = -87.0;
+    while (x < 88.0) : (x += 0.0137) {
+        const want: f32 = @exp(x);
+        const got = expScalar(x);
+        try std.testing.expect(@abs(got - want) <= 2.5e-7 * want);
+    }
+    try std.testing.expectEqual(@as(f32, 0), expScalar(-1000));
+    try std.testing.expectEqual(@as(f32, 1), expScalar(0));
+    try std.testing.expect(std.math.isFinite(expScalar(1000)));
+}
+
+test "rmsnorm SIMD matches scalar twin on odd lengths" {
+    var prng = std.Random.DefaultPrng.init(1);
+    const rng = prng.random();
+    for ([_]usize{ 1, 7, 8, 9, 31, 64, 576, 1001 }) |n| {
+        const x = try std.testing.allocator.alloc(f32, n * 4);
+        defer std.testing.allocator.free(x);
+        randomFill(rng, x, 3);
+        const xs, const w, const a, const b = .{ x[0..n], x[n .. 2 * n], x[2 * n .. 3 * n], x[3 * n ..] };
+        rmsnorm(a, xs, w, 1e-5);
+        rmsnormScalar(b, xs, w, 1e-5);
+        try expectClose(b, a, 1e-5, 1e-6);
+    }
+}
+
+test "softmax SIMD matches scalar twin and sums to one" {
+    var prng = std.Random.DefaultPrng.init(2);
+    const rng = prng.random();
+    for ([_]usize{ 1, 5, 16, 17, 100, 2049 }) |n| {
+        const a = try std.testing.allocator.alloc(f32, n);
+        defer std.testing.allocator.free(a);
+        const b = try std.testing.allocator.alloc(f32, n);
+        defer std.testing.allocator.free(b);
+        randomFill(rng, a, 20);
+        @memcpy(b, a);
+        softmax(a);
+        softmaxScalar(b);
+        try expectClose(b, a, 2e-6, 1e-9);
+        var s: f64 = 0;
+        for (a) |v| s += v;
+        try std.testing.expectApproxEqAbs(@as(f64, 1), s, 1e-5);
+    }
+}
+
+test "swiglu, silu and add SIMD match scalar twins" {
+    var prng = std.Random.DefaultPrng.init(3);
+    const rng = prng.random();
+    for ([_]usize{ 3, 8, 13, 1536 }) |n| {
+        const buf = try std.testing.allocator.alloc(f32, n * 5);
+        defer std.testing.allocator.free(buf);
+        randomFill(rng, buf, 12);
+        const g, const u, const a, const b, const c = .{ buf[0..n], buf[n .. 2 * n], buf[2 * n .. 3 * n], buf[3 * n .. 4 * n], buf[4 * n ..] };
+        swiglu(a, g, u);
+        swigluScalar(b, g, u);
+        try expectClose(b, a, 1e-6, 1e-6);
+        @memcpy(a, g);
+        silu(a);
+        @memset(c, 1);
+        swigluScalar(b, g, c);
+        try expectClose(b, a, 1e-6, 1e-6);
+        @memcpy(a, g);
+        @memcpy(b, g);
+        add(a, u);
+        addScalar(b, u);
+        try std.testing.expectEqualSlices(f32, b, a);
+    }
+}
+
+test "rope normal and neox rotate pairs; rotating by p then -p restores the input" {
+    const hd = 64;
+    var x: [2 * hd]f32 = undefined;
+    var prng = std.Random.DefaultPrng.init(4);
+    randomFill(prng.random(), &x, 1);
+    const orig = x;
+    for ([_]RopeType{ .normal, .neox }) |kind| {
+        const rope = Rope.init(kind, hd, 100000, 1);
+        var c: [hd / 2]f32 = undefined;
+        var s: [hd / 2]f32 = undefined;
+        rope.angles(1234, &c, &s);
+        rope.apply(&x, 2, hd, &c, &s);
+        // Pair 0 turns by exactly pos radians (inv_freq[0] = 1).
+        const a0 = if (kind == .normal) x[1] else x[hd / 2];
+        const b0 = if (kind == .normal) orig[1] else orig[hd / 2];
+        const want0 = orig[0] * @as(f32, @floatCast(@sin(@as(f64, 1234)))) + b0 * @as(f32, @floatCast(@cos(@as(f64, 1234))));
+        try std.testing.expectApproxEqAbs(want0, a0, 1e-5);
+        rope.angles(-1234, &c, &s);
+        rope.apply(&x, 2, hd, &c, &s);
+        try expectClose(&orig, &x, 1e-5, 1e-5);
+    }
+}

@@ -12,7 +12,7 @@ async function hearth(args: string[], stdin?: string) {
     stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin),
     stdout: "pipe",
     stderr: "pipe",
-    env: { ...process.env, HEARTH_THREADS: "2" },
+    env: { ...process.env, HEARTH_THREADS: "1" },
   });
   const [stdout, stderr, code] = await Promise.all([
     new Response(proc.stdout).text(),
@@ -27,7 +27,7 @@ let expectedGreedy: string;
 
 beforeAll(async () => {
   // What the library itself generates greedily for PROMPT: the CLI must print exactly this.
-  const model = await loadModel(undefined, { threads: 2 });
+  const model = await loadModel(undefined, { threads: 1 });
   const s = model.createSession();
   await s.prefill(PROMPT);
   expectedGreedy = "";

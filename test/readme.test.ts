@@ -26,7 +26,7 @@ test("the README's Library API example runs and prints a completion, a reply and
     cwd: dir,
     stdout: "pipe",
     stderr: "pipe",
-    env: { ...process.env, HEARTH_THREADS: "2" },
+    env: { ...process.env, HEARTH_THREADS: "1" },
   });
   const [stdout, stderr, code_] = await Promise.all([
     new Response(proc.stdout).text(),

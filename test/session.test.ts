@@ -8,7 +8,7 @@ let model: Model;
 
 beforeAll(async () => {
   // Small batches so that every prefill below runs in several chunks.
-  model = await loadModel(undefined, { threads: 2, maxBatchTokens: 4, contextTokens: 512, maxSessions: 4 });
+  model = await loadModel(undefined, { threads: 1, maxBatchTokens: 4, contextTokens: 512, maxSessions: 4 });
 }, 120_000);
 
 afterAll(() => model?.close());

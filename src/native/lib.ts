@@ -16,8 +16,8 @@ export const ABI_VERSION = 1;
 const allSymbols = {
   ...coreSymbols,
   ...modelSymbols,
-  ...kvSymbols,
   ...kernelSymbols,
+  ...kvSymbols,
 };
 
 export type HearthLib = ReturnType<typeof dlopen<typeof allSymbols>>["symbols"];

@@ -15,6 +15,7 @@ const attention = @import("../attention.zig");
 const quant = @import("../quant.zig");
 const matmul_mod = @import("../matmul.zig");
 const Pool = @import("../pool.zig").Pool;
+const fused = @import("fused.zig");
 
 const Weight = matmul_mod.Weight;
 const BlockQ8Act = quant.BlockQ8Act;
@@ -122,6 +123,8 @@ pub const Model = struct {
     row_index: []u32,
     tiles: []attention.Tile,
     n_tiles: usize = 0,
+    /// Query-key pairs of this step's attention (per layer), to skip the pool when tiny.
+    attn_work: usize = 0,
     logit_rows: []u32,
     seq_rows: []u32,
     seq_last_pos: []i64,
@@ -413,6 +416,10 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
 
 // ---------------------------------------------------------------- forward
 
+/// Below this many query-key pairs a layer's attention runs on the calling thread: a short
+/// decode step costs less than waking the pool.
+const attn_inline_work = 2048;
+
 /// Rows per task for the per-row ops when a batch is large enough to split.
 const rows_per_task = 4;
 
@@ -570,6 +577,8 @@ pub fn decode(m: *Model, tokens: []const i32, positions: []const i32, seq_ids: [
         m.rope.angles(positions[i], m.rope_cos[i * half ..][0..half], m.rope_sin[i * half ..][0..half]);
     }
 
+    m.attn_work = 0;
+    for (m.row_index[0..n]) |idx| m.attn_work += (@as(usize, idx) + 1) * m.hp.n_head;
     m.n_tiles = attention.makeTiles(seq_ids, m.row_index[0..n], attention.tileRows(m.hp.n_head / m.hp.n_head_kv), m.tiles);
     forward(m, tokens, seq_ids);
 
@@ -593,9 +602,8 @@ fn forward(m: *Model, tokens: []const i32, seq_ids: []const i32) void {
         // Attention block. The previous layer's FFN residual is added here (fused with the norm).
         const nq: NormQuant = .{ .m = m, .add = if (l == 0) null else m.xb[0 .. n * d], .w = ly.attn_norm };
         if (l == 0) forRows(m, n, &nq, NormQuant.run) else forRowsAddDown(m, n, &nq);
-        mm(m, ly.wq, m.xb, n, m.q);
-        mm(m, ly.wk, m.xb, n, m.k);
-        mm(m, ly.wv, m.xb, n, m.v);
+        const qkv = [_]fused.Part{ .{ .w = ly.wq, .out = m.q }, .{ .w = ly.wk, .out = m.k }, .{ .w = ly.wv, .out = m.v } };
+        fused.matmulMany(m.pool, &qkv, m.xb[0 .. n * d], m.act[0 .. n * d / 32], n);
         const rs: RopeStore = .{ .m = m, .layer = l, .seq_ids = seq_ids };
         forRows(m, n, &rs, RopeStore.run);
         const aq: AttnQuant = .{
@@ -603,13 +611,15 @@ fn forward(m: *Model, tokens: []const i32, seq_ids: []const i32) void {
             .act = m.act,
         };
         const items = aq.job.items();
-        if (items == 1) aq.run(0) else m.pool.run(items, &aq, AttnQuant.run);
+        if (m.attn_work <= attn_inline_work) {
+            for (0..items) |it| aq.run(it);
+        } else m.pool.run(items, &aq, AttnQuant.run);
         mm(m, ly.wo, m.att, n, m.xb);
         // FFN block: x += attn_out, norm, quantize.
         const nf: NormQuant = .{ .m = m, .add = null, .w = ly.ffn_norm };
         forRowsAddDown(m, n, &nf);
-        mm(m, ly.w_gate, m.xb, n, m.hg);
-        mm(m, ly.w_up, m.xb, n, m.hu);
+        const gate_up = [_]fused.Part{ .{ .w = ly.w_gate, .out = m.hg }, .{ .w = ly.w_up, .out = m.hu } };
+        fused.matmulMany(m.pool, &gate_up, m.xb[0 .. n * d], m.act[0 .. n * d / 32], n);
         const sq: SwigluQuant = .{ .m = m };
         forRows(m, n, &sq, SwigluQuant.run);
         mm(m, ly.w_down, m.hg, n, m.xb);

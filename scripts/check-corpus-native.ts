@@ -1,17 +1,31 @@
-// Runs every malformed-GGUF corpus file through the native loader (openNativeModel), each in its
-// own child process with a time limit, and reports which files it rejects, which it accepts
-// although llamaConfigFromGguf rejects them, and which crash or hang it (exit status 1 if any).
-// Needs zig-out/lib/libhearth.so. Usage: bun scripts/check-corpus-native.ts [file.gguf...]
+// Runs every malformed-GGUF corpus file through the native loader (openNativeModel) or, with
+// --load, the whole public load path (loadModel: reader, tokenizer, chat template, native model),
+// each file in its own child process with a time limit. Reports which files are rejected (and
+// with which error class), which are accepted although llamaConfigFromGguf rejects them, and
+// which crash, hang, or fail with an error that is not one of hearth's (exit status 1 if any).
+// Needs zig-out/lib/libhearth.so. Usage: bun scripts/check-corpus-native.ts [--load] [file.gguf...]
 
 import { readFileSync } from "node:fs";
 import { basename, join } from "node:path";
 
 const CHILD_TIMEOUT_MS = 20_000;
 
-async function child(path: string): Promise<void> {
-  const { openNativeModel } = await import("../src/native/model.ts");
+/** Error classes that name a problem in the file (anything else thrown is a bug to report). */
+const HEARTH_ERRORS = new Set([
+  "GgufError",
+  "ModelConfigError",
+  "NativeError",
+  "PullError",
+  "TokenizerError",
+  "ChatTemplateError",
+]);
+
+async function child(path: string, load: boolean): Promise<void> {
   try {
-    const model = openNativeModel(path, { threads: 1, kvPages: 4, maxBatchTokens: 16, maxSequences: 2 });
+    const opts = { threads: 1, kvPages: 4, maxBatchTokens: 16, maxSequences: 2 };
+    const model = load
+      ? await (await import("../src/model.ts")).loadModel(path, { threads: 1 })
+      : (await import("../src/native/model.ts")).openNativeModel(path, opts);
     console.log(JSON.stringify({ outcome: "opened" }));
     (model as unknown as { close?: () => void }).close?.();
   } catch (err) {
@@ -26,11 +40,13 @@ async function main(): Promise<number> {
     string,
     { layer: string; error: string }
   >;
-  const files =
-    process.argv.length > 2 ? process.argv.slice(2) : Object.keys(manifest).map((f) => join(dir, f));
+  const args = process.argv.slice(2);
+  const load = args[0] === "--load";
+  if (load) args.shift();
+  const files = args.length > 0 ? args : Object.keys(manifest).map((f) => join(dir, f));
   let bad = 0;
   for (const path of files) {
-    const proc = Bun.spawn(["bun", import.meta.path, "--child", path], {
+    const proc = Bun.spawn(["bun", import.meta.path, load ? "--child-load" : "--child", path], {
       stdout: "pipe",
       stderr: "pipe",
       timeout: CHILD_TIMEOUT_MS,
@@ -47,15 +63,18 @@ async function main(): Promise<number> {
         r.outcome === "opened"
           ? `opened (the config layer rejects it: ${manifest[basename(path)]?.layer ?? "?"})`
           : `rejected ${r.name}: ${r.message?.replace(`open ${path}: `, "").replace(`${path}: `, "")}`;
+      if (r.outcome === "rejected" && !HEARTH_ERRORS.has(r.name ?? "")) verdict = `UNCLEAR ${verdict}`;
     }
-    if (verdict.startsWith("HANG") || verdict.startsWith("CRASH")) bad++;
+    if (verdict.startsWith("HANG") || verdict.startsWith("CRASH") || verdict.startsWith("UNCLEAR")) bad++;
     console.log(`${basename(path).padEnd(44)} ${verdict}`);
   }
-  console.log(`\n${files.length} files, ${bad} crashed or hung`);
+  console.log(`\n${files.length} files, ${bad} crashed, hung or failed with a non-hearth error`);
   return bad === 0 ? 0 : 1;
 }
 
 if (import.meta.main) {
-  if (process.argv[2] === "--child") await child(process.argv[3] as string);
+  const mode = process.argv[2];
+  if (mode === "--child" || mode === "--child-load")
+    await child(process.argv[3] as string, mode === "--child-load");
   else process.exitCode = await main();
 }

@@ -45,8 +45,16 @@ resolve_zig() {
 resolve_bun
 resolve_zig
 mkdir -p "$TOOLS/bin"
-ln -sf "$BUN" "$TOOLS/bin/bun"
-ln -sf "$BUN" "$TOOLS/bin/bunx"
-ln -sf "$ZIG" "$TOOLS/bin/zig"
+BUN="$(readlink -f "$BUN")"
+ZIG="$(readlink -f "$ZIG")"
+# Replace a link only when it changes, atomically (rename), so concurrent runs never see it missing.
+link_tool() { # target, name
+  if [ "$(readlink "$TOOLS/bin/$2" 2>/dev/null)" != "$1" ]; then
+    ln -sfn "$1" "$TOOLS/bin/.$2.$$" && mv -f "$TOOLS/bin/.$2.$$" "$TOOLS/bin/$2"
+  fi
+}
+link_tool "$BUN" bun
+link_tool "$BUN" bunx
+link_tool "$ZIG" zig
 export BUN ZIG
 export PATH="$TOOLS/bin:$PATH"

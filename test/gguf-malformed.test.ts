@@ -20,8 +20,12 @@ const files = Object.keys(manifest).sort();
 const PARSE_MS_MAX = 2_000;
 const CHILD_TIMEOUT_MS = 60_000;
 
-async function parseInChild(paths: string[]): Promise<{ outcomes: ParseOutcome[]; exitCode: number | null }> {
-  const proc = Bun.spawn(["bun", join(import.meta.dir, "support", "parse-corpus-child.ts"), ...paths], {
+async function parseInChild(
+  paths: string[],
+  flags: string[] = [],
+): Promise<{ outcomes: ParseOutcome[]; exitCode: number | null }> {
+  const child = join(import.meta.dir, "support", "parse-corpus-child.ts");
+  const proc = Bun.spawn(["bun", child, ...flags, ...paths], {
     stdout: "pipe",
     stderr: "pipe",
     timeout: CHILD_TIMEOUT_MS,
@@ -99,5 +103,38 @@ describe("in-process: the same errors from parseGguf on the bytes and through th
       expect(() => llamaConfigFromGguf(file)).toThrow(ModelConfigError);
       expect(() => llamaConfigFromGguf(file)).toThrow(new RegExp(expected.error));
     }
+  });
+});
+
+describe("the native loader on the corpus (openNativeModel, one child process)", async () => {
+  const { outcomes, exitCode } = await parseInChild(
+    files.map((f) => join(dir, f)),
+    ["--native"],
+  );
+  // Errors that name the problem; anything else (TypeError, RangeError...) is a loader bug.
+  const clear = new Set(["GgufError", "ModelConfigError", "NativeError"]);
+
+  test("every file is rejected with a clear error or opened; no crash, no hang", () => {
+    const missing = files.length > outcomes.length ? files[outcomes.length] : undefined;
+    expect(missing === undefined ? "all opened or rejected" : `stopped at ${missing}`).toBe(
+      "all opened or rejected",
+    );
+    expect(exitCode).toBe(0);
+    const unclear = outcomes
+      .filter((o) => o.native?.outcome === "rejected" && !clear.has(o.native.errorName))
+      .map((o) => `${o.path}: ${o.native?.errorName}: ${o.native?.message}`);
+    expect(unclear).toEqual([]);
+  });
+
+  test("files the reader rejects are rejected by the native loader too", () => {
+    for (const o of outcomes) {
+      const expected = manifest[o.path.split("/").at(-1) ?? ""];
+      if (expected?.layer === "reader") expect(`${o.path}: ${o.native?.outcome}`).toEndWith("rejected");
+    }
+  });
+
+  test("an absurd block_count is an error naming it, not a 10^13-entry loop", () => {
+    const o = outcomes.find((x) => x.path.endsWith("block-count-absurd.gguf"));
+    expect(o?.native?.message).toMatch(/block_count 1099511627776 is larger than the file's 20 tensors/);
   });
 });

@@ -265,6 +265,13 @@ describe("matmul", () => {
             expect(Array.from(got)).toEqual(Array.from(full.subarray(0, n * rows)));
           }
         }
+        // hearth_dot (one row, calling thread) gives the same bits as matmul for token 0.
+        const one = new Float32Array(1);
+        for (const i of [0, rows - 1]) {
+          const wr = w.subarray(i * rowBytes, (i + 1) * rowBytes);
+          expect(lib.hearth_dot(GgmlType[type], wr, wr.byteLength, cols, x, act, one)).toBe(0);
+          expect(one[0]).toBe(full[i] as number);
+        }
         // The scalar twin agrees within the same tolerance.
         const twin = new Float32Array(rows * maxTokens);
         const rc = lib.hearth_matmul_scalar(
@@ -351,6 +358,8 @@ describe("bad arguments give status codes, never a crash", () => {
       () => lib.hearth_matmul(pool.ptr, 0, x, x.byteLength, 1, 64, null, null, 1, out, 4),
       -2,
     ],
+    ["dot with short weights", () => lib.hearth_dot(3, w, w.length - 2, 64, null, act, out), -4],
+    ["dot with null out", () => lib.hearth_dot(3, w, w.length, 64, null, act, null), -2],
     ["pool of 0 threads", () => lib.hearth_pool_create(0, new BigUint64Array(1)), -1],
     ["pool with null out", () => lib.hearth_pool_create(2, null), -2],
     ["destroy null pool", () => lib.hearth_pool_destroy(null), -2],

@@ -10,25 +10,37 @@ pub const max_threads = 256;
 /// calls of one forward pass find the workers awake, idle pools stop burning CPU).
 const spin_iterations = 20_000;
 
+/// Task-claim word layout: job id (24 bits) | task count (20 bits) | next index (20 bits).
+/// Packing the count and the job id with the index lets a worker claim a task with one CAS
+/// and never touch a job that already finished (see `drain`).
+const index_bits = 20;
+const index_mask: u64 = (1 << index_bits) - 1;
+/// Tasks per posted job; `run` posts larger loops in slices of this many.
+pub const max_tasks_per_job: usize = (1 << index_bits) - 1;
+
 pub const Pool = struct {
     allocator: std.mem.Allocator,
     /// Threads that execute tasks, the caller of `run` included.
     n_threads: usize,
     workers: []std.Thread,
 
-    /// Futex word: bumped once per `run` (and at shutdown) to release the workers.
+    /// Futex word: bumped once per posted job (and at shutdown) to release the workers.
     generation: Atomic(u32) = .init(0),
     /// Workers currently parked on `generation` (the caller wakes them only when > 0).
     sleepers: Atomic(u32) = .init(0),
-    /// Workers that have not finished the current job yet.
-    pending: Atomic(u32) = .init(0),
-    /// Next task index to claim in the current job.
-    next_task: Atomic(usize) = .init(0),
+    /// The claim word of the current job (layout above).
+    claim: Atomic(u64) = .init(0),
+    /// Tasks of the current job that have finished; the caller waits for all of them, not
+    /// for the workers: a worker that is descheduled (a loaded machine) and claims nothing
+    /// costs nothing.
+    done: Atomic(usize) = .init(0),
     /// Set while a `run` is in flight; a second concurrent caller runs its job alone.
     busy: Atomic(bool) = .init(false),
     shutdown: Atomic(bool) = .init(false),
+    job_id: u64 = 0,
 
-    job_n_tasks: usize = 0,
+    // Read by a worker only after it claimed a task of the job (so they are this job's).
+    job_base: usize = 0,
     job_ctx: *const anyopaque = undefined,
     job_fn: *const fn (*const anyopaque, usize) void = undefined,
 
@@ -78,35 +90,51 @@ pub const Pool = struct {
             return;
         }
         defer self.busy.store(false, .release);
+        var base: usize = 0;
+        while (base < n_tasks) : (base += max_tasks_per_job) {
+            self.post(base, @min(max_tasks_per_job, n_tasks - base), @ptrCast(&ctx), Wrap.call);
+        }
+    }
 
-        self.job_n_tasks = n_tasks;
-        self.job_ctx = @ptrCast(&ctx);
-        self.job_fn = Wrap.call;
-        self.next_task.store(0, .monotonic);
-        self.pending.store(@intCast(self.workers.len), .monotonic);
+    fn post(self: *Pool, base: usize, n: usize, ctx: *const anyopaque, func: *const fn (*const anyopaque, usize) void) void {
+        std.debug.assert(n > 0 and n <= max_tasks_per_job);
+        self.job_base = base;
+        self.job_ctx = ctx;
+        self.job_fn = func;
+        self.done.store(0, .monotonic);
+        self.job_id = (self.job_id + 1) & ((1 << 24) - 1);
+        // Publishes the job fields above (release) together with index 0.
+        self.claim.store((self.job_id << (2 * index_bits)) | (@as(u64, n) << index_bits), .seq_cst);
         _ = self.generation.fetchAdd(1, .seq_cst);
         if (self.sleepers.load(.seq_cst) > 0) wakeAll(&self.generation);
 
         self.drain();
         var spins: usize = 0;
-        while (self.pending.load(.acquire) != 0) {
+        while (self.done.load(.acquire) != n) {
             spins += 1;
             if (spins < spin_iterations) std.atomic.spinLoopHint() else std.Thread.yield() catch {};
         }
     }
 
+    /// Claims and runs tasks until the current job has none left.
     fn drain(self: *Pool) void {
-        const n = self.job_n_tasks;
+        var c = self.claim.load(.acquire);
         while (true) {
-            const i = self.next_task.fetchAdd(1, .monotonic);
-            if (i >= n) break;
-            self.job_fn(self.job_ctx, i);
+            const index = c & index_mask;
+            const count = (c >> index_bits) & index_mask;
+            if (index >= count) return;
+            if (self.claim.cmpxchgWeak(c, c + 1, .acq_rel, .acquire)) |now| {
+                c = now;
+                continue;
+            }
+            // Task `index` is ours, so its job cannot finish before we do: the fields are its.
+            self.job_fn(self.job_ctx, self.job_base + @as(usize, @intCast(index)));
+            _ = self.done.fetchAdd(1, .acq_rel);
+            c = self.claim.load(.acquire);
         }
     }
 
     fn workerMain(self: *Pool) void {
-        // Generation 0 is the one at init: a worker that starts after the first `run` was
-        // posted must still take part in it (the caller waits for every worker).
         var seen: u32 = 0;
         while (true) {
             var spins: usize = 0;
@@ -125,7 +153,6 @@ pub const Pool = struct {
             seen = now;
             if (self.shutdown.load(.acquire)) return;
             self.drain();
-            _ = self.pending.fetchSub(1, .release);
         }
     }
 };
@@ -196,6 +223,19 @@ test "workers park and wake up again" {
     while (pool.sleepers.load(.seq_cst) < 2 and spin < 1_000_000_000) : (spin += 1) std.atomic.spinLoopHint();
     pool.run(4, SumCtx{ .hits = &hits, .total = &total }, countTask);
     for (hits) |h| try testing.expectEqual(@as(u32, 2), h.load(.monotonic));
+}
+
+fn sumTask(total: *Atomic(usize), i: usize) void {
+    _ = total.fetchAdd(i, .monotonic);
+}
+
+test "a loop longer than one posted job runs every index once" {
+    const pool = try Pool.init(testing.allocator, 2);
+    defer pool.deinit();
+    var total: Atomic(usize) = .init(0);
+    const n = max_tasks_per_job + 3;
+    pool.run(n, &total, sumTask);
+    try testing.expectEqual(n * (n - 1) / 2, total.load(.monotonic));
 }
 
 test "init rejects zero and absurd thread counts" {

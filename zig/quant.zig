@@ -280,22 +280,22 @@ inline fn groupDot(comptime w_nonneg: bool, w: I8x32, a: I8x32) I32x8 {
         return @"llvm.x86.avx2.pmadd.wd"(@"llvm.x86.avx2.pmadd.ub.sw"(aw, sa), ones);
     } else if (comptime simd.has_sdot) {
         const zero: @Vector(4, i32) = @splat(0);
-        const w_lo: @Vector(16, i8) = @shuffle(i8, w, undefined, std.simd.iota(i32, 16));
-        const w_hi: @Vector(16, i8) = @shuffle(i8, w, undefined, std.simd.iota(i32, 16) + @as(@Vector(16, i32), @splat(16)));
-        const a_lo: @Vector(16, i8) = @shuffle(i8, a, undefined, std.simd.iota(i32, 16));
-        const a_hi: @Vector(16, i8) = @shuffle(i8, a, undefined, std.simd.iota(i32, 16) + @as(@Vector(16, i32), @splat(16)));
+        const lo_half = [16]i32{ 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
+        const hi_half = [16]i32{ 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31 };
+        const w_lo: @Vector(16, i8) = @shuffle(i8, w, undefined, lo_half);
+        const w_hi: @Vector(16, i8) = @shuffle(i8, w, undefined, hi_half);
+        const a_lo: @Vector(16, i8) = @shuffle(i8, a, undefined, lo_half);
+        const a_hi: @Vector(16, i8) = @shuffle(i8, a, undefined, hi_half);
         const lo = @"llvm.aarch64.neon.sdot.v4i32.v16i8"(zero, w_lo, a_lo);
         const hi = @"llvm.aarch64.neon.sdot.v4i32.v16i8"(zero, w_hi, a_hi);
         return @shuffle(i32, lo, hi, [8]i32{ 0, 1, 2, 3, -1, -2, -3, -4 });
     } else {
         // Portable vectors (NEON without dotprod, SSE, scalar): widen, multiply, add groups of 4.
         const p: @Vector(32, i32) = @as(@Vector(32, i32), w) * @as(@Vector(32, i32), a);
-        const idx = std.simd.iota(i32, 8) * @as(@Vector(8, i32), @splat(4));
-        const one: @Vector(8, i32) = @splat(1);
-        const p0 = @shuffle(i32, p, undefined, idx);
-        const p1 = @shuffle(i32, p, undefined, idx + one);
-        const p2 = @shuffle(i32, p, undefined, idx + one + one);
-        const p3 = @shuffle(i32, p, undefined, idx + one + one + one);
+        const p0 = @shuffle(i32, p, undefined, [8]i32{ 0, 4, 8, 12, 16, 20, 24, 28 });
+        const p1 = @shuffle(i32, p, undefined, [8]i32{ 1, 5, 9, 13, 17, 21, 25, 29 });
+        const p2 = @shuffle(i32, p, undefined, [8]i32{ 2, 6, 10, 14, 18, 22, 26, 30 });
+        const p3 = @shuffle(i32, p, undefined, [8]i32{ 3, 7, 11, 15, 19, 23, 27, 31 });
         return (p0 + p1) + (p2 + p3);
     }
 }

@@ -129,6 +129,26 @@ export fn hearth_quantize_act(x: ?[*]const f32, n: usize, out: ?[*]BlockQ8Act, o
     return 0;
 }
 
+/// One row dot product on the calling thread: quantized `w` against `act` (cols/32 blocks),
+/// f32/f16 `w` against `x` (cols floats); the result goes to `out[0]`.
+export fn hearth_dot(ggml_type: u32, w: ?[*]const u8, w_len_bytes: usize, cols: usize, x: ?[*]const f32, act: ?[*]const BlockQ8Act, out: ?*f32) i32 {
+    var rc = checkRow(ggml_type, cols);
+    if (rc < 0) return rc;
+    const t: quant.GgmlType = @fromBackingInt(@intCast(ggml_type));
+    rc = checkBytes(w, w_len_bytes, quant.rowSizeBytes(t, cols), "w");
+    if (rc < 0) return rc;
+    rc = checkF32(out, "out");
+    if (rc < 0) return rc;
+    rc = if (t.isQuantized()) checkF32(act, "act") else checkF32(x, "x");
+    if (rc < 0) return rc;
+    out.?.* = switch (t) {
+        .f32 => simd.dotF32(@as([*]align(1) const f32, @ptrCast(w.?))[0..cols], x.?[0..cols]),
+        .f16 => simd.dotF16(@ptrCast(w.?), x.?[0..cols]),
+        else => quant.dotQuant(t, w.?, act.?[0 .. cols / quant.block_elems]),
+    };
+    return 0;
+}
+
 /// out[t*rows + r] = W[r,:] · token t, for n_tokens tokens (see matmul.matmul). Quantized
 /// weights read `act` (n_tokens * cols/32 BlockQ8Act); f32/f16 weights read `x`
 /// (n_tokens * cols floats). The unused one of x/act may be null.

@@ -8,8 +8,14 @@ import { runPeer } from "./run.ts";
 
 const FIXTURES = join(import.meta.dir, "..", "..", "test", "fixtures");
 
-/** Ten fixed, varied raw prompts (no chat template) for the greedy parity fixture. */
-export const GREEDY_PROMPTS = [
+/**
+ * Candidate raw prompts (no chat template), in a fixed order. The greedy fixture keeps the first ten
+ * whose 32-token greedy continuation llama.cpp itself computes identically with its two attention
+ * paths (plain and flash attention): a prompt that llama.cpp cannot reproduce across its own
+ * rounding differences sits on a near-tie and says nothing about another runtime's correctness.
+ * The choice uses the peer only, never hearth.
+ */
+export const GREEDY_CANDIDATES = [
   "The capital of France is",
   "Once upon a time, in a small village at the edge of a forest,",
   "def fibonacci(n):\n    ",
@@ -20,7 +26,28 @@ export const GREEDY_PROMPTS = [
   'import json\n\ndata = {"name": "Alice", "age": 30}\nprint(',
   "The best way to learn a new language is",
   "In 1969, the first humans landed on",
+  "The largest planet in our solar system is",
+  "To make a cup of tea, first",
+  "Photosynthesis is the process by which plants",
+  "The quick brown fox",
+  "SELECT name, age FROM users WHERE",
+  "The Great Wall of China was built",
+  "Monday, Tuesday, Wednesday,",
+  "The chemical symbol for gold is",
+  "A haiku about the sea:\n",
+  "function add(a, b) {\n  return",
+  "The French Revolution began in",
+  "Dear Sir or Madam,\n\nI am writing to",
+  "1, 2, 3, 4, 5,",
+  "The human heart has four chambers:",
+  "Shakespeare wrote many plays, including",
+  "The boiling point of water at sea level is",
+  "<html>\n<head>\n<title>",
+  "The main causes of climate change are",
+  "Albert Einstein is best known for",
+  "Rain falls when",
 ] as const;
+const GREEDY_PROMPT_COUNT = 10;
 
 interface TokenizeOut {
   peer: string;
@@ -68,17 +95,31 @@ async function tokenizer(common: string[]): Promise<void> {
 }
 
 async function greedy(common: string[]): Promise<void> {
-  const promptsFile = join(FIXTURES, "greedy-prompts.json");
-  writeFileSync(promptsFile, `${JSON.stringify(GREEDY_PROMPTS, null, 1)}\n`);
-  const out = await runPeer<GreedyOut>(["greedy", "--file", promptsFile, "--tokens", "32", ...common]);
+  const promptsFile = join(FIXTURES, "greedy-candidates.json");
+  writeFileSync(promptsFile, `${JSON.stringify(GREEDY_CANDIDATES, null, 1)}\n`);
+  const args = ["greedy", "--file", promptsFile, "--tokens", "32", ...common];
+  const plain = await runPeer<GreedyOut>([...args, "--flash-attention", "off"]);
+  const flash = await runPeer<GreedyOut>([...args, "--flash-attention", "on"]);
+  const stable = plain.prompts.filter(
+    (p, i) => JSON.stringify(p.ids) === JSON.stringify(flash.prompts[i]?.ids),
+  );
+  console.error(
+    `[fixtures] greedy: ${stable.length}/${plain.prompts.length} candidates stable across llama.cpp's attention paths`,
+  );
+  if (stable.length < GREEDY_PROMPT_COUNT) throw new Error(`only ${stable.length} stable prompts`);
   write("greedy.json", {
-    peer: out.peer,
-    model: out.model,
+    peer: plain.peer,
+    model: plain.model,
     note:
       "Raw prompt tokenized without BOS (the model does not add one) and without parsing special text; " +
-      "ids are the first 32 argmax tokens (temperature 0), stopping early only on an end-of-generation token.",
-    tokens: out.tokens,
-    prompts: out.prompts,
+      "ids are the first 32 argmax tokens (temperature 0, llama.cpp plain attention, f16 KV), stopping " +
+      "early only on an end-of-generation token.",
+    selection:
+      `The first ${GREEDY_PROMPT_COUNT} of ${GREEDY_CANDIDATES.length} fixed candidates (bench/peers/make-fixtures.ts) ` +
+      "whose 32 greedy tokens llama.cpp computes identically with flash attention off and on; " +
+      `${stable.length} of ${GREEDY_CANDIDATES.length} candidates were stable.`,
+    tokens: plain.tokens,
+    prompts: stable.slice(0, GREEDY_PROMPT_COUNT),
   });
 }
 

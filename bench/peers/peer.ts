@@ -5,10 +5,12 @@
 //   info                                   model + runtime facts
 //   tokenize   --text T | --file F.json    ids (special text parsed) and idsPlain (special as plain)
 //   greedy     --prompt P [--tokens 32]    greedy continuation of a raw prompt (no template, no BOS)
+//   top        --prompt P [--k 5]          the k largest next-token logits (how close a greedy call was)
 //   perplexity --file F [--ctx 512]        llama-perplexity style: chunks of ctx, second half scored
 //   bench      [--pp 512] [--tg 128] [--reps 1]      tokens/s of prefill and generation + peak RSS
 //   parallel   [--sequences 16] [--tokens 128] [--prompt-tokens 32]  aggregate tokens/s, one context
-// Common: --model PATH (default: the default hearth model), --threads N (default 2).
+// Common: --model PATH (default: the default hearth model), --threads N (default 2),
+//         --flash-attention auto|on|off (default off).
 // Output: one JSON object on stdout (the last line); progress goes to stderr.
 import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
@@ -78,6 +80,8 @@ interface Loaded {
   model: LlamaModel;
   modelPath: string;
   threads: number;
+  /** Off by default: the textbook attention path, the one hearth's accuracy is compared with. */
+  flashAttention: "auto" | boolean;
 }
 
 async function load(opts: Map<string, string>): Promise<Loaded> {
@@ -92,7 +96,11 @@ async function load(opts: Map<string, string>): Promise<Loaded> {
   });
   const modelPath = opts.get("model") ?? defaultModelPath();
   const model = await llama.loadModel({ modelPath, gpuLayers: 0, useMmap: true });
-  return { llama, model, modelPath, threads: intOpt(opts, "threads", 2) };
+  const fa = opts.get("flash-attention") ?? "off";
+  if (fa !== "auto" && fa !== "on" && fa !== "off")
+    throw new Error(`--flash-attention must be auto, on or off`);
+  const flashAttention = fa === "auto" ? "auto" : fa === "on";
+  return { llama, model, modelPath, threads: intOpt(opts, "threads", 2), flashAttention };
 }
 
 async function newContext(
@@ -106,7 +114,7 @@ async function newContext(
     sequences,
     batchSize,
     threads: { ideal: l.threads, min: l.threads },
-    flashAttention: false,
+    flashAttention: l.flashAttention,
   });
 }
 
@@ -196,6 +204,38 @@ async function cmdGreedy(l: Loaded, opts: Map<string, string>): Promise<object> 
   return { peer: PEER_NAME, model: modelName(l.modelPath), tokens: n, prompts: out };
 }
 
+// ---------------------------------------------------------------- top
+
+/** The k largest logits after a raw prompt (or prompt ids), to judge how close a greedy choice was. */
+async function cmdTop(l: Loaded, opts: Map<string, string>): Promise<object> {
+  const k = intOpt(opts, "k", 5);
+  const idsOpt = opts.get("ids");
+  const prompt = opts.get("prompt");
+  const ids: Token[] = idsOpt
+    ? (JSON.parse(idsOpt) as Token[])
+    : prompt !== undefined
+      ? l.model.tokenize(prompt, false)
+      : [];
+  if (ids.length === 0) throw new Error("top needs --prompt P or --ids [1,2,3]");
+  const ctx = await newContext(l, Math.max(64, ids.length + 8), 1, Math.max(32, ids.length));
+  const seq = ctx.getSequence();
+  const input = ids.map((tok, i) =>
+    i === ids.length - 1
+      ? ([tok, { generateNext: { logits: true, options: { temperature: 0 } } }] as const)
+      : tok,
+  );
+  const res = await seq.controlledEvaluate(input as Parameters<typeof seq.controlledEvaluate>[0]);
+  const logits = (res[ids.length - 1]?.next as { logits?: Map<Token, number> } | undefined)?.logits;
+  if (!logits) throw new Error("no logits");
+  const top = [...logits.entries()].sort((a, b) => b[1] - a[1]).slice(0, k);
+  await ctx.dispose();
+  return {
+    peer: PEER_NAME,
+    ids,
+    top: top.map(([id, logit]) => ({ id, logit, text: l.model.detokenize([id]) })),
+  };
+}
+
 // ---------------------------------------------------------------- perplexity
 
 export const PPL_METHOD =
@@ -204,6 +244,37 @@ export const PPL_METHOD =
   "empty KV cache at positions 0..ctx-1; the tokens at positions ctx/2..ctx-1 of each chunk are scored " +
   "with -log softmax(logits of the previous position)[token] (as llama.cpp's llama-perplexity does); " +
   "ppl = exp(mean of all scored negative log-likelihoods).";
+
+/** Recomputes a few rows' NLL from the full logits row; throws if the cheap path disagrees. */
+async function checkAgainstFullLogits(
+  seq: LlamaContextSequence,
+  chunk: number[],
+  first: number,
+  tokenNll: number[],
+): Promise<void> {
+  const rows = [first - 1, first + 44, first + 144, chunk.length - 2];
+  await seq.clearHistory();
+  const input = chunk.map((tok, i) =>
+    rows.includes(i)
+      ? ([tok, { generateNext: { logits: true, options: { temperature: 0 } } }] as const)
+      : tok,
+  );
+  const res = await seq.controlledEvaluate(input as Parameters<typeof seq.controlledEvaluate>[0]);
+  for (const i of rows) {
+    const logits = (res[i]?.next as { logits?: Map<Token, number> } | undefined)?.logits;
+    if (!logits || logits.size === 0) throw new Error(`full logits missing at row ${i}`);
+    let maxLogit = Number.NEGATIVE_INFINITY;
+    for (const v of logits.values()) maxLogit = Math.max(maxLogit, v);
+    let sum = 0;
+    for (const v of logits.values()) sum += Math.exp(v - maxLogit);
+    const target = logits.get(chunk[i + 1] as Token);
+    if (target === undefined) throw new Error(`target missing from full logits at row ${i}`);
+    const full = -(target - maxLogit - Math.log(sum));
+    const cheap = tokenNll[i - (first - 1)] as number;
+    if (Math.abs(full - cheap) > 1e-3)
+      throw new Error(`NLL self-check failed at row ${i}: ${cheap} vs ${full}`);
+  }
+}
 
 async function cmdPerplexity(l: Loaded, opts: Map<string, string>): Promise<object> {
   const file = opts.get("file");
@@ -218,13 +289,15 @@ async function cmdPerplexity(l: Loaded, opts: Map<string, string>): Promise<obje
   const seq = ctx.getSequence();
   const first = ctxTokens / 2;
   const chunkNll: number[] = [];
+  const tokenNll: number[] = [];
   let nllSum = 0;
   let scored = 0;
   for (let c = 0; c < chunks; c++) {
     const chunk = ids.slice(c * ctxTokens, (c + 1) * ctxTokens);
     await seq.clearHistory();
     // Row i predicts chunk[i+1]; rows first-1 .. ctx-2 are asked for the target's logit, the max logit
-    // and sum(exp(logit - max)), which give log softmax without shipping 49k logits per row to JS.
+    // and sum(exp(logit - max)), which give log softmax without shipping 49k logits per row to JS
+    // (checked against full logits rows on chunk 0 by checkAgainstFullLogits).
     const input = chunk.map((tok, i) => {
       if (i < first - 1 || i >= ctxTokens - 1) return tok;
       const target = chunk[i + 1] as number;
@@ -232,7 +305,10 @@ async function cmdPerplexity(l: Loaded, opts: Map<string, string>): Promise<obje
         tok,
         {
           generateNext: {
-            logits: { filter: { tokens: [target] }, includeTop: 1 },
+            // includeSelected adds the greedy (argmax) token's logit, i.e. the max logit.
+            // (includeTop/includeMax do not combine with a filter in 3.22.1.)
+            token: true,
+            logits: { filter: { tokens: [target], includeSelected: true } },
             totalLogitWeight: true,
             options: { temperature: 0 },
           },
@@ -256,8 +332,10 @@ async function cmdPerplexity(l: Loaded, opts: Map<string, string>): Promise<obje
       if (targetLogit === undefined) throw new Error(`target logit missing at chunk ${c} row ${i}`);
       const nll = -(targetLogit - maxLogit - Math.log(weight));
       chunkSum += nll;
+      tokenNll.push(nll);
     }
     const n = ctxTokens - first;
+    if (c === 0) await checkAgainstFullLogits(seq, chunk, first, tokenNll);
     chunkNll.push(chunkSum / n);
     nllSum += chunkSum;
     scored += n;
@@ -273,6 +351,7 @@ async function cmdPerplexity(l: Loaded, opts: Map<string, string>): Promise<obje
     firstScored: first,
     scoredTokens: scored,
     chunkMeanNll: chunkNll,
+    tokenNll,
     ppl: Math.exp(nllSum / scored),
     method: PPL_METHOD,
     ids,
@@ -450,10 +529,12 @@ const USAGE = `Usage: bun bench/peers/peer.ts <command> [options]   (prints one 
   info
   tokenize   --text T | --file strings.json
   greedy     --prompt P | --file prompts.json   [--tokens 32]
+  top        --prompt P | --ids '[1,2]'   [--k 5]   the k largest next-token logits
   perplexity --file text.txt [--ctx 512]
   bench      [--pp 512] [--tg 128] [--reps 1]
   parallel   [--sequences 16] [--tokens 128]
-Common: --model PATH (default ~/.cache/hearth/models/SmolLM2-135M-Instruct.Q4_1.gguf), --threads N (2)`;
+Common: --model PATH (default ~/.cache/hearth/models/SmolLM2-135M-Instruct.Q4_1.gguf), --threads N (2),
+        --flash-attention auto|on|off (off: llama.cpp's plain attention path)`;
 
 export async function main(argv: string[]): Promise<number> {
   const { cmd, opts } = parseArgs(argv);
@@ -475,6 +556,7 @@ export async function main(argv: string[]): Promise<number> {
       sizeBytes: l.model.size,
     }),
     tokenize: cmdTokenize,
+    top: cmdTop,
     greedy: cmdGreedy,
     perplexity: cmdPerplexity,
     bench: cmdBench,

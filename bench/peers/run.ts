@@ -6,6 +6,9 @@ import { spawnSync } from "node:child_process";
 const PEERS_DIR = import.meta.dir;
 export const PEER_SCRIPT = `${PEERS_DIR}/peer.ts`;
 
+/** Flash attention setting of the peer in speed benchmarks: node-llama-cpp's default ("auto"). */
+export const PEER_FLASH_ATTENTION = "auto";
+
 let installed = false;
 
 /** Installs node-llama-cpp into bench/peers/node_modules if needed (bench/peers/install.sh). */
@@ -81,6 +84,8 @@ export function peerParallel(opts: {
     String(opts.tokens ?? 128),
     "--threads",
     String(opts.threads ?? 2),
+    "--flash-attention",
+    PEER_FLASH_ATTENTION,
   ];
   if (opts.model) args.push("--model", opts.model);
   return runPeer<PeerParallelResult>(args);
@@ -115,6 +120,8 @@ export function peerBench(opts: {
     String(opts.reps ?? 1),
     "--threads",
     String(opts.threads),
+    "--flash-attention",
+    PEER_FLASH_ATTENTION,
   ];
   if (opts.model) args.push("--model", opts.model);
   return runPeer<PeerBenchResult>(args);

@@ -433,7 +433,7 @@ export class GgufMetadata {
   strings(key: string): string[] {
     const v = this.map.get(key);
     if (v === undefined) throw new GgufError(`missing required metadata key "${key}"`);
-    if (!Array.isArray(v) || (v.length > 0 && typeof v[0] !== "string")) {
+    if (!Array.isArray(v) || !v.every((e) => typeof e === "string")) {
       throw new GgufError(`metadata key "${key}" should be an array of strings`);
     }
     return v as string[];
@@ -446,6 +446,7 @@ export class GgufMetadata {
     if (
       v instanceof Uint32Array ||
       v instanceof Int16Array ||
+      v instanceof Uint16Array ||
       v instanceof Uint8Array ||
       v instanceof Int8Array
     ) {

@@ -152,6 +152,12 @@ function encodeHparams(hp: LlamaHparams): Uint8Array {
 
 /** The fixed-order tensor table; a missing required tensor is a GgufError naming it. */
 function encodeTensors(file: GgufFile, nLayer: number): { bytes: Uint8Array; count: number } {
+  // Bound the loop by what the file can hold: an absurd block_count (2^40) must be an error,
+  // not a 10^13-entry name list (found by the malformed corpus, test/fixtures/malformed). Each
+  // block needs at least one tensor; smaller excesses get the precise "missing tensor" below.
+  if (nLayer > file.tensors.length) {
+    throw new GgufError(`block_count ${nLayer} is larger than the file's ${file.tensors.length} tensors`);
+  }
   const names: string[] = [...GLOBAL_TENSORS];
   for (let l = 0; l < nLayer; l++) for (const t of LAYER_TENSORS) names.push(`blk.${l}.${t}`);
   const buf = new ArrayBuffer(names.length * TENSOR_DESC_BYTES);

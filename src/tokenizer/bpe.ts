@@ -105,27 +105,71 @@ class BigramHeap {
   }
 }
 
+// Packing limits of the id-keyed merge table (exact in a double: rank * 2^24 + id < 2^53).
+const PAIR_RESULT_LIMIT = 2 ** 24;
+const PAIR_RANK_LIMIT = 2 ** 28;
+// Heap keys are rank * 2^24 + left position; longer words use the string path.
+const HEAP_POSITION_LIMIT = 2 ** 24;
+
 export class BpeModel {
-  /** Merge rank by "left right" (byte-level token texts never contain a plain space). */
-  private readonly ranks = new Map<string, number>();
+  /** Merge rank by "left right"; built on first use (only the fallback path needs it). */
+  private rankTable: Map<string, number> | null = null;
+  /** (left id, right id) -> rank * PAIR_RESULT_LIMIT + merged id; null when some merge is not id-expressible. */
+  private readonly pairs: Map<number, number> | null;
+  private idStride = 0;
 
   constructor(
     /** Token id by token text. */
     private readonly vocab: ReadonlyMap<string, number>,
-    merges: readonly string[],
+    private readonly merges: readonly string[],
   ) {
+    this.pairs = this.buildIdPairs(merges);
+  }
+
+  private get ranks(): Map<string, number> {
+    if (this.rankTable === null) {
+      const table = new Map<string, number>();
+      for (let i = 0; i < this.merges.length; i++) {
+        const line = this.merges[i] as string;
+        // llama.cpp splits at the first space after position 0, so a merge may start with a space.
+        const sep = line.indexOf(" ", 1);
+        if (sep < 0) continue;
+        const key = `${line.slice(0, sep)} ${line.slice(sep + 1)}`;
+        if (!table.has(key)) table.set(key, i);
+      }
+      this.rankTable = table;
+    }
+    return this.rankTable;
+  }
+
+  /**
+   * The same merges keyed by token ids, when every merge's parts and result are vocabulary tokens
+   * (true of sane files): merging then works on integers instead of concatenated strings.
+   */
+  private buildIdPairs(merges: readonly string[]): Map<number, number> | null {
+    let maxId = 0;
+    for (const id of this.vocab.values()) maxId = Math.max(maxId, id);
+    if (maxId >= PAIR_RESULT_LIMIT || merges.length >= PAIR_RANK_LIMIT) return null;
+    this.idStride = maxId + 1;
+    const pairs = new Map<number, number>();
     for (let i = 0; i < merges.length; i++) {
       const line = merges[i] as string;
-      // llama.cpp splits at the first space after position 0, so a merge may start with a space.
       const sep = line.indexOf(" ", 1);
       if (sep < 0) continue;
-      const key = `${line.slice(0, sep)} ${line.slice(sep + 1)}`;
-      if (!this.ranks.has(key)) this.ranks.set(key, i);
+      const left = line.slice(0, sep);
+      const right = line.slice(sep + 1);
+      const a = this.vocab.get(left);
+      const b = this.vocab.get(right);
+      const merged = this.vocab.get(left + right);
+      if (a === undefined || b === undefined || merged === undefined) return null;
+      const key = a * this.idStride + b;
+      if (!pairs.has(key)) pairs.set(key, i * PAIR_RESULT_LIMIT + merged);
     }
+    return pairs;
   }
 
   get mergeCount(): number {
-    return this.ranks.size;
+    return this.merges.length;
   }
 
   private rank(left: string, right: string): number {
@@ -150,6 +194,7 @@ export class BpeModel {
       this.emitSymbol(chars[0] as string, out);
       return;
     }
+    if (this.pairs !== null && n < HEAP_POSITION_LIMIT && this.encodeIds(chars, out)) return;
     const text = chars.slice();
     const len = new Int32Array(n).fill(1);
     const prev = new Int32Array(n);
@@ -185,6 +230,58 @@ export class BpeModel {
     for (let i = 0; i >= 0; i = next[i] as number) this.emitSymbol(text[i] as string, out);
   }
 
+  /**
+   * The merge loop on token ids: same order as the string path (lowest rank, then leftmost), with
+   * heap entries packed into one number. Returns false (nothing written) if a byte has no token.
+   */
+  private encodeIds(chars: string[], out: number[]): boolean {
+    const pairs = this.pairs as Map<number, number>;
+    const stride = this.idStride;
+    const n = chars.length;
+    const ids = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      const id = this.vocab.get(chars[i] as string);
+      if (id === undefined) return false;
+      ids[i] = id;
+    }
+    const alive = new Uint8Array(n).fill(1);
+    const prev = new Int32Array(n);
+    const next = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      prev[i] = i - 1;
+      next[i] = i + 1 < n ? i + 1 : -1;
+    }
+    const heap: number[] = [];
+    const push = (left: number) => {
+      const right = next[left] as number;
+      if (right < 0) return;
+      const packed = pairs.get((ids[left] as number) * stride + (ids[right] as number));
+      if (packed === undefined) return;
+      heapPush(heap, Math.floor(packed / PAIR_RESULT_LIMIT) * HEAP_POSITION_LIMIT + left);
+    };
+    for (let i = 0; i < n - 1; i++) push(i);
+    while (heap.length > 0) {
+      const key = heapPop(heap);
+      const rank = Math.floor(key / HEAP_POSITION_LIMIT);
+      const left = key - rank * HEAP_POSITION_LIMIT;
+      const right = next[left] as number;
+      if (alive[left] === 0 || right < 0) continue;
+      // Stale unless the pair now at `left` still has this rank; an entry with the same (rank, left)
+      // is interchangeable with it, so this matches skipping stale entries by text.
+      const packed = pairs.get((ids[left] as number) * stride + (ids[right] as number));
+      if (packed === undefined || Math.floor(packed / PAIR_RESULT_LIMIT) !== rank) continue;
+      ids[left] = packed - rank * PAIR_RESULT_LIMIT;
+      alive[right] = 0;
+      const after = next[right] as number;
+      next[left] = after;
+      if (after >= 0) prev[after] = left;
+      if ((prev[left] as number) >= 0) push(prev[left] as number);
+      push(left);
+    }
+    for (let i = 0; i >= 0; i = next[i] as number) out.push(ids[i] as number);
+    return true;
+  }
+
   private emitSymbol(symbol: string, out: number[]): void {
     const id = this.vocab.get(symbol);
     if (id !== undefined) {
@@ -199,4 +296,38 @@ export class BpeModel {
       if (byteId !== undefined) out.push(byteId);
     }
   }
+}
+
+/** Min-heap of packed numeric keys. */
+function heapPush(heap: number[], key: number): void {
+  let i = heap.length;
+  heap.push(key);
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    const p = heap[parent] as number;
+    if (p <= key) break;
+    heap[i] = p;
+    i = parent;
+  }
+  heap[i] = key;
+}
+
+function heapPop(heap: number[]): number {
+  const top = heap[0] as number;
+  const last = heap.pop() as number;
+  const n = heap.length;
+  if (n === 0) return top;
+  let i = 0;
+  for (;;) {
+    const l = 2 * i + 1;
+    if (l >= n) break;
+    const r = l + 1;
+    const c = r < n && (heap[r] as number) < (heap[l] as number) ? r : l;
+    const cv = heap[c] as number;
+    if (cv >= last) break;
+    heap[i] = cv;
+    i = c;
+  }
+  heap[i] = last;
+  return top;
 }

@@ -6,29 +6,10 @@ import OpenAI from "openai";
 import { pullModel } from "../src/gguf/pull.ts";
 import { startServer } from "../test/server-process.ts";
 import { type BenchOptions, type Cell, percentile, ratio, runStandalone, type SuiteResult } from "./lib.ts";
+import { PARALLEL_PROMPTS } from "./peers/parallel.ts";
 import { peerParallel } from "./peers/run.ts";
 
 const root = resolve(import.meta.dir, "..");
-
-// The peer's prompts (bench/peers/peer.ts parallel), so both sides prefill the same texts.
-const PROMPTS = [
-  "The history of the printing press begins",
-  "In a small village by the sea, there lived",
-  "A recipe for bread needs flour, water,",
-  "The theory of evolution explains how",
-  "def fibonacci(n):\n    ",
-  "Once upon a time, a curious robot",
-  "The capital cities of Europe include",
-  "To install the package, first run",
-  "Photosynthesis is the process by which",
-  "The rules of chess are simple:",
-  "My favourite season is autumn because",
-  "A good night's sleep helps the brain",
-  "The first computers filled entire rooms and",
-  "Water boils at one hundred degrees when",
-  "Dear friend, I am writing to tell you",
-  "The stars we see at night are",
-];
 
 interface LoadResult {
   clients: number;
@@ -50,7 +31,7 @@ async function load(client: OpenAI, clients: number, tokens: number): Promise<Lo
       const t0 = performance.now();
       const stream = await client.completions.create({
         model: "x",
-        prompt: PROMPTS[i % PROMPTS.length] as string,
+        prompt: PARALLEL_PROMPTS[i % PARALLEL_PROMPTS.length] as string,
         max_tokens: tokens,
         temperature: 0,
         stream: true,

@@ -2,6 +2,7 @@
 // so benchmarks and fixture scripts get its JSON and its own peak RSS, apart from hearth's.
 // This module does not import node-llama-cpp itself: the rest of the tree type-checks without it.
 import { spawnSync } from "node:child_process";
+import type { ParallelResult } from "./parallel.ts";
 
 const PEERS_DIR = import.meta.dir;
 export const PEER_SCRIPT = `${PEERS_DIR}/peer.ts`;
@@ -52,21 +53,7 @@ export async function runPeer<T = Record<string, unknown>>(
   }
 }
 
-export interface PeerParallelResult {
-  peer: string;
-  model: string;
-  threads: number;
-  sequences: number;
-  tokens_per_sequence: number;
-  generated_tokens: number;
-  prompt_tokens: number;
-  wall_ms: number;
-  agg_tps: number;
-  ttft_ms_p50: number;
-  /** llama_decode calls: generated_tokens / decode_calls is the mean number of sequences per step. */
-  decode_calls: number;
-  peak_rss_mb: number | null;
-}
+export type PeerParallelResult = ParallelResult;
 
 /**
  * The peer side of the serving benchmark (issue 5): node-llama-cpp with `sequences` parallel

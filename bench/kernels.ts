@@ -10,6 +10,7 @@ import {
   ThreadPool,
 } from "../src/native/kernels.ts";
 import { library } from "../src/native/lib.ts";
+import { Rng } from "../src/sampling/rng.ts";
 import { type BenchOptions, type Cell, runStandalone, type SuiteResult } from "./lib.ts";
 
 const GB = 1e9;
@@ -253,15 +254,10 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
   };
 }
 
+/** Seeded uniform floats in [0, 1) from the sampler's PRNG, so runs reproduce. */
 function mulberry(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const g = new Rng(seed);
+  return () => g.nextFloat();
 }
 
 function randomFloats(r: () => number, n: number): Float32Array {

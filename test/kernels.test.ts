@@ -15,6 +15,7 @@ import {
   ThreadPool,
 } from "../src/native/kernels.ts";
 import { library, NativeError } from "../src/native/lib.ts";
+import { Rng } from "../src/sampling/rng.ts";
 
 const lib = library();
 const pools = [new ThreadPool(1), new ThreadPool(2), new ThreadPool(3)];
@@ -22,16 +23,10 @@ afterAll(() => {
   for (const p of pools) p.destroy();
 });
 
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
+/** Seeded uniform floats in [0, 1) from the sampler's PRNG, so runs reproduce. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const g = new Rng(seed);
+  return () => g.nextFloat();
 }
 
 function randomFloats(r: () => number, n: number, scale = 1): Float32Array {

@@ -16,6 +16,7 @@ const quant = @import("../quant.zig");
 const matmul_mod = @import("../matmul.zig");
 const Pool = @import("../pool.zig").Pool;
 const fused = @import("fused.zig");
+const interleave = @import("../interleave.zig");
 
 const Weight = matmul_mod.Weight;
 const BlockQ8Act = quant.BlockQ8Act;
@@ -100,6 +101,9 @@ pub const Model = struct {
     layers: []Layer,
     /// Norm weights stored as F16 in the file are widened once into this buffer.
     norm_store: []f32,
+    /// Interleaved copies of the quantized matrices (interleave.zig); the file pages they came
+    /// from are released after the copy.
+    packed_weights: []align(64) u8,
     pool: *Pool,
     cache: *kv.Cache,
     /// Prefix sharing and the hot/cold tiers (kv/prefix.zig), once hearth_kv_tier_open ran.
@@ -142,6 +146,7 @@ pub const Model = struct {
         std.posix.munmap(self.mapping);
         a.free(self.layers);
         a.free(self.norm_store);
+        a.free(self.packed_weights);
         a.free(self.slab);
         a.free(self.act);
         a.free(self.row_index);
@@ -329,7 +334,7 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
         }
     }.f;
 
-    const tok_embd = weightOf(mapping, tensors[0]);
+    var tok_embd = weightOf(mapping, tensors[0]);
     for (layers, 0..) |*ly, l| {
         const t = tensors[global_tensors.len + l * layer_tensors.len ..][0..layer_tensors.len];
         ly.* = .{
@@ -345,11 +350,22 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
         };
     }
     const output_norm = normOf(mapping, tensors[1], norm_store, &norm_slot, d);
+    var output = if (tied) tok_embd else weightOf(mapping, tensors[2]);
 
     const cache = try kv.Cache.init(allocator, kvShape(hp, opts), opts.kv_pages, opts.max_sequences);
     errdefer cache.deinit();
     const pool = try Pool.init(allocator, opts.n_threads);
     errdefer pool.deinit();
+
+    // Every quantized matrix with whole row groups is read interleaved (one allocation).
+    var matrices: std.ArrayList(*Weight) = .empty;
+    defer matrices.deinit(allocator);
+    try matrices.append(allocator, &tok_embd);
+    if (!tied) try matrices.append(allocator, &output);
+    for (layers) |*ly| try matrices.appendSlice(allocator, &.{ &ly.wq, &ly.wk, &ly.wv, &ly.wo, &ly.w_gate, &ly.w_up, &ly.w_down });
+    const packed_weights = try interleaveWeights(allocator, pool, mapping, matrices.items);
+    errdefer allocator.free(packed_weights);
+    if (tied) output = tok_embd;
 
     const b: usize = opts.max_batch_tokens;
     const widest = @max(d, @max(q_dim, hp.n_ff));
@@ -385,10 +401,11 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
         .opts = opts.*,
         .mapping = mapping,
         .tok_embd = tok_embd,
-        .output = if (tied) tok_embd else weightOf(mapping, tensors[2]),
+        .output = output,
         .output_norm = output_norm,
         .layers = layers,
         .norm_store = norm_store,
+        .packed_weights = packed_weights,
         .pool = pool,
         .cache = cache,
         .rope = ops.Rope.init(@fromBackingInt(@intCast(hp.rope_type)), hp.rope_dims, hp.rope_freq_base, hp.rope_freq_scale),
@@ -413,6 +430,51 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
     };
     return m;
 }
+
+/// Copies each eligible matrix of `weights` into the interleaved layout (one buffer, in place of
+/// the mmapped rows) on the pool, and hands the file pages back to the kernel as each piece is
+/// copied, so peak memory stays near one copy of the weights.
+fn interleaveWeights(allocator: std.mem.Allocator, pool: *Pool, mapping: []align(std.heap.page_size_min) const u8, weights: []const *Weight) ![]align(64) u8 {
+    var total: usize = 0;
+    for (weights) |w| {
+        if (interleave.canInterleave(w.type, w.rows, w.cols)) total += std.mem.alignForward(usize, w.rows * w.rowSizeBytes(), 64);
+    }
+    const buf = try allocator.alignedAlloc(u8, .@"64", total);
+    var at: usize = 0;
+    for (weights) |w| {
+        if (!interleave.canInterleave(w.type, w.rows, w.cols)) continue;
+        const size = w.rows * w.rowSizeBytes();
+        const job: RepackJob = .{ .w = w.*, .dst = buf.ptr + at, .mapping = mapping };
+        pool.run(std.math.divCeil(usize, w.rows / interleave.group_rows, RepackJob.groups_per_task) catch unreachable, &job, RepackJob.run);
+        w.data = buf.ptr + at;
+        w.interleaved = true;
+        at += std.mem.alignForward(usize, size, 64);
+    }
+    return buf;
+}
+
+const RepackJob = struct {
+    const groups_per_task = 64;
+    w: Weight,
+    dst: [*]u8,
+    mapping: []align(std.heap.page_size_min) const u8,
+
+    fn run(self: *const RepackJob, task: usize) void {
+        const n_groups = self.w.rows / interleave.group_rows;
+        const g0 = task * groups_per_task;
+        const g1 = @min(n_groups, g0 + groups_per_task);
+        interleave.repackGroups(self.w.type, self.w.data, self.dst, self.w.cols, g0, g1);
+        // Release the whole pages of the source range just copied (a neighbour's page at either
+        // end stays; if it is dropped by the neighbour first it is simply read again).
+        const group_bytes = interleave.group_rows * self.w.rowSizeBytes();
+        const lo = @intFromPtr(self.w.data) + g0 * group_bytes;
+        const hi = @intFromPtr(self.w.data) + g1 * group_bytes;
+        const page = std.heap.page_size_min;
+        const a = std.mem.alignForward(usize, lo, page);
+        const b = std.mem.alignBackward(usize, hi, page);
+        if (b > a) std.posix.madvise(@ptrFromInt(a), b - a, std.posix.MADV.DONTNEED) catch {};
+    }
+};
 
 // ---------------------------------------------------------------- forward
 
@@ -596,7 +658,10 @@ fn forward(m: *Model, tokens: []const i32, seq_ids: []const i32) void {
     for (0..n) |i| {
         const row: usize = @intCast(tokens[i]);
         const rb = quant.rowSizeBytes(m.tok_embd.type, d);
-        quant.dequantizeRow(m.tok_embd.type, m.tok_embd.data + row * rb, m.x[i * d ..][0..d]);
+        if (m.tok_embd.interleaved)
+            interleave.dequantizeRow(m.tok_embd.type, m.tok_embd.data, d, row, m.x[i * d ..][0..d])
+        else
+            quant.dequantizeRow(m.tok_embd.type, m.tok_embd.data + row * rb, m.x[i * d ..][0..d]);
     }
     for (m.layers, 0..) |*ly, l| {
         // Attention block. The previous layer's FFN residual is added here (fused with the norm).

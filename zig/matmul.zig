@@ -107,32 +107,39 @@ fn quantRows(comptime f: quant.QuantFormat, w: Weight, act: []const BlockQ8Act, 
     }
 }
 
-/// Interleaved weights: eight rows per pass, `tokens_per_pass` tokens per decode of a record.
+/// Weight bytes a task keeps hot while every token group passes over them (about L1d).
+const hot_weight_bytes = 32 * 1024;
+
+/// Interleaved weights: eight rows per pass, up to eight tokens per decode of a record.
+/// Groups go in slices of about `hot_weight_bytes`, each slice meeting every token before the
+/// next, so a large matrix (the output layer) streams from memory once per step, not once per
+/// token group.
 fn groupRows(comptime f: quant.QuantFormat, w: Weight, act: []const BlockQ8Act, n_tokens: usize, out: []f32, r0: usize, r1: usize) void {
     const G = interleave.group_rows;
     std.debug.assert(r0 % G == 0 and r1 % G == 0);
     const nb = w.cols / quant.block_elems;
     const group_bytes = G * w.rowSizeBytes();
-    const rows = w.rows;
-    const g0 = r0 / G;
-    const g1 = r1 / G;
-    var t: usize = 0;
-    while (t + tokens_per_pass <= n_tokens) : (t += tokens_per_pass) {
-        var acts: [tokens_per_pass][*]const BlockQ8Act = undefined;
-        inline for (0..tokens_per_pass) |k| acts[k] = act.ptr + (t + k) * nb;
-        for (g0..g1) |g| {
-            var res: [tokens_per_pass]@Vector(G, f32) = undefined;
-            interleave.dotGroup(f, tokens_per_pass, w.data + g * group_bytes, nb, acts, &res);
-            inline for (0..tokens_per_pass) |k| out[(t + k) * rows + g * G ..][0..G].* = res[k];
-        }
+    const slice_groups = @max(1, hot_weight_bytes / group_bytes);
+    var s0 = r0 / G;
+    while (s0 < r1 / G) : (s0 += slice_groups) {
+        const s1 = @min(r1 / G, s0 + slice_groups);
+        // Eight tokens per decoded record, then four, then one: the per-token arithmetic is the
+        // same in each, so the grouping never changes a result.
+        var t: usize = 0;
+        while (t + 8 <= n_tokens) : (t += 8) groupTokens(f, 8, w, act, t, out, s0, s1, nb, group_bytes);
+        while (t + 4 <= n_tokens) : (t += 4) groupTokens(f, 4, w, act, t, out, s0, s1, nb, group_bytes);
+        while (t < n_tokens) : (t += 1) groupTokens(f, 1, w, act, t, out, s0, s1, nb, group_bytes);
     }
-    while (t < n_tokens) : (t += 1) {
-        const acts = [1][*]const BlockQ8Act{act.ptr + t * nb};
-        for (g0..g1) |g| {
-            var res: [1]@Vector(G, f32) = undefined;
-            interleave.dotGroup(f, 1, w.data + g * group_bytes, nb, acts, &res);
-            out[t * rows + g * G ..][0..G].* = res[0];
-        }
+}
+
+inline fn groupTokens(comptime f: quant.QuantFormat, comptime n: usize, w: Weight, act: []const BlockQ8Act, t: usize, out: []f32, g0: usize, g1: usize, nb: usize, group_bytes: usize) void {
+    const G = interleave.group_rows;
+    var acts: [n][*]const BlockQ8Act = undefined;
+    inline for (0..n) |k| acts[k] = act.ptr + (t + k) * nb;
+    for (g0..g1) |g| {
+        var res: [n]@Vector(G, f32) = undefined;
+        interleave.dotGroup(f, n, w.data + g * group_bytes, nb, acts, &res);
+        inline for (0..n) |k| out[(t + k) * w.rows + g * G ..][0..G].* = res[k];
     }
 }
 

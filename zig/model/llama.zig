@@ -180,37 +180,47 @@ fn isMatrixType(t: u32) bool {
     return t == 0 or t == 1 or t == 2 or t == 3 or t == 8;
 }
 
+/// The GGUF name of a table entry ("token_embd.weight", "blk.3.attn_q.weight") for messages.
+const TensorName = struct {
+    name: []const u8,
+    layer: ?usize,
+
+    pub fn format(self: TensorName, w: *std.Io.Writer) std.Io.Writer.Error!void {
+        if (self.layer) |l| try w.print("blk.{d}.{s}", .{ l, self.name }) else try w.writeAll(self.name);
+    }
+};
+
 /// Checks one tensor against the file and its expected shape; returns a status (negative) on failure.
 fn checkTensor(d: TensorDesc, name: []const u8, layer: ?usize, file_size: u64, want: []const u64, matrix: bool) i32 {
-    const lname = layer orelse std.math.maxInt(usize);
+    const tn: TensorName = .{ .name = name, .layer = layer };
     if (!isMatrixType(d.type)) {
-        return status.fail(.unsupported, "tensor {s}{s}{d}: GGML type {d} is not supported (F32, F16, Q4_0, Q4_1, Q8_0 are)", .{ if (layer != null) "blk." else "", name, if (layer != null) lname else 0, d.type });
+        return status.fail(.unsupported, "tensor {f}: GGML type {d} is not supported (F32, F16, Q4_0, Q4_1, Q8_0 are)", .{ tn, d.type });
     }
     if (d.n_dims != want.len) {
-        return status.fail(.bad_model, "tensor {s} (layer {d}): {d} dims, expected {d}", .{ name, lname, d.n_dims, want.len });
+        return status.fail(.bad_model, "tensor {f}: {d} dims, expected {d}", .{ tn, d.n_dims, want.len });
     }
     for (want, 0..) |w, i| {
-        if (d.dims[i] != w) return status.fail(.bad_model, "tensor {s} (layer {d}): dim {d} is {d}, expected {d}", .{ name, lname, i, d.dims[i], w });
+        if (d.dims[i] != w) return status.fail(.bad_model, "tensor {f}: dim {d} is {d}, expected {d}", .{ tn, i, d.dims[i], w });
     }
     const cols = want[0];
     const rows: u64 = if (want.len > 1) want[1] else 1;
     const t: quant.GgmlType = @fromBackingInt(@intCast(d.type));
     if (d.type != 0 and d.type != 1 and cols % 32 != 0) {
-        return status.fail(.bad_model, "tensor {s} (layer {d}): row length {d} is not a multiple of 32 for {s}", .{ name, lname, cols, typeName(d.type) });
+        return status.fail(.bad_model, "tensor {f}: row length {d} is not a multiple of 32 for {s}", .{ tn, cols, typeName(d.type) });
     }
     const want_size = rows * quant.rowSizeBytes(t, @intCast(cols));
     if (d.size_bytes != want_size) {
-        return status.fail(.bad_model, "tensor {s} (layer {d}): {d} bytes, expected {d}", .{ name, lname, d.size_bytes, want_size });
+        return status.fail(.bad_model, "tensor {f}: {d} bytes, expected {d}", .{ tn, d.size_bytes, want_size });
     }
     if (d.offset > file_size or d.size_bytes > file_size - d.offset) {
-        return status.fail(.bad_model, "tensor {s} (layer {d}): data [{d}, +{d}) runs past the end of the file ({d} bytes)", .{ name, lname, d.offset, d.size_bytes, file_size });
+        return status.fail(.bad_model, "tensor {f}: data [{d}, +{d}) runs past the end of the file ({d} bytes)", .{ tn, d.offset, d.size_bytes, file_size });
     }
     if (!matrix and d.type != 0 and d.type != 1) {
-        return status.fail(.unsupported, "tensor {s} (layer {d}): norm weights must be F32 or F16, got {s}", .{ name, lname, typeName(d.type) });
+        return status.fail(.unsupported, "tensor {f}: norm weights must be F32 or F16, got {s}", .{ tn, typeName(d.type) });
     }
     const elem_align: u64 = if (d.type == 0) 4 else 2;
     if (d.offset % elem_align != 0) {
-        return status.fail(.bad_model, "tensor {s} (layer {d}): offset {d} is misaligned", .{ name, lname, d.offset });
+        return status.fail(.bad_model, "tensor {f}: offset {d} is misaligned", .{ tn, d.offset });
     }
     return 0;
 }

@@ -140,6 +140,13 @@ pub fn restore(cache: *kv.Cache, path: []const u8, model_tag: u64, tokens_out: [
     cache.grow(seq, n_tokens);
     const base = recordsOffset(n_tokens);
     const record_bytes = tier.recordBytes(page_bytes);
+    // Ask the kernel to fetch every record now, in the background: each page's checksum is then
+    // verified while the next pages are still arriving, instead of the disk idling meanwhile.
+    if (@import("builtin").os.tag == .linux) {
+        const linux = std.os.linux;
+        _ = linux.fadvise(fd, @intCast(base), @intCast(n_pages * record_bytes), linux.POSIX_FADV.SEQUENTIAL);
+        _ = linux.fadvise(fd, @intCast(base), @intCast(n_pages * record_bytes), linux.POSIX_FADV.WILLNEED);
+    }
     for (cache.table(seq), 0..) |page, i| {
         const payload = cache.data[@as(usize, page) * page_bytes ..][0..page_bytes];
         var rh: tier.Header = undefined;

@@ -417,6 +417,19 @@ export fn hearth_seq_publish(handle: ?*llama.Model, seq: i32, tokens: ?[*]const 
     return kv_abi.seqPublish(m, seq, tokens, n);
 }
 
+/// Moves the hot pages of the cached chain of tokens (from token from_tokens on) to the SSD tier now;
+/// returns the pages that left RAM.
+export fn hearth_kv_tier_spill(handle: ?*llama.Model, tokens: ?[*]const i32, n: u32, from_tokens: u32) i32 {
+    const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
+    return kv_abi.tierSpill(m, tokens, n, from_tokens);
+}
+
+/// Pool pages only the prefix cache holds (reclaimed on demand); 0 without a tier.
+export fn hearth_kv_tier_reclaimable(handle: ?*llama.Model) i32 {
+    const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
+    return kv_abi.tierReclaimable(m);
+}
+
 export fn hearth_seq_save(handle: ?*llama.Model, seq: i32, tokens: ?[*]const i32, n: u32, model_tag: u64, path: ?[*]const u8, path_len: usize, out_bytes: ?*u64) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     const p = path orelse return status.fail(.null_pointer, "session path is null", .{});

@@ -1,8 +1,8 @@
 // `hearth serve` with the prefix cache and its SSD tier, end to end: real server processes on
 // 127.0.0.1, the official openai client, real slab files in a temp dir. A second chat turn reuses
-// the first turn's KV; an idle conversation spills to SSD and resumes from it; the cache survives a
-// restart; a corrupt slab record or a torn manifest costs only recomputation. Every answer is
-// compared with a server whose prefix cache is off (greedy, so the tokens must be identical).
+// the first turn's KV; an idle conversation spills to SSD and resumes from it; the cache survives
+// a restart (clean or a crash); a corrupt slab record or a torn manifest costs only recomputation.
+// Every answer is compared with a server whose prefix cache is off (greedy: identical tokens).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import {
   closeSync,
@@ -169,7 +169,7 @@ describe("hearth serve prefix cache (real model, openai client)", () => {
     }
   }, 120_000);
 
-  test("idle spill to SSD, resume from SSD, restart, corrupt record, torn manifest: same answers", async () => {
+  test("idle spill to SSD, resume from SSD, restart, corrupt record, torn manifest, crash: same answers", async () => {
     const kvDir = join(dir, "kv");
     // A 1 MiB hot tier (two pages) and a 300 ms idle time force both kinds of spill.
     const args = ["--kv-dir", kvDir, "--kv-hot-mb", "1", "--kv-idle-ms", "300"];
@@ -259,6 +259,21 @@ describe("hearth serve prefix cache (real model, openai client)", () => {
       expect(m.get("hearth_prefix_cache_manifest_loaded_pages")).toBe(0);
       const torn = await chat(s, secondTurn(first.text));
       expect(torn).toEqual({ text: reference.second, cached: 0 });
+
+      // A crash (SIGKILL) after an idle spill: the manifest that spill wrote, and the stale lock
+      // file, are picked up by the next server.
+      await until("the idle spill before the crash", async () => {
+        return (await metric(s, "hearth_prefix_cache_idle_spilled_pages_total")) > 0;
+      });
+      s.proc.kill("SIGKILL");
+      await s.proc.exited;
+      s = await serve(args);
+      m = await metrics(s);
+      expect(m.get("hearth_prefix_cache_manifest_rejected")).toBe(0);
+      expect(m.get("hearth_prefix_cache_manifest_loaded_pages")).toBeGreaterThan(0);
+      const crashed = await chat(s, secondTurn(first.text));
+      expect(crashed.text).toBe(reference.second);
+      expect(crashed.cached).toBeGreaterThan(0);
     } finally {
       await s.stop();
     }

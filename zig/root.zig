@@ -403,6 +403,12 @@ export fn hearth_kv_tier_persist(handle: ?*llama.Model) i32 {
     return kv_abi.tierPersist(m);
 }
 
+/// Writes the manifest of the prefix-cache pages already on SSD (no hot pages written); returns the entries listed.
+export fn hearth_kv_tier_checkpoint(handle: ?*llama.Model) i32 {
+    const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
+    return kv_abi.tierCheckpoint(m);
+}
+
 /// Opens a sequence holding the longest cached prefix of tokens; returns its id, reused count to out.
 export fn hearth_seq_create_prefix(handle: ?*llama.Model, tokens: ?[*]const i32, n: u32, out_reused: ?*u32) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});

@@ -52,14 +52,17 @@ function persist(): number | null {
   return model.kvTierPersist();
 }
 
-/** Spills the pages of conversations idle for `idleMs`, then makes the SSD manifest current. */
+/**
+ * Spills the pages of conversations idle for `idleMs`, then makes the SSD manifest current with
+ * a checkpoint (it lists what is on SSD and writes no hot pages, so requests in flight barely wait).
+ */
 function spillIdle(idleMs: number): void {
   const s = scheduler;
   if (s === null) return;
   try {
     const moved = s.spillIdle(Date.now(), idleMs);
     if (moved === 0) return;
-    persist();
+    if (model !== null && tiered(model)) model.kvTierCheckpoint();
   } catch (err) {
     console.error(`hearth engine: idle spill failed: ${(err as Error).message}`);
   }

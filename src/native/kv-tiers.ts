@@ -105,6 +105,9 @@ export function createKvTiers(
     kvTierReclaimable(): number {
       return check(lib.hearth_kv_tier_reclaimable(handle()), "kvTierReclaimable");
     },
+    kvTierCheckpoint(): number {
+      return check(lib.hearth_kv_tier_checkpoint(handle()), "kvTierCheckpoint");
+    },
     kvTierPersist(): number {
       return check(lib.hearth_kv_tier_persist(handle()), "kvTierPersist");
     },

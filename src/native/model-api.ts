@@ -134,6 +134,11 @@ export interface NativeKvTiers {
   kvTierReclaimable(): number;
   /** Writes the prefix cache to SSD with a crash-safe manifest; returns the entries listed. */
   kvTierPersist(): number;
+  /**
+   * Writes the crash-safe manifest of the pages already on SSD, without writing hot pages (cheap
+   * while serving; kvTierPersist at shutdown also writes the hot ones). Returns the entries listed.
+   */
+  kvTierCheckpoint(): number;
   kvTierStats(): KvTierStats;
   /** Saves a sequence (its KV holds exactly `tokens`) to a file; returns the bytes written. */
   seqSave(seqId: number, tokens: ArrayLike<number>, path: string): number;

@@ -237,6 +237,9 @@ class FfiNativeModel implements NativeModel {
   kvTierReclaimable(): number {
     return this.kv.kvTierReclaimable();
   }
+  kvTierCheckpoint(): number {
+    return this.kv.kvTierCheckpoint();
+  }
   kvTierPersist(): number {
     return this.kv.kvTierPersist();
   }

@@ -49,6 +49,13 @@ pub fn tierPersist(m: *llama.Model) i32 {
     return @intCast(@min(n, std.math.maxInt(i32)));
 }
 
+/// Writes the manifest of what is already on SSD (no hot pages written); returns the entries listed.
+pub fn tierCheckpoint(m: *llama.Model) i32 {
+    const t = tierOf(m) orelse return status.fail(.invalid_argument, "KV tier is not open", .{});
+    const n = t.checkpoint() catch |err| return status.fail(.io_error, "cannot write the prefix cache manifest: {s}", .{@errorName(err)});
+    return @intCast(@min(n, std.math.maxInt(i32)));
+}
+
 /// New sequence filled with the longest cached prefix of `tokens`; reused token count to `out_reused`.
 pub fn seqCreatePrefix(m: *llama.Model, tokens: ?[*]const i32, n: u32, out_reused: *u32) i32 {
     const toks = tokensOf(tokens, n) orelse return status.fail(.null_pointer, "tokens are null or misaligned", .{});

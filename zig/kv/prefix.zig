@@ -507,11 +507,19 @@ pub const PrefixCache = struct {
                 }
             }
         }
+        return self.checkpoint();
+    }
+
+    /// Writes the manifest of the entries already on the cold tier (waiting for queued writes and
+    /// fsyncing the slabs first), without writing hot pages: cheap enough to run while serving,
+    /// so a crash loses at most what went to SSD since. Returns the entries listed.
+    pub fn checkpoint(self: *PrefixCache) !usize {
+        const t = self.cold orelse return error.NoColdTier;
         t.flush();
         t.sync();
         var list: std.ArrayList(ManifestEntry) = .empty;
         defer list.deinit(self.allocator);
-        it = self.map.valueIterator();
+        var it = self.map.valueIterator();
         while (it.next()) |idx| {
             const e = &self.entries[idx.*];
             if (e.slot == none or !t.isStored(e.slot, e.key)) continue;
@@ -794,4 +802,48 @@ test "spill moves an idle chain's hot pages to SSD, keeps shared and unwritable 
     try expectSeq(cache, b, &toks, 59);
     try testing.expectEqual(@as(u64, 3), pc.stats.cold_hits);
     cache.seqFree(b);
+}
+
+test "a checkpoint lists only what is on SSD, without writing hot pages" {
+    var dbuf: [tier.max_path]u8 = undefined;
+    const dir = tier.testDir(&dbuf, "checkpoint");
+    defer tier.removeTree(dir);
+    var toks: [64]u32 = undefined;
+    for (&toks, 0..) |*t, i| t.* = @intCast(i + 300);
+    {
+        const cache = try testCache(16);
+        defer cache.deinit();
+        const pc = try PrefixCache.init(testing.allocator, cache, .{ .hot_budget_bytes = 1 << 20, .model_tag = 9, .dir = dir, .cold_max_bytes = 1 << 22 });
+        defer pc.deinit();
+        const a = cache.seqCreate().?;
+        fillSeq(cache, a, &toks);
+        try testing.expectEqual(@as(usize, 4), pc.publish(a, &toks));
+        cache.seqFree(a);
+        // Nothing on SSD yet: an empty manifest, and no page written.
+        try testing.expectEqual(@as(usize, 0), try pc.checkpoint());
+        try testing.expectEqual(@as(u64, 0), pc.snapshot().cold.writes_queued);
+        // Pages 2 and 3 go idle: the checkpoint lists exactly those.
+        try testing.expectEqual(@as(usize, 2), pc.spill(&toks, 2));
+        try testing.expectEqual(@as(usize, 2), try pc.checkpoint());
+        try testing.expectEqual(@as(u64, 2), pc.snapshot().cold.writes_ok);
+    }
+    {
+        const cache = try testCache(16);
+        defer cache.deinit();
+        const pc = try PrefixCache.init(testing.allocator, cache, .{ .hot_budget_bytes = 1 << 20, .model_tag = 9, .dir = dir, .cold_max_bytes = 1 << 22 });
+        defer pc.deinit();
+        try testing.expectEqual(@as(u64, 2), pc.stats.manifest_entries_loaded);
+        // Pages 0 and 1 were never on SSD, so the chain cannot start: nothing is reused...
+        const b = cache.seqCreate().?;
+        try testing.expectEqual(@as(usize, 0), pc.attach(b, &toks));
+        // ...until they are recomputed and published; then pages 2 and 3 come from SSD.
+        fillSeq(cache, b, toks[0..32]);
+        _ = pc.publish(b, toks[0..32]);
+        cache.seqFree(b);
+        const d = cache.seqCreate().?;
+        try testing.expectEqual(@as(usize, 63), pc.attach(d, &toks));
+        try expectSeq(cache, d, &toks, 63);
+        try testing.expectEqual(@as(u64, 2), pc.stats.cold_hits);
+        cache.seqFree(d);
+    }
 }

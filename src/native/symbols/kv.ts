@@ -37,6 +37,7 @@ export const kvSymbols = {
   // handle, tokens*, n, from_tokens
   hearth_kv_tier_spill: { args: [FFIType.ptr, FFIType.ptr, FFIType.u32, FFIType.u32], returns: FFIType.i32 },
   hearth_kv_tier_reclaimable: { args: [FFIType.ptr], returns: FFIType.i32 },
+  hearth_kv_tier_checkpoint: { args: [FFIType.ptr], returns: FFIType.i32 },
   // seed, events, capacity_pages, out*
   hearth_kv_trace_replay: {
     args: [FFIType.u64, FFIType.u32, FFIType.u32, FFIType.ptr],

@@ -106,7 +106,7 @@ interface Sequence {
 const MAX_CONVERSATIONS = 1024;
 
 /** Tokens two lists share from the start. */
-function commonPrefix(a: readonly number[], b: readonly number[]): number {
+function commonPrefix(a: ArrayLike<number>, b: ArrayLike<number>): number {
   const n = Math.min(a.length, b.length);
   let i = 0;
   while (i < n && a[i] === b[i]) i++;
@@ -125,8 +125,8 @@ export class Scheduler {
   private idleSpilledPages = 0;
   /** The model's prefix cache, when it is on. */
   private readonly tiers: (NativeModel & NativeKvTiers) | null;
-  /** KV of finished conversations (published tokens) and when each was last used, oldest first. */
-  private readonly conversations: { tokens: number[]; touchedMs: number }[] = [];
+  /** KV of finished conversations (published tokens, compact) and when each was last used, oldest first. */
+  private readonly conversations: { tokens: Int32Array; touchedMs: number }[] = [];
 
   constructor(
     private readonly model: NativeModel,
@@ -292,7 +292,7 @@ export class Scheduler {
         const tokens = s.tokens.slice(0, s.computed);
         try {
           this.tiers.seqPublish(s.seqId, tokens);
-          this.remember(tokens);
+          this.remember(Int32Array.from(tokens));
         } catch {
           // Not publishing loses only reuse, never correctness.
         }
@@ -304,10 +304,10 @@ export class Scheduler {
   }
 
   /** Records a published conversation; an earlier turn it extends is superseded. */
-  private remember(tokens: number[]): void {
+  private remember(tokens: Int32Array): void {
     const now = Date.now();
     for (let i = this.conversations.length - 1; i >= 0; i--) {
-      const c = this.conversations[i] as { tokens: number[] };
+      const c = this.conversations[i] as { tokens: Int32Array };
       if (c.tokens.length <= tokens.length && commonPrefix(c.tokens, tokens) === c.tokens.length)
         this.conversations.splice(i, 1);
     }
@@ -325,7 +325,7 @@ export class Scheduler {
     if (tiers === null || typeof tiers.kvTierSpill !== "function") return 0;
     const idle = this.conversations.filter((c) => nowMs - c.touchedMs >= idleMs);
     if (idle.length === 0) return 0;
-    const live: number[][] = [
+    const live: ArrayLike<number>[] = [
       ...this.running.map((s) => s.tokens),
       ...this.waiting.map((s) => s.tokens),
       ...this.conversations.filter((c) => nowMs - c.touchedMs < idleMs).map((c) => c.tokens),

@@ -8,6 +8,7 @@ import {
   dequantizeRow,
   GgmlType,
   type GgmlTypeName,
+  interleave,
   matmul,
   quantizeAct,
   quantizeRow,
@@ -271,6 +272,7 @@ describe("matmul", () => {
         const twin = new Float32Array(rows * maxTokens);
         const rc = lib.hearth_matmul_scalar(
           GgmlType[type],
+          0,
           w,
           w.byteLength,
           rows,
@@ -290,6 +292,98 @@ describe("matmul", () => {
       }
     });
   }
+});
+
+describe("interleaved weights (eight rows per record, what the model uses)", () => {
+  // Same tolerance as plain matmul; against the scalar twin the results must be bit-identical.
+  for (const type of QUANT) {
+    test(`${type} interleaved equals the float64 reference and its scalar twin, for any token and pool count`, () => {
+      const r = rng(GgmlType[type] + 700);
+      const [rows, cols, maxTokens] = [40, 32 * 7, 9];
+      const rowBytes = rowSizeBytes(type, cols);
+      const plain = new Uint8Array(rows * rowBytes);
+      const wf = randomFloats(r, rows * cols);
+      for (let i = 0; i < rows; i++)
+        plain.set(quantizeRow(type, wf.subarray(i * cols, (i + 1) * cols)), i * rowBytes);
+      const packed = interleave(type, plain, rows, cols);
+      expect(packed.byteLength).toBe(plain.byteLength);
+      const x = randomFloats(r, maxTokens * cols, 3);
+      const act = quantizeAct(x);
+      const actF = actAsFloats(parseAct(act));
+      const full = matmul(
+        pools[0] as ThreadPool,
+        type,
+        packed,
+        rows,
+        cols,
+        { act },
+        maxTokens,
+        undefined,
+        "interleaved",
+      );
+      for (let t = 0; t < maxTokens; t++) {
+        for (let i = 0; i < rows; i++) {
+          const wDeq = refDequantize(type, plain.subarray(i * rowBytes), cols);
+          const { value, magnitude } = refDot(wDeq, actF.subarray(t * cols, (t + 1) * cols));
+          expect(Math.abs((full[t * rows + i] as number) - value)).toBeLessThanOrEqual(
+            1e-4 * magnitude + 1e-6,
+          );
+        }
+      }
+      for (const pool of pools) {
+        for (const n of [1, 3, 4, 5, 9]) {
+          const got = matmul(pool, type, packed, rows, cols, { act }, n, undefined, "interleaved");
+          expect(Array.from(got)).toEqual(Array.from(full.subarray(0, n * rows)));
+        }
+      }
+      const twin = new Float32Array(rows * maxTokens);
+      expect(
+        lib.hearth_matmul_scalar(
+          GgmlType[type],
+          1,
+          packed,
+          packed.byteLength,
+          rows,
+          cols,
+          null,
+          act,
+          maxTokens,
+          twin,
+          twin.length,
+        ),
+      ).toBe(0);
+      expect(Array.from(twin)).toEqual(Array.from(full));
+    });
+  }
+
+  test("bad layouts and shapes give status codes", () => {
+    const w = new Uint8Array(rowSizeBytes("q4_1", 64) * 12);
+    const act = quantizeAct(new Float32Array(64));
+    const out = new Float32Array(16);
+    const pool = pools[0] as ThreadPool;
+    expect(lib.hearth_matmul(pool.ptr, 3, 2, w, w.length, 8, 64, null, act, 1, out, 16)).toBe(-1);
+    expect(lib.hearth_matmul(pool.ptr, 3, 1, w, w.length, 12, 64, null, act, 1, out, 16)).toBe(-1);
+    expect(
+      lib.hearth_matmul(
+        pool.ptr,
+        0,
+        1,
+        new Float32Array(8 * 64),
+        8 * 64 * 4,
+        8,
+        64,
+        new Float32Array(64),
+        null,
+        1,
+        out,
+        16,
+      ),
+    ).toBe(-1);
+    expect(lib.hearth_interleave(3, w, w.length, 12, 64, new Uint8Array(w.length), w.length)).toBe(-1);
+    expect(lib.hearth_interleave(3, w, w.length, 8, 64, new Uint8Array(10), 10)).toBe(-4);
+    expect(lib.hearth_interleave(3, null, 0, 8, 64, new Uint8Array(w.length), w.length)).toBe(-2);
+    expect(() => interleave("q4_1", w, 12, 64)).toThrow(/whole groups of 8/);
+  });
 });
 
 describe("memcpy and read sweep", () => {
@@ -326,31 +420,43 @@ describe("bad arguments give status codes, never a crash", () => {
   const out = new Float32Array(4);
   const pool = pools[1] as ThreadPool;
   const cases: Array<[string, () => number, number]> = [
-    ["null pool", () => lib.hearth_matmul(null, 3, w, w.length, 1, 64, null, act, 1, out, 4), -2],
-    ["null weights", () => lib.hearth_matmul(pool.ptr, 3, null, 0, 1, 64, null, act, 1, out, 4), -2],
+    ["null pool", () => lib.hearth_matmul(null, 3, 0, w, w.length, 1, 64, null, act, 1, out, 4), -2],
+    ["null weights", () => lib.hearth_matmul(pool.ptr, 3, 0, null, 0, 1, 64, null, act, 1, out, 4), -2],
     [
       "weights too short",
-      () => lib.hearth_matmul(pool.ptr, 3, w, w.length - 1, 1, 64, null, act, 1, out, 4),
+      () => lib.hearth_matmul(pool.ptr, 3, 0, w, w.length - 1, 1, 64, null, act, 1, out, 4),
       -4,
     ],
-    ["rows out of range", () => lib.hearth_matmul(pool.ptr, 3, w, w.length, 2, 64, null, act, 1, out, 4), -4],
-    ["out too short", () => lib.hearth_matmul(pool.ptr, 3, w, w.length, 1, 64, null, act, 5, out, 4), -4],
-    ["zero tokens", () => lib.hearth_matmul(pool.ptr, 3, w, w.length, 1, 64, null, act, 0, out, 4), -1],
+    [
+      "rows out of range",
+      () => lib.hearth_matmul(pool.ptr, 3, 0, w, w.length, 2, 64, null, act, 1, out, 4),
+      -4,
+    ],
+    ["out too short", () => lib.hearth_matmul(pool.ptr, 3, 0, w, w.length, 1, 64, null, act, 5, out, 4), -4],
+    ["zero tokens", () => lib.hearth_matmul(pool.ptr, 3, 0, w, w.length, 1, 64, null, act, 0, out, 4), -1],
     [
       "cols not a block multiple",
-      () => lib.hearth_matmul(pool.ptr, 3, w, w.length, 1, 63, null, act, 1, out, 4),
+      () => lib.hearth_matmul(pool.ptr, 3, 0, w, w.length, 1, 63, null, act, 1, out, 4),
       -1,
     ],
-    ["unsupported type", () => lib.hearth_matmul(pool.ptr, 6, w, w.length, 1, 64, null, act, 1, out, 4), -9],
-    ["null activations", () => lib.hearth_matmul(pool.ptr, 3, w, w.length, 1, 64, null, null, 1, out, 4), -2],
+    [
+      "unsupported type",
+      () => lib.hearth_matmul(pool.ptr, 6, 0, w, w.length, 1, 64, null, act, 1, out, 4),
+      -9,
+    ],
+    [
+      "null activations",
+      () => lib.hearth_matmul(pool.ptr, 3, 0, w, w.length, 1, 64, null, null, 1, out, 4),
+      -2,
+    ],
     [
       "misaligned out",
-      () => lib.hearth_matmul(pool.ptr, 3, w, w.length, 1, 64, null, act, 1, (ptr(out) + 1) as Pointer, 3),
+      () => lib.hearth_matmul(pool.ptr, 3, 0, w, w.length, 1, 64, null, act, 1, (ptr(out) + 1) as Pointer, 3),
       -3,
     ],
     [
       "null x for f32",
-      () => lib.hearth_matmul(pool.ptr, 0, x, x.byteLength, 1, 64, null, null, 1, out, 4),
+      () => lib.hearth_matmul(pool.ptr, 0, 0, x, x.byteLength, 1, 64, null, null, 1, out, 4),
       -2,
     ],
     ["dot with short weights", () => lib.hearth_dot(3, w, w.length - 2, 64, null, act, out), -4],

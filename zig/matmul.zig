@@ -1,6 +1,7 @@
 //! Weight × activations (matvec and batched matmul) split by output rows across the thread pool; batch invariant.
 const std = @import("std");
 const quant = @import("quant.zig");
+const interleave = @import("interleave.zig");
 const simd = @import("simd.zig");
 const Pool = @import("pool.zig").Pool;
 
@@ -12,11 +13,21 @@ pub const Weight = struct {
     type: quant.GgmlType,
     rows: usize,
     cols: usize,
+    /// Rows repacked eight at a time (interleave.zig): quantized types with rows % 8 == 0 only.
+    interleaved: bool = false,
 
     pub fn rowSizeBytes(w: Weight) usize {
         return quant.rowSizeBytes(w.type, w.cols);
     }
 };
+
+/// Rows per task for `total_rows` rows over the pool: about `tasks_per_thread` tasks per thread
+/// (dynamic claiming evens out the rest), at least 16 rows, whole interleaved groups.
+pub fn rowsPerTask(total_rows: usize, n_threads: usize) usize {
+    const tasks_per_thread = 8;
+    const want = @max(min_rows_per_task, std.math.divCeil(usize, total_rows, n_threads * tasks_per_thread) catch unreachable);
+    return std.mem.alignForward(usize, want, interleave.group_rows);
+}
 
 /// Tokens that share one pass over a weight row (the row is decoded once for all of them).
 pub const tokens_per_pass = 4;
@@ -45,8 +56,7 @@ pub fn matmul(pool: *Pool, w: Weight, x: []const f32, act: []const BlockQ8Act, n
         std.debug.assert(x.len >= n_tokens * w.cols);
     }
     if (w.rows == 0 or n_tokens == 0) return;
-    const target_tasks = pool.n_threads * 8;
-    const rows_per_task = @max(min_rows_per_task, std.math.divCeil(usize, w.rows, target_tasks) catch unreachable);
+    const rows_per_task = rowsPerTask(w.rows, pool.n_threads);
     const n_tasks = std.math.divCeil(usize, w.rows, rows_per_task) catch unreachable;
     const job = Job{ .w = w, .x = x, .act = act, .n_tokens = n_tokens, .out = out, .rows_per_task = rows_per_task };
     pool.run(n_tasks, &job, runTask);
@@ -55,48 +65,90 @@ pub fn matmul(pool: *Pool, w: Weight, x: []const f32, act: []const BlockQ8Act, n
 fn runTask(job: *const Job, task: usize) void {
     const r0 = task * job.rows_per_task;
     const r1 = @min(job.w.rows, r0 + job.rows_per_task);
-    switch (job.w.type) {
-        .q4_0 => quantRows(.q4_0, job, r0, r1),
-        .q4_1 => quantRows(.q4_1, job, r0, r1),
-        .q8_0 => quantRows(.q8_0, job, r0, r1),
-        .f32, .f16 => floatRows(job, r0, r1),
+    computeRows(job.w, job.x, job.act, job.n_tokens, job.out, r0, r1);
+}
+
+/// out[t*rows + r] for rows [r0, r1) and every token: the one place a weight row meets the
+/// activations (matmul and fused.matmulMany both call it, so their results are identical).
+/// For interleaved weights r0 and r1 must be whole groups (or r1 = rows).
+pub fn computeRows(w: Weight, x: []const f32, act: []const BlockQ8Act, n_tokens: usize, out: []f32, r0: usize, r1: usize) void {
+    switch (w.type) {
+        inline .q4_0, .q4_1, .q8_0 => |t| {
+            const f = comptime interleave.formatOf(t).?;
+            if (w.interleaved) groupRows(f, w, act, n_tokens, out, r0, r1) else quantRows(f, w, act, n_tokens, out, r0, r1);
+        },
+        .f32, .f16 => floatRows(w, x, n_tokens, out, r0, r1),
         _ => unreachable,
     }
 }
 
-fn quantRows(comptime f: quant.QuantFormat, job: *const Job, r0: usize, r1: usize) void {
-    const w = job.w;
+fn quantRows(comptime f: quant.QuantFormat, w: Weight, act: []const BlockQ8Act, n_tokens: usize, out: []f32, r0: usize, r1: usize) void {
     const nb = w.cols / quant.block_elems;
     const row_bytes = w.rowSizeBytes();
     const rows = w.rows;
     var t: usize = 0;
     // Token groups outside, rows inside: this task's rows stay in L1/L2 across the groups.
-    while (t + tokens_per_pass <= job.n_tokens) : (t += tokens_per_pass) {
+    while (t + tokens_per_pass <= n_tokens) : (t += tokens_per_pass) {
         var acts: [tokens_per_pass][*]const BlockQ8Act = undefined;
-        inline for (0..tokens_per_pass) |k| acts[k] = job.act.ptr + (t + k) * nb;
+        inline for (0..tokens_per_pass) |k| acts[k] = act.ptr + (t + k) * nb;
         for (r0..r1) |r| {
             var res: [tokens_per_pass]f32 = undefined;
             quant.dotRows(f, tokens_per_pass, w.data + r * row_bytes, nb, acts, &res);
-            inline for (0..tokens_per_pass) |k| job.out[(t + k) * rows + r] = res[k];
+            inline for (0..tokens_per_pass) |k| out[(t + k) * rows + r] = res[k];
         }
     }
-    while (t < job.n_tokens) : (t += 1) {
-        const acts = [1][*]const BlockQ8Act{job.act.ptr + t * nb};
+    while (t < n_tokens) : (t += 1) {
+        const acts = [1][*]const BlockQ8Act{act.ptr + t * nb};
         for (r0..r1) |r| {
             var res: [1]f32 = undefined;
             quant.dotRows(f, 1, w.data + r * row_bytes, nb, acts, &res);
-            job.out[t * rows + r] = res[0];
+            out[t * rows + r] = res[0];
         }
     }
 }
 
-fn floatRows(job: *const Job, r0: usize, r1: usize) void {
-    const w = job.w;
+/// Weight bytes a task keeps hot while every token group passes over them (about L1d).
+const hot_weight_bytes = 32 * 1024;
+
+/// Interleaved weights: eight rows per pass, up to eight tokens per decode of a record.
+/// Groups go in slices of about `hot_weight_bytes`, each slice meeting every token before the
+/// next, so a large matrix (the output layer) streams from memory once per step, not once per
+/// token group.
+fn groupRows(comptime f: quant.QuantFormat, w: Weight, act: []const BlockQ8Act, n_tokens: usize, out: []f32, r0: usize, r1: usize) void {
+    const G = interleave.group_rows;
+    std.debug.assert(r0 % G == 0 and r1 % G == 0);
+    const nb = w.cols / quant.block_elems;
+    const group_bytes = G * w.rowSizeBytes();
+    const slice_groups = @max(1, hot_weight_bytes / group_bytes);
+    var s0 = r0 / G;
+    while (s0 < r1 / G) : (s0 += slice_groups) {
+        const s1 = @min(r1 / G, s0 + slice_groups);
+        // Eight tokens per decoded record, then four, then one: the per-token arithmetic is the
+        // same in each, so the grouping never changes a result.
+        var t: usize = 0;
+        while (t + 8 <= n_tokens) : (t += 8) groupTokens(f, 8, w, act, t, out, s0, s1, nb, group_bytes);
+        while (t + 4 <= n_tokens) : (t += 4) groupTokens(f, 4, w, act, t, out, s0, s1, nb, group_bytes);
+        while (t < n_tokens) : (t += 1) groupTokens(f, 1, w, act, t, out, s0, s1, nb, group_bytes);
+    }
+}
+
+inline fn groupTokens(comptime f: quant.QuantFormat, comptime n: usize, w: Weight, act: []const BlockQ8Act, t: usize, out: []f32, g0: usize, g1: usize, nb: usize, group_bytes: usize) void {
+    const G = interleave.group_rows;
+    var acts: [n][*]const BlockQ8Act = undefined;
+    inline for (0..n) |k| acts[k] = act.ptr + (t + k) * nb;
+    for (g0..g1) |g| {
+        var res: [n]@Vector(G, f32) = undefined;
+        interleave.dotGroup(f, n, w.data + g * group_bytes, nb, acts, &res);
+        inline for (0..n) |k| out[(t + k) * w.rows + g * G ..][0..G].* = res[k];
+    }
+}
+
+fn floatRows(w: Weight, x: []const f32, n_tokens: usize, out: []f32, r0: usize, r1: usize) void {
     const cols = w.cols;
-    for (0..job.n_tokens) |t| {
-        const xt = job.x[t * cols ..][0..cols];
+    for (0..n_tokens) |t| {
+        const xt = x[t * cols ..][0..cols];
         for (r0..r1) |r| {
-            job.out[t * w.rows + r] = switch (w.type) {
+            out[t * w.rows + r] = switch (w.type) {
                 .f32 => simd.dotF32(@as([*]align(1) const f32, @ptrCast(w.data + r * cols * 4))[0..cols], xt),
                 .f16 => simd.dotF16(@ptrCast(w.data + r * cols * 2), xt),
                 else => unreachable,
@@ -108,6 +160,14 @@ fn floatRows(job: *const Job, r0: usize, r1: usize) void {
 /// Scalar twin of `matmul` (single thread, scalar dots) for the tests.
 pub fn matmulScalar(w: Weight, x: []const f32, act: []const BlockQ8Act, n_tokens: usize, out: []f32) void {
     const row_bytes = w.rowSizeBytes();
+    if (w.interleaved) {
+        const G = interleave.group_rows;
+        const nb = w.cols / quant.block_elems;
+        for (0..n_tokens) |t| for (0..w.rows / G) |g| {
+            out[t * w.rows + g * G ..][0..G].* = interleave.dotGroupScalar(w.type, w.data + g * G * row_bytes, nb, act[t * nb ..][0..nb]);
+        };
+        return;
+    }
     for (0..n_tokens) |t| for (0..w.rows) |r| {
         const row = w.data + r * row_bytes;
         out[t * w.rows + r] = switch (w.type) {
@@ -156,6 +216,42 @@ test "matmul matches the scalar twin and is batch and thread invariant for every
             matmul(p, w, &x, &act, n, &got);
             // Bit-identical to the 7-token single-thread run whatever n and the thread count.
             try testing.expectEqualSlices(f32, base[0 .. n * rows], got[0 .. n * rows]);
+        };
+    }
+}
+
+test "interleaved matmul equals its scalar twin bit for bit, whatever the token and thread counts" {
+    const rows = 40; // five groups: tasks of 16 rows cut them 2 + 2 + 1
+    const cols = 128;
+    const max_tokens = 9;
+    const nb = cols / 32;
+    var prng = std.Random.DefaultPrng.init(23);
+    const r = prng.random();
+    var wf: [rows * cols]f32 = undefined;
+    for (&wf) |*v| v.* = r.float(f32) * 2 - 1;
+    var x: [max_tokens * cols]f32 = undefined;
+    for (&x) |*v| v.* = r.float(f32) * 2 - 1;
+    var act: [max_tokens * nb]BlockQ8Act = undefined;
+    quant.quantizeAct(&x, &act);
+    var plain: [rows * cols * 2]u8 = undefined;
+    var packed_buf: [rows * cols * 2]u8 = undefined;
+    var ref: [max_tokens * rows]f32 = undefined;
+    var got: [max_tokens * rows]f32 = undefined;
+    var flat: [max_tokens * rows]f32 = undefined;
+    const pools = [_]*Pool{ try Pool.init(testing.allocator, 1), try Pool.init(testing.allocator, 3) };
+    defer for (pools) |p| p.deinit();
+    for ([_]quant.GgmlType{ .q4_0, .q4_1, .q8_0 }) |t| {
+        const rb = quant.rowSizeBytes(t, cols);
+        for (0..rows) |i| quant.quantizeRow(t, wf[i * cols ..][0..cols], plain[i * rb ..].ptr);
+        interleave.repackGroups(t, &plain, &packed_buf, cols, 0, rows / interleave.group_rows);
+        const w = Weight{ .data = &packed_buf, .type = t, .rows = rows, .cols = cols, .interleaved = true };
+        matmulScalar(w, &x, &act, max_tokens, &ref);
+        matmulScalar(.{ .data = &plain, .type = t, .rows = rows, .cols = cols }, &x, &act, max_tokens, &flat);
+        for (flat, ref) |a, b| try testing.expectApproxEqAbs(a, b, 1e-4 * (1 + @abs(a)));
+        for (pools) |p| for (1..max_tokens + 1) |n| {
+            @memset(&got, std.math.nan(f32));
+            matmul(p, w, &x, &act, n, &got);
+            try testing.expectEqualSlices(f32, ref[0 .. n * rows], got[0 .. n * rows]);
         };
     }
 }

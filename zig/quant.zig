@@ -268,7 +268,7 @@ extern fn @"llvm.aarch64.neon.sdot.v4i32.v16i8"(acc: @Vector(4, i32), a: @Vector
 /// Sums of products over groups of 4 bytes: lane g = sum_{k<4} w[4g+k] * a[4g+k].
 /// `w_nonneg` promises 0 <= w (the 4-bit formats), which lets AVX2 skip the sign trick.
 /// Every path returns the same exact integers; `groupDotScalar` is the twin.
-inline fn groupDot(comptime w_nonneg: bool, w: I8x32, a: I8x32) I32x8 {
+pub inline fn groupDot(comptime w_nonneg: bool, w: I8x32, a: I8x32) I32x8 {
     if (comptime simd.has_avx2) {
         const ones: @Vector(16, i16) = @splat(1);
         if (w_nonneg) {

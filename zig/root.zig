@@ -6,6 +6,7 @@ const kv = @import("kv/pages.zig");
 const quant = @import("quant.zig");
 const simd = @import("simd.zig");
 const matmul_mod = @import("matmul.zig");
+const interleave = @import("interleave.zig");
 const Pool = @import("pool.zig").Pool;
 
 const fail = status.fail;
@@ -15,7 +16,7 @@ const kv_prefix = @import("kv/prefix.zig");
 const kv_evict = @import("kv/evict.zig");
 
 /// Bumped whenever an export's signature or meaning changes; checked by src/native at load.
-pub const abi_version: u32 = 1;
+pub const abi_version: u32 = 2;
 
 export fn hearth_abi_version() u32 {
     return abi_version;
@@ -151,10 +152,12 @@ export fn hearth_dot(ggml_type: u32, w: ?[*]const u8, w_len_bytes: usize, cols: 
 
 /// out[t*rows + r] = W[r,:] · token t, for n_tokens tokens (see matmul.matmul). Quantized
 /// weights read `act` (n_tokens * cols/32 BlockQ8Act); f32/f16 weights read `x`
-/// (n_tokens * cols floats). The unused one of x/act may be null.
+/// (n_tokens * cols floats). The unused one of x/act may be null. `layout` 0 is GGML's row
+/// order, 1 is rows interleaved eight at a time (hearth_interleave; quantized, rows % 8 == 0).
 export fn hearth_matmul(
     pool: ?*anyopaque,
     ggml_type: u32,
+    layout: u32,
     w: ?[*]const u8,
     w_len_bytes: usize,
     rows: usize,
@@ -178,7 +181,9 @@ export fn hearth_matmul(
     if (rc < 0) return rc;
     const need_out = std.math.mul(usize, rows, n_tokens) catch return fail(.out_of_range, "rows * n_tokens overflows", .{});
     if (out_len < need_out) return fail(.out_of_range, "out holds {d} floats, {d} needed", .{ out_len, need_out });
-    const weight = matmul_mod.Weight{ .data = w.?, .type = t, .rows = rows, .cols = cols };
+    rc = checkLayout(layout, t, rows, cols);
+    if (rc < 0) return rc;
+    const weight = matmul_mod.Weight{ .data = w.?, .type = t, .rows = rows, .cols = cols, .interleaved = layout == 1 };
     if (t.isQuantized()) {
         rc = checkF32(act, "act");
         if (rc < 0) return rc;
@@ -192,8 +197,32 @@ export fn hearth_matmul(
     return 0;
 }
 
+fn checkLayout(layout: u32, t: quant.GgmlType, rows: usize, cols: usize) i32 {
+    if (layout > 1) return fail(.invalid_argument, "layout {d} (0 plain, 1 interleaved)", .{layout});
+    if (layout == 1 and !interleave.canInterleave(t, rows, cols))
+        return fail(.invalid_argument, "an interleaved weight needs a quantized type and rows in whole groups of {d} (got {d} rows)", .{ interleave.group_rows, rows });
+    return 0;
+}
+
+/// Repacks a plain quantized matrix (`rows` x `cols`, rows % 8 == 0) into the interleaved
+/// layout hearth_matmul's layout 1 reads; `dst` has the same size as `src`.
+export fn hearth_interleave(ggml_type: u32, src: ?[*]const u8, src_len_bytes: usize, rows: usize, cols: usize, dst: ?[*]u8, dst_len_bytes: usize) i32 {
+    var rc = checkRow(ggml_type, cols);
+    if (rc < 0) return rc;
+    const t: quant.GgmlType = @fromBackingInt(@intCast(ggml_type));
+    rc = checkLayout(1, t, rows, cols);
+    if (rc < 0) return rc;
+    const need = std.math.mul(usize, rows, quant.rowSizeBytes(t, cols)) catch return fail(.out_of_range, "rows * row size overflows", .{});
+    rc = checkBytes(src, src_len_bytes, need, "src");
+    if (rc < 0) return rc;
+    const d = dst orelse return fail(.null_pointer, "dst is null", .{});
+    if (dst_len_bytes < need) return fail(.out_of_range, "dst holds {d} bytes, {d} needed", .{ dst_len_bytes, need });
+    interleave.repackGroups(t, src.?, d, cols, 0, rows / interleave.group_rows);
+    return 0;
+}
+
 /// Scalar twin of hearth_matmul (single thread), for tests and the benchmark.
-export fn hearth_matmul_scalar(ggml_type: u32, w: ?[*]const u8, w_len_bytes: usize, rows: usize, cols: usize, x: ?[*]const f32, act: ?[*]const BlockQ8Act, n_tokens: usize, out: ?[*]f32, out_len: usize) i32 {
+export fn hearth_matmul_scalar(ggml_type: u32, layout: u32, w: ?[*]const u8, w_len_bytes: usize, rows: usize, cols: usize, x: ?[*]const f32, act: ?[*]const BlockQ8Act, n_tokens: usize, out: ?[*]f32, out_len: usize) i32 {
     var rc = checkRow(ggml_type, cols);
     if (rc < 0) return rc;
     const t: quant.GgmlType = @fromBackingInt(@intCast(ggml_type));
@@ -205,7 +234,9 @@ export fn hearth_matmul_scalar(ggml_type: u32, w: ?[*]const u8, w_len_bytes: usi
     if (out_len < rows * n_tokens) return fail(.out_of_range, "out holds {d} floats, {d} needed", .{ out_len, rows * n_tokens });
     rc = if (t.isQuantized()) checkF32(act, "act") else checkF32(x, "x");
     if (rc < 0) return rc;
-    const weight = matmul_mod.Weight{ .data = w.?, .type = t, .rows = rows, .cols = cols };
+    rc = checkLayout(layout, t, rows, cols);
+    if (rc < 0) return rc;
+    const weight = matmul_mod.Weight{ .data = w.?, .type = t, .rows = rows, .cols = cols, .interleaved = layout == 1 };
     const n_act = n_tokens * (cols / t.blockElems());
     matmul_mod.matmulScalar(
         weight,
@@ -467,6 +498,7 @@ test {
     _ = @import("quant.zig");
     _ = @import("pool.zig");
     _ = @import("matmul.zig");
+    _ = @import("interleave.zig");
     _ = @import("ops.zig");
     _ = @import("kv/pages.zig");
     _ = @import("attention.zig");

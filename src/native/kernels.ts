@@ -56,7 +56,23 @@ export function quantizeAct(x: Float32Array): Uint8Array {
   return out;
 }
 
-/** out[t*rows + r] = W[r,:] · x_t. Quantized weights use `act` (from quantizeAct), float weights `x`. */
+/** Weight layouts hearth_matmul reads: GGML's rows, or rows interleaved eight at a time (zig/interleave.zig). */
+export type WeightLayout = "plain" | "interleaved";
+
+/** Repacks a plain quantized matrix (rows % 8 == 0) into the interleaved layout (same size). */
+export function interleave(type: GgmlTypeName, w: Uint8Array, rows: number, cols: number): Uint8Array {
+  const out = new Uint8Array(w.byteLength);
+  check(
+    library().hearth_interleave(GgmlType[type], w, w.byteLength, rows, cols, out, out.byteLength),
+    `interleave ${type} ${rows}x${cols}`,
+  );
+  return out;
+}
+
+/**
+ * out[t*rows + r] = W[r,:] · x_t. Quantized weights use `act` (from quantizeAct), float weights
+ * `x`. `layout` says how `w` is stored (interleaved: from `interleave`).
+ */
 export function matmul(
   pool: ThreadPool,
   type: GgmlTypeName,
@@ -66,12 +82,14 @@ export function matmul(
   input: { x?: Float32Array; act?: Uint8Array },
   nTokens: number,
   out: Float32Array = new Float32Array(rows * nTokens),
+  layout: WeightLayout = "plain",
 ): Float32Array {
   const lib = library();
   check(
     lib.hearth_matmul(
       pool.ptr,
       GgmlType[type],
+      layout === "interleaved" ? 1 : 0,
       w,
       w.byteLength,
       rows,

@@ -1,7 +1,7 @@
 // NativeModel over bun:ffi: reads the GGUF header in TS (src/gguf), hands the hyperparameters and
 // the tensor table to zig/model/llama.zig (which mmaps the file itself), and wraps decode / seq / KV.
 import type { Pointer } from "bun:ffi";
-import { GgufError, type GgufFile, GgufMetadata, readGguf } from "../gguf/index.ts";
+import { GgufError, type GgufFile, llamaConfigFromGguf, readGguf } from "../gguf/index.ts";
 import { createKvTiers } from "./kv-tiers.ts";
 import { check, lastError, library, NativeError } from "./lib.ts";
 import {
@@ -50,13 +50,10 @@ const TENSOR_DESC_BYTES = 56;
 const KV_STATS_BYTES = 24;
 const STATUS_KV_FULL = -6;
 
+/** ops.RopeType in zig/ops.zig. */
 const ROPE_NORMAL = 0;
+const ROPE_NEOX = 2;
 const KV_TYPES = { f16: 1, q8_0: 8 } as const;
-
-/** Architectures whose tensors and rope follow model/llama.zig. */
-const SUPPORTED_ARCHS: Record<string, { ropeType: number }> = {
-  llama: { ropeType: ROPE_NORMAL },
-};
 
 export interface LlamaHparams {
   nVocab: number;
@@ -74,58 +71,37 @@ export interface LlamaHparams {
   rmsEps: number;
 }
 
-/** Reads the Llama hyperparameters from GGUF metadata; names the key when one is missing or wrong. */
+/**
+ * The Llama hyperparameters the native model takes, from the validated configuration
+ * (llamaConfigFromGguf names the key or tensor when something is missing or wrong), so the
+ * runtime accepts exactly the files the configuration layer accepts.
+ */
 export function llamaHparams(file: GgufFile): { arch: string; hp: LlamaHparams } {
-  const md = new GgufMetadata(file.metadata);
-  const arch = md.string("general.architecture");
-  const spec = SUPPORTED_ARCHS[arch];
-  if (!spec) {
+  const c = llamaConfigFromGguf(file);
+  if (c.ropeScalingType !== "none" && c.ropeScalingType !== "linear") {
+    throw new GgufError(`rope scaling type "${c.ropeScalingType}" is not supported (none, linear)`);
+  }
+  if (c.headDimV !== c.headDim) {
     throw new GgufError(
-      `architecture "${arch}" is not supported (supported: ${Object.keys(SUPPORTED_ARCHS).join(", ")})`,
+      `value head size ${c.headDimV} differs from key head size ${c.headDim}: not supported`,
     );
   }
-  const embd = file.tensorsByName.get("token_embd.weight");
-  if (!embd) throw new GgufError(`missing tensor "token_embd.weight"`);
-  const nEmbd = md.number(`${arch}.embedding_length`);
-  const nHead = md.number(`${arch}.attention.head_count`);
-  const headDim = md.numberOr(`${arch}.attention.key_length`, nHead > 0 ? Math.floor(nEmbd / nHead) : 0);
-  let ropeFreqScale = 1;
-  const scalingType = md.stringOr(`${arch}.rope.scaling.type`, "none");
-  const scalingFactor = md.numberOr(
-    `${arch}.rope.scaling.factor`,
-    md.numberOr(`${arch}.rope.scale_linear`, 1),
-  );
-  if (scalingType === "linear" || (scalingType === "none" && scalingFactor !== 1)) {
-    if (!(scalingFactor > 0)) throw new GgufError(`rope scaling factor ${scalingFactor} must be positive`);
-    ropeFreqScale = 1 / scalingFactor;
-  } else if (scalingType !== "none" && scalingFactor !== 1) {
-    throw new GgufError(`rope scaling type "${scalingType}" is not supported (none, linear)`);
-  }
   const hp: LlamaHparams = {
-    nVocab: md.numberOr(`${arch}.vocab_size`, embd.dims[1] ?? 0),
-    nEmbd,
-    nLayer: md.number(`${arch}.block_count`),
-    nHead,
-    nHeadKv: md.numberOr(`${arch}.attention.head_count_kv`, nHead),
-    headDim,
-    nFf: md.number(`${arch}.feed_forward_length`),
-    nCtxTrain: md.numberOr(`${arch}.context_length`, 2048),
-    ropeDims: md.numberOr(`${arch}.rope.dimension_count`, headDim),
-    ropeType: spec.ropeType,
-    ropeFreqBase: md.numberOr(`${arch}.rope.freq_base`, 10000),
-    ropeFreqScale,
-    rmsEps: md.numberOr(`${arch}.attention.layer_norm_rms_epsilon`, 1e-5),
+    nVocab: c.vocabSize,
+    nEmbd: c.embeddingLength,
+    nLayer: c.blockCount,
+    nHead: c.headCount,
+    nHeadKv: c.headCountKv,
+    headDim: c.headDim,
+    nFf: c.feedForwardLength,
+    nCtxTrain: c.contextLength,
+    ropeDims: c.ropeDimensionCount,
+    ropeType: c.ropeType === "neox" ? ROPE_NEOX : ROPE_NORMAL,
+    ropeFreqBase: c.ropeFreqBase,
+    ropeFreqScale: c.ropeFreqScale,
+    rmsEps: c.rmsNormEps,
   };
-  for (const [k, v] of Object.entries(hp)) {
-    if (
-      !Number.isFinite(v) ||
-      v < 0 ||
-      (Number.isInteger(v) === false && !k.startsWith("rope") && k !== "rmsEps")
-    ) {
-      throw new GgufError(`hyperparameter ${k} = ${v} is not valid`);
-    }
-  }
-  return { arch, hp };
+  return { arch: c.architecture, hp };
 }
 
 function encodeHparams(hp: LlamaHparams): Uint8Array {

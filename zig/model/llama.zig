@@ -16,6 +16,7 @@ const quant = @import("../quant.zig");
 const matmul_mod = @import("../matmul.zig");
 const Pool = @import("../pool.zig").Pool;
 const fused = @import("fused.zig");
+const interleave = @import("../interleave.zig");
 
 const Weight = matmul_mod.Weight;
 const BlockQ8Act = quant.BlockQ8Act;
@@ -100,6 +101,9 @@ pub const Model = struct {
     layers: []Layer,
     /// Norm weights stored as F16 in the file are widened once into this buffer.
     norm_store: []f32,
+    /// Interleaved copies of the quantized matrices (interleave.zig); the file pages they came
+    /// from are released after the copy.
+    packed_weights: []align(64) u8,
     pool: *Pool,
     cache: *kv.Cache,
     /// Prefix sharing and the hot/cold tiers (kv/prefix.zig), once hearth_kv_tier_open ran.
@@ -142,6 +146,7 @@ pub const Model = struct {
         std.posix.munmap(self.mapping);
         a.free(self.layers);
         a.free(self.norm_store);
+        a.free(self.packed_weights);
         a.free(self.slab);
         a.free(self.act);
         a.free(self.row_index);
@@ -175,37 +180,47 @@ fn isMatrixType(t: u32) bool {
     return t == 0 or t == 1 or t == 2 or t == 3 or t == 8;
 }
 
+/// The GGUF name of a table entry ("token_embd.weight", "blk.3.attn_q.weight") for messages.
+const TensorName = struct {
+    name: []const u8,
+    layer: ?usize,
+
+    pub fn format(self: TensorName, w: *std.Io.Writer) std.Io.Writer.Error!void {
+        if (self.layer) |l| try w.print("blk.{d}.{s}", .{ l, self.name }) else try w.writeAll(self.name);
+    }
+};
+
 /// Checks one tensor against the file and its expected shape; returns a status (negative) on failure.
 fn checkTensor(d: TensorDesc, name: []const u8, layer: ?usize, file_size: u64, want: []const u64, matrix: bool) i32 {
-    const lname = layer orelse std.math.maxInt(usize);
+    const tn: TensorName = .{ .name = name, .layer = layer };
     if (!isMatrixType(d.type)) {
-        return status.fail(.unsupported, "tensor {s}{s}{d}: GGML type {d} is not supported (F32, F16, Q4_0, Q4_1, Q8_0 are)", .{ if (layer != null) "blk." else "", name, if (layer != null) lname else 0, d.type });
+        return status.fail(.unsupported, "tensor {f}: GGML type {d} is not supported (F32, F16, Q4_0, Q4_1, Q8_0 are)", .{ tn, d.type });
     }
     if (d.n_dims != want.len) {
-        return status.fail(.bad_model, "tensor {s} (layer {d}): {d} dims, expected {d}", .{ name, lname, d.n_dims, want.len });
+        return status.fail(.bad_model, "tensor {f}: {d} dims, expected {d}", .{ tn, d.n_dims, want.len });
     }
     for (want, 0..) |w, i| {
-        if (d.dims[i] != w) return status.fail(.bad_model, "tensor {s} (layer {d}): dim {d} is {d}, expected {d}", .{ name, lname, i, d.dims[i], w });
+        if (d.dims[i] != w) return status.fail(.bad_model, "tensor {f}: dim {d} is {d}, expected {d}", .{ tn, i, d.dims[i], w });
     }
     const cols = want[0];
     const rows: u64 = if (want.len > 1) want[1] else 1;
     const t: quant.GgmlType = @fromBackingInt(@intCast(d.type));
     if (d.type != 0 and d.type != 1 and cols % 32 != 0) {
-        return status.fail(.bad_model, "tensor {s} (layer {d}): row length {d} is not a multiple of 32 for {s}", .{ name, lname, cols, typeName(d.type) });
+        return status.fail(.bad_model, "tensor {f}: row length {d} is not a multiple of 32 for {s}", .{ tn, cols, typeName(d.type) });
     }
     const want_size = rows * quant.rowSizeBytes(t, @intCast(cols));
     if (d.size_bytes != want_size) {
-        return status.fail(.bad_model, "tensor {s} (layer {d}): {d} bytes, expected {d}", .{ name, lname, d.size_bytes, want_size });
+        return status.fail(.bad_model, "tensor {f}: {d} bytes, expected {d}", .{ tn, d.size_bytes, want_size });
     }
     if (d.offset > file_size or d.size_bytes > file_size - d.offset) {
-        return status.fail(.bad_model, "tensor {s} (layer {d}): data [{d}, +{d}) runs past the end of the file ({d} bytes)", .{ name, lname, d.offset, d.size_bytes, file_size });
+        return status.fail(.bad_model, "tensor {f}: data [{d}, +{d}) runs past the end of the file ({d} bytes)", .{ tn, d.offset, d.size_bytes, file_size });
     }
     if (!matrix and d.type != 0 and d.type != 1) {
-        return status.fail(.unsupported, "tensor {s} (layer {d}): norm weights must be F32 or F16, got {s}", .{ name, lname, typeName(d.type) });
+        return status.fail(.unsupported, "tensor {f}: norm weights must be F32 or F16, got {s}", .{ tn, typeName(d.type) });
     }
     const elem_align: u64 = if (d.type == 0) 4 else 2;
     if (d.offset % elem_align != 0) {
-        return status.fail(.bad_model, "tensor {s} (layer {d}): offset {d} is misaligned", .{ name, lname, d.offset });
+        return status.fail(.bad_model, "tensor {f}: offset {d} is misaligned", .{ tn, d.offset });
     }
     return 0;
 }
@@ -329,7 +344,7 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
         }
     }.f;
 
-    const tok_embd = weightOf(mapping, tensors[0]);
+    var tok_embd = weightOf(mapping, tensors[0]);
     for (layers, 0..) |*ly, l| {
         const t = tensors[global_tensors.len + l * layer_tensors.len ..][0..layer_tensors.len];
         ly.* = .{
@@ -345,11 +360,22 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
         };
     }
     const output_norm = normOf(mapping, tensors[1], norm_store, &norm_slot, d);
+    var output = if (tied) tok_embd else weightOf(mapping, tensors[2]);
 
     const cache = try kv.Cache.init(allocator, kvShape(hp, opts), opts.kv_pages, opts.max_sequences);
     errdefer cache.deinit();
     const pool = try Pool.init(allocator, opts.n_threads);
     errdefer pool.deinit();
+
+    // Every quantized matrix with whole row groups is read interleaved (one allocation).
+    var matrices: std.ArrayList(*Weight) = .empty;
+    defer matrices.deinit(allocator);
+    try matrices.append(allocator, &tok_embd);
+    if (!tied) try matrices.append(allocator, &output);
+    for (layers) |*ly| try matrices.appendSlice(allocator, &.{ &ly.wq, &ly.wk, &ly.wv, &ly.wo, &ly.w_gate, &ly.w_up, &ly.w_down });
+    const packed_weights = try interleaveWeights(allocator, pool, mapping, matrices.items);
+    errdefer allocator.free(packed_weights);
+    if (tied) output = tok_embd;
 
     const b: usize = opts.max_batch_tokens;
     const widest = @max(d, @max(q_dim, hp.n_ff));
@@ -385,10 +411,11 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
         .opts = opts.*,
         .mapping = mapping,
         .tok_embd = tok_embd,
-        .output = if (tied) tok_embd else weightOf(mapping, tensors[2]),
+        .output = output,
         .output_norm = output_norm,
         .layers = layers,
         .norm_store = norm_store,
+        .packed_weights = packed_weights,
         .pool = pool,
         .cache = cache,
         .rope = ops.Rope.init(@fromBackingInt(@intCast(hp.rope_type)), hp.rope_dims, hp.rope_freq_base, hp.rope_freq_scale),
@@ -413,6 +440,51 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
     };
     return m;
 }
+
+/// Copies each eligible matrix of `weights` into the interleaved layout (one buffer, in place of
+/// the mmapped rows) on the pool, and hands the file pages back to the kernel as each piece is
+/// copied, so peak memory stays near one copy of the weights.
+fn interleaveWeights(allocator: std.mem.Allocator, pool: *Pool, mapping: []align(std.heap.page_size_min) const u8, weights: []const *Weight) ![]align(64) u8 {
+    var total: usize = 0;
+    for (weights) |w| {
+        if (interleave.canInterleave(w.type, w.rows, w.cols)) total += std.mem.alignForward(usize, w.rows * w.rowSizeBytes(), 64);
+    }
+    const buf = try allocator.alignedAlloc(u8, .@"64", total);
+    var at: usize = 0;
+    for (weights) |w| {
+        if (!interleave.canInterleave(w.type, w.rows, w.cols)) continue;
+        const size = w.rows * w.rowSizeBytes();
+        const job: RepackJob = .{ .w = w.*, .dst = buf.ptr + at, .mapping = mapping };
+        pool.run(std.math.divCeil(usize, w.rows / interleave.group_rows, RepackJob.groups_per_task) catch unreachable, &job, RepackJob.run);
+        w.data = buf.ptr + at;
+        w.interleaved = true;
+        at += std.mem.alignForward(usize, size, 64);
+    }
+    return buf;
+}
+
+const RepackJob = struct {
+    const groups_per_task = 64;
+    w: Weight,
+    dst: [*]u8,
+    mapping: []align(std.heap.page_size_min) const u8,
+
+    fn run(self: *const RepackJob, task: usize) void {
+        const n_groups = self.w.rows / interleave.group_rows;
+        const g0 = task * groups_per_task;
+        const g1 = @min(n_groups, g0 + groups_per_task);
+        interleave.repackGroups(self.w.type, self.w.data, self.dst, self.w.cols, g0, g1);
+        // Release the whole pages of the source range just copied (a neighbour's page at either
+        // end stays; if it is dropped by the neighbour first it is simply read again).
+        const group_bytes = interleave.group_rows * self.w.rowSizeBytes();
+        const lo = @intFromPtr(self.w.data) + g0 * group_bytes;
+        const hi = @intFromPtr(self.w.data) + g1 * group_bytes;
+        const page = std.heap.page_size_min;
+        const a = std.mem.alignForward(usize, lo, page);
+        const b = std.mem.alignBackward(usize, hi, page);
+        if (b > a) std.posix.madvise(@ptrFromInt(a), b - a, std.posix.MADV.DONTNEED) catch {};
+    }
+};
 
 // ---------------------------------------------------------------- forward
 
@@ -596,7 +668,10 @@ fn forward(m: *Model, tokens: []const i32, seq_ids: []const i32) void {
     for (0..n) |i| {
         const row: usize = @intCast(tokens[i]);
         const rb = quant.rowSizeBytes(m.tok_embd.type, d);
-        quant.dequantizeRow(m.tok_embd.type, m.tok_embd.data + row * rb, m.x[i * d ..][0..d]);
+        if (m.tok_embd.interleaved)
+            interleave.dequantizeRow(m.tok_embd.type, m.tok_embd.data, d, row, m.x[i * d ..][0..d])
+        else
+            quant.dequantizeRow(m.tok_embd.type, m.tok_embd.data + row * rb, m.x[i * d ..][0..d]);
     }
     for (m.layers, 0..) |*ly, l| {
         // Attention block. The previous layer's FFN residual is added here (fused with the norm).

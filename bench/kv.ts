@@ -1,12 +1,15 @@
 // `bun run bench kv`: KV tiers on the default model. Resume of a saved session from SSD vs
 // re-prefill (TTFT), session file write/read GB/s vs a plain sequential write/read of the same
 // size on the same disk, prefix sharing TTFT ratio, ARC vs LRU hit rates on the seeded trace,
-// and Q8_0 vs F16 KV (page bytes, greedy agreement, perplexity delta).
+// and Q8_0 vs F16 KV (page bytes, greedy agreement, perplexity delta). Server level: TTFT of a
+// follow-up chat turn of a ~1,000-token conversation whose KV was spilled to SSD (idle) or reloaded
+// after a restart, vs a server with the prefix cache off.
 
 import { dlopen, FFIType } from "bun:ffi";
 import { closeSync, fsyncSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import OpenAI from "openai";
 import { GgufMetadata, readGguf } from "../src/gguf/index.ts";
 import { pullModel } from "../src/gguf/pull.ts";
 import { publishSequence, resumeSequence, saveSequence, sequenceForPrompt } from "../src/kv/index.ts";
@@ -15,6 +18,7 @@ import { library } from "../src/native/lib.ts";
 import { createBatch, openNativeModel } from "../src/native/model.ts";
 import type { Batch, NativeKvTiers, NativeModel } from "../src/native/model-api.ts";
 import { Tokenizer } from "../src/tokenizer/index.ts";
+import { startServer } from "../test/server-process.ts";
 import { type BenchOptions, type Cell, runStandalone, type SuiteResult } from "./lib.ts";
 
 type TieredModel = NativeModel & NativeKvTiers;
@@ -139,6 +143,118 @@ async function textTokens(tok: Tokenizer, n: number, salt: string): Promise<numb
   let ids = tok.encode(parts.join("\n\n"));
   while (ids.length < n) ids = ids.concat(ids);
   return ids.slice(0, n);
+}
+
+type Message = { role: "system" | "user" | "assistant"; content: string };
+
+/** Milliseconds to the first streamed content of a greedy chat completion, and its whole text. */
+async function streamedTtft(client: OpenAI, messages: Message[], maxTokens: number) {
+  const t = performance.now();
+  const stream = await client.chat.completions.create({
+    model: "x",
+    messages,
+    max_tokens: maxTokens,
+    temperature: 0,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  let ttftMs = -1;
+  let text = "";
+  let cached = 0;
+  let promptTokens = 0;
+  for await (const chunk of stream) {
+    const piece = chunk.choices[0]?.delta.content ?? "";
+    if (piece.length > 0 && ttftMs < 0) ttftMs = performance.now() - t;
+    text += piece;
+    if (chunk.usage) {
+      cached = chunk.usage.prompt_tokens_details?.cached_tokens ?? 0;
+      promptTokens = chunk.usage.prompt_tokens;
+    }
+  }
+  return { ttftMs, text, cached, promptTokens };
+}
+
+async function scrape(url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  return line === undefined ? Number.NaN : Number(line.split(" ")[1]);
+}
+
+/**
+ * `hearth serve` end to end: turn 1 of a conversation with a long system prompt, the server left
+ * idle until the conversation's pages are on SSD, then turn 2 (resume); the same turn 2 after a
+ * restart on the same --kv-dir; and turn 2 on a server with the prefix cache off.
+ */
+async function serveResume(
+  opts: BenchOptions,
+  modelPath: string,
+  tok: Tokenizer,
+  dir: string,
+  tokens: number,
+) {
+  const system = tok.decode(await textTokens(tok, tokens, "conversation"));
+  const first: Message[] = [
+    { role: "system", content: system },
+    { role: "user", content: "Summarize the text above in one sentence." },
+  ];
+  const args = (extra: string[]) => [
+    process.execPath,
+    "src/cli/main.ts",
+    "serve",
+    "-m",
+    modelPath,
+    "--port",
+    "0",
+    "-t",
+    String(opts.threads),
+    "--parallel",
+    "2",
+    "--ctx",
+    "2048",
+    "--kv-pages",
+    "320",
+    ...extra,
+  ];
+  const root = join(import.meta.dir, "..");
+  const cached = ["--kv-dir", join(dir, "serve"), "--kv-idle-ms", "200"];
+  let server = await startServer(args(cached), root);
+  let second: Message[] = [];
+  let resume: Awaited<ReturnType<typeof streamedTtft>>;
+  let restart: Awaited<ReturnType<typeof streamedTtft>>;
+  let ssdPagesRead = 0;
+  try {
+    let client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });
+    const a = await streamedTtft(client, first, 16);
+    second = [
+      ...first,
+      { role: "assistant", content: a.text },
+      { role: "user", content: "Give it a title." },
+    ];
+    // Idle: wait until the conversation left RAM.
+    for (let i = 0; i < 400; i++) {
+      if ((await scrape(server.url, "hearth_prefix_cache_idle_spilled_pages_total")) > 0) break;
+      await Bun.sleep(50);
+    }
+    resume = await streamedTtft(client, second, 16);
+    ssdPagesRead = await scrape(server.url, "hearth_kv_ssd_pages_read_total");
+    await server.stop();
+    server = await startServer(args(cached), root);
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });
+    restart = await streamedTtft(client, second, 16);
+  } finally {
+    await server.stop();
+  }
+  const off = await startServer(args(["--no-prefix-cache"]), root);
+  let cold: Awaited<ReturnType<typeof streamedTtft>>;
+  try {
+    const client = new OpenAI({ baseURL: `${off.url}/v1`, apiKey: "unused", maxRetries: 0 });
+    // Warm the weights the same way the cached server's turn 1 did.
+    await streamedTtft(client, first, 16);
+    cold = await streamedTtft(client, second, 16);
+  } finally {
+    await off.stop();
+  }
+  return { resume, restart, cold, ssdPagesRead, promptTokens: cold.promptTokens };
 }
 
 export async function run(opts: BenchOptions): Promise<SuiteResult> {
@@ -328,6 +444,33 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       baseline: f16.greedy.length,
       ratio: agree / f16.greedy.length,
       unit: "leading tokens",
+    },
+  );
+  // --- the server: a follow-up turn after idle spill / restart vs the cache off
+  const sv = await serveResume(opts, path, tok, dir, prefixTokens);
+  summary.serve_resume_ttft_ms = sv.resume.ttftMs;
+  summary.serve_restart_ttft_ms = sv.restart.ttftMs;
+  summary.serve_cold_ttft_ms = sv.cold.ttftMs;
+  summary.serve_resume_cached_tokens = sv.resume.cached;
+  summary.serve_restart_cached_tokens = sv.restart.cached;
+  summary.serve_resume_ssd_pages_read = sv.ssdPagesRead;
+  summary.serve_followup_prompt_tokens = sv.promptTokens;
+  if (sv.resume.text !== sv.cold.text || sv.restart.text !== sv.cold.text)
+    notes.push("WARNING: a served follow-up turn with the prefix cache differs from the cache off");
+  rows.push(
+    {
+      test: `serve: 2nd turn (${sv.promptTokens} tok) after idle spill to SSD`,
+      hearth: sv.resume.ttftMs,
+      baseline: sv.cold.ttftMs,
+      ratio: sv.resume.ttftMs / sv.cold.ttftMs,
+      unit: "ms TTFT (baseline: cache off)",
+    },
+    {
+      test: "serve: same turn after a restart",
+      hearth: sv.restart.ttftMs,
+      baseline: sv.cold.ttftMs,
+      ratio: sv.restart.ttftMs / sv.cold.ttftMs,
+      unit: "ms TTFT (baseline: cache off)",
     },
   );
   rmSync(dir, { recursive: true, force: true });

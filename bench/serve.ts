@@ -70,6 +70,9 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       "16",
       "-t",
       String(opts.threads),
+      // The same prompts are sent in every round: measure compute, not the prefix cache
+      // (bench/kv.ts measures that), and leave the user's KV cache directory alone.
+      "--no-prefix-cache",
     ],
     root,
   );

@@ -485,6 +485,15 @@ export class Session {
           yield step.text;
         }
         if (step.finish !== null) {
+          // A last token that ends mid UTF-8 character leaves bytes in the decoder: give them out
+          // (as U+FFFD) rather than drop them. After a stop string the rest is cut anyway.
+          if (step.finish === "length" || step.finish === "eos") {
+            const tail = decoder.flush();
+            if (tail.length > 0) {
+              text += tail;
+              yield tail;
+            }
+          }
           finished = true;
           return this.finish(started, ttft, out, step.finish, text);
         }

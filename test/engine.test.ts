@@ -233,7 +233,122 @@ describe("scheduler (scripted model)", () => {
   });
 });
 
+describe("scheduler (scripted model): the stream decoder", () => {
+  test("a character the decoder still holds at a length finish is flushed into the text", () => {
+    // Like a UTF-8 decoder mid-character: every odd token waits for the next push, flush() gives it out.
+    const holding = {
+      isEndOfGeneration: (id: number) => id === EOS,
+      streamDecoder: () => {
+        let held = "";
+        return {
+          push(id: number): string {
+            const c = held + String.fromCharCode(97 + (id % 26));
+            if (id % 2 === 1) {
+              held = c;
+              return "";
+            }
+            held = "";
+            return c;
+          },
+          flush(): string {
+            const c = held;
+            held = "";
+            return c;
+          },
+        };
+      },
+    };
+    const s = new Scheduler(
+      new ScriptedModel(100),
+      holding,
+      { maxRunning: 2, maxQueued: 2, stepTokens: 8, contextTokens: 256 },
+      createBatch(8),
+    );
+    // Prompt ends with 2: greedy continues 3 (held), 4, 5 (held) and stops at 3 tokens.
+    s.submit({ id: "a", promptIds: [0, 1, 2], sampling: greedy, maxTokens: 3, stop: [] });
+    const out = run(s);
+    expect(out.get("a")?.done).toMatchObject({ finish: "length", completionTokens: 3 });
+    expect(out.get("a")?.text).toBe("def");
+  });
+});
+
 describe("scheduler (real model)", () => {
+  test(
+    "with the prefix cache on (a tiny pool, so sequences are preempted) the tokens are those of a cold run",
+    async () => {
+      const path = await pullModel();
+      const tok = Tokenizer.fromGguf(new GgufMetadata(readGguf(path).metadata));
+      const system = "You are a helpful assistant who answers in one short sentence. ";
+      const questions = [
+        "Why is the sky blue?",
+        "What is a prime number?",
+        "Who wrote Hamlet?",
+        "How do birds fly?",
+      ];
+      const runAll = (prefixCache: boolean) => {
+        const model = openNativeModel(path, { threads: 1, kvPages: 14, maxBatchTokens: 64, maxSequences: 4 });
+        try {
+          if (prefixCache) model.kvTierOpen?.({ hotBudgetBytes: 4 * model.kvStats().pageSizeBytes });
+          const s = new Scheduler(
+            model,
+            tok,
+            { maxRunning: 4, maxQueued: 8, stepTokens: 64, contextTokens: 256, prefixCache },
+            createBatch(64),
+          );
+          for (const [i, q] of questions.entries())
+            s.submit({
+              id: `q${i}`,
+              promptIds: tok.encode(system + q),
+              sampling: greedy,
+              maxTokens: 40,
+              stop: [],
+              ignoreEos: true,
+            });
+          const out: Outputs = new Map();
+          const finished: number[] = [];
+          for (let k = 0; k < 5000 && !s.idle; k++) {
+            const events = s.step();
+            collect(out, events);
+            for (const ev of events) if (ev.type === "done") finished.push(Number(ev.id.slice(1)));
+          }
+          // Each question again, one at a time, latest finished first: that one's pages are
+          // still in the hot tier (the pool was too tight to keep the others).
+          for (const i of finished.reverse()) {
+            s.submit({
+              id: `again${i}`,
+              promptIds: tok.encode(system + (questions[i] as string)),
+              sampling: greedy,
+              maxTokens: 40,
+              stop: [],
+              ignoreEos: true,
+            });
+            run(s, 5000, out);
+          }
+          return { out, stats: s.stats() };
+        } finally {
+          model.close();
+        }
+      };
+      const cold = runAll(false);
+      const cached = runAll(true);
+      expect(cold.stats.kvTier).toBeNull();
+      expect(cached.stats.preemptions).toBeGreaterThan(0);
+      expect(cached.stats.kvTier?.tokensReused).toBeGreaterThan(0);
+      let againCached = 0;
+      for (const [i] of questions.entries()) {
+        for (const id of [`q${i}`, `again${i}`]) {
+          const done = cached.out.get(id)?.done;
+          expect(done?.type).toBe("done");
+          if (done?.type === "done" && id.startsWith("again")) againCached += done.cachedTokens;
+          expect(cached.out.get(id)?.text).toBe(cold.out.get(id)?.text as string);
+        }
+        expect(cached.out.get(`again${i}`)?.text).toBe(cached.out.get(`q${i}`)?.text as string);
+      }
+      expect(againCached).toBeGreaterThan(0);
+    },
+    { timeout: 300_000 },
+  );
+
   test(
     "a seeded request gives the same tokens alone and in a batch of 16",
     async () => {

@@ -50,6 +50,8 @@ beforeAll(async () => {
     "65536",
     "--threads",
     "2",
+    // The prefix cache in RAM only (test/serve-kv.test.ts covers the SSD tier).
+    "--no-kv-disk",
   ]);
   client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: KEY, maxRetries: 0 });
 }, 180_000);
@@ -102,7 +104,13 @@ describe("hearth serve (openai client, real model)", () => {
     }
     expect(streamed).toBe(text);
     expect(finish).toBe(fr as string);
-    expect(usage).toEqual(whole.usage as OpenAI.CompletionUsage);
+    // The same prompt again: its KV comes from the prefix cache, the counts are the same.
+    expect(whole.usage?.prompt_tokens_details?.cached_tokens).toBe(0);
+    expect(usage?.prompt_tokens_details?.cached_tokens).toBeGreaterThan(0);
+    expect({ ...usage, prompt_tokens_details: undefined }).toEqual({
+      ...(whole.usage as OpenAI.CompletionUsage),
+      prompt_tokens_details: undefined,
+    });
   }, 120_000);
 
   test("completions: max_tokens, stop strings, seeds", async () => {
@@ -155,13 +163,16 @@ describe("hearth serve (openai client, real model)", () => {
     }
     stream.controller.abort();
     expect(await metric(server.url, "hearth_kv_pages_used")).toBeGreaterThanOrEqual(0);
+    // Every page is free again except those the prefix cache keeps (the hot tier).
     let free = 0;
+    let cached = 0;
     for (let i = 0; i < 100; i++) {
       free = await metric(server.url, "hearth_kv_pages_free");
-      if (free === total) break;
+      cached = await metric(server.url, "hearth_prefix_cache_hot_pages");
+      if (free + cached === total) break;
       await Bun.sleep(100);
     }
-    expect(free).toBe(total);
+    expect(free + cached).toBe(total);
     const text = await (await fetch(`${server.url}/metrics`)).text();
     expect(text).toMatch(/hearth_requests_total\{endpoint="chat_completions",outcome="abort"\} [1-9]/);
     // Cancelled well before its 400 tokens.

@@ -131,11 +131,20 @@ beforeAll(async () => {
 });
 
 /** A model whose greedy continuation of letter X is the next letter (z wraps to a). */
-function scriptedModel(opts: { pages?: number; maxBatchTokens?: number; contextTokens?: number } = {}) {
-  const cycle = (last: number) => {
-    const i = letters.indexOf(last);
-    return letters[(i + 1) % letters.length] as number;
-  };
+function scriptedModel(
+  opts: {
+    pages?: number;
+    maxBatchTokens?: number;
+    contextTokens?: number;
+    next?: (last: number) => number;
+  } = {},
+) {
+  const cycle =
+    opts.next ??
+    ((last: number) => {
+      const i = letters.indexOf(last);
+      return letters[(i + 1) % letters.length] as number;
+    });
   const native = new ScriptedNative(tokenizer.vocabSize, opts.pages ?? 64, cycle);
   const file = readGguf(path);
   const model = new Model({
@@ -181,6 +190,26 @@ describe("session logic over a scripted native model", () => {
     expect(s.lastTelemetry?.promptTokens).toBe(1);
     // Continuing runs the pending last token first, then carries on.
     expect(await collect(s.generate({ maxTokens: 3, temperature: 0 }))).toBe("ghi");
+    model.close();
+  }, 60_000);
+
+  test("a generation that ends mid UTF-8 character flushes the held bytes (length finish)", async () => {
+    // Byte-level BPE: "â" is the token of the lone byte 0xE2, the first of a 3-byte character.
+    const lead = tokenizer.tokenId("â");
+    expect(lead).toBeDefined();
+    const { model } = scriptedModel({ next: () => lead as number });
+    const s = model.createSession();
+    await s.prefill("a");
+    const pieces: string[] = [];
+    const gen = s.generate({ maxTokens: 1, temperature: 0 });
+    let r = await gen.next();
+    while (!r.done) {
+      pieces.push(r.value);
+      r = await gen.next();
+    }
+    expect(r.value.finishReason).toBe("length");
+    expect(pieces.join("")).toBe("\uFFFD");
+    expect(r.value.text).toBe("\uFFFD");
     model.close();
   }, 60_000);
 

@@ -434,6 +434,12 @@ export fn hearth_kv_tier_persist(handle: ?*llama.Model) i32 {
     return kv_abi.tierPersist(m);
 }
 
+/// Writes the manifest of the prefix-cache pages already on SSD (no hot pages written); returns the entries listed.
+export fn hearth_kv_tier_checkpoint(handle: ?*llama.Model) i32 {
+    const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
+    return kv_abi.tierCheckpoint(m);
+}
+
 /// Opens a sequence holding the longest cached prefix of tokens; returns its id, reused count to out.
 export fn hearth_seq_create_prefix(handle: ?*llama.Model, tokens: ?[*]const i32, n: u32, out_reused: ?*u32) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
@@ -446,6 +452,19 @@ export fn hearth_seq_create_prefix(handle: ?*llama.Model, tokens: ?[*]const i32,
 export fn hearth_seq_publish(handle: ?*llama.Model, seq: i32, tokens: ?[*]const i32, n: u32) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     return kv_abi.seqPublish(m, seq, tokens, n);
+}
+
+/// Moves the hot pages of the cached chain of tokens (from token from_tokens on) to the SSD tier now;
+/// returns the pages that left RAM.
+export fn hearth_kv_tier_spill(handle: ?*llama.Model, tokens: ?[*]const i32, n: u32, from_tokens: u32) i32 {
+    const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
+    return kv_abi.tierSpill(m, tokens, n, from_tokens);
+}
+
+/// Pool pages only the prefix cache holds (reclaimed on demand); 0 without a tier.
+export fn hearth_kv_tier_reclaimable(handle: ?*llama.Model) i32 {
+    const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
+    return kv_abi.tierReclaimable(m);
 }
 
 export fn hearth_seq_save(handle: ?*llama.Model, seq: i32, tokens: ?[*]const i32, n: u32, model_tag: u64, path: ?[*]const u8, path_len: usize, out_bytes: ?*u64) i32 {

@@ -1,11 +1,14 @@
 // `hearth serve`: the OpenAI-compatible HTTP server over the continuous-batching engine.
+import { basename, join } from "node:path";
 import { parseArgs } from "node:util";
 import { ChatTemplate } from "../chat/index.ts";
-import { Engine } from "../engine/index.ts";
+import { Engine, type EngineKvTierConfig } from "../engine/index.ts";
 import { GgufMetadata, readGguf } from "../gguf/index.ts";
 import { pullModel } from "../gguf/pull.ts";
+import { defaultKvDir } from "../kv/index.ts";
 import { defaultThreads } from "../model.ts";
 import { createApp, DEFAULT_MAX_BODY_BYTES } from "../server/app.ts";
+import { KvDirBusyError, lockKvDir } from "../server/kv-lock.ts";
 import { Tokenizer } from "../tokenizer/index.ts";
 
 const HELP = `Usage: hearth serve [-m MODEL] [options]
@@ -26,7 +29,21 @@ Options:
       --kv-type T        f16 (default) or q8_0
   -t, --threads N        compute threads (default: $HEARTH_THREADS, else every core)
       --max-body N       largest request body in bytes (default ${DEFAULT_MAX_BODY_BYTES})
-  -h, --help             this help`;
+  -h, --help             this help
+
+Prefix cache (on by default): a request whose prompt starts like an earlier one (the next turn
+of a chat repeats the conversation so far) reuses that KV instead of recomputing it; usage then
+reports usage.prompt_tokens_details.cached_tokens. Finished conversations stay in RAM up to
+--kv-hot-mb and spill to an SSD tier beyond it, or once idle for --kv-idle-ms; the SSD tier and
+its manifest survive a restart (written on SIGINT / SIGTERM and after each idle spill).
+      --kv-dir DIR       SSD tier directory (default $HEARTH_KV_DIR or ~/.cache/hearth/kv,
+                         under prefix/<model file>-<kv type>); one server per directory
+      --kv-disk-mb N     most MiB of KV pages on SSD (default 4096)
+      --kv-hot-mb N      MiB of cached pages kept in RAM, within the KV pool (default half the pool)
+      --kv-idle-ms N     spill a conversation idle this long to SSD (default 60000; 0 = only
+                         when the hot tier is full)
+      --no-kv-disk       keep the prefix cache in RAM only (nothing written to disk)
+      --no-prefix-cache  compute every prompt in full`;
 
 function int(name: string, v: string | undefined, def: number, min: number): number {
   if (v === undefined) return def;
@@ -54,6 +71,12 @@ export async function main(argv: string[]): Promise<number> {
         "kv-type": { type: "string" },
         threads: { type: "string", short: "t" },
         "max-body": { type: "string" },
+        "kv-dir": { type: "string" },
+        "kv-disk-mb": { type: "string" },
+        "kv-hot-mb": { type: "string" },
+        "kv-idle-ms": { type: "string" },
+        "no-kv-disk": { type: "boolean" },
+        "no-prefix-cache": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -69,6 +92,7 @@ export async function main(argv: string[]): Promise<number> {
   const s = (k: string) => values[k] as string | undefined;
   let parallel: number, queue: number, port: number, stepTokens: number, threads: number, maxBody: number;
   let ctxOpt: number | undefined, kvPagesOpt: number | undefined;
+  let kvDiskMb: number, kvHotMb: number | undefined, kvIdleMs: number;
   const kvType = (s("kv-type") ?? "f16") as "f16" | "q8_0";
   try {
     parallel = int("parallel", s("parallel"), 16, 1);
@@ -82,6 +106,13 @@ export async function main(argv: string[]): Promise<number> {
     kvPagesOpt = s("kv-pages") === undefined ? undefined : int("kv-pages", s("kv-pages"), 0, 1);
     if (kvType !== "f16" && kvType !== "q8_0")
       throw new Error(`--kv-type must be f16 or q8_0, got ${kvType}`);
+    kvDiskMb = int("kv-disk-mb", s("kv-disk-mb"), 4096, 1);
+    kvHotMb = s("kv-hot-mb") === undefined ? undefined : int("kv-hot-mb", s("kv-hot-mb"), 0, 1);
+    kvIdleMs = int("kv-idle-ms", s("kv-idle-ms"), 60_000, 0);
+    if (values["no-prefix-cache"] && (values["no-kv-disk"] || s("kv-dir") !== undefined))
+      throw new Error("--no-prefix-cache turns the SSD tier off too; drop --kv-dir / --no-kv-disk");
+    if (values["no-kv-disk"] && s("kv-dir") !== undefined)
+      throw new Error("--kv-dir and --no-kv-disk contradict each other");
   } catch (err) {
     console.error(`hearth serve: ${(err as Error).message}\n\nRun \`hearth serve --help\` for the options.`);
     return 2;
@@ -98,16 +129,61 @@ export async function main(argv: string[]): Promise<number> {
   const kvPages = kvPagesOpt ?? Math.min(4096, Math.ceil((parallel * contextTokens) / 16));
   const tokenizer = Tokenizer.fromGguf(md);
   const chatTemplate = ChatTemplate.fromGguf(md, tokenizer);
-  const engine = await Engine.start({
-    modelPath: path,
-    threads,
-    parallel,
-    maxQueued: queue,
-    contextTokens,
-    kvPages,
-    stepTokens,
-    kvType,
-  });
+
+  // The SSD tier: an explicit --kv-dir must work (else exit); the default one falls back to RAM only.
+  let kvTier: EngineKvTierConfig | null = null;
+  let unlockKvDir = () => {};
+  if (!values["no-prefix-cache"]) {
+    kvTier = {
+      idleMs: kvIdleMs,
+      ...(kvHotMb === undefined ? {} : { hotBytes: kvHotMb * 1024 * 1024 }),
+    };
+    if (!values["no-kv-disk"]) {
+      const explicit = s("kv-dir");
+      const dir =
+        explicit ?? join(defaultKvDir(), "prefix", `${basename(path).replace(/\.gguf$/i, "")}-${kvType}`);
+      try {
+        unlockKvDir = lockKvDir(dir);
+        kvTier = { ...kvTier, dir, diskBytes: kvDiskMb * 1024 * 1024 };
+      } catch (err) {
+        const why =
+          err instanceof KvDirBusyError ? err.message : `cannot use ${dir}: ${(err as Error).message}`;
+        if (explicit !== undefined) {
+          console.error(`hearth serve: --kv-dir: ${why}`);
+          return 1;
+        }
+        console.error(
+          `hearth serve: ${why}; the prefix cache stays in RAM (pass --kv-dir for another directory)`,
+        );
+      }
+    }
+  }
+  let engine: Engine;
+  try {
+    engine = await Engine.start({
+      modelPath: path,
+      threads,
+      parallel,
+      maxQueued: queue,
+      contextTokens,
+      kvPages,
+      stepTokens,
+      kvType,
+      kvTier,
+    });
+  } catch (err) {
+    unlockKvDir();
+    throw err;
+  }
+  const tierStats = engine.stats.kvTier;
+  if (kvTier !== null && tierStats) {
+    const hotMb = ((tierStats.hotCapacityPages * engine.stats.kvPageBytes) / (1024 * 1024)).toFixed(0);
+    console.log(
+      kvTier.dir
+        ? `hearth serve: prefix cache: ${hotMb} MiB in RAM, SSD tier ${kvTier.dir} (${kvDiskMb} MiB, ${tierStats.manifestEntriesLoaded} pages reloaded${tierStats.manifestRejected ? ", a torn or foreign manifest was ignored" : ""})`
+        : `hearth serve: prefix cache: ${hotMb} MiB in RAM (no SSD tier)`,
+    );
+  }
   const modelId = md.stringOr("general.name", path.split("/").pop() ?? path);
   const app = createApp({
     engine,
@@ -130,6 +206,11 @@ export async function main(argv: string[]): Promise<number> {
     process.once("SIGTERM", stop);
   });
   await app.stop();
-  await engine.close();
+  const closed = await engine.close();
+  unlockKvDir();
+  if (closed.persistError !== undefined)
+    console.error(`hearth serve: the prefix cache was not saved: ${closed.persistError}`);
+  else if (closed.persisted !== null)
+    console.log(`hearth serve: prefix cache saved (${closed.persisted} pages) in ${kvTier?.dir}`);
   return 0;
 }

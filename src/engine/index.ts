@@ -5,7 +5,7 @@ import type { ModelInfo } from "../native/model-api.ts";
 import type { EngineConfig, FromWorker, ToWorker } from "./protocol.ts";
 import type { EngineEvent, EngineRequest, SchedulerStats } from "./scheduler.ts";
 
-export type { EngineConfig } from "./protocol.ts";
+export type { EngineConfig, EngineKvTierConfig } from "./protocol.ts";
 export {
   type EngineEvent,
   type EngineFinishReason,
@@ -107,15 +107,28 @@ export class Engine {
     if (this.listeners.has(id)) this.post({ type: "cancel", id });
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /**
+   * Stops the worker after the step in progress. With an SSD tier the prefix cache is written
+   * out first (manifest included); the result says how many pages it lists, or why it failed.
+   */
+  async close(): Promise<{ persisted: number | null; persistError?: string }> {
+    if (this.closed) return { persisted: null };
     this.closed = true;
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, 5000);
+    // Persisting a large hot tier takes a while: give it up to a minute before giving up on the worker.
+    const result = await new Promise<{ persisted: number | null; persistError?: string }>((resolve) => {
+      const t = setTimeout(
+        () => resolve({ persisted: null, persistError: "the engine did not stop in time" }),
+        60_000,
+      );
       this.worker.onmessage = (ev: MessageEvent<FromWorker>) => {
-        if (ev.data.type === "closed") {
+        const m = ev.data;
+        if (m.type === "closed") {
           clearTimeout(t);
-          resolve();
+          resolve(
+            m.persistError === undefined
+              ? { persisted: m.persisted }
+              : { persisted: m.persisted, persistError: m.persistError },
+          );
         }
       };
       this.post({ type: "close" });
@@ -123,6 +136,7 @@ export class Engine {
     this.worker.terminate();
     for (const [id, l] of this.listeners) l({ type: "error", id, message: "engine closed" });
     this.listeners.clear();
+    return result;
   }
 
   private post(msg: ToWorker): void {

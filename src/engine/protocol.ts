@@ -18,6 +18,20 @@ export interface EngineConfig {
   /** Most rows one decode call carries. */
   stepTokens: number;
   kvType: "f16" | "q8_0";
+  /** The prefix cache and its tiers; omitted or null = off (every prompt is computed in full). */
+  kvTier?: EngineKvTierConfig | null;
+}
+
+/** Prefix cache of the engine: RAM hot tier, optional SSD tier, idle spilling. */
+export interface EngineKvTierConfig {
+  /** Bytes of published KV pages kept in RAM (the hot tier, part of the KV pool); default half the pool. */
+  hotBytes?: number;
+  /** SSD tier directory (slab files + manifest, reloaded at start); omitted = RAM only. */
+  dir?: string;
+  /** Most bytes of slab files in `dir`. */
+  diskBytes?: number;
+  /** A conversation unused this long has its pages spilled to SSD (0 = never for idleness). */
+  idleMs: number;
 }
 
 export type ToWorker =
@@ -30,4 +44,5 @@ export type FromWorker =
   | { type: "ready"; info: ModelInfo; stats: SchedulerStats }
   | { type: "fatal"; message: string }
   | { type: "events"; events: EngineEvent[]; stats: SchedulerStats; stepMs: number }
-  | { type: "closed" };
+  /** `persisted`: prefix-cache pages listed in the SSD manifest at shutdown (null: no SSD tier or it failed). */
+  | { type: "closed"; persisted: number | null; persistError?: string };

@@ -1,7 +1,10 @@
 // Continuous batching over one NativeModel: every step packs the next token of each running
 // sequence plus chunks of pending prompts into one Batch within a token budget (one decode call),
 // admits waiting requests while KV pages allow, and preempts the newest sequence when pages run out.
-import type { Batch, NativeModel } from "../native/model-api.ts";
+// With the prefix cache on, a new sequence starts from the longest cached prefix of its prompt, and
+// a finished (or preempted) one publishes its pages, so the next turn of a conversation reuses them;
+// conversations left idle have their pages spilled to the SSD tier.
+import type { Batch, KvTierStats, NativeKvTiers, NativeModel } from "../native/model-api.ts";
 import { KvFullError } from "../native/model-api.ts";
 import { type FinishReason, Sampler, type SamplerOptions, StopCondition } from "../sampling/index.ts";
 
@@ -36,6 +39,8 @@ export type EngineEvent =
       text: string;
       finish: EngineFinishReason;
       promptTokens: number;
+      /** Prompt tokens whose KV came from the prefix cache instead of being computed. */
+      cachedTokens: number;
       completionTokens: number;
     }
   | { type: "error"; id: string; message: string };
@@ -49,6 +54,11 @@ export interface SchedulerOptions {
   stepTokens: number;
   /** Most tokens one sequence may hold (prompt + output). */
   contextTokens: number;
+  /**
+   * Reuse and publish KV pages through the model's prefix cache (its tier must be open).
+   * Ignored for a model without KV tiers.
+   */
+  prefixCache?: boolean;
 }
 
 export interface SchedulerStats {
@@ -58,6 +68,13 @@ export interface SchedulerStats {
   steps: number;
   kvPagesTotal: number;
   kvPagesFree: number;
+  kvPageBytes: number;
+  /** Prompt tokens of admitted requests served from the prefix cache (their first admission). */
+  prefixCachedTokens: number;
+  /** Pages moved to the SSD tier because their conversation went idle. */
+  idleSpilledPages: number;
+  /** Counters of the prefix cache and its tiers; null when the prefix cache is off. */
+  kvTier: KvTierStats | null;
 }
 
 /** submit() answer when the bounded queue has no room. */
@@ -74,6 +91,8 @@ interface Sequence {
   tokens: number[];
   /** Tokens of `tokens` already in the KV cache. */
   computed: number;
+  /** Prompt tokens reused from the prefix cache at the first admission; -1 before it. */
+  cachedTokens: number;
   sampler: Sampler;
   decoder: { push(id: number): string; flush(): string };
   stop: StopCondition;
@@ -81,6 +100,17 @@ interface Sequence {
   logitsRow: number;
   /** Rows of this step's batch that carry this sequence's tokens. */
   taking: number;
+}
+
+/** Most finished conversations remembered for idle spilling (older ones age out of the hot tier on their own). */
+const MAX_CONVERSATIONS = 1024;
+
+/** Tokens two lists share from the start. */
+function commonPrefix(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
 }
 
 export class Scheduler {
@@ -91,6 +121,12 @@ export class Scheduler {
   private nextOrder = 0;
   private preemptions = 0;
   private steps = 0;
+  private prefixCachedTokens = 0;
+  private idleSpilledPages = 0;
+  /** The model's prefix cache, when it is on. */
+  private readonly tiers: (NativeModel & NativeKvTiers) | null;
+  /** KV of finished conversations (published tokens, compact) and when each was last used, oldest first. */
+  private readonly conversations: { tokens: Int32Array; touchedMs: number }[] = [];
 
   constructor(
     private readonly model: NativeModel,
@@ -103,6 +139,14 @@ export class Scheduler {
     this.batch = batch;
     // One logits row per running sequence at most (only the last pending row of each wants logits).
     this.logits = new Float32Array(opts.maxRunning * model.info.vocabSize);
+    const m = model as NativeModel & Partial<NativeKvTiers>;
+    this.tiers =
+      opts.prefixCache === true &&
+      typeof m.seqCreateWithPrefix === "function" &&
+      typeof m.seqPublish === "function" &&
+      typeof m.kvTierStats === "function"
+        ? (m as NativeModel & NativeKvTiers)
+        : null;
   }
 
   get idle(): boolean {
@@ -118,6 +162,10 @@ export class Scheduler {
       steps: this.steps,
       kvPagesTotal: kv.pagesTotal,
       kvPagesFree: kv.pagesFree,
+      kvPageBytes: kv.pageSizeBytes,
+      prefixCachedTokens: this.prefixCachedTokens,
+      idleSpilledPages: this.idleSpilledPages,
+      kvTier: this.tiers === null ? null : this.tiers.kvTierStats(),
     };
   }
 
@@ -136,6 +184,7 @@ export class Scheduler {
       seqId: -1,
       tokens: [...req.promptIds],
       computed: 0,
+      cachedTokens: -1,
       sampler: new Sampler(req.sampling),
       decoder: this.tokenizer.streamDecoder(),
       stop: new StopCondition({
@@ -158,7 +207,7 @@ export class Scheduler {
     const r = this.running.findIndex((s) => s.req.id === id);
     if (r < 0) return null;
     const s = this.running[r] as Sequence;
-    this.release(s);
+    this.release(s, true);
     this.running.splice(r, 1);
     return this.doneEvent(s, "abort", "");
   }
@@ -204,13 +253,14 @@ export class Scheduler {
       const step = s.stop.accept(id, piece);
       let finish: EngineFinishReason | null = step.finish;
       let text = step.text;
-      if (finish === "eos") text += s.decoder.flush();
+      // The last token may end in a partial UTF-8 character that only a flush gives out.
+      if (finish === "eos" || finish === "length") text += s.decoder.flush();
       if (finish === null && s.tokens.length >= this.opts.contextTokens) {
         finish = "context";
         text += s.stop.flush() + s.decoder.flush();
       }
       if (finish !== null) {
-        this.release(s);
+        this.release(s, true);
         this.running.splice(this.running.indexOf(s), 1);
         events.push(this.doneEvent(s, finish, text));
       } else {
@@ -227,14 +277,68 @@ export class Scheduler {
       text,
       finish,
       promptTokens: s.req.promptIds.length,
+      cachedTokens: Math.max(0, s.cachedTokens),
       completionTokens: s.tokens.length - s.req.promptIds.length,
     };
   }
 
-  private release(s: Sequence): void {
-    if (s.seqId >= 0) this.model.seqFree(s.seqId);
+  /**
+   * Frees a sequence's pages. With `publish`, its computed tokens' pages go to the prefix cache
+   * first (they stay in RAM under the hot budget, else spill to SSD) for a later turn to reuse.
+   */
+  private release(s: Sequence, publish = false): void {
+    if (s.seqId >= 0) {
+      if (publish && this.tiers !== null && s.computed > 0) {
+        const tokens = s.tokens.slice(0, s.computed);
+        try {
+          this.tiers.seqPublish(s.seqId, tokens);
+          this.remember(Int32Array.from(tokens));
+        } catch {
+          // Not publishing loses only reuse, never correctness.
+        }
+      }
+      this.model.seqFree(s.seqId);
+    }
     s.seqId = -1;
     s.computed = 0;
+  }
+
+  /** Records a published conversation; an earlier turn it extends is superseded. */
+  private remember(tokens: Int32Array): void {
+    const now = Date.now();
+    for (let i = this.conversations.length - 1; i >= 0; i--) {
+      const c = this.conversations[i] as { tokens: Int32Array };
+      if (c.tokens.length <= tokens.length && commonPrefix(c.tokens, tokens) === c.tokens.length)
+        this.conversations.splice(i, 1);
+    }
+    this.conversations.push({ tokens, touchedMs: now });
+    if (this.conversations.length > MAX_CONVERSATIONS) this.conversations.shift();
+  }
+
+  /**
+   * Spills to the SSD tier the pages of conversations not used for `idleMs` (as of `nowMs`),
+   * except the pages they share with a request in flight or a conversation still in use.
+   * Returns the pages that left RAM (0 without an SSD tier).
+   */
+  spillIdle(nowMs: number, idleMs: number): number {
+    const tiers = this.tiers;
+    if (tiers === null || typeof tiers.kvTierSpill !== "function") return 0;
+    const idle = this.conversations.filter((c) => nowMs - c.touchedMs >= idleMs);
+    if (idle.length === 0) return 0;
+    const live: ArrayLike<number>[] = [
+      ...this.running.map((s) => s.tokens),
+      ...this.waiting.map((s) => s.tokens),
+      ...this.conversations.filter((c) => nowMs - c.touchedMs < idleMs).map((c) => c.tokens),
+    ];
+    let moved = 0;
+    for (const c of idle) {
+      let shared = 0;
+      for (const l of live) shared = Math.max(shared, commonPrefix(c.tokens, l));
+      moved += tiers.kvTierSpill(c.tokens, shared);
+      this.conversations.splice(this.conversations.indexOf(c), 1);
+    }
+    this.idleSpilledPages += moved;
+    return moved;
   }
 
   /** Pages a sequence still needs to hold all of its tokens plus the next one. */
@@ -246,7 +350,8 @@ export class Scheduler {
   /** Moves waiting requests to running, oldest first, while slots and free KV pages allow. */
   private admit(): void {
     if (this.waiting.length === 0) return;
-    let free = this.model.kvStats().pagesFree;
+    // Pages only the prefix cache holds are freed on demand, so they count as free.
+    let free = this.model.kvStats().pagesFree + (this.tiers?.kvTierReclaimable?.() ?? 0);
     // Pages the running sequences need for their next tokens are spoken for.
     for (const s of this.running) free -= this.pagesNeeded(s);
     while (this.waiting.length > 0 && this.running.length < this.opts.maxRunning) {
@@ -255,8 +360,20 @@ export class Scheduler {
       // Always let one sequence run when nothing else does, so a large prompt cannot starve.
       if (need > free && this.running.length > 0) return;
       this.waiting.shift();
-      s.seqId = this.model.seqCreate();
-      s.computed = 0;
+      if (this.tiers !== null) {
+        // Start from the longest cached prefix of everything this sequence holds (a preempted one
+        // also finds its own generated tokens there).
+        const r = this.tiers.seqCreateWithPrefix(s.tokens);
+        s.seqId = r.seqId;
+        s.computed = r.reusedTokens;
+      } else {
+        s.seqId = this.model.seqCreate();
+        s.computed = 0;
+      }
+      if (s.cachedTokens < 0) {
+        s.cachedTokens = Math.min(s.computed, s.req.promptIds.length);
+        this.prefixCachedTokens += s.cachedTokens;
+      }
       free -= need;
       this.running.push(s);
     }
@@ -299,7 +416,7 @@ export class Scheduler {
     for (let i = 1; i < this.running.length; i++)
       if ((this.running[i] as Sequence).order > (this.running[newest] as Sequence).order) newest = i;
     const [s] = this.running.splice(newest, 1);
-    this.release(s as Sequence);
+    this.release(s as Sequence, true);
     this.waiting.unshift(s as Sequence);
     this.preemptions++;
     return true;

@@ -1,12 +1,13 @@
 // The engine worker: owns the native model and the scheduler, runs steps back to back while there
 // is work, and between steps reads submit / cancel messages (so the main thread never blocks on a
-// forward pass).
+// forward pass). With the prefix cache on it also runs the idle-spill timer and, on close, writes
+// the SSD manifest so the cache survives a restart.
 import { GgufMetadata, readGguf } from "../gguf/index.ts";
 import { loadLibrary } from "../native/lib.ts";
 import { createBatch, openNativeModel } from "../native/model.ts";
-import type { NativeModel } from "../native/model-api.ts";
+import type { NativeKvTiers, NativeModel } from "../native/model-api.ts";
 import { Tokenizer } from "../tokenizer/index.ts";
-import type { FromWorker, ToWorker } from "./protocol.ts";
+import type { EngineConfig, FromWorker, ToWorker } from "./protocol.ts";
 import { QueueFullError, Scheduler } from "./scheduler.ts";
 
 declare const self: Worker;
@@ -14,6 +15,8 @@ declare const self: Worker;
 let scheduler: Scheduler | null = null;
 let model: NativeModel | null = null;
 let looping = false;
+let tierConfig: EngineConfig["kvTier"] = null;
+let idleTimer: ReturnType<typeof setInterval> | null = null;
 
 function post(msg: FromWorker): void {
   self.postMessage(msg);
@@ -39,7 +42,34 @@ function kick(): void {
   setImmediate(loop);
 }
 
-async function init(config: import("./protocol.ts").EngineConfig): Promise<void> {
+function tiered(m: NativeModel): m is NativeModel & NativeKvTiers {
+  return typeof (m as Partial<NativeKvTiers>).kvTierOpen === "function";
+}
+
+/** Writes the prefix cache's manifest (and every hot page) to the SSD tier; entries listed. */
+function persist(): number | null {
+  if (model === null || !tiered(model) || !tierConfig?.dir) return null;
+  return model.kvTierPersist();
+}
+
+/**
+ * Spills the pages of conversations idle for `idleMs`, then makes the SSD manifest current with
+ * a checkpoint (it lists what is on SSD and writes no hot pages, so requests in flight barely wait).
+ */
+function spillIdle(idleMs: number): void {
+  const s = scheduler;
+  if (s === null) return;
+  try {
+    const moved = s.spillIdle(Date.now(), idleMs);
+    if (moved === 0) return;
+    if (model !== null && tiered(model)) model.kvTierCheckpoint();
+  } catch (err) {
+    console.error(`hearth engine: idle spill failed: ${(err as Error).message}`);
+  }
+  post({ type: "events", events: [], stats: s.stats(), stepMs: 0 });
+}
+
+async function init(config: EngineConfig): Promise<void> {
   process.env.HEARTH_LIB = config.libPath;
   await loadLibrary();
   const file = readGguf(config.modelPath);
@@ -55,6 +85,20 @@ async function init(config: import("./protocol.ts").EngineConfig): Promise<void>
     },
     file,
   );
+  tierConfig = config.kvTier ?? null;
+  if (tierConfig) {
+    if (!tiered(model)) throw new Error("this native model has no KV tiers (prefix cache)");
+    const kv = model.kvStats();
+    model.kvTierOpen({
+      hotBudgetBytes: tierConfig.hotBytes ?? Math.max(1, Math.floor(kv.pagesTotal / 2)) * kv.pageSizeBytes,
+      ...(tierConfig.dir ? { dir: tierConfig.dir, coldMaxBytes: tierConfig.diskBytes ?? 0 } : {}),
+    });
+    const idleMs = tierConfig.idleMs;
+    if (idleMs > 0 && tierConfig.dir) {
+      // Checked a few times per idle period; each check is cheap when nothing went idle.
+      idleTimer = setInterval(() => spillIdle(idleMs), Math.min(5000, Math.max(20, idleMs / 4)));
+    }
+  }
   scheduler = new Scheduler(
     model,
     tokenizer,
@@ -63,6 +107,7 @@ async function init(config: import("./protocol.ts").EngineConfig): Promise<void>
       maxQueued: config.maxQueued,
       stepTokens: config.stepTokens,
       contextTokens: config.contextTokens,
+      prefixCache: tierConfig !== null,
     },
     createBatch(config.stepTokens),
   );
@@ -77,10 +122,19 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
   }
   const s = scheduler;
   if (msg.type === "close") {
+    if (idleTimer !== null) clearInterval(idleTimer);
+    idleTimer = null;
+    let persisted: number | null = null;
+    let persistError: string | undefined;
+    try {
+      persisted = persist();
+    } catch (err) {
+      persistError = (err as Error).message;
+    }
     model?.close();
     model = null;
     scheduler = null;
-    post({ type: "closed" });
+    post({ type: "closed", persisted, ...(persistError === undefined ? {} : { persistError }) });
     return;
   }
   if (s === null) return;

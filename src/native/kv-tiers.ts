@@ -94,6 +94,20 @@ export function createKvTiers(
       const t = int32Tokens(tokens, scratch);
       return check(lib.hearth_seq_publish(handle(), seqId, t.length > 0 ? t : null, t.length), "seqPublish");
     },
+    kvTierSpill(tokens: ArrayLike<number>, fromTokens: number): number {
+      const t = int32Tokens(tokens, scratch);
+      const from = Number(nonNegativeInt("fromTokens", fromTokens));
+      return check(
+        lib.hearth_kv_tier_spill(handle(), t.length > 0 ? t : null, t.length, Math.min(from, 0xffff_ffff)),
+        "kvTierSpill",
+      );
+    },
+    kvTierReclaimable(): number {
+      return check(lib.hearth_kv_tier_reclaimable(handle()), "kvTierReclaimable");
+    },
+    kvTierCheckpoint(): number {
+      return check(lib.hearth_kv_tier_checkpoint(handle()), "kvTierCheckpoint");
+    },
     kvTierPersist(): number {
       return check(lib.hearth_kv_tier_persist(handle()), "kvTierPersist");
     },

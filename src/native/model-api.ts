@@ -124,8 +124,21 @@ export interface NativeKvTiers {
   seqCreateWithPrefix(tokens: ArrayLike<number>): { seqId: number; reusedTokens: number };
   /** Registers the pages of a sequence whose KV holds exactly `tokens`; returns pages registered. */
   seqPublish(seqId: number, tokens: ArrayLike<number>): number;
+  /**
+   * Moves the hot pages of the cached chain of `tokens`, from token `fromTokens` on (rounded down
+   * to a page), to the SSD tier now, freeing their RAM; pages a sequence still uses stay. Returns
+   * the pages that left RAM (0 without an SSD tier). For conversations that went idle.
+   */
+  kvTierSpill(tokens: ArrayLike<number>, fromTokens: number): number;
+  /** Pool pages only the prefix cache holds: freed on demand for new sequences (0 without a tier). */
+  kvTierReclaimable(): number;
   /** Writes the prefix cache to SSD with a crash-safe manifest; returns the entries listed. */
   kvTierPersist(): number;
+  /**
+   * Writes the crash-safe manifest of the pages already on SSD, without writing hot pages (cheap
+   * while serving; kvTierPersist at shutdown also writes the hot ones). Returns the entries listed.
+   */
+  kvTierCheckpoint(): number;
   kvTierStats(): KvTierStats;
   /** Saves a sequence (its KV holds exactly `tokens`) to a file; returns the bytes written. */
   seqSave(seqId: number, tokens: ArrayLike<number>, path: string): number;

@@ -207,6 +207,15 @@ class FfiNativeModel implements NativeModel {
   seqPublish(seqId: number, tokens: ArrayLike<number>): number {
     return this.kv.seqPublish(seqId, tokens);
   }
+  kvTierSpill(tokens: ArrayLike<number>, fromTokens: number): number {
+    return this.kv.kvTierSpill(tokens, fromTokens);
+  }
+  kvTierReclaimable(): number {
+    return this.kv.kvTierReclaimable();
+  }
+  kvTierCheckpoint(): number {
+    return this.kv.kvTierCheckpoint();
+  }
   kvTierPersist(): number {
     return this.kv.kvTierPersist();
   }

@@ -212,13 +212,16 @@ export function createApp(opts: AppOptions) {
       if (ev.type === "done") {
         metrics.countRequest(endpoint, ev.finish);
         metrics.promptTokens += ev.promptTokens;
+        metrics.cachedPromptTokens += ev.cachedTokens;
         metrics.completionTokens += ev.completionTokens;
       } else if (ev.type === "error") metrics.countRequest(endpoint, "error");
     };
-    const usageOf = (ev: { promptTokens: number; completionTokens: number }) => ({
+    // OpenAI's shape: prompt tokens whose KV came from the prefix cache are `cached_tokens`.
+    const usageOf = (ev: { promptTokens: number; cachedTokens: number; completionTokens: number }) => ({
       prompt_tokens: ev.promptTokens,
       completion_tokens: ev.completionTokens,
       total_tokens: ev.promptTokens + ev.completionTokens,
+      prompt_tokens_details: { cached_tokens: ev.cachedTokens },
     });
 
     if (!body.stream) {

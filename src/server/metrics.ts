@@ -1,5 +1,7 @@
 // Server metrics in Prometheus text format: request and token counters, TTFT and inter-token
-// latency histograms, queue depth and KV pages (the latter read from the engine on each scrape).
+// latency histograms, queue depth and KV pages, and the prefix cache with its RAM and SSD tiers
+// (the engine figures are the latest the engine reported).
+import type { KvTierStats } from "../native/model-api.ts";
 
 /** A cumulative histogram with fixed upper bounds in seconds. */
 export class Histogram {
@@ -39,12 +41,17 @@ export interface EngineGauges {
   kvPagesTotal: number;
   kvPagesFree: number;
   preemptions: number;
+  idleSpilledPages?: number;
+  /** Prefix cache counters; null or absent when it is off. */
+  kvTier?: KvTierStats | null;
 }
 
 export class ServerMetrics {
   /** Finished requests by endpoint and outcome (finish reason, or an HTTP error class). */
   private readonly requests = new Map<string, number>();
   promptTokens = 0;
+  /** Prompt tokens of finished requests served from the prefix cache. */
+  cachedPromptTokens = 0;
   completionTokens = 0;
   readonly ttft = new Histogram(
     "hearth_time_to_first_token_seconds",
@@ -87,7 +94,77 @@ export class ServerMetrics {
     gauge("hearth_queue_depth", "Requests waiting for a slot.", g.queued);
     gauge("hearth_kv_pages_total", "KV pool size in pages of 16 tokens.", g.kvPagesTotal);
     gauge("hearth_kv_pages_free", "Free KV pages.", g.kvPagesFree);
-    gauge("hearth_kv_pages_used", "KV pages held by sequences.", g.kvPagesTotal - g.kvPagesFree);
+    gauge(
+      "hearth_kv_pages_used",
+      "KV pages held by sequences and the prefix cache's hot tier.",
+      g.kvPagesTotal - g.kvPagesFree,
+    );
+    counter(
+      "hearth_prompt_tokens_cached_total",
+      "Prompt tokens of finished requests whose KV came from the prefix cache.",
+      this.cachedPromptTokens,
+    );
+    const t = g.kvTier;
+    gauge("hearth_prefix_cache_enabled", "1 when the prefix cache is on.", t ? 1 : 0);
+    if (t) {
+      counter("hearth_prefix_cache_lookups_total", "Sequences opened through the prefix cache.", t.lookups);
+      counter(
+        "hearth_prefix_cache_reused_tokens_total",
+        "Tokens whose KV a new sequence took from the prefix cache (preempted ones resuming included).",
+        t.tokensReused,
+      );
+      counter("hearth_prefix_cache_hot_hits_total", "Cached pages found in RAM.", t.hotHits);
+      counter("hearth_prefix_cache_cold_hits_total", "Cached pages read back from SSD.", t.coldHits);
+      counter(
+        "hearth_prefix_cache_cold_misses_total",
+        "Cached pages on SSD found corrupt, truncated or missing (dropped and recomputed).",
+        t.coldMisses,
+      );
+      counter("hearth_prefix_cache_spilled_pages_total", "Pages written to SSD as they left RAM.", t.spilled);
+      counter(
+        "hearth_prefix_cache_idle_spilled_pages_total",
+        "Pages moved to SSD because their conversation went idle.",
+        g.idleSpilledPages ?? 0,
+      );
+      counter(
+        "hearth_prefix_cache_dropped_pages_total",
+        "Pages that left RAM without a place on SSD.",
+        t.dropped,
+      );
+      gauge("hearth_prefix_cache_entries", "Pages the prefix cache knows (RAM or SSD).", t.entries);
+      gauge("hearth_prefix_cache_hot_pages", "Prefix-cache pages in RAM (the hot tier).", t.hotPages);
+      gauge("hearth_prefix_cache_hot_capacity_pages", "Hot tier budget in pages.", t.hotCapacityPages);
+      gauge(
+        "hearth_prefix_cache_manifest_loaded_pages",
+        "Pages listed by the SSD manifest at start-up.",
+        t.manifestEntriesLoaded,
+      );
+      gauge(
+        "hearth_prefix_cache_manifest_rejected",
+        "1 when the SSD manifest found at start-up was torn or foreign and ignored.",
+        t.manifestRejected,
+      );
+      counter("hearth_kv_ssd_pages_written_total", "Page records written to the SSD tier.", t.coldWritesOk);
+      counter("hearth_kv_ssd_bytes_written_total", "Bytes written to the SSD tier.", t.coldBytesWritten);
+      counter(
+        "hearth_kv_ssd_write_failures_total",
+        "SSD page writes that failed (disk full, quota, I/O error) or were dropped (writer behind).",
+        t.coldWritesFailed + t.coldWritesDropped,
+      );
+      counter(
+        "hearth_kv_ssd_pages_read_total",
+        "Page records read back intact from the SSD tier.",
+        t.coldReadsOk,
+      );
+      counter("hearth_kv_ssd_bytes_read_total", "Bytes read from the SSD tier.", t.coldBytesRead);
+      counter("hearth_kv_ssd_bad_reads_total", "SSD records that failed verification.", t.coldReadsBad);
+      gauge(
+        "hearth_kv_ssd_pages_used",
+        "SSD tier slots holding a page (the cold tier's usage).",
+        t.coldSlotsUsed,
+      );
+      gauge("hearth_kv_ssd_pages_capacity", "SSD tier slots (its byte quota in pages).", t.coldSlotsTotal);
+    }
     return `${out.join("\n")}\n`;
   }
 }

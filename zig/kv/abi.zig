@@ -49,6 +49,13 @@ pub fn tierPersist(m: *llama.Model) i32 {
     return @intCast(@min(n, std.math.maxInt(i32)));
 }
 
+/// Writes the manifest of what is already on SSD (no hot pages written); returns the entries listed.
+pub fn tierCheckpoint(m: *llama.Model) i32 {
+    const t = tierOf(m) orelse return status.fail(.invalid_argument, "KV tier is not open", .{});
+    const n = t.checkpoint() catch |err| return status.fail(.io_error, "cannot write the prefix cache manifest: {s}", .{@errorName(err)});
+    return @intCast(@min(n, std.math.maxInt(i32)));
+}
+
 /// New sequence filled with the longest cached prefix of `tokens`; reused token count to `out_reused`.
 pub fn seqCreatePrefix(m: *llama.Model, tokens: ?[*]const i32, n: u32, out_reused: *u32) i32 {
     const toks = tokensOf(tokens, n) orelse return status.fail(.null_pointer, "tokens are null or misaligned", .{});
@@ -64,6 +71,20 @@ pub fn seqPublish(m: *llama.Model, seq: i32, tokens: ?[*]const i32, n: u32) i32 
     const len = m.cache.seqs[@intCast(seq)].len_tokens;
     if (n != len) return status.fail(.invalid_argument, "publish: {d} tokens given, sequence {d} holds {d}", .{ n, seq, len });
     return @intCast(t.publish(@intCast(seq), toks));
+}
+
+/// Moves the hot pages of the cached chain of `tokens` (from token `from_tokens` on, rounded down to
+/// a page) to the SSD tier; returns the pages that left RAM (0 without an SSD tier).
+pub fn tierSpill(m: *llama.Model, tokens: ?[*]const i32, n: u32, from_tokens: u32) i32 {
+    const t = tierOf(m) orelse return status.fail(.invalid_argument, "KV tier is not open", .{});
+    const toks = tokensOf(tokens, n) orelse return status.fail(.null_pointer, "tokens are null or misaligned", .{});
+    return @intCast(@min(t.spill(toks, from_tokens / @import("pages.zig").page_tokens), std.math.maxInt(i32)));
+}
+
+/// Pool pages only the prefix cache holds (free for new sequences on demand); 0 without a tier.
+pub fn tierReclaimable(m: *llama.Model) i32 {
+    const t = tierOf(m) orelse return 0;
+    return @intCast(@min(t.reclaimable(), std.math.maxInt(i32)));
 }
 
 /// Called before a context shift: shared pages the shift would rewrite get private copies.

@@ -379,6 +379,55 @@ pub const PrefixCache = struct {
         }
     }
 
+    /// Moves the hot pages on the hash chain of `tokens`, from page `from_page` on, to the cold tier
+    /// now (a conversation that went idle), freeing their pool pages. Pages a sequence still uses
+    /// stay, and so does a page the tier cannot take (it is kept hot rather than lost). Returns
+    /// the pages that left RAM.
+    pub fn spill(self: *PrefixCache, tokens: []const u32, from_page: usize) usize {
+        const t = self.cold orelse return 0;
+        var parent = self.model_tag;
+        var moved: usize = 0;
+        var i: usize = 0;
+        var page_i: usize = 0;
+        while (i < tokens.len) : ({
+            i += page_tokens;
+            page_i += 1;
+        }) {
+            const chunk = tokens[i..@min(i + page_tokens, tokens.len)];
+            const idx = self.findEntry(parent, chunk) orelse break;
+            const e = &self.entries[idx];
+            parent = e.key;
+            if (page_i < from_page or e.page == none or self.cache.refcount[e.page] != 1) continue;
+            if (e.slot == none) {
+                var slot = t.put(e.key, e.n_tokens, self.pageBytes(e.page));
+                if (slot == null) {
+                    // Writer behind (an idle spill is off the decode path): wait for it, try once more.
+                    t.flush();
+                    slot = t.put(e.key, e.n_tokens, self.pageBytes(e.page));
+                }
+                e.slot = slot orelse continue;
+                self.stats.spilled += 1;
+            }
+            self.policy.remove(e.key);
+            releasePage(self.cache, e.page);
+            e.page = none;
+            self.stats.hot_pages -= 1;
+            moved += 1;
+        }
+        return moved;
+    }
+
+    /// Pool pages only the index holds: what `reclaim` could free for new sequences.
+    pub fn reclaimable(self: *const PrefixCache) usize {
+        var n: usize = 0;
+        var it = self.map.valueIterator();
+        while (it.next()) |idx| {
+            const page = self.entries[idx.*].page;
+            if (page != none and self.cache.refcount[page] == 1) n += 1;
+        }
+        return n;
+    }
+
     /// Before a shift of `seq` (keep `keep` tokens, drop `drop`): shared pages that the shift
     /// rewrites, or that stay and will be appended into, get a private copy, so the shift never
     /// changes another sequence's (or the index's) KV. Pages dropped whole are not copied.
@@ -458,11 +507,19 @@ pub const PrefixCache = struct {
                 }
             }
         }
+        return self.checkpoint();
+    }
+
+    /// Writes the manifest of the entries already on the cold tier (waiting for queued writes and
+    /// fsyncing the slabs first), without writing hot pages: cheap enough to run while serving,
+    /// so a crash loses at most what went to SSD since. Returns the entries listed.
+    pub fn checkpoint(self: *PrefixCache) !usize {
+        const t = self.cold orelse return error.NoColdTier;
         t.flush();
         t.sync();
         var list: std.ArrayList(ManifestEntry) = .empty;
         defer list.deinit(self.allocator);
-        it = self.map.valueIterator();
+        var it = self.map.valueIterator();
         while (it.next()) |idx| {
             const e = &self.entries[idx.*];
             if (e.slot == none or !t.isStored(e.slot, e.key)) continue;
@@ -706,5 +763,87 @@ test "the prefix cache survives a restart through the manifest; a torn manifest 
         try testing.expectEqual(@as(u64, 1), pc.stats.manifest_rejected);
         const b = cache.seqCreate().?;
         try testing.expectEqual(@as(usize, 0), pc.attach(b, &toks));
+    }
+}
+
+test "spill moves an idle chain's hot pages to SSD, keeps shared and unwritable ones, and they come back" {
+    var dbuf: [tier.max_path]u8 = undefined;
+    const dir = tier.testDir(&dbuf, "spill");
+    defer tier.removeTree(dir);
+    const cache = try testCache(32);
+    defer cache.deinit();
+    const pc = try PrefixCache.init(testing.allocator, cache, .{ .hot_budget_bytes = 1 << 20, .model_tag = 11, .dir = dir, .cold_max_bytes = 1 << 24 });
+    defer pc.deinit();
+    var toks: [60]u32 = undefined;
+    for (&toks, 0..) |*t, i| t.* = @intCast(i * 7 + 2);
+    const a = cache.seqCreate().?;
+    fillSeq(cache, a, &toks);
+    try testing.expectEqual(@as(usize, 4), pc.publish(a, &toks));
+    // While `a` holds its pages nothing can leave RAM.
+    try testing.expectEqual(@as(usize, 0), pc.reclaimable());
+    try testing.expectEqual(@as(usize, 0), pc.spill(&toks, 0));
+    cache.seqFree(a);
+    try testing.expectEqual(@as(usize, 4), pc.reclaimable());
+    const free_before = cache.n_free;
+    // The first page is shared with a live conversation: spill from page 1 on.
+    try testing.expectEqual(@as(usize, 3), pc.spill(&toks, 1));
+    try testing.expectEqual(free_before + 3, cache.n_free);
+    try testing.expectEqual(@as(u64, 1), pc.stats.hot_pages);
+    try testing.expectEqual(@as(u64, 3), pc.stats.spilled);
+    try testing.expectEqual(@as(usize, 1), pc.reclaimable());
+    // A second spill finds nothing hot past page 0.
+    try testing.expectEqual(@as(usize, 0), pc.spill(&toks, 1));
+    // A different chain spills nothing.
+    var other = toks;
+    other[0] = 5;
+    try testing.expectEqual(@as(usize, 0), pc.spill(&other, 0));
+    const b = cache.seqCreate().?;
+    try testing.expectEqual(@as(usize, 59), pc.attach(b, &toks));
+    try expectSeq(cache, b, &toks, 59);
+    try testing.expectEqual(@as(u64, 3), pc.stats.cold_hits);
+    cache.seqFree(b);
+}
+
+test "a checkpoint lists only what is on SSD, without writing hot pages" {
+    var dbuf: [tier.max_path]u8 = undefined;
+    const dir = tier.testDir(&dbuf, "checkpoint");
+    defer tier.removeTree(dir);
+    var toks: [64]u32 = undefined;
+    for (&toks, 0..) |*t, i| t.* = @intCast(i + 300);
+    {
+        const cache = try testCache(16);
+        defer cache.deinit();
+        const pc = try PrefixCache.init(testing.allocator, cache, .{ .hot_budget_bytes = 1 << 20, .model_tag = 9, .dir = dir, .cold_max_bytes = 1 << 22 });
+        defer pc.deinit();
+        const a = cache.seqCreate().?;
+        fillSeq(cache, a, &toks);
+        try testing.expectEqual(@as(usize, 4), pc.publish(a, &toks));
+        cache.seqFree(a);
+        // Nothing on SSD yet: an empty manifest, and no page written.
+        try testing.expectEqual(@as(usize, 0), try pc.checkpoint());
+        try testing.expectEqual(@as(u64, 0), pc.snapshot().cold.writes_queued);
+        // Pages 2 and 3 go idle: the checkpoint lists exactly those.
+        try testing.expectEqual(@as(usize, 2), pc.spill(&toks, 2));
+        try testing.expectEqual(@as(usize, 2), try pc.checkpoint());
+        try testing.expectEqual(@as(u64, 2), pc.snapshot().cold.writes_ok);
+    }
+    {
+        const cache = try testCache(16);
+        defer cache.deinit();
+        const pc = try PrefixCache.init(testing.allocator, cache, .{ .hot_budget_bytes = 1 << 20, .model_tag = 9, .dir = dir, .cold_max_bytes = 1 << 22 });
+        defer pc.deinit();
+        try testing.expectEqual(@as(u64, 2), pc.stats.manifest_entries_loaded);
+        // Pages 0 and 1 were never on SSD, so the chain cannot start: nothing is reused...
+        const b = cache.seqCreate().?;
+        try testing.expectEqual(@as(usize, 0), pc.attach(b, &toks));
+        // ...until they are recomputed and published; then pages 2 and 3 come from SSD.
+        fillSeq(cache, b, toks[0..32]);
+        _ = pc.publish(b, toks[0..32]);
+        cache.seqFree(b);
+        const d = cache.seqCreate().?;
+        try testing.expectEqual(@as(usize, 63), pc.attach(d, &toks));
+        try expectSeq(cache, d, &toks, 63);
+        try testing.expectEqual(@as(u64, 2), pc.stats.cold_hits);
+        cache.seqFree(d);
     }
 }

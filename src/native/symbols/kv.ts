@@ -34,6 +34,10 @@ export const kvSymbols = {
     args: [FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.u64, FFIType.ptr, FFIType.u32, FFIType.ptr],
     returns: FFIType.i32,
   },
+  // handle, tokens*, n, from_tokens
+  hearth_kv_tier_spill: { args: [FFIType.ptr, FFIType.ptr, FFIType.u32, FFIType.u32], returns: FFIType.i32 },
+  hearth_kv_tier_reclaimable: { args: [FFIType.ptr], returns: FFIType.i32 },
+  hearth_kv_tier_checkpoint: { args: [FFIType.ptr], returns: FFIType.i32 },
   // seed, events, capacity_pages, out*
   hearth_kv_trace_replay: {
     args: [FFIType.u64, FFIType.u32, FFIType.u32, FFIType.ptr],

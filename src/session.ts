@@ -6,8 +6,9 @@ import type { Model } from "./model.ts";
 import { createBatch } from "./native/model.ts";
 import { type Batch, KvFullError } from "./native/model-api.ts";
 import { type FinishReason, Sampler, type SamplerOptions, StopCondition } from "./sampling/index.ts";
+import { proposeDraft, resolveSpeculative, type SpeculativeOptions } from "./speculative.ts";
 
-export type { ChatMessage };
+export type { ChatMessage, SpeculativeOptions };
 
 /**
  * What happens when a session's context is full: keep the first `keepTokens` tokens (e.g. the
@@ -45,6 +46,13 @@ export interface GenerateOptions extends SamplerOptions {
   ignoreEos?: boolean;
   /** Aborting ends the generation with finishReason "abort" (the text so far is kept). */
   signal?: AbortSignal;
+  /**
+   * Speculative decoding by prompt lookup: draft tokens are copied from where the context's
+   * last few tokens occurred before and verified in one forward pass. The output is exactly
+   * what plain decoding gives (same tokens for the same seed); it is faster when the reply
+   * repeats its context (code edits, quoting, lists). `true` for the defaults. Default off.
+   */
+  speculative?: SpeculativeOptions | boolean;
 }
 
 /** Options of {@link Session.prefill}. */
@@ -72,7 +80,7 @@ export interface Telemetry {
   timeToFirstTokenMs: number | null;
   prefillMs: number;
   prefillTokensPerS: number;
-  /** Forward passes of single generated tokens. */
+  /** Tokens run through the model while generating (generated tokens plus verified drafts). */
   decodeTokens: number;
   decodeMs: number;
   decodeTokensPerS: number;
@@ -83,6 +91,9 @@ export interface Telemetry {
   droppedTokens: number;
   /** Tokens in the session's context when the call ended. */
   contextUsedTokens: number;
+  /** Speculative decoding: draft tokens verified, and how many of them were accepted. */
+  draftTokens: number;
+  acceptedDraftTokens: number;
   /** Null for a prefill. */
   finishReason: GenerateFinishReason | null;
 }
@@ -125,6 +136,8 @@ interface PhaseFigures {
   decodeMs: number;
   contextShifts: number;
   droppedTokens: number;
+  draftTokens: number;
+  acceptedDraftTokens: number;
 }
 
 function emptyFigures(): PhaseFigures {
@@ -136,6 +149,8 @@ function emptyFigures(): PhaseFigures {
     decodeMs: 0,
     contextShifts: 0,
     droppedTokens: 0,
+    draftTokens: 0,
+    acceptedDraftTokens: 0,
   };
 }
 
@@ -172,6 +187,8 @@ export class Session {
   private readonly onClose: () => void;
   private readonly batch: Batch;
   private readonly logits: Float32Array;
+  /** Logits rows of a speculative verify pass (allocated on first use). */
+  private draftLogits: Float32Array | null = null;
   /** Token history; the first `kvLength` are in the KV cache, the rest are pending (sampled, not yet run). */
   private history: number[] = [];
   private kvLength = 0;
@@ -462,10 +479,17 @@ export class Session {
       throw new SessionStateError("nothing to generate from: prefill a prompt first");
     }
     if (stop.exhausted) return this.finish(started, ttft, out, "length", text);
+    const spec = resolveSpeculative(opts.speculative);
+    const vocab = this.model.info.vocabSize;
+    // Speculation state: after a verify pass the KV holds the drafts not yet checked after the
+    // history, and draftLogits row r is the distribution after the r-th token of that pass.
+    let drafts: number[] = [];
+    let row = -1;
     let finished = false;
     try {
       for (;;) {
         if (this.isAborted(opts.signal)) {
+          this.settleDrafts();
           const tail = stop.flush();
           if (tail.length > 0) {
             text += tail;
@@ -474,10 +498,26 @@ export class Session {
           finished = true;
           return this.finish(started, ttft, out, "abort", text);
         }
-        const id = sampler.sample(this.logits, this.history);
+        const logits =
+          row >= 0
+            ? (this.draftLogits as Float32Array).subarray(row * vocab, (row + 1) * vocab)
+            : this.logits;
+        const id = sampler.sample(logits, this.history);
         if (ttft === null) ttft = performance.now() - started + priorPrefillMs;
         this.history.push(id);
         out.push(id);
+        // A draft that equals the sampled token is already in the KV; the first that differs
+        // and every draft after it are dropped, and the sampled token is run next.
+        let inKv = false;
+        if (drafts.length > 0 && drafts[0] === id) {
+          drafts.shift();
+          row++;
+          inKv = true;
+          this.figures.acceptedDraftTokens++;
+        } else if (drafts.length > 0) {
+          this.dropKvTail(drafts.length);
+          drafts = [];
+        }
         const piece = tok.isEndOfGeneration(id) && !opts.ignoreEos ? "" : decoder.push(id);
         const step = stop.accept(id, piece);
         if (step.text.length > 0) {
@@ -485,6 +525,7 @@ export class Session {
           yield step.text;
         }
         if (step.finish !== null) {
+          this.settleDrafts();
           // A last token that ends mid UTF-8 character leaves bytes in the decoder: give them out
           // (as U+FFFD) rather than drop them. After a stop string the rest is cut anyway.
           if (step.finish === "length" || step.finish === "eos") {
@@ -497,13 +538,86 @@ export class Session {
           finished = true;
           return this.finish(started, ttft, out, step.finish, text);
         }
-        // An abort between tokens is seen at the top of the loop.
-        await this.feed([], opts.signal, "decode");
+        if (inKv) continue;
+        row = -1;
+        // The sampled token is pending: run it, with drafts after it when the context offers some.
+        const draft = spec ? proposeDraft(this.history, spec, this.draftRoom(spec.maxDraftTokens)) : [];
+        if (draft.length > 0 && this.verify(draft)) {
+          drafts = draft;
+          row = 0;
+        } else {
+          // An abort between tokens is seen at the top of the loop.
+          await this.feed([], opts.signal, "decode");
+        }
       }
     } finally {
       // The consumer left the loop early (break, return, throw): still report the call.
-      if (!finished) this.finish(started, ttft, out, "abort", text);
+      if (!finished) {
+        this.settleDrafts();
+        this.finish(started, ttft, out, "abort", text);
+      }
     }
+  }
+
+  /** Draft tokens that fit after the pending token: context room and batch capacity. */
+  private draftRoom(max: number): number {
+    const room = this.contextTokens - this.history.length;
+    return Math.max(0, Math.min(max, room, this.batch.capacity - 1));
+  }
+
+  /**
+   * Runs the pending token followed by `draft` in one forward pass with logits for every row
+   * (into draftLogits). Returns false, having changed nothing, when the pool has no room (the
+   * caller then runs the pending token alone).
+   */
+  private verify(draft: readonly number[]): boolean {
+    const native = this.model.native;
+    const vocab = this.model.info.vocabSize;
+    const n = 1 + draft.length;
+    if (this.kvLength !== this.history.length - 1) return false;
+    if (this.draftLogits === null || this.draftLogits.length < n * vocab) {
+      this.draftLogits = new Float32Array(Math.max(n, 5) * vocab);
+    }
+    const b = this.batch;
+    for (let k = 0; k < n; k++) {
+      b.tokens[k] = k === 0 ? (this.history[this.kvLength] as number) : (draft[k - 1] as number);
+      b.positions[k] = this.kvLength + k;
+      b.seqIds[k] = this.seqId;
+      b.wantLogits[k] = 1;
+    }
+    b.length = n;
+    const t0 = performance.now();
+    try {
+      native.decode(b, this.draftLogits);
+    } catch (err) {
+      if (err instanceof KvFullError) return false;
+      throw err;
+    }
+    this.figures.decodeTokens += n;
+    this.figures.decodeMs += performance.now() - t0;
+    this.figures.draftTokens += draft.length;
+    this.kvLength += n;
+    // `logits` no longer describe the KV's last token; the rows of draftLogits do.
+    this.logitsMatchKv = false;
+    return true;
+  }
+
+  /** Removes the last `n` tokens from the KV (unverified drafts). */
+  private dropKvTail(n: number): void {
+    if (n <= 0) return;
+    this.model.native.seqShift(this.seqId, this.kvLength - n, n);
+    this.kvLength -= n;
+    this.logitsMatchKv = false;
+  }
+
+  /**
+   * Leaves a consistent state when a generation ends after a verify pass: unverified drafts are
+   * dropped, and when the KV ends at the last sampled token without its logits in `logits`,
+   * that token is dropped too, to run again (with fresh logits) at the next call.
+   */
+  private settleDrafts(): void {
+    const h = this.history.length;
+    if (this.kvLength > h || (this.kvLength === h && !this.logitsMatchKv)) this.dropKvTail(this.kvLength - h + 1);
   }
 
   private finish(
@@ -540,6 +654,8 @@ export class Session {
       contextShifts: f.contextShifts,
       droppedTokens: f.droppedTokens,
       contextUsedTokens: this.history.length,
+      draftTokens: f.draftTokens,
+      acceptedDraftTokens: f.acceptedDraftTokens,
       finishReason: reason,
     };
   }
@@ -715,5 +831,7 @@ function diffFigures(after: PhaseFigures, before: PhaseFigures): PhaseFigures {
     decodeMs: after.decodeMs - before.decodeMs,
     contextShifts: after.contextShifts - before.contextShifts,
     droppedTokens: after.droppedTokens - before.droppedTokens,
+    draftTokens: after.draftTokens - before.draftTokens,
+    acceptedDraftTokens: after.acceptedDraftTokens - before.acceptedDraftTokens,
   };
 }

@@ -1,0 +1,62 @@
+// Prompt-lookup drafting for speculative decoding: guesses the next tokens by finding the latest
+// earlier place in the context where the last few tokens occurred and copying what followed.
+// Needs no draft model; the session verifies every guess in one forward pass, so the output is
+// exactly what plain decoding gives.
+
+/** Options of speculative decoding ({@link GenerateOptions.speculative}). */
+export interface SpeculativeOptions {
+  /** Most draft tokens verified per forward pass. Default 4 (1..16). */
+  maxDraftTokens?: number;
+  /** Longest suffix of the context looked up. Default 4. */
+  ngramMax?: number;
+  /** Shortest suffix that may produce a draft. Default 2 (1 drafts after any repeated token). */
+  ngramMin?: number;
+}
+
+export type ResolvedSpeculative = Readonly<Required<SpeculativeOptions>>;
+
+/** How far back the lookup scans (tokens): bounds the cost per step on long contexts. */
+export const LOOKUP_WINDOW_TOKENS = 4096;
+
+function intIn(name: string, v: number, lo: number, hi: number): number {
+  if (!Number.isInteger(v) || v < lo || v > hi) {
+    throw new RangeError(`speculative.${name} must be an integer in [${lo}, ${hi}], got ${String(v)}`);
+  }
+  return v;
+}
+
+/** Validates the option; `true` means the defaults, `false`/undefined means off (null). */
+export function resolveSpeculative(
+  opt: SpeculativeOptions | boolean | undefined,
+): ResolvedSpeculative | null {
+  if (opt === undefined || opt === false) return null;
+  if (opt !== true && (typeof opt !== "object" || opt === null)) {
+    throw new TypeError("speculative must be true, false or { maxDraftTokens, ngramMax, ngramMin }");
+  }
+  const o = opt === true ? {} : opt;
+  const maxDraftTokens = intIn("maxDraftTokens", o.maxDraftTokens ?? 4, 1, 16);
+  const ngramMax = intIn("ngramMax", o.ngramMax ?? 4, 1, 16);
+  const ngramMin = intIn("ngramMin", o.ngramMin ?? 2, 1, ngramMax);
+  return { maxDraftTokens, ngramMax, ngramMin };
+}
+
+/**
+ * Up to `limit` tokens that followed the latest earlier occurrence of the longest suffix of
+ * `history` (between ngramMax and ngramMin tokens) found in the last LOOKUP_WINDOW_TOKENS; empty
+ * when none occurs.
+ */
+export function proposeDraft(history: readonly number[], spec: ResolvedSpeculative, limit: number): number[] {
+  const len = history.length;
+  const k = Math.min(limit, spec.maxDraftTokens);
+  if (k <= 0) return [];
+  const lowest = Math.max(0, len - LOOKUP_WINDOW_TOKENS);
+  for (let n = Math.min(spec.ngramMax, len - 1); n >= spec.ngramMin; n--) {
+    // Candidate starts i with i + n <= len - 1, so at least one token follows the match.
+    for (let i = len - n - 1; i >= lowest; i--) {
+      let j = 0;
+      while (j < n && history[i + j] === history[len - n + j]) j++;
+      if (j === n) return history.slice(i + n, Math.min(len, i + n + k));
+    }
+  }
+  return [];
+}

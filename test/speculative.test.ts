@@ -1,0 +1,130 @@
+// Speculative decoding by prompt lookup: the draft proposer on its own, then on the real model
+// the property that matters: the same tokens as plain decoding (greedy and seeded sampling),
+// across stop strings, token budgets, aborts and follow-up calls, with drafts really accepted.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { type GenerateOptions, loadModel, type Model, type Session } from "../src/index.ts";
+import { proposeDraft, resolveSpeculative } from "../src/speculative.ts";
+
+describe("proposeDraft", () => {
+  const spec = resolveSpeculative(true) as NonNullable<ReturnType<typeof resolveSpeculative>>;
+
+  test("copies what followed the latest earlier occurrence of the longest suffix", () => {
+    // suffix [7, 8] occurs at 1 (followed by 9, 10, 11) and at 5 (followed by 20, 21)
+    const h = [1, 7, 8, 9, 10, 7, 8, 20, 21, 3, 7, 8];
+    expect(proposeDraft(h, spec, 4)).toEqual([20, 21, 3, 7]);
+    // a longer suffix wins over a more recent shorter one: [9, 7, 8] only occurs early
+    const g = [9, 7, 8, 30, 31, 5, 7, 8, 40, 9, 7, 8];
+    expect(proposeDraft(g, spec, 2)).toEqual([30, 31]);
+  });
+
+  test("respects the limit, the minimum n-gram and an empty context", () => {
+    expect(proposeDraft([1, 2, 3, 1, 2], spec, 1)).toEqual([3]);
+    expect(proposeDraft([1, 2, 3, 1, 2], spec, 0)).toEqual([]);
+    expect(proposeDraft([5, 6, 7, 8], spec, 4)).toEqual([]);
+    expect(proposeDraft([4, 9, 4], spec, 4)).toEqual([]); // only a 1-token match: below ngramMin 2
+    expect(proposeDraft([4, 9, 4], { ...spec, ngramMin: 1 }, 4)).toEqual([9, 4]);
+    expect(proposeDraft([], spec, 4)).toEqual([]);
+  });
+
+  test("options are validated", () => {
+    expect(resolveSpeculative(undefined)).toBeNull();
+    expect(resolveSpeculative(false)).toBeNull();
+    expect(resolveSpeculative({ maxDraftTokens: 8 })).toEqual({
+      maxDraftTokens: 8,
+      ngramMax: 4,
+      ngramMin: 2,
+    });
+    expect(() => resolveSpeculative({ maxDraftTokens: 0 })).toThrow(
+      /maxDraftTokens must be an integer in \[1, 16\]/,
+    );
+    expect(() => resolveSpeculative({ ngramMin: 5, ngramMax: 3 })).toThrow(/ngramMin/);
+    expect(() => resolveSpeculative("yes" as never)).toThrow(TypeError);
+  });
+});
+
+let model: Model;
+beforeAll(async () => {
+  model = await loadModel(undefined, { threads: 1, maxBatchTokens: 64, contextTokens: 512, maxSessions: 2 });
+}, 120_000);
+afterAll(() => model?.close());
+
+// Text the reply is likely to repeat, so prompt lookup finds drafts.
+const PROMPT =
+  "List: red apple, green pear, yellow banana, red apple, green pear, yellow banana, red apple, green pear, yellow banana, red apple, green pear,";
+
+interface Run {
+  texts: string[];
+  tokens: number[][];
+  drafts: number;
+  accepted: number;
+}
+
+/** Prefills PROMPT in a fresh session and runs each call in turn (a call may stop early after `stopAfter` pieces). */
+async function run(
+  calls: Array<GenerateOptions & { stopAfter?: number }>,
+  speculative: boolean,
+): Promise<Run> {
+  const s: Session = model.createSession();
+  try {
+    await s.prefill(PROMPT);
+    const r: Run = { texts: [], tokens: [], drafts: 0, accepted: 0 };
+    for (const c of calls) {
+      const it = s.generate({ ...c, speculative });
+      let text = "";
+      let pieces = 0;
+      for (;;) {
+        if (c.stopAfter !== undefined && pieces >= c.stopAfter) {
+          await it.return(undefined as never);
+          break;
+        }
+        const next = await it.next();
+        if (next.done) break;
+        text += next.value;
+        pieces++;
+      }
+      const t = s.lastTelemetry;
+      r.texts.push(text);
+      r.tokens.push([...s.tokens]);
+      r.drafts += t?.draftTokens ?? 0;
+      r.accepted += t?.acceptedDraftTokens ?? 0;
+    }
+    return r;
+  } finally {
+    s.close();
+  }
+}
+
+describe("speculative decoding on the real model", () => {
+  test("greedy: identical text and tokens to plain decoding, with drafts accepted", async () => {
+    const calls = [{ maxTokens: 40, temperature: 0 }];
+    const plain = await run(calls, false);
+    const spec = await run(calls, true);
+    expect(spec.texts).toEqual(plain.texts);
+    expect(spec.tokens).toEqual(plain.tokens);
+    expect(plain.drafts).toBe(0);
+    console.log(`greedy: ${spec.accepted}/${spec.drafts} draft tokens accepted`);
+    expect(spec.accepted).toBeGreaterThan(0);
+  }, 60_000);
+
+  test("seeded sampling: identical output for the same seed", async () => {
+    const calls = [{ maxTokens: 40, temperature: 0.8, topK: 40, seed: 11 }];
+    const plain = await run(calls, false);
+    const spec = await run(calls, true);
+    expect(spec.texts).toEqual(plain.texts);
+    expect(spec.tokens).toEqual(plain.tokens);
+  }, 60_000);
+
+  test("stop strings, token budgets, an early exit and follow-up calls leave the session as plain decoding does", async () => {
+    const calls = [
+      { maxTokens: 7, temperature: 0 },
+      { maxTokens: 30, temperature: 0, stop: ["banana"] },
+      { maxTokens: 30, temperature: 0, stopAfter: 5 },
+      { maxTokens: 20, temperature: 0 },
+    ];
+    const plain = await run(calls, false);
+    const spec = await run(calls, true);
+    expect(spec.texts).toEqual(plain.texts);
+    expect(spec.tokens).toEqual(plain.tokens);
+    expect(spec.accepted).toBeGreaterThan(0);
+  }, 60_000);
+});

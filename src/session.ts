@@ -617,7 +617,8 @@ export class Session {
    */
   private settleDrafts(): void {
     const h = this.history.length;
-    if (this.kvLength > h || (this.kvLength === h && !this.logitsMatchKv)) this.dropKvTail(this.kvLength - h + 1);
+    if (this.kvLength > h || (this.kvLength === h && !this.logitsMatchKv))
+      this.dropKvTail(this.kvLength - h + 1);
   }
 
   private finish(

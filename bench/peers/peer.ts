@@ -10,6 +10,8 @@
 //   perplexity --file F [--ctx 512]        llama-perplexity style: chunks of ctx, second half scored
 //   bench      [--pp 512] [--tg 128] [--reps 1]      tokens/s of prefill and generation + peak RSS
 //   parallel   [--sequences 16] [--tokens 128]      aggregate tokens/s of n sequences in one context
+//   lookup     --prompt P [--tokens 128] [--draft 4]  greedy completion tokens/s, plain and with
+//                                          InputLookupTokenPredictor (prompt-lookup speculation)
 // Common: --model PATH (default: the default hearth model), --threads N (default 2),
 //         --flash-attention auto|on|off (default off).
 // Output: one JSON object on stdout (the last line); progress goes to stderr.
@@ -18,7 +20,9 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import {
   getLlama,
+  InputLookupTokenPredictor,
   type Llama,
+  LlamaCompletion,
   type LlamaContext,
   type LlamaContextSequence,
   LlamaLogLevel,
@@ -26,6 +30,7 @@ import {
   type Token,
 } from "node-llama-cpp";
 import { PARALLEL_PROMPTS, type ParallelResult } from "./parallel.ts";
+import type { PeerLookupResult } from "./run.ts";
 
 export const PEER_NAME = "node-llama-cpp 3.22.1";
 
@@ -537,6 +542,68 @@ const USAGE = `Usage: bun bench/peers/peer.ts <command> [options]   (prints one 
 Common: --model PATH (default ~/.cache/hearth/models/SmolLM2-135M-Instruct.Q4_1.gguf), --threads N (2),
         --flash-attention auto|on|off (off: llama.cpp's plain attention path)`;
 
+// ---------------------------------------------------------------- lookup (speculative)
+
+export type LookupResult = PeerLookupResult;
+
+/** Greedy completion of `prompt`, `tokens` tokens, in a fresh sequence (with a predictor or not); tokens/s of generation. */
+async function timedCompletion(
+  ctx: LlamaContext,
+  prompt: string,
+  tokens: number,
+  predictor: InputLookupTokenPredictor | undefined,
+): Promise<{ tps: number; text: string; validated: number; refuted: number }> {
+  const seq = ctx.getSequence(predictor ? { tokenPredictor: predictor } : {});
+  try {
+    const completion = new LlamaCompletion({ contextSequence: seq });
+    let first = 0;
+    let count = 0;
+    const started = performance.now();
+    const text = await completion.generateCompletion(prompt, {
+      maxTokens: tokens,
+      temperature: 0,
+      onToken: (t) => {
+        if (count === 0) first = performance.now();
+        count += t.length;
+      },
+    });
+    const ms = performance.now() - (first || started);
+    const p = seq.tokenPredictions;
+    // Tokens after the first over the time after the first (prefill excluded).
+    return { tps: ((count - 1) * 1000) / ms, text, validated: p.validated, refuted: p.refuted };
+  } finally {
+    seq.dispose();
+  }
+}
+
+async function cmdLookup(l: Loaded, opts: Map<string, string>): Promise<LookupResult> {
+  const prompt = opts.get("prompt");
+  if (!prompt) throw new Error("lookup needs --prompt");
+  const tokens = intOpt(opts, "tokens", 128);
+  const draft = intOpt(opts, "draft", 4);
+  const ctx = await newContext(l, 2048, 1);
+  try {
+    await timedCompletion(ctx, prompt, 8, undefined); // warm-up
+    const plain = await timedCompletion(ctx, prompt, tokens, undefined);
+    const predictor = new InputLookupTokenPredictor({
+      patternLength: { min: 2, max: 4 },
+      predictionLength: { min: 1, max: draft },
+    });
+    const lookup = await timedCompletion(ctx, prompt, tokens, predictor);
+    return {
+      peer: PEER_NAME,
+      tokens,
+      plain_tps: plain.tps,
+      lookup_tps: lookup.tps,
+      validated: lookup.validated,
+      refuted: lookup.refuted,
+      same_text: plain.text === lookup.text,
+    };
+  } finally {
+    await ctx.dispose();
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   const { cmd, opts } = parseArgs(argv);
   if (cmd === "help" || cmd === "--help" || opts.has("help")) {
@@ -562,6 +629,7 @@ export async function main(argv: string[]): Promise<number> {
     perplexity: cmdPerplexity,
     bench: cmdBench,
     parallel: cmdParallel,
+    lookup: cmdLookup,
   };
   const fn = commands[cmd];
   if (!fn) {

@@ -115,3 +115,36 @@ export function peerBench(opts: {
   if (opts.model) args.push("--model", opts.model);
   return runPeer<PeerBenchResult>(args);
 }
+
+/** What `peer.ts lookup` prints (declared here so the benchmarks need no node-llama-cpp types). */
+export interface PeerLookupResult {
+  peer: string;
+  tokens: number;
+  plain_tps: number;
+  lookup_tps: number;
+  validated: number;
+  refuted: number;
+  same_text: boolean;
+}
+
+/** The peer side of the speculative benchmark: greedy completion plain and with prompt lookup. */
+export function peerLookup(opts: {
+  prompt: string;
+  tokens: number;
+  draft: number;
+  threads: number;
+  model?: string;
+}): Promise<PeerLookupResult> {
+  const args = [
+    "lookup",
+    "--prompt",
+    opts.prompt,
+    "--tokens",
+    String(opts.tokens),
+    "--draft",
+    String(opts.draft),
+  ];
+  args.push("--threads", String(opts.threads), "--flash-attention", PEER_FLASH_ATTENTION);
+  if (opts.model) args.push("--model", opts.model);
+  return runPeer<PeerLookupResult>(args);
+}

@@ -650,7 +650,8 @@ export class Session {
       prefillTokensPerS: rate(f.promptTokens, f.prefillMs),
       decodeTokens: f.decodeTokens,
       decodeMs: f.decodeMs,
-      decodeTokensPerS: rate(f.decodeTokens, f.decodeMs),
+      // Tokens kept per second: drafts that were run and then rejected do not count.
+      decodeTokensPerS: rate(f.decodeTokens - f.draftTokens + f.acceptedDraftTokens, f.decodeMs),
       totalMs: performance.now() - started,
       contextShifts: f.contextShifts,
       droppedTokens: f.droppedTokens,

@@ -72,6 +72,37 @@ describe("hearth run", () => {
     expect(b.stdout).toBe(a.stdout);
   }, 120_000);
 
+  test("--speculative prints the same text and reports its drafts; --draft needs it", async () => {
+    const list = "Colors: red, green, blue, red, green, blue, red, green, blue, red,";
+    const plain = await hearth(["run", "-p", list, "-n", "24", "--temp", "0", "--json"]);
+    const spec = await hearth([
+      "run",
+      "-p",
+      list,
+      "-n",
+      "24",
+      "--temp",
+      "0",
+      "--json",
+      "--speculative",
+      "--draft",
+      "3",
+    ]);
+    expect(spec.code).toBe(0);
+    const a = JSON.parse(plain.stdout);
+    const b = JSON.parse(spec.stdout);
+    expect(b.text).toBe(a.text);
+    expect(b.tokens).toEqual(a.tokens);
+    expect(a.telemetry.draftTokens).toBe(0);
+    expect(b.telemetry.draftTokens).toBeGreaterThan(0);
+    const streamed = await hearth(["run", "-p", list, "-n", "24", "--temp", "0", "--speculative"]);
+    expect(streamed.stdout).toBe(`${a.text}\n`);
+    expect(streamed.stderr).toMatch(/drafts accepted \d+\/\d+/);
+    const bad = await hearth(["run", "-p", "x", "--draft", "3"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("--draft needs --speculative");
+  }, 120_000);
+
   test("bad flags get a clear message and exit code 2; --help exits 0", async () => {
     const bad = await hearth(["run", "-p", "x", "--temp", "hot"]);
     expect(bad.code).toBe(2);

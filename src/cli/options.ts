@@ -20,6 +20,8 @@ export const sharedOptions = {
   seed: { type: "string" },
   stop: { type: "string", multiple: true },
   "ignore-eos": { type: "boolean" },
+  speculative: { type: "boolean" },
+  draft: { type: "string" },
   threads: { type: "string", short: "t" },
   ctx: { type: "string", short: "c" },
   "batch-size": { type: "string", short: "b" },
@@ -47,7 +49,11 @@ Sampling:
       --repeat-penalty R penalty on recent tokens; 1 disables (default 1)
       --seed S           seed of the draw (same seed, same output)
       --stop TEXT        stop before TEXT (repeatable)
-      --ignore-eos       keep generating past end-of-generation tokens`;
+      --ignore-eos       keep generating past end-of-generation tokens
+      --speculative      speculative decoding by prompt lookup: draft tokens copied from the
+                         context, verified in one pass; same output, faster on replies that
+                         repeat the prompt (code edits, quotes, lists)
+      --draft N          most draft tokens per pass with --speculative (default 4, at most 16)`;
 
 type Values = Partial<Record<keyof typeof sharedOptions, string | string[] | boolean>>;
 
@@ -97,7 +103,16 @@ export function generateOptions(values: Values): GenerateOptions {
     seed: num(values, "seed", { int: true }),
     stop: Array.isArray(stop) ? stop : undefined,
     ignoreEos: values["ignore-eos"] === true,
+    speculative: speculativeOption(values),
   };
+}
+
+function speculativeOption(values: Values): GenerateOptions["speculative"] {
+  const draft = num(values, "draft", { int: true, min: 1 });
+  if (draft !== undefined && values.speculative !== true) throw new UsageError("--draft needs --speculative");
+  if (draft !== undefined && draft > 16) throw new UsageError(`--draft must be at most 16, got ${draft}`);
+  if (values.speculative !== true) return undefined;
+  return draft === undefined ? true : { maxDraftTokens: draft };
 }
 
 export async function openModel(values: Values, showProgress: boolean): Promise<Model> {
@@ -115,6 +130,7 @@ export function formatTelemetry(t: Telemetry): string {
     `total ${f(t.totalMs, 0)} ms`,
     `finish ${t.finishReason ?? "-"}`,
   ];
+  if (t.draftTokens > 0) parts.push(`drafts accepted ${t.acceptedDraftTokens}/${t.draftTokens}`);
   if (t.contextShifts > 0) parts.push(`context shifts ${t.contextShifts} (-${t.droppedTokens} tok)`);
   return `[hearth] ${parts.join(" | ")}`;
 }

@@ -183,19 +183,32 @@ pub fn matmulScalar(w: Weight, x: []const f32, act: []const BlockQ8Act, n_tokens
 
 const testing = std.testing;
 
+/// Random weights (floats, quantized by each test) and activations for `max_tokens` tokens.
+fn TestInputs(comptime rows: usize, comptime cols: usize, comptime max_tokens: usize) type {
+    return struct {
+        wf: [rows * cols]f32,
+        x: [max_tokens * cols]f32,
+        act: [max_tokens * (cols / quant.block_elems)]BlockQ8Act,
+
+        fn fill(self: *@This(), seed: u64) void {
+            var prng = std.Random.DefaultPrng.init(seed);
+            const r = prng.random();
+            for (&self.wf) |*v| v.* = r.float(f32) * 2 - 1;
+            for (&self.x) |*v| v.* = r.float(f32) * 2 - 1;
+            quant.quantizeAct(&self.x, &self.act);
+        }
+    };
+}
+
 test "matmul matches the scalar twin and is batch and thread invariant for every format" {
     const rows = 45;
     const cols = 96;
     const max_tokens = 7;
-    const nb = cols / 32;
-    var prng = std.Random.DefaultPrng.init(21);
-    const r = prng.random();
-    var wf: [rows * cols]f32 = undefined;
-    for (&wf) |*v| v.* = r.float(f32) * 2 - 1;
-    var x: [max_tokens * cols]f32 = undefined;
-    for (&x) |*v| v.* = r.float(f32) * 2 - 1;
-    var act: [max_tokens * nb]BlockQ8Act = undefined;
-    quant.quantizeAct(&x, &act);
+    var in: TestInputs(rows, cols, max_tokens) = undefined;
+    in.fill(21);
+    const wf = &in.wf;
+    const x = &in.x;
+    const act = &in.act;
     var wbuf: [rows * cols * 4]u8 = undefined;
     var ref: [max_tokens * rows]f32 = undefined;
     var base: [max_tokens * rows]f32 = undefined;
@@ -208,12 +221,12 @@ test "matmul matches the scalar twin and is batch and thread invariant for every
         const rb = quant.rowSizeBytes(t, cols);
         for (0..rows) |i| quant.quantizeRow(t, wf[i * cols ..][0..cols], wbuf[i * rb ..].ptr);
         const w = Weight{ .data = &wbuf, .type = t, .rows = rows, .cols = cols };
-        matmulScalar(w, &x, &act, max_tokens, &ref);
-        matmul(pools[0], w, &x, &act, max_tokens, &base);
+        matmulScalar(w, x, act, max_tokens, &ref);
+        matmul(pools[0], w, x, act, max_tokens, &base);
         for (ref, base) |a, b| try testing.expectApproxEqAbs(a, b, 1e-4 * (1 + @abs(a)));
         for (pools) |p| for (1..max_tokens + 1) |n| {
             @memset(&got, std.math.nan(f32));
-            matmul(p, w, &x, &act, n, &got);
+            matmul(p, w, x, act, n, &got);
             // Bit-identical to the 7-token single-thread run whatever n and the thread count.
             try testing.expectEqualSlices(f32, base[0 .. n * rows], got[0 .. n * rows]);
         };
@@ -224,15 +237,11 @@ test "interleaved matmul equals its scalar twin bit for bit, whatever the token 
     const rows = 40; // five groups: tasks of 16 rows cut them 2 + 2 + 1
     const cols = 128;
     const max_tokens = 9;
-    const nb = cols / 32;
-    var prng = std.Random.DefaultPrng.init(23);
-    const r = prng.random();
-    var wf: [rows * cols]f32 = undefined;
-    for (&wf) |*v| v.* = r.float(f32) * 2 - 1;
-    var x: [max_tokens * cols]f32 = undefined;
-    for (&x) |*v| v.* = r.float(f32) * 2 - 1;
-    var act: [max_tokens * nb]BlockQ8Act = undefined;
-    quant.quantizeAct(&x, &act);
+    var in: TestInputs(rows, cols, max_tokens) = undefined;
+    in.fill(23);
+    const wf = &in.wf;
+    const x = &in.x;
+    const act = &in.act;
     var plain: [rows * cols * 2]u8 = undefined;
     var packed_buf: [rows * cols * 2]u8 = undefined;
     var ref: [max_tokens * rows]f32 = undefined;
@@ -245,12 +254,12 @@ test "interleaved matmul equals its scalar twin bit for bit, whatever the token 
         for (0..rows) |i| quant.quantizeRow(t, wf[i * cols ..][0..cols], plain[i * rb ..].ptr);
         interleave.repackGroups(t, &plain, &packed_buf, cols, 0, rows / interleave.group_rows);
         const w = Weight{ .data = &packed_buf, .type = t, .rows = rows, .cols = cols, .interleaved = true };
-        matmulScalar(w, &x, &act, max_tokens, &ref);
-        matmulScalar(.{ .data = &plain, .type = t, .rows = rows, .cols = cols }, &x, &act, max_tokens, &flat);
+        matmulScalar(w, x, act, max_tokens, &ref);
+        matmulScalar(.{ .data = &plain, .type = t, .rows = rows, .cols = cols }, x, act, max_tokens, &flat);
         for (flat, ref) |a, b| try testing.expectApproxEqAbs(a, b, 1e-4 * (1 + @abs(a)));
         for (pools) |p| for (1..max_tokens + 1) |n| {
             @memset(&got, std.math.nan(f32));
-            matmul(p, w, &x, &act, n, &got);
+            matmul(p, w, x, act, n, &got);
             try testing.expectEqualSlices(f32, ref[0 .. n * rows], got[0 .. n * rows]);
         };
     }

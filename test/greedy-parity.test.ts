@@ -84,12 +84,10 @@ describe(`greedy parity with ${fixture.peer}`, () => {
     }
   });
 
-  // KNOWN GAP (issue 4 target not met yet): hearth gets 7/10 identical. Its logits differ from
-  // llama.cpp's by 0.1-0.3 at the divergence points, where the peer's top-2 margins are 0.02-0.23
-  // (llama.cpp rounds Q and the softmax row to f16 in attention and quantizes activations to Q8_1
-  // for Q4_1 weights; hearth's path rounds differently). `test.failing` keeps the target exact: it
-  // turns red as soon as hearth reaches 8/10, and then `.failing` must be removed.
-  test.failing(`the first 32 greedy tokens are identical on at least ${REQUIRED_IDENTICAL} of 10 prompts`, () => {
+  // The divergences that remain are near-ties (llama.cpp's own top-2 gap of a few hundredths), so
+  // hearth follows ggml's rounding where llama.cpp rounds: Q8_1/Q8_0 activations (f16 scales, half
+  // to even), Q and the softmax weights as f16 in attention, rmsnorm sums in f64.
+  test(`the first 32 greedy tokens are identical on at least ${REQUIRED_IDENTICAL} of 10 prompts`, () => {
     const report: string[] = [];
     let identical = 0;
     for (const p of fixture.prompts) {

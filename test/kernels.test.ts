@@ -80,27 +80,46 @@ interface ActBlock {
   s: number;
 }
 
-function roundHalfAway(v: number): number {
-  return Math.sign(v) * Math.floor(Math.abs(v) + 0.5);
+function roundHalfEven(v: number): number {
+  const r = Math.round(v);
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-function refQuantizeAct(x: Float32Array): ActBlock[] {
+/** ggml's AVX2 quantize_row_q8_1: d = f16(amax / 127), q = round-half-even(x * 127 / amax),
+ *  s = f16(d_f32 * sum q) for Q4_1 / Q8_0 weights, s = d * sum q (exact) for Q4_0. */
+function refQuantizeAct(x: Float32Array, forType: GgmlTypeName = "q4_1"): ActBlock[] {
   const f = Math.fround;
   const out: ActBlock[] = [];
   for (let b = 0; b < x.length / 32; b++) {
     let amax = 0;
     for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[b * 32 + j] as number));
-    const d = f(amax / 127);
-    const id = d !== 0 ? f(1 / d) : 0;
+    const d32 = f(amax / 127);
+    const id = amax !== 0 ? f(127 / amax) : 0;
     const qs = new Int8Array(32);
     let sum = 0;
     for (let j = 0; j < 32; j++) {
-      qs[j] = roundHalfAway(f((x[b * 32 + j] as number) * id));
+      qs[j] = roundHalfEven(f((x[b * 32 + j] as number) * id));
       sum += qs[j] as number;
     }
-    out.push({ qs, d, s: f(d * sum) });
+    const d = Math.f16round(d32);
+    out.push({ qs, d, s: forType === "q4_0" ? f(d * sum) : Math.f16round(f(d32 * sum)) });
   }
   return out;
+}
+
+/** What Q4_1's minimum adds beyond the dequantized product: m * (s - d * sum q) per block
+ *  (ggml's Q8_1 rounds s on its own); 0 for the other types. */
+function sumCorrection(type: GgmlTypeName, wRow: Uint8Array, blocks: ActBlock[], first: number): number {
+  if (type !== "q4_1") return 0;
+  const dv = new DataView(wRow.buffer, wRow.byteOffset, wRow.byteLength);
+  let c = 0;
+  for (let b = 0; b < wRow.byteLength / 20; b++) {
+    const blk = blocks[first + b] as ActBlock;
+    let sum = 0;
+    for (const q of blk.qs) sum += q;
+    c += dv.getFloat16(b * 20 + 2, true) * (blk.s - blk.d * sum);
+  }
+  return c;
 }
 
 function parseAct(bytes: Uint8Array): ActBlock[] {
@@ -180,19 +199,27 @@ describe("dequantize", () => {
 });
 
 describe("quantize", () => {
-  test("activations equal the reference (qs exact, d and s within 1 ulp-ish 1e-6 relative)", () => {
+  test("activations equal ggml's recipe exactly (qs, f16 d, s as the weight type wants)", () => {
     const r = rng(7);
-    for (const n of [32, 64, 32 * 19]) {
+    for (const [n, forType] of [
+      [32, "q4_1"],
+      [64, "q8_0"],
+      [32 * 19, "q4_1"],
+      [32 * 19, "q4_0"],
+    ] as const) {
       const x = randomFloats(r, n, 5);
       if (n >= 64) x.fill(0, 32, 64); // an all-zero block
-      const got = parseAct(quantizeAct(x));
-      const want = refQuantizeAct(x);
+      // Exact halves (x * 127 / amax = k + 0.5) round to even.
+      x[0] = 127;
+      for (let j = 1; j < 32; j++) x[j] = j - 16.5;
+      const got = parseAct(quantizeAct(x, forType));
+      const want = refQuantizeAct(x, forType);
       expect(got.length).toBe(want.length);
       got.forEach((g, b) => {
         const w = want[b] as ActBlock;
         expect(Array.from(g.qs)).toEqual(Array.from(w.qs));
-        expect(Math.abs(g.d - w.d)).toBeLessThanOrEqual(1e-6 * Math.abs(w.d));
-        expect(Math.abs(g.s - w.s)).toBeLessThanOrEqual(1e-6 * Math.abs(w.s) + 1e-12);
+        expect(g.d).toBe(w.d);
+        expect(g.s).toBe(w.s);
       });
     }
   });
@@ -236,9 +263,10 @@ describe("matmul", () => {
         const w = atOddOffset(wAll);
         const maxTokens = 9;
         const x = randomFloats(r, maxTokens * cols, 3);
-        const act = quantizeAct(x);
-        const actF = actAsFloats(parseAct(act));
         const quantized = QUANT.includes(type);
+        const act = quantizeAct(x, quantized ? type : "q4_1");
+        const blocks = parseAct(act);
+        const actF = actAsFloats(blocks);
         const wDeq = Array.from({ length: rows }, (_, i) =>
           refDequantize(type, w.subarray(i * rowBytes), cols),
         );
@@ -248,7 +276,9 @@ describe("matmul", () => {
             ? actF.subarray(t * cols, (t + 1) * cols)
             : x.subarray(t * cols, (t + 1) * cols);
           for (let i = 0; i < rows; i++) {
-            const { value, magnitude } = refDot(wDeq[i] as Float64Array, xt);
+            const { value: dot, magnitude } = refDot(wDeq[i] as Float64Array, xt);
+            const wRow = w.subarray(i * rowBytes, (i + 1) * rowBytes);
+            const value = dot + sumCorrection(type, wRow, blocks, (t * cols) / 32);
             expect(Math.abs((full[t * rows + i] as number) - value)).toBeLessThanOrEqual(
               1e-4 * magnitude + 1e-6,
             );
@@ -308,8 +338,9 @@ describe("interleaved weights (eight rows per record, what the model uses)", () 
       const packed = interleave(type, plain, rows, cols);
       expect(packed.byteLength).toBe(plain.byteLength);
       const x = randomFloats(r, maxTokens * cols, 3);
-      const act = quantizeAct(x);
-      const actF = actAsFloats(parseAct(act));
+      const act = quantizeAct(x, type);
+      const blocks = parseAct(act);
+      const actF = actAsFloats(blocks);
       const full = matmul(
         pools[0] as ThreadPool,
         type,
@@ -323,8 +354,10 @@ describe("interleaved weights (eight rows per record, what the model uses)", () 
       );
       for (let t = 0; t < maxTokens; t++) {
         for (let i = 0; i < rows; i++) {
-          const wDeq = refDequantize(type, plain.subarray(i * rowBytes), cols);
-          const { value, magnitude } = refDot(wDeq, actF.subarray(t * cols, (t + 1) * cols));
+          const wRow = plain.subarray(i * rowBytes, (i + 1) * rowBytes);
+          const wDeq = refDequantize(type, wRow, cols);
+          const { value: dot, magnitude } = refDot(wDeq, actF.subarray(t * cols, (t + 1) * cols));
+          const value = dot + sumCorrection(type, wRow, blocks, (t * cols) / 32);
           expect(Math.abs((full[t * rows + i] as number) - value)).toBeLessThanOrEqual(
             1e-4 * magnitude + 1e-6,
           );

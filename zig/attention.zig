@@ -53,6 +53,9 @@ pub const Job = struct {
     tiles: []const Tile,
     n_head: usize,
     scale: f32,
+    /// Pages of scores kept between the passes (at most `stored_pages`); tests lower it to
+    /// exercise the split and score-twice paths.
+    store_cap: usize = stored_pages,
 
     pub fn items(self: *const Job) usize {
         return self.tiles.len * self.cache.shape.n_head_kv;
@@ -85,7 +88,7 @@ pub const Job = struct {
                 nq += 1;
             }
         }
-        attendQueries(hd, self.cache, self.layer, @intCast(self.seq_ids[tile.row]), g, qs[0..nq], outs[0..nq], limits[0..nq], self.scale);
+        attendQueries(hd, self.cache, self.layer, @intCast(self.seq_ids[tile.row]), g, qs[0..nq], outs[0..nq], limits[0..nq], self.scale, @min(self.store_cap, stored_pages));
     }
 };
 
@@ -174,6 +177,15 @@ inline fn sumLanes(v: S) f32 {
 /// Attention of several queries (each hd floats) over kv head g of one sequence; query qi sees
 /// keys [0, limits[qi]). Each query's arithmetic is the same whichever queries share its tile
 /// (pages past its limit are skipped, masked keys are -inf), so results are bit-identical.
+///
+/// The weights follow ggml's non-flash path (what llama.cpp runs with flash attention off):
+/// softmax over the whole row, then each weight rounded to f16 before it meets V (ggml converts
+/// the softmax row to V's f16 for the KQV product). The weights need the row's max and sum
+/// first, so the keys are walked twice: pass 1 scores and finds the max and the sum (online,
+/// per page), pass 2 accumulates V with the rounded weights. Pass 1's scores are kept on the
+/// stack for pass 2 when they fit (queries are split into smaller groups to make them fit);
+/// only rows longer than `stored_pages` pages score twice. The scores are the same numbers
+/// either way, so the split never changes a result.
 fn attendQueries(
     comptime hd: usize,
     cache: *const kv.Cache,
@@ -184,19 +196,52 @@ fn attendQueries(
     outs: []const [*]f32,
     limits: []const usize,
     scale: f32,
+    store_cap: usize,
+) void {
+    const nq = qs.len;
+    std.debug.assert(nq <= max_queries and nq > 0);
+    var n_keys: usize = 0;
+    for (limits) |lim| n_keys = @max(n_keys, lim);
+    const n_pages = std.math.divCeil(usize, n_keys, kv.page_tokens) catch unreachable;
+    var store: [stored_pages]S = undefined;
+    if (n_pages > store_cap) return attendGroup(hd, cache, layer, seq, g, qs, outs, limits, scale, null);
+    const per_group = @min(nq, store_cap / n_pages);
+    var q0: usize = 0;
+    while (q0 < nq) : (q0 += per_group) {
+        const q1 = @min(nq, q0 + per_group);
+        attendGroup(hd, cache, layer, seq, g, qs[q0..q1], outs[q0..q1], limits[q0..q1], scale, store[0 .. (q1 - q0) * n_pages]);
+    }
+}
+
+/// Pages of scores (16 per page, per query) attendQueries keeps between its passes: 96 KiB of
+/// stack, a 512-key prefill tile of 48 queries.
+const stored_pages = 1536;
+
+fn attendGroup(
+    comptime hd: usize,
+    cache: *const kv.Cache,
+    layer: usize,
+    seq: u32,
+    g: usize,
+    qs: []const [*]const f32,
+    outs: []const [*]f32,
+    limits: []const usize,
+    scale: f32,
+    /// Scaled, masked scores of query q's page p at [q * n_pages + p], or null: score twice.
+    store: ?[]S,
 ) void {
     const nv = hd / 8;
     const nq = qs.len;
-    std.debug.assert(nq <= max_queries and nq > 0);
     const t = cache.shape.kv_type;
     const rb = cache.shape.rowBytes();
     const pages = cache.table(seq);
     var n_keys: usize = 0;
     for (limits) |lim| n_keys = @max(n_keys, lim);
     std.debug.assert(pages.len * kv.page_tokens >= n_keys and n_keys >= 1);
+    const n_pages = std.math.divCeil(usize, n_keys, kv.page_tokens) catch unreachable;
 
     var m: [max_queries]f32 = @splat(-std.math.floatMax(f32));
-    // Softmax denominators kept per lane and summed once at the end (no horizontal add per page).
+    // Softmax denominators kept per lane and summed once at the end of pass 1.
     var l: [max_queries]S = @splat(@splat(0));
     var acc: [max_queries][nv]V8 = undefined;
     for (0..nq) |qi| acc[qi] = @splat(@splat(0));
@@ -204,56 +249,70 @@ fn attendQueries(
     var kt: [hd][2]V8 = undefined;
     var vf: [kv.page_tokens][nv]V8 = undefined;
     var s: [max_queries][kv.page_tokens]f32 = undefined;
-    const lane: S = std.simd.iota(f32, kv.page_tokens);
-    var p_idx: usize = 0;
-    var base: usize = 0;
-    while (base < n_keys) : ({
-        base += kv.page_tokens;
-        p_idx += 1;
-    }) {
-        const count = @min(kv.page_tokens, n_keys - base);
-        loadKt(hd, cache, cache.blockPtr(pages[p_idx], layer, .k, g), count, &kt);
-        const vblock = cache.blockPtr(pages[p_idx], layer, .v, g);
-        for (0..count) |j| loadRow(hd, t, vblock + j * rb, &vf[j]);
-
-        var qi: usize = 0;
-        while (qi + 4 <= nq) : (qi += 4) scoreChunk(hd, 4, &kt, qs[qi..], s[qi..]);
-        switch (nq - qi) {
-            inline 1, 2, 3 => |c| scoreChunk(hd, c, &kt, qs[qi..], s[qi..]),
-            else => {},
-        }
-
-        for (0..nq) |q| {
-            if (limits[q] <= base) continue; // this page is past the query's last key
-            const valid = @min(count, limits[q] - base);
-            const raw: S = s[q];
-            const sv = @select(f32, lane < @as(S, @splat(@floatFromInt(valid))), raw * @as(S, @splat(scale)), @as(S, @splat(-std.math.inf(f32))));
-            const m_new = @max(m[q], maxLanes(sv));
-            if (m_new > m[q]) {
-                // The running max grew: rescale what was summed so far (skipped when it did
-                // not, which is most pages; multiplying by exp(0) = 1 would change nothing).
-                const corr = ops.expScalar(m[q] - m_new);
-                l[q] *= @as(S, @splat(corr));
-                inline for (0..nv) |i| acc[q][i] *= @as(V8, @splat(corr));
-                m[q] = m_new;
+    var inv: [max_queries]f32 = undefined;
+    for (0..2) |pass| {
+        var p_idx: usize = 0;
+        var base: usize = 0;
+        while (base < n_keys) : ({
+            base += kv.page_tokens;
+            p_idx += 1;
+        }) {
+            const count = @min(kv.page_tokens, n_keys - base);
+            if (pass == 0 or store == null) {
+                loadKt(hd, cache, cache.blockPtr(pages[p_idx], layer, .k, g), count, &kt);
+                var qi: usize = 0;
+                while (qi + 4 <= nq) : (qi += 4) scoreChunk(hd, 4, &kt, qs[qi..], s[qi..]);
+                switch (nq - qi) {
+                    inline 1, 2, 3 => |c| scoreChunk(hd, c, &kt, qs[qi..], s[qi..]),
+                    else => {},
+                }
             }
-            const pv = ops.expV(kv.page_tokens, sv - @as(S, @splat(m_new)));
-            l[q] += pv;
-            const pa: [kv.page_tokens]f32 = pv;
-            const a = &acc[q];
-            for (0..valid) |j| {
-                const pj: V8 = @splat(pa[j]);
-                inline for (0..nv) |i| a[i] = @mulAdd(V8, vf[j][i], pj, a[i]);
+            if (pass == 0) {
+                for (0..nq) |q| {
+                    if (limits[q] <= base) continue; // this page is past the query's last key
+                    const sv = maskedScores(s[q], @min(count, limits[q] - base), scale);
+                    if (store) |st| st[q * n_pages + p_idx] = sv;
+                    const m_new = @max(m[q], maxLanes(sv));
+                    // The running max grew: rescale what was summed so far.
+                    if (m_new > m[q]) l[q] *= @as(S, @splat(ops.expScalar(m[q] - m_new)));
+                    m[q] = m_new;
+                    l[q] += ops.expV(kv.page_tokens, sv - @as(S, @splat(m_new)));
+                }
+                continue;
+            }
+            const vblock = cache.blockPtr(pages[p_idx], layer, .v, g);
+            for (0..count) |j| loadRow(hd, t, vblock + j * rb, &vf[j]);
+            for (0..nq) |q| {
+                if (limits[q] <= base) continue;
+                const valid = @min(count, limits[q] - base);
+                const sv = if (store) |st| st[q * n_pages + p_idx] else maskedScores(s[q], valid, scale);
+                const p = ops.expV(kv.page_tokens, sv - @as(S, @splat(m[q]))) * @as(S, @splat(inv[q]));
+                const pa: [kv.page_tokens]f32 = @as(S, @floatCast(@as(@Vector(kv.page_tokens, f16), @floatCast(p))));
+                const a = &acc[q];
+                for (0..valid) |j| {
+                    const pj: V8 = @splat(pa[j]);
+                    inline for (0..nv) |i| a[i] = @mulAdd(V8, vf[j][i], pj, a[i]);
+                }
             }
         }
+        if (pass == 0) for (0..nq) |q| {
+            inv[q] = 1.0 / sumLanes(l[q]);
+        };
     }
     for (0..nq) |qi| {
-        const inv: V8 = @splat(1.0 / sumLanes(l[qi]));
-        inline for (0..nv) |i| outs[qi][i * 8 ..][0..8].* = acc[qi][i] * inv;
+        inline for (0..nv) |i| outs[qi][i * 8 ..][0..8].* = acc[qi][i];
     }
 }
 
-/// Scalar twin: plain two-pass softmax attention over decoded rows, f64 sums.
+/// Scaled scores of one page with the keys at and past `valid` masked to -inf.
+inline fn maskedScores(raw: [kv.page_tokens]f32, valid: usize, scale: f32) S {
+    const lane: S = std.simd.iota(f32, kv.page_tokens);
+    const v: S = raw;
+    return @select(f32, lane < @as(S, @splat(@floatFromInt(valid))), v * @as(S, @splat(scale)), @as(S, @splat(-std.math.inf(f32))));
+}
+
+/// Scalar twin: plain two-pass softmax attention over decoded rows, f64 sums, the weights
+/// rounded to f16 as in the SIMD path.
 pub fn attendScalar(job: *const Job, item: usize) void {
     const sh = job.cache.shape;
     const tile = job.tiles[item / sh.n_head_kv];
@@ -291,7 +350,8 @@ fn attendScalarRow(job: *const Job, row: usize, g: usize) void {
         var acc: [kv.max_head_dim]f64 = @splat(0);
         for (0..n_keys) |j| {
             cache.readRow(seq, job.layer, .v, g, j, vrow[0..hd]);
-            for (0..hd) |i| acc[i] += scores[j] / sum * vrow[i];
+            const w: f16 = @floatCast(scores[j] / sum);
+            for (0..hd) |i| acc[i] += @as(f64, w) * vrow[i];
         }
         for (o, 0..) |*x, i| x.* = @floatCast(acc[i]);
     }
@@ -359,6 +419,15 @@ test "SIMD attention matches the scalar twin over several pages, GQA, both KV ty
             job.tiles = &singles;
             for (0..job.items()) |it| job.run(it);
             try testing.expectEqualSlices(f32, out1, out3);
+            // So do the smaller score stores: tiles split into query groups (8 pages), and
+            // scoring twice (2 pages, shorter than sequence a's 4).
+            job.tiles = tiles[0..n_tiles];
+            for ([_]usize{ 8, 2 }) |cap| {
+                job.store_cap = cap;
+                for (0..job.items()) |it| job.run(it);
+                try testing.expectEqualSlices(f32, out1, out3);
+            }
+            job.store_cap = stored_pages;
         }
     }
 }

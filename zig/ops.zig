@@ -53,17 +53,13 @@ pub fn expScalar(x: f32) f32 {
 pub fn rmsnorm(out: []f32, x: []const f32, weight: []const f32, eps: f32) void {
     std.debug.assert(out.len == x.len and weight.len == x.len);
     const n = x.len;
-    var acc: V = @splat(0);
-    var i: usize = 0;
-    while (i + vlen <= n) : (i += vlen) {
-        const v = load(x, i);
-        acc = @mulAdd(V, v, v, acc);
-    }
-    var ss: f32 = @reduce(.Add, acc);
-    while (i < n) : (i += 1) ss += x[i] * x[i];
-    const scale: f32 = 1.0 / @sqrt(ss / @as(f32, @floatFromInt(n)) + eps);
+    // As ggml: each square rounded to f32, summed in order in f64; mean and scale in f32.
+    var ss: f64 = 0;
+    for (x) |v| ss += @as(f64, v * v);
+    const mean: f32 = @floatCast(ss / @as(f64, @floatFromInt(n)));
+    const scale: f32 = 1.0 / @sqrt(mean + eps);
     const sv: V = @splat(scale);
-    i = 0;
+    var i: usize = 0;
     while (i + vlen <= n) : (i += vlen) store(out, i, load(x, i) * sv * load(weight, i));
     while (i < n) : (i += 1) out[i] = x[i] * scale * weight[i];
 }
@@ -205,6 +201,16 @@ pub fn silu(x: []f32) void {
         store(x, i, g / (one + expV(vlen, -g)));
     }
     while (i < x.len) : (i += 1) x[i] = x[i] / (1 + expScalar(-x[i]));
+}
+
+/// x = f32(f16(x)) in place, round to nearest even (what ggml's f32 -> f16 conversion does).
+pub fn roundToF16(x: []f32) void {
+    var i: usize = 0;
+    while (i + vlen <= x.len) : (i += vlen) {
+        const h: @Vector(vlen, f16) = @floatCast(load(x, i));
+        store(x, i, @floatCast(h));
+    }
+    while (i < x.len) : (i += 1) x[i] = @as(f16, @floatCast(x[i]));
 }
 
 /// dst += src.

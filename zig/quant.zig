@@ -92,39 +92,80 @@ pub fn rowSizeBytes(t: GgmlType, cols: usize) usize {
 
 // ---------------------------------------------------------------- activations
 
-/// Quantizes `x` (32 * out.len values) into Q8 activation blocks, |q| <= 127, round half away from zero.
-pub fn quantizeAct(x: []const f32, out: []BlockQ8Act) void {
+/// How an activation block's `s` is rounded, after the weights that will read it.
+pub const ActSum = enum {
+    /// ggml's Q8_1 (the activations of Q4_1 weights): s = f16(d * sum(q)) with the unrounded d.
+    q8_1,
+    /// s = d * sum(q) with the stored (f16) d, which is exact in f32 (|sum(q)| <= 4064 needs 12
+    /// bits, d 11): Q4_0's offset of 8 then costs nothing, as in ggml's integer Q4_0 x Q8_0 dot.
+    exact,
+};
+
+/// Round half to even (x86's default mode, and ggml's `_mm256_round_ps(_MM_ROUND_NEAREST)`), for
+/// |x| < 2^22: adding and removing 1.5 * 2^23 leaves the nearest integer in the mantissa.
+inline fn roundEven(comptime n: comptime_int, x: @Vector(n, f32)) @Vector(n, f32) {
+    const magic: @Vector(n, f32) = @splat(12582912.0);
+    return (x + magic) - magic;
+}
+
+/// Quantizes `x` (32 * out.len values) into Q8 activation blocks as ggml's AVX2 quantize_row_q8_1
+/// does: d = amax / 127 stored as f16, q = round-half-even(x * 127 / amax), s per `ActSum`.
+/// Rounding like ggml keeps hearth's products on the same grid as llama.cpp's.
+pub fn quantizeActAs(sum_kind: ActSum, x: []const f32, out: []BlockQ8Act) void {
     std.debug.assert(x.len == block_elems * out.len);
     const V = @Vector(block_elems, f32);
     for (out, 0..) |*blk, b| {
         const v: V = x[b * block_elems ..][0..block_elems].*;
         const amax = @reduce(.Max, @abs(v));
         const d = amax / 127.0;
-        const id: f32 = if (d != 0) 1.0 / d else 0;
-        const q: @Vector(block_elems, i8) = @intFromFloat(@round(v * @as(V, @splat(id))));
+        const id: f32 = if (amax != 0) 127.0 / amax else 0;
+        const q: @Vector(block_elems, i8) = @intFromFloat(roundEven(block_elems, v * @as(V, @splat(id))));
         blk.qs = q;
-        const isum = @reduce(.Add, @as(@Vector(block_elems, i32), q));
-        blk.d = d;
-        blk.s = d * @as(f32, @floatFromInt(isum));
+        const isum: f32 = @floatFromInt(@reduce(.Add, @as(@Vector(block_elems, i32), q)));
+        blk.d = @as(f16, @floatCast(d));
+        blk.s = switch (sum_kind) {
+            .q8_1 => @as(f16, @floatCast(d * isum)),
+            .exact => blk.d * isum,
+        };
     }
 }
 
-/// Scalar twin of `quantizeAct` (bit-identical results).
-pub fn quantizeActScalar(x: []const f32, out: []BlockQ8Act) void {
+/// The sum rounding the weights of type `t` want (ggml's Q8_1 for Q4_1, exact for Q4_0).
+pub fn actSumFor(t: GgmlType) ActSum {
+    return if (t == .q4_0) .exact else .q8_1;
+}
+
+/// `quantizeActAs(.q8_1, ...)`: the activations of Q4_1 and Q8_0 weights.
+pub fn quantizeAct(x: []const f32, out: []BlockQ8Act) void {
+    quantizeActAs(.q8_1, x, out);
+}
+
+/// Scalar twin of `quantizeActAs` (bit-identical results).
+pub fn quantizeActScalar(sum_kind: ActSum, x: []const f32, out: []BlockQ8Act) void {
     std.debug.assert(x.len == block_elems * out.len);
     for (out, 0..) |*blk, b| {
         const xs = x[b * block_elems ..][0..block_elems];
         var amax: f32 = 0;
         for (xs) |v| amax = @max(amax, @abs(v));
         const d = amax / 127.0;
-        const id: f32 = if (d != 0) 1.0 / d else 0;
+        const id: f32 = if (amax != 0) 127.0 / amax else 0;
         var isum: i32 = 0;
         for (xs, &blk.qs) |v, *q| {
-            q.* = @intFromFloat(@round(v * id));
+            const t = v * id;
+            // Round half to even, spelled out.
+            var r = @floor(t);
+            const frac = t - r;
+            if (frac > 0.5 or (frac == 0.5 and @mod(r, 2) != 0)) r += 1;
+            q.* = @intFromFloat(r);
             isum += q.*;
         }
-        blk.d = d;
-        blk.s = d * @as(f32, @floatFromInt(isum));
+        const d16: f16 = @floatCast(d);
+        blk.d = d16;
+        const fsum: f32 = @floatFromInt(isum);
+        blk.s = switch (sum_kind) {
+            .q8_1 => @as(f16, @floatCast(d * fsum)),
+            .exact => blk.d * fsum,
+        };
     }
 }
 
@@ -481,16 +522,27 @@ test "quantizeAct equals its scalar twin and bounds the error" {
     @memset(x[32..64], 0); // an all-zero block
     var a: [9]BlockQ8Act = undefined;
     var b: [9]BlockQ8Act = undefined;
-    quantizeAct(&x, &a);
-    quantizeActScalar(&x, &b);
-    for (a, b) |p, q| {
-        try testing.expectEqual(q.qs, p.qs);
-        try testing.expectEqual(q.d, p.d);
-        try testing.expectEqual(q.s, p.s);
+    // Exact halves (x * 127 / amax = k + 0.5) must round to even, as ggml's AVX2 path does.
+    x[64] = 127;
+    for (x[65..96], 0..) |*v, j| v.* = @as(f32, @floatFromInt(j)) - 15.5;
+    for ([_]ActSum{ .q8_1, .exact }) |kind| {
+        quantizeActAs(kind, &x, &a);
+        quantizeActScalar(kind, &x, &b);
+        for (a, b) |p, q| {
+            try testing.expectEqual(q.qs, p.qs);
+            try testing.expectEqual(q.d, p.d);
+            try testing.expectEqual(q.s, p.s);
+        }
+        for (a, 0..) |blk, i| for (blk.qs, 0..) |q, j| {
+            // d is f16-rounded (relative error <= 2^-11), the grid step is amax / 127.
+            try testing.expectApproxEqAbs(x[i * 32 + j], @as(f32, @floatFromInt(q)) * blk.d, blk.d * 0.57 + 1e-6);
+        };
+        try testing.expectEqual(@as(i8, -16), a[2].qs[1]); // -15.5 -> -16 (even)
+        try testing.expectEqual(@as(i8, -14), a[2].qs[2]); // -14.5 -> -14
+        try testing.expectEqual(@as(i8, 0), a[2].qs[16]); // -0.5 -> 0
+        try testing.expectEqual(@as(i8, 2), a[2].qs[18]); // 1.5 -> 2
+        try testing.expectEqual(@as(i8, 2), a[2].qs[19]); // 2.5 -> 2
     }
-    for (a, 0..) |blk, i| for (blk.qs, 0..) |q, j| {
-        try testing.expectApproxEqAbs(x[i * 32 + j], @as(f32, @floatFromInt(q)) * blk.d, blk.d * 0.5 + 1e-6);
-    };
 }
 
 test "quantize then dequantize stays within half a step for every format" {
@@ -531,8 +583,8 @@ test "SIMD dot of every format equals the scalar twin and the float reference" {
     for (0..20) |_| {
         randomRow(r, &w, 1);
         randomRow(r, &x, 4);
-        quantizeAct(&x, &act);
         for ([_]GgmlType{ .q4_0, .q4_1, .q8_0 }) |t| {
+            quantizeActAs(actSumFor(t), &x, &act);
             quantizeRow(t, &w, &wbuf);
             const got = dotQuant(t, &wbuf, &act);
             const twin = dotQuantScalar(t, &wbuf, &act);
@@ -540,9 +592,18 @@ test "SIMD dot of every format equals the scalar twin and the float reference" {
             // Against float math on the dequantized weights and activations.
             dequantizeRow(t, &wbuf, &wdeq);
             var want: f64 = 0;
-            for (0..nb) |b| for (0..32) |j| {
-                want += @as(f64, wdeq[b * 32 + j]) * @as(f64, @floatFromInt(act[b].qs[j])) * act[b].d;
-            };
+            for (0..nb) |b| {
+                var isum: i32 = 0;
+                for (0..32) |j| {
+                    want += @as(f64, wdeq[b * 32 + j]) * @as(f64, @floatFromInt(act[b].qs[j])) * act[b].d;
+                    isum += act[b].qs[j];
+                }
+                // Q4_1's minimum meets s, which ggml's Q8_1 rounds to f16 on its own.
+                if (t == .q4_1) {
+                    const m: f32 = @floatCast(@as([*]align(1) const BlockQ4_1, @ptrCast(&wbuf))[b].m);
+                    want += @as(f64, m) * (@as(f64, act[b].s) - @as(f64, act[b].d) * @as(f64, @floatFromInt(isum)));
+                }
+            }
             try testing.expectApproxEqAbs(@as(f32, @floatCast(want)), got, 1e-3 * (1 + @abs(got)));
         }
     }

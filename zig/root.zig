@@ -115,8 +115,20 @@ export fn hearth_quantize_row(ggml_type: u32, x: ?[*]const f32, n: usize, dst: ?
     return 0;
 }
 
-/// Quantizes `n` activations (a multiple of 32) into n/32 BlockQ8Act (40 bytes each) at `out`.
+/// Quantizes `n` activations (a multiple of 32) into n/32 BlockQ8Act (40 bytes each) at `out`,
+/// rounded for Q4_1 / Q8_0 weights (ggml's Q8_1: `s` rounded to f16).
 export fn hearth_quantize_act(x: ?[*]const f32, n: usize, out: ?[*]BlockQ8Act, out_len_bytes: usize) i32 {
+    return quantizeActFor(.q4_1, x, n, out, out_len_bytes);
+}
+
+/// As hearth_quantize_act, rounded for the weights of GGML type `ggml_type` (Q4_0 wants an exact `s`).
+export fn hearth_quantize_act_for(ggml_type: u32, x: ?[*]const f32, n: usize, out: ?[*]BlockQ8Act, out_len_bytes: usize) i32 {
+    const t: quant.GgmlType = @fromBackingInt(ggml_type);
+    if (!t.isQuantized()) return status.fail(.unsupported, "activations are quantized only for Q4_0, Q4_1 and Q8_0 weights, not type {d}", .{ggml_type});
+    return quantizeActFor(t, x, n, out, out_len_bytes);
+}
+
+fn quantizeActFor(t: quant.GgmlType, x: ?[*]const f32, n: usize, out: ?[*]BlockQ8Act, out_len_bytes: usize) i32 {
     var rc = checkRow(@backingInt(quant.GgmlType.q8_0), n);
     if (rc < 0) return rc;
     rc = checkF32(x, "x");
@@ -126,7 +138,7 @@ export fn hearth_quantize_act(x: ?[*]const f32, n: usize, out: ?[*]BlockQ8Act, o
     const nb = n / quant.block_elems;
     rc = checkBytes(out, out_len_bytes, nb * @sizeOf(BlockQ8Act), "out");
     if (rc < 0) return rc;
-    quant.quantizeAct(x.?[0..n], out.?[0..nb]);
+    quant.quantizeActAs(quant.actSumFor(t), x.?[0..n], out.?[0..nb]);
     return 0;
 }
 

@@ -49,10 +49,16 @@ export function dequantizeRow(type: GgmlTypeName, src: Uint8Array, n: number): F
   return out;
 }
 
-/** Quantizes activations (length a multiple of 32) into BlockQ8Act blocks. */
-export function quantizeAct(x: Float32Array): Uint8Array {
+/**
+ * Quantizes activations (length a multiple of 32) into BlockQ8Act blocks for weights of type
+ * `forType` (as ggml: Q8_1 for Q4_1 and Q8_0 weights, an exact block sum for Q4_0).
+ */
+export function quantizeAct(x: Float32Array, forType: GgmlTypeName = "q4_1"): Uint8Array {
   const out = new Uint8Array(new ArrayBuffer((x.length / BLOCK_ELEMS) * ACT_BLOCK_BYTES));
-  check(library().hearth_quantize_act(x, x.length, out, out.byteLength), "quantize activations");
+  check(
+    library().hearth_quantize_act_for(GgmlType[forType], x, x.length, out, out.byteLength),
+    `quantize activations for ${forType}`,
+  );
   return out;
 }
 

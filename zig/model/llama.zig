@@ -518,13 +518,15 @@ const NormQuant = struct {
     m: *Model,
     add: ?[]const f32,
     w: []const f32,
+    /// How the weights that read these activations want them rounded.
+    sum: quant.ActSum,
     fn run(self: *const NormQuant, i: usize) void {
         const d = self.m.hp.n_embd;
         const x = self.m.x[i * d ..][0..d];
         if (self.add) |a| ops.add(x, a[i * d ..][0..d]);
         const xb = self.m.xb[i * d ..][0..d];
         ops.rmsnorm(xb, x, self.w, self.m.hp.rms_eps);
-        quant.quantizeAct(xb, self.m.act[i * d / 32 ..][0 .. d / 32]);
+        quant.quantizeActAs(self.sum, xb, self.m.act[i * d / 32 ..][0 .. d / 32]);
     }
 };
 
@@ -542,6 +544,8 @@ const RopeStore = struct {
         const qd = m.qDim();
         const kvd = m.kvDim();
         m.rope.apply(m.q[i * qd ..][0..qd], m.hp.n_head, hd, cos, sin);
+        // Q as ggml's K·Q product reads it: converted to K's f16 (llama.cpp without flash attention).
+        ops.roundToF16(m.q[i * qd ..][0..qd]);
         m.rope.apply(m.k[i * kvd ..][0..kvd], m.hp.n_head_kv, hd, cos, sin);
         m.cache.storeBatch(self.layer, m.k[i * kvd ..][0..kvd], m.v[i * kvd ..][0..kvd], self.seq_ids[i..][0..1], m.row_index[i..][0..1]);
     }
@@ -551,6 +555,7 @@ const RopeStore = struct {
 const AttnQuant = struct {
     job: attention.Job,
     act: []BlockQ8Act,
+    sum: quant.ActSum,
     fn run(self: *const AttnQuant, item: usize) void {
         self.job.run(item);
         const n_head_kv = self.job.cache.shape.n_head_kv;
@@ -561,7 +566,7 @@ const AttnQuant = struct {
         const width = self.job.n_head * hd;
         for (tile.row..tile.row + tile.count) |row| {
             const lo = row * width + g * group * hd;
-            quant.quantizeAct(self.job.out[lo..][0 .. group * hd], self.act[lo / 32 ..][0 .. group * hd / 32]);
+            quant.quantizeActAs(self.sum, self.job.out[lo..][0 .. group * hd], self.act[lo / 32 ..][0 .. group * hd / 32]);
         }
     }
 };
@@ -569,11 +574,12 @@ const AttnQuant = struct {
 /// hg[i] = silu(hg[i]) * hu[i], then its act blocks.
 const SwigluQuant = struct {
     m: *Model,
+    sum: quant.ActSum,
     fn run(self: *const SwigluQuant, i: usize) void {
         const f = self.m.hp.n_ff;
         const g = self.m.hg[i * f ..][0..f];
         ops.swiglu(g, g, self.m.hu[i * f ..][0..f]);
-        quant.quantizeAct(g, self.m.act[i * f / 32 ..][0 .. f / 32]);
+        quant.quantizeActAs(self.sum, g, self.m.act[i * f / 32 ..][0 .. f / 32]);
     }
 };
 
@@ -586,7 +592,7 @@ const OutNorm = struct {
         const r = m.logit_rows[k];
         const xb = m.xb[k * d ..][0..d];
         ops.rmsnorm(xb, m.x[r * d ..][0..d], m.output_norm, m.hp.rms_eps);
-        quant.quantizeAct(xb, m.act[k * d / 32 ..][0 .. d / 32]);
+        quant.quantizeActAs(quant.actSumFor(m.output.type), xb, m.act[k * d / 32 ..][0 .. d / 32]);
     }
 };
 
@@ -675,7 +681,7 @@ fn forward(m: *Model, tokens: []const i32, seq_ids: []const i32) void {
     }
     for (m.layers, 0..) |*ly, l| {
         // Attention block. The previous layer's FFN residual is added here (fused with the norm).
-        const nq: NormQuant = .{ .m = m, .add = if (l == 0) null else m.xb[0 .. n * d], .w = ly.attn_norm };
+        const nq: NormQuant = .{ .m = m, .add = if (l == 0) null else m.xb[0 .. n * d], .w = ly.attn_norm, .sum = quant.actSumFor(ly.wq.type) };
         if (l == 0) forRows(m, n, &nq, NormQuant.run) else forRowsAddDown(m, n, &nq);
         const qkv = [_]fused.Part{ .{ .w = ly.wq, .out = m.q }, .{ .w = ly.wk, .out = m.k }, .{ .w = ly.wv, .out = m.v } };
         fused.matmulMany(m.pool, &qkv, m.xb[0 .. n * d], m.act[0 .. n * d / 32], n);
@@ -684,6 +690,7 @@ fn forward(m: *Model, tokens: []const i32, seq_ids: []const i32) void {
         const aq: AttnQuant = .{
             .job = .{ .cache = m.cache, .layer = l, .q = m.q[0 .. n * m.qDim()], .out = m.att[0 .. n * m.qDim()], .seq_ids = seq_ids, .indices = m.row_index[0..n], .tiles = m.tiles[0..m.n_tiles], .n_head = m.hp.n_head, .scale = m.attn_scale },
             .act = m.act,
+            .sum = quant.actSumFor(ly.wo.type),
         };
         const items = aq.job.items();
         if (m.attn_work <= attn_inline_work) {
@@ -691,11 +698,11 @@ fn forward(m: *Model, tokens: []const i32, seq_ids: []const i32) void {
         } else m.pool.run(items, &aq, AttnQuant.run);
         mm(m, ly.wo, m.att, n, m.xb);
         // FFN block: x += attn_out, norm, quantize.
-        const nf: NormQuant = .{ .m = m, .add = null, .w = ly.ffn_norm };
+        const nf: NormQuant = .{ .m = m, .add = null, .w = ly.ffn_norm, .sum = quant.actSumFor(ly.w_gate.type) };
         forRowsAddDown(m, n, &nf);
         const gate_up = [_]fused.Part{ .{ .w = ly.w_gate, .out = m.hg }, .{ .w = ly.w_up, .out = m.hu } };
         fused.matmulMany(m.pool, &gate_up, m.xb[0 .. n * d], m.act[0 .. n * d / 32], n);
-        const sq: SwigluQuant = .{ .m = m };
+        const sq: SwigluQuant = .{ .m = m, .sum = quant.actSumFor(ly.w_down.type) };
         forRows(m, n, &sq, SwigluQuant.run);
         mm(m, ly.w_down, m.hg, n, m.xb);
     }
@@ -706,7 +713,7 @@ fn forward(m: *Model, tokens: []const i32, seq_ids: []const i32) void {
 /// x += xb (the block output just computed into xb), then NormQuant, per row.
 fn forRowsAddDown(m: *Model, n: usize, nq: *const NormQuant) void {
     // NormQuant overwrites xb row i after reading it for the add: same row only, so no race.
-    const with_add: NormQuant = .{ .m = m, .add = m.xb[0 .. n * m.hp.n_embd], .w = nq.w };
+    const with_add: NormQuant = .{ .m = m, .add = m.xb[0 .. n * m.hp.n_embd], .w = nq.w, .sum = nq.sum };
     forRows(m, n, &with_add, NormQuant.run);
 }
 

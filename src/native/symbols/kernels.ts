@@ -11,6 +11,7 @@ export const kernelSymbols = {
   hearth_dequantize_row: { args: [u32, ptr, u64, ptr, u64], returns: i32 },
   hearth_quantize_row: { args: [u32, ptr, u64, ptr, u64], returns: i32 },
   hearth_quantize_act: { args: [ptr, u64, ptr, u64], returns: i32 },
+  hearth_quantize_act_for: { args: [u32, ptr, u64, ptr, u64], returns: i32 },
   hearth_dot: { args: [u32, ptr, u64, u64, ptr, ptr, ptr], returns: i32 },
   hearth_matmul: { args: [ptr, u32, u32, ptr, u64, u64, u64, ptr, ptr, u64, ptr, u64], returns: i32 },
   hearth_matmul_scalar: { args: [u32, u32, ptr, u64, u64, u64, ptr, ptr, u64, ptr, u64], returns: i32 },

@@ -67,9 +67,10 @@ pub const BlockQ8_0 = extern struct {
     qs: [32]i8,
 };
 
-/// Activation block (ours, not a file format), 40 bytes: 32 int8 with |q| <= 127, the f32
-/// scale `d` (x ~= q * d) and `s` = d * sum(q), which folds Q4_1's minimum and Q4_0's
-/// offset of 8 into one multiply per block.
+/// Activation block (ours, not a file format), 40 bytes: 32 int8 with |q| <= 127, the scale
+/// `d` (x ~= q * d) and `s` = d * sum(q), which folds Q4_1's minimum and Q4_0's offset of 8
+/// into one multiply per block. `d` holds an f16 value (as ggml's Q8_1 / Q8_0 blocks store it)
+/// widened to f32, so the kernels read it without converting; `s` is rounded per `ActSum`.
 pub const BlockQ8Act = extern struct {
     qs: [32]i8,
     d: f32,

@@ -16,10 +16,8 @@ const spin_iterations = 20_000;
 /// notices: after its own share, a wait longer than twice the time it worked (plus a margin)
 /// is a stall. `stall_limit` stalls within `stall_window` runs switch the pool to solo runs
 /// (the caller does every task, workers park) for `solo_runs`, then it tries the workers again.
-/// The margin is a scheduler slice, not less: an interactive thread (the server's HTTP loop)
-/// preempting a worker for a few hundred microseconds costs less to wait out than a solo run.
 /// Results never change: tasks compute the same values whichever thread runs them.
-const stall_margin_ns: u64 = 1_000_000;
+const stall_margin_ns: u64 = 200_000;
 const stall_window = 256;
 const stall_limit = 2;
 const solo_runs = 2048;

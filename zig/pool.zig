@@ -10,18 +10,6 @@ pub const max_threads = 256;
 /// calls of one forward pass find the workers awake, idle pools stop burning CPU).
 const spin_iterations = 20_000;
 
-/// Contention guard. When the machine has more runnable threads than cores, a worker can be
-/// descheduled while it holds a task and the caller waits a whole scheduler slice for it, on
-/// every one of the hundreds of pool runs a forward pass makes (decode slowed ~10x). The caller
-/// notices: after its own share, a wait longer than twice the time it worked (plus a margin)
-/// is a stall. `stall_limit` stalls within `stall_window` runs switch the pool to solo runs
-/// (the caller does every task, workers park) for `solo_runs`, then it tries the workers again.
-/// Results never change: tasks compute the same values whichever thread runs them.
-const stall_margin_ns: u64 = 200_000;
-const stall_window = 256;
-const stall_limit = 2;
-const solo_runs = 2048;
-
 /// Task-claim word layout: job id (24 bits) | task count (20 bits) | next index (20 bits).
 /// Packing the count and the job id with the index lets a worker claim a task with one CAS
 /// and never touch a job that already finished (see `drain`).
@@ -50,13 +38,6 @@ pub const Pool = struct {
     busy: Atomic(bool) = .init(false),
     shutdown: Atomic(bool) = .init(false),
     job_id: u64 = 0,
-
-    // Contention guard state, touched only by the caller that holds `busy`.
-    runs_in_window: u32 = 0,
-    stalls_in_window: u32 = 0,
-    solo_left: u32 = 0,
-    /// Times the guard switched to solo runs (tests and diagnostics).
-    solo_switches: u64 = 0,
 
     // Read by a worker only after it claimed a task of the job (so they are this job's).
     job_base: usize = 0,
@@ -109,11 +90,6 @@ pub const Pool = struct {
             return;
         }
         defer self.busy.store(false, .release);
-        if (self.solo_left > 0) {
-            self.solo_left -= 1;
-            for (0..n_tasks) |i| func(ctx, i);
-            return;
-        }
         var base: usize = 0;
         while (base < n_tasks) : (base += max_tasks_per_job) {
             self.post(base, @min(max_tasks_per_job, n_tasks - base), @ptrCast(&ctx), Wrap.call);
@@ -132,35 +108,12 @@ pub const Pool = struct {
         _ = self.generation.fetchAdd(1, .seq_cst);
         if (self.sleepers.load(.seq_cst) > 0) wakeAll(&self.generation);
 
-        const t0 = nowNs();
         self.drain();
-        var stalled = false;
-        if (self.done.load(.acquire) != n) {
-            const worked = nowNs() -| t0;
-            var spins: usize = 0;
-            while (self.done.load(.acquire) != n) {
-                spins += 1;
-                if (spins < spin_iterations) std.atomic.spinLoopHint() else std.Thread.yield() catch {};
-            }
-            stalled = isStall(worked, nowNs() -| t0 -| worked);
+        var spins: usize = 0;
+        while (self.done.load(.acquire) != n) {
+            spins += 1;
+            if (spins < spin_iterations) std.atomic.spinLoopHint() else std.Thread.yield() catch {};
         }
-        self.noteRun(stalled);
-    }
-
-    /// A wait for the workers after the caller's own share that no fair split explains.
-    fn isStall(worked_ns: u64, waited_ns: u64) bool {
-        return waited_ns > 2 * worked_ns + stall_margin_ns;
-    }
-
-    fn noteRun(self: *Pool, stalled: bool) void {
-        if (stalled) self.stalls_in_window += 1;
-        self.runs_in_window += 1;
-        if (self.stalls_in_window >= stall_limit) {
-            self.solo_left = solo_runs;
-            self.solo_switches += 1;
-        } else if (self.runs_in_window < stall_window) return;
-        self.runs_in_window = 0;
-        self.stalls_in_window = 0;
     }
 
     /// Claims and runs tasks until the current job has none left.
@@ -203,12 +156,6 @@ pub const Pool = struct {
         }
     }
 };
-
-fn nowNs() u64 {
-    var ts: std.c.timespec = undefined;
-    if (std.c.clock_gettime(.MONOTONIC, &ts) != 0) return 0;
-    return @as(u64, @intCast(ts.sec)) * std.time.ns_per_s + @as(u64, @intCast(ts.nsec));
-}
 
 /// Parks while `word` still holds `expected` (spurious wake-ups are fine: callers re-check).
 fn waitWhile(word: *Atomic(u32), expected: u32) void {
@@ -289,35 +236,6 @@ test "a loop longer than one posted job runs every index once" {
     const n = max_tasks_per_job + 3;
     pool.run(n, &total, sumTask);
     try testing.expectEqual(n * (n - 1) / 2, total.load(.monotonic));
-}
-
-test "the contention guard: stalls switch the pool to solo runs for a while; solo runs still run every task once" {
-    try testing.expect(!Pool.isStall(100_000, 150_000));
-    try testing.expect(Pool.isStall(0, stall_margin_ns + 1));
-    try testing.expect(Pool.isStall(100_000, 2 * 100_000 + stall_margin_ns + 1));
-    const pool = try Pool.init(testing.allocator, 2);
-    defer pool.deinit();
-    // One stall per window is tolerated: the window resets.
-    pool.noteRun(true);
-    for (0..stall_window) |_| pool.noteRun(false);
-    pool.noteRun(true);
-    try testing.expectEqual(@as(u32, 0), pool.solo_left);
-    // A second stall inside the window trips it.
-    pool.noteRun(true);
-    try testing.expectEqual(@as(u64, 1), pool.solo_switches);
-    try testing.expectEqual(@as(u32, solo_runs), pool.solo_left);
-    var total: Atomic(usize) = .init(0);
-    pool.run(64, &total, sumTask);
-    try testing.expectEqual(@as(usize, 64 * 63 / 2), total.load(.monotonic));
-    try testing.expectEqual(@as(u32, solo_runs - 1), pool.solo_left);
-    for (1..solo_runs) |_| pool.run(3, &total, sumTask);
-    try testing.expectEqual(@as(u32, 0), pool.solo_left);
-    // Back to the workers: a parallel run again visits every task once.
-    var hits: [97]Atomic(u32) = undefined;
-    for (&hits) |*h| h.* = .init(0);
-    total.store(0, .monotonic);
-    pool.run(97, SumCtx{ .hits = &hits, .total = &total }, countTask);
-    for (hits) |h| try testing.expectEqual(@as(u32, 1), h.load(.monotonic));
 }
 
 test "init rejects zero and absurd thread counts" {

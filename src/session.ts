@@ -541,10 +541,18 @@ export class Session {
         if (inKv) continue;
         row = -1;
         // The sampled token is pending: run it, with drafts after it when the context offers some.
-        const draft = spec ? proposeDraft(this.history, spec, this.draftRoom(spec.maxDraftTokens)) : [];
+        const draft =
+          spec && !this.isAborted(opts.signal)
+            ? proposeDraft(this.history, spec, this.draftRoom(spec.maxDraftTokens))
+            : [];
         if (draft.length > 0 && this.verify(draft)) {
           drafts = draft;
           row = 0;
+          // As runPending does: give the event loop a turn now and then (timers, abort, signals).
+          if (performance.now() - this.lastYieldMs > YIELD_EVERY_MS) {
+            await new Promise<void>((resolve) => setImmediate(resolve));
+            this.lastYieldMs = performance.now();
+          }
         } else {
           // An abort between tokens is seen at the top of the loop.
           await this.feed([], opts.signal, "decode");
@@ -574,7 +582,7 @@ export class Session {
     const native = this.model.native;
     const vocab = this.model.info.vocabSize;
     const n = 1 + draft.length;
-    if (this.kvLength !== this.history.length - 1) return false;
+    if (this.closed || this.kvLength !== this.history.length - 1) return false;
     if (this.draftLogits === null || this.draftLogits.length < n * vocab) {
       this.draftLogits = new Float32Array(Math.max(n, 5) * vocab);
     }
@@ -604,7 +612,8 @@ export class Session {
 
   /** Removes the last `n` tokens from the KV (unverified drafts). */
   private dropKvTail(n: number): void {
-    if (n <= 0) return;
+    // A closed session's sequence is gone (its id may already belong to another session).
+    if (n <= 0 || this.closed) return;
     this.model.native.seqShift(this.seqId, this.kvLength - n, n);
     this.kvLength -= n;
     this.logitsMatchKv = false;

@@ -127,4 +127,55 @@ describe("speculative decoding on the real model", () => {
     expect(spec.tokens).toEqual(plain.tokens);
     expect(spec.accepted).toBeGreaterThan(0);
   }, 60_000);
+
+  test("close() mid-generation ends it as abort, and the sequence id's next owner is untouched", async () => {
+    for (const how of ["next", "return"] as const) {
+      const a = model.createSession();
+      await a.prefill(PROMPT);
+      const it = a.generate({ maxTokens: 60, temperature: 0, speculative: true });
+      for (let k = 0; k < 3; k++) await it.next();
+      a.close();
+      // B takes the freed sequence slot; A's generator must not touch it any more.
+      const b = model.createSession();
+      await b.prefill(PROMPT);
+      const lengthBefore = b.tokens.length;
+      const r = how === "next" ? await it.next() : await it.return(undefined as never);
+      expect(r.done).toBe(true);
+      if (how === "next") expect((r.value as { finishReason: string }).finishReason).toBe("abort");
+      expect(b.tokens.length).toBe(lengthBefore);
+      let text = "";
+      for await (const p of b.generate({ maxTokens: 8, temperature: 0 })) text += p;
+      const c = model.createSession();
+      await c.prefill(PROMPT);
+      let want = "";
+      for await (const p of c.generate({ maxTokens: 8, temperature: 0 })) want += p;
+      expect(text).toBe(want);
+      b.close();
+      c.close();
+    }
+  }, 60_000);
+
+  test("a long run of accepted drafts still lets timers run (an abort from setTimeout lands)", async () => {
+    const s = model.createSession();
+    try {
+      await s.prefill(PROMPT);
+      const controller = new AbortController();
+      const timer = setTimeout(() => controller.abort(), 30);
+      const it = s.generate({
+        maxTokens: 400,
+        temperature: 0,
+        ignoreEos: true,
+        speculative: true,
+        signal: controller.signal,
+      });
+      let r = await it.next();
+      while (!r.done) r = await it.next();
+      clearTimeout(timer);
+      expect(r.value.finishReason).toBe("abort");
+      expect(r.value.tokens.length).toBeLessThan(400);
+      expect(r.value.telemetry.acceptedDraftTokens).toBeGreaterThan(0);
+    } finally {
+      s.close();
+    }
+  }, 60_000);
 });

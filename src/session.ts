@@ -91,7 +91,7 @@ export interface Telemetry {
   droppedTokens: number;
   /** Tokens in the session's context when the call ended. */
   contextUsedTokens: number;
-  /** Speculative decoding: draft tokens verified, and how many of them were accepted. */
+  /** Speculative decoding: draft tokens checked against the sampled token, and how many matched. */
   draftTokens: number;
   acceptedDraftTokens: number;
   /** Null for a prefill. */
@@ -138,6 +138,8 @@ interface PhaseFigures {
   droppedTokens: number;
   draftTokens: number;
   acceptedDraftTokens: number;
+  /** Rows of verify passes whose tokens were dropped (rejected drafts and the ones after them). */
+  droppedDraftRows: number;
 }
 
 function emptyFigures(): PhaseFigures {
@@ -151,6 +153,7 @@ function emptyFigures(): PhaseFigures {
     droppedTokens: 0,
     draftTokens: 0,
     acceptedDraftTokens: 0,
+    droppedDraftRows: 0,
   };
 }
 
@@ -470,6 +473,9 @@ export class Session {
     const out: number[] = [];
     let text = "";
     let ttft: number | null = null;
+    // The KV holds the whole history but its logits are gone (a chat() whose prefix reuse cut
+    // the KV, then failed with ContextFullError): run the last token again for fresh logits.
+    if (this.kvLength === this.history.length && this.kvLength > 0 && !this.logitsMatchKv) this.dropKvTail(1);
     // Sampled tokens of an earlier generation are not in the KV yet: run them first.
     if (this.kvLength < this.history.length) {
       const complete = await this.feed([], opts.signal, "prefill");
@@ -489,7 +495,7 @@ export class Session {
     try {
       for (;;) {
         if (this.isAborted(opts.signal)) {
-          this.settleDrafts();
+          this.settleDrafts(drafts.length, row);
           const tail = stop.flush();
           if (tail.length > 0) {
             text += tail;
@@ -513,8 +519,11 @@ export class Session {
           drafts.shift();
           row++;
           inKv = true;
+          this.figures.draftTokens++;
           this.figures.acceptedDraftTokens++;
         } else if (drafts.length > 0) {
+          this.figures.draftTokens++;
+          this.figures.droppedDraftRows += drafts.length;
           this.dropKvTail(drafts.length);
           drafts = [];
         }
@@ -525,7 +534,7 @@ export class Session {
           yield step.text;
         }
         if (step.finish !== null) {
-          this.settleDrafts();
+          this.settleDrafts(drafts.length, row);
           // A last token that ends mid UTF-8 character leaves bytes in the decoder: give them out
           // (as U+FFFD) rather than drop them. After a stop string the rest is cut anyway.
           if (step.finish === "length" || step.finish === "eos") {
@@ -561,7 +570,7 @@ export class Session {
     } finally {
       // The consumer left the loop early (break, return, throw): still report the call.
       if (!finished) {
-        this.settleDrafts();
+        this.settleDrafts(drafts.length, row);
         this.finish(started, ttft, out, "abort", text);
       }
     }
@@ -603,7 +612,6 @@ export class Session {
     }
     this.figures.decodeTokens += n;
     this.figures.decodeMs += performance.now() - t0;
-    this.figures.draftTokens += draft.length;
     this.kvLength += n;
     // `logits` no longer describe the KV's last token; the rows of draftLogits do.
     this.logitsMatchKv = false;
@@ -620,14 +628,25 @@ export class Session {
   }
 
   /**
-   * Leaves a consistent state when a generation ends after a verify pass: unverified drafts are
-   * dropped, and when the KV ends at the last sampled token without its logits in `logits`,
-   * that token is dropped too, to run again (with fresh logits) at the next call.
+   * Leaves a consistent state when a generation ends: the `unverified` drafts still in the KV
+   * are dropped; when the KV then ends at the last sampled token, draftLogits row `row` holds
+   * its logits and becomes `logits`, so the next call needs no extra forward pass.
    */
-  private settleDrafts(): void {
+  private settleDrafts(unverified: number, row: number): void {
+    if (this.closed) return;
+    if (unverified > 0) {
+      this.dropKvTail(unverified);
+      this.figures.droppedDraftRows += unverified;
+    }
     const h = this.history.length;
-    if (this.kvLength > h || (this.kvLength === h && !this.logitsMatchKv))
+    if (this.kvLength === h && row >= 0 && this.draftLogits !== null) {
+      const vocab = this.model.info.vocabSize;
+      this.logits.set(this.draftLogits.subarray(row * vocab, (row + 1) * vocab));
+      this.logitsMatchKv = true;
+    } else if (this.kvLength > h || (this.kvLength === h && !this.logitsMatchKv)) {
+      // Not expected; keeps the invariant anyway: the last token runs again at the next call.
       this.dropKvTail(this.kvLength - h + 1);
+    }
   }
 
   private finish(
@@ -660,7 +679,7 @@ export class Session {
       decodeTokens: f.decodeTokens,
       decodeMs: f.decodeMs,
       // Tokens kept per second: drafts that were run and then rejected do not count.
-      decodeTokensPerS: rate(f.decodeTokens - f.draftTokens + f.acceptedDraftTokens, f.decodeMs),
+      decodeTokensPerS: rate(f.decodeTokens - f.droppedDraftRows, f.decodeMs),
       totalMs: performance.now() - started,
       contextShifts: f.contextShifts,
       droppedTokens: f.droppedTokens,
@@ -844,5 +863,6 @@ function diffFigures(after: PhaseFigures, before: PhaseFigures): PhaseFigures {
     droppedTokens: after.droppedTokens - before.droppedTokens,
     draftTokens: after.draftTokens - before.draftTokens,
     acceptedDraftTokens: after.acceptedDraftTokens - before.acceptedDraftTokens,
+    droppedDraftRows: after.droppedDraftRows - before.droppedDraftRows,
   };
 }

@@ -125,17 +125,8 @@ export class Sampler {
   sample(logits: Float32Array, history: ArrayLike<number> = []): number {
     const count = this.filter(logits, history);
     if (count === 1) return this.candIds[0] as number;
-    // Weights after temperature, relative to the best candidate, so exp never overflows.
-    const { candLogits, probs } = this;
-    const invT = 1 / this.temperature;
-    let max = Number.NEGATIVE_INFINITY;
-    for (let i = 0; i < count; i++) if ((candLogits[i] as number) > max) max = candLogits[i] as number;
-    let sum = 0;
-    for (let i = 0; i < count; i++) {
-      const w = Math.exp(((candLogits[i] as number) - max) * invT);
-      probs[i] = w;
-      sum += w;
-    }
+    const { probs } = this;
+    const sum = this.weigh(count);
     const target = this.rng.nextFloat() * sum;
     let acc = 0;
     for (let i = 0; i < count; i++) {
@@ -147,22 +138,32 @@ export class Sampler {
     return this.candIds[0] as number;
   }
 
+  /**
+   * Unnormalised weights of the first `count` candidates after temperature into `probs`,
+   * relative to the best candidate so exp never overflows; returns their sum.
+   */
+  private weigh(count: number): number {
+    const { candLogits, probs } = this;
+    const invT = 1 / this.temperature;
+    let max = Number.NEGATIVE_INFINITY;
+    for (let i = 0; i < count; i++) if ((candLogits[i] as number) > max) max = candLogits[i] as number;
+    let sum = 0;
+    for (let i = 0; i < count; i++) {
+      const w = Math.exp(((candLogits[i] as number) - max) * invT);
+      probs[i] = w;
+      sum += w;
+    }
+    return sum;
+  }
+
   /** The distribution `sample` draws from: the surviving candidates and their probabilities. */
   distribution(logits: Float32Array, history: ArrayLike<number> = []): TokenDistribution {
     const count = this.filter(logits, history);
-    const { candLogits, probs } = this;
+    const { probs } = this;
     if (count === 1) {
       probs[0] = 1;
     } else {
-      const invT = 1 / this.temperature;
-      let max = Number.NEGATIVE_INFINITY;
-      for (let i = 0; i < count; i++) if ((candLogits[i] as number) > max) max = candLogits[i] as number;
-      let sum = 0;
-      for (let i = 0; i < count; i++) {
-        const w = Math.exp(((candLogits[i] as number) - max) * invT);
-        probs[i] = w;
-        sum += w;
-      }
+      const sum = this.weigh(count);
       for (let i = 0; i < count; i++) probs[i] = (probs[i] as number) / sum;
     }
     return { ids: this.candIds.subarray(0, count), probs: this.probs.subarray(0, count) };

@@ -18,7 +18,7 @@ import { library } from "../src/native/lib.ts";
 import { createBatch, openNativeModel } from "../src/native/model.ts";
 import type { Batch, NativeKvTiers, NativeModel } from "../src/native/model-api.ts";
 import { Tokenizer } from "../src/tokenizer/index.ts";
-import { startServer } from "../test/server-process.ts";
+import { startCheckoutServer } from "../test/server-process.ts";
 import { type BenchOptions, type Cell, runStandalone, type SuiteResult } from "./lib.ts";
 
 type TieredModel = NativeModel & NativeKvTiers;
@@ -198,13 +198,6 @@ async function serveResume(
     { role: "user", content: "Summarize the text above in one sentence." },
   ];
   const args = (extra: string[]) => [
-    process.execPath,
-    "src/cli/main.ts",
-    "serve",
-    "-m",
-    modelPath,
-    "--port",
-    "0",
     "-t",
     String(opts.threads),
     "--parallel",
@@ -215,9 +208,8 @@ async function serveResume(
     "320",
     ...extra,
   ];
-  const root = join(import.meta.dir, "..");
   const cached = ["--kv-dir", join(dir, "serve"), "--kv-idle-ms", "200"];
-  let server = await startServer(args(cached), root);
+  let server = await startCheckoutServer(modelPath, args(cached));
   let second: Message[] = [];
   let resume: Awaited<ReturnType<typeof streamedTtft>>;
   let restart: Awaited<ReturnType<typeof streamedTtft>>;
@@ -238,13 +230,13 @@ async function serveResume(
     resume = await streamedTtft(client, second, 16);
     ssdPagesRead = await scrape(server.url, "hearth_kv_ssd_pages_read_total");
     await server.stop();
-    server = await startServer(args(cached), root);
+    server = await startCheckoutServer(modelPath, args(cached));
     client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });
     restart = await streamedTtft(client, second, 16);
   } finally {
     await server.stop();
   }
-  const off = await startServer(args(["--no-prefix-cache"]), root);
+  const off = await startCheckoutServer(modelPath, args(["--no-prefix-cache"]));
   let cold: Awaited<ReturnType<typeof streamedTtft>>;
   try {
     const client = new OpenAI({ baseURL: `${off.url}/v1`, apiKey: "unused", maxRetries: 0 });

@@ -1,15 +1,12 @@
 // Serving benchmark: 1, 4 and 16 concurrent streaming clients (official openai client) against
 // `hearth serve` — aggregate tokens/s, TTFT p50/p95, inter-token p50/p95 — beside node-llama-cpp
 // running 16 parallel sequences in one context (bench/peers, same model, same threads, same run).
-import { resolve } from "node:path";
 import OpenAI from "openai";
 import { pullModel } from "../src/gguf/pull.ts";
-import { startServer } from "../test/server-process.ts";
+import { startCheckoutServer } from "../test/server-process.ts";
 import { type BenchOptions, type Cell, percentile, ratio, runStandalone, type SuiteResult } from "./lib.ts";
 import { PARALLEL_PROMPTS } from "./peers/parallel.ts";
 import { peerParallel } from "./peers/run.ts";
-
-const root = resolve(import.meta.dir, "..");
 
 interface LoadResult {
   clients: number;
@@ -57,25 +54,15 @@ async function load(client: OpenAI, clients: number, tokens: number): Promise<Lo
 export async function run(opts: BenchOptions): Promise<SuiteResult> {
   const model = await pullModel();
   const tokens = opts.quick ? 24 : 128;
-  const server = await startServer(
-    [
-      process.execPath,
-      "src/cli/main.ts",
-      "serve",
-      "-m",
-      model,
-      "--port",
-      "0",
-      "--parallel",
-      "16",
-      "-t",
-      String(opts.threads),
-      // The same prompts are sent in every round: measure compute, not the prefix cache
-      // (bench/kv.ts measures that), and leave the user's KV cache directory alone.
-      "--no-prefix-cache",
-    ],
-    root,
-  );
+  const server = await startCheckoutServer(model, [
+    "--parallel",
+    "16",
+    "-t",
+    String(opts.threads),
+    // The same prompts are sent in every round: measure compute, not the prefix cache
+    // (bench/kv.ts measures that), and leave the user's KV cache directory alone.
+    "--no-prefix-cache",
+  ]);
   const results: LoadResult[] = [];
   try {
     const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });

@@ -18,7 +18,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
 import { pullModel } from "../src/gguf/pull.ts";
-import { type RunningServer, startServer } from "./server-process.ts";
+import { type RunningServer, startCheckoutServer } from "./server-process.ts";
 
 type Message = { role: "system" | "user" | "assistant"; content: string };
 
@@ -36,14 +36,7 @@ let plain: RunningServer;
 const reference = { first: "", second: "" };
 
 function serve(extra: string[]): Promise<RunningServer> {
-  return startServer([
-    process.execPath,
-    "src/cli/main.ts",
-    "serve",
-    "-m",
-    modelPath,
-    "--port",
-    "0",
+  return startCheckoutServer(modelPath, [
     "--threads",
     "1",
     "--parallel",

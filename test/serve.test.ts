@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import OpenAI from "openai";
 import { pullModel } from "../src/gguf/pull.ts";
-import { type RunningServer, startServer } from "./server-process.ts";
+import { type RunningServer, startCheckoutServer } from "./server-process.ts";
 
 const KEY = "test-key-123";
 const CTX = 512;
@@ -30,14 +30,7 @@ let client: OpenAI;
 
 beforeAll(async () => {
   const model = await pullModel();
-  server = await startServer([
-    process.execPath,
-    "src/cli/main.ts",
-    "serve",
-    "-m",
-    model,
-    "--port",
-    "0",
+  server = await startCheckoutServer(model, [
     "--api-key",
     KEY,
     "--parallel",

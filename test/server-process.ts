@@ -9,6 +9,23 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
+/**
+ * Starts `hearth serve -m MODEL --port 0 FLAGS...` from this checkout (src/cli/main.ts under the
+ * running Bun) on a free port and waits for it to listen.
+ */
+export function startCheckoutServer(modelPath: string, flags: string[]): Promise<RunningServer> {
+  return startServer([
+    process.execPath,
+    "src/cli/main.ts",
+    "serve",
+    "-m",
+    modelPath,
+    "--port",
+    "0",
+    ...flags,
+  ]);
+}
+
 /** Starts `hearth serve` (cmd, run in cwd) and waits for its "listening on" line. */
 export async function startServer(cmd: string[], cwd = root): Promise<RunningServer> {
   const proc = Bun.spawn(cmd, { cwd, stdout: "pipe", stderr: "pipe" });

@@ -6,9 +6,8 @@
 // Each prompt is prefilled in one batch, then the fixture's tokens are fed one at a time, exactly as
 // the fixture was made (flash attention off, 2 threads, context 512).
 import { writeFileSync } from "node:fs";
-import { homedir } from "node:os";
-import { join } from "node:path";
-import { getLlama, LlamaLogLevel, type Token } from "node-llama-cpp";
+import type { Token } from "node-llama-cpp";
+import { load, newContext } from "./peer.ts";
 
 interface GreedyFixture {
   prompts: Array<{ promptIds: number[]; ids: number[] }>;
@@ -19,27 +18,12 @@ if (!out) throw new Error("usage: bun bench/peers/forced-logits.ts OUT.f32");
 const fixture = (await Bun.file(
   `${import.meta.dir}/../../test/fixtures/greedy.json`,
 ).json()) as GreedyFixture;
-process.env.NODE_LLAMA_CPP_SKIP_DOWNLOAD = "true";
-const llama = await getLlama({
-  gpu: false,
-  build: "never",
-  usePrebuiltBinaries: true,
-  progressLogs: false,
-  logLevel: LlamaLogLevel.error,
-});
-const modelPath = join(
-  process.env.HEARTH_MODELS_DIR ?? join(homedir(), ".cache", "hearth", "models"),
-  "SmolLM2-135M-Instruct.Q4_1.gguf",
+// The default model, 2 threads, as peer.ts loads it.
+const loaded = await load(
+  new Map([["flash-attention", process.argv[3] === "--flash-attention" ? "on" : "off"]]),
 );
-const model = await llama.loadModel({ modelPath, gpuLayers: 0, useMmap: true });
 const vocab = 49152;
-const ctx = await model.createContext({
-  contextSize: 512,
-  sequences: 1,
-  batchSize: 512,
-  threads: { ideal: 2, min: 2 },
-  flashAttention: process.argv[3] === "--flash-attention",
-});
+const ctx = await newContext(loaded, 512, 1, 512);
 const seq = ctx.getSequence();
 const steps = 32;
 const all = new Float32Array(fixture.prompts.length * steps * vocab);
@@ -65,3 +49,5 @@ for (const [p, fx] of fixture.prompts.entries()) {
 }
 writeFileSync(out, new Uint8Array(all.buffer));
 await ctx.dispose();
+await loaded.model.dispose();
+await loaded.llama.dispose();

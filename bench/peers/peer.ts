@@ -82,7 +82,7 @@ export function peakRssMb(): number | null {
   }
 }
 
-interface Loaded {
+export interface Loaded {
   llama: Llama;
   model: LlamaModel;
   modelPath: string;
@@ -91,7 +91,7 @@ interface Loaded {
   flashAttention: "auto" | boolean;
 }
 
-async function load(opts: Map<string, string>): Promise<Loaded> {
+export async function load(opts: Map<string, string>): Promise<Loaded> {
   // Never download or build llama.cpp: the prebuilt CPU binary package is the only one allowed.
   process.env.NODE_LLAMA_CPP_SKIP_DOWNLOAD = "true";
   const llama = await getLlama({
@@ -110,7 +110,7 @@ async function load(opts: Map<string, string>): Promise<Loaded> {
   return { llama, model, modelPath, threads: intOpt(opts, "threads", 2), flashAttention };
 }
 
-async function newContext(
+export async function newContext(
   l: Loaded,
   contextSize: number,
   sequences = 1,

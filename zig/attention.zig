@@ -1,8 +1,8 @@
 //! Causal attention of a batch of query rows over the paged KV cache, grouped-query (GQA).
 //!
 //! One work item is (row, kv head): the `group` query heads that share a kv head walk the
-//! sequence's pages once, so each K/V row is converted to f32 once for all of them. Softmax is
-//! online (running max and sum, rescaled per page), so no score buffer grows with the context.
+//! sequence's pages together, so each K/V row is read (and converted to f32) once for all of
+//! them. Softmax is exact two-pass (max, then the sum of exp(s - max)), as ggml's non-flash path.
 //! An item's arithmetic depends only on its own row and sequence: batch invariant.
 const std = @import("std");
 const ops = @import("ops.zig");
@@ -158,6 +158,49 @@ inline fn scoreChunk(comptime hd: usize, comptime C: usize, kt: *const [hd][2]V8
     }
 }
 
+/// Raw scores of every query against one page's keys into s[q]. Up to four queries read f16 K
+/// straight from the page (converting each dimension as it goes); more share one conversion
+/// into `kt`. Both sum the same products in the same order, so a query's scores never depend
+/// on how many queries share its tile.
+fn scorePage(comptime hd: usize, cache: *const kv.Cache, kblock: [*]const u8, count: usize, kt: *[hd][2]V8, qs: []const [*]const f32, s: [][kv.page_tokens]f32) void {
+    const nq = qs.len;
+    if (cache.kTransposed() and nq <= 4) {
+        const h: [*]const f16 = @ptrCast(@alignCast(kblock));
+        switch (nq) {
+            inline 1, 2, 3, 4 => |c| scoreDirect(hd, c, h, qs, s),
+            else => unreachable,
+        }
+        return;
+    }
+    loadKt(hd, cache, kblock, count, kt);
+    var qi: usize = 0;
+    while (qi + 4 <= nq) : (qi += 4) scoreChunk(hd, 4, kt, qs[qi..], s[qi..]);
+    switch (nq - qi) {
+        inline 1, 2, 3 => |c| scoreChunk(hd, c, kt, qs[qi..], s[qi..]),
+        else => {},
+    }
+}
+
+/// scoreChunk over a dimension-major f16 K block, converting each dimension's 16 keys in place.
+inline fn scoreDirect(comptime hd: usize, comptime C: usize, h: [*]const f16, qs: []const [*]const f32, out: [][kv.page_tokens]f32) void {
+    var a: [C][2]V8 = @splat(.{ @splat(0), @splat(0) });
+    for (0..hd) |d| {
+        const lo: @Vector(8, f16) = h[d * kv.page_tokens ..][0..8].*;
+        const hi: @Vector(8, f16) = h[d * kv.page_tokens + 8 ..][0..8].*;
+        const k0: V8 = @floatCast(lo);
+        const k1: V8 = @floatCast(hi);
+        inline for (0..C) |c| {
+            const b: V8 = @splat(qs[c][d]);
+            a[c][0] = @mulAdd(V8, k0, b, a[c][0]);
+            a[c][1] = @mulAdd(V8, k1, b, a[c][1]);
+        }
+    }
+    inline for (0..C) |c| {
+        out[c][0..8].* = a[c][0];
+        out[c][8..16].* = a[c][1];
+    }
+}
+
 /// Largest lane, by a fixed tree of halvings (exact for max).
 inline fn maxLanes(v: S) f32 {
     const a: @Vector(8, f32) = @max(@shuffle(f32, v, undefined, [8]i32{ 0, 1, 2, 3, 4, 5, 6, 7 }), @shuffle(f32, v, undefined, [8]i32{ 8, 9, 10, 11, 12, 13, 14, 15 }));
@@ -181,11 +224,12 @@ inline fn sumLanes(v: S) f32 {
 /// The weights follow ggml's non-flash path (what llama.cpp runs with flash attention off):
 /// softmax over the whole row, then each weight rounded to f16 before it meets V (ggml converts
 /// the softmax row to V's f16 for the KQV product). The weights need the row's max and sum
-/// first, so the keys are walked twice: pass 1 scores and finds the max and the sum (online,
-/// per page), pass 2 accumulates V with the rounded weights. Pass 1's scores are kept on the
-/// stack for pass 2 when they fit (queries are split into smaller groups to make them fit);
-/// only rows longer than `stored_pages` pages score twice. The scores are the same numbers
-/// either way, so the split never changes a result.
+/// first: the K walk scores and finds the max, the sum of exp(s - max) follows (ggml's formula,
+/// no running rescale), then the V walk accumulates with the rounded weights. The scores, then
+/// the exps, are kept on the stack between the walks when they fit (queries are split into
+/// smaller groups to make them fit); only rows longer than `stored_pages` pages score again in
+/// a second K walk and in the V walk. The numbers are the same either way, so the split never
+/// changes a result.
 fn attendQueries(
     comptime hd: usize,
     cache: *const kv.Cache,
@@ -258,15 +302,9 @@ fn attendGroup(
             p_idx += 1;
         }) {
             const count = @min(kv.page_tokens, n_keys - base);
-            if (pass == 0 or store == null) {
-                loadKt(hd, cache, cache.blockPtr(pages[p_idx], layer, .k, g), count, &kt);
-                var qi: usize = 0;
-                while (qi + 4 <= nq) : (qi += 4) scoreChunk(hd, 4, &kt, qs[qi..], s[qi..]);
-                switch (nq - qi) {
-                    inline 1, 2, 3 => |c| scoreChunk(hd, c, &kt, qs[qi..], s[qi..]),
-                    else => {},
-                }
-            }
+            prefetchAhead(cache, pages[0..n_pages], layer, g, p_idx, pass, store == null);
+            if (pass == 0 or store == null)
+                scorePage(hd, cache, cache.blockPtr(pages[p_idx], layer, .k, g), count, &kt, qs, s[0..nq]);
             if (pass == 0) {
                 for (0..nq) |q| {
                     if (limits[q] <= base) continue; // this page is past the query's last key
@@ -302,6 +340,32 @@ fn attendGroup(
     for (0..nq) |qi| {
         inline for (0..nv) |i| outs[qi][i * 8 ..][0..8].* = acc[qi][i];
     }
+}
+
+/// Pages a pass looks ahead: the blocks it will read `prefetch_pages` pages from now are
+/// requested before this page's arithmetic. A sequence's pages are scattered over the pool,
+/// so the hardware prefetcher, which follows one address stream, never sees the next one coming;
+/// without this every page's first lines are cache misses (the batched decode step spent most
+/// of its attention time waiting on them).
+const prefetch_pages = 2;
+
+/// Prefetches the block that page `p_idx + prefetch_pages` of this pass will read: K in pass 1
+/// (and in pass 2 when it scores again), V in pass 2; near the end of pass 1 it runs on into
+/// pass 2's first V blocks.
+inline fn prefetchAhead(cache: *const kv.Cache, pages: []const u32, layer: usize, g: usize, p_idx: usize, pass: usize, score_twice: bool) void {
+    const ahead = p_idx + prefetch_pages;
+    if (ahead < pages.len) {
+        if (pass == 0 or score_twice) prefetchBlock(cache, cache.blockPtr(pages[ahead], layer, .k, g));
+        if (pass == 1) prefetchBlock(cache, cache.blockPtr(pages[ahead], layer, .v, g));
+    } else if (pass == 0 and ahead - pages.len < pages.len) {
+        prefetchBlock(cache, cache.blockPtr(pages[ahead - pages.len], layer, .v, g));
+    }
+}
+
+inline fn prefetchBlock(cache: *const kv.Cache, block: [*]const u8) void {
+    var off: usize = 0;
+    const bytes = cache.shape.blockBytes();
+    while (off < bytes) : (off += 64) @prefetch(block + off, .{ .rw = .read, .locality = 3, .cache = .data });
 }
 
 /// Scaled scores of one page with the keys at and past `valid` masked to -inf.

@@ -21,10 +21,13 @@ pub const Weight = struct {
     }
 };
 
-/// Rows per task for `total_rows` rows over the pool: about `tasks_per_thread` tasks per thread
-/// (dynamic claiming evens out the rest), at least 16 rows, whole interleaved groups.
-pub fn rowsPerTask(total_rows: usize, n_threads: usize) usize {
-    const tasks_per_thread = 8;
+/// Rows per task for `total_rows` rows and `n_tokens` tokens over the pool: about 8 tasks per
+/// thread for a few tokens (a task is mostly streaming its rows from memory, and each claim is a
+/// contended atomic), 24 for 8 tokens or more: a task is then compute-bound and long, and the
+/// thread that finishes first idles for about half of the other's last task, so smaller tasks
+/// shorten that tail. At least 16 rows, whole interleaved groups. Results never depend on it.
+pub fn rowsPerTask(total_rows: usize, n_tokens: usize, n_threads: usize) usize {
+    const tasks_per_thread: usize = if (n_tokens >= 8) 24 else 8;
     const want = @max(min_rows_per_task, std.math.divCeil(usize, total_rows, n_threads * tasks_per_thread) catch unreachable);
     return std.mem.alignForward(usize, want, interleave.group_rows);
 }
@@ -56,7 +59,7 @@ pub fn matmul(pool: *Pool, w: Weight, x: []const f32, act: []const BlockQ8Act, n
         std.debug.assert(x.len >= n_tokens * w.cols);
     }
     if (w.rows == 0 or n_tokens == 0) return;
-    const rows_per_task = rowsPerTask(w.rows, pool.n_threads);
+    const rows_per_task = rowsPerTask(w.rows, n_tokens, pool.n_threads);
     const n_tasks = std.math.divCeil(usize, w.rows, rows_per_task) catch unreachable;
     const job = Job{ .w = w, .x = x, .act = act, .n_tokens = n_tokens, .out = out, .rows_per_task = rows_per_task };
     pool.run(n_tasks, &job, runTask);

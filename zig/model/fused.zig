@@ -37,7 +37,7 @@ pub fn matmulMany(pool: *Pool, parts: []const Part, x: []const f32, act: []const
         std.debug.assert(p.w.cols == parts[0].w.cols and p.out.len >= n_tokens * p.w.rows);
         total_rows += p.w.rows;
     }
-    const rows_per_task = matmul.rowsPerTask(total_rows, pool.n_threads);
+    const rows_per_task = matmul.rowsPerTask(total_rows, n_tokens, pool.n_threads);
     var job: Job = .{ .parts = parts, .x = x, .act = act, .n_tokens = n_tokens, .rows_per_task = rows_per_task, .first_task = undefined };
     job.first_task[0] = 0;
     for (parts, 0..) |p, i| job.first_task[i + 1] = job.first_task[i] + (std.math.divCeil(usize, p.w.rows, rows_per_task) catch unreachable);

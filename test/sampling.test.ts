@@ -1,5 +1,6 @@
 // Sampler, RNG and stop handling, tested by property over many random rows, not only by example.
 import { describe, expect, test } from "bun:test";
+import { loadLibrary } from "../src/native/lib.ts";
 import {
   argmax,
   Rng,
@@ -259,6 +260,50 @@ describe("Sampler properties", () => {
         .sort((a, b) => (values[b] as number) - (values[a] as number) || a - b)
         .slice(0, k);
       expect(Array.from(ids)).toEqual(expected);
+    }
+  });
+});
+
+describe("greedy argmax in libhearth (rows of 1024+ logits)", () => {
+  /** What the JS path answers: the index, or the error message. */
+  function expected(row: Float32Array): number | string {
+    for (let i = 0; i < row.length; i++)
+      if (Number.isNaN(row[i] as number)) return `logit of token ${i} is NaN`;
+    let best = -1;
+    let max = Number.NEGATIVE_INFINITY;
+    for (let i = 0; i < row.length; i++) {
+      if ((row[i] as number) > max) {
+        max = row[i] as number;
+        best = i;
+      }
+    }
+    if (best < 0) return "every token has logit -Infinity (all banned): nothing to sample";
+    if (max === Number.POSITIVE_INFINITY) return `logit of token ${best} is +Infinity`;
+    return best;
+  }
+
+  test("same choice and same errors as the JS path: ties, NaN, infinities, odd lengths, subarrays", async () => {
+    await loadLibrary();
+    const rng = new Rng(77);
+    const greedy = new Sampler({ temperature: 0 });
+    const backing = new Float32Array(6000);
+    for (let round = 0; round < 300; round++) {
+      const n = 1024 + Math.floor(rng.nextFloat() * 4000);
+      const off = Math.floor(rng.nextFloat() * (backing.length - n));
+      const row = backing.subarray(off, off + n);
+      // Few distinct values: ties everywhere, the first of the best must win.
+      for (let i = 0; i < n; i++) row[i] = Math.floor(rng.nextFloat() * 7) - 3;
+      const at = () => Math.floor(rng.nextFloat() * n);
+      if (round % 5 === 1) row[at()] = Number.NaN;
+      if (round % 5 === 2) row[at()] = Number.POSITIVE_INFINITY;
+      if (round % 5 === 3) row.fill(Number.NEGATIVE_INFINITY);
+      if (round % 5 === 4) {
+        row[at()] = Number.POSITIVE_INFINITY;
+        row[at()] = Number.NaN;
+      }
+      const want = expected(row);
+      if (typeof want === "number") expect(greedy.sample(row)).toBe(want);
+      else expect(() => greedy.sample(row)).toThrow(new SamplerError(want));
     }
   });
 });

@@ -226,6 +226,60 @@ pub fn addScalar(dst: []f32, src: []const f32) void {
     for (dst, src) |*d, s| d.* += s;
 }
 
+// ---------------------------------------------------------------- argmax
+
+/// What greedy sampling finds in a logits row. `index` is the chosen token for `.ok`, the first
+/// NaN for `.nan`, the first +inf for `.pos_inf`; `.all_neg_inf` means nothing can be chosen.
+pub const Argmax = struct {
+    pub const Kind = enum(i32) { ok = 0, nan = 1, all_neg_inf = 2, pos_inf = 3 };
+    kind: Kind,
+    index: usize,
+};
+
+/// The highest value's index, the lowest index on ties: one vector pass for the maximum (and any
+/// NaN), one for its first position. Same answer as `argmaxScalar`.
+pub fn argmax(x: []const f32) Argmax {
+    const n = x.len;
+    var vmax: V = @splat(-std.math.inf(f32));
+    var nan_seen: @Vector(vlen, bool) = @splat(false);
+    var i: usize = 0;
+    while (i + vlen <= n) : (i += vlen) {
+        const v = load(x, i);
+        nan_seen = nan_seen | (v != v);
+        vmax = @max(vmax, v);
+    }
+    var max = @reduce(.Max, vmax);
+    var tail_nan = false;
+    while (i < n) : (i += 1) {
+        tail_nan = tail_nan or std.math.isNan(x[i]);
+        if (x[i] > max) max = x[i];
+    }
+    if (@reduce(.Or, nan_seen) or tail_nan) {
+        for (x, 0..) |v, k| if (std.math.isNan(v)) return .{ .kind = .nan, .index = k };
+    }
+    if (max == -std.math.inf(f32)) return .{ .kind = .all_neg_inf, .index = 0 };
+    const target: V = @splat(max);
+    i = 0;
+    while (i + vlen <= n) : (i += vlen) {
+        if (@reduce(.Or, load(x, i) == target)) break;
+    }
+    while (x[i] != max) i += 1;
+    return .{ .kind = if (max == std.math.inf(f32)) .pos_inf else .ok, .index = i };
+}
+
+/// Scalar twin of argmax.
+pub fn argmaxScalar(x: []const f32) Argmax {
+    for (x, 0..) |v, k| if (std.math.isNan(v)) return .{ .kind = .nan, .index = k };
+    var best: ?usize = null;
+    var max = -std.math.inf(f32);
+    for (x, 0..) |v, k| if (v > max) {
+        max = v;
+        best = k;
+    };
+    const b = best orelse return .{ .kind = .all_neg_inf, .index = 0 };
+    return .{ .kind = if (max == std.math.inf(f32)) .pos_inf else .ok, .index = b };
+}
+
 // ---------------------------------------------------------------- tests
 
 fn randomFill(rng: std.Random, x: []f32, scale: f32) void {
@@ -330,5 +384,31 @@ test "rope normal and neox rotate pairs; rotating by p then -p restores the inpu
         rope.angles(-1234, &c, &s);
         rope.apply(&x, 2, hd, &c, &s);
         try expectClose(&orig, &x, 1e-5, 1e-5);
+    }
+}
+
+test "argmax matches its scalar twin: ties, NaN, infinities, odd lengths" {
+    var prng = std.Random.DefaultPrng.init(11);
+    const rng = prng.random();
+    var buf: [203]f32 = undefined;
+    for (0..400) |round| {
+        const n = 1 + rng.uintLessThan(usize, buf.len);
+        const x = buf[0..n];
+        // Few distinct values, so ties are common.
+        for (x) |*v| v.* = @floatFromInt(rng.uintLessThan(u8, 6));
+        switch (round % 6) {
+            1 => x[rng.uintLessThan(usize, n)] = std.math.nan(f32),
+            2 => x[rng.uintLessThan(usize, n)] = std.math.inf(f32),
+            3 => @memset(x, -std.math.inf(f32)),
+            4 => {
+                x[rng.uintLessThan(usize, n)] = std.math.inf(f32);
+                x[rng.uintLessThan(usize, n)] = std.math.nan(f32);
+            },
+            else => {},
+        }
+        const want = argmaxScalar(x);
+        const got = argmax(x);
+        try std.testing.expectEqual(want.kind, got.kind);
+        if (want.kind != .all_neg_inf) try std.testing.expectEqual(want.index, got.index);
     }
 }

@@ -4,6 +4,7 @@ const status = @import("status.zig");
 const llama = @import("model/llama.zig");
 const kv = @import("kv/pages.zig");
 const quant = @import("quant.zig");
+const ops = @import("ops.zig");
 const simd = @import("simd.zig");
 const matmul_mod = @import("matmul.zig");
 const interleave = @import("interleave.zig");
@@ -16,7 +17,7 @@ const kv_prefix = @import("kv/prefix.zig");
 const kv_evict = @import("kv/evict.zig");
 
 /// Bumped whenever an export's signature or meaning changes; checked by src/native at load.
-pub const abi_version: u32 = 2;
+pub const abi_version: u32 = 3;
 
 export fn hearth_abi_version() u32 {
     return abi_version;
@@ -311,6 +312,20 @@ export fn hearth_read_sweep(pool: ?*anyopaque, src: ?[*]const u8, n_bytes: usize
     p.run(std.math.divCeil(usize, n_bytes, chunk) catch unreachable, &job, readTask);
     o.* = sum[0].load(.monotonic);
     return 0;
+}
+
+/// Greedy choice over `n` logits: writes the index of the highest (lowest on ties) to `out_index`
+/// and returns 0; returns 1 with the first NaN's index, 3 with the first +inf's, 2 when every
+/// value is -inf (nothing to choose) or n is 0.
+export fn hearth_argmax(x: ?[*]const f32, n: usize, out_index: ?*u32) i32 {
+    const o = out_index orelse return status.fail(.null_pointer, "out_index is null", .{});
+    if (n == 0) return @backingInt(ops.Argmax.Kind.all_neg_inf);
+    const p = x orelse return status.fail(.null_pointer, "logits are null", .{});
+    if (!aligned(f32, p)) return status.fail(.invalid_argument, "logits are not 4-byte aligned", .{});
+    if (n > std.math.maxInt(u32)) return status.fail(.invalid_argument, "{d} logits is more than 2^32 - 1", .{n});
+    const r = ops.argmax(p[0..n]);
+    o.* = @intCast(r.index);
+    return @backingInt(r.kind);
 }
 
 /// Does nothing: the benchmark's FFI call overhead probe.

@@ -11,7 +11,7 @@ import { kvSymbols } from "./symbols/kv.ts";
 import { modelSymbols } from "./symbols/model.ts";
 
 /** Must equal `abi_version` in zig/root.zig. */
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 
 const allSymbols = {
   ...coreSymbols,
@@ -91,6 +91,11 @@ export function library(): HearthLib {
     }
   }
   throw new NativeLoadError(`libhearth not found; call loadLibrary() first or build it with zig build`);
+}
+
+/** The library when something already loaded it, else null (for optional fast paths). */
+export function loadedLibrary(): HearthLib | null {
+  return loaded?.lib ?? null;
 }
 
 /** The message of the last failed call on this thread. */

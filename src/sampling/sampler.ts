@@ -2,6 +2,7 @@
 // temperature and a seeded draw, in llama.cpp's default order. Buffers are sized once per
 // vocabulary and reused, so sampling a token allocates nothing.
 
+import { loadedLibrary } from "../native/lib.ts";
 import { Rng, randomSeed } from "./rng.ts";
 
 export interface SamplerOptions {
@@ -352,7 +353,26 @@ export class Sampler {
 }
 
 /** Argmax that rejects NaN and rows where every logit is -Infinity. */
+/** Rows at least this long take the native vector argmax when libhearth is loaded. */
+const NATIVE_ARGMAX_MIN = 1024;
+const argmaxIndex = new Uint32Array(1);
+
+/** The highest logit's id (lowest on ties); a NaN, a +Infinity or an all -Infinity row throws. */
 function checkedArgmax(row: Float32Array): number {
+  const lib = row.length >= NATIVE_ARGMAX_MIN ? loadedLibrary() : null;
+  if (lib !== null) {
+    // One pass in SIMD (a 49k vocabulary: ~55 us in JS, a few us here); same answers and errors.
+    const kind = lib.hearth_argmax(row, row.length, argmaxIndex);
+    const index = argmaxIndex[0] as number;
+    if (kind === 0) return index;
+    if (kind === 1) throw new SamplerError(`logit of token ${index} is NaN`);
+    if (kind === 2) throw new SamplerError("every token has logit -Infinity (all banned): nothing to sample");
+    if (kind === 3) throw new SamplerError(`logit of token ${index} is +Infinity`);
+  }
+  return checkedArgmaxJs(row);
+}
+
+function checkedArgmaxJs(row: Float32Array): number {
   let max = Number.NEGATIVE_INFINITY;
   let best = -1;
   for (let i = 0; i < row.length; i++) {

@@ -101,6 +101,14 @@ describe("hearth run", () => {
     const bad = await hearth(["run", "-p", "x", "--draft", "3"]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("--draft needs --speculative");
+    // The server's flags say the same before anything loads.
+    const serveBad = await hearth(["serve", "--draft", "3"]);
+    expect(serveBad.code).toBe(2);
+    expect(serveBad.stderr).toContain("--draft needs --speculative");
+    const serveTooMany = await hearth(["serve", "--speculative", "--draft", "17"]);
+    expect(serveTooMany.code).toBe(2);
+    expect(serveTooMany.stderr).toContain("--draft must be at most 16, got 17");
+    expect((await hearth(["serve", "--help"])).stdout).toContain("--speculative");
   }, 120_000);
 
   test("bad flags get a clear message and exit code 2; --help exits 0", async () => {

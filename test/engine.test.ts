@@ -6,6 +6,7 @@ import { GgufMetadata, readGguf } from "../src/gguf/index.ts";
 import { pullModel } from "../src/gguf/pull.ts";
 import { createBatch, openNativeModel } from "../src/native/model.ts";
 import { type Batch, KvFullError, type KvStats, type NativeModel } from "../src/native/model-api.ts";
+import { resolveSpeculative } from "../src/speculative.ts";
 import { Tokenizer } from "../src/tokenizer/index.ts";
 
 const VOCAB = 32;
@@ -345,6 +346,82 @@ describe("scheduler (real model)", () => {
         expect(cached.out.get(`again${i}`)?.text).toBe(cached.out.get(`q${i}`)?.text as string);
       }
       expect(againCached).toBeGreaterThan(0);
+    },
+    { timeout: 300_000 },
+  );
+
+  test(
+    "speculative decoding in the batch gives the text of plain decoding (greedy, seeded, stops, max_tokens, a tight pool, prefix cache)",
+    async () => {
+      const path = await pullModel();
+      const tok = Tokenizer.fromGguf(new GgufMetadata(readGguf(path).metadata));
+      // Repetitive prompts, so prompt lookup finds drafts; a few plain ones beside them.
+      const prompts = [
+        "List the numbers: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1, 2, 3, 4, 5, 6, 7,",
+        "def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\ndef mul(a, b):\n",
+        "red green blue red green blue red green blue red",
+        "Once upon a time",
+        "The capital of France is Paris. The capital of Italy is Rome. The capital of Spain is",
+        "Hello",
+      ];
+      const requests = (spec: boolean) =>
+        prompts.flatMap((p, i) => [
+          {
+            id: `g${i}`,
+            promptIds: tok.encode(p),
+            sampling: greedy,
+            maxTokens: 20 + 7 * i,
+            stop: i === 2 ? ["blue red green"] : [],
+            ignoreEos: true,
+            speculative: spec ? resolveSpeculative({ maxDraftTokens: 6 }) : null,
+          },
+          {
+            id: `s${i}`,
+            promptIds: tok.encode(p),
+            sampling: { temperature: 0.8, topP: 0.95, seed: 100 + i },
+            maxTokens: 24,
+            stop: [],
+            speculative: spec ? resolveSpeculative(true) : null,
+          },
+        ]);
+      const runAll = (spec: boolean, kvPages: number, prefixCache: boolean) => {
+        const model = openNativeModel(path, { threads: 2, kvPages, maxBatchTokens: 96, maxSequences: 12 });
+        try {
+          if (prefixCache) model.kvTierOpen?.({ hotBudgetBytes: 8 * model.kvStats().pageSizeBytes });
+          const s = new Scheduler(
+            model,
+            tok,
+            { maxRunning: 12, maxQueued: 12, stepTokens: 96, contextTokens: 512, prefixCache },
+            createBatch(96),
+          );
+          for (const r of requests(spec)) s.submit(r);
+          const out = run(s, 5000);
+          const stats = s.stats();
+          if (!prefixCache) expect(model.kvStats().pagesFree).toBe(kvPages);
+          return { out, stats };
+        } finally {
+          model.close();
+        }
+      };
+      const plain = runAll(false, 256, false);
+      expect(plain.stats.draftTokens).toBe(0);
+      for (const [kvPages, prefixCache] of [
+        [256, false],
+        [12, false],
+        [40, true],
+      ] as const) {
+        const spec = runAll(true, kvPages, prefixCache);
+        for (const r of requests(false)) {
+          expect(spec.out.get(r.id)?.done?.type).toBe("done");
+          expect(spec.out.get(r.id)?.text).toBe(plain.out.get(r.id)?.text as string);
+        }
+        expect(spec.stats.draftTokens).toBeGreaterThan(0);
+        expect(spec.stats.acceptedDraftTokens).toBeGreaterThan(0);
+        if (kvPages === 12) expect(spec.stats.preemptions).toBeGreaterThan(0);
+        console.log(
+          `speculative in the engine (${kvPages} pages${prefixCache ? ", prefix cache" : ""}): ${spec.stats.acceptedDraftTokens}/${spec.stats.draftTokens} drafts accepted, ${spec.stats.steps} steps vs ${plain.stats.steps} plain, ${spec.stats.preemptions} preemptions`,
+        );
+      }
     },
     { timeout: 300_000 },
   );

@@ -283,6 +283,45 @@ describe("hearth serve (openai client, real model)", () => {
     expect((await fetch(`${server.url}/health`)).status).toBe(200);
   }, 60_000);
 
+  test("speculative: true streams the same text as plain decoding; /metrics counts the drafts", async () => {
+    const prompts = [
+      "Count: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1, 2, 3, 4, 5, 6,",
+      "red green blue red green blue red green",
+      "Tell me about the sea.",
+    ];
+    const before = await metric(server.url, "hearth_draft_tokens_total");
+    const streamed = async (prompt: string, i: number, speculative: boolean) => {
+      const stream = await client.completions.create({
+        model: "x",
+        prompt,
+        max_tokens: 40,
+        ...(i % 2 === 0 ? { temperature: 0 } : { temperature: 0.9, seed: 7 + i }),
+        stream: true,
+        // @ts-expect-error hearth extensions: speculative decoding per request, and ignore_eos
+        speculative,
+        ignore_eos: true,
+      });
+      let text = "";
+      for await (const c of stream) text += c.choices[0]?.text ?? "";
+      return text;
+    };
+    const both = await Promise.all(
+      prompts.flatMap((p, i) => [
+        streamed(p, i, true),
+        streamed(p, i, false),
+        streamed(p, i + 1, true),
+        streamed(p, i + 1, false),
+      ]),
+    );
+    for (let k = 0; k < both.length; k += 2) {
+      expect(both[k]?.length).toBeGreaterThan(0);
+      expect(both[k]).toBe(both[k + 1] as string);
+    }
+    const drafts = (await metric(server.url, "hearth_draft_tokens_total")) - before;
+    expect(drafts).toBeGreaterThan(0);
+    expect(await metric(server.url, "hearth_draft_tokens_accepted_total")).toBeGreaterThan(0);
+  }, 120_000);
+
   test("a wrong or missing API key gets 401; /health needs none", async () => {
     const wrong = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "nope", maxRetries: 0 });
     expect((await rejection(wrong.models.list())).status).toBe(401);

@@ -9,6 +9,7 @@ import { defaultKvDir } from "../kv/index.ts";
 import { defaultThreads } from "../model.ts";
 import { createApp, DEFAULT_MAX_BODY_BYTES } from "../server/app.ts";
 import { KvDirBusyError, lockKvDir } from "../server/kv-lock.ts";
+import { type ResolvedSpeculative, resolveSpeculative } from "../speculative.ts";
 import { Tokenizer } from "../tokenizer/index.ts";
 
 const HELP = `Usage: hearth serve [-m MODEL] [options]
@@ -29,6 +30,11 @@ Options:
       --kv-type T        f16 (default) or q8_0
   -t, --threads N        compute threads (default: $HEARTH_THREADS, else every core)
       --max-body N       largest request body in bytes (default ${DEFAULT_MAX_BODY_BYTES})
+      --speculative      speculative decoding by prompt lookup for every request (a request's
+                         "speculative": false turns it off, true turns it on without the flag);
+                         draft tokens copied from the context are verified in the same step,
+                         the output is the one plain decoding gives
+      --draft N          most draft tokens per step and sequence (default 4, at most 16)
   -h, --help             this help
 
 Prefix cache (on by default): a request whose prompt starts like an earlier one (the next turn
@@ -77,6 +83,8 @@ export async function main(argv: string[]): Promise<number> {
         "kv-idle-ms": { type: "string" },
         "no-kv-disk": { type: "boolean" },
         "no-prefix-cache": { type: "boolean" },
+        speculative: { type: "boolean" },
+        draft: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -93,6 +101,7 @@ export async function main(argv: string[]): Promise<number> {
   let parallel: number, queue: number, port: number, stepTokens: number, threads: number, maxBody: number;
   let ctxOpt: number | undefined, kvPagesOpt: number | undefined;
   let kvDiskMb: number, kvHotMb: number | undefined, kvIdleMs: number;
+  let speculative: ResolvedSpeculative | null = null;
   const kvType = (s("kv-type") ?? "f16") as "f16" | "q8_0";
   try {
     parallel = int("parallel", s("parallel"), 16, 1);
@@ -113,6 +122,12 @@ export async function main(argv: string[]): Promise<number> {
       throw new Error("--no-prefix-cache turns the SSD tier off too; drop --kv-dir / --no-kv-disk");
     if (values["no-kv-disk"] && s("kv-dir") !== undefined)
       throw new Error("--kv-dir and --no-kv-disk contradict each other");
+    if (s("draft") !== undefined && !values.speculative) throw new Error("--draft needs --speculative");
+    if (values.speculative) {
+      const draft = s("draft") === undefined ? undefined : int("draft", s("draft"), 4, 1);
+      if (draft !== undefined && draft > 16) throw new Error(`--draft must be at most 16, got ${draft}`);
+      speculative = resolveSpeculative(draft === undefined ? true : { maxDraftTokens: draft });
+    }
   } catch (err) {
     console.error(`hearth serve: ${(err as Error).message}\n\nRun \`hearth serve --help\` for the options.`);
     return 2;
@@ -193,6 +208,7 @@ export async function main(argv: string[]): Promise<number> {
     contextTokens,
     apiKey,
     maxBodyBytes: maxBody,
+    speculative,
   });
   app.listen({ hostname: host, port });
   const bound = app.server?.port ?? port;

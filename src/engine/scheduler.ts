@@ -7,6 +7,7 @@
 import type { Batch, KvTierStats, NativeKvTiers, NativeModel } from "../native/model-api.ts";
 import { KvFullError } from "../native/model-api.ts";
 import { type FinishReason, Sampler, type SamplerOptions, StopCondition } from "../sampling/index.ts";
+import { proposeDraft, type ResolvedSpeculative } from "../speculative.ts";
 
 /** Tokens in one KV page (fixed by the native cache). */
 const PAGE_TOKENS = 16;
@@ -26,6 +27,12 @@ export interface EngineRequest {
   stop: readonly string[];
   /** Keep generating through end-of-generation tokens (benchmarks; llama.cpp's ignore_eos). */
   ignoreEos?: boolean;
+  /**
+   * Speculative decoding by prompt lookup (src/speculative.ts): draft tokens ride in the step
+   * after the sequence's next token and are verified by its sampler; the output is the one plain
+   * decoding gives. Null or omitted: off.
+   */
+  speculative?: ResolvedSpeculative | null;
 }
 
 export type EngineFinishReason = FinishReason | "abort" | "context";
@@ -75,6 +82,9 @@ export interface SchedulerStats {
   idleSpilledPages: number;
   /** Counters of the prefix cache and its tiers; null when the prefix cache is off. */
   kvTier: KvTierStats | null;
+  /** Speculative decoding: draft tokens verified, and how many of them matched the sampled token. */
+  draftTokens: number;
+  acceptedDraftTokens: number;
 }
 
 /** submit() answer when the bounded queue has no room. */
@@ -100,6 +110,8 @@ interface Sequence {
   logitsRow: number;
   /** Rows of this step's batch that carry this sequence's tokens. */
   taking: number;
+  /** Draft tokens riding in this step's batch after the sequence's next token (logits rows follow logitsRow). */
+  draft: number[];
 }
 
 /** Most finished conversations remembered for idle spilling (older ones age out of the hot tier on their own). */
@@ -117,8 +129,12 @@ export class Scheduler {
   private readonly waiting: Sequence[] = [];
   private readonly running: Sequence[] = [];
   private readonly batch: Batch;
-  private readonly logits: Float32Array;
+  private logits: Float32Array;
   private nextOrder = 0;
+  private draftTokens = 0;
+  private acceptedDraftTokens = 0;
+  /** KV pages this step's drafts may still take (what admission did not reserve). */
+  private draftPages = 0;
   private preemptions = 0;
   private steps = 0;
   private prefixCachedTokens = 0;
@@ -137,7 +153,8 @@ export class Scheduler {
     if (batch.capacity < opts.stepTokens) throw new RangeError("batch capacity is below stepTokens");
     if (opts.maxRunning < 1 || opts.maxQueued < 0) throw new RangeError("maxRunning ≥ 1 and maxQueued ≥ 0");
     this.batch = batch;
-    // One logits row per running sequence at most (only the last pending row of each wants logits).
+    // One logits row per running sequence (only the last pending row of each wants logits); rows
+    // of speculative drafts grow it on first use.
     this.logits = new Float32Array(opts.maxRunning * model.info.vocabSize);
     const m = model as NativeModel & Partial<NativeKvTiers>;
     this.tiers =
@@ -166,6 +183,8 @@ export class Scheduler {
       prefixCachedTokens: this.prefixCachedTokens,
       idleSpilledPages: this.idleSpilledPages,
       kvTier: this.tiers === null ? null : this.tiers.kvTierStats(),
+      draftTokens: this.draftTokens,
+      acceptedDraftTokens: this.acceptedDraftTokens,
     };
   }
 
@@ -194,6 +213,7 @@ export class Scheduler {
       }),
       logitsRow: -1,
       taking: 0,
+      draft: [],
     });
   }
 
@@ -218,6 +238,7 @@ export class Scheduler {
     this.admit();
     if (this.running.length === 0) return events;
     for (;;) {
+      this.draftPages = this.freeAfterReservations();
       this.pack();
       if (this.batch.length === 0) return events;
       try {
@@ -242,32 +263,87 @@ export class Scheduler {
       }
     }
     this.steps++;
-    for (const s of this.running) s.computed += s.taking;
+    for (const s of this.running) s.computed += s.taking - s.draft.length;
     const vocab = this.model.info.vocabSize;
     for (const s of [...this.running]) {
       if (s.logitsRow < 0) continue;
-      const row = this.logits.subarray(s.logitsRow * vocab, (s.logitsRow + 1) * vocab);
-      const id = s.sampler.sample(row, s.tokens);
-      s.tokens.push(id);
-      const piece = s.decoder.push(id);
-      const step = s.stop.accept(id, piece);
-      let finish: EngineFinishReason | null = step.finish;
-      let text = step.text;
-      // The last token may end in a partial UTF-8 character that only a flush gives out.
-      if (finish === "eos" || finish === "length") text += s.decoder.flush();
-      if (finish === null && s.tokens.length >= this.opts.contextTokens) {
-        finish = "context";
-        text += s.stop.flush() + s.decoder.flush();
+      let finish: EngineFinishReason | null = null;
+      let text = "";
+      let produced = 0;
+      // Row r holds the distribution after the r-th token of this step's run (the next token,
+      // then each draft). A draft equal to the token sampled before it is already in the KV, so
+      // sampling goes on from its row; the first draft that differs ends the step's tokens.
+      for (let r = 0; ; r++) {
+        const row = this.logits.subarray((s.logitsRow + r) * vocab, (s.logitsRow + r + 1) * vocab);
+        const id = s.sampler.sample(row, s.tokens);
+        s.tokens.push(id);
+        produced++;
+        const step = s.stop.accept(id, s.decoder.push(id));
+        finish = step.finish;
+        text += step.text;
+        // The last token may end in a partial UTF-8 character that only a flush gives out.
+        if (finish === "eos" || finish === "length") text += s.decoder.flush();
+        if (finish === null && s.tokens.length >= this.opts.contextTokens) {
+          finish = "context";
+          text += s.stop.flush() + s.decoder.flush();
+        }
+        if (finish !== null || r >= s.draft.length || s.draft[r] !== id) break;
+        s.computed++; // the draft is the sampled token: its KV row stands
+        this.acceptedDraftTokens++;
+      }
+      if (s.draft.length > 0) {
+        this.draftTokens += s.draft.length;
+        // Drafts past the last accepted one leave the KV (their rows were written this step).
+        const rejected = this.model.seqLength(s.seqId) - s.computed;
+        if (rejected > 0) this.model.seqShift(s.seqId, s.computed, rejected);
+        s.draft = [];
       }
       if (finish !== null) {
         this.release(s, true);
         this.running.splice(this.running.indexOf(s), 1);
         events.push(this.doneEvent(s, finish, text));
       } else {
-        events.push({ type: "text", id: s.req.id, text, tokens: 1 });
+        events.push({ type: "text", id: s.req.id, text, tokens: produced });
       }
     }
     return events;
+  }
+
+  /**
+   * Free KV pages left once every running sequence has the pages its next token needs (pages only
+   * the prefix cache holds are freed on demand, so they count as free).
+   */
+  private freeAfterReservations(): number {
+    let free = this.model.kvStats().pagesFree + (this.tiers?.kvTierReclaimable?.() ?? 0);
+    for (const s of this.running) free -= this.pagesNeeded(s);
+    return Math.max(0, free);
+  }
+
+  /**
+   * Draft tokens to run after `s`'s next token this step: prompt lookup over its tokens, bounded by
+   * the `rowsLeft` rows left in the step, the context, the tokens it may still generate and the
+   * free pages.
+   */
+  private draftFor(s: Sequence, rowsLeft: number): number[] {
+    const spec = s.req.speculative;
+    if (!spec || s.tokens.length - s.computed !== 1) return [];
+    const generated = s.tokens.length - s.req.promptIds.length;
+    const room = Math.min(
+      rowsLeft,
+      this.opts.contextTokens - s.tokens.length,
+      s.req.maxTokens - generated - 1,
+    );
+    if (room <= 0) return [];
+    let draft = proposeDraft(s.tokens, spec, room);
+    // Pages beyond the one reserved for the next token come out of the step's spare pages.
+    const reserved = Math.ceil((s.tokens.length + 1) / PAGE_TOKENS);
+    let extra = Math.max(0, Math.ceil((s.tokens.length + draft.length) / PAGE_TOKENS) - reserved);
+    while (extra > this.draftPages && draft.length > 0) {
+      draft = draft.slice(0, -1);
+      extra = Math.max(0, Math.ceil((s.tokens.length + draft.length) / PAGE_TOKENS) - reserved);
+    }
+    this.draftPages -= extra;
+    return draft;
   }
 
   private doneEvent(s: Sequence, finish: EngineFinishReason, text: string): EngineEvent {
@@ -350,10 +426,7 @@ export class Scheduler {
   /** Moves waiting requests to running, oldest first, while slots and free KV pages allow. */
   private admit(): void {
     if (this.waiting.length === 0) return;
-    // Pages only the prefix cache holds are freed on demand, so they count as free.
-    let free = this.model.kvStats().pagesFree + (this.tiers?.kvTierReclaimable?.() ?? 0);
-    // Pages the running sequences need for their next tokens are spoken for.
-    for (const s of this.running) free -= this.pagesNeeded(s);
+    let free = this.freeAfterReservations();
     while (this.waiting.length > 0 && this.running.length < this.opts.maxRunning) {
       const s = this.waiting[0] as Sequence;
       const need = this.pagesNeeded(s);
@@ -391,6 +464,7 @@ export class Scheduler {
     for (const s of byPending) {
       s.logitsRow = -1;
       s.taking = 0;
+      s.draft = [];
       const pending = s.tokens.length - s.computed;
       const take = Math.min(pending, this.opts.stepTokens - rows);
       if (take <= 0) continue;
@@ -405,8 +479,21 @@ export class Scheduler {
         if (last) s.logitsRow = logitsRows++;
         rows++;
       }
+      if (take !== pending) continue;
+      s.draft = this.draftFor(s, this.opts.stepTokens - rows);
+      for (const [k, id] of s.draft.entries()) {
+        b.tokens[rows] = id;
+        b.positions[rows] = s.tokens.length + k;
+        b.seqIds[rows] = s.seqId;
+        b.wantLogits[rows] = 1;
+        logitsRows++;
+        rows++;
+      }
+      s.taking += s.draft.length;
     }
     b.length = rows;
+    const need = logitsRows * this.model.info.vocabSize;
+    if (this.logits.length < need) this.logits = new Float32Array(need);
   }
 
   /** Frees the newest running sequence's pages and puts it back at the head of the queue. */

@@ -5,6 +5,7 @@ import { Elysia, t } from "elysia";
 import type { ChatMessage, ChatTemplate } from "../chat/index.ts";
 import type { EngineEvent, EngineFinishReason, EngineRequest, SchedulerStats } from "../engine/scheduler.ts";
 import type { SamplerOptions } from "../sampling/index.ts";
+import { type ResolvedSpeculative, resolveSpeculative } from "../speculative.ts";
 import type { Tokenizer } from "../tokenizer/index.ts";
 import { ServerMetrics } from "./metrics.ts";
 
@@ -33,6 +34,11 @@ export interface AppOptions {
   maxBodyBytes?: number;
   /** Seconds a client is told to wait when the queue is full. */
   retryAfterSeconds?: number;
+  /**
+   * Speculative decoding (prompt lookup) for requests that do not say: null or omitted = off. A
+   * request's `speculative: true` turns it on with these settings (or the defaults).
+   */
+  speculative?: ResolvedSpeculative | null;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 1 << 20;
@@ -70,6 +76,8 @@ const sampling = {
   user: t.Optional(t.String()),
   /** Not OpenAI: keep generating through end-of-generation tokens (as llama.cpp's server). */
   ignore_eos: t.Optional(t.Boolean()),
+  /** Not OpenAI: speculative decoding by prompt lookup on or off for this request (same output). */
+  speculative: t.Optional(t.Boolean()),
 };
 
 const ContentPart = t.Object({ type: t.String(), text: t.Optional(t.String()) });
@@ -112,6 +120,7 @@ type SamplingBody = {
   presence_penalty?: number | null;
   frequency_penalty?: number | null;
   ignore_eos?: boolean;
+  speculative?: boolean;
 };
 
 function finishReason(f: EngineFinishReason): "stop" | "length" {
@@ -162,7 +171,18 @@ export function createApp(opts: AppOptions) {
     if (body.seed !== undefined && body.seed !== null) sampling.seed = body.seed;
     const stop = body.stop == null ? [] : typeof body.stop === "string" ? [body.stop] : body.stop;
     if (stop.some((s) => s.length === 0)) throw new RequestError("stop strings must not be empty", "stop");
-    return { promptIds, sampling, maxTokens: requested ?? room, stop, ignoreEos: body.ignore_eos === true };
+    const speculative =
+      body.speculative === false
+        ? null
+        : (opts.speculative ?? (body.speculative ? resolveSpeculative(true) : null));
+    return {
+      promptIds,
+      sampling,
+      maxTokens: requested ?? room,
+      stop,
+      ignoreEos: body.ignore_eos === true,
+      speculative,
+    };
   }
 
   type Kind = "chat" | "completion";

@@ -42,6 +42,9 @@ export interface EngineGauges {
   kvPagesFree: number;
   preemptions: number;
   idleSpilledPages?: number;
+  /** Speculative decoding: draft tokens verified / matched the sampled token. */
+  draftTokens?: number;
+  acceptedDraftTokens?: number;
   /** Prefix cache counters; null or absent when it is off. */
   kvTier?: KvTierStats | null;
 }
@@ -88,6 +91,16 @@ export class ServerMetrics {
       "hearth_preemptions_total",
       "Sequences preempted (pages freed, recomputed later).",
       g.preemptions,
+    );
+    counter(
+      "hearth_draft_tokens_total",
+      "Speculative decoding: draft tokens verified (requests with speculative on).",
+      g.draftTokens ?? 0,
+    );
+    counter(
+      "hearth_draft_tokens_accepted_total",
+      "Speculative decoding: draft tokens equal to the sampled token (generated without a step of their own).",
+      g.acceptedDraftTokens ?? 0,
     );
     out.push(this.ttft.render(), this.itl.render());
     gauge("hearth_requests_running", "Sequences decoding now.", g.running);

@@ -238,7 +238,8 @@ export class Scheduler {
     this.admit();
     if (this.running.length === 0) return events;
     for (;;) {
-      this.draftPages = this.freeAfterReservations();
+      // Drafts take only pages that are free now: a guess never pushes a cached prefix to SSD.
+      this.draftPages = this.freeAfterReservations(false);
       this.pack();
       if (this.batch.length === 0) return events;
       try {
@@ -310,11 +311,11 @@ export class Scheduler {
   }
 
   /**
-   * Free KV pages left once every running sequence has the pages its next token needs (pages only
-   * the prefix cache holds are freed on demand, so they count as free).
+   * Free KV pages left once every running sequence has the pages its next token needs; with
+   * `reclaimable`, pages only the prefix cache holds count as free (they are freed on demand).
    */
-  private freeAfterReservations(): number {
-    let free = this.model.kvStats().pagesFree + (this.tiers?.kvTierReclaimable?.() ?? 0);
+  private freeAfterReservations(reclaimable: boolean): number {
+    let free = this.model.kvStats().pagesFree + (reclaimable ? (this.tiers?.kvTierReclaimable?.() ?? 0) : 0);
     for (const s of this.running) free -= this.pagesNeeded(s);
     return Math.max(0, free);
   }
@@ -426,7 +427,7 @@ export class Scheduler {
   /** Moves waiting requests to running, oldest first, while slots and free KV pages allow. */
   private admit(): void {
     if (this.waiting.length === 0) return;
-    let free = this.freeAfterReservations();
+    let free = this.freeAfterReservations(true);
     while (this.waiting.length > 0 && this.running.length < this.opts.maxRunning) {
       const s = this.waiting[0] as Sequence;
       const need = this.pagesNeeded(s);

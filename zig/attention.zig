@@ -139,17 +139,37 @@ fn loadKt(comptime hd: usize, cache: *const kv.Cache, kblock: [*]const u8, count
     }
 }
 
+/// Where a page's K comes from for scoring: the f32 copy `loadKt` made (dimension-major), or the
+/// page's own dimension-major f16 block, converted one dimension at a time.
+fn KeySource(comptime hd: usize) type {
+    return union(enum) {
+        kt: *const [hd][2]V8,
+        f16: [*]const f16,
+
+        /// The 16 keys' values of dimension d, as f32.
+        inline fn dim(self: @This(), d: usize) [2]V8 {
+            return switch (self) {
+                .kt => |kt| kt[d],
+                .f16 => |h| .{
+                    @floatCast(@as(@Vector(8, f16), h[d * kv.page_tokens ..][0..8].*)),
+                    @floatCast(@as(@Vector(8, f16), h[d * kv.page_tokens + 8 ..][0..8].*)),
+                },
+            };
+        }
+    };
+}
+
 /// Raw scores of C queries against the 16 keys of a page: one FMA per dimension and 8 keys,
-/// summed over dimensions in order 0..hd (the same order for every query, alone or tiled).
-inline fn scoreChunk(comptime hd: usize, comptime C: usize, kt: *const [hd][2]V8, qs: []const [*]const f32, out: [][kv.page_tokens]f32) void {
+/// summed over dimensions in order 0..hd (the same order for every query, alone or tiled, and
+/// the same numbers from either key source).
+inline fn scoreChunk(comptime hd: usize, comptime C: usize, keys: KeySource(hd), qs: []const [*]const f32, out: [][kv.page_tokens]f32) void {
     var a: [C][2]V8 = @splat(.{ @splat(0), @splat(0) });
     for (0..hd) |d| {
-        const k0 = kt[d][0];
-        const k1 = kt[d][1];
+        const k = keys.dim(d);
         inline for (0..C) |c| {
             const b: V8 = @splat(qs[c][d]);
-            a[c][0] = @mulAdd(V8, k0, b, a[c][0]);
-            a[c][1] = @mulAdd(V8, k1, b, a[c][1]);
+            a[c][0] = @mulAdd(V8, k[0], b, a[c][0]);
+            a[c][1] = @mulAdd(V8, k[1], b, a[c][1]);
         }
     }
     inline for (0..C) |c| {
@@ -159,45 +179,18 @@ inline fn scoreChunk(comptime hd: usize, comptime C: usize, kt: *const [hd][2]V8
 }
 
 /// Raw scores of every query against one page's keys into s[q]. Up to four queries read f16 K
-/// straight from the page (converting each dimension as it goes); more share one conversion
-/// into `kt`. Both sum the same products in the same order, so a query's scores never depend
-/// on how many queries share its tile.
+/// straight from the page; more share one conversion into `kt`.
 fn scorePage(comptime hd: usize, cache: *const kv.Cache, kblock: [*]const u8, count: usize, kt: *[hd][2]V8, qs: []const [*]const f32, s: [][kv.page_tokens]f32) void {
     const nq = qs.len;
+    var keys: KeySource(hd) = .{ .kt = kt };
     if (cache.kTransposed() and nq <= 4) {
-        const h: [*]const f16 = @ptrCast(@alignCast(kblock));
-        switch (nq) {
-            inline 1, 2, 3, 4 => |c| scoreDirect(hd, c, h, qs, s),
-            else => unreachable,
-        }
-        return;
-    }
-    loadKt(hd, cache, kblock, count, kt);
+        keys = .{ .f16 = @ptrCast(@alignCast(kblock)) };
+    } else loadKt(hd, cache, kblock, count, kt);
     var qi: usize = 0;
-    while (qi + 4 <= nq) : (qi += 4) scoreChunk(hd, 4, kt, qs[qi..], s[qi..]);
+    while (qi + 4 <= nq) : (qi += 4) scoreChunk(hd, 4, keys, qs[qi..], s[qi..]);
     switch (nq - qi) {
-        inline 1, 2, 3 => |c| scoreChunk(hd, c, kt, qs[qi..], s[qi..]),
+        inline 1, 2, 3 => |c| scoreChunk(hd, c, keys, qs[qi..], s[qi..]),
         else => {},
-    }
-}
-
-/// scoreChunk over a dimension-major f16 K block, converting each dimension's 16 keys in place.
-inline fn scoreDirect(comptime hd: usize, comptime C: usize, h: [*]const f16, qs: []const [*]const f32, out: [][kv.page_tokens]f32) void {
-    var a: [C][2]V8 = @splat(.{ @splat(0), @splat(0) });
-    for (0..hd) |d| {
-        const lo: @Vector(8, f16) = h[d * kv.page_tokens ..][0..8].*;
-        const hi: @Vector(8, f16) = h[d * kv.page_tokens + 8 ..][0..8].*;
-        const k0: V8 = @floatCast(lo);
-        const k1: V8 = @floatCast(hi);
-        inline for (0..C) |c| {
-            const b: V8 = @splat(qs[c][d]);
-            a[c][0] = @mulAdd(V8, k0, b, a[c][0]);
-            a[c][1] = @mulAdd(V8, k1, b, a[c][1]);
-        }
-    }
-    inline for (0..C) |c| {
-        out[c][0..8].* = a[c][0];
-        out[c][8..16].* = a[c][1];
     }
 }
 

@@ -162,6 +162,24 @@ describe("hearth serve prefix cache (real model, openai client)", () => {
     }
   }, 120_000);
 
+  test("hearth serve --speculative (prefix cache on) answers both turns as the plain server", async () => {
+    const s = await serve(["--no-kv-disk", "--speculative", "--draft", "6"]);
+    try {
+      const first = await chat(s, FIRST);
+      expect(first.text).toBe(reference.first);
+      const second = await chat(s, secondTurn(first.text));
+      expect(second.text).toBe(reference.second);
+      expect(second.cached).toBeGreaterThanOrEqual(32);
+      const m = await metrics(s);
+      expect(m.get("hearth_draft_tokens_total")).toBeGreaterThan(0);
+      console.log(
+        `--speculative: ${m.get("hearth_draft_tokens_accepted_total")}/${m.get("hearth_draft_tokens_total")} drafts accepted over two turns`,
+      );
+    } finally {
+      await s.stop();
+    }
+  }, 120_000);
+
   test("idle spill to SSD, resume from SSD, restart, corrupt record, torn manifest, crash: same answers", async () => {
     const kvDir = join(dir, "kv");
     // A 1 MiB hot tier (two pages) and a 300 ms idle time force both kinds of spill.

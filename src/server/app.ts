@@ -228,6 +228,8 @@ export function createApp(opts: AppOptions) {
         if (lastToken === 0) metrics.ttft.observe((now - started) / 1000);
         else metrics.itl.observe((now - lastToken) / 1000);
         lastToken = now;
+        // Tokens that came in the same step (accepted speculative drafts) arrive together.
+        for (let k = 1; k < (ev.type === "text" ? ev.tokens : 1); k++) metrics.itl.observe(0);
       }
       if (ev.type === "done") {
         metrics.countRequest(endpoint, ev.finish);

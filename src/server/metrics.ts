@@ -63,7 +63,7 @@ export class ServerMetrics {
   );
   readonly itl = new Histogram(
     "hearth_inter_token_latency_seconds",
-    "Time between consecutive generated tokens of one request.",
+    "Time between consecutive generated tokens of one request (0 for tokens that arrive in the same step: accepted speculative drafts).",
     [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
   );
 

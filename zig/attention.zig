@@ -2,7 +2,8 @@
 //!
 //! One work item is (row, kv head): the `group` query heads that share a kv head walk the
 //! sequence's pages together, so each K/V row is read (and converted to f32) once for all of
-//! them. Softmax is exact two-pass (max, then the sum of exp(s - max)), as ggml's non-flash path.
+//! them. The first walk finds each query's max and softmax sum online (rescaled per page); the
+//! second accumulates V with the weights rounded as ggml's non-flash path rounds them.
 //! An item's arithmetic depends only on its own row and sequence: batch invariant.
 const std = @import("std");
 const ops = @import("ops.zig");
@@ -217,12 +218,11 @@ inline fn sumLanes(v: S) f32 {
 /// The weights follow ggml's non-flash path (what llama.cpp runs with flash attention off):
 /// softmax over the whole row, then each weight rounded to f16 before it meets V (ggml converts
 /// the softmax row to V's f16 for the KQV product). The weights need the row's max and sum
-/// first: the K walk scores and finds the max, the sum of exp(s - max) follows (ggml's formula,
-/// no running rescale), then the V walk accumulates with the rounded weights. The scores, then
-/// the exps, are kept on the stack between the walks when they fit (queries are split into
-/// smaller groups to make them fit); only rows longer than `stored_pages` pages score again in
-/// a second K walk and in the V walk. The numbers are the same either way, so the split never
-/// changes a result.
+/// first, so the keys are walked twice: pass 1 scores and finds the max and the sum (online,
+/// per page), pass 2 accumulates V with the rounded weights. Pass 1's scores are kept on the
+/// stack for pass 2 when they fit (queries are split into smaller groups to make them fit);
+/// only rows longer than `stored_pages` pages score twice. The scores are the same numbers
+/// either way, so the split never changes a result.
 fn attendQueries(
     comptime hd: usize,
     cache: *const kv.Cache,

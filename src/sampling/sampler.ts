@@ -352,7 +352,6 @@ export class Sampler {
   }
 }
 
-/** Argmax that rejects NaN and rows where every logit is -Infinity. */
 /** Rows at least this long take the native vector argmax when libhearth is loaded. */
 const NATIVE_ARGMAX_MIN = 1024;
 const argmaxIndex = new Uint32Array(1);
@@ -372,6 +371,7 @@ function checkedArgmax(row: Float32Array): number {
   return checkedArgmaxJs(row);
 }
 
+/** The JS path of checkedArgmax: rejects NaN, +Infinity and rows where every logit is -Infinity. */
 function checkedArgmaxJs(row: Float32Array): number {
   let max = Number.NEGATIVE_INFINITY;
   let best = -1;

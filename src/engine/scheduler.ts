@@ -239,7 +239,7 @@ export class Scheduler {
     if (this.running.length === 0) return events;
     for (;;) {
       // Drafts take only pages that are free now: a guess never pushes a cached prefix to SSD.
-      this.draftPages = this.freeAfterReservations(false);
+      this.draftPages = this.running.some((s) => s.req.speculative) ? this.freeAfterReservations(false) : 0;
       this.pack();
       if (this.batch.length === 0) return events;
       try {
@@ -288,12 +288,13 @@ export class Scheduler {
           finish = "context";
           text += s.stop.flush() + s.decoder.flush();
         }
-        if (finish !== null || r >= s.draft.length || s.draft[r] !== id) break;
+        if (finish !== null || r >= s.draft.length) break;
+        this.draftTokens++; // draft r is checked against the token sampled before it
+        if (s.draft[r] !== id) break;
         s.computed++; // the draft is the sampled token: its KV row stands
         this.acceptedDraftTokens++;
       }
       if (s.draft.length > 0) {
-        this.draftTokens += s.draft.length;
         // Drafts past the last accepted one leave the KV (their rows were written this step).
         const rejected = this.model.seqLength(s.seqId) - s.computed;
         if (rejected > 0) this.model.seqShift(s.seqId, s.computed, rejected);

@@ -37,6 +37,19 @@ pub const tokens_per_pass = 4;
 /// Minimum rows per task: enough work to amortize claiming a task.
 const min_rows_per_task = 16;
 
+/// Memory to pull toward the caches while a matmul runs: each task, after its rows, prefetches
+/// its share (part `task` of `n_tasks`). A batched matmul is bound by arithmetic and leaves the
+/// memory bus idle, so data the next step of the forward pass reads (the next layer's KV pages)
+/// can stream in meanwhile. Results never depend on it.
+pub const Prefetch = struct {
+    ctx: *const anyopaque,
+    issue: *const fn (ctx: *const anyopaque, part: usize, parts: usize) void,
+
+    pub inline fn run(self: Prefetch, part: usize, parts: usize) void {
+        self.issue(self.ctx, part, parts);
+    }
+};
+
 const Job = struct {
     w: Weight,
     x: []const f32,
@@ -44,6 +57,8 @@ const Job = struct {
     n_tokens: usize,
     out: []f32,
     rows_per_task: usize,
+    n_tasks: usize,
+    prefetch: ?Prefetch,
 };
 
 /// out[t*rows + r] = dot(W[r,:], x[t*cols..]) for every token t < n_tokens.
@@ -51,6 +66,11 @@ const Job = struct {
 /// blocks per token); f32/f16 weights read `x`. One (token, row) value never depends on
 /// n_tokens or on the thread count.
 pub fn matmul(pool: *Pool, w: Weight, x: []const f32, act: []const BlockQ8Act, n_tokens: usize, out: []f32) void {
+    matmulPrefetch(pool, w, x, act, n_tokens, out, null);
+}
+
+/// `matmul`, with its tasks also issuing `prefetch` (see Prefetch).
+pub fn matmulPrefetch(pool: *Pool, w: Weight, x: []const f32, act: []const BlockQ8Act, n_tokens: usize, out: []f32, prefetch: ?Prefetch) void {
     std.debug.assert(out.len >= n_tokens * w.rows);
     if (w.type.isQuantized()) {
         std.debug.assert(w.cols % quant.block_elems == 0);
@@ -61,7 +81,7 @@ pub fn matmul(pool: *Pool, w: Weight, x: []const f32, act: []const BlockQ8Act, n
     if (w.rows == 0 or n_tokens == 0) return;
     const rows_per_task = rowsPerTask(w.rows, n_tokens, pool.n_threads);
     const n_tasks = std.math.divCeil(usize, w.rows, rows_per_task) catch unreachable;
-    const job = Job{ .w = w, .x = x, .act = act, .n_tokens = n_tokens, .out = out, .rows_per_task = rows_per_task };
+    const job = Job{ .w = w, .x = x, .act = act, .n_tokens = n_tokens, .out = out, .rows_per_task = rows_per_task, .n_tasks = n_tasks, .prefetch = prefetch };
     pool.run(n_tasks, &job, runTask);
 }
 
@@ -69,6 +89,7 @@ fn runTask(job: *const Job, task: usize) void {
     const r0 = task * job.rows_per_task;
     const r1 = @min(job.w.rows, r0 + job.rows_per_task);
     computeRows(job.w, job.x, job.act, job.n_tokens, job.out, r0, r1);
+    if (job.prefetch) |p| p.run(task, job.n_tasks);
 }
 
 /// out[t*rows + r] for rows [r0, r1) and every token: the one place a weight row meets the

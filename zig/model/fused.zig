@@ -18,6 +18,7 @@ const Job = struct {
     rows_per_task: usize,
     /// First task index of each part (prefix sums), plus the total at [parts.len].
     first_task: [max_weights + 1]usize,
+    prefetch: ?matmul.Prefetch,
 
     fn run(self: *const Job, task: usize) void {
         var p: usize = 0;
@@ -26,11 +27,13 @@ const Job = struct {
         const r0 = (task - self.first_task[p]) * self.rows_per_task;
         const r1 = @min(part.w.rows, r0 + self.rows_per_task);
         matmul.computeRows(part.w, self.x, self.act, self.n_tokens, part.out, r0, r1);
+        if (self.prefetch) |pf| pf.run(task, self.first_task[self.parts.len]);
     }
 };
 
-/// out_i = W_i · x for every part, all weights sharing `x` / `act` (n_tokens rows), one barrier.
-pub fn matmulMany(pool: *Pool, parts: []const Part, x: []const f32, act: []const quant.BlockQ8Act, n_tokens: usize) void {
+/// out_i = W_i · x for every part, all weights sharing `x` / `act` (n_tokens rows), one barrier;
+/// the tasks also issue `prefetch` (matmul.Prefetch) when given.
+pub fn matmulMany(pool: *Pool, parts: []const Part, x: []const f32, act: []const quant.BlockQ8Act, n_tokens: usize, prefetch: ?matmul.Prefetch) void {
     std.debug.assert(parts.len >= 1 and parts.len <= max_weights);
     var total_rows: usize = 0;
     for (parts) |p| {
@@ -38,7 +41,7 @@ pub fn matmulMany(pool: *Pool, parts: []const Part, x: []const f32, act: []const
         total_rows += p.w.rows;
     }
     const rows_per_task = matmul.rowsPerTask(total_rows, n_tokens, pool.n_threads);
-    var job: Job = .{ .parts = parts, .x = x, .act = act, .n_tokens = n_tokens, .rows_per_task = rows_per_task, .first_task = undefined };
+    var job: Job = .{ .parts = parts, .x = x, .act = act, .n_tokens = n_tokens, .rows_per_task = rows_per_task, .first_task = undefined, .prefetch = prefetch };
     job.first_task[0] = 0;
     for (parts, 0..) |p, i| job.first_task[i + 1] = job.first_task[i] + (std.math.divCeil(usize, p.w.rows, rows_per_task) catch unreachable);
     pool.run(job.first_task[parts.len], &job, Job.run);

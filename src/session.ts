@@ -1,6 +1,6 @@
 // Session: one conversation over one KV sequence. Prefill and decode are separate steps;
 // generation streams text pieces; every call reports telemetry; a full context shifts.
-import type { ChatMessage } from "./chat/index.ts";
+import { type ChatMessage, encodeChat } from "./chat/index.ts";
 import { resumeSequence, saveSequence } from "./kv/index.ts";
 import type { Model } from "./model.ts";
 import { createBatch } from "./native/model.ts";
@@ -278,13 +278,7 @@ export class Session {
     const template = this.model.chatTemplate;
     this.checkOpen();
     const options = { ...this.sampling, ...opts };
-    const text = template.render([...messages], { addGenerationPrompt: true });
-    const tok = this.model.tokenizer;
-    const bosText = tok.bosId >= 0 ? tok.tokenText(tok.bosId) : "";
-    const ids = tok.encode(text, {
-      addSpecial: !(bosText !== "" && text.startsWith(bosText)),
-      parseSpecial: true,
-    });
+    const ids = encodeChat(template, this.model.tokenizer, messages, { addGenerationPrompt: true });
     return this.exclusiveGen(() =>
       async function* (this: Session) {
         const started = performance.now();

@@ -131,7 +131,13 @@ describe("Sampler properties", () => {
       const row = randomRow(rng, 300);
       expect(new Sampler({ temperature: 0, seed: trial }).sample(row)).toBe(argmax(row));
       expect(new Sampler({ ...OFF, temperature: 1e-6, seed: trial }).sample(row)).toBe(argmax(row));
+      // So small that 1/T is infinite (a subnormal): still the best token, never a NaN draw.
+      expect(new Sampler({ ...OFF, temperature: 1e-320, seed: trial }).sample(row)).toBe(argmax(row));
     }
+    const tie = new Float32Array([0, 5, 1, 5]);
+    const d = new Sampler({ ...OFF, temperature: 1e-320 }).distribution(tie);
+    const mass = new Map(Array.from(d.ids, (id, i) => [id, d.probs[i]]));
+    expect([mass.get(0) ?? 0, mass.get(1), mass.get(2) ?? 0, mass.get(3)]).toEqual([0, 0.5, 0, 0.5]); // the tied best share it
   });
 
   test("penalties only lower the chance of repeated tokens relative to the others", () => {

@@ -85,9 +85,24 @@ export class ChatTemplate {
     return new ChatTemplate(CHATML_TEMPLATE, true, tokens);
   }
 
-  /** Renders a conversation to the prompt text (encode it with `parseSpecial: true`). */
+  /**
+   * Renders a conversation to the prompt text. To tokenize it, prefer `encodeChat`: encoding
+   * this text with `parseSpecial: true` also turns control-token text inside messages into tokens.
+   */
   render(messages: readonly ChatMessage[], options: RenderOptions = {}): string {
-    const normalized = normalizeMessages(messages);
+    return this.renderEscaped(messages, options, (content) => content);
+  }
+
+  /** `render` with each message's text passed through `mapContent` first. */
+  renderEscaped(
+    messages: readonly ChatMessage[],
+    options: RenderOptions,
+    mapContent: (content: string) => string,
+  ): string {
+    const normalized = normalizeMessages(messages).map((m) => ({
+      ...m,
+      content: mapContent(m.content as string),
+    }));
     const context: Record<string, unknown> = {
       bos_token: this.tokens.bosToken ?? "",
       eos_token: this.tokens.eosToken ?? "",
@@ -101,6 +116,59 @@ export class ChatTemplate {
       throw new ChatTemplateError(`chat template failed to render: ${(e as Error).message}`);
     }
   }
+}
+
+/** Noncharacters reserved for internal use: the placeholder marker is one no message contains. */
+const MARKER_FIRST = 0xfdd0;
+const MARKER_LAST = 0xfdef;
+
+/**
+ * Renders a conversation with the template and tokenizes it. The template's own control tokens
+ * (`<|im_start|>`, `<|im_end|>`, ...) become those tokens; control-token text inside a message
+ * stays plain text, so a message cannot close its own turn and forge another. BOS is added
+ * unless the template already starts with it. Text without control-token strings in its
+ * messages gives the same tokens as encoding `render()` with `parseSpecial: true`.
+ */
+export function encodeChat(
+  template: ChatTemplate,
+  tokenizer: Tokenizer,
+  messages: readonly ChatMessage[],
+  options: RenderOptions = {},
+): number[] {
+  const controls = tokenizer.controlTexts();
+  const contents = normalizeMessages(messages).map((m) => m.content as string);
+  let marker = "";
+  for (let c = MARKER_FIRST; c <= MARKER_LAST && marker === ""; c++) {
+    const ch = String.fromCharCode(c);
+    if (!contents.some((t) => t.includes(ch))) marker = ch;
+  }
+  if (marker === "") {
+    throw new ChatTemplateError("messages contain every noncharacter U+FDD0..U+FDEF; remove them");
+  }
+  // Longest first, as the tokenizer matches them (a longer token may contain a shorter one).
+  const pattern =
+    controls.length === 0
+      ? null
+      : new RegExp(controls.map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join("|"), "g");
+  const originals: string[] = [];
+  const hide = (content: string): string =>
+    pattern === null
+      ? content
+      : content.replace(pattern, (found) => {
+          originals.push(found);
+          return `${marker}${originals.length - 1}${marker}`;
+        });
+  const text = template.renderEscaped(messages, options, hide);
+  const placeholder = new RegExp(`${marker}(\\d+)${marker}`, "g");
+  const bosText = tokenizer.bosId >= 0 ? tokenizer.tokenText(tokenizer.bosId) : "";
+  return tokenizer.encode(text, {
+    addSpecial: !(bosText !== "" && text.startsWith(bosText)),
+    parseSpecial: true,
+    unescape:
+      originals.length === 0
+        ? undefined
+        : (t) => t.replace(placeholder, (_, i) => originals[Number(i)] ?? ""),
+  });
 }
 
 function normalizeMessages(messages: readonly ChatMessage[]): Record<string, unknown>[] {

@@ -150,7 +150,10 @@ export class Sampler {
     for (let i = 0; i < count; i++) if ((candLogits[i] as number) > max) max = candLogits[i] as number;
     let sum = 0;
     for (let i = 0; i < count; i++) {
-      const w = Math.exp(((candLogits[i] as number) - max) * invT);
+      // The best candidates weigh 1 exactly: a temperature so small that 1/T is infinite would
+      // otherwise make their 0 * Infinity a NaN (the others' -Infinity still gives 0).
+      const d = (candLogits[i] as number) - max;
+      const w = d === 0 ? 1 : Math.exp(d * invT);
       probs[i] = w;
       sum += w;
     }

@@ -2,7 +2,7 @@
 // /v1/models, /health, /metrics. Requests are validated by schema, tokenized here, and handed to
 // the engine (which runs in a worker); responses stream as SSE or come back whole.
 import { Elysia, t } from "elysia";
-import type { ChatMessage, ChatTemplate } from "../chat/index.ts";
+import { type ChatMessage, type ChatTemplate, encodeChat } from "../chat/index.ts";
 import type { EngineEvent, EngineFinishReason, EngineRequest, SchedulerStats } from "../engine/scheduler.ts";
 import type { SamplerOptions } from "../sampling/index.ts";
 import { type ResolvedSpeculative, resolveSpeculative } from "../speculative.ts";
@@ -143,7 +143,6 @@ export function createApp(opts: AppOptions) {
   const retryAfter = String(opts.retryAfterSeconds ?? 1);
   const metrics = new ServerMetrics();
   const created_s = Math.floor(Date.now() / 1000);
-  const bosText = tokenizer.bosId >= 0 ? tokenizer.tokenText(tokenizer.bosId) : "";
 
   /** Builds the engine request shared by both endpoints; throws RequestError naming the field. */
   function engineRequest(body: SamplingBody, promptIds: number[], maxTokensField: number | null | undefined) {
@@ -419,19 +418,17 @@ export function createApp(opts: AppOptions) {
     .post(
       "/v1/chat/completions",
       ({ body, request }) => {
-        let text: string;
+        let ids: number[];
         try {
-          text = chatTemplate.render(body.messages as ChatMessage[], { addGenerationPrompt: true });
+          ids = encodeChat(chatTemplate, tokenizer, body.messages as ChatMessage[], {
+            addGenerationPrompt: true,
+          });
         } catch (err) {
           throw new RequestError(
             `messages cannot be rendered with the chat template: ${(err as Error).message}`,
             "messages",
           );
         }
-        const ids = tokenizer.encode(text, {
-          addSpecial: !(bosText !== "" && text.startsWith(bosText)),
-          parseSpecial: true,
-        });
         const max = body.max_completion_tokens ?? body.max_tokens;
         return respond("chat", body, engineRequest(body, ids, max), request);
       },

@@ -27,6 +27,12 @@ export interface EncodeOptions {
   addSpecial?: boolean;
   /** Match control-token text (e.g. `<|im_start|>`) in the input as those tokens. Default false. */
   parseSpecial?: boolean;
+  /**
+   * Applied to each stretch of plain text after the special tokens are split out, before it is
+   * tokenized: chat encoding uses it to put back control-token text that a message contained
+   * (escaped while the template rendered), so that text stays plain.
+   */
+  unescape?: (text: string) => string;
 }
 
 export interface DecodeOptions {
@@ -214,7 +220,7 @@ export class Tokenizer {
     if (input.length > 0) {
       for (const fragment of this.partitionSpecial(input, parseSpecial)) {
         if (typeof fragment === "number") out.push(fragment);
-        else this.encodeText(fragment, out);
+        else this.encodeText(options.unescape ? options.unescape(fragment) : fragment, out);
       }
     }
     if (addSpecial && this.addEos) out.push(this.eosId);
@@ -225,6 +231,11 @@ export class Tokenizer {
    * Splits text on special-token texts, longest token first, like llama.cpp's
    * tokenizer_st_partition. Without parseSpecial only user-defined tokens are split out.
    */
+  /** Texts that `parseSpecial` matches as tokens (control and unknown tokens), longest first. */
+  controlTexts(): string[] {
+    return this.specialIds.filter((id) => this.isControl(id)).map((id) => this.tokens[id] as string);
+  }
+
   private partitionSpecial(text: string, parseSpecial: boolean): (string | number)[] {
     let fragments: (string | number)[] = [text];
     for (const id of this.specialIds) {

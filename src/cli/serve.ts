@@ -21,7 +21,7 @@ Options:
   -m, --model REF        model: known name (default SmolLM2-135M-Instruct Q4_1), .gguf path or URL
       --host HOST        address to bind (default 127.0.0.1: loopback only)
       --port N           port (default 8080; 0 picks a free one)
-      --api-key KEY      require "Authorization: Bearer KEY" on /v1 routes (or $HEARTH_API_KEY)
+      --api-key KEY      require "Authorization: Bearer KEY" on /v1 and /metrics (or $HEARTH_API_KEY)
       --parallel N       sequences decoding at once (default 16)
       --queue N          requests waiting beyond --parallel before 429 (default 64)
   -c, --ctx N            most tokens per request, prompt + completion (default: model's, ≤ 4096)

@@ -1,6 +1,7 @@
 // The OpenAI-compatible HTTP API as an Elysia app: /v1/chat/completions, /v1/completions,
 // /v1/models, /health, /metrics. Requests are validated by schema, tokenized here, and handed to
 // the engine (which runs in a worker); responses stream as SSE or come back whole.
+import { createHash, timingSafeEqual } from "node:crypto";
 import { Elysia, t } from "elysia";
 import { type ChatMessage, type ChatTemplate, encodeChat } from "../chat/index.ts";
 import type { EngineEvent, EngineFinishReason, EngineRequest, SchedulerStats } from "../engine/scheduler.ts";
@@ -28,7 +29,7 @@ export interface AppOptions {
   modelId: string;
   /** Most tokens one request holds (prompt + completion). */
   contextTokens: number;
-  /** Bearer key every /v1 route requires when set. */
+  /** Bearer key every /v1 route and /metrics require when set. */
   apiKey?: string;
   /** Largest request body accepted, in bytes. */
   maxBodyBytes?: number;
@@ -44,8 +45,15 @@ export interface AppOptions {
 export const DEFAULT_MAX_BODY_BYTES = 1 << 20;
 
 /** An error answer in OpenAI's shape. */
-function apiError(status: number, message: string, type: string, param: string | null = null, headers = {}) {
-  return new Response(JSON.stringify({ error: { message, type, param, code: null } }), {
+function apiError(
+  status: number,
+  message: string,
+  type: string,
+  param: string | null = null,
+  headers = {},
+  code: string | null = null,
+) {
+  return new Response(JSON.stringify({ error: { message, type, param, code } }), {
     status,
     headers: { "content-type": "application/json", ...headers },
   });
@@ -60,13 +68,35 @@ class RequestError extends Error {
   }
 }
 
+/** A body over the size limit (413). */
+class BodyTooLargeError extends Error {}
+
+/** Largest seed magnitude: seeds are JSON numbers, exact up to 2^53 (the sampler's range). */
+const MAX_SEED = 2 ** 53;
+/** Most logit_bias entries one request may carry. */
+const MAX_LOGIT_BIAS = 1024;
+
 const Stop = t.Union([t.String(), t.Array(t.String(), { maxItems: 4 }), t.Null()]);
 const sampling = {
   model: t.Optional(t.String()),
   max_tokens: t.Optional(t.Union([t.Integer({ minimum: 1 }), t.Null()])),
   temperature: t.Optional(t.Union([t.Number({ minimum: 0, maximum: 2 }), t.Null()])),
   top_p: t.Optional(t.Union([t.Number({ minimum: 0, maximum: 1 }), t.Null()])),
-  seed: t.Optional(t.Union([t.Integer(), t.Null()])),
+  seed: t.Optional(t.Union([t.Integer({ minimum: -MAX_SEED, maximum: MAX_SEED }), t.Null()])),
+  logit_bias: t.Optional(
+    t.Union([t.Record(t.String(), t.Number({ minimum: -100, maximum: 100 })), t.Null()]),
+  ),
+  // OpenAI features hearth does not implement: accepted only with values that ask for nothing
+  // (checked in unsupported()), so a client relying on them gets a 400 naming the field instead
+  // of a success that quietly ignored it.
+  logprobs: t.Optional(t.Any()),
+  top_logprobs: t.Optional(t.Any()),
+  response_format: t.Optional(t.Any()),
+  tools: t.Optional(t.Any()),
+  tool_choice: t.Optional(t.Any()),
+  parallel_tool_calls: t.Optional(t.Any()),
+  functions: t.Optional(t.Any()),
+  function_call: t.Optional(t.Any()),
   stop: t.Optional(Stop),
   stream: t.Optional(t.Union([t.Boolean(), t.Null()])),
   stream_options: t.Optional(t.Union([t.Object({ include_usage: t.Optional(t.Boolean()) }), t.Null()])),
@@ -94,6 +124,8 @@ export const ChatCompletionBody = t.Object({
       ]),
       content: t.Union([t.String(), t.Array(ContentPart), t.Null()]),
       name: t.Optional(t.String()),
+      tool_calls: t.Optional(t.Any()),
+      tool_call_id: t.Optional(t.Any()),
     }),
     { minItems: 1 },
   ),
@@ -102,6 +134,9 @@ export const ChatCompletionBody = t.Object({
 
 export const CompletionBody = t.Object({
   ...sampling,
+  echo: t.Optional(t.Any()),
+  suffix: t.Optional(t.Any()),
+  best_of: t.Optional(t.Any()),
   prompt: t.Union([
     t.String(),
     t.Array(t.String(), { minItems: 1, maxItems: 1 }),
@@ -121,7 +156,42 @@ type SamplingBody = {
   frequency_penalty?: number | null;
   ignore_eos?: boolean;
   speculative?: boolean;
-};
+  logit_bias?: Record<string, number> | null;
+} & Record<string, unknown>;
+
+/** True for a value that asks for nothing: absent, null, false, 0, "", [] or {}. */
+function asksNothing(v: unknown): boolean {
+  if (v === undefined || v === null || v === false || v === 0 || v === "") return true;
+  if (Array.isArray(v)) return v.length === 0;
+  return typeof v === "object" && Object.keys(v as object).length === 0;
+}
+
+/** The first OpenAI feature the request asks for that hearth does not implement, as a RequestError. */
+function unsupported(kind: "chat" | "completion", body: Record<string, unknown>): RequestError | null {
+  const no = (param: string, what: string) =>
+    new RequestError(`${param}: ${what} is not supported by hearth`, param);
+  if (!asksNothing(body.logprobs) || !asksNothing(body.top_logprobs))
+    return no(asksNothing(body.logprobs) ? "top_logprobs" : "logprobs", "returning log probabilities");
+  const rf = body.response_format as { type?: unknown } | null | undefined;
+  if (!asksNothing(rf) && rf?.type !== "text")
+    return no("response_format", `response_format ${JSON.stringify(rf?.type ?? rf)} (constrained decoding)`);
+  for (const param of ["tools", "functions", "function_call"])
+    if (!asksNothing(body[param])) return no(param, "function calling");
+  const choice = body.tool_choice;
+  if (!asksNothing(choice) && choice !== "none" && choice !== "auto")
+    return no("tool_choice", "function calling");
+  if (kind === "chat") {
+    const messages = (body.messages ?? []) as { tool_calls?: unknown }[];
+    const i = messages.findIndex((m) => !asksNothing(m.tool_calls));
+    if (i >= 0) return no(`messages[${i}].tool_calls`, "function calling");
+  } else {
+    if (!asksNothing(body.echo)) return no("echo", "echoing the prompt");
+    if (!asksNothing(body.suffix)) return no("suffix", "a suffix (fill-in-the-middle)");
+    if (body.best_of !== undefined && body.best_of !== null && body.best_of !== 1)
+      return no("best_of", "best_of > 1");
+  }
+  return null;
+}
 
 function finishReason(f: EngineFinishReason): "stop" | "length" {
   return f === "length" || f === "context" ? "length" : "stop";
@@ -143,6 +213,7 @@ export function createApp(opts: AppOptions) {
   const retryAfter = String(opts.retryAfterSeconds ?? 1);
   const metrics = new ServerMetrics();
   const created_s = Math.floor(Date.now() / 1000);
+  const modelObject = { id: modelId, object: "model", created: created_s, owned_by: "hearth" };
 
   /** Builds the engine request shared by both endpoints; throws RequestError naming the field. */
   function engineRequest(body: SamplingBody, promptIds: number[], maxTokensField: number | null | undefined) {
@@ -168,6 +239,25 @@ export function createApp(opts: AppOptions) {
       penaltyLastN: -1,
     };
     if (body.seed !== undefined && body.seed !== null) sampling.seed = body.seed;
+    if (body.logit_bias) {
+      const entries = Object.entries(body.logit_bias);
+      if (entries.length > MAX_LOGIT_BIAS)
+        throw new RequestError(
+          `logit_bias has ${entries.length} entries; the limit is ${MAX_LOGIT_BIAS}`,
+          "logit_bias",
+        );
+      const bias: Record<number, number> = {};
+      for (const [key, value] of entries) {
+        const id = Number(key);
+        if (!/^\d+$/.test(key) || id >= tokenizer.vocabSize)
+          throw new RequestError(
+            `logit_bias key "${key}" is not a token id below ${tokenizer.vocabSize}`,
+            "logit_bias",
+          );
+        bias[id] = value;
+      }
+      sampling.logitBias = bias;
+    }
     const stop = body.stop == null ? [] : typeof body.stop === "string" ? [body.stop] : body.stop;
     if (stop.some((s) => s.length === 0)) throw new RequestError("stop strings must not be empty", "stop");
     const speculative =
@@ -368,92 +458,165 @@ export function createApp(opts: AppOptions) {
     });
   }
 
-  return new Elysia({ serve: { maxRequestBodySize: maxBodyBytes } })
-    .onRequest(({ request }) => {
-      const len = Number(request.headers.get("content-length") ?? 0);
-      if (len > maxBodyBytes)
-        return apiError(
-          413,
-          `request body is ${len} bytes; the limit is ${maxBodyBytes}`,
-          "invalid_request_error",
-        );
-      const path = new URL(request.url).pathname;
-      if (opts.apiKey !== undefined && path.startsWith("/v1")) {
-        const auth = request.headers.get("authorization") ?? "";
-        if (auth !== `Bearer ${opts.apiKey}`)
+  const keyDigest = opts.apiKey === undefined ? null : sha256(opts.apiKey);
+  /** Whether the request carries the API key (scheme case-insensitive, constant-time compare). */
+  const authorized = (request: Request): boolean => {
+    if (keyDigest === null) return true;
+    const m = /^bearer[ \t]+(.+)$/i.exec(request.headers.get("authorization") ?? "");
+    return m !== null && timingSafeEqual(sha256((m[1] as string).trim()), keyDigest);
+  };
+
+  // Bun refuses bodies past its own limit with a bare 413 before any handler runs; ours is below
+  // it so that a client over the limit gets an error it can read.
+  return (
+    new Elysia({ serve: { maxRequestBodySize: 2 * maxBodyBytes + 65536 } })
+      .onRequest(({ request }) => {
+        const len = Number(request.headers.get("content-length") ?? 0);
+        if (len > maxBodyBytes)
+          return apiError(
+            413,
+            `request body is ${len} bytes; the limit is ${maxBodyBytes}`,
+            "invalid_request_error",
+          );
+        const path = new URL(request.url).pathname;
+        if ((path.startsWith("/v1") || path === "/metrics") && !authorized(request))
           return apiError(
             401,
             "missing or wrong API key (send Authorization: Bearer <key>)",
             "invalid_request_error",
+            null,
+            { "www-authenticate": 'Bearer realm="hearth"' },
+            "invalid_api_key",
           );
-      }
-    })
-    .onError(({ code, error }) => {
-      if (code === "VALIDATION") {
-        const field = fieldOf(error);
-        const detail =
-          (error as { valueError?: { message?: string } }).valueError?.message ?? "invalid value";
-        return apiError(400, `invalid request: ${field}: ${detail}`, "invalid_request_error", field);
-      }
-      if (code === "PARSE")
-        return apiError(400, "invalid request: the body is not valid JSON", "invalid_request_error", "body");
-      if (code === "NOT_FOUND") return apiError(404, "no such route", "invalid_request_error");
-      if (error instanceof RequestError)
-        return apiError(400, error.message, "invalid_request_error", error.param);
-      return apiError(500, (error as Error).message ?? "internal error", "server_error");
-    })
-    .get("/health", ({ set }) => {
-      if (engine.available) return { status: "ok" };
-      set.status = 503;
-      return { status: "unavailable" };
-    })
-    .get("/metrics", ({ set }) => {
-      set.headers["content-type"] = "text/plain; version=0.0.4";
-      return metrics.render(engine.stats);
-    })
-    .get("/v1/models", () => ({
-      object: "list",
-      data: [{ id: modelId, object: "model", created: created_s, owned_by: "hearth" }],
-    }))
-    .post(
-      "/v1/chat/completions",
-      ({ body, request }) => {
-        let ids: number[];
+      })
+      // Every POST body is JSON whatever its content-type says (OpenAI clients send JSON; curl -d
+      // sends a form type), read up to the size limit, and must be one object.
+      .onParse(async ({ request }) => {
+        const text = await readLimited(request, maxBodyBytes);
+        let body: unknown;
         try {
-          ids = encodeChat(chatTemplate, tokenizer, body.messages as ChatMessage[], {
-            addGenerationPrompt: true,
+          body = JSON.parse(text, (key, value) => {
+            if (key === "__proto__")
+              throw new RequestError("invalid request: __proto__ is not a field", "body");
+            return value;
           });
         } catch (err) {
-          throw new RequestError(
-            `messages cannot be rendered with the chat template: ${(err as Error).message}`,
-            "messages",
+          if (err instanceof RequestError) throw err;
+          throw new RequestError("invalid request: the body is not valid JSON", "body");
+        }
+        if (body === null || typeof body !== "object" || Array.isArray(body))
+          throw new RequestError("invalid request: the body must be a JSON object", "body");
+        return body;
+      })
+      .onError(({ code, error }) => {
+        if (code === "VALIDATION") {
+          const field = fieldOf(error);
+          const detail =
+            (error as { valueError?: { message?: string } }).valueError?.message ?? "invalid value";
+          return apiError(400, `invalid request: ${field}: ${detail}`, "invalid_request_error", field);
+        }
+        if (code === "PARSE") {
+          // The body parser's own refusals arrive as the cause of Elysia's ParseError.
+          const cause = (error as { cause?: unknown }).cause;
+          if (cause instanceof BodyTooLargeError)
+            return apiError(413, cause.message, "invalid_request_error");
+          if (cause instanceof RequestError)
+            return apiError(400, cause.message, "invalid_request_error", cause.param);
+          return apiError(
+            400,
+            "invalid request: the body is not valid JSON",
+            "invalid_request_error",
+            "body",
           );
         }
-        const max = body.max_completion_tokens ?? body.max_tokens;
-        return respond("chat", body, engineRequest(body, ids, max), request);
-      },
-      { body: ChatCompletionBody },
-    )
-    .post(
-      "/v1/completions",
-      ({ body, request }) => {
-        const p = body.prompt;
-        let ids: number[];
-        if (typeof p === "string") ids = tokenizer.encode(p);
-        else if (typeof p[0] === "string") ids = tokenizer.encode(p[0]);
-        else {
-          ids = p as number[];
-          const bad = ids.findIndex((x) => x >= tokenizer.vocabSize);
-          if (bad >= 0)
+        if (code === "NOT_FOUND") return apiError(404, "no such route", "invalid_request_error");
+        if (error instanceof RequestError)
+          return apiError(400, error.message, "invalid_request_error", error.param);
+        return apiError(500, (error as Error).message ?? "internal error", "server_error");
+      })
+      .get("/health", ({ set }) => {
+        if (engine.available) return { status: "ok" };
+        set.status = 503;
+        return { status: "unavailable" };
+      })
+      .get("/metrics", ({ set }) => {
+        set.headers["content-type"] = "text/plain; version=0.0.4";
+        return metrics.render(engine.stats);
+      })
+      .get("/v1/models", () => ({ object: "list", data: [modelObject] }))
+      .get("/v1/models/*", ({ params }) => {
+        const id = decodeURIComponent(params["*"]);
+        if (id === modelId) return modelObject;
+        return apiError(
+          404,
+          `The model '${id}' does not exist; this server has '${modelId}'`,
+          "invalid_request_error",
+          "model",
+          {},
+          "model_not_found",
+        );
+      })
+      .post(
+        "/v1/chat/completions",
+        ({ body, request }) => {
+          const refused = unsupported("chat", body);
+          if (refused !== null) throw refused;
+          let ids: number[];
+          try {
+            ids = encodeChat(chatTemplate, tokenizer, body.messages as ChatMessage[], {
+              addGenerationPrompt: true,
+            });
+          } catch (err) {
             throw new RequestError(
-              `prompt[${bad}] is not a token id below ${tokenizer.vocabSize}`,
-              `prompt[${bad}]`,
+              `messages cannot be rendered with the chat template: ${(err as Error).message}`,
+              "messages",
             );
-        }
-        return respond("completion", body, engineRequest(body, ids, body.max_tokens), request);
-      },
-      { body: CompletionBody },
-    );
+          }
+          const max = body.max_completion_tokens ?? body.max_tokens;
+          return respond("chat", body, engineRequest(body, ids, max), request);
+        },
+        { body: ChatCompletionBody },
+      )
+      .post(
+        "/v1/completions",
+        ({ body, request }) => {
+          const refused = unsupported("completion", body);
+          if (refused !== null) throw refused;
+          const p = body.prompt;
+          let ids: number[];
+          if (typeof p === "string") ids = tokenizer.encode(p);
+          else if (typeof p[0] === "string") ids = tokenizer.encode(p[0]);
+          else {
+            ids = p as number[];
+            const bad = ids.findIndex((x) => x >= tokenizer.vocabSize);
+            if (bad >= 0)
+              throw new RequestError(
+                `prompt[${bad}] is not a token id below ${tokenizer.vocabSize}`,
+                `prompt[${bad}]`,
+              );
+          }
+          return respond("completion", body, engineRequest(body, ids, body.max_tokens), request);
+        },
+        { body: CompletionBody },
+      )
+  );
 }
 
 export type HearthApp = ReturnType<typeof createApp>;
+
+function sha256(text: string): Buffer {
+  return createHash("sha256").update(text).digest();
+}
+
+/** The request body as text, refusing (413) once it passes `limit` bytes, chunked or not. */
+async function readLimited(request: Request, limit: number): Promise<string> {
+  if (request.body === null) return "";
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for await (const part of request.body as unknown as AsyncIterable<Uint8Array>) {
+    size += part.byteLength;
+    if (size > limit) throw new BodyTooLargeError(`request body is over the limit of ${limit} bytes`);
+    parts.push(part);
+  }
+  return Buffer.concat(parts).toString("utf8");
+}

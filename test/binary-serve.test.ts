@@ -41,7 +41,7 @@ test(
       expect(out.finishReason).toBe("length");
 
       const server = await startServer(
-        [exe, "serve", "-m", model, "--port", "0", "--parallel", "2", "-t", "2"],
+        [exe, "serve", "-m", model, "--port", "0", "--parallel", "2", "-t", "2", "--alias", "smol"],
         dir,
       );
       try {
@@ -49,6 +49,8 @@ test(
         const r = await client.completions.create({ model: "x", prompt, max_tokens: 6, temperature: 0 });
         expect(r.choices[0]?.text).toBe(out.text);
         expect(r.usage?.completion_tokens).toBe(6);
+        expect(r.model).toBe("smol");
+        expect((await client.models.retrieve("smol")).id).toBe("smol");
       } finally {
         await server.stop();
       }

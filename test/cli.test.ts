@@ -108,6 +108,9 @@ describe("hearth run", () => {
     const serveTooMany = await hearth(["serve", "--speculative", "--draft", "17"]);
     expect(serveTooMany.code).toBe(2);
     expect(serveTooMany.stderr).toContain("--draft must be at most 16, got 17");
+    const emptyAlias = await hearth(["serve", "--alias", " "]);
+    expect(emptyAlias.code).toBe(2);
+    expect(emptyAlias.stderr).toContain("--alias must not be empty");
     expect((await hearth(["serve", "--help"])).stdout).toContain("--speculative");
   }, 120_000);
 

@@ -21,6 +21,8 @@ Options:
   -m, --model REF        model: known name (default SmolLM2-135M-Instruct Q4_1), .gguf path or URL
       --host HOST        address to bind (default 127.0.0.1: loopback only)
       --port N           port (default 8080; 0 picks a free one)
+      --alias NAME       model id /v1/models lists and responses carry (default: the GGUF's
+                         general.name, else the file name)
       --api-key KEY      require "Authorization: Bearer KEY" on /v1 and /metrics (or $HEARTH_API_KEY)
       --parallel N       sequences decoding at once (default 16)
       --queue N          requests waiting beyond --parallel before 429 (default 64)
@@ -69,6 +71,7 @@ export async function main(argv: string[]): Promise<number> {
         host: { type: "string" },
         port: { type: "string" },
         "api-key": { type: "string" },
+        alias: { type: "string" },
         parallel: { type: "string" },
         queue: { type: "string" },
         ctx: { type: "string", short: "c" },
@@ -123,6 +126,7 @@ export async function main(argv: string[]): Promise<number> {
     if (values["no-kv-disk"] && s("kv-dir") !== undefined)
       throw new Error("--kv-dir and --no-kv-disk contradict each other");
     if (s("draft") !== undefined && !values.speculative) throw new Error("--draft needs --speculative");
+    if (s("alias")?.trim() === "") throw new Error("--alias must not be empty");
     if (values.speculative) {
       const draft = s("draft") === undefined ? undefined : int("draft", s("draft"), 4, 1);
       if (draft !== undefined && draft > 16) throw new Error(`--draft must be at most 16, got ${draft}`);
@@ -199,7 +203,7 @@ export async function main(argv: string[]): Promise<number> {
         : `hearth serve: prefix cache: ${hotMb} MiB in RAM (no SSD tier)`,
     );
   }
-  const modelId = md.stringOr("general.name", path.split("/").pop() ?? path);
+  const modelId = s("alias") ?? md.stringOr("general.name", path.split("/").pop() ?? path);
   const app = createApp({
     engine,
     tokenizer,

@@ -268,6 +268,11 @@ describe("hearth serve (openai client, real model)", () => {
     }
     const notJson = await post("/v1/completions", "{not json");
     expect(notJson.status).toBe(400);
+    const get = await fetch(`${server.url}/v1/chat/completions`, {
+      headers: { authorization: `Bearer ${KEY}` },
+    });
+    expect(get.status).toBe(405);
+    expect(get.headers.get("allow")).toBe("POST");
 
     const long = "word ".repeat(CTX);
     const tooLong = await post("/v1/completions", { prompt: long, max_tokens: 4 });

@@ -214,6 +214,8 @@ export function createApp(opts: AppOptions) {
   const metrics = new ServerMetrics();
   const created_s = Math.floor(Date.now() / 1000);
   const modelObject = { id: modelId, object: "model", created: created_s, owned_by: "hearth" };
+  const wrongMethod = () =>
+    apiError(405, "this route takes POST with a JSON body", "invalid_request_error", null, { allow: "POST" });
 
   /** Builds the engine request shared by both endpoints; throws RequestError naming the field. */
   function engineRequest(body: SamplingBody, promptIds: number[], maxTokensField: number | null | undefined) {
@@ -544,6 +546,8 @@ export function createApp(opts: AppOptions) {
         return metrics.render(engine.stats);
       })
       .get("/v1/models", () => ({ object: "list", data: [modelObject] }))
+      .get("/v1/chat/completions", wrongMethod)
+      .get("/v1/completions", wrongMethod)
       .get("/v1/models/*", ({ params }) => {
         const id = decodeURIComponent(params["*"]);
         if (id === modelId) return modelObject;

@@ -227,15 +227,15 @@ export class Tokenizer {
     return out;
   }
 
-  /**
-   * Splits text on special-token texts, longest token first, like llama.cpp's
-   * tokenizer_st_partition. Without parseSpecial only user-defined tokens are split out.
-   */
   /** Texts that `parseSpecial` matches as tokens (control and unknown tokens), longest first. */
   controlTexts(): string[] {
     return this.specialIds.filter((id) => this.isControl(id)).map((id) => this.tokens[id] as string);
   }
 
+  /**
+   * Splits text on special-token texts, longest token first, like llama.cpp's
+   * tokenizer_st_partition. Without parseSpecial only user-defined tokens are split out.
+   */
   private partitionSpecial(text: string, parseSpecial: boolean): (string | number)[] {
     let fragments: (string | number)[] = [text];
     for (const id of this.specialIds) {

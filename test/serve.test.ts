@@ -359,6 +359,10 @@ describe("hearth serve (openai client, real model)", () => {
     expect(got.id).toBe(listed?.id as string);
     const missing = await rejection(client.models.retrieve("gpt-4"));
     expect(missing.status).toBe(404);
+    const malformed = await fetch(`${server.url}/v1/models/%E0%A4%A`, {
+      headers: { authorization: `Bearer ${KEY}` },
+    });
+    expect(malformed.status).toBe(404);
   });
 
   test("control-token text in a chat message is plain text, not tokens", async () => {

@@ -517,24 +517,20 @@ export function createApp(opts: AppOptions) {
             (error as { valueError?: { message?: string } }).valueError?.message ?? "invalid value";
           return apiError(400, `invalid request: ${field}: ${detail}`, "invalid_request_error", field);
         }
-        if (code === "PARSE") {
-          // The body parser's own refusals arrive as the cause of Elysia's ParseError.
-          const cause = (error as { cause?: unknown }).cause;
-          if (cause instanceof BodyTooLargeError)
-            return apiError(413, cause.message, "invalid_request_error");
-          if (cause instanceof RequestError)
-            return apiError(400, cause.message, "invalid_request_error", cause.param);
+        if (code === "NOT_FOUND") return apiError(404, "no such route", "invalid_request_error");
+        // The body parser's own refusals arrive as the cause of Elysia's ParseError.
+        const err = code === "PARSE" ? ((error as { cause?: unknown }).cause ?? error) : error;
+        if (err instanceof BodyTooLargeError) return apiError(413, err.message, "invalid_request_error");
+        if (err instanceof RequestError)
+          return apiError(400, err.message, "invalid_request_error", err.param);
+        if (code === "PARSE")
           return apiError(
             400,
             "invalid request: the body is not valid JSON",
             "invalid_request_error",
             "body",
           );
-        }
-        if (code === "NOT_FOUND") return apiError(404, "no such route", "invalid_request_error");
-        if (error instanceof RequestError)
-          return apiError(400, error.message, "invalid_request_error", error.param);
-        return apiError(500, (error as Error).message ?? "internal error", "server_error");
+        return apiError(500, (err as Error).message ?? "internal error", "server_error");
       })
       .get("/health", ({ set }) => {
         if (engine.available) return { status: "ok" };
@@ -549,7 +545,12 @@ export function createApp(opts: AppOptions) {
       .get("/v1/chat/completions", wrongMethod)
       .get("/v1/completions", wrongMethod)
       .get("/v1/models/*", ({ params }) => {
-        const id = decodeURIComponent(params["*"]);
+        let id = params["*"];
+        try {
+          id = decodeURIComponent(id);
+        } catch {
+          // A malformed %-escape names no model either.
+        }
         if (id === modelId) return modelObject;
         return apiError(
           404,

@@ -533,4 +533,5 @@ test {
     _ = @import("kv/tier.zig");
     _ = @import("kv/prefix.zig");
     _ = @import("kv/snapshot.zig");
+    _ = @import("hugemem.zig");
 }

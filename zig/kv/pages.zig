@@ -10,6 +10,7 @@
 //! attention then scores 16 keys with one vector FMA per dimension, no horizontal sums.
 //! Use readRow / writeRow to move one token's row in or out whatever the layout.
 const std = @import("std");
+const hugemem = @import("../hugemem.zig");
 const ops = @import("../ops.zig");
 
 pub const page_tokens: usize = 16;
@@ -69,7 +70,7 @@ pub const Cache = struct {
     allocator: std.mem.Allocator,
     shape: Shape,
     pages_total: u32,
-    /// pages_total * pageSizeBytes, from the page allocator so untouched pages cost no RSS.
+    /// pages_total * pageSizeBytes, on huge pages where offered (hugemem); untouched pages cost no RSS.
     data: []align(std.heap.page_size_min) u8,
     free_stack: []u32,
     n_free: u32,
@@ -87,8 +88,8 @@ pub const Cache = struct {
         const self = try allocator.create(Cache);
         errdefer allocator.destroy(self);
         const size_bytes = std.math.mul(usize, shape.pageSizeBytes(), pages_total) catch return error.OutOfMemory;
-        const data = try std.heap.page_allocator.alignedAlloc(u8, .fromByteUnits(std.heap.page_size_min), size_bytes);
-        errdefer std.heap.page_allocator.free(data);
+        const data = try hugemem.alloc(size_bytes);
+        errdefer hugemem.free(data);
         const free_stack = try allocator.alloc(u32, pages_total);
         errdefer allocator.free(free_stack);
         const refcount = try allocator.alloc(u16, pages_total);
@@ -117,7 +118,7 @@ pub const Cache = struct {
 
     pub fn deinit(self: *Cache) void {
         const a = self.allocator;
-        std.heap.page_allocator.free(self.data);
+        hugemem.free(self.data);
         a.free(self.free_stack);
         a.free(self.refcount);
         a.free(self.seqs);

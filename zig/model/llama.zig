@@ -16,6 +16,7 @@ const quant = @import("../quant.zig");
 const matmul_mod = @import("../matmul.zig");
 const Pool = @import("../pool.zig").Pool;
 const fused = @import("fused.zig");
+const hugemem = @import("../hugemem.zig");
 const interleave = @import("../interleave.zig");
 
 const Weight = matmul_mod.Weight;
@@ -103,7 +104,7 @@ pub const Model = struct {
     norm_store: []f32,
     /// Interleaved copies of the quantized matrices (interleave.zig); the file pages they came
     /// from are released after the copy.
-    packed_weights: []align(64) u8,
+    packed_weights: []align(std.heap.page_size_min) u8,
     pool: *Pool,
     cache: *kv.Cache,
     /// Prefix sharing and the hot/cold tiers (kv/prefix.zig), once hearth_kv_tier_open ran.
@@ -150,7 +151,7 @@ pub const Model = struct {
         std.posix.munmap(self.mapping);
         a.free(self.layers);
         a.free(self.norm_store);
-        a.free(self.packed_weights);
+        hugemem.free(self.packed_weights);
         a.free(self.slab);
         a.free(self.act);
         a.free(self.row_index);
@@ -378,8 +379,8 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
     try matrices.append(allocator, &tok_embd);
     if (!tied) try matrices.append(allocator, &output);
     for (layers) |*ly| try matrices.appendSlice(allocator, &.{ &ly.wq, &ly.wk, &ly.wv, &ly.wo, &ly.w_gate, &ly.w_up, &ly.w_down });
-    const packed_weights = try interleaveWeights(allocator, pool, mapping, matrices.items);
-    errdefer allocator.free(packed_weights);
+    const packed_weights = try interleaveWeights(pool, mapping, matrices.items);
+    errdefer hugemem.free(packed_weights);
     if (tied) output = tok_embd;
 
     const b: usize = opts.max_batch_tokens;
@@ -452,12 +453,12 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
 /// Copies each eligible matrix of `weights` into the interleaved layout (one buffer, in place of
 /// the mmapped rows) on the pool, and hands the file pages back to the kernel as each piece is
 /// copied, so peak memory stays near one copy of the weights.
-fn interleaveWeights(allocator: std.mem.Allocator, pool: *Pool, mapping: []align(std.heap.page_size_min) const u8, weights: []const *Weight) ![]align(64) u8 {
+fn interleaveWeights(pool: *Pool, mapping: []align(std.heap.page_size_min) const u8, weights: []const *Weight) ![]align(std.heap.page_size_min) u8 {
     var total: usize = 0;
     for (weights) |w| {
         if (interleave.canInterleave(w.type, w.rows, w.cols)) total += std.mem.alignForward(usize, w.rows * w.rowSizeBytes(), 64);
     }
-    const buf = try allocator.alignedAlloc(u8, .@"64", total);
+    const buf = try hugemem.alloc(total);
     var at: usize = 0;
     for (weights) |w| {
         if (!interleave.canInterleave(w.type, w.rows, w.cols)) continue;

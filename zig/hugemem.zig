@@ -19,7 +19,8 @@ const min_huge_len: usize = 4 * huge_page;
 
 /// A zero-filled buffer of `len` bytes (page-aligned); free with `free` and the same slice.
 pub fn alloc(len: usize) error{OutOfMemory}![]align(page) u8 {
-    if (builtin.os.tag != .linux or len < min_huge_len) return std.heap.page_allocator.alignedAlloc(u8, .fromByteUnits(page), len);
+    if (comptime builtin.os.tag != .linux) return std.heap.page_allocator.alignedAlloc(u8, .fromByteUnits(page), len);
+    if (len < min_huge_len) return std.heap.page_allocator.alignedAlloc(u8, .fromByteUnits(page), len);
     const len_pages = std.mem.alignForward(usize, len, page);
     const span = std.math.add(usize, len_pages, huge_page) catch return error.OutOfMemory;
     const raw = std.posix.mmap(null, span, .{ .READ = true, .WRITE = true }, .{ .TYPE = .PRIVATE, .ANONYMOUS = true }, -1, 0) catch return error.OutOfMemory;
@@ -35,7 +36,8 @@ pub fn alloc(len: usize) error{OutOfMemory}![]align(page) u8 {
 }
 
 pub fn free(buf: []align(page) u8) void {
-    if (builtin.os.tag != .linux or buf.len < min_huge_len) return std.heap.page_allocator.free(buf);
+    if (comptime builtin.os.tag != .linux) return std.heap.page_allocator.free(buf);
+    if (buf.len < min_huge_len) return std.heap.page_allocator.free(buf);
     _ = std.os.linux.munmap(buf.ptr, std.mem.alignForward(usize, buf.len, page));
 }
 

@@ -43,6 +43,8 @@ run_check() { # name, command...
 run_check "zig fmt --check" zig fmt --check zig build.zig
 run_check "biome check" bunx biome check .
 run_check "tsc --noEmit" bunx tsc --noEmit -p .
+# The library must keep building for macOS (Apple silicon, NEON) though only Linux runs the tests.
+run_check "zig build for aarch64-macos (cross)" zig build -Doptimize=ReleaseFast -Dtarget=aarch64-macos --prefix "$LOG_DIR/cross-macos"
 
 # Zig unit tests: count individual tests from the build summary.
 count_zig() { # name, log

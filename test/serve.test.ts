@@ -247,24 +247,48 @@ describe("hearth serve (openai client, real model)", () => {
         headers: { "content-type": "application/json", authorization: `Bearer ${KEY}` },
         body: typeof body === "string" ? body : JSON.stringify(body),
       });
-    const cases: Array<[string, unknown, string]> = [
+    const hi = [{ role: "user", content: "hi" }];
+    // [route, body, the field named, what the message says the field accepts and got]
+    const cases: Array<[string, unknown, string, string?]> = [
       ["/v1/chat/completions", { model: "x" }, "messages"],
-      ["/v1/chat/completions", { messages: [{ role: "wizard", content: "hi" }] }, "messages[0].role"],
       [
         "/v1/chat/completions",
-        { messages: [{ role: "user", content: "hi" }], temperature: 5 },
-        "temperature",
+        { messages: [{ role: "wizard", content: "hi" }] },
+        "messages[0].role",
+        'expected "system" or "developer" or "user" or "assistant" or "tool", got a string',
       ],
-      ["/v1/chat/completions", { messages: [{ role: "user", content: "hi" }], max_tokens: -1 }, "max_tokens"],
-      ["/v1/completions", { prompt: "hi", stop: ["a", "b", "c", "d", "e"] }, "stop"],
+      [
+        "/v1/chat/completions",
+        { messages: hi, temperature: 5 },
+        "temperature",
+        "expected a number from 0 to 2 or null, got the integer 5",
+      ],
+      ["/v1/chat/completions", { messages: hi, max_tokens: -1 }, "max_tokens", "got the integer -1"],
+      // Numbers as strings are refused alike (as OpenAI's API does), integers included.
+      [
+        "/v1/chat/completions",
+        { messages: hi, max_tokens: "5" },
+        "max_tokens",
+        "expected an integer >= 1 or null, got a string",
+      ],
+      ["/v1/chat/completions", { messages: hi, temperature: "0.5" }, "temperature", "got a string"],
+      ["/v1/completions", { prompt: "hi", max_tokens: 5.5 }, "max_tokens", "got the number 5.5"],
+      ["/v1/completions", { prompt: "hi", seed: "7" }, "seed", "got a string"],
+      [
+        "/v1/completions",
+        { prompt: "hi", stop: ["a", "b", "c", "d", "e"] },
+        "stop",
+        "expected a string or an array of strings (at most 4) or null",
+      ],
       ["/v1/completions", { prompt: 7 }, "prompt"],
     ];
-    for (const [path, body, field] of cases) {
+    for (const [path, body, field, says] of cases) {
       const r = await post(path, body);
       expect(r.status).toBe(400);
       const err = (await r.json()) as { error: { message: string; param: string } };
       expect(err.error.param).toBe(field);
       expect(err.error.message).toContain(field);
+      if (says !== undefined) expect(err.error.message).toContain(says);
     }
     const notJson = await post("/v1/completions", "{not json");
     expect(notJson.status).toBe(400);

@@ -76,13 +76,22 @@ const MAX_SEED = 2 ** 53;
 /** Most logit_bias entries one request may carry. */
 const MAX_LOGIT_BIAS = 1024;
 
+/**
+ * An integer field. Elysia's `t.Integer` also takes numeric strings ("5"), while its `t.Number`
+ * does not, so `max_tokens: "5"` passed where `temperature: "0.5"` failed; OpenAI's API refuses
+ * both. A number that is a multiple of 1 is an integer and nothing else.
+ */
+function Int(opts: { minimum?: number; maximum?: number } = {}) {
+  return t.Number({ ...opts, multipleOf: 1 });
+}
+
 const Stop = t.Union([t.String(), t.Array(t.String(), { maxItems: 4 }), t.Null()]);
 const sampling = {
   model: t.Optional(t.String()),
-  max_tokens: t.Optional(t.Union([t.Integer({ minimum: 1 }), t.Null()])),
+  max_tokens: t.Optional(t.Union([Int({ minimum: 1 }), t.Null()])),
   temperature: t.Optional(t.Union([t.Number({ minimum: 0, maximum: 2 }), t.Null()])),
   top_p: t.Optional(t.Union([t.Number({ minimum: 0, maximum: 1 }), t.Null()])),
-  seed: t.Optional(t.Union([t.Integer({ minimum: -MAX_SEED, maximum: MAX_SEED }), t.Null()])),
+  seed: t.Optional(t.Union([Int({ minimum: -MAX_SEED, maximum: MAX_SEED }), t.Null()])),
   logit_bias: t.Optional(
     t.Union([t.Record(t.String(), t.Number({ minimum: -100, maximum: 100 })), t.Null()]),
   ),
@@ -100,7 +109,7 @@ const sampling = {
   stop: t.Optional(Stop),
   stream: t.Optional(t.Union([t.Boolean(), t.Null()])),
   stream_options: t.Optional(t.Union([t.Object({ include_usage: t.Optional(t.Boolean()) }), t.Null()])),
-  n: t.Optional(t.Union([t.Integer({ minimum: 1, maximum: 1 }), t.Null()])),
+  n: t.Optional(t.Union([Int({ minimum: 1, maximum: 1 }), t.Null()])),
   presence_penalty: t.Optional(t.Union([t.Number({ minimum: -2, maximum: 2 }), t.Null()])),
   frequency_penalty: t.Optional(t.Union([t.Number({ minimum: -2, maximum: 2 }), t.Null()])),
   user: t.Optional(t.String()),
@@ -129,7 +138,7 @@ export const ChatCompletionBody = t.Object({
     }),
     { minItems: 1 },
   ),
-  max_completion_tokens: t.Optional(t.Union([t.Integer({ minimum: 1 }), t.Null()])),
+  max_completion_tokens: t.Optional(t.Union([Int({ minimum: 1 }), t.Null()])),
 });
 
 export const CompletionBody = t.Object({
@@ -140,7 +149,7 @@ export const CompletionBody = t.Object({
   prompt: t.Union([
     t.String(),
     t.Array(t.String(), { minItems: 1, maxItems: 1 }),
-    t.Array(t.Integer({ minimum: 0 }), { minItems: 1 }),
+    t.Array(Int({ minimum: 0 }), { minItems: 1 }),
   ]),
 });
 
@@ -195,6 +204,73 @@ function unsupported(kind: "chat" | "completion", body: Record<string, unknown>)
 
 function finishReason(f: EngineFinishReason): "stop" | "length" {
   return f === "length" || f === "context" ? "length" : "stop";
+}
+
+interface SchemaNode {
+  anyOf?: SchemaNode[];
+  type?: string;
+  const?: unknown;
+  minimum?: number;
+  maximum?: number;
+  multipleOf?: number;
+  items?: SchemaNode;
+  maxItems?: number;
+}
+
+/** What a schema accepts, in words: "an integer >= 1 or null", "a number from 0 to 2". */
+export function describeSchema(s: SchemaNode): string {
+  if (s.anyOf) return s.anyOf.map(describeSchema).join(" or ");
+  if (s.const !== undefined) return JSON.stringify(s.const);
+  const bounds = (): string => {
+    if (s.minimum !== undefined && s.maximum !== undefined)
+      return s.minimum === s.maximum ? ` equal to ${s.minimum}` : ` from ${s.minimum} to ${s.maximum}`;
+    if (s.minimum !== undefined) return ` >= ${s.minimum}`;
+    if (s.maximum !== undefined) return ` <= ${s.maximum}`;
+    return "";
+  };
+  switch (s.type) {
+    case "integer":
+      return `an integer${bounds()}`;
+    case "number":
+      return `${s.multipleOf === 1 ? "an integer" : "a number"}${bounds()}`;
+    case "string":
+      return "a string";
+    case "boolean":
+      return "a boolean";
+    case "null":
+      return "null";
+    case "object":
+      return "an object";
+    case "array": {
+      const most = s.maxItems !== undefined ? ` (at most ${s.maxItems})` : "";
+      return s.items ? `an array of ${plural(describeSchema(s.items))}${most}` : `an array${most}`;
+    }
+    default:
+      return "a valid value";
+  }
+}
+
+function plural(what: string): string {
+  return what.replace(/^an? (\w+)/, (_, noun: string) => `${noun}s`);
+}
+
+/** The kind of a JSON value as a person would name it ("a string", "null", "an array"). */
+function kindOf(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "an array";
+  if (typeof v === "number") return Number.isInteger(v) ? `the integer ${v}` : `the number ${v}`;
+  if (typeof v === "string") return "a string";
+  return typeof v === "object" ? "an object" : `a ${typeof v}`;
+}
+
+/** A ValidationError's message: what the failing field accepts and what it got. */
+function validationDetail(err: unknown): string {
+  const e = err as { valueError?: { message?: string; schema?: SchemaNode; value?: unknown } };
+  const ve = e.valueError;
+  if (!ve) return "invalid value";
+  // Missing fields and unknown shapes keep TypeBox's own words ("Expected required property").
+  if (ve.value === undefined || !ve.schema) return ve.message ?? "invalid value";
+  return `expected ${describeSchema(ve.schema)}, got ${kindOf(ve.value)}`;
 }
 
 /** A ValidationError's first failing field as `a.b[0].c`. */
@@ -513,8 +589,7 @@ export function createApp(opts: AppOptions) {
       .onError(({ code, error }) => {
         if (code === "VALIDATION") {
           const field = fieldOf(error);
-          const detail =
-            (error as { valueError?: { message?: string } }).valueError?.message ?? "invalid value";
+          const detail = validationDetail(error);
           return apiError(400, `invalid request: ${field}: ${detail}`, "invalid_request_error", field);
         }
         if (code === "NOT_FOUND") return apiError(404, "no such route", "invalid_request_error");

@@ -120,7 +120,7 @@ pub fn seqRestore(m: *llama.Model, path: []const u8, model_tag: u64, tokens_out:
     if (!std.mem.isAligned(@intFromPtr(out), 4)) return status.fail(.misaligned, "token output must be 4-byte aligned", .{});
     const buf = @as([*]u32, @ptrCast(out))[0..cap];
     const free: ?snapshot.FreePages = if (tierOf(m)) |t| .{ .ctx = t, .func = reclaimThunk } else null;
-    const r = snapshot.restore(m.cache, path, model_tag, buf, free) catch |err| return switch (err) {
+    const r = snapshot.restore(m.cache, path, model_tag, buf, free, m.pool) catch |err| return switch (err) {
         error.Corrupt => status.fail(.corrupt, "session file {s} is damaged (checksum, size or header); re-prefill instead", .{path}),
         error.ShapeMismatch => status.fail(.invalid_argument, "session file {s} was saved by another model or KV type", .{path}),
         error.KvFull => status.fail(.kv_full, "restoring {s} needs more free KV pages than the pool has", .{path}),

@@ -92,6 +92,14 @@ export function percentile(xs: number[], p: number): number {
   return s[idx] as number;
 }
 
+/** The middle value (the mean of the two middle ones for an even count). */
+export function median(xs: number[]): number {
+  if (xs.length === 0) return Number.NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
 /** "12.34 ± 0.56" as llama-bench shows t/s. */
 export function meanSd(s: Stats): string {
   return `${fmt(s.mean)} ± ${fmt(s.sd)}`;

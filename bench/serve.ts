@@ -4,7 +4,15 @@
 import OpenAI from "openai";
 import { pullModel } from "../src/gguf/pull.ts";
 import { startCheckoutServer } from "../test/server-process.ts";
-import { type BenchOptions, type Cell, percentile, ratio, runStandalone, type SuiteResult } from "./lib.ts";
+import {
+  type BenchOptions,
+  type Cell,
+  median,
+  percentile,
+  ratio,
+  runStandalone,
+  type SuiteResult,
+} from "./lib.ts";
 import { PARALLEL_PROMPTS } from "./peers/parallel.ts";
 import { peerParallel } from "./peers/run.ts";
 
@@ -159,12 +167,6 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       "Targets: hearth_agg_16 ≥ 5x hearth_agg_1 and ≥ 1.0x peer_agg_16.",
     ],
   };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 }
 
 if (import.meta.main) await runStandalone(run);

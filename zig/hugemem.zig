@@ -19,9 +19,11 @@ const min_huge_len: usize = 4 * huge_page;
 
 /// A zero-filled buffer of `len` bytes (page-aligned); free with `free` and the same slice.
 pub fn alloc(len: usize) error{OutOfMemory}![]align(page) u8 {
-    if (comptime builtin.os.tag != .linux) return std.heap.page_allocator.alignedAlloc(u8, .fromByteUnits(page), len);
-    if (len < min_huge_len) return std.heap.page_allocator.alignedAlloc(u8, .fromByteUnits(page), len);
-    const len_pages = std.mem.alignForward(usize, len, page);
+    if (comptime builtin.os.tag != .linux) return plainAlloc(len);
+    // 2 MiB is a huge page only on 4 KiB-page kernels (on 64 KiB-page arm64 kernels it is
+    // 512 MiB): elsewhere, and for small buffers, ordinary pages.
+    if (len < min_huge_len or std.heap.pageSize() != 4096) return plainAlloc(len);
+    const len_pages = std.mem.alignForward(usize, len, 4096);
     const span = std.math.add(usize, len_pages, huge_page) catch return error.OutOfMemory;
     const raw = std.posix.mmap(null, span, .{ .READ = true, .WRITE = true }, .{ .TYPE = .PRIVATE, .ANONYMOUS = true }, -1, 0) catch return error.OutOfMemory;
     const start = std.mem.alignForward(usize, @intFromPtr(raw.ptr), huge_page);
@@ -36,17 +38,32 @@ pub fn alloc(len: usize) error{OutOfMemory}![]align(page) u8 {
 }
 
 pub fn free(buf: []align(page) u8) void {
-    if (comptime builtin.os.tag != .linux) return std.heap.page_allocator.free(buf);
-    if (buf.len < min_huge_len) return std.heap.page_allocator.free(buf);
-    _ = std.os.linux.munmap(buf.ptr, std.mem.alignForward(usize, buf.len, page));
+    if (comptime builtin.os.tag != .linux) return plainFree(buf);
+    if (buf.len < min_huge_len or std.heap.pageSize() != 4096) return plainFree(buf);
+    _ = std.os.linux.munmap(buf.ptr, std.mem.alignForward(usize, buf.len, 4096));
+}
+
+/// Fresh pages from the page allocator. Its raw interface, because `alignedAlloc` fills the
+/// memory with 0xAA in safe builds (touching every page and breaking the zero fill).
+fn plainAlloc(len: usize) error{OutOfMemory}![]align(page) u8 {
+    if (len == 0) return &.{};
+    const p = std.heap.page_allocator.rawAlloc(len, .fromByteUnits(page), @returnAddress()) orelse return error.OutOfMemory;
+    return @as([*]align(page) u8, @alignCast(p))[0..len];
+}
+
+fn plainFree(buf: []align(page) u8) void {
+    if (buf.len == 0) return;
+    std.heap.page_allocator.rawFree(buf, .fromByteUnits(page), @returnAddress());
 }
 
 test "huge buffers are 2 MiB aligned, zeroed, writable end to end, and small ones work too" {
+    const empty = try alloc(0);
+    free(empty);
     for ([_]usize{ 100, 3 * page + 5, min_huge_len + 12345 }) |len| {
         const b = try alloc(len);
         defer free(b);
         try std.testing.expectEqual(len, b.len);
-        if (builtin.os.tag == .linux and len >= min_huge_len) try std.testing.expect(@intFromPtr(b.ptr) % huge_page == 0);
+        if (builtin.os.tag == .linux and len >= min_huge_len and std.heap.pageSize() == 4096) try std.testing.expect(@intFromPtr(b.ptr) % huge_page == 0);
         try std.testing.expectEqual(@as(u8, 0), b[0]);
         try std.testing.expectEqual(@as(u8, 0), b[len - 1]);
         b[0] = 1;

@@ -140,6 +140,7 @@ function plainColdReadS(path: string): number {
  * noisy: one read can land on a busy second); the medians make the figure. */
 const COLD_READS = 5;
 
+/** Deterministic English-ish prompt tokens: the repository's own docs, tokenized, repeated as needed. */
 async function textTokens(tok: Tokenizer, n: number, salt: string): Promise<number[]> {
   const parts: string[] = [salt];
   for (const f of ["README.md", "docs/architecture.md", "docs/kv.md"]) {

@@ -250,7 +250,7 @@ describe("hearth serve (openai client, real model)", () => {
     const hi = [{ role: "user", content: "hi" }];
     // [route, body, the field named, what the message says the field accepts and got]
     const cases: Array<[string, unknown, string, string?]> = [
-      ["/v1/chat/completions", { model: "x" }, "messages"],
+      ["/v1/chat/completions", { model: "x" }, "messages", "messages: required, missing"],
       [
         "/v1/chat/completions",
         { messages: [{ role: "wizard", content: "hi" }] },
@@ -261,7 +261,38 @@ describe("hearth serve (openai client, real model)", () => {
         "/v1/chat/completions",
         { messages: hi, temperature: 5 },
         "temperature",
-        "expected a number from 0 to 2 or null, got the integer 5",
+        "expected a number from 0 to 2, got the integer 5",
+      ],
+      [
+        "/v1/chat/completions",
+        { messages: [] },
+        "messages",
+        "expected an array of objects (at least 1), got an empty array",
+      ],
+      // A wrong value inside an object or array is named where it is, not as the whole field.
+      [
+        "/v1/chat/completions",
+        { messages: [{ role: "user", content: [{ type: 5 }] }] },
+        "messages[0].content",
+        "messages[0].content[0].type: expected a string, got the integer 5",
+      ],
+      [
+        "/v1/completions",
+        { prompt: "hi", logit_bias: { "5": 200 } },
+        "logit_bias",
+        "expected a number from -100 to 100, got the integer 200",
+      ],
+      [
+        "/v1/completions",
+        { prompt: "hi", stream_options: { include_usage: "yes" } },
+        "stream_options",
+        "stream_options.include_usage: expected a boolean, got a string",
+      ],
+      [
+        "/v1/completions",
+        { prompt: [5, -1] },
+        "prompt",
+        "prompt[1]: expected an integer >= 0, got the integer -1",
       ],
       ["/v1/chat/completions", { messages: hi, max_tokens: -1 }, "max_tokens", "got the integer -1"],
       // Numbers as strings are refused alike (as OpenAI's API does), integers included.
@@ -278,7 +309,7 @@ describe("hearth serve (openai client, real model)", () => {
         "/v1/completions",
         { prompt: "hi", stop: ["a", "b", "c", "d", "e"] },
         "stop",
-        "expected a string or an array of strings (at most 4) or null",
+        "expected an array of strings (at most 4), got an array of 5 items",
       ],
       ["/v1/completions", { prompt: 7 }, "prompt"],
     ];

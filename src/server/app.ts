@@ -214,11 +214,12 @@ interface SchemaNode {
   maximum?: number;
   multipleOf?: number;
   items?: SchemaNode;
+  minItems?: number;
   maxItems?: number;
 }
 
 /** What a schema accepts, in words: "an integer >= 1 or null", "a number from 0 to 2". */
-export function describeSchema(s: SchemaNode): string {
+function describeSchema(s: SchemaNode): string {
   if (s.anyOf) return s.anyOf.map(describeSchema).join(" or ");
   if (s.const !== undefined) return JSON.stringify(s.const);
   const bounds = (): string => {
@@ -242,45 +243,122 @@ export function describeSchema(s: SchemaNode): string {
     case "object":
       return "an object";
     case "array": {
-      const most = s.maxItems !== undefined ? ` (at most ${s.maxItems})` : "";
-      return s.items ? `an array of ${plural(describeSchema(s.items))}${most}` : `an array${most}`;
+      const items = s.items?.type !== undefined ? ` of ${plural(describeSchema(s.items))}` : "";
+      return `an array${items}${itemCount(s.minItems, s.maxItems)}`;
     }
     default:
       return "a valid value";
   }
 }
 
+function itemCount(min: number | undefined, max: number | undefined): string {
+  if (min !== undefined && max !== undefined)
+    return min === max ? ` (exactly ${min})` : ` (${min} to ${max})`;
+  if (min !== undefined && min > 0) return ` (at least ${min})`;
+  if (max !== undefined) return ` (at most ${max})`;
+  return "";
+}
+
+/** "an integer >= 0" -> "integers >= 0". */
 function plural(what: string): string {
   return what.replace(/^an? (\w+)/, (_, noun: string) => `${noun}s`);
 }
 
-/** The kind of a JSON value as a person would name it ("a string", "null", "an array"). */
+type JsonKind = "null" | "array" | "number" | "string" | "boolean" | "object" | "other";
+
+function jsonKind(v: unknown): JsonKind {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "array";
+  const t = typeof v;
+  return t === "number" || t === "string" || t === "boolean" || t === "object" ? t : "other";
+}
+
+/** Whether a value of this JSON kind can satisfy the schema (ignoring bounds and contents). */
+function acceptsKind(s: SchemaNode, kind: JsonKind): boolean {
+  if (s.anyOf) return s.anyOf.some((b) => acceptsKind(b, kind));
+  if (s.const !== undefined) return jsonKind(s.const) === kind;
+  if (s.type === "integer") return kind === "number";
+  return s.type === kind;
+}
+
+/** The kind of a JSON value as a person would name it ("a string", "the integer 5", "an empty array"). */
 function kindOf(v: unknown): string {
   if (v === null) return "null";
-  if (Array.isArray(v)) return "an array";
+  if (Array.isArray(v))
+    return v.length === 0 ? "an empty array" : `an array of ${v.length} item${v.length === 1 ? "" : "s"}`;
   if (typeof v === "number") return Number.isInteger(v) ? `the integer ${v}` : `the number ${v}`;
   if (typeof v === "string") return "a string";
   return typeof v === "object" ? "an object" : `a ${typeof v}`;
 }
 
-/** A ValidationError's message: what the failing field accepts and what it got. */
-function validationDetail(err: unknown): string {
-  const e = err as { valueError?: { message?: string; schema?: SchemaNode; value?: unknown } };
-  const ve = e.valueError;
-  if (!ve) return "invalid value";
-  // Missing fields and unknown shapes keep TypeBox's own words ("Expected required property").
-  if (ve.value === undefined || !ve.schema) return ve.message ?? "invalid value";
-  return `expected ${describeSchema(ve.schema)}, got ${kindOf(ve.value)}`;
+interface ValueErrorLike {
+  message?: string;
+  path?: string;
+  schema?: SchemaNode;
+  value?: unknown;
+  errors?: Array<Iterable<ValueErrorLike> & { First?: () => ValueErrorLike | undefined }>;
+}
+
+/** The first error a union branch reported (TypeBox keeps one iterator per branch). */
+function branchError(ve: ValueErrorLike, k: number): ValueErrorLike | undefined {
+  const it = ve.errors?.[k];
+  if (it === undefined) return undefined;
+  if (typeof it.First === "function") return it.First();
+  for (const e of it) return e;
+  return undefined;
+}
+
+/**
+ * Where a value failed and why, in words: "expected an integer >= 1 or null, got a string".
+ * A union whose value has the right JSON kind failed inside one branch (an out-of-range entry of
+ * an object, a wrong item of an array): that branch's own error is the one to report, so the
+ * message never reads "expected an object, got an object".
+ */
+function describeFailure(ve: ValueErrorLike, depth = 0): { path: string; detail: string } {
+  const path = ve.path ?? "";
+  if (ve.value === undefined) return { path, detail: "required, missing" };
+  if (!ve.schema) return { path, detail: ve.message ?? "invalid value" };
+  const kind = jsonKind(ve.value);
+  const branches = ve.schema.anyOf;
+  if (branches && depth < 16) {
+    const fitting = branches.map((b, k) => ({ b, k })).filter(({ b }) => acceptsKind(b, kind));
+    if (fitting.length === 1) {
+      const { b, k } = fitting[0] as { b: SchemaNode; k: number };
+      const inner = branchError(ve, k);
+      if (inner && (inner.path ?? "").length > path.length) return describeFailure(inner, depth + 1);
+      return { path, detail: `expected ${describeSchema(b)}, got ${kindOf(ve.value)}` };
+    }
+    // Several branches take this kind (a prompt as strings or as token ids): follow one only
+    // when it failed on a constraint inside the value, not on the kind of an item.
+    for (const { k } of fitting) {
+      const inner = branchError(ve, k);
+      if (!inner?.schema || (inner.path ?? "").length <= path.length) continue;
+      if (acceptsKind(inner.schema, jsonKind(inner.value))) return describeFailure(inner, depth + 1);
+    }
+  }
+  return { path, detail: `expected ${describeSchema(ve.schema)}, got ${kindOf(ve.value)}` };
+}
+
+/** A ValidationError in words: the innermost failing place, what it accepts and what it got. */
+function validationMessage(err: unknown): string {
+  const ve = (err as { valueError?: ValueErrorLike }).valueError;
+  if (!ve) return `${fieldOf(err)}: invalid value`;
+  const { path, detail } = describeFailure(ve);
+  return `${formatPath(path)}: ${detail}`;
+}
+
+/** A JSON pointer `/a/b/0/c` as `a.b[0].c`. */
+function formatPath(path: string): string {
+  const parts = path.split("/").filter((p) => p !== "");
+  let out = "";
+  for (const p of parts) out += /^\d+$/.test(p) ? `[${p}]` : out === "" ? p : `.${p}`;
+  return out || "body";
 }
 
 /** A ValidationError's first failing field as `a.b[0].c`. */
 function fieldOf(err: unknown): string {
   const e = err as { valueError?: { path?: string }; all?: Array<{ path?: string }> };
-  const path = e.valueError?.path ?? e.all?.[0]?.path ?? "";
-  const parts = path.split("/").filter((p) => p !== "");
-  let out = "";
-  for (const p of parts) out += /^\d+$/.test(p) ? `[${p}]` : out === "" ? p : `.${p}`;
-  return out || "body";
+  return formatPath(e.valueError?.path ?? e.all?.[0]?.path ?? "");
 }
 
 export function createApp(opts: AppOptions) {
@@ -589,8 +667,12 @@ export function createApp(opts: AppOptions) {
       .onError(({ code, error }) => {
         if (code === "VALIDATION") {
           const field = fieldOf(error);
-          const detail = validationDetail(error);
-          return apiError(400, `invalid request: ${field}: ${detail}`, "invalid_request_error", field);
+          return apiError(
+            400,
+            `invalid request: ${validationMessage(error)}`,
+            "invalid_request_error",
+            field,
+          );
         }
         if (code === "NOT_FOUND") return apiError(404, "no such route", "invalid_request_error");
         // The body parser's own refusals arrive as the cause of Elysia's ParseError.

@@ -269,6 +269,12 @@ describe("hearth serve (openai client, real model)", () => {
         "messages",
         "expected an array of objects (at least 1), got an empty array",
       ],
+      [
+        "/v1/chat/completions",
+        { messages: "hi" },
+        "messages",
+        "messages: expected an array of objects (at least 1), got a string",
+      ],
       // A wrong value inside an object or array is named where it is, not as the whole field.
       [
         "/v1/chat/completions",

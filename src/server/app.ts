@@ -662,6 +662,14 @@ export function createApp(opts: AppOptions) {
         }
         if (body === null || typeof body !== "object" || Array.isArray(body))
           throw new RequestError("invalid request: the body must be a JSON object", "body");
+        // Validation wraps a lone value in an array first, so `messages: "hi"` would come back as
+        // "messages[0].role: required, missing"; say what is wrong instead.
+        const messages = (body as Record<string, unknown>).messages;
+        if (messages !== undefined && !Array.isArray(messages))
+          throw new RequestError(
+            `invalid request: messages: expected an array of objects (at least 1), got ${kindOf(messages)}`,
+            "messages",
+          );
         return body;
       })
       .onError(({ code, error }) => {

@@ -17,12 +17,17 @@ pub const huge_page: usize = 2 << 20;
 /// Buffers smaller than this stay on ordinary pages (a huge page would be mostly empty).
 const min_huge_len: usize = 4 * huge_page;
 
+/// Whether a buffer of `len` bytes goes on the huge-page path (alloc and free must agree).
+/// 2 MiB is a huge page only on 4 KiB-page Linux kernels (on 64 KiB-page arm64 kernels it is
+/// 512 MiB): elsewhere, and for small buffers, ordinary pages.
+fn onHugePages(len: usize) bool {
+    if (comptime builtin.os.tag != .linux) return false;
+    return len >= min_huge_len and std.heap.pageSize() == 4096;
+}
+
 /// A zero-filled buffer of `len` bytes (page-aligned); free with `free` and the same slice.
 pub fn alloc(len: usize) error{OutOfMemory}![]align(page) u8 {
-    if (comptime builtin.os.tag != .linux) return plainAlloc(len);
-    // 2 MiB is a huge page only on 4 KiB-page kernels (on 64 KiB-page arm64 kernels it is
-    // 512 MiB): elsewhere, and for small buffers, ordinary pages.
-    if (len < min_huge_len or std.heap.pageSize() != 4096) return plainAlloc(len);
+    if (!onHugePages(len)) return plainAlloc(len);
     const len_pages = std.mem.alignForward(usize, len, 4096);
     const span = std.math.add(usize, len_pages, huge_page) catch return error.OutOfMemory;
     const raw = std.posix.mmap(null, span, .{ .READ = true, .WRITE = true }, .{ .TYPE = .PRIVATE, .ANONYMOUS = true }, -1, 0) catch return error.OutOfMemory;
@@ -38,8 +43,7 @@ pub fn alloc(len: usize) error{OutOfMemory}![]align(page) u8 {
 }
 
 pub fn free(buf: []align(page) u8) void {
-    if (comptime builtin.os.tag != .linux) return plainFree(buf);
-    if (buf.len < min_huge_len or std.heap.pageSize() != 4096) return plainFree(buf);
+    if (!onHugePages(buf.len)) return plainFree(buf);
     _ = std.os.linux.munmap(buf.ptr, std.mem.alignForward(usize, buf.len, 4096));
 }
 
@@ -63,7 +67,7 @@ test "huge buffers are 2 MiB aligned, zeroed, writable end to end, and small one
         const b = try alloc(len);
         defer free(b);
         try std.testing.expectEqual(len, b.len);
-        if (builtin.os.tag == .linux and len >= min_huge_len and std.heap.pageSize() == 4096) try std.testing.expect(@intFromPtr(b.ptr) % huge_page == 0);
+        if (onHugePages(len)) try std.testing.expect(@intFromPtr(b.ptr) % huge_page == 0);
         try std.testing.expectEqual(@as(u8, 0), b[0]);
         try std.testing.expectEqual(@as(u8, 0), b[len - 1]);
         b[0] = 1;

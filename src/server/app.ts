@@ -667,7 +667,7 @@ export function createApp(opts: AppOptions) {
         const messages = (body as Record<string, unknown>).messages;
         if (messages !== undefined && !Array.isArray(messages))
           throw new RequestError(
-            `invalid request: messages: expected an array of objects (at least 1), got ${kindOf(messages)}`,
+            `invalid request: messages: expected ${describeSchema(ChatCompletionBody.properties.messages)}, got ${kindOf(messages)}`,
             "messages",
           );
         return body;

@@ -286,7 +286,8 @@ describe("hearth serve (openai client, real model)", () => {
         "/v1/completions",
         { prompt: "hi", logit_bias: { "5": 200 } },
         "logit_bias",
-        "expected a number from -100 to 100, got the integer 200",
+        // An object's all-digit key is a key, not an array index.
+        'logit_bias["5"]: expected a number from -100 to 100, got the integer 200',
       ],
       [
         "/v1/completions",

@@ -344,21 +344,35 @@ function validationMessage(err: unknown): string {
   const ve = (err as { valueError?: ValueErrorLike }).valueError;
   if (!ve) return `${fieldOf(err)}: invalid value`;
   const { path, detail } = describeFailure(ve);
-  return `${formatPath(path)}: ${detail}`;
+  return `${formatPath(path, (err as { value?: unknown }).value)}: ${detail}`;
 }
 
-/** A JSON pointer `/a/b/0/c` as `a.b[0].c`. */
-function formatPath(path: string): string {
-  const parts = path.split("/").filter((p) => p !== "");
+/**
+ * A JSON pointer `/a/b/0/c` as `a.b[0].c`. With the value the pointer points into, a segment is
+ * an index only where that value holds an array there: an object's key that happens to be all
+ * digits (a `logit_bias` token id) reads `logit_bias["5"]`, as do keys that are not identifiers.
+ */
+function formatPath(path: string, root?: unknown): string {
+  const parts = path
+    .split("/")
+    .slice(1)
+    .map((p) => p.replaceAll("~1", "/").replaceAll("~0", "~"));
   let out = "";
-  for (const p of parts) out += /^\d+$/.test(p) ? `[${p}]` : out === "" ? p : `.${p}`;
+  let at: unknown = root;
+  for (const p of parts) {
+    const index = root === undefined ? /^\d+$/.test(p) : Array.isArray(at) && /^\d+$/.test(p);
+    if (index) out += `[${p}]`;
+    else if (/^[A-Za-z_$][\w$]*$/.test(p)) out += out === "" ? p : `.${p}`;
+    else out += `[${JSON.stringify(p)}]`;
+    at = at !== null && typeof at === "object" ? (at as Record<string, unknown>)[p] : undefined;
+  }
   return out || "body";
 }
 
 /** A ValidationError's first failing field as `a.b[0].c`. */
 function fieldOf(err: unknown): string {
-  const e = err as { valueError?: { path?: string }; all?: Array<{ path?: string }> };
-  return formatPath(e.valueError?.path ?? e.all?.[0]?.path ?? "");
+  const e = err as { value?: unknown; valueError?: { path?: string }; all?: Array<{ path?: string }> };
+  return formatPath(e.valueError?.path ?? e.all?.[0]?.path ?? "", e.value);
 }
 
 export function createApp(opts: AppOptions) {

@@ -179,7 +179,7 @@ describe("scheduler (scripted model)", () => {
     const s = new Scheduler(
       m,
       letters,
-      { maxRunning: 8, maxQueued: 8, stepTokens: 64, contextTokens: 256 },
+      { maxRunning: 8, maxQueued: 8, stepTokens: 64, contextTokens: 96 },
       createBatch(64),
     );
     const prompt = Array.from({ length: 20 }, (_, i) => i % 30);
@@ -220,6 +220,18 @@ describe("scheduler (scripted model)", () => {
     expect(s.cancel("a")).toBeNull();
     const out = run(s);
     expect(out.get("b")?.text).toBe("bcdef");
+  });
+
+  test("a pool smaller than one context is refused at construction, saying what it needs", () => {
+    const make = (pages: number) =>
+      new Scheduler(
+        new ScriptedModel(pages),
+        letters,
+        { maxRunning: 2, maxQueued: 2, stepTokens: 8, contextTokens: 100 },
+        createBatch(8),
+      );
+    expect(() => make(6)).toThrow(/holds 6 pages of 16 tokens \(96 tokens\).*at least 7 pages/);
+    expect(() => make(7)).not.toThrow();
   });
 
   test("a prompt that does not fit the context is refused", () => {
@@ -294,7 +306,8 @@ describe("scheduler (real model)", () => {
           const s = new Scheduler(
             model,
             tok,
-            { maxRunning: 4, maxQueued: 8, stepTokens: 64, contextTokens: 256, prefixCache },
+            // The context is what 14 pages hold: the scheduler refuses a pool smaller than one context.
+            { maxRunning: 4, maxQueued: 8, stepTokens: 64, contextTokens: 14 * 16, prefixCache },
             createBatch(64),
           );
           for (const [i, q] of questions.entries())
@@ -392,7 +405,13 @@ describe("scheduler (real model)", () => {
           const s = new Scheduler(
             model,
             tok,
-            { maxRunning: 12, maxQueued: 12, stepTokens: 96, contextTokens: 512, prefixCache },
+            {
+              maxRunning: 12,
+              maxQueued: 12,
+              stepTokens: 96,
+              contextTokens: Math.min(512, kvPages * 16),
+              prefixCache,
+            },
             createBatch(96),
           );
           for (const r of requests(spec)) s.submit(r);
@@ -442,8 +461,8 @@ describe("scheduler (real model)", () => {
       for (let trial = 0; trial < 6; trial++) {
         const rng = new Rng(4242 + trial);
         const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rng.nextFloat() * xs.length)] as T;
-        const ctx = pick([48, 96, 256]);
         const kvPages = pick([12, 20, 64]);
+        const ctx = Math.min(pick([48, 96, 256]), kvPages * 16); // a pool holds at least one context
         const stepTokens = pick([16, 32, 64]);
         const draft = 1 + Math.floor(rng.nextFloat() * 8);
         const reqs = Array.from({ length: 2 + Math.floor(rng.nextFloat() * 6) }, (_, i) => {

@@ -147,6 +147,22 @@ describe("hearth serve (openai client, real model)", () => {
       seed: 42,
     });
     expect(a.choices[0]?.text).toBe(b.choices[0]?.text as string);
+
+    // No limit named: 16 tokens (OpenAI's default for this endpoint); max_completion_tokens
+    // works here too and wins over max_tokens.
+    const ignoring = { ignore_eos: true } as Record<string, unknown>;
+    const unnamed = await client.completions.create({ model: "x", prompt, temperature: 0, ...ignoring });
+    expect(unnamed.usage?.completion_tokens).toBe(16);
+    expect(unnamed.choices[0]?.finish_reason).toBe("length");
+    const newer = await client.completions.create({
+      model: "x",
+      prompt,
+      temperature: 0,
+      max_tokens: 9,
+      ...ignoring,
+      max_completion_tokens: 3,
+    } as never);
+    expect((newer as { usage?: { completion_tokens: number } }).usage?.completion_tokens).toBe(3);
   }, 120_000);
 
   test("aborting a stream mid-way cancels it and frees its KV pages", async () => {
@@ -330,11 +346,32 @@ describe("hearth serve (openai client, real model)", () => {
     }
     const notJson = await post("/v1/completions", "{not json");
     expect(notJson.status).toBe(400);
-    const get = await fetch(`${server.url}/v1/chat/completions`, {
+    for (const method of ["GET", "PUT", "PATCH", "DELETE"]) {
+      const wrong = await fetch(`${server.url}/v1/chat/completions`, {
+        method,
+        headers: { authorization: `Bearer ${KEY}` },
+      });
+      expect([method, wrong.status, wrong.headers.get("allow")]).toEqual([method, 405, "POST"]);
+    }
+    const postModels = await fetch(`${server.url}/v1/models`, {
+      method: "POST",
       headers: { authorization: `Bearer ${KEY}` },
+      body: "{}",
     });
-    expect(get.status).toBe(405);
-    expect(get.headers.get("allow")).toBe("POST");
+    expect(postModels.status).toBe(405);
+    // Valid JSON too deep to parse is named as such, not as "not valid JSON".
+    const deep = await post("/v1/completions", `${"[".repeat(30_000)}${"]".repeat(30_000)}`);
+    expect(deep.status).toBe(400);
+    expect(((await deep.json()) as { error: { message: string } }).error.message).toContain(
+      "nested too deeply",
+    );
+    // An error quoting a refused value never echoes megabytes of it.
+    const echo = await post("/v1/completions", {
+      prompt: "hi",
+      response_format: { type: "z".repeat(60_000) },
+    });
+    expect(echo.status).toBe(400);
+    expect((await echo.text()).length).toBeLessThan(2000);
 
     const long = "word ".repeat(CTX);
     const tooLong = await post("/v1/completions", { prompt: long, max_tokens: 4 });
@@ -342,6 +379,13 @@ describe("hearth serve (openai client, real model)", () => {
     expect(((await tooLong.json()) as { error: { message: string } }).error.message).toContain(
       `maximum context length is ${CTX} tokens`,
     );
+    expect(
+      (
+        (await post("/v1/completions", { prompt: long }).then((r) => r.json())) as {
+          error: { param: string };
+        }
+      ).error.param,
+    ).toBe("prompt");
     const tooMany = await post("/v1/completions", { prompt: "hi", max_tokens: CTX + 1 });
     expect(tooMany.status).toBe(400);
     expect(((await tooMany.json()) as { error: { param: string } }).error.param).toBe("max_tokens");
@@ -413,6 +457,32 @@ describe("hearth serve (openai client, real model)", () => {
       headers: { authorization: `Bearer ${KEY.toUpperCase()}` },
     });
     expect(upperKey.status).toBe(401);
+    // Every route but /health needs the key, however its path is spelled.
+    for (const path of ["/metrics/", "/metrics/.", "/metrics?x=1", "/v1/models/", "/nowhere"])
+      expect([path, (await fetch(`${server.url}${path}`)).status]).toEqual([path, 401]);
+  });
+
+  test("an HTTP/1.0 request without Host is served (health checkers send them)", async () => {
+    const { port } = new URL(server.url);
+    const reply = await new Promise<string>((resolve, reject) => {
+      let text = "";
+      Bun.connect({
+        hostname: "127.0.0.1",
+        port: Number(port),
+        socket: {
+          open: (sock) => {
+            sock.write("GET /health HTTP/1.0\r\n\r\n");
+          },
+          data: (_sock, chunk) => {
+            text += chunk.toString();
+          },
+          close: () => resolve(text),
+          error: (_sock, err) => reject(err),
+        },
+      }).catch(reject);
+    });
+    expect(reply).toMatch(/^HTTP\/1\.[01] 200/);
+    expect(reply).toContain('"status":"ok"');
   });
 
   test("models.retrieve finds the served model and 404s others", async () => {

@@ -152,6 +152,13 @@ export class Scheduler {
   ) {
     if (batch.capacity < opts.stepTokens) throw new RangeError("batch capacity is below stepTokens");
     if (opts.maxRunning < 1 || opts.maxQueued < 0) throw new RangeError("maxRunning ≥ 1 and maxQueued ≥ 0");
+    // A request that fits the context must fit the pool when it runs alone (others are preempted
+    // for it); a smaller pool would fail it only after it had generated part of its answer.
+    const kv = model.kvStats();
+    if (kv.pagesTotal * kv.pageTokens < opts.contextTokens)
+      throw new RangeError(
+        `the KV pool holds ${kv.pagesTotal} pages of ${kv.pageTokens} tokens (${kv.pagesTotal * kv.pageTokens} tokens), fewer than one request's context of ${opts.contextTokens}: give it at least ${Math.ceil(opts.contextTokens / kv.pageTokens)} pages or a smaller context`,
+      );
     this.batch = batch;
     // One logits row per running sequence (only the last pending row of each wants logits); rows
     // of speculative drafts grow it on first use.

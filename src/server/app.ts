@@ -29,7 +29,7 @@ export interface AppOptions {
   modelId: string;
   /** Most tokens one request holds (prompt + completion). */
   contextTokens: number;
-  /** Bearer key every /v1 route and /metrics require when set. */
+  /** Bearer key every route but /health requires when set. */
   apiKey?: string;
   /** Largest request body accepted, in bytes. */
   maxBodyBytes?: number;
@@ -45,6 +45,22 @@ export interface AppOptions {
 export const DEFAULT_MAX_BODY_BYTES = 1 << 20;
 
 /** An error answer in OpenAI's shape. */
+/** Longest error message a response carries. */
+const MAX_ERROR_CHARS = 1000;
+
+/** Tokens a /v1/completions request gets when it names no limit (OpenAI's and vLLM's default). */
+export const DEFAULT_COMPLETION_TOKENS = 16;
+
+/**
+ * The completion limit a request asks for: `max_completion_tokens` over `max_tokens`; an
+ * explicit null means "as many as the context leaves"; absent gives `absent`.
+ */
+function completionLimit(body: SamplingBody, absent: number | null): number | null {
+  if (body.max_completion_tokens != null) return body.max_completion_tokens;
+  if (body.max_tokens != null) return body.max_tokens;
+  return body.max_completion_tokens === null || body.max_tokens === null ? null : absent;
+}
+
 function apiError(
   status: number,
   message: string,
@@ -53,7 +69,9 @@ function apiError(
   headers = {},
   code: string | null = null,
 ) {
-  return new Response(JSON.stringify({ error: { message, type, param, code } }), {
+  // A message may quote the request (a refused value); never echo megabytes of it back.
+  const shown = message.length > MAX_ERROR_CHARS ? `${message.slice(0, MAX_ERROR_CHARS)}… (cut)` : message;
+  return new Response(JSON.stringify({ error: { message: shown, type, param, code } }), {
     status,
     headers: { "content-type": "application/json", ...headers },
   });
@@ -89,6 +107,8 @@ const Stop = t.Union([t.String(), t.Array(t.String(), { maxItems: 4 }), t.Null()
 const sampling = {
   model: t.Optional(t.String()),
   max_tokens: t.Optional(t.Union([Int({ minimum: 1 }), t.Null()])),
+  // OpenAI's newer name for max_tokens; it wins when both are sent.
+  max_completion_tokens: t.Optional(t.Union([Int({ minimum: 1 }), t.Null()])),
   temperature: t.Optional(t.Union([t.Number({ minimum: 0, maximum: 2 }), t.Null()])),
   top_p: t.Optional(t.Union([t.Number({ minimum: 0, maximum: 1 }), t.Null()])),
   seed: t.Optional(t.Union([Int({ minimum: -MAX_SEED, maximum: MAX_SEED }), t.Null()])),
@@ -138,7 +158,6 @@ export const ChatCompletionBody = t.Object({
     }),
     { minItems: 1 },
   ),
-  max_completion_tokens: t.Optional(t.Union([Int({ minimum: 1 }), t.Null()])),
 });
 
 export const CompletionBody = t.Object({
@@ -155,6 +174,7 @@ export const CompletionBody = t.Object({
 
 type SamplingBody = {
   max_tokens?: number | null;
+  max_completion_tokens?: number | null;
   temperature?: number | null;
   top_p?: number | null;
   seed?: number | null;
@@ -384,16 +404,23 @@ export function createApp(opts: AppOptions) {
   const modelObject = { id: modelId, object: "model", created: created_s, owned_by: "hearth" };
   const wrongMethod = () =>
     apiError(405, "this route takes POST with a JSON body", "invalid_request_error", null, { allow: "POST" });
+  const onlyGet = () =>
+    apiError(405, "this route takes GET", "invalid_request_error", null, { allow: "GET, HEAD" });
 
   /** Builds the engine request shared by both endpoints; throws RequestError naming the field. */
-  function engineRequest(body: SamplingBody, promptIds: number[], maxTokensField: number | null | undefined) {
-    if (promptIds.length === 0) throw new RequestError("the prompt is empty", "prompt");
+  function engineRequest(
+    body: SamplingBody,
+    promptIds: number[],
+    maxTokensField: number | null | undefined,
+    promptField: "messages" | "prompt",
+  ) {
+    if (promptIds.length === 0) throw new RequestError("the prompt is empty", promptField);
     const room = contextTokens - promptIds.length;
     const requested = maxTokensField ?? null;
     if (room <= 0 || (requested !== null && requested > room)) {
       throw new RequestError(
         `This model's maximum context length is ${contextTokens} tokens. However, you requested ${promptIds.length + (requested ?? 1)} tokens (${promptIds.length} in the prompt, ${requested ?? 1} for the completion). Please reduce the prompt or max_tokens.`,
-        requested !== null && room > 0 ? "max_tokens" : "messages",
+        requested !== null && room > 0 ? "max_tokens" : promptField,
       );
     }
     const temperature = body.temperature ?? 1;
@@ -648,8 +675,10 @@ export function createApp(opts: AppOptions) {
             `request body is ${len} bytes; the limit is ${maxBodyBytes}`,
             "invalid_request_error",
           );
-        const path = new URL(request.url).pathname;
-        if ((path.startsWith("/v1") || path === "/metrics") && !authorized(request))
+        // Everything but /health needs the key: a list of guarded prefixes missed `/metrics/`,
+        // which the router sends to the same handler. The path is read off the raw target (an
+        // HTTP/1.0 request without Host arrives with a relative URL).
+        if (requestPath(request.url) !== "/health" && !authorized(request))
           return apiError(
             401,
             "missing or wrong API key (send Authorization: Bearer <key>)",
@@ -662,6 +691,8 @@ export function createApp(opts: AppOptions) {
       // Every POST body is JSON whatever its content-type says (OpenAI clients send JSON; curl -d
       // sends a form type), read up to the size limit, and must be one object.
       .onParse(async ({ request }) => {
+        // Only POST routes read a body; the others answer 405 whatever was sent.
+        if (request.method !== "POST") return {};
         const text = await readLimited(request, maxBodyBytes);
         let body: unknown;
         try {
@@ -672,6 +703,8 @@ export function createApp(opts: AppOptions) {
           });
         } catch (err) {
           if (err instanceof RequestError) throw err;
+          if (err instanceof RangeError)
+            throw new RequestError("invalid request: the body's JSON is nested too deeply", "body");
           throw new RequestError("invalid request: the body is not valid JSON", "body");
         }
         if (body === null || typeof body !== "object" || Array.isArray(body))
@@ -723,6 +756,15 @@ export function createApp(opts: AppOptions) {
       .get("/v1/models", () => ({ object: "list", data: [modelObject] }))
       .get("/v1/chat/completions", wrongMethod)
       .get("/v1/completions", wrongMethod)
+      .put("/v1/chat/completions", wrongMethod)
+      .put("/v1/completions", wrongMethod)
+      .patch("/v1/chat/completions", wrongMethod)
+      .patch("/v1/completions", wrongMethod)
+      .delete("/v1/chat/completions", wrongMethod)
+      .delete("/v1/completions", wrongMethod)
+      .post("/v1/models", onlyGet)
+      .post("/health", onlyGet)
+      .post("/metrics", onlyGet)
       .get("/v1/models/*", ({ params }) => {
         let id = params["*"];
         try {
@@ -756,8 +798,8 @@ export function createApp(opts: AppOptions) {
               "messages",
             );
           }
-          const max = body.max_completion_tokens ?? body.max_tokens;
-          return respond("chat", body, engineRequest(body, ids, max), request);
+          const max = completionLimit(body, null);
+          return respond("chat", body, engineRequest(body, ids, max, "messages"), request);
         },
         { body: ChatCompletionBody },
       )
@@ -779,7 +821,8 @@ export function createApp(opts: AppOptions) {
                 `prompt[${bad}]`,
               );
           }
-          return respond("completion", body, engineRequest(body, ids, body.max_tokens), request);
+          const max = completionLimit(body, DEFAULT_COMPLETION_TOKENS);
+          return respond("completion", body, engineRequest(body, ids, max, "prompt"), request);
         },
         { body: CompletionBody },
       )
@@ -787,6 +830,14 @@ export function createApp(opts: AppOptions) {
 }
 
 export type HearthApp = ReturnType<typeof createApp>;
+
+/** The path of a request target, absolute URL or relative, without resolving `.` or `..`. */
+export function requestPath(url: string): string {
+  const rest = url.startsWith("/") ? url : url.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, "");
+  const end = rest.search(/[?#]/);
+  const path = end < 0 ? rest : rest.slice(0, end);
+  return path === "" ? "/" : path;
+}
 
 function sha256(text: string): Buffer {
   return createHash("sha256").update(text).digest();

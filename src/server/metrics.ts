@@ -161,8 +161,13 @@ export class ServerMetrics {
       counter("hearth_kv_ssd_bytes_written_total", "Bytes written to the SSD tier.", t.coldBytesWritten);
       counter(
         "hearth_kv_ssd_write_failures_total",
-        "SSD page writes that failed (disk full, quota, I/O error) or were dropped (writer behind).",
-        t.coldWritesFailed + t.coldWritesDropped,
+        "SSD page writes that failed (disk full, I/O error): the page is not kept on SSD.",
+        t.coldWritesFailed,
+      );
+      counter(
+        "hearth_kv_ssd_writes_dropped_total",
+        "Pages not offered to SSD because its slots (--kv-disk-mb) were all in use or its writer was behind.",
+        t.coldWritesDropped,
       );
       counter(
         "hearth_kv_ssd_pages_read_total",

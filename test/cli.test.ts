@@ -101,10 +101,8 @@ describe("hearth run", () => {
     const bad = await hearth(["run", "-p", "x", "--draft", "3"]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("--draft needs --speculative");
-    // The server's flags say the same before anything loads.
-    const serveBad = await hearth(["serve", "--draft", "3"]);
-    expect(serveBad.code).toBe(2);
-    expect(serveBad.stderr).toContain("--draft needs --speculative");
+    // The server's flags are checked before anything loads (its --draft alone sets the drafts of
+    // requests that ask for speculation).
     const serveTooMany = await hearth(["serve", "--speculative", "--draft", "17"]);
     expect(serveTooMany.code).toBe(2);
     expect(serveTooMany.stderr).toContain("--draft must be at most 16, got 17");
@@ -130,6 +128,61 @@ describe("hearth run", () => {
     expect(help.stdout).toContain("--top-p");
     const top = await hearth(["--help"]);
     expect(top.stdout).toContain("chat");
+    // One line and a pointer to --help, not the whole help; values may start with "-".
+    for (const [args, says] of [
+      [["run", "-p", "x", "-t", "-1"], "--threads must be at least 1, got -1"],
+      [["run", "-p", "x", "--ctx", "-5"], "--ctx must be at least 8, got -5"],
+      [["run", "-p", "x", "-t", "1000"], "--threads must be at most 256, got 1000"],
+      [["run", "-p", "x", "--top-p", "2"], "--top-p must be at most 1, got 2"],
+      [["run", "-p", "x", "--bogus"], "Unknown option '--bogus'"],
+      [["run", "-p"], "argument missing"],
+      [["serve", "--port", "-1"], "--port must be an integer ≥ 0"],
+      [["serve", "--api-key", ""], "--api-key must not be empty"],
+    ] as Array<[string[], string]>) {
+      const r = await hearth(args);
+      expect([args.join(" "), r.code]).toEqual([args.join(" "), 2]);
+      expect(r.stderr).toContain(says);
+      expect(r.stderr).not.toContain("Usage:");
+      expect(r.stderr.trim().split("\n").length).toBe(2);
+    }
+    const dash = await hearth(["run", "-p", "-hello", "-n", "2", "--temp", "0", "--json"]);
+    expect(dash.code).toBe(0);
+    expect(JSON.parse(dash.stdout).telemetry.generatedTokens).toBe(2);
+  }, 120_000);
+
+  test("serve exits (no hang) when it cannot listen or its flags cannot work together", async () => {
+    const taken = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response("x") });
+    try {
+      const busy = await hearth(["serve", "--port", String(taken.port), "--no-prefix-cache"]);
+      expect(busy.code).toBe(1);
+      expect(busy.stderr).toContain(`cannot listen on 127.0.0.1:${taken.port}`);
+    } finally {
+      taken.stop(true);
+    }
+    const hot = await hearth([
+      "serve",
+      "--port",
+      "0",
+      "--kv-pages",
+      "64",
+      "--kv-hot-mb",
+      "100000",
+      "--no-kv-disk",
+    ]);
+    expect(hot.code).toBe(1);
+    expect(hot.stderr).toContain("is more than the KV pool it lives in");
+    const pool = await hearth([
+      "serve",
+      "--port",
+      "0",
+      "--ctx",
+      "512",
+      "--kv-pages",
+      "20",
+      "--no-prefix-cache",
+    ]);
+    expect(pool.code).toBe(1);
+    expect(pool.stderr).toContain("give it at least 32 pages");
   }, 120_000);
 });
 

@@ -1,10 +1,11 @@
 // `hearth chat`: an interactive chat (history, the model's chat template) over stdin/stdout;
 // works on a terminal and with piped input alike.
-import { parseArgs } from "node:util";
 import {
   formatTelemetry,
   generateOptions,
+  loadOptions,
   openModel,
+  parseFlags,
   SHARED_HELP,
   sharedOptions,
   UsageError,
@@ -37,7 +38,7 @@ export async function main(argv: string[]): Promise<number> {
       throw new UsageError(`unexpected argument ${JSON.stringify(parsed.positionals[0])}`);
     }
   } catch (err) {
-    console.error(`hearth chat: ${(err as Error).message}\n\n${HELP}`);
+    console.error(`hearth chat: ${(err as Error).message}\nRun \`hearth chat --help\` for the options.`);
     return 2;
   }
   if (values.help) {
@@ -47,9 +48,10 @@ export async function main(argv: string[]): Promise<number> {
   let gen: ReturnType<typeof generateOptions>;
   try {
     gen = generateOptions(values);
+    loadOptions(values, false); // checks the model flags before the model loads
   } catch (err) {
     if (err instanceof UsageError) {
-      console.error(`hearth chat: ${err.message}\n\nRun \`hearth chat --help\` for the options.`);
+      console.error(`hearth chat: ${err.message}\nRun \`hearth chat --help\` for the options.`);
       return 2;
     }
     throw err;
@@ -126,14 +128,9 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    options: {
-      ...sharedOptions,
-      system: { type: "string" },
-      quiet: { type: "boolean", short: "q" },
-    },
-    allowPositionals: true,
-    strict: true,
+  return parseFlags(argv, {
+    ...sharedOptions,
+    system: { type: "string" },
+    quiet: { type: "boolean", short: "q" },
   });
 }

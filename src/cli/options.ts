@@ -1,4 +1,5 @@
 // Flags shared by `hearth run` and `hearth chat`: model loading, sampling, telemetry printing.
+import { parseArgs } from "node:util";
 import { progressBar } from "../gguf/pull.ts";
 import { type LoadModelOptions, loadModel, type Model } from "../model.ts";
 import type { GenerateOptions, Telemetry } from "../session.ts";
@@ -6,6 +7,50 @@ import type { GenerateOptions, Telemetry } from "../session.ts";
 /** A bad command-line value: the command prints the message and its usage, exit code 2. */
 export class UsageError extends Error {
   override name = "UsageError";
+}
+
+interface FlagSpec {
+  type: "string" | "boolean";
+  short?: string;
+  multiple?: boolean;
+}
+
+/**
+ * argv with every value-taking flag joined to the word after it (`--ctx -5` → `--ctx=-5`,
+ * `-p -hello` → `--prompt=-hello`), so a value may start with "-" as getopt allows: node's
+ * parseArgs refuses `--ctx -5` as ambiguous. Words after `--` are left alone.
+ */
+export function joinFlagValues(argv: string[], options: Record<string, FlagSpec>): string[] {
+  const longOf = new Map<string, string>();
+  for (const [name, spec] of Object.entries(options)) if (spec.short) longOf.set(spec.short, name);
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i] as string;
+    if (word === "--") {
+      out.push(...argv.slice(i));
+      break;
+    }
+    const name = /^--[^=]+$/.test(word)
+      ? word.slice(2)
+      : /^-[^-]$/.test(word)
+        ? longOf.get(word.slice(1))
+        : undefined;
+    if (name !== undefined && options[name]?.type === "string" && i + 1 < argv.length) {
+      out.push(`--${name}=${argv[i + 1]}`);
+      i++;
+    } else out.push(word);
+  }
+  return out;
+}
+
+/** parseArgs (strict) over `joinFlagValues`; an unknown flag or a missing value is a UsageError. */
+export function parseFlags<O extends Record<string, FlagSpec>>(argv: string[], options: O) {
+  try {
+    return parseArgs({ args: joinFlagValues(argv, options), options, allowPositionals: true, strict: true });
+  } catch (err) {
+    // Its first sentence says what is wrong; the rest is advice about "--" that rarely applies.
+    throw new UsageError((err as Error).message.split(". ")[0] ?? String(err));
+  }
 }
 
 /** parseArgs option specs of the shared flags. */
@@ -57,7 +102,11 @@ Sampling:
 
 type Values = Partial<Record<keyof typeof sharedOptions, string | string[] | boolean>>;
 
-function num(values: Values, flag: keyof typeof sharedOptions, opts: { int?: boolean; min?: number } = {}) {
+function num(
+  values: Values,
+  flag: keyof typeof sharedOptions,
+  opts: { int?: boolean; min?: number; max?: number; above?: number } = {},
+) {
   const raw = values[flag];
   if (raw === undefined) return undefined;
   const text = String(raw).trim();
@@ -70,6 +119,12 @@ function num(values: Values, flag: keyof typeof sharedOptions, opts: { int?: boo
   if (opts.min !== undefined && v < opts.min) {
     throw new UsageError(`--${flag} must be at least ${opts.min}, got ${v}`);
   }
+  if (opts.above !== undefined && v <= opts.above) {
+    throw new UsageError(`--${flag} must be greater than ${opts.above}, got ${v}`);
+  }
+  if (opts.max !== undefined && v > opts.max) {
+    throw new UsageError(`--${flag} must be at most ${opts.max}, got ${v}`);
+  }
   return v;
 }
 
@@ -80,9 +135,10 @@ export function loadOptions(values: Values, showProgress: boolean): LoadModelOpt
     throw new UsageError(`--kv-type must be f16 or q8_0, got ${JSON.stringify(kvType)}`);
   }
   return {
-    threads: num(values, "threads", { int: true, min: 1 }),
-    contextTokens: num(values, "ctx", { int: true, min: 2 }),
-    maxBatchTokens: num(values, "batch-size", { int: true, min: 1 }),
+    threads: num(values, "threads", { int: true, min: 1, max: 256 }),
+    // The context shift keeps the first 4 tokens; a context of a few tokens holds nothing else.
+    contextTokens: num(values, "ctx", { int: true, min: 8 }),
+    maxBatchTokens: num(values, "batch-size", { int: true, min: 1, max: 65536 }),
     kvType: kvType as "f16" | "q8_0" | undefined,
     deterministic: values.deterministic === true,
     maxSessions: 1,
@@ -94,13 +150,13 @@ export function loadOptions(values: Values, showProgress: boolean): LoadModelOpt
 export function generateOptions(values: Values): GenerateOptions {
   const stop = values.stop;
   return {
-    maxTokens: num(values, "max-tokens", { int: true, min: 0 }),
+    maxTokens: num(values, "max-tokens", { int: true, min: 1 }),
     temperature: num(values, "temp", { min: 0 }),
     topK: num(values, "top-k", { int: true, min: 0 }),
-    topP: num(values, "top-p"),
-    minP: num(values, "min-p"),
-    repeatPenalty: num(values, "repeat-penalty"),
-    seed: num(values, "seed", { int: true }),
+    topP: num(values, "top-p", { above: 0, max: 1 }),
+    minP: num(values, "min-p", { min: 0, max: 1 }),
+    repeatPenalty: num(values, "repeat-penalty", { above: 0 }),
+    seed: num(values, "seed", { int: true, min: -(2 ** 53 - 1), max: 2 ** 53 - 1 }),
     stop: Array.isArray(stop) ? stop : undefined,
     ignoreEos: values["ignore-eos"] === true,
     speculative: speculativeOption(values),

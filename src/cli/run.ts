@@ -1,10 +1,11 @@
 // `hearth run`: one generation from a prompt; text streams to stdout, telemetry goes to stderr.
-import { parseArgs } from "node:util";
 import type { GenerateResult } from "../session.ts";
 import {
   formatTelemetry,
   generateOptions,
+  loadOptions,
   openModel,
+  parseFlags,
   SHARED_HELP,
   sharedOptions,
   UsageError,
@@ -34,7 +35,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     parsed = parse(argv);
   } catch (err) {
-    console.error(`hearth run: ${(err as Error).message}\n\n${HELP}`);
+    console.error(`hearth run: ${(err as Error).message}\nRun \`hearth run --help\` for the options.`);
     return 2;
   }
   const { values, positionals } = parsed;
@@ -47,11 +48,12 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
     gen = generateOptions(values);
+    loadOptions(values, false); // checks the model flags before the model loads
     prompt = await readPrompt(values.prompt);
     if (values.system !== undefined && !values.chat) throw new UsageError("--system needs --chat");
   } catch (err) {
     if (err instanceof UsageError) {
-      console.error(`hearth run: ${err.message}\n\nRun \`hearth run --help\` for the options.`);
+      console.error(`hearth run: ${err.message}\nRun \`hearth run --help\` for the options.`);
       return 2;
     }
     throw err;
@@ -101,17 +103,12 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 function parse(argv: string[]) {
-  return parseArgs({
-    args: argv,
-    options: {
-      ...sharedOptions,
-      prompt: { type: "string", short: "p" },
-      chat: { type: "boolean" },
-      system: { type: "string" },
-      json: { type: "boolean" },
-    },
-    allowPositionals: true,
-    strict: true,
+  return parseFlags(argv, {
+    ...sharedOptions,
+    prompt: { type: "string", short: "p" },
+    chat: { type: "boolean" },
+    system: { type: "string" },
+    json: { type: "boolean" },
   });
 }
 

@@ -1,6 +1,5 @@
 // `hearth serve`: the OpenAI-compatible HTTP server over the continuous-batching engine.
 import { basename, join } from "node:path";
-import { parseArgs } from "node:util";
 import { ChatTemplate } from "../chat/index.ts";
 import { Engine, type EngineKvTierConfig } from "../engine/index.ts";
 import { GgufMetadata, readGguf } from "../gguf/index.ts";
@@ -11,6 +10,7 @@ import { createApp, DEFAULT_MAX_BODY_BYTES } from "../server/app.ts";
 import { KvDirBusyError, lockKvDir } from "../server/kv-lock.ts";
 import { type ResolvedSpeculative, resolveSpeculative } from "../speculative.ts";
 import { Tokenizer } from "../tokenizer/index.ts";
+import { parseFlags } from "./options.ts";
 
 const HELP = `Usage: hearth serve [-m MODEL] [options]
 
@@ -23,7 +23,8 @@ Options:
       --port N           port (default 8080; 0 picks a free one)
       --alias NAME       model id /v1/models lists and responses carry (default: the GGUF's
                          general.name, else the file name)
-      --api-key KEY      require "Authorization: Bearer KEY" on /v1 and /metrics (or $HEARTH_API_KEY)
+      --api-key KEY      require "Authorization: Bearer KEY" on every route but /health
+                         (or $HEARTH_API_KEY)
       --parallel N       sequences decoding at once (default 16)
       --queue N          requests waiting beyond --parallel before 429 (default 64)
   -c, --ctx N            most tokens per request, prompt + completion (default: model's, ≤ 4096)
@@ -36,7 +37,8 @@ Options:
                          "speculative": false turns it off, true turns it on without the flag);
                          draft tokens copied from the context are verified in the same step,
                          the output is the one plain decoding gives
-      --draft N          most draft tokens per step and sequence (default 4, at most 16)
+      --draft N          most draft tokens per step and sequence (default 4, at most 16); without
+                         --speculative, for the requests that ask for it
   -h, --help             this help
 
 Prefix cache (on by default): a request whose prompt starts like an earlier one (the next turn
@@ -47,7 +49,7 @@ its manifest survive a restart (written on SIGINT / SIGTERM and after each idle 
       --kv-dir DIR       SSD tier directory (default $HEARTH_KV_DIR or ~/.cache/hearth/kv,
                          under prefix/<model file>-<kv type>); one server per directory
       --kv-disk-mb N     most MiB of KV pages on SSD (default 4096)
-      --kv-hot-mb N      MiB of cached pages kept in RAM, within the KV pool (default half the pool)
+      --kv-hot-mb N      MiB of cached pages kept in RAM, at most the KV pool (default half of it)
       --kv-idle-ms N     spill a conversation idle this long to SSD (default 60000; 0 = only
                          when the hot tier is full)
       --no-kv-disk       keep the prefix cache in RAM only (nothing written to disk)
@@ -64,36 +66,35 @@ function int(name: string, v: string | undefined, def: number, min: number): num
 export async function main(argv: string[]): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        model: { type: "string", short: "m" },
-        host: { type: "string" },
-        port: { type: "string" },
-        "api-key": { type: "string" },
-        alias: { type: "string" },
-        parallel: { type: "string" },
-        queue: { type: "string" },
-        ctx: { type: "string", short: "c" },
-        "kv-pages": { type: "string" },
-        "batch-size": { type: "string", short: "b" },
-        "kv-type": { type: "string" },
-        threads: { type: "string", short: "t" },
-        "max-body": { type: "string" },
-        "kv-dir": { type: "string" },
-        "kv-disk-mb": { type: "string" },
-        "kv-hot-mb": { type: "string" },
-        "kv-idle-ms": { type: "string" },
-        "no-kv-disk": { type: "boolean" },
-        "no-prefix-cache": { type: "boolean" },
-        speculative: { type: "boolean" },
-        draft: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-    }));
+    const parsed = parseFlags(argv, {
+      model: { type: "string", short: "m" },
+      host: { type: "string" },
+      port: { type: "string" },
+      "api-key": { type: "string" },
+      alias: { type: "string" },
+      parallel: { type: "string" },
+      queue: { type: "string" },
+      ctx: { type: "string", short: "c" },
+      "kv-pages": { type: "string" },
+      "batch-size": { type: "string", short: "b" },
+      "kv-type": { type: "string" },
+      threads: { type: "string", short: "t" },
+      "max-body": { type: "string" },
+      "kv-dir": { type: "string" },
+      "kv-disk-mb": { type: "string" },
+      "kv-hot-mb": { type: "string" },
+      "kv-idle-ms": { type: "string" },
+      "no-kv-disk": { type: "boolean" },
+      "no-prefix-cache": { type: "boolean" },
+      speculative: { type: "boolean" },
+      draft: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    });
+    values = parsed.values;
+    if (parsed.positionals.length > 0)
+      throw new Error(`unexpected argument ${JSON.stringify(parsed.positionals[0])}`);
   } catch (err) {
-    console.error(`hearth serve: ${(err as Error).message}\n\n${HELP}`);
+    console.error(`hearth serve: ${(err as Error).message}\nRun \`hearth serve --help\` for the options.`);
     return 2;
   }
   if (values.help) {
@@ -105,6 +106,7 @@ export async function main(argv: string[]): Promise<number> {
   let ctxOpt: number | undefined, kvPagesOpt: number | undefined;
   let kvDiskMb: number, kvHotMb: number | undefined, kvIdleMs: number;
   let speculative: ResolvedSpeculative | null = null;
+  let speculativeOptIn: ResolvedSpeculative | null = null;
   const kvType = (s("kv-type") ?? "f16") as "f16" | "q8_0";
   try {
     parallel = int("parallel", s("parallel"), 16, 1);
@@ -121,22 +123,25 @@ export async function main(argv: string[]): Promise<number> {
     kvDiskMb = int("kv-disk-mb", s("kv-disk-mb"), 4096, 1);
     kvHotMb = s("kv-hot-mb") === undefined ? undefined : int("kv-hot-mb", s("kv-hot-mb"), 0, 1);
     kvIdleMs = int("kv-idle-ms", s("kv-idle-ms"), 60_000, 0);
-    if (values["no-prefix-cache"] && (values["no-kv-disk"] || s("kv-dir") !== undefined))
-      throw new Error("--no-prefix-cache turns the SSD tier off too; drop --kv-dir / --no-kv-disk");
+    if (values["no-prefix-cache"] && s("kv-dir") !== undefined)
+      throw new Error("--no-prefix-cache turns the SSD tier off too; drop --kv-dir");
     if (values["no-kv-disk"] && s("kv-dir") !== undefined)
       throw new Error("--kv-dir and --no-kv-disk contradict each other");
-    if (s("draft") !== undefined && !values.speculative) throw new Error("--draft needs --speculative");
     if (s("alias")?.trim() === "") throw new Error("--alias must not be empty");
-    if (values.speculative) {
-      const draft = s("draft") === undefined ? undefined : int("draft", s("draft"), 4, 1);
-      if (draft !== undefined && draft > 16) throw new Error(`--draft must be at most 16, got ${draft}`);
-      speculative = resolveSpeculative(draft === undefined ? true : { maxDraftTokens: draft });
-    }
+    if (s("api-key") !== undefined && s("api-key")?.trim() === "")
+      throw new Error("--api-key must not be empty (no client could send it)");
+    const draft = s("draft") === undefined ? undefined : int("draft", s("draft"), 4, 1);
+    if (draft !== undefined && draft > 16) throw new Error(`--draft must be at most 16, got ${draft}`);
+    // Without --speculative, --draft sets the drafts of requests that ask for speculation.
+    const settings = resolveSpeculative(draft === undefined ? true : { maxDraftTokens: draft });
+    if (values.speculative) speculative = settings;
+    else if (draft !== undefined) speculativeOptIn = settings;
   } catch (err) {
-    console.error(`hearth serve: ${(err as Error).message}\n\nRun \`hearth serve --help\` for the options.`);
+    console.error(`hearth serve: ${(err as Error).message}\nRun \`hearth serve --help\` for the options.`);
     return 2;
   }
-  const apiKey = s("api-key") ?? process.env.HEARTH_API_KEY;
+  // An empty $HEARTH_API_KEY is no key (an unset variable exported empty), not an unusable one.
+  const apiKey = s("api-key") ?? (process.env.HEARTH_API_KEY || undefined);
   const host = s("host") ?? "127.0.0.1";
 
   const path = await pullModel(s("model"));
@@ -213,8 +218,22 @@ export async function main(argv: string[]): Promise<number> {
     apiKey,
     maxBodyBytes: maxBody,
     speculative,
+    speculativeOptIn,
   });
-  app.listen({ hostname: host, port });
+  try {
+    app.listen({ hostname: host, port });
+  } catch (err) {
+    // The engine's worker would keep the process alive: stop it before reporting.
+    await engine.close();
+    unlockKvDir();
+    const e = err as NodeJS.ErrnoException;
+    const why =
+      e.code === "ESRCH" || e.code === "EINVAL" || e.code === "ENOTFOUND"
+        ? `cannot listen on ${host}:${port}: not an address of this machine (${e.code})`
+        : `cannot listen on ${host}:${port}: ${e.message}`;
+    console.error(`hearth serve: ${why}`);
+    return 1;
+  }
   const bound = app.server?.port ?? port;
   // One machine-readable line: tests and scripts wait for it to learn the port.
   console.log(

@@ -89,6 +89,13 @@ async function init(config: EngineConfig): Promise<void> {
   if (tierConfig) {
     if (!tiered(model)) throw new Error("this native model has no KV tiers (prefix cache)");
     const kv = model.kvStats();
+    const poolBytes = kv.pagesTotal * kv.pageSizeBytes;
+    if (tierConfig.hotBytes !== undefined && tierConfig.hotBytes > poolBytes) {
+      const mib = (b: number) => (b / (1024 * 1024)).toFixed(0);
+      throw new Error(
+        `the prefix cache's RAM budget (kvTier.hotBytes, --kv-hot-mb) of ${mib(tierConfig.hotBytes)} MiB is more than the KV pool it lives in: ${mib(poolBytes)} MiB (${kv.pagesTotal} pages of ${kv.pageSizeBytes} bytes; --kv-pages sets the count)`,
+      );
+    }
     model.kvTierOpen({
       hotBudgetBytes: tierConfig.hotBytes ?? Math.max(1, Math.floor(kv.pagesTotal / 2)) * kv.pageSizeBytes,
       ...(tierConfig.dir ? { dir: tierConfig.dir, coldMaxBytes: tierConfig.diskBytes ?? 0 } : {}),

@@ -40,6 +40,8 @@ export interface AppOptions {
    * request's `speculative: true` turns it on with these settings (or the defaults).
    */
   speculative?: ResolvedSpeculative | null;
+  /** Settings for requests that send `speculative: true` when `speculative` is off (default: resolveSpeculative(true)). */
+  speculativeOptIn?: ResolvedSpeculative | null;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 1 << 20;
@@ -460,7 +462,8 @@ export function createApp(opts: AppOptions) {
     const speculative =
       body.speculative === false
         ? null
-        : (opts.speculative ?? (body.speculative ? resolveSpeculative(true) : null));
+        : (opts.speculative ??
+          (body.speculative ? (opts.speculativeOptIn ?? resolveSpeculative(true)) : null));
     return {
       promptIds,
       sampling,
@@ -666,7 +669,9 @@ export function createApp(opts: AppOptions) {
   // Bun refuses bodies past its own limit with a bare 413 before any handler runs; ours is below
   // it so that a client over the limit gets an error it can read.
   return (
-    new Elysia({ serve: { maxRequestBodySize: 2 * maxBodyBytes + 65536 } })
+    // Elysia turns SO_REUSEPORT on by default: a second server on a taken port then binds too and
+    // the kernel splits the connections between the two. A taken port must be an error.
+    new Elysia({ serve: { maxRequestBodySize: 2 * maxBodyBytes + 65536, reusePort: false } })
       .onRequest(({ request }) => {
         const len = Number(request.headers.get("content-length") ?? 0);
         if (len > maxBodyBytes)

@@ -93,7 +93,9 @@ pub const PrefixCache = struct {
 
     pub fn init(allocator: std.mem.Allocator, cache: *kv.Cache, cfg: Config) !*PrefixCache {
         const page_bytes = cache.shape.pageSizeBytes();
-        const hot_pages: usize = @max(1, cfg.hot_budget_bytes / page_bytes);
+        // The hot tier holds pool pages, so a budget past the pool buys nothing (and would size
+        // the policy's tables by the budget: a huge one exhausted memory).
+        const hot_pages: usize = @max(1, @min(cfg.hot_budget_bytes / page_bytes, cache.pages_total));
         const self = try allocator.create(PrefixCache);
         errdefer allocator.destroy(self);
         const entries = try allocator.alloc(Entry, cfg.max_entries);

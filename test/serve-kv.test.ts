@@ -15,7 +15,7 @@ import {
   writeSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import OpenAI from "openai";
 import { pullModel } from "../src/gguf/pull.ts";
 import { type RunningServer, startCheckoutServer } from "./server-process.ts";
@@ -182,6 +182,8 @@ describe("hearth serve prefix cache (real model, openai client)", () => {
 
   test("idle spill to SSD, resume from SSD, restart, corrupt record, torn manifest, crash: same answers", async () => {
     const kvDir = join(dir, "kv");
+    // The tier lives in a subdirectory per model file and KV type.
+    const tierDir = join(kvDir, "prefix", `${basename(modelPath).replace(/\.gguf$/i, "")}-f16`);
     // A 1 MiB hot tier (two pages) and a 300 ms idle time force both kinds of spill.
     const args = ["--kv-dir", kvDir, "--kv-hot-mb", "1", "--kv-idle-ms", "300"];
     let s = await serve(args);
@@ -236,7 +238,7 @@ describe("hearth serve prefix cache (real model, openai client)", () => {
       // Flip one payload byte of every record on disk between restarts: each read is a miss,
       // dropped and recomputed.
       await stopCleanly(s);
-      const slab = join(kvDir, "slab-0.kv");
+      const slab = join(tierDir, "slab-0.kv");
       const records = Math.floor(statSync(slab).size / recordBytes);
       expect(records).toBeGreaterThan(0);
       const fd = openSync(slab, "r+");
@@ -262,7 +264,7 @@ describe("hearth serve prefix cache (real model, openai client)", () => {
 
       // A torn manifest (cut mid-entry) is detected at start-up and ignored.
       await stopCleanly(s);
-      const manifest = join(kvDir, "manifest");
+      const manifest = join(tierDir, "manifest");
       truncateSync(manifest, Math.floor(statSync(manifest).size / 2));
       s = await serve(args);
       m = await metrics(s);

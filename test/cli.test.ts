@@ -150,6 +150,28 @@ describe("hearth run", () => {
     expect(JSON.parse(dash.stdout).telemetry.generatedTokens).toBe(2);
   }, 120_000);
 
+  test("pull of a local file reads all of it: a truncated copy fails (exit 1)", async () => {
+    const { pullModel } = await import("../src/gguf/pull.ts");
+    const { mkdtempSync, rmSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const dir = mkdtempSync(join(tmpdir(), "hearth-pull-"));
+    try {
+      const cut = join(dir, "cut.gguf");
+      // (Bun.write of a sliced BunFile copies the whole file in Bun 1.4.4: go through a buffer.)
+      await Bun.write(
+        cut,
+        await Bun.file(await pullModel())
+          .slice(0, 8 << 20)
+          .arrayBuffer(),
+      );
+      const r = await hearth(["pull", cut]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain("lies outside the file");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
   test("serve exits (no hang) when it cannot listen or its flags cannot work together", async () => {
     const taken = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response("x") });
     try {

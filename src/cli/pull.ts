@@ -1,7 +1,7 @@
 // `hearth pull [model]`: fetches a model into the cache, verifies it, and prints its path.
 import { parseArgs } from "node:util";
 import { DEFAULT_MODEL, KNOWN_MODELS, PullError, progressBar, pullModel } from "../gguf/pull.ts";
-import { GgufError } from "../gguf/reader.ts";
+import { GgufError, readGguf } from "../gguf/reader.ts";
 
 const HELP = `Usage: hearth pull [model] [options]
 
@@ -57,6 +57,9 @@ export async function main(argv: string[]): Promise<number> {
       modelsDir: values["models-dir"],
       onProgress: values.quiet ? undefined : progressBar("pull"),
     });
+    // Downloads are validated before they enter the cache; a local file is read the same way
+    // (header, tensor table, data extent), so a truncated one fails here and not at load.
+    readGguf(path);
     console.log(path);
     return 0;
   } catch (err) {

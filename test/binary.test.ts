@@ -33,6 +33,11 @@ test(
       const libPath = /library (\S+)/.exec(out)?.[1] ?? "";
       expect(libPath.startsWith(tmpdir())).toBe(true);
       expect(libPath.includes("zig-out")).toBe(false);
+
+      // The benchmarks are not in the binary: it says so instead of failing on a missing module.
+      const bench = Bun.spawnSync([exe, "bench", "kernels"], { cwd: dir, env });
+      expect(bench.exitCode).toBe(2);
+      expect(bench.stderr.toString()).toContain("run from a checkout");
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

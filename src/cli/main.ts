@@ -10,10 +10,12 @@ Commands:
   chat    Interactive chat with history and the model's chat template
   serve   OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions, ...)
   pull    Download a model into the model cache (default: SmolLM2-135M-Instruct Q4_1)
-  bench   Run the benchmarks (same as \`bun run bench\`)
+  bench   Run the benchmarks (same as \`bun run bench\`; from a checkout, not the binary)
 
-Run \`hearth <command> --help\` for the options of one command.
-Environment: HEARTH_MODELS_DIR (model cache), HEARTH_THREADS (default thread count).`;
+Run \`hearth <command> --help\` for the options of one command; \`hearth --version\` prints the
+version.
+Environment: HEARTH_MODELS_DIR (model cache), HEARTH_THREADS (default thread count),
+HEARTH_API_KEY (serve's --api-key), HEARTH_KV_DIR (serve's SSD tier), HEARTH_DEBUG (stack traces).`;
 
 type CommandModule = { main(argv: string[]): Promise<number> };
 

@@ -173,7 +173,14 @@ function speculativeOption(values: Values): GenerateOptions["speculative"] {
 
 export async function openModel(values: Values, showProgress: boolean): Promise<Model> {
   const opts = loadOptions(values, showProgress);
-  return loadModel(typeof values.model === "string" ? values.model : undefined, opts);
+  const model = await loadModel(typeof values.model === "string" ? values.model : undefined, opts);
+  const arch = model.metadata.stringOr("general.architecture", "");
+  const trained = model.metadata.numberOr(`${arch}.context_length`, 0);
+  if (opts.contextTokens !== undefined && trained > 0 && opts.contextTokens > trained)
+    console.error(
+      `[hearth] warning: --ctx ${opts.contextTokens} is beyond the ${trained} tokens this model was trained on; text past that point may degrade`,
+    );
+  return model;
 }
 
 /** One line of telemetry for stderr. */

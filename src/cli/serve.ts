@@ -166,7 +166,11 @@ export async function main(argv: string[]): Promise<number> {
       // One subdirectory per model file and KV type, under --kv-dir as under the default: pages
       // of another model or KV type are foreign, and sharing a directory would discard them.
       const explicit = s("kv-dir");
-      const dir = join(explicit ?? defaultKvDir(), "prefix", `${basename(path).replace(/\.gguf$/i, "")}-${kvType}`);
+      const dir = join(
+        explicit ?? defaultKvDir(),
+        "prefix",
+        `${basename(path).replace(/\.gguf$/i, "")}-${kvType}`,
+      );
       try {
         unlockKvDir = lockKvDir(dir);
         kvTier = { ...kvTier, dir, diskBytes: kvDiskMb * 1024 * 1024 };

@@ -10,9 +10,10 @@ import {
   ggmlTypes,
   readGguf,
 } from "./gguf/index.ts";
-import { type PullOptions, pullModel } from "./gguf/pull.ts";
+import { KNOWN_MODELS, type PullOptions, pullModel } from "./gguf/pull.ts";
 import { openNativeModel } from "./native/model.ts";
 import type { KvStats, ModelInfo, NativeModel } from "./native/model-api.ts";
+import { checkOptionKeys } from "./option-keys.ts";
 import { Session, type SessionOptions } from "./session.ts";
 import { Tokenizer } from "./tokenizer/index.ts";
 
@@ -50,6 +51,18 @@ export interface LoadModelOptions {
   /** Passed to {@link pullModel}: model cache directory, download progress, abort signal. */
   pull?: PullOptions;
 }
+
+/** Every key of {@link LoadModelOptions}: anything else passed to loadModel is a typo. */
+const LOAD_MODEL_OPTION_KEYS = Object.keys({
+  threads: true,
+  contextTokens: true,
+  kvPages: true,
+  kvType: true,
+  maxBatchTokens: true,
+  maxSessions: true,
+  deterministic: true,
+  pull: true,
+} satisfies Record<keyof LoadModelOptions, true>);
 
 /** The options a {@link Model} runs with, after defaults and validation. */
 export interface ResolvedModelOptions {
@@ -107,7 +120,10 @@ export class Model {
     return this.metadata.stringOr("general.name", this.path.split("/").pop() ?? this.path);
   }
 
-  /** Opens a session: one KV sequence rented from the pool until {@link Session.close}. */
+  /**
+   * Opens a session: one KV sequence rented from the pool until {@link Session.close}.
+   * An explicit `contextTokens` must fit in the KV pool (`kvPages` pages of 16 tokens).
+   */
   createSession(opts: SessionOptions = {}): Session {
     if (this.closed) throw new Error("model is closed");
     if (this.sessions.size >= this.options.maxSessions) {
@@ -232,6 +248,19 @@ function validateFile(path: string, file: GgufFile): void {
  *   PullError when the model cannot be fetched.
  */
 export async function loadModel(ref?: string, opts: LoadModelOptions = {}): Promise<Model> {
+  // Checked before anything is fetched or read.
+  if (ref !== undefined && typeof ref !== "string") {
+    const names = Object.keys(KNOWN_MODELS).join(", ");
+    throw new TypeError(
+      `loadModel: the model must be a string (a .gguf path, a known model name (${names}) or an http(s) URL), got ${typeof ref} ${String(ref)}`,
+    );
+  }
+  checkOptionKeys(
+    "loadModel options",
+    opts,
+    LOAD_MODEL_OPTION_KEYS,
+    (message) => new ModelOptionsError(message),
+  );
   const path = await pullModel(ref, opts.pull);
   const file = readGguf(path);
   validateFile(path, file);

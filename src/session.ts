@@ -1,10 +1,11 @@
 // Session: one conversation over one KV sequence. Prefill and decode are separate steps;
 // generation streams text pieces; every call reports telemetry; a full context shifts.
-import { type ChatMessage, encodeChat } from "./chat/index.ts";
+import { type ChatMessage, checkConversation, encodeChat } from "./chat/index.ts";
 import { resumeSequence, saveSequence } from "./kv/index.ts";
 import type { Model } from "./model.ts";
 import { createBatch } from "./native/model.ts";
 import { type Batch, KvFullError } from "./native/model-api.ts";
+import { checkOptionKeys } from "./option-keys.ts";
 import { type FinishReason, Sampler, type SamplerOptions, StopCondition } from "./sampling/index.ts";
 import { proposeDraft, resolveSpeculative, type SpeculativeOptions } from "./speculative.ts";
 
@@ -55,6 +56,47 @@ export interface GenerateOptions extends SamplerOptions {
   speculative?: SpeculativeOptions | boolean;
 }
 
+/** Every key of {@link SamplerOptions}. */
+const SAMPLER_OPTION_KEYS = Object.keys({
+  temperature: true,
+  topK: true,
+  topP: true,
+  minP: true,
+  repeatPenalty: true,
+  presencePenalty: true,
+  frequencyPenalty: true,
+  penaltyLastN: true,
+  logitBias: true,
+  seed: true,
+} satisfies Record<keyof SamplerOptions, true>);
+
+/** Every key of {@link SessionOptions}. */
+const SESSION_OPTION_KEYS = Object.keys({
+  contextTokens: true,
+  contextShift: true,
+  systemPrompt: true,
+  deterministic: true,
+  sampling: true,
+} satisfies Record<keyof SessionOptions, true>);
+
+/** Every key of {@link GenerateOptions} (its own and the sampler's). */
+const GENERATE_OPTION_KEYS = [
+  ...SAMPLER_OPTION_KEYS,
+  ...Object.keys({
+    maxTokens: true,
+    stop: true,
+    ignoreEos: true,
+    signal: true,
+    speculative: true,
+  } satisfies Record<Exclude<keyof GenerateOptions, keyof SamplerOptions>, true>),
+];
+
+/** Every key of {@link ContextShiftOptions}. */
+const CONTEXT_SHIFT_OPTION_KEYS = Object.keys({
+  keepTokens: true,
+  dropTokens: true,
+} satisfies Record<keyof ContextShiftOptions, true>);
+
 /** Options of {@link Session.prefill}. */
 export interface PrefillOptions {
   /** Add BOS as the model asks. Default: only when the session is empty. */
@@ -84,7 +126,7 @@ export interface Telemetry {
   decodeTokens: number;
   decodeMs: number;
   decodeTokensPerS: number;
-  /** Wall time of the call. */
+  /** Wall time of the call, plus (like the TTFT) the prefills run since the last generation. */
   totalMs: number;
   /** Context shifts during the call, and the tokens they dropped. */
   contextShifts: number;
@@ -207,16 +249,19 @@ export class Session {
   constructor(model: Model, opts: SessionOptions, onClose: () => void) {
     this.model = model;
     this.onClose = onClose;
+    checkOptionKeys("createSession options", opts, SESSION_OPTION_KEYS);
+    checkOptionKeys("createSession sampling", opts.sampling, SAMPLER_OPTION_KEYS);
     const ctx = opts.contextTokens ?? model.options.contextTokens;
     if (!Number.isInteger(ctx) || ctx < 2) {
       throw new RangeError(`contextTokens must be an integer of at least 2, got ${String(ctx)}`);
     }
+    if (opts.contextTokens !== undefined) checkFitsPool(model, opts.contextTokens);
     this.contextTokens = ctx;
     this.contextShift = resolveShift(opts.contextShift, ctx);
     this.deterministic = opts.deterministic ?? model.options.deterministic;
     this.sampling = { ...(opts.sampling ?? {}) };
     // Validate the session-wide sampling defaults now rather than at the first call.
-    new Sampler({ ...this.sampling, seed: 0 });
+    new Sampler({ ...this.sampling, seed: this.sampling.seed ?? 0 }, model.info.vocabSize);
     this.systemPrompt = opts.systemPrompt;
     if (this.systemPrompt !== undefined) this.messages.push({ role: "system", content: this.systemPrompt });
     this.batch = createBatch(model.options.maxBatchTokens);
@@ -262,9 +307,9 @@ export class Session {
    * also lands in {@link Session.lastTelemetry}. Needs a prefilled prompt.
    */
   generate(opts: GenerateOptions = {}): AsyncGenerator<string, GenerateResult, void> {
-    const options = { ...this.sampling, ...opts };
     this.checkOpen();
-    return this.exclusiveGen(() => this.generateInner(options, null, this.figures.prefillMs));
+    const { options, sampler } = this.prepareGeneration("generate", opts);
+    return this.exclusiveGen(() => this.generateInner(options, sampler, null, this.figures.prefillMs));
   }
 
   /**
@@ -275,9 +320,19 @@ export class Session {
     messages: readonly ChatMessage[],
     opts: GenerateOptions = {},
   ): AsyncGenerator<string, GenerateResult, void> {
+    return this.chatAs("chat", messages, opts);
+  }
+
+  /** {@link Session.chat}, with errors naming `where` (the call the user made). */
+  private chatAs(
+    where: string,
+    messages: readonly ChatMessage[],
+    opts: GenerateOptions,
+  ): AsyncGenerator<string, GenerateResult, void> {
     const template = this.model.chatTemplate;
     this.checkOpen();
-    const options = { ...this.sampling, ...opts };
+    checkConversation(where, messages);
+    const { options, sampler } = this.prepareGeneration(where, opts);
     const ids = encodeChat(template, this.model.tokenizer, messages, { addGenerationPrompt: true });
     return this.exclusiveGen(() =>
       async function* (this: Session) {
@@ -287,7 +342,7 @@ export class Session {
         this.figures.cachedTokens += cached;
         const complete = await this.feed(ids.slice(cached), options.signal, "prefill");
         if (!complete) return this.finish(started, null, [], "abort", "");
-        return yield* this.generateInner(options, started, priorPrefillMs);
+        return yield* this.generateInner(options, sampler, started, priorPrefillMs);
       }.call(this),
     );
   }
@@ -302,17 +357,22 @@ export class Session {
     opts: GenerateOptions & { onText?: (piece: string) => void } = {},
   ): Promise<string> {
     if (typeof content !== "string") throw new TypeError("ask: content must be a string");
+    checkOptionKeys("ask options", opts, [...GENERATE_OPTION_KEYS, "onText"]);
+    const { onText, ...generateOpts } = opts;
+    if (onText !== undefined && typeof onText !== "function") {
+      throw new TypeError(`ask: onText must be a function, got ${typeof onText}`);
+    }
     this.messages.push({ role: "user", content });
     let result: GenerateResult;
     try {
-      const it = this.chat(this.messages, opts);
+      const it = this.chatAs("ask", this.messages, generateOpts);
       for (;;) {
         const r = await it.next();
         if (r.done) {
           result = r.value;
           break;
         }
-        opts.onText?.(r.value);
+        onText?.(r.value);
       }
     } catch (err) {
       this.messages.pop();
@@ -398,6 +458,29 @@ export class Session {
     if (this.closed) throw new SessionStateError("session is closed");
   }
 
+  /**
+   * Checks one call's generation options (keys, maxTokens, sampler settings) before anything
+   * runs, merges them over the session's sampling defaults and builds the sampler.
+   * `where` names the call in errors ("generate", "chat", "ask").
+   */
+  private prepareGeneration(
+    where: string,
+    opts: GenerateOptions,
+  ): { options: GenerateOptions; sampler: Sampler } {
+    checkOptionKeys(`${where} options`, opts, GENERATE_OPTION_KEYS);
+    const options = { ...this.sampling, ...opts };
+    const maxTokens = options.maxTokens;
+    if (
+      maxTokens !== undefined &&
+      (typeof maxTokens !== "number" || !Number.isInteger(maxTokens) || maxTokens < 1)
+    ) {
+      throw new RangeError(`${where}: maxTokens must be an integer of at least 1, got ${String(maxTokens)}`);
+    }
+    const seed = options.seed ?? (this.deterministic ? 0 : undefined);
+    const sampler = new Sampler({ ...options, seed }, this.model.info.vocabSize);
+    return { options, sampler };
+  }
+
   private toTokens(input: string | readonly number[], opts: PrefillOptions): number[] {
     this.checkOpen();
     const tok = this.model.tokenizer;
@@ -448,12 +531,15 @@ export class Session {
 
   private async *generateInner(
     opts: GenerateOptions,
+    sampler: Sampler,
     callStarted: number | null,
     priorPrefillMs: number,
   ): AsyncGenerator<string, GenerateResult, void> {
     // generate() is timed from its first next() (where the body starts) plus the prefills run
     // before it; chat() from its own start (its prefill is inside) plus earlier prefills.
     const started = callStarted ?? performance.now();
+    // Time 0 of the call's figures: TTFT and the total both count the prefills run before it.
+    const origin = started - priorPrefillMs;
     const tok = this.model.tokenizer;
     const maxTokens = opts.maxTokens ?? DEFAULT_MAX_TOKENS;
     const stop = new StopCondition({
@@ -461,8 +547,6 @@ export class Session {
       stop: opts.stop ?? [],
       isEndOfGeneration: opts.ignoreEos ? () => false : (id) => tok.isEndOfGeneration(id),
     });
-    const seed = opts.seed ?? (this.deterministic ? 0 : undefined);
-    const sampler = new Sampler({ ...opts, seed });
     const decoder = tok.streamDecoder();
     const out: number[] = [];
     let text = "";
@@ -473,12 +557,12 @@ export class Session {
     // Sampled tokens of an earlier generation are not in the KV yet: run them first.
     if (this.kvLength < this.history.length) {
       const complete = await this.feed([], opts.signal, "prefill");
-      if (!complete) return this.finish(started, ttft, out, "abort", text);
+      if (!complete) return this.finish(origin, ttft, out, "abort", text);
     }
     if (!this.logitsValid) {
       throw new SessionStateError("nothing to generate from: prefill a prompt first");
     }
-    if (stop.exhausted) return this.finish(started, ttft, out, "length", text);
+    if (stop.exhausted) return this.finish(origin, ttft, out, "length", text);
     const spec = resolveSpeculative(opts.speculative);
     const vocab = this.model.info.vocabSize;
     // Speculation state: after a verify pass the KV holds the drafts not yet checked after the
@@ -496,14 +580,14 @@ export class Session {
             yield tail;
           }
           finished = true;
-          return this.finish(started, ttft, out, "abort", text);
+          return this.finish(origin, ttft, out, "abort", text);
         }
         const logits =
           row >= 0
             ? (this.draftLogits as Float32Array).subarray(row * vocab, (row + 1) * vocab)
             : this.logits;
         const id = sampler.sample(logits, this.history);
-        if (ttft === null) ttft = performance.now() - started + priorPrefillMs;
+        if (ttft === null) ttft = performance.now() - origin;
         this.history.push(id);
         out.push(id);
         // A draft that equals the sampled token is already in the KV; the first that differs
@@ -539,7 +623,7 @@ export class Session {
             }
           }
           finished = true;
-          return this.finish(started, ttft, out, step.finish, text);
+          return this.finish(origin, ttft, out, step.finish, text);
         }
         if (inKv) continue;
         row = -1;
@@ -565,7 +649,7 @@ export class Session {
       // The consumer left the loop early (break, return, throw): still report the call.
       if (!finished) {
         this.settleDrafts(drafts.length, row);
-        this.finish(started, ttft, out, "abort", text);
+        this.finish(origin, ttft, out, "abort", text);
       }
     }
   }
@@ -822,6 +906,22 @@ export class Session {
   }
 }
 
+/**
+ * Refuses a session context the model's KV pool cannot hold even with no other session open:
+ * the session would shift at the pool's size while claiming a larger context.
+ */
+function checkFitsPool(model: Model, contextTokens: number): void {
+  const pool = model.native.kvStats();
+  const poolTokens = pool.pagesTotal * pool.pageTokens;
+  if (contextTokens <= poolTokens) return;
+  throw new RangeError(
+    `createSession: contextTokens ${contextTokens} is more than the model's KV pool holds ` +
+      `(${pool.pagesTotal} pages of ${pool.pageTokens} tokens = ${poolTokens} tokens, shared by every session); ` +
+      `load the model with a larger pool: loadModel(ref, { contextTokens: ${contextTokens} }) sizes it for ` +
+      `maxSessions contexts of that length, or set kvPages (at least ${Math.ceil(contextTokens / pool.pageTokens)})`,
+  );
+}
+
 function resolveShift(
   shift: ContextShiftOptions | false | undefined,
   contextTokens: number,
@@ -830,6 +930,7 @@ function resolveShift(
   if (shift !== undefined && (typeof shift !== "object" || shift === null)) {
     throw new TypeError("contextShift must be an object { keepTokens, dropTokens } or false");
   }
+  checkOptionKeys("createSession contextShift", shift, CONTEXT_SHIFT_OPTION_KEYS);
   const keepTokens = nonNegativeInt("contextShift.keepTokens", shift?.keepTokens ?? DEFAULT_KEEP_TOKENS);
   // 0 means "half of what follows the kept tokens", decided at shift time.
   const dropTokens = nonNegativeInt("contextShift.dropTokens", shift?.dropTokens ?? 0);

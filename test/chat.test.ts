@@ -1,6 +1,13 @@
 // Chat templates: the real SmolLM2 template from the GGUF, ChatML fallback, clear errors.
 import { describe, expect, test } from "bun:test";
-import { CHATML_TEMPLATE, ChatTemplate, ChatTemplateError, encodeChat } from "../src/chat/index.ts";
+import {
+  CHAT_ROLES,
+  CHATML_TEMPLATE,
+  ChatTemplate,
+  ChatTemplateError,
+  checkConversation,
+  encodeChat,
+} from "../src/chat/index.ts";
 import { GgufMetadata, readGguf } from "../src/gguf/index.ts";
 import { pullModel } from "../src/gguf/pull.ts";
 import { Tokenizer } from "../src/tokenizer/index.ts";
@@ -128,5 +135,21 @@ describe("ChatTemplate on SmolLM2-135M-Instruct", async () => {
     );
     expect(() => chat.render([{ role: "user", content: [{ type: "image_url" }] }])).toThrow(/only text/);
     expect(() => chat.render("hi" as unknown as [])).toThrow(/must be an array/);
+  });
+
+  test("a conversation to answer needs a message and known roles (the server's set)", () => {
+    expect(CHAT_ROLES).toEqual(["system", "developer", "user", "assistant", "tool"]);
+    expect(() => checkConversation("chat", [])).toThrow(ChatTemplateError);
+    expect(() => checkConversation("chat", [])).toThrow(/chat: messages is empty; give at least one message/);
+    expect(() => checkConversation("ask", [{ role: "wizard", content: "x" }])).toThrow(
+      /ask: messages\[0\]\.role is "wizard"; it must be one of system, developer, user, assistant, tool/,
+    );
+    expect(() => checkConversation("chat", [null as never])).toThrow(/messages\[0\] must be an object/);
+    expect(() => checkConversation("chat", "hi" as never)).toThrow(/chat: messages must be an array/);
+    for (const role of CHAT_ROLES) checkConversation("chat", [{ role, content: "x" }]);
+    // Rendering alone stays open to any role a template knows.
+    expect(chat.render([{ role: "wizard", content: "x" }], { addGenerationPrompt: false })).toContain(
+      "wizard",
+    );
   });
 });

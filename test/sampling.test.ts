@@ -3,6 +3,8 @@ import { describe, expect, test } from "bun:test";
 import { loadLibrary } from "../src/native/lib.ts";
 import {
   argmax,
+  MAX_LOGIT_BIAS_ENTRIES,
+  MAX_SEED,
   Rng,
   Sampler,
   SamplerError,
@@ -241,6 +243,48 @@ describe("Sampler properties", () => {
       logitBias: { 0: Number.NEGATIVE_INFINITY, 1: Number.NEGATIVE_INFINITY },
     });
     expect(() => allBanned.sample(new Float32Array([1, 2]))).toThrow(/banned/);
+  });
+
+  test("seed: an integer with |seed| <= 2^53 (the server's rule)", () => {
+    expect(() => new Sampler({ seed: 1.5 })).toThrow(SamplerError);
+    expect(() => new Sampler({ seed: 1.5 })).toThrow(/seed must be an integer in \[-2\^53, 2\^53\], got 1.5/);
+    expect(() => new Sampler({ seed: MAX_SEED + 2 })).toThrow(/seed/);
+    expect(() => new Sampler({ seed: -(MAX_SEED + 2) })).toThrow(/seed/);
+    expect(() => new Sampler({ seed: Number.NaN })).toThrow(/seed/);
+    expect(new Sampler({ seed: MAX_SEED }).seed).toBe(MAX_SEED);
+    expect(new Sampler({ seed: -MAX_SEED }).seed).toBe(-MAX_SEED);
+  });
+
+  test("logitBias: ids below the vocabulary, values in [-100, 100] or -Infinity, at most 1024 entries", () => {
+    expect(() => new Sampler({ logitBias: { 999999: 5 } }, 1000)).toThrow(
+      /logitBias key 999999 is not a token id below the vocabulary size 1000/,
+    );
+    expect(() => new Sampler({ logitBias: new Map([[1000, 1]]) }, 1000)).toThrow(
+      /below the vocabulary size 1000/,
+    );
+    expect(new Sampler({ logitBias: { 999: 5 } }, 1000).sample(new Float32Array(1000))).toBe(999);
+    // Without a vocabulary size the id is checked against the row at the first sample.
+    const late = new Sampler({ temperature: 0, logitBias: { 7: 1 } });
+    expect(() => late.sample(new Float32Array(4))).toThrow(
+      /logitBias key 7 is not a token id below the vocabulary size 4/,
+    );
+    expect(() => new Sampler({ logitBias: { 1: 100.5 } })).toThrow(
+      /logitBias for token 1 must be a number in \[-100, 100\] or -Infinity \(banned\), got 100.5/,
+    );
+    expect(() => new Sampler({ logitBias: { 1: -101 } })).toThrow(/\[-100, 100\]/);
+    expect(() => new Sampler({ logitBias: { 1: Number.POSITIVE_INFINITY } })).toThrow(/\[-100, 100\]/);
+    expect(() => new Sampler({ logitBias: { 1: "5" as unknown as number } })).toThrow(/got 5/);
+    expect(() => new Sampler({ logitBias: { "-1": 1 } })).toThrow(/logitBias key "-1" is not a token id/);
+    expect(() => new Sampler({ logitBias: { "1.5": 1 } })).toThrow(/logitBias key "1.5" is not a token id/);
+    expect(() => new Sampler({ logitBias: new Map([[1.5, 1]]) })).toThrow(
+      /logitBias key 1.5 is not a token id/,
+    );
+    const many: Record<number, number> = {};
+    for (let id = 0; id <= MAX_LOGIT_BIAS_ENTRIES; id++) many[id] = 1;
+    expect(() => new Sampler({ logitBias: many })).toThrow(/logitBias has 1025 entries; the limit is 1024/);
+    delete many[0];
+    expect(() => new Sampler({ logitBias: many })).not.toThrow();
+    expect(() => new Sampler({ logitBias: { 0: -100, 1: 100, 2: Number.NEGATIVE_INFINITY } })).not.toThrow();
   });
 
   test("the logits row passed in is never modified, buffers are reused across calls", () => {

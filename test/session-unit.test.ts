@@ -2,10 +2,11 @@
 // context shift bookkeeping, the full-context error, KV pool exhaustion, abort, telemetry.
 // The tokenizer and chat template are the real ones from the default model's GGUF metadata.
 import { beforeAll, describe, expect, test } from "bun:test";
-import { ChatTemplate } from "../src/chat/index.ts";
+import { ChatTemplate, ChatTemplateError } from "../src/chat/index.ts";
 import { GgufMetadata, readGguf } from "../src/gguf/index.ts";
 import { pullModel } from "../src/gguf/pull.ts";
-import { Model, resolveModelOptions } from "../src/model.ts";
+import * as hearth from "../src/index.ts";
+import { loadModel, Model, ModelOptionsError, resolveModelOptions } from "../src/model.ts";
 import {
   type Batch,
   KvFullError,
@@ -13,6 +14,7 @@ import {
   type ModelInfo,
   type NativeModel,
 } from "../src/native/model-api.ts";
+import { SamplerError } from "../src/sampling/index.ts";
 import { ContextFullError, SessionStateError } from "../src/session.ts";
 import { Tokenizer } from "../src/tokenizer/index.ts";
 
@@ -381,6 +383,154 @@ describe("session logic over a scripted native model", () => {
     expect(second?.promptTokens).toBeLessThan(second?.cachedTokens ?? 0);
     s.reset();
     expect(s.messages).toEqual([{ role: "system", content: "Be brief." }]);
+    model.close();
+  }, 60_000);
+
+  test("createSession refuses a contextTokens larger than the KV pool, naming the pool and the fix", () => {
+    // 4 pages of 16 tokens: the pool holds 64 tokens.
+    const { model } = scriptedModel({ pages: 4, contextTokens: 64 });
+    const refuse = () => model.createSession({ contextTokens: 4096 });
+    expect(refuse).toThrow(RangeError);
+    expect(refuse).toThrow(
+      /contextTokens 4096 is more than the model's KV pool holds \(4 pages of 16 tokens = 64 tokens/,
+    );
+    expect(refuse).toThrow(/loadModel\(ref, \{ contextTokens: 4096 \}\)/);
+    expect(model.openSessions).toBe(0);
+    // Exactly the pool, or less, is fine.
+    model.createSession({ contextTokens: 64 }).close();
+    const s = model.createSession({ contextTokens: 32 });
+    expect(s.contextTokens).toBe(32);
+    model.close();
+  }, 60_000);
+
+  test("misspelt option keys are refused, naming the key and the valid ones", async () => {
+    const { model } = scriptedModel();
+    expect(() => model.createSession({ contextToken: 10 } as never)).toThrow(
+      /createSession options: unknown option "contextToken" \(did you mean "contextTokens"\?\); valid options: contextTokens, contextShift, systemPrompt, deterministic, sampling/,
+    );
+    expect(() => model.createSession({ sampling: { temp: 0 } } as never)).toThrow(
+      /createSession sampling: unknown option "temp".*valid options: temperature, topK/,
+    );
+    expect(() => model.createSession({ contextShift: { keep: 4 } } as never)).toThrow(
+      /createSession contextShift: unknown option "keep"; valid options: keepTokens, dropTokens/,
+    );
+    expect(model.openSessions).toBe(0);
+    const s = model.createSession();
+    await s.prefill("a");
+    expect(() => s.generate({ max_tokens: 5 } as never)).toThrow(
+      /generate options: unknown option "max_tokens" \(did you mean "maxTokens"\?\)/,
+    );
+    expect(() => s.chat([{ role: "user", content: "a" }], { temprature: 0 } as never)).toThrow(
+      /chat options: unknown option "temprature" \(did you mean "temperature"\?\)/,
+    );
+    await expect(s.ask("a", { onTxt: () => {} } as never)).rejects.toThrow(
+      /ask options: unknown option "onTxt" \(did you mean "onText"\?\)/,
+    );
+    expect(s.messages).toEqual([]);
+    // Keys present with the value undefined are fine when the key is known (the CLI passes them).
+    expect(await collect(s.generate({ maxTokens: 2, temperature: 0, seed: undefined }))).toBe("bc");
+    model.close();
+  }, 60_000);
+
+  test("loadModel refuses a non-string model and unknown option keys before fetching anything", async () => {
+    const numeric = loadModel(42 as unknown as string);
+    await expect(numeric).rejects.toBeInstanceOf(TypeError);
+    await expect(loadModel(42 as unknown as string)).rejects.toThrow(
+      /loadModel: the model must be a string \(a \.gguf path, a known model name \(.*\) or an http\(s\) URL\), got number 42/,
+    );
+    await expect(loadModel({ path: "x" } as unknown as string)).rejects.toThrow(/must be a string/);
+    const typo = loadModel(undefined, { contextToken: 10 } as never);
+    await expect(typo).rejects.toBeInstanceOf(ModelOptionsError);
+    await expect(loadModel(undefined, { contextToken: 10 } as never)).rejects.toThrow(
+      /loadModel options: unknown option "contextToken" \(did you mean "contextTokens"\?\); valid options: threads, contextTokens, kvPages, kvType, maxBatchTokens, maxSessions, deterministic, pull/,
+    );
+    await expect(loadModel(undefined, 5 as never)).rejects.toThrow(/loadModel options must be an object/);
+  }, 60_000);
+
+  test("chat needs at least one message, each with a role the server also accepts", async () => {
+    const { model } = scriptedModel({ contextTokens: 512, maxBatchTokens: 64 });
+    const s = model.createSession();
+    expect(() => s.chat([])).toThrow(ChatTemplateError);
+    expect(() => s.chat([])).toThrow(/chat: messages is empty; give at least one message/);
+    expect(() =>
+      s.chat([
+        { role: "user", content: "a" },
+        { role: "wizard", content: "b" },
+      ]),
+    ).toThrow(
+      /chat: messages\[1\]\.role is "wizard"; it must be one of system, developer, user, assistant, tool/,
+    );
+    expect(() => s.chat("hi" as never)).toThrow(/chat: messages must be an array/);
+    expect(s.length).toBe(0);
+    for (const role of ["system", "developer", "user", "assistant", "tool"]) {
+      const messages = [
+        { role, content: "x" },
+        { role: "user", content: "a" },
+      ];
+      await collect(s.chat(messages, { maxTokens: 1, temperature: 0 }));
+    }
+    model.close();
+  }, 60_000);
+
+  test("seed, logitBias and maxTokens get the server's rules", async () => {
+    const { model } = scriptedModel();
+    const vocab = tokenizer.vocabSize;
+    const s = model.createSession();
+    await s.prefill("a");
+    expect(() => s.generate({ seed: 1.5 })).toThrow(SamplerError);
+    expect(() => s.generate({ seed: 1.5 })).toThrow(/seed must be an integer in \[-2\^53, 2\^53\], got 1.5/);
+    expect(() => s.generate({ seed: 2 ** 53 + 2 })).toThrow(/seed must be an integer/);
+    expect(() => s.generate({ logitBias: { 999999: 5 } })).toThrow(
+      new RegExp(`logitBias key 999999 is not a token id below the vocabulary size ${vocab}`),
+    );
+    expect(() => s.generate({ logitBias: { 1: 101 } })).toThrow(
+      /logitBias for token 1 must be a number in \[-100, 100\]/,
+    );
+    expect(() => s.generate({ maxTokens: 0 })).toThrow(RangeError);
+    expect(() => s.generate({ maxTokens: 0 })).toThrow(
+      /generate: maxTokens must be an integer of at least 1, got 0/,
+    );
+    expect(() => s.generate({ maxTokens: 2.5 })).toThrow(/maxTokens must be an integer/);
+    expect(() => s.chat([{ role: "user", content: "a" }], { maxTokens: -1 })).toThrow(/chat: maxTokens/);
+    expect(() => model.createSession({ sampling: { seed: 0.5 } })).toThrow(/seed must be an integer/);
+    expect(() => model.createSession({ sampling: { logitBias: { [vocab]: 1 } } })).toThrow(
+      /is not a token id below the vocabulary size/,
+    );
+    expect(model.openSessions).toBe(1);
+    // The limits themselves are fine.
+    const ok = { seed: 2 ** 53, logitBias: { [vocab - 1]: -100, 0: Number.NEGATIVE_INFINITY }, maxTokens: 1 };
+    expect(await collect(s.generate({ ...ok, temperature: 0 }))).toBe("b");
+    model.close();
+  }, 60_000);
+
+  test("ask with maxTokens 0 is a RangeError and leaves the history as it was", async () => {
+    const { model } = scriptedModel({ contextTokens: 512, maxBatchTokens: 64 });
+    const s = model.createSession({ systemPrompt: "Be brief." });
+    await expect(s.ask("Hi", { maxTokens: 0 })).rejects.toBeInstanceOf(RangeError);
+    await expect(s.ask("Hi", { maxTokens: 0 })).rejects.toThrow(
+      /ask: maxTokens must be an integer of at least 1/,
+    );
+    await expect(s.ask("Hi", { seed: 1.5 })).rejects.toThrow(/seed must be an integer/);
+    expect(s.messages).toEqual([{ role: "system", content: "Be brief." }]);
+    await s.ask("a", { maxTokens: 1, temperature: 0 });
+    expect(s.messages.map((m) => m.role)).toEqual(["system", "user", "assistant"]);
+    model.close();
+  }, 60_000);
+
+  test("a full context with shift off is a ContextFullError the public API exports", async () => {
+    expect(hearth.ContextFullError).toBe(ContextFullError);
+    const { model } = scriptedModel({ contextTokens: 16 });
+    const s = model.createSession({ contextShift: false });
+    const err = await s.prefill(letters).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(hearth.ContextFullError);
+    expect(err).toBeInstanceOf(Error);
+    const full = err as ContextFullError;
+    expect(full.name).toBe("ContextFullError");
+    expect(full.contextTokens).toBe(16);
+    expect(full.usedTokens).toBe(0);
+    expect(full.message).toContain(
+      "(open the session with a larger contextTokens, enable contextShift, or reset() it)",
+    );
     model.close();
   }, 60_000);
 });

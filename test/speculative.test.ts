@@ -68,12 +68,13 @@ async function run(
   try {
     await s.prefill(PROMPT);
     const r: Run = { texts: [], tokens: [], drafts: 0, accepted: 0 };
-    for (const c of calls) {
-      const it = s.generate({ ...c, speculative });
+    for (const { stopAfter, ...opts } of calls) {
+      // stopAfter is this harness's own field: generate refuses keys it does not know.
+      const it = s.generate({ ...opts, speculative });
       let text = "";
       let pieces = 0;
       for (;;) {
-        if (c.stopAfter !== undefined && pieces >= c.stopAfter) {
+        if (stopAfter !== undefined && pieces >= stopAfter) {
           await it.return(undefined as never);
           break;
         }

@@ -28,6 +28,32 @@ export class ChatTemplateError extends Error {
   override name = "ChatTemplateError";
 }
 
+/** The roles a conversation may use: OpenAI's set, the same the server accepts. */
+export const CHAT_ROLES: readonly string[] = ["system", "developer", "user", "assistant", "tool"];
+
+/**
+ * Checks a conversation before it is rendered for generation: an array of at least one message,
+ * each with one of {@link CHAT_ROLES}. `where` names the call (e.g. "chat"). Templates render any
+ * role; a conversation to answer needs a known one.
+ */
+export function checkConversation(where: string, messages: readonly ChatMessage[]): void {
+  if (!Array.isArray(messages)) {
+    throw new ChatTemplateError(`${where}: messages must be an array of { role, content }`);
+  }
+  if (messages.length === 0) {
+    throw new ChatTemplateError(`${where}: messages is empty; give at least one message`);
+  }
+  messages.forEach((m, i) => {
+    if (m === null || typeof m !== "object")
+      throw new ChatTemplateError(`${where}: messages[${i}] must be an object`);
+    if (!CHAT_ROLES.includes(m.role)) {
+      throw new ChatTemplateError(
+        `${where}: messages[${i}].role is ${JSON.stringify(m.role)}; it must be one of ${CHAT_ROLES.join(", ")}`,
+      );
+    }
+  });
+}
+
 /** Used when a model has no chat template: ChatML, which SmolLM-style models are trained on. */
 export const CHATML_TEMPLATE =
   "{%- for message in messages %}" +

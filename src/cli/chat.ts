@@ -1,5 +1,6 @@
 // `hearth chat`: an interactive chat (history, the model's chat template) over stdin/stdout;
 // works on a terminal and with piped input alike.
+import { ContextFullError } from "../session.ts";
 import {
   formatTelemetry,
   generateOptions,
@@ -106,16 +107,24 @@ export async function main(argv: string[]): Promise<number> {
         continue;
       }
       generating = true;
+      let answered = false;
       try {
         await session.ask(line, { ...gen, onText: (piece) => process.stdout.write(piece) });
+        answered = true;
       } catch (err) {
         // A failed turn is reported and taken back; the conversation goes on.
-        console.error(`\n[hearth] ${(err as Error).message}`);
+        if (err instanceof ContextFullError)
+          console.error(
+            `\n[hearth] the conversation fills the context (${err.usedTokens} of ${err.contextTokens} tokens); /reset starts over (or restart with a larger --ctx${values["no-context-shift"] ? ", or without --no-context-shift" : ""})`,
+          );
+        else console.error(`\n[hearth] ${(err as Error).message}`);
       } finally {
         generating = false;
       }
       process.stdout.write("\n");
-      if (!values.quiet && session.lastTelemetry) console.error(formatTelemetry(session.lastTelemetry));
+      // The telemetry of a failed turn would be an earlier call's.
+      if (answered && !values.quiet && session.lastTelemetry)
+        console.error(formatTelemetry(session.lastTelemetry));
       prompt();
     }
   } finally {

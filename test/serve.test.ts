@@ -51,6 +51,8 @@ beforeAll(async () => {
     "65536",
     "--threads",
     "2",
+    "--cors",
+    "http://app.example",
     // The prefix cache in RAM only (test/serve-kv.test.ts covers the SSD tier).
     "--no-kv-disk",
   ]);
@@ -460,6 +462,38 @@ describe("hearth serve (openai client, real model)", () => {
     // Every route but /health needs the key, however its path is spelled.
     for (const path of ["/metrics/", "/metrics/.", "/metrics?x=1", "/v1/models/", "/nowhere"])
       expect([path, (await fetch(`${server.url}${path}`)).status]).toEqual([path, 401]);
+  });
+
+  test("--cors: preflights answered without the key; only the listed origin gets CORS headers", async () => {
+    const pre = await fetch(`${server.url}/v1/chat/completions`, {
+      method: "OPTIONS",
+      headers: {
+        origin: "http://app.example",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization, content-type",
+      },
+    });
+    expect(pre.status).toBe(204);
+    expect(pre.headers.get("access-control-allow-origin")).toBe("http://app.example");
+    expect(pre.headers.get("access-control-allow-methods")).toContain("POST");
+    expect(pre.headers.get("access-control-allow-headers")).toContain("authorization");
+    const auth = { authorization: `Bearer ${KEY}` };
+    const ok = await fetch(`${server.url}/v1/models`, { headers: { ...auth, origin: "http://app.example" } });
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get("access-control-allow-origin")).toBe("http://app.example");
+    // A browser page can read the 401 too, but only the listed origin gets the header at all.
+    const noKey = await fetch(`${server.url}/v1/models`, { headers: { origin: "http://app.example" } });
+    expect(noKey.status).toBe(401);
+    expect(noKey.headers.get("access-control-allow-origin")).toBe("http://app.example");
+    const other = await fetch(`${server.url}/v1/models`, {
+      headers: { ...auth, origin: "http://evil.example" },
+    });
+    expect(other.headers.get("access-control-allow-origin")).toBeNull();
+    const otherPre = await fetch(`${server.url}/v1/models`, {
+      method: "OPTIONS",
+      headers: { origin: "http://evil.example", "access-control-request-method": "GET" },
+    });
+    expect(otherPre.headers.get("access-control-allow-origin")).toBeNull();
   });
 
   test("an HTTP/1.0 request without Host is served (health checkers send them)", async () => {

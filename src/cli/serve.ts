@@ -33,6 +33,8 @@ Options:
       --kv-type T        f16 (default) or q8_0
   -t, --threads N        compute threads (default: $HEARTH_THREADS, else every core)
       --max-body N       largest request body in bytes (default ${DEFAULT_MAX_BODY_BYTES})
+      --cors ORIGIN      let browser pages from ORIGIN call the server (repeatable; * for any
+                         origin); preflights are answered without the key (default: no CORS)
       --speculative      speculative decoding by prompt lookup for every request (a request's
                          "speculative": false turns it off, true turns it on without the flag);
                          draft tokens copied from the context are verified in the same step,
@@ -64,7 +66,7 @@ function int(name: string, v: string | undefined, def: number, min: number): num
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | boolean | string[] | undefined>;
   try {
     const parsed = parseFlags(argv, {
       model: { type: "string", short: "m" },
@@ -80,6 +82,7 @@ export async function main(argv: string[]): Promise<number> {
       "kv-type": { type: "string" },
       threads: { type: "string", short: "t" },
       "max-body": { type: "string" },
+      cors: { type: "string", multiple: true },
       "kv-dir": { type: "string" },
       "kv-disk-mb": { type: "string" },
       "kv-hot-mb": { type: "string" },
@@ -224,6 +227,7 @@ export async function main(argv: string[]): Promise<number> {
     maxBodyBytes: maxBody,
     speculative,
     speculativeOptIn,
+    corsOrigins: (values.cors as string[] | undefined) ?? [],
   });
   try {
     app.listen({ hostname: host, port });

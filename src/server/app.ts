@@ -42,6 +42,11 @@ export interface AppOptions {
   speculative?: ResolvedSpeculative | null;
   /** Settings for requests that send `speculative: true` when `speculative` is off (default: resolveSpeculative(true)). */
   speculativeOptIn?: ResolvedSpeculative | null;
+  /**
+   * Origins whose browser pages may call the server (CORS); "*" for any. Omitted: no CORS
+   * headers, so browsers keep pages of other origins out.
+   */
+  corsOrigins?: readonly string[];
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 1 << 20;
@@ -666,13 +671,39 @@ export function createApp(opts: AppOptions) {
     return m !== null && timingSafeEqual(sha256((m[1] as string).trim()), keyDigest);
   };
 
+  const corsOrigins = opts.corsOrigins ?? [];
+  /** The Access-Control-Allow-Origin a request from `origin` gets, or null for none. */
+  const allowedOrigin = (origin: string | null): string | null => {
+    if (origin === null || corsOrigins.length === 0) return null;
+    if (corsOrigins.includes("*")) return "*";
+    return corsOrigins.includes(origin) ? origin : null;
+  };
+
   // Bun refuses bodies past its own limit with a bare 413 before any handler runs; ours is below
   // it so that a client over the limit gets an error it can read.
   return (
     // Elysia turns SO_REUSEPORT on by default: a second server on a taken port then binds too and
     // the kernel splits the connections between the two. A taken port must be an error.
     new Elysia({ serve: { maxRequestBodySize: 2 * maxBodyBytes + 65536, reusePort: false } })
-      .onRequest(({ request }) => {
+      .onRequest(({ request, set }) => {
+        const origin = allowedOrigin(request.headers.get("origin"));
+        if (origin !== null) {
+          set.headers["access-control-allow-origin"] = origin;
+          set.headers.vary = "Origin";
+          // A preflight carries no credentials: it is answered before the key is checked.
+          if (request.method === "OPTIONS")
+            return new Response(null, {
+              status: 204,
+              headers: {
+                "access-control-allow-origin": origin,
+                "access-control-allow-methods": "GET, POST, OPTIONS",
+                "access-control-allow-headers":
+                  request.headers.get("access-control-request-headers") ?? "authorization, content-type",
+                "access-control-max-age": "600",
+                vary: "Origin",
+              },
+            });
+        }
         const len = Number(request.headers.get("content-length") ?? 0);
         if (len > maxBodyBytes)
           return apiError(

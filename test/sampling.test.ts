@@ -11,6 +11,7 @@ import {
   StopCondition,
   StopMatcher,
   selectTopK,
+  tokenLogprob,
 } from "../src/sampling/index.ts";
 
 /** Random logits with a realistic spread (sum of uniforms, scaled), reproducible from `seed`. */
@@ -438,5 +439,36 @@ describe("StopCondition", () => {
     expect(len.tokenCount).toBe(2);
     expect(new StopCondition({ maxTokens: 0 }).exhausted).toBe(true);
     expect(() => new StopCondition({ maxTokens: -1 })).toThrow(RangeError);
+  });
+});
+
+describe("tokenLogprob", () => {
+  test("matches a plain log-softmax and a full sort, ties by lower id", () => {
+    const rng = new Rng(9);
+    const row = new Float32Array(5000);
+    for (let i = 0; i < row.length; i++) row[i] = (rng.nextFloat() - 0.5) * 20;
+    row[17] = 12;
+    row[4000] = 12; // a tie for the best: the lower id comes first
+    let sum = 0;
+    for (const v of row) sum += Math.exp(v - 12);
+    const lse = 12 + Math.log(sum);
+    const order = Array.from(row.keys()).sort((a, b) => (row[b] as number) - (row[a] as number) || a - b);
+    for (const top of [0, 1, 5, 20]) {
+      const lp = tokenLogprob(row, 123, top);
+      expect(lp.id).toBe(123);
+      expect(lp.logprob).toBeCloseTo((row[123] as number) - lse, 9);
+      expect(lp.top.map((t) => t.id)).toEqual(order.slice(0, top));
+      for (const t of lp.top) expect(t.logprob).toBeCloseTo((row[t.id] as number) - lse, 9);
+    }
+    expect(tokenLogprob(row, 17, 2).top.map((t) => t.id)).toEqual([17, 4000]);
+    const total = Array.from(row, (v) => Math.exp(v - lse)).reduce((a, b) => a + b, 0);
+    expect(total).toBeCloseTo(1, 9);
+  });
+
+  test("refuses a top outside 0..20 and an id outside the row", () => {
+    const row = new Float32Array(8);
+    expect(() => tokenLogprob(row, 0, 21)).toThrow(RangeError);
+    expect(() => tokenLogprob(row, 0, -1)).toThrow(RangeError);
+    expect(() => tokenLogprob(row, 8, 1)).toThrow(RangeError);
   });
 });

@@ -546,8 +546,10 @@ describe("hearth serve (openai client, real model)", () => {
   test("features hearth lacks are a 400 naming the field, never a silent success", async () => {
     const chat = { model: "x", messages: [{ role: "user" as const, content: "hi" }], max_tokens: 2 };
     const cases: Array<[string, Record<string, unknown>, string]> = [
-      ["/v1/chat/completions", { ...chat, logprobs: true, top_logprobs: 2 }, "logprobs"],
+      // Log probabilities are implemented; their limits are checked.
       ["/v1/chat/completions", { ...chat, top_logprobs: 2 }, "top_logprobs"],
+      ["/v1/chat/completions", { ...chat, logprobs: true, top_logprobs: 21 }, "top_logprobs"],
+      ["/v1/completions", { prompt: "hi", max_tokens: 2, logprobs: 6 }, "logprobs"],
       ["/v1/chat/completions", { ...chat, response_format: { type: "json_object" } }, "response_format"],
       [
         "/v1/chat/completions",
@@ -573,7 +575,6 @@ describe("hearth serve (openai client, real model)", () => {
       ["/v1/completions", { prompt: "hi", max_tokens: 2, echo: true }, "echo"],
       ["/v1/completions", { prompt: "hi", max_tokens: 2, suffix: "end" }, "suffix"],
       ["/v1/completions", { prompt: "hi", max_tokens: 2, best_of: 3 }, "best_of"],
-      ["/v1/completions", { prompt: "hi", max_tokens: 2, logprobs: 2 }, "logprobs"],
       ["/v1/completions", { prompt: "hi", max_tokens: 2, logit_bias: { abc: 1 } }, "logit_bias"],
       ["/v1/completions", { prompt: "hi", max_tokens: 2, logit_bias: { "99999999": 1 } }, "logit_bias"],
       ["/v1/completions", { prompt: "hi", max_tokens: 2, logit_bias: { "5": 101 } }, "logit_bias"],
@@ -598,6 +599,54 @@ describe("hearth serve (openai client, real model)", () => {
       tool_choice: "none",
     });
     expect(plain.choices[0]?.finish_reason).toBe("length");
+  }, 60_000);
+
+  test("logprobs: the model's log-probabilities per token, stream and not, chat and completions", async () => {
+    const messages = [{ role: "user" as const, content: "Name three fruits." }];
+    const ask = { model: "x", messages, max_tokens: 8, temperature: 0, logprobs: true, top_logprobs: 3 };
+    const whole = await client.chat.completions.create(ask);
+    const content = whole.choices[0]?.logprobs?.content ?? [];
+    expect(content.length).toBe(whole.usage?.completion_tokens as number);
+    expect(content.map((c) => c.token).join("")).toBe(whole.choices[0]?.message.content as string);
+    for (const c of content) {
+      expect(c.logprob).toBeLessThanOrEqual(0);
+      expect(c.top_logprobs.length).toBe(3);
+      // Greedy picks the most likely token: the first alternative, with the same logprob.
+      expect(c.top_logprobs[0]?.token).toBe(c.token);
+      expect(c.top_logprobs[0]?.logprob).toBe(c.logprob);
+      const lps = c.top_logprobs.map((t) => t.logprob);
+      expect(lps).toEqual([...lps].sort((a, b) => b - a));
+      expect(lps.reduce((sum, lp) => sum + Math.exp(lp), 0)).toBeLessThanOrEqual(1 + 1e-9);
+      expect(new TextDecoder().decode(new Uint8Array(c.bytes ?? []))).toBe(c.token);
+    }
+    // Streamed: the same tokens and numbers, spread over the chunks.
+    const streamed: typeof content = [];
+    for await (const chunk of await client.chat.completions.create({ ...ask, stream: true }))
+      streamed.push(...(chunk.choices[0]?.logprobs?.content ?? []));
+    expect(streamed).toEqual(content);
+    // Tokens accepted from speculative drafts report the rows they were verified on: same figures.
+    const spec = await client.chat.completions.create({ ...ask, speculative: true } as typeof ask);
+    expect(spec.choices[0]?.logprobs?.content).toEqual(content);
+    // Without logprobs the field stays null.
+    const none = await client.chat.completions.create({ ...ask, logprobs: false, top_logprobs: undefined });
+    expect(none.choices[0]?.logprobs).toBeNull();
+
+    const legacy = await client.completions.create({
+      model: "x",
+      prompt: "The capital of France is",
+      max_tokens: 4,
+      temperature: 0,
+      logprobs: 2,
+    });
+    const lp = legacy.choices[0]?.logprobs;
+    expect(lp?.tokens?.length).toBe(legacy.usage?.completion_tokens as number);
+    expect(lp?.tokens?.join("")).toBe(legacy.choices[0]?.text as string);
+    expect(lp?.token_logprobs?.length).toBe(lp?.tokens?.length as number);
+    expect(lp?.text_offset?.[0]).toBe(0);
+    for (const [k, top] of (lp?.top_logprobs ?? []).entries()) {
+      expect(Object.keys(top).length).toBe(2);
+      expect(top[lp?.tokens?.[k] as string]).toBe(lp?.token_logprobs?.[k] as number);
+    }
   }, 60_000);
 
   test("logit_bias steers greedy decoding: -100 bans the greedy token", async () => {

@@ -6,7 +6,14 @@
 // conversations left idle have their pages spilled to the SSD tier.
 import type { Batch, KvTierStats, NativeKvTiers, NativeModel } from "../native/model-api.ts";
 import { KvFullError } from "../native/model-api.ts";
-import { type FinishReason, Sampler, type SamplerOptions, StopCondition } from "../sampling/index.ts";
+import {
+  type FinishReason,
+  Sampler,
+  type SamplerOptions,
+  StopCondition,
+  type TokenLogprob,
+  tokenLogprob,
+} from "../sampling/index.ts";
 import { proposeDraft, type ResolvedSpeculative } from "../speculative.ts";
 
 /** Tokens in one KV page (fixed by the native cache). */
@@ -33,17 +40,24 @@ export interface EngineRequest {
    * decoding gives. Null or omitted: off.
    */
   speculative?: ResolvedSpeculative | null;
+  /**
+   * Report each generated token's log-probability and this many most likely alternatives
+   * (0..20; OpenAI's logprobs / top_logprobs). Null or omitted: off.
+   */
+  logprobs?: number | null;
 }
 
 export type EngineFinishReason = FinishReason | "abort" | "context";
 
 /** What a step produced for one request. */
 export type EngineEvent =
-  | { type: "text"; id: string; text: string; tokens: number }
+  | { type: "text"; id: string; text: string; tokens: number; logprobs?: TokenLogprob[] }
   | {
       type: "done";
       id: string;
       text: string;
+      /** The step's tokens, with `logprobs` requested (those generated since the last event). */
+      logprobs?: TokenLogprob[];
       finish: EngineFinishReason;
       promptTokens: number;
       /** Prompt tokens whose KV came from the prefix cache instead of being computed. */
@@ -278,12 +292,16 @@ export class Scheduler {
       let finish: EngineFinishReason | null = null;
       let text = "";
       let produced = 0;
+      const top = s.req.logprobs ?? null;
+      const logprobs: TokenLogprob[] | undefined = top === null ? undefined : [];
       // Row r holds the distribution after the r-th token of this step's run (the next token,
       // then each draft). A draft equal to the token sampled before it is already in the KV, so
       // sampling goes on from its row; the first draft that differs ends the step's tokens.
       for (let r = 0; ; r++) {
         const row = this.logits.subarray((s.logitsRow + r) * vocab, (s.logitsRow + r + 1) * vocab);
         const id = s.sampler.sample(row, s.tokens);
+        // The sampler works on a copy: the row is still the model's distribution.
+        if (logprobs !== undefined) logprobs.push(tokenLogprob(row, id, top as number));
         s.tokens.push(id);
         produced++;
         const step = s.stop.accept(id, s.decoder.push(id));
@@ -310,9 +328,15 @@ export class Scheduler {
       if (finish !== null) {
         this.release(s, true);
         this.running.splice(this.running.indexOf(s), 1);
-        events.push(this.doneEvent(s, finish, text));
+        events.push({ ...this.doneEvent(s, finish, text), ...(logprobs ? { logprobs } : {}) });
       } else {
-        events.push({ type: "text", id: s.req.id, text, tokens: produced });
+        events.push({
+          type: "text",
+          id: s.req.id,
+          text,
+          tokens: produced,
+          ...(logprobs ? { logprobs } : {}),
+        });
       }
     }
     return events;

@@ -5,7 +5,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { Elysia, t } from "elysia";
 import { type ChatMessage, type ChatTemplate, encodeChat } from "../chat/index.ts";
 import type { EngineEvent, EngineFinishReason, EngineRequest, SchedulerStats } from "../engine/scheduler.ts";
-import type { SamplerOptions } from "../sampling/index.ts";
+import { MAX_TOP_LOGPROBS, type SamplerOptions, type TokenLogprob } from "../sampling/index.ts";
 import { type ResolvedSpeculative, resolveSpeculative } from "../speculative.ts";
 import type { Tokenizer } from "../tokenizer/index.ts";
 import { ServerMetrics } from "./metrics.ts";
@@ -125,8 +125,6 @@ const sampling = {
   // OpenAI features hearth does not implement: accepted only with values that ask for nothing
   // (checked in unsupported()), so a client relying on them gets a 400 naming the field instead
   // of a success that quietly ignored it.
-  logprobs: t.Optional(t.Any()),
-  top_logprobs: t.Optional(t.Any()),
   response_format: t.Optional(t.Any()),
   tools: t.Optional(t.Any()),
   tool_choice: t.Optional(t.Any()),
@@ -149,6 +147,8 @@ const sampling = {
 const ContentPart = t.Object({ type: t.String(), text: t.Optional(t.String()) });
 export const ChatCompletionBody = t.Object({
   ...sampling,
+  logprobs: t.Optional(t.Union([t.Boolean(), t.Null()])),
+  top_logprobs: t.Optional(t.Union([Int({ minimum: 0, maximum: MAX_TOP_LOGPROBS }), t.Null()])),
   messages: t.Array(
     t.Object({
       role: t.Union([
@@ -169,6 +169,8 @@ export const ChatCompletionBody = t.Object({
 
 export const CompletionBody = t.Object({
   ...sampling,
+  // The legacy endpoint's logprobs is the number of alternatives per token (OpenAI allows 0..5).
+  logprobs: t.Optional(t.Union([Int({ minimum: 0, maximum: 5 }), t.Null()])),
   echo: t.Optional(t.Any()),
   suffix: t.Optional(t.Any()),
   best_of: t.Optional(t.Any()),
@@ -206,8 +208,8 @@ function asksNothing(v: unknown): boolean {
 function unsupported(kind: "chat" | "completion", body: Record<string, unknown>): RequestError | null {
   const no = (param: string, what: string) =>
     new RequestError(`${param}: ${what} is not supported by hearth`, param);
-  if (!asksNothing(body.logprobs) || !asksNothing(body.top_logprobs))
-    return no(asksNothing(body.logprobs) ? "top_logprobs" : "logprobs", "returning log probabilities");
+  if (kind === "chat" && body.logprobs !== true && !asksNothing(body.top_logprobs))
+    return new RequestError("top_logprobs needs logprobs: true", "top_logprobs");
   const rf = body.response_format as { type?: unknown } | null | undefined;
   if (!asksNothing(rf) && rf?.type !== "text")
     return no("response_format", `response_format ${JSON.stringify(rf?.type ?? rf)} (constrained decoding)`);
@@ -481,6 +483,45 @@ export function createApp(opts: AppOptions) {
 
   type Kind = "chat" | "completion";
 
+  const utf8 = new TextDecoder();
+  /** A token as text (control tokens by name; a partial UTF-8 character shows as U+FFFD). */
+  const tokenText = (id: number) => utf8.decode(tokenizer.tokenBytes(id, true));
+  const tokenBytes = (id: number) => Array.from(tokenizer.tokenBytes(id, true));
+  /**
+   * `logprobs` of a choice or chunk in the endpoint's shape: chat's `{ content: [...] }` with
+   * bytes and top_logprobs per token, or the legacy `{ tokens, token_logprobs, top_logprobs,
+   * text_offset }` (offsets counted from the start of the completion, `offset` for the first).
+   */
+  function logprobsShape(kind: Kind, lps: TokenLogprob[], offset: number) {
+    if (kind === "chat")
+      return {
+        content: lps.map((lp) => ({
+          token: tokenText(lp.id),
+          logprob: lp.logprob,
+          bytes: tokenBytes(lp.id),
+          top_logprobs: lp.top.map((t) => ({
+            token: tokenText(t.id),
+            logprob: t.logprob,
+            bytes: tokenBytes(t.id),
+          })),
+        })),
+        refusal: null,
+      };
+    const tokens = lps.map((lp) => tokenText(lp.id));
+    const text_offset: number[] = [];
+    let at = offset;
+    for (const t of tokens) {
+      text_offset.push(at);
+      at += t.length;
+    }
+    return {
+      tokens,
+      token_logprobs: lps.map((lp) => lp.logprob),
+      top_logprobs: lps.map((lp) => Object.fromEntries(lp.top.map((t) => [tokenText(t.id), t.logprob]))),
+      text_offset,
+    };
+  }
+
   /** The answer when the engine refuses a request: 429 when busy, 503 when it is not running. */
   function submitError(err: unknown): Response {
     const e = err as Error;
@@ -544,10 +585,12 @@ export function createApp(opts: AppOptions) {
       return new Promise<Response>((resolve) => {
         let text = "";
         let reqId = "";
+        const lps: TokenLogprob[] = [];
         const onAbort = () => engine.cancel(reqId);
         try {
           reqId = engine.submit(req, (ev) => {
             observe(ev);
+            if (ev.type !== "error" && ev.logprobs) lps.push(...ev.logprobs);
             if (ev.type === "text") text += ev.text;
             else if (ev.type === "error") {
               request.signal.removeEventListener("abort", onAbort);
@@ -560,15 +603,16 @@ export function createApp(opts: AppOptions) {
               request.signal.removeEventListener("abort", onAbort);
               text += ev.text;
               const fr = finishReason(ev.finish);
+              const logprobs = req.logprobs == null ? null : logprobsShape(kind, lps, 0);
               const choice =
                 kind === "chat"
                   ? {
                       index: 0,
                       message: { role: "assistant", content: text },
-                      logprobs: null,
+                      logprobs,
                       finish_reason: fr,
                     }
-                  : { index: 0, text, logprobs: null, finish_reason: fr };
+                  : { index: 0, text, logprobs, finish_reason: fr };
               resolve(
                 Response.json({ id, object, created, model: modelId, choices: [choice], usage: usageOf(ev) }),
               );
@@ -589,15 +633,29 @@ export function createApp(opts: AppOptions) {
       enc.encode(
         `data: ${JSON.stringify({ id, object: chunkObject, created, model: modelId, choices, ...(usage === undefined ? {} : { usage }), ...(includeUsage && usage === undefined ? { usage: null } : {}) })}\n\n`,
       );
-    const delta = (text: string, fr: string | null, first: boolean) =>
-      kind === "chat"
+    // Tokens whose text is held back (a possible stop string, a partial character) keep their
+    // logprobs here until a chunk carries text, or the finish chunk.
+    let pendingLps: TokenLogprob[] = [];
+    let sentChars = 0;
+    const takeLogprobs = () => {
+      if (req.logprobs == null || pendingLps.length === 0) return null;
+      const shaped = logprobsShape(kind, pendingLps, sentChars);
+      pendingLps = [];
+      return shaped;
+    };
+    const delta = (text: string, fr: string | null, first: boolean) => {
+      const logprobs = takeLogprobs();
+      if (kind === "completion" && logprobs !== null)
+        sentChars += (logprobs as { tokens: string[] }).tokens.reduce((n, t) => n + t.length, 0);
+      return kind === "chat"
         ? {
             index: 0,
             delta: first ? { role: "assistant", content: text } : fr === null ? { content: text } : {},
-            logprobs: null,
+            logprobs,
             finish_reason: fr,
           }
-        : { index: 0, text, logprobs: null, finish_reason: fr };
+        : { index: 0, text, logprobs, finish_reason: fr };
+    };
     let reqId = "";
     let finished = false;
     const stream = new ReadableStream<Uint8Array>({
@@ -610,6 +668,7 @@ export function createApp(opts: AppOptions) {
           reqId = engine.submit(req, (ev) => {
             observe(ev);
             if (finished) return;
+            if (ev.type !== "error" && ev.logprobs) pendingLps.push(...ev.logprobs);
             try {
               if (ev.type === "text") {
                 if (ev.text === "" && !first) return;
@@ -835,7 +894,8 @@ export function createApp(opts: AppOptions) {
             );
           }
           const max = completionLimit(body, null);
-          return respond("chat", body, engineRequest(body, ids, max, "messages"), request);
+          const logprobs = body.logprobs === true ? (body.top_logprobs ?? 0) : null;
+          return respond("chat", body, { ...engineRequest(body, ids, max, "messages"), logprobs }, request);
         },
         { body: ChatCompletionBody },
       )
@@ -858,7 +918,13 @@ export function createApp(opts: AppOptions) {
               );
           }
           const max = completionLimit(body, DEFAULT_COMPLETION_TOKENS);
-          return respond("completion", body, engineRequest(body, ids, max, "prompt"), request);
+          const logprobs = body.logprobs ?? null;
+          return respond(
+            "completion",
+            body,
+            { ...engineRequest(body, ids, max, "prompt"), logprobs },
+            request,
+          );
         },
         { body: CompletionBody },
       )

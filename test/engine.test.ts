@@ -573,6 +573,65 @@ describe("scheduler (real model)", () => {
   );
 });
 
+describe("scheduler (real model): prompt scoring", () => {
+  test("prompt log-probabilities are the same in one step, in 16-token chunks and across preemptions", async () => {
+    const path = await pullModel();
+    const tok = Tokenizer.fromGguf(new GgufMetadata(readGguf(path).metadata));
+    const prompt = tok.encode("The quick brown fox jumps over the lazy dog. ".repeat(8));
+    const score = (stepTokens: number, kvPages: number, others: number) => {
+      const model = openNativeModel(path, {
+        threads: 2,
+        kvPages,
+        maxBatchTokens: stepTokens,
+        maxSequences: 8,
+      });
+      try {
+        const s = new Scheduler(
+          model,
+          tok,
+          { maxRunning: 8, maxQueued: 8, stepTokens, contextTokens: kvPages * 16 },
+          createBatch(stepTokens),
+        );
+        // Sequences generating beside it (admitted first: the scored one is the newest, preempted first).
+        for (let i = 0; i < others; i++)
+          s.submit({
+            id: `g${i}`,
+            promptIds: tok.encode(`Count: ${i}, `),
+            sampling: greedy,
+            maxTokens: 40,
+            stop: [],
+            ignoreEos: true,
+          });
+        s.submit({
+          id: "scored",
+          promptIds: prompt,
+          sampling: greedy,
+          maxTokens: 0,
+          stop: [],
+          logprobs: 2,
+          promptLogprobs: true,
+        });
+        let scores: unknown = null;
+        for (let i = 0; i < 2000 && !s.idle; i++)
+          for (const ev of s.step())
+            if (ev.id === "scored" && ev.type !== "error" && ev.promptLogprobs) scores = ev.promptLogprobs;
+        return { scores: scores as Array<{ id: number; logprob: number }>, stats: s.stats() };
+      } finally {
+        model.close();
+      }
+    };
+    const whole = score(128, 64, 0);
+    expect(whole.scores.length).toBe(prompt.length - 1);
+    expect(whole.scores.map((x) => x.id)).toEqual(prompt.slice(1));
+    const chunked = score(16, 64, 3);
+    expect(chunked.scores).toEqual(whole.scores);
+    // A pool of 8 pages (128 tokens) for a 90-token prompt and three growing sequences: preempted.
+    const tight = score(16, 8, 3);
+    expect(tight.stats.preemptions).toBeGreaterThan(0);
+    expect(tight.scores).toEqual(whole.scores);
+  }, 120_000);
+});
+
 describe("Engine (worker)", () => {
   test("a cancelled request's slot is free at once, before the worker answers", async () => {
     const { Engine, EngineBusyError } = await import("../src/engine/index.ts");

@@ -572,7 +572,6 @@ describe("hearth serve (openai client, real model)", () => {
         },
         "messages[1].tool_calls",
       ],
-      ["/v1/completions", { prompt: "hi", max_tokens: 2, echo: true }, "echo"],
       ["/v1/completions", { prompt: "hi", max_tokens: 2, suffix: "end" }, "suffix"],
       ["/v1/completions", { prompt: "hi", max_tokens: 2, best_of: 3 }, "best_of"],
       ["/v1/completions", { prompt: "hi", max_tokens: 2, logit_bias: { abc: 1 } }, "logit_bias"],
@@ -647,6 +646,61 @@ describe("hearth serve (openai client, real model)", () => {
       expect(Object.keys(top).length).toBe(2);
       expect(top[lp?.tokens?.[k] as string]).toBe(lp?.token_logprobs?.[k] as number);
     }
+  }, 60_000);
+
+  test("echo with max_tokens 0 scores a prompt: llama.cpp's perplexity chunk within 1%", async () => {
+    // What evaluation harnesses send: the prompt's token log-probabilities, nothing generated.
+    const fixture = (await Bun.file(`${import.meta.dir}/fixtures/perplexity.json`).json()) as {
+      ctx: number;
+      firstScored: number;
+      chunkMeanNll: number[];
+      ids: number[];
+    };
+    expect(fixture.ctx).toBe(CTX);
+    const ids = fixture.ids.slice(0, CTX);
+    const r = await client.completions.create({
+      model: "x",
+      prompt: ids,
+      max_tokens: 0,
+      echo: true,
+      logprobs: 0,
+      temperature: 0,
+    });
+    const lp = r.choices[0]?.logprobs;
+    expect(r.usage?.completion_tokens).toBe(0);
+    expect(lp?.tokens?.length).toBe(CTX);
+    expect(lp?.token_logprobs?.[0]).toBeNull();
+    const scored = (lp?.token_logprobs ?? []).slice(fixture.firstScored) as number[];
+    const meanNll = -scored.reduce((a, b) => a + b, 0) / scored.length;
+    const peer = fixture.chunkMeanNll[0] as number;
+    expect(Math.abs(Math.exp(meanNll) / Math.exp(peer) - 1)).toBeLessThan(0.01);
+    console.log(`echo-scored chunk 0: mean NLL ${meanNll.toFixed(4)} vs llama.cpp ${peer.toFixed(4)}`);
+
+    // The echoed text and streamed form: prompt first, then the completion.
+    const text = "The capital of France is";
+    const streamed: string[] = [];
+    for await (const c of await client.completions.create({
+      model: "x",
+      prompt: text,
+      max_tokens: 2,
+      temperature: 0,
+      echo: true,
+      stream: true,
+    }))
+      streamed.push(c.choices[0]?.text ?? "");
+    expect(streamed[0]?.startsWith(text)).toBe(true);
+    const whole = await client.completions.create({
+      model: "x",
+      prompt: text,
+      max_tokens: 2,
+      temperature: 0,
+      echo: true,
+    });
+    expect(whole.choices[0]?.text).toBe(streamed.join(""));
+    // max_tokens 0 without echo asks for nothing.
+    expect(
+      (await rejection(client.completions.create({ model: "x", prompt: text, max_tokens: 0 }))).status,
+    ).toBe(400);
   }, 60_000);
 
   test("logit_bias steers greedy decoding: -100 bans the greedy token", async () => {

@@ -45,19 +45,35 @@ export interface EngineRequest {
    * (0..20; OpenAI's logprobs / top_logprobs). Null or omitted: off.
    */
   logprobs?: number | null;
+  /**
+   * Also report the log-probability of every prompt token after the first (for `echo` with
+   * logprobs), with `logprobs` alternatives each: every prompt row then asks for logits, and the
+   * prompt is computed in full (no prefix cache). `maxTokens` may then be 0: score, generate
+   * nothing.
+   */
+  promptLogprobs?: boolean;
 }
 
 export type EngineFinishReason = FinishReason | "abort" | "context";
 
 /** What a step produced for one request. */
 export type EngineEvent =
-  | { type: "text"; id: string; text: string; tokens: number; logprobs?: TokenLogprob[] }
+  | {
+      type: "text";
+      id: string;
+      text: string;
+      tokens: number;
+      logprobs?: TokenLogprob[];
+      /** With `promptLogprobs`: prompt tokens 1.. (once, in the event of the step that ends the prompt). */
+      promptLogprobs?: TokenLogprob[];
+    }
   | {
       type: "done";
       id: string;
       text: string;
       /** The step's tokens, with `logprobs` requested (those generated since the last event). */
       logprobs?: TokenLogprob[];
+      promptLogprobs?: TokenLogprob[];
       finish: EngineFinishReason;
       promptTokens: number;
       /** Prompt tokens whose KV came from the prefix cache instead of being computed. */
@@ -126,6 +142,12 @@ interface Sequence {
   taking: number;
   /** Draft tokens riding in this step's batch after the sequence's next token (logits rows follow logitsRow). */
   draft: number[];
+  /** With `promptLogprobs`: entry i is prompt token i+1's; filled as the prompt is computed. */
+  promptLogprobs: TokenLogprob[] | null;
+  /** This step's logits rows that score prompt tokens: [first row, first prompt position). */
+  promptRows: { row: number; pos: number; count: number } | null;
+  /** Whether `promptLogprobs` went out in an event. */
+  promptLogprobsSent: boolean;
 }
 
 /** Most finished conversations remembered for idle spilling (older ones age out of the hot tier on their own). */
@@ -214,10 +236,13 @@ export class Scheduler {
     if (this.waiting.length >= this.opts.maxQueued + Math.max(0, this.opts.maxRunning - this.running.length))
       throw new QueueFullError(`queue full (${this.waiting.length} waiting)`);
     if (req.promptIds.length === 0) throw new RangeError("prompt is empty");
-    if (req.promptIds.length >= this.opts.contextTokens)
+    // A scoring request (maxTokens 0) may fill the whole context; others need room for a token.
+    if (req.promptIds.length + (req.maxTokens === 0 ? 0 : 1) > this.opts.contextTokens)
       throw new RangeError(
         `prompt has ${req.promptIds.length} tokens; the context holds ${this.opts.contextTokens}`,
       );
+    if (req.maxTokens === 0 && !req.promptLogprobs)
+      throw new RangeError("maxTokens 0 generates nothing; it is for scoring a prompt (promptLogprobs)");
     this.waiting.push({
       req,
       order: this.nextOrder++,
@@ -235,6 +260,9 @@ export class Scheduler {
       logitsRow: -1,
       taking: 0,
       draft: [],
+      promptLogprobs: req.promptLogprobs ? [] : null,
+      promptRows: null,
+      promptLogprobsSent: false,
     });
   }
 
@@ -288,11 +316,31 @@ export class Scheduler {
     for (const s of this.running) s.computed += s.taking - s.draft.length;
     const vocab = this.model.info.vocabSize;
     for (const s of [...this.running]) {
+      const top = s.req.logprobs ?? null;
+      if (s.promptRows !== null && s.promptLogprobs !== null) {
+        const { row: first, pos, count } = s.promptRows;
+        for (let i = 0; i < count; i++) {
+          const row = this.logits.subarray((first + i) * vocab, (first + i + 1) * vocab);
+          const next = s.req.promptIds[pos + i + 1] as number;
+          s.promptLogprobs.push(tokenLogprob(row, next, top ?? 0));
+        }
+        s.promptRows = null;
+      }
       if (s.logitsRow < 0) continue;
+      // The prompt is complete in the KV: its scores go out with this step's event, once.
+      const scored =
+        s.promptLogprobs !== null && !s.promptLogprobsSent ? { promptLogprobs: s.promptLogprobs } : {};
+      s.promptLogprobsSent ||= s.promptLogprobs !== null;
+      if (s.req.maxTokens === 0) {
+        // Scoring only: nothing is sampled.
+        this.release(s, true);
+        this.running.splice(this.running.indexOf(s), 1);
+        events.push({ ...this.doneEvent(s, "length", ""), ...scored });
+        continue;
+      }
       let finish: EngineFinishReason | null = null;
       let text = "";
       let produced = 0;
-      const top = s.req.logprobs ?? null;
       const logprobs: TokenLogprob[] | undefined = top === null ? undefined : [];
       // Row r holds the distribution after the r-th token of this step's run (the next token,
       // then each draft). A draft equal to the token sampled before it is already in the KV, so
@@ -328,7 +376,7 @@ export class Scheduler {
       if (finish !== null) {
         this.release(s, true);
         this.running.splice(this.running.indexOf(s), 1);
-        events.push({ ...this.doneEvent(s, finish, text), ...(logprobs ? { logprobs } : {}) });
+        events.push({ ...this.doneEvent(s, finish, text), ...(logprobs ? { logprobs } : {}), ...scored });
       } else {
         events.push({
           type: "text",
@@ -336,6 +384,7 @@ export class Scheduler {
           text,
           tokens: produced,
           ...(logprobs ? { logprobs } : {}),
+          ...scored,
         });
       }
     }
@@ -466,7 +515,7 @@ export class Scheduler {
       // Always let one sequence run when nothing else does, so a large prompt cannot starve.
       if (need > free && this.running.length > 0) return;
       this.waiting.shift();
-      if (this.tiers !== null) {
+      if (this.tiers !== null && s.promptLogprobs === null) {
         // Start from the longest cached prefix of everything this sequence holds (a preempted one
         // also finds its own generated tokens there).
         const r = this.tiers.seqCreateWithPrefix(s.tokens);
@@ -498,6 +547,7 @@ export class Scheduler {
       s.logitsRow = -1;
       s.taking = 0;
       s.draft = [];
+      s.promptRows = null;
       const pending = s.tokens.length - s.computed;
       const take = Math.min(pending, this.opts.stepTokens - rows);
       if (take <= 0) continue;
@@ -508,7 +558,18 @@ export class Scheduler {
         b.positions[rows] = pos;
         b.seqIds[rows] = s.seqId;
         const last = k === take - 1 && take === pending;
-        b.wantLogits[rows] = last ? 1 : 0;
+        // Row pos scores prompt token pos + 1 (once: a recomputed prompt is not scored again).
+        const scores =
+          !last &&
+          s.promptLogprobs !== null &&
+          pos + 1 < s.req.promptIds.length &&
+          pos >= s.promptLogprobs.length;
+        b.wantLogits[rows] = last || scores ? 1 : 0;
+        if (scores) {
+          if (s.promptRows === null) s.promptRows = { row: logitsRows, pos, count: 0 };
+          s.promptRows.count++;
+          logitsRows++;
+        }
         if (last) s.logitsRow = logitsRows++;
         rows++;
       }

@@ -171,7 +171,10 @@ export const CompletionBody = t.Object({
   ...sampling,
   // The legacy endpoint's logprobs is the number of alternatives per token (OpenAI allows 0..5).
   logprobs: t.Optional(t.Union([Int({ minimum: 0, maximum: 5 }), t.Null()])),
-  echo: t.Optional(t.Any()),
+  /** The prompt before the completion in `text` (and its tokens' log-probabilities with `logprobs`). */
+  echo: t.Optional(t.Union([t.Boolean(), t.Null()])),
+  // 0 only with echo: score the prompt, generate nothing (what evaluation harnesses send).
+  max_tokens: t.Optional(t.Union([Int({ minimum: 0 }), t.Null()])),
   suffix: t.Optional(t.Any()),
   best_of: t.Optional(t.Any()),
   prompt: t.Union([
@@ -223,7 +226,6 @@ function unsupported(kind: "chat" | "completion", body: Record<string, unknown>)
     const i = messages.findIndex((m) => !asksNothing(m.tool_calls));
     if (i >= 0) return no(`messages[${i}].tool_calls`, "function calling");
   } else {
-    if (!asksNothing(body.echo)) return no("echo", "echoing the prompt");
     if (!asksNothing(body.suffix)) return no("suffix", "a suffix (fill-in-the-middle)");
     if (body.best_of !== undefined && body.best_of !== null && body.best_of !== 1)
       return no("best_of", "best_of > 1");
@@ -426,7 +428,7 @@ export function createApp(opts: AppOptions) {
     if (promptIds.length === 0) throw new RequestError("the prompt is empty", promptField);
     const room = contextTokens - promptIds.length;
     const requested = maxTokensField ?? null;
-    if (room <= 0 || (requested !== null && requested > room)) {
+    if ((room <= 0 && requested !== 0) || room < 0 || (requested !== null && requested > room)) {
       throw new RequestError(
         `This model's maximum context length is ${contextTokens} tokens. However, you requested ${promptIds.length + (requested ?? 1)} tokens (${promptIds.length} in the prompt, ${requested ?? 1} for the completion). Please reduce the prompt or max_tokens.`,
         requested !== null && room > 0 ? "max_tokens" : promptField,
@@ -482,6 +484,15 @@ export function createApp(opts: AppOptions) {
   }
 
   type Kind = "chat" | "completion";
+  /** A token's score; the echoed prompt's first token has none (null), as in OpenAI's API. */
+  type Scored = { id: number; logprob: number | null; top: TokenLogprob["top"] | null };
+  /** The prompt a completion echoes before its text. */
+  type Echo = { text: string; ids: readonly number[] };
+  /** The echoed prompt's scores: nothing for its first token, then the engine's. */
+  const promptScores = (echo: Echo, lps: TokenLogprob[]): Scored[] => [
+    { id: echo.ids[0] as number, logprob: null, top: null },
+    ...lps,
+  ];
 
   const utf8 = new TextDecoder();
   /** A token as text (control tokens by name; a partial UTF-8 character shows as U+FFFD). */
@@ -492,14 +503,14 @@ export function createApp(opts: AppOptions) {
    * bytes and top_logprobs per token, or the legacy `{ tokens, token_logprobs, top_logprobs,
    * text_offset }` (offsets counted from the start of the completion, `offset` for the first).
    */
-  function logprobsShape(kind: Kind, lps: TokenLogprob[], offset: number) {
+  function logprobsShape(kind: Kind, lps: Scored[], offset: number) {
     if (kind === "chat")
       return {
         content: lps.map((lp) => ({
           token: tokenText(lp.id),
           logprob: lp.logprob,
           bytes: tokenBytes(lp.id),
-          top_logprobs: lp.top.map((t) => ({
+          top_logprobs: (lp.top ?? []).map((t) => ({
             token: tokenText(t.id),
             logprob: t.logprob,
             bytes: tokenBytes(t.id),
@@ -517,7 +528,9 @@ export function createApp(opts: AppOptions) {
     return {
       tokens,
       token_logprobs: lps.map((lp) => lp.logprob),
-      top_logprobs: lps.map((lp) => Object.fromEntries(lp.top.map((t) => [tokenText(t.id), t.logprob]))),
+      top_logprobs: lps.map((lp) =>
+        lp.top === null ? null : Object.fromEntries(lp.top.map((t) => [tokenText(t.id), t.logprob])),
+      ),
       text_offset,
     };
   }
@@ -536,6 +549,7 @@ export function createApp(opts: AppOptions) {
     body: SamplingBody,
     req: Omit<EngineRequest, "id">,
     request: Request,
+    echo: Echo | null = null,
   ): Response | Promise<Response> {
     const endpoint = kind === "chat" ? "chat_completions" : "completions";
     if (!engine.available) {
@@ -585,11 +599,13 @@ export function createApp(opts: AppOptions) {
       return new Promise<Response>((resolve) => {
         let text = "";
         let reqId = "";
-        const lps: TokenLogprob[] = [];
+        const lps: Scored[] = [];
         const onAbort = () => engine.cancel(reqId);
         try {
           reqId = engine.submit(req, (ev) => {
             observe(ev);
+            if (ev.type !== "error" && echo && ev.promptLogprobs)
+              lps.push(...promptScores(echo, ev.promptLogprobs));
             if (ev.type !== "error" && ev.logprobs) lps.push(...ev.logprobs);
             if (ev.type === "text") text += ev.text;
             else if (ev.type === "error") {
@@ -601,7 +617,7 @@ export function createApp(opts: AppOptions) {
               );
             } else {
               request.signal.removeEventListener("abort", onAbort);
-              text += ev.text;
+              text = (echo?.text ?? "") + text + ev.text;
               const fr = finishReason(ev.finish);
               const logprobs = req.logprobs == null ? null : logprobsShape(kind, lps, 0);
               const choice =
@@ -635,7 +651,7 @@ export function createApp(opts: AppOptions) {
       );
     // Tokens whose text is held back (a possible stop string, a partial character) keep their
     // logprobs here until a chunk carries text, or the finish chunk.
-    let pendingLps: TokenLogprob[] = [];
+    let pendingLps: Scored[] = [];
     let sentChars = 0;
     const takeLogprobs = () => {
       if (req.logprobs == null || pendingLps.length === 0) return null;
@@ -643,7 +659,8 @@ export function createApp(opts: AppOptions) {
       pendingLps = [];
       return shaped;
     };
-    const delta = (text: string, fr: string | null, first: boolean) => {
+    const delta = (piece: string, fr: string | null, first: boolean) => {
+      const text = first && echo ? echo.text + piece : piece;
       const logprobs = takeLogprobs();
       if (kind === "completion" && logprobs !== null)
         sentChars += (logprobs as { tokens: string[] }).tokens.reduce((n, t) => n + t.length, 0);
@@ -668,6 +685,8 @@ export function createApp(opts: AppOptions) {
           reqId = engine.submit(req, (ev) => {
             observe(ev);
             if (finished) return;
+            if (ev.type !== "error" && echo && ev.promptLogprobs)
+              pendingLps.push(...promptScores(echo, ev.promptLogprobs));
             if (ev.type !== "error" && ev.logprobs) pendingLps.push(...ev.logprobs);
             try {
               if (ev.type === "text") {
@@ -918,12 +937,22 @@ export function createApp(opts: AppOptions) {
               );
           }
           const max = completionLimit(body, DEFAULT_COMPLETION_TOKENS);
+          const echoed = typeof p === "string" ? p : typeof p[0] === "string" ? p[0] : tokenizer.decode(ids);
+          const echo = body.echo === true ? { text: echoed, ids } : null;
+          if (max === 0 && echo === null)
+            throw new RequestError(
+              "max_tokens: 0 generates nothing; it is for scoring a prompt with echo",
+              "max_tokens",
+            );
           const logprobs = body.logprobs ?? null;
+          // The engine scores the prompt for echoed logprobs, and for max_tokens 0 (its one job).
+          const promptLogprobs = echo !== null && (logprobs !== null || max === 0);
           return respond(
             "completion",
             body,
-            { ...engineRequest(body, ids, max, "prompt"), logprobs },
+            { ...engineRequest(body, ids, max, "prompt"), logprobs, promptLogprobs },
             request,
+            echo,
           );
         },
         { body: CompletionBody },

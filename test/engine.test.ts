@@ -116,6 +116,27 @@ function run(s: Scheduler, maxSteps = 1000, out: Outputs = new Map()): Outputs {
 
 const greedy = { temperature: 0 };
 
+/** The real model (2 threads, 8 sequences) and a scheduler over it; the caller closes the model. */
+function realScheduler(
+  path: string,
+  tok: Tokenizer,
+  o: { kvPages: number; stepTokens: number; contextTokens: number; maxQueued: number },
+) {
+  const model = openNativeModel(path, {
+    threads: 2,
+    kvPages: o.kvPages,
+    maxBatchTokens: o.stepTokens,
+    maxSequences: 8,
+  });
+  const opts = {
+    maxRunning: 8,
+    maxQueued: o.maxQueued,
+    stepTokens: o.stepTokens,
+    contextTokens: o.contextTokens,
+  };
+  return { model, s: new Scheduler(model, tok, opts, createBatch(o.stepTokens)) };
+}
+
 describe("scheduler (scripted model)", () => {
   test("decode rows come first, prompts fill the rest of the token budget in chunks", () => {
     const m = new ScriptedModel(100);
@@ -478,19 +499,13 @@ describe("scheduler (real model)", () => {
           };
         });
         const runOnce = (spec: boolean) => {
-          const model = openNativeModel(path, {
-            threads: 2,
+          const { model, s } = realScheduler(path, tok, {
             kvPages,
-            maxBatchTokens: stepTokens,
-            maxSequences: 8,
+            stepTokens,
+            contextTokens: ctx,
+            maxQueued: 16,
           });
           try {
-            const s = new Scheduler(
-              model,
-              tok,
-              { maxRunning: 8, maxQueued: 16, stepTokens, contextTokens: ctx },
-              createBatch(stepTokens),
-            );
             for (const r of reqs)
               s.submit({ ...r, speculative: spec ? resolveSpeculative({ maxDraftTokens: draft }) : null });
             const out = run(s, 20_000);
@@ -579,19 +594,13 @@ describe("scheduler (real model): prompt scoring", () => {
     const tok = Tokenizer.fromGguf(new GgufMetadata(readGguf(path).metadata));
     const prompt = tok.encode("The quick brown fox jumps over the lazy dog. ".repeat(8));
     const score = (stepTokens: number, kvPages: number, others: number) => {
-      const model = openNativeModel(path, {
-        threads: 2,
+      const { model, s } = realScheduler(path, tok, {
         kvPages,
-        maxBatchTokens: stepTokens,
-        maxSequences: 8,
+        stepTokens,
+        contextTokens: kvPages * 16,
+        maxQueued: 8,
       });
       try {
-        const s = new Scheduler(
-          model,
-          tok,
-          { maxRunning: 8, maxQueued: 8, stepTokens, contextTokens: kvPages * 16 },
-          createBatch(stepTokens),
-        );
         // Sequences generating beside it (admitted first: the scored one is the newest, preempted first).
         for (let i = 0; i < others; i++)
           s.submit({

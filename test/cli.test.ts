@@ -138,6 +138,7 @@ describe("hearth run", () => {
       [["run", "-p"], "argument missing"],
       [["serve", "--port", "-1"], "--port must be an integer ≥ 0"],
       [["serve", "--api-key", ""], "--api-key must not be empty"],
+      [["serve", "--api-key", " k "], "--api-key must not start or end with whitespace"],
     ] as Array<[string[], string]>) {
       const r = await hearth(args);
       expect([args.join(" "), r.code]).toEqual([args.join(" "), 2]);

@@ -460,7 +460,7 @@ describe("hearth serve (openai client, real model)", () => {
     });
     expect(upperKey.status).toBe(401);
     // Every route but /health needs the key, however its path is spelled.
-    for (const path of ["/metrics/", "/metrics/.", "/metrics?x=1", "/v1/models/", "/nowhere"])
+    for (const path of ["/metrics/", "//metrics", "/metrics?x=1", "/v1/models/", "/nowhere"])
       expect([path, (await fetch(`${server.url}${path}`)).status]).toEqual([path, 401]);
   });
 
@@ -646,6 +646,32 @@ describe("hearth serve (openai client, real model)", () => {
       expect(Object.keys(top).length).toBe(2);
       expect(top[lp?.tokens?.[k] as string]).toBe(lp?.token_logprobs?.[k] as number);
     }
+
+    // Characters split over several tokens (emoji): a fragment is listed as `bytes:\xNN...`, so
+    // the alternatives stay distinct, and offsets index the returned text, stream or not.
+    const emoji = {
+      model: "x",
+      prompt: "Emoji list: 😀 😃 😄 😁 😆 😅 ",
+      max_tokens: 12,
+      temperature: 0,
+      logprobs: 5,
+    };
+    const split = await client.completions.create(emoji);
+    const slp = split.choices[0]?.logprobs;
+    const text = split.choices[0]?.text as string;
+    expect(slp?.tokens?.some((t) => t.startsWith("bytes:\\x"))).toBe(true);
+    for (const top of slp?.top_logprobs ?? []) expect(Object.keys(top).length).toBe(5);
+    const offsets = slp?.text_offset ?? [];
+    for (const [k, off] of offsets.entries()) {
+      expect(off).toBeGreaterThanOrEqual(k === 0 ? 0 : (offsets[k - 1] as number));
+      expect(off).toBeLessThanOrEqual(text.length);
+      const tokenText = slp?.tokens?.[k] as string;
+      if (!tokenText.startsWith("bytes:")) expect(text.slice(off, off + tokenText.length)).toBe(tokenText);
+    }
+    const streamedOffsets: number[] = [];
+    for await (const c of await client.completions.create({ ...emoji, stream: true }))
+      streamedOffsets.push(...(c.choices[0]?.logprobs?.text_offset ?? []));
+    expect(streamedOffsets).toEqual(offsets);
   }, 60_000);
 
   test("echo with max_tokens 0 scores a prompt: llama.cpp's perplexity chunk within 1%", async () => {

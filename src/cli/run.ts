@@ -98,8 +98,10 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (!(err instanceof ContextFullError)) throw err;
     if (!values.json) await write("\n");
+    // The library's first clause says what did not fit (the prompt alone, or prompt and reply).
+    const what = err.message.split(", and contextShift")[0]?.split(" (")[0] ?? err.message;
     console.error(
-      `hearth run: the prompt and the reply fill the context (${err.usedTokens} of ${err.contextTokens} tokens): raise --ctx, lower --max-tokens${values["no-context-shift"] ? " or drop --no-context-shift" : ""}`,
+      `hearth run: ${what}: raise --ctx${err.usedTokens > 0 ? ", lower --max-tokens" : " or shorten the prompt"}${values["no-context-shift"] ? " (or drop --no-context-shift)" : ""}`,
     );
     return 1;
   } finally {

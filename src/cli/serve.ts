@@ -131,8 +131,12 @@ export async function main(argv: string[]): Promise<number> {
     if (values["no-kv-disk"] && s("kv-dir") !== undefined)
       throw new Error("--kv-dir and --no-kv-disk contradict each other");
     if (s("alias")?.trim() === "") throw new Error("--alias must not be empty");
-    if (s("api-key") !== undefined && s("api-key")?.trim() === "")
+    const key = s("api-key");
+    if (key !== undefined && key.trim() === "")
       throw new Error("--api-key must not be empty (no client could send it)");
+    // Clients' Bearer tokens are compared trimmed: a key with outer spaces could never match.
+    if (key !== undefined && key.trim() !== key)
+      throw new Error("--api-key must not start or end with whitespace (no client could send it)");
     const draft = s("draft") === undefined ? undefined : int("draft", s("draft"), 4, 1);
     if (draft !== undefined && draft > 16) throw new Error(`--draft must be at most 16, got ${draft}`);
     // Without --speculative, --draft sets the drafts of requests that ask for speculation.
@@ -143,8 +147,8 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`hearth serve: ${(err as Error).message}\nRun \`hearth serve --help\` for the options.`);
     return 2;
   }
-  // An empty $HEARTH_API_KEY is no key (an unset variable exported empty), not an unusable one.
-  const apiKey = s("api-key") ?? (process.env.HEARTH_API_KEY || undefined);
+  // $HEARTH_API_KEY is trimmed (a file's trailing newline); empty is no key, not an unusable one.
+  const apiKey = s("api-key") ?? (process.env.HEARTH_API_KEY?.trim() || undefined);
   const host = s("host") ?? "127.0.0.1";
 
   const path = await pullModel(s("model"));

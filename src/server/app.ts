@@ -498,12 +498,38 @@ export function createApp(opts: AppOptions) {
   /** A token as text (control tokens by name; a partial UTF-8 character shows as U+FFFD). */
   const tokenText = (id: number) => utf8.decode(tokenizer.tokenBytes(id, true));
   const tokenBytes = (id: number) => Array.from(tokenizer.tokenBytes(id, true));
+  const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+  /**
+   * A token as the legacy endpoint lists it: its text, or `bytes:\xNN...` when its bytes are not
+   * whole UTF-8 characters (as OpenAI writes them), so that no two tokens share a key.
+   */
+  const legacyTokenText = (id: number) => {
+    const bytes = tokenizer.tokenBytes(id, true);
+    try {
+      return strictUtf8.decode(bytes);
+    } catch {
+      return `bytes:${Array.from(bytes, (b) => `\\x${b.toString(16).padStart(2, "0")}`).join("")}`;
+    }
+  };
+  /**
+   * Where each token starts in the text a request returns, in UTF-16 units: a stream decoder
+   * over its tokens, so a character split over several tokens is counted once.
+   */
+  const textOffsets = () => {
+    const decoder = tokenizer.streamDecoder();
+    let at = 0;
+    return (id: number) => {
+      const start = at;
+      at += decoder.push(id).length;
+      return start;
+    };
+  };
   /**
    * `logprobs` of a choice or chunk in the endpoint's shape: chat's `{ content: [...] }` with
    * bytes and top_logprobs per token, or the legacy `{ tokens, token_logprobs, top_logprobs,
-   * text_offset }` (offsets counted from the start of the completion, `offset` for the first).
+   * text_offset }` (offsets from `offsetOf`, which sees every token of the request in order).
    */
-  function logprobsShape(kind: Kind, lps: Scored[], offset: number) {
+  function logprobsShape(kind: Kind, lps: Scored[], offsetOf: (id: number) => number) {
     if (kind === "chat")
       return {
         content: lps.map((lp) => ({
@@ -518,20 +544,13 @@ export function createApp(opts: AppOptions) {
         })),
         refusal: null,
       };
-    const tokens = lps.map((lp) => tokenText(lp.id));
-    const text_offset: number[] = [];
-    let at = offset;
-    for (const t of tokens) {
-      text_offset.push(at);
-      at += t.length;
-    }
     return {
-      tokens,
+      tokens: lps.map((lp) => legacyTokenText(lp.id)),
       token_logprobs: lps.map((lp) => lp.logprob),
       top_logprobs: lps.map((lp) =>
-        lp.top === null ? null : Object.fromEntries(lp.top.map((t) => [tokenText(t.id), t.logprob])),
+        lp.top === null ? null : Object.fromEntries(lp.top.map((t) => [legacyTokenText(t.id), t.logprob])),
       ),
-      text_offset,
+      text_offset: lps.map((lp) => offsetOf(lp.id)),
     };
   }
 
@@ -619,7 +638,7 @@ export function createApp(opts: AppOptions) {
               request.signal.removeEventListener("abort", onAbort);
               text = (echo?.text ?? "") + text + ev.text;
               const fr = finishReason(ev.finish);
-              const logprobs = req.logprobs == null ? null : logprobsShape(kind, lps, 0);
+              const logprobs = req.logprobs == null ? null : logprobsShape(kind, lps, textOffsets());
               const choice =
                 kind === "chat"
                   ? {
@@ -652,18 +671,16 @@ export function createApp(opts: AppOptions) {
     // Tokens whose text is held back (a possible stop string, a partial character) keep their
     // logprobs here until a chunk carries text, or the finish chunk.
     let pendingLps: Scored[] = [];
-    let sentChars = 0;
+    const offsetOf = textOffsets();
     const takeLogprobs = () => {
       if (req.logprobs == null || pendingLps.length === 0) return null;
-      const shaped = logprobsShape(kind, pendingLps, sentChars);
+      const shaped = logprobsShape(kind, pendingLps, offsetOf);
       pendingLps = [];
       return shaped;
     };
     const delta = (piece: string, fr: string | null, first: boolean) => {
       const text = first && echo ? echo.text + piece : piece;
       const logprobs = takeLogprobs();
-      if (kind === "completion" && logprobs !== null)
-        sentChars += (logprobs as { tokens: string[] }).tokens.reduce((n, t) => n + t.length, 0);
       return kind === "chat"
         ? {
             index: 0,
@@ -765,9 +782,11 @@ export function createApp(opts: AppOptions) {
     new Elysia({ serve: { maxRequestBodySize: 2 * maxBodyBytes + 65536, reusePort: false } })
       .onRequest(({ request, set }) => {
         const origin = allowedOrigin(request.headers.get("origin"));
+        // The answer depends on Origin whenever a list of origins is set: say so on every
+        // response, so a shared cache never hands one origin's answer to another.
+        if (corsOrigins.length > 0 && !corsOrigins.includes("*")) set.headers.vary = "Origin";
         if (origin !== null) {
           set.headers["access-control-allow-origin"] = origin;
-          set.headers.vary = "Origin";
           // A preflight carries no credentials: it is answered before the key is checked.
           if (request.method === "OPTIONS")
             return new Response(null, {

@@ -626,6 +626,17 @@ describe("hearth serve (openai client, real model)", () => {
     // Tokens accepted from speculative drafts report the rows they were verified on: same figures.
     const spec = await client.chat.completions.create({ ...ask, speculative: true } as typeof ask);
     expect(spec.choices[0]?.logprobs?.content).toEqual(content);
+    // A reply that ends with the end-of-generation token: that token is counted in usage but is
+    // not part of the reply, so it is not listed.
+    const ended = await client.chat.completions.create({
+      ...ask,
+      messages: [{ role: "user", content: "What is 2+2? Answer with a number only." }],
+      max_tokens: 32,
+    });
+    expect(ended.choices[0]?.finish_reason).toBe("stop");
+    const endedContent = ended.choices[0]?.logprobs?.content ?? [];
+    expect(endedContent.map((c) => c.token).join("")).toBe(ended.choices[0]?.message.content as string);
+    expect(endedContent.length).toBe((ended.usage?.completion_tokens as number) - 1);
     // Without logprobs the field stays null.
     const none = await client.chat.completions.create({ ...ask, logprobs: false, top_logprobs: undefined });
     expect(none.choices[0]?.logprobs).toBeNull();

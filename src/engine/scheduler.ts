@@ -357,6 +357,8 @@ export class Scheduler {
         text += step.text;
         // The last token may end in a partial UTF-8 character that only a flush gives out.
         if (finish === "eos" || finish === "length") text += s.decoder.flush();
+        // The end-of-generation token is not part of the reply: its score is not listed either.
+        if (finish === "eos") logprobs?.pop();
         if (finish === null && s.tokens.length >= this.opts.contextTokens) {
           finish = "context";
           text += s.stop.flush() + s.decoder.flush();

@@ -679,6 +679,35 @@ describe("hearth serve (openai client, real model)", () => {
       const tokenText = slp?.tokens?.[k] as string;
       if (!tokenText.startsWith("bytes:")) expect(text.slice(off, off + tokenText.length)).toBe(tokenText);
     }
+    // The alternatives are written most likely first even when they are digits (a JavaScript
+    // object would put integer-like keys first): check the raw JSON text.
+    const raw = await (
+      await fetch(`${server.url}/v1/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${KEY}` },
+        body: JSON.stringify({ prompt: "1, 2, 3, 4, 5, 6,", max_tokens: 2, temperature: 0, logprobs: 3 }),
+      })
+    ).text();
+    const tops = /"top_logprobs":\[(.*?)\],"text_offset"/.exec(raw)?.[1] ?? "";
+    expect(tops).toContain('"7":');
+    for (const obj of tops.match(/\{[^}]*\}/g) ?? []) {
+      const values = [...obj.matchAll(/:(-?[\d.e-]+)/g)].map((m) => Number(m[1]));
+      expect(values).toEqual([...values].sort((a, b) => b - a));
+    }
+    // A token whose text a stop string cut away entirely is not listed.
+    for (const stop of [".", "e"]) {
+      const cut = await client.completions.create({
+        model: "x",
+        prompt: "Once upon a time",
+        max_tokens: 32,
+        temperature: 0,
+        logprobs: 1,
+        stop: [stop],
+      });
+      expect(cut.choices[0]?.finish_reason).toBe("stop");
+      const cutText = cut.choices[0]?.text as string;
+      for (const off of cut.choices[0]?.logprobs?.text_offset ?? []) expect(off).toBeLessThan(cutText.length);
+    }
     const streamedOffsets: number[] = [];
     for await (const c of await client.completions.create({ ...emoji, stream: true }))
       streamedOffsets.push(...(c.choices[0]?.logprobs?.text_offset ?? []));

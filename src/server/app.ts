@@ -484,12 +484,15 @@ export function createApp(opts: AppOptions) {
   }
 
   type Kind = "chat" | "completion";
-  /** A token's score; the echoed prompt's first token has none (null), as in OpenAI's API. */
-  type Scored = { id: number; logprob: number | null; top: TokenLogprob["top"] | null };
+  /**
+   * A token's score and where its text starts in the request's text; the echoed prompt's first
+   * token has no score (null), as in OpenAI's API.
+   */
+  type Scored = { id: number; logprob: number | null; top: TokenLogprob["top"] | null; offset: number };
   /** The prompt a completion echoes before its text. */
   type Echo = { text: string; ids: readonly number[] };
   /** The echoed prompt's scores: nothing for its first token, then the engine's. */
-  const promptScores = (echo: Echo, lps: TokenLogprob[]): Scored[] => [
+  const promptScores = (echo: Echo, lps: TokenLogprob[]): Array<Omit<Scored, "offset">> => [
     { id: echo.ids[0] as number, logprob: null, top: null },
     ...lps,
   ];
@@ -512,24 +515,60 @@ export function createApp(opts: AppOptions) {
     }
   };
   /**
-   * Where each token starts in the text a request returns, in UTF-16 units: a stream decoder
-   * over its tokens, so a character split over several tokens is counted once.
+   * Scores of a request's tokens in order, each with where its text starts in the returned text
+   * (UTF-16 units; a stream decoder over the tokens, so a character split over several tokens is
+   * counted once). A stop string cuts the text: `keep` drops the tokens that start past it.
    */
-  const textOffsets = () => {
+  const scoredTokens = () => {
     const decoder = tokenizer.streamDecoder();
     let at = 0;
-    return (id: number) => {
-      const start = at;
-      at += decoder.push(id).length;
-      return start;
+    const list: Scored[] = [];
+    return {
+      add(lps: Array<Omit<Scored, "offset">>) {
+        for (const lp of lps) {
+          list.push({ ...lp, offset: at });
+          at += decoder.push(lp.id).length;
+        }
+      },
+      take(): Scored[] {
+        return list.splice(0);
+      },
+      keep(textLength: number) {
+        const cut = list.findIndex((lp) => lp.offset >= textLength);
+        if (cut >= 0) list.length = cut;
+      },
     };
   };
+  /** An object whose keys keep their order in JSON (JavaScript moves integer-like keys first). */
+  class OrderedEntries {
+    constructor(readonly entries: Array<[string, number]>) {}
+  }
+  /** JSON text of `value`, writing OrderedEntries in their own order (top_logprobs "7" before "1"). */
+  function orderedJson(value: unknown): string {
+    const parts: string[] = [];
+    const mark = `\u0000${crypto.randomUUID()}:`;
+    const text = JSON.stringify(value, (_key, v) => {
+      if (!(v instanceof OrderedEntries)) return v;
+      parts.push(`{${v.entries.map(([k, x]) => `${JSON.stringify(k)}:${JSON.stringify(x)}`).join(",")}}`);
+      return `${mark}${parts.length - 1}`;
+    });
+    if (parts.length === 0) return text;
+    // Split at the quoted mark (unique per call): each piece after the first starts `<i>"`.
+    const pieces = text.split(JSON.stringify(mark).slice(0, -1));
+    return pieces
+      .map((piece, k) => {
+        if (k === 0) return piece;
+        const end = piece.indexOf('"');
+        return (parts[Number(piece.slice(0, end))] as string) + piece.slice(end + 1);
+      })
+      .join("");
+  }
   /**
    * `logprobs` of a choice or chunk in the endpoint's shape: chat's `{ content: [...] }` with
    * bytes and top_logprobs per token, or the legacy `{ tokens, token_logprobs, top_logprobs,
-   * text_offset }` (offsets from `offsetOf`, which sees every token of the request in order).
+   * text_offset }`.
    */
-  function logprobsShape(kind: Kind, lps: Scored[], offsetOf: (id: number) => number) {
+  function logprobsShape(kind: Kind, lps: Scored[]) {
     if (kind === "chat")
       return {
         content: lps.map((lp) => ({
@@ -548,9 +587,9 @@ export function createApp(opts: AppOptions) {
       tokens: lps.map((lp) => legacyTokenText(lp.id)),
       token_logprobs: lps.map((lp) => lp.logprob),
       top_logprobs: lps.map((lp) =>
-        lp.top === null ? null : Object.fromEntries(lp.top.map((t) => [legacyTokenText(t.id), t.logprob])),
+        lp.top === null ? null : new OrderedEntries(lp.top.map((t) => [legacyTokenText(t.id), t.logprob])),
       ),
-      text_offset: lps.map((lp) => offsetOf(lp.id)),
+      text_offset: lps.map((lp) => lp.offset),
     };
   }
 
@@ -618,14 +657,14 @@ export function createApp(opts: AppOptions) {
       return new Promise<Response>((resolve) => {
         let text = "";
         let reqId = "";
-        const lps: Scored[] = [];
+        const scores = scoredTokens();
         const onAbort = () => engine.cancel(reqId);
         try {
           reqId = engine.submit(req, (ev) => {
             observe(ev);
             if (ev.type !== "error" && echo && ev.promptLogprobs)
-              lps.push(...promptScores(echo, ev.promptLogprobs));
-            if (ev.type !== "error" && ev.logprobs) lps.push(...ev.logprobs);
+              scores.add(promptScores(echo, ev.promptLogprobs));
+            if (ev.type !== "error" && ev.logprobs) scores.add(ev.logprobs);
             if (ev.type === "text") text += ev.text;
             else if (ev.type === "error") {
               request.signal.removeEventListener("abort", onAbort);
@@ -638,7 +677,8 @@ export function createApp(opts: AppOptions) {
               request.signal.removeEventListener("abort", onAbort);
               text = (echo?.text ?? "") + text + ev.text;
               const fr = finishReason(ev.finish);
-              const logprobs = req.logprobs == null ? null : logprobsShape(kind, lps, textOffsets());
+              scores.keep(text.length);
+              const logprobs = req.logprobs == null ? null : logprobsShape(kind, scores.take());
               const choice =
                 kind === "chat"
                   ? {
@@ -648,9 +688,8 @@ export function createApp(opts: AppOptions) {
                       finish_reason: fr,
                     }
                   : { index: 0, text, logprobs, finish_reason: fr };
-              resolve(
-                Response.json({ id, object, created, model: modelId, choices: [choice], usage: usageOf(ev) }),
-              );
+              const answer = { id, object, created, model: modelId, choices: [choice], usage: usageOf(ev) };
+              resolve(new Response(orderedJson(answer), { headers: { "content-type": "application/json" } }));
             }
           });
         } catch (err) {
@@ -666,20 +705,19 @@ export function createApp(opts: AppOptions) {
     const chunkObject = kind === "chat" ? "chat.completion.chunk" : "text_completion";
     const chunk = (choices: unknown[], usage?: unknown) =>
       enc.encode(
-        `data: ${JSON.stringify({ id, object: chunkObject, created, model: modelId, choices, ...(usage === undefined ? {} : { usage }), ...(includeUsage && usage === undefined ? { usage: null } : {}) })}\n\n`,
+        `data: ${orderedJson({ id, object: chunkObject, created, model: modelId, choices, ...(usage === undefined ? {} : { usage }), ...(includeUsage && usage === undefined ? { usage: null } : {}) })}\n\n`,
       );
     // Tokens whose text is held back (a possible stop string, a partial character) keep their
     // logprobs here until a chunk carries text, or the finish chunk.
-    let pendingLps: Scored[] = [];
-    const offsetOf = textOffsets();
+    const pending = scoredTokens();
+    let sentChars = 0;
     const takeLogprobs = () => {
-      if (req.logprobs == null || pendingLps.length === 0) return null;
-      const shaped = logprobsShape(kind, pendingLps, offsetOf);
-      pendingLps = [];
-      return shaped;
+      const lps = pending.take();
+      return req.logprobs == null || lps.length === 0 ? null : logprobsShape(kind, lps);
     };
     const delta = (piece: string, fr: string | null, first: boolean) => {
       const text = first && echo ? echo.text + piece : piece;
+      sentChars += text.length;
       const logprobs = takeLogprobs();
       return kind === "chat"
         ? {
@@ -703,8 +741,8 @@ export function createApp(opts: AppOptions) {
             observe(ev);
             if (finished) return;
             if (ev.type !== "error" && echo && ev.promptLogprobs)
-              pendingLps.push(...promptScores(echo, ev.promptLogprobs));
-            if (ev.type !== "error" && ev.logprobs) pendingLps.push(...ev.logprobs);
+              pending.add(promptScores(echo, ev.promptLogprobs));
+            if (ev.type !== "error" && ev.logprobs) pending.add(ev.logprobs);
             try {
               if (ev.type === "text") {
                 if (ev.text === "" && !first) return;
@@ -720,6 +758,8 @@ export function createApp(opts: AppOptions) {
                 controller.close();
               } else {
                 finished = true;
+                // Tokens whose text a stop string cut away are not listed.
+                pending.keep(sentChars + (first && echo ? echo.text.length : 0) + ev.text.length);
                 if (ev.text !== "" || first) controller.enqueue(chunk([delta(ev.text, null, first)]));
                 if (ev.finish !== "abort") {
                   controller.enqueue(chunk([delta("", finishReason(ev.finish), false)]));

@@ -625,6 +625,9 @@ export function createApp(opts: AppOptions) {
       );
     }
     const started = performance.now();
+    // Only the legacy logprobs carry key-ordered objects; everything else takes the plain path.
+    const toJson: (v: unknown) => string =
+      kind === "completion" && req.logprobs != null ? orderedJson : (v) => JSON.stringify(v);
     let lastToken = 0;
     const id = `${kind === "chat" ? "chatcmpl" : "cmpl"}-${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`;
     const created = Math.floor(Date.now() / 1000);
@@ -689,7 +692,7 @@ export function createApp(opts: AppOptions) {
                     }
                   : { index: 0, text, logprobs, finish_reason: fr };
               const answer = { id, object, created, model: modelId, choices: [choice], usage: usageOf(ev) };
-              resolve(new Response(orderedJson(answer), { headers: { "content-type": "application/json" } }));
+              resolve(new Response(toJson(answer), { headers: { "content-type": "application/json" } }));
             }
           });
         } catch (err) {
@@ -705,7 +708,7 @@ export function createApp(opts: AppOptions) {
     const chunkObject = kind === "chat" ? "chat.completion.chunk" : "text_completion";
     const chunk = (choices: unknown[], usage?: unknown) =>
       enc.encode(
-        `data: ${orderedJson({ id, object: chunkObject, created, model: modelId, choices, ...(usage === undefined ? {} : { usage }), ...(includeUsage && usage === undefined ? { usage: null } : {}) })}\n\n`,
+        `data: ${toJson({ id, object: chunkObject, created, model: modelId, choices, ...(usage === undefined ? {} : { usage }), ...(includeUsage && usage === undefined ? { usage: null } : {}) })}\n\n`,
       );
     // Tokens whose text is held back (a possible stop string, a partial character) keep their
     // logprobs here until a chunk carries text, or the finish chunk.

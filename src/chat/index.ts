@@ -29,7 +29,7 @@ export class ChatTemplateError extends Error {
 }
 
 /** The roles a conversation may use: OpenAI's set, the same the server accepts. */
-export const CHAT_ROLES: readonly string[] = ["system", "developer", "user", "assistant", "tool"];
+export const CHAT_ROLES = ["system", "developer", "user", "assistant", "tool"] as const;
 
 /**
  * Checks a conversation before it is rendered for generation: an array of at least one message,
@@ -46,7 +46,7 @@ export function checkConversation(where: string, messages: readonly ChatMessage[
   messages.forEach((m, i) => {
     if (m === null || typeof m !== "object")
       throw new ChatTemplateError(`${where}: messages[${i}] must be an object`);
-    if (!CHAT_ROLES.includes(m.role)) {
+    if (!(CHAT_ROLES as readonly string[]).includes(m.role)) {
       throw new ChatTemplateError(
         `${where}: messages[${i}].role is ${JSON.stringify(m.role)}; it must be one of ${CHAT_ROLES.join(", ")}`,
       );

@@ -3,9 +3,16 @@
 // the engine (which runs in a worker); responses stream as SSE or come back whole.
 import { createHash, timingSafeEqual } from "node:crypto";
 import { Elysia, t } from "elysia";
-import { type ChatMessage, type ChatTemplate, encodeChat } from "../chat/index.ts";
+import { CHAT_ROLES, type ChatMessage, type ChatTemplate, encodeChat } from "../chat/index.ts";
 import type { EngineEvent, EngineFinishReason, EngineRequest, SchedulerStats } from "../engine/scheduler.ts";
-import { MAX_TOP_LOGPROBS, type SamplerOptions, type TokenLogprob } from "../sampling/index.ts";
+import {
+  MAX_LOGIT_BIAS,
+  MAX_LOGIT_BIAS_ENTRIES,
+  MAX_SEED,
+  MAX_TOP_LOGPROBS,
+  type SamplerOptions,
+  type TokenLogprob,
+} from "../sampling/index.ts";
 import { type ResolvedSpeculative, resolveSpeculative } from "../speculative.ts";
 import type { Tokenizer } from "../tokenizer/index.ts";
 import { ServerMetrics } from "./metrics.ts";
@@ -51,7 +58,6 @@ export interface AppOptions {
 
 export const DEFAULT_MAX_BODY_BYTES = 1 << 20;
 
-/** An error answer in OpenAI's shape. */
 /** Longest error message a response carries. */
 const MAX_ERROR_CHARS = 1000;
 
@@ -68,6 +74,7 @@ function completionLimit(body: SamplingBody, absent: number | null): number | nu
   return body.max_completion_tokens === null || body.max_tokens === null ? null : absent;
 }
 
+/** An error answer in OpenAI's shape. */
 function apiError(
   status: number,
   message: string,
@@ -96,11 +103,6 @@ class RequestError extends Error {
 /** A body over the size limit (413). */
 class BodyTooLargeError extends Error {}
 
-/** Largest seed magnitude: seeds are JSON numbers, exact up to 2^53 (the sampler's range). */
-const MAX_SEED = 2 ** 53;
-/** Most logit_bias entries one request may carry. */
-const MAX_LOGIT_BIAS = 1024;
-
 /**
  * An integer field. Elysia's `t.Integer` also takes numeric strings ("5"), while its `t.Number`
  * does not, so `max_tokens: "5"` passed where `temperature: "0.5"` failed; OpenAI's API refuses
@@ -120,7 +122,10 @@ const sampling = {
   top_p: t.Optional(t.Union([t.Number({ minimum: 0, maximum: 1 }), t.Null()])),
   seed: t.Optional(t.Union([Int({ minimum: -MAX_SEED, maximum: MAX_SEED }), t.Null()])),
   logit_bias: t.Optional(
-    t.Union([t.Record(t.String(), t.Number({ minimum: -100, maximum: 100 })), t.Null()]),
+    t.Union([
+      t.Record(t.String(), t.Number({ minimum: -MAX_LOGIT_BIAS, maximum: MAX_LOGIT_BIAS })),
+      t.Null(),
+    ]),
   ),
   // OpenAI features hearth does not implement: accepted only with values that ask for nothing
   // (checked in unsupported()), so a client relying on them gets a 400 naming the field instead
@@ -151,13 +156,7 @@ export const ChatCompletionBody = t.Object({
   top_logprobs: t.Optional(t.Union([Int({ minimum: 0, maximum: MAX_TOP_LOGPROBS }), t.Null()])),
   messages: t.Array(
     t.Object({
-      role: t.Union([
-        t.Literal("system"),
-        t.Literal("developer"),
-        t.Literal("user"),
-        t.Literal("assistant"),
-        t.Literal("tool"),
-      ]),
+      role: t.Union(CHAT_ROLES.map((r) => t.Literal(r))),
       content: t.Union([t.String(), t.Array(ContentPart), t.Null()]),
       name: t.Optional(t.String()),
       tool_calls: t.Optional(t.Any()),
@@ -428,7 +427,8 @@ export function createApp(opts: AppOptions) {
     if (promptIds.length === 0) throw new RequestError("the prompt is empty", promptField);
     const room = contextTokens - promptIds.length;
     const requested = maxTokensField ?? null;
-    if ((room <= 0 && requested !== 0) || room < 0 || (requested !== null && requested > room)) {
+    // Room for one token at least, except for scoring a prompt (max_tokens 0).
+    if (room < (requested === 0 ? 0 : 1) || (requested !== null && requested > room)) {
       throw new RequestError(
         `This model's maximum context length is ${contextTokens} tokens. However, you requested ${promptIds.length + (requested ?? 1)} tokens (${promptIds.length} in the prompt, ${requested ?? 1} for the completion). Please reduce the prompt or max_tokens.`,
         requested !== null && room > 0 ? "max_tokens" : promptField,
@@ -449,9 +449,9 @@ export function createApp(opts: AppOptions) {
     if (body.seed !== undefined && body.seed !== null) sampling.seed = body.seed;
     if (body.logit_bias) {
       const entries = Object.entries(body.logit_bias);
-      if (entries.length > MAX_LOGIT_BIAS)
+      if (entries.length > MAX_LOGIT_BIAS_ENTRIES)
         throw new RequestError(
-          `logit_bias has ${entries.length} entries; the limit is ${MAX_LOGIT_BIAS}`,
+          `logit_bias has ${entries.length} entries; the limit is ${MAX_LOGIT_BIAS_ENTRIES}`,
           "logit_bias",
         );
       const bias: Record<number, number> = {};
@@ -519,16 +519,22 @@ export function createApp(opts: AppOptions) {
    * (UTF-16 units; a stream decoder over the tokens, so a character split over several tokens is
    * counted once). A stop string cuts the text: `keep` drops the tokens that start past it.
    */
-  const scoredTokens = () => {
+  const scoredTokens = (echo: Echo | null) => {
     const decoder = tokenizer.streamDecoder();
     let at = 0;
     const list: Scored[] = [];
+    const add = (lps: Array<Omit<Scored, "offset">>) => {
+      for (const lp of lps) {
+        list.push({ ...lp, offset: at });
+        at += decoder.push(lp.id).length;
+      }
+    };
     return {
-      add(lps: Array<Omit<Scored, "offset">>) {
-        for (const lp of lps) {
-          list.push({ ...lp, offset: at });
-          at += decoder.push(lp.id).length;
-        }
+      /** The scores an engine event carries: the echoed prompt's (once), then its tokens'. */
+      record(ev: EngineEvent) {
+        if (ev.type === "error") return;
+        if (echo && ev.promptLogprobs) add(promptScores(echo, ev.promptLogprobs));
+        if (ev.logprobs) add(ev.logprobs);
       },
       take(): Scored[] {
         return list.splice(0);
@@ -660,14 +666,12 @@ export function createApp(opts: AppOptions) {
       return new Promise<Response>((resolve) => {
         let text = "";
         let reqId = "";
-        const scores = scoredTokens();
+        const scores = scoredTokens(echo);
         const onAbort = () => engine.cancel(reqId);
         try {
           reqId = engine.submit(req, (ev) => {
             observe(ev);
-            if (ev.type !== "error" && echo && ev.promptLogprobs)
-              scores.add(promptScores(echo, ev.promptLogprobs));
-            if (ev.type !== "error" && ev.logprobs) scores.add(ev.logprobs);
+            scores.record(ev);
             if (ev.type === "text") text += ev.text;
             else if (ev.type === "error") {
               request.signal.removeEventListener("abort", onAbort);
@@ -712,7 +716,7 @@ export function createApp(opts: AppOptions) {
       );
     // Tokens whose text is held back (a possible stop string, a partial character) keep their
     // logprobs here until a chunk carries text, or the finish chunk.
-    const pending = scoredTokens();
+    const pending = scoredTokens(echo);
     let sentChars = 0;
     const takeLogprobs = () => {
       const lps = pending.take();
@@ -743,9 +747,7 @@ export function createApp(opts: AppOptions) {
           reqId = engine.submit(req, (ev) => {
             observe(ev);
             if (finished) return;
-            if (ev.type !== "error" && echo && ev.promptLogprobs)
-              pending.add(promptScores(echo, ev.promptLogprobs));
-            if (ev.type !== "error" && ev.logprobs) pending.add(ev.logprobs);
+            pending.record(ev);
             try {
               if (ev.type === "text") {
                 if (ev.text === "" && !first) return;

@@ -174,8 +174,7 @@ function speculativeOption(values: Values): GenerateOptions["speculative"] {
 export async function openModel(values: Values, showProgress: boolean): Promise<Model> {
   const opts = loadOptions(values, showProgress);
   const model = await loadModel(typeof values.model === "string" ? values.model : undefined, opts);
-  const arch = model.metadata.stringOr("general.architecture", "");
-  const trained = model.metadata.numberOr(`${arch}.context_length`, 0);
+  const trained = model.info.contextLength;
   if (opts.contextTokens !== undefined && trained > 0 && opts.contextTokens > trained)
     console.error(
       `[hearth] warning: --ctx ${opts.contextTokens} is beyond the ${trained} tokens this model was trained on; text past that point may degrade`,

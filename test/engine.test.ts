@@ -638,6 +638,13 @@ describe("scheduler (real model): prompt scoring", () => {
     const tight = score(16, 8, 3);
     expect(tight.stats.preemptions).toBeGreaterThan(0);
     expect(tight.scores).toEqual(whole.scores);
+    // A 512-token step budget: the ~90 scored rows go 64 per step, so the logits buffer holds at
+    // most 64 scored rows + the generating sequences' rows, never the whole prompt's.
+    const wide = score(512, 64, 3);
+    expect(wide.scores).toEqual(whole.scores);
+    const vocab = tok.vocabSize;
+    expect(wide.stats.logitsBufferBytes).toBeLessThanOrEqual((64 + 3 + 1) * vocab * 4);
+    expect(wide.stats.logitsBufferBytes).toBeGreaterThanOrEqual(64 * vocab * 4);
   }, 120_000);
 });
 

@@ -13,6 +13,7 @@ import {
   selectTopK,
   tokenLogprob,
 } from "../src/sampling/index.ts";
+import { tokenLogprobJs } from "../src/sampling/logprobs.ts";
 
 /** Random logits with a realistic spread (sum of uniforms, scaled), reproducible from `seed`. */
 function randomRow(rng: Rng, n: number, scale = 4): Float32Array {
@@ -443,26 +444,48 @@ describe("StopCondition", () => {
 });
 
 describe("tokenLogprob", () => {
-  test("matches a plain log-softmax and a full sort, ties by lower id", () => {
-    const rng = new Rng(9);
-    const row = new Float32Array(5000);
-    for (let i = 0; i < row.length; i++) row[i] = (rng.nextFloat() - 0.5) * 20;
-    row[17] = 12;
-    row[4000] = 12; // a tie for the best: the lower id comes first
-    let sum = 0;
-    for (const v of row) sum += Math.exp(v - 12);
-    const lse = 12 + Math.log(sum);
-    const order = Array.from(row.keys()).sort((a, b) => (row[b] as number) - (row[a] as number) || a - b);
-    for (const top of [0, 1, 5, 20]) {
-      const lp = tokenLogprob(row, 123, top);
-      expect(lp.id).toBe(123);
-      expect(lp.logprob).toBeCloseTo((row[123] as number) - lse, 9);
-      expect(lp.top.map((t) => t.id)).toEqual(order.slice(0, top));
-      for (const t of lp.top) expect(t.logprob).toBeCloseTo((row[t.id] as number) - lse, 9);
-    }
-    expect(tokenLogprob(row, 17, 2).top.map((t) => t.id)).toEqual([17, 4000]);
-    const total = Array.from(row, (v) => Math.exp(v - lse)).reduce((a, b) => a + b, 0);
-    expect(total).toBeCloseTo(1, 9);
+  // The native pass (libhearth loaded, rows of 1024+) sums f32 exps in f64: within 1e-6 of the
+  // plain f64 log-softmax; the JS path is the plain one.
+  for (const [name, fn, digits] of [
+    ["native", tokenLogprob, 6],
+    ["JS", tokenLogprobJs, 9],
+  ] as const) {
+    test(`${name}: matches a plain log-softmax and a full sort, ties by lower id`, async () => {
+      await loadLibrary();
+      const rng = new Rng(9);
+      const row = new Float32Array(5000);
+      for (let i = 0; i < row.length; i++) row[i] = (rng.nextFloat() - 0.5) * 20;
+      row[17] = 12;
+      row[4000] = 12; // a tie for the best: the lower id comes first
+      let sum = 0;
+      for (const v of row) sum += Math.exp(v - 12);
+      const lse = 12 + Math.log(sum);
+      const order = Array.from(row.keys()).sort((a, b) => (row[b] as number) - (row[a] as number) || a - b);
+      for (const top of [0, 1, 5, 20]) {
+        const lp = fn(row, 123, top);
+        expect(lp.id).toBe(123);
+        expect(lp.logprob).toBeCloseTo((row[123] as number) - lse, digits);
+        expect(lp.top.map((t) => t.id)).toEqual(order.slice(0, top));
+        for (const t of lp.top) expect(t.logprob).toBeCloseTo((row[t.id] as number) - lse, digits);
+      }
+      expect(fn(row, 17, 2).top.map((t) => t.id)).toEqual([17, 4000]);
+      const total = Array.from(row, (v) => Math.exp(v - lse)).reduce((a, b) => a + b, 0);
+      expect(total).toBeCloseTo(1, 9);
+    });
+  }
+
+  test("native and JS agree on rows with -Infinity (banned) entries and fewer finite values than top", async () => {
+    await loadLibrary();
+    const row = new Float32Array(2048).fill(Number.NEGATIVE_INFINITY);
+    row[5] = 1;
+    row[1500] = 3;
+    row[2047] = 3;
+    const a = tokenLogprob(row, 1500, 5);
+    const b = tokenLogprobJs(row, 1500, 5);
+    expect(a.top.map((t) => t.id)).toEqual(b.top.map((t) => t.id));
+    expect(a.top.slice(0, 3).map((t) => t.id)).toEqual([1500, 2047, 5]);
+    expect(a.logprob).toBeCloseTo(b.logprob, 6);
+    expect(tokenLogprob(row, 0, 0).logprob).toBe(Number.NEGATIVE_INFINITY);
   });
 
   test("refuses a top outside 0..20 and an id outside the row", () => {

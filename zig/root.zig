@@ -17,7 +17,7 @@ const kv_prefix = @import("kv/prefix.zig");
 const kv_evict = @import("kv/evict.zig");
 
 /// Bumped whenever an export's signature or meaning changes; checked by src/native at load.
-pub const abi_version: u32 = 3;
+pub const abi_version: u32 = 4;
 
 export fn hearth_abi_version() u32 {
     return abi_version;
@@ -326,6 +326,28 @@ export fn hearth_argmax(x: ?[*]const f32, n: usize, out_index: ?*u32) i32 {
     const r = ops.argmax(p[0..n]);
     o.* = @intCast(r.index);
     return @backingInt(r.kind);
+}
+
+/// A logits row's log-softmax normalizer and its `top` largest entries (OpenAI's logprobs):
+/// out_lse = log(sum(exp(x))), out_ids = the `top` largest indices, largest first, lower index
+/// first on ties; out_count = how many were written (min(top, n)). An id's log-probability is
+/// x[id] - out_lse. NaN or +inf in the row gives a NaN normalizer.
+export fn hearth_logprobs(x: ?[*]const f32, n: usize, top: u32, out_ids: ?[*]u32, out_lse: ?*f64, out_count: ?*u32) i32 {
+    const lse = out_lse orelse return status.fail(.null_pointer, "out_lse is null", .{});
+    const count = out_count orelse return status.fail(.null_pointer, "out_count is null", .{});
+    if (top > ops.max_top_k) return status.fail(.invalid_argument, "top {d} is more than {d}", .{ top, ops.max_top_k });
+    if (n > std.math.maxInt(u32)) return status.fail(.invalid_argument, "{d} logits is more than 2^32 - 1", .{n});
+    if (n == 0) {
+        lse.* = -std.math.inf(f64);
+        count.* = 0;
+        return 0;
+    }
+    const p = x orelse return status.fail(.null_pointer, "logits are null", .{});
+    if (!aligned(f32, p)) return status.fail(.invalid_argument, "logits are not 4-byte aligned", .{});
+    const ids: []u32 = if (top == 0) &.{} else (out_ids orelse return status.fail(.null_pointer, "out_ids is null", .{}))[0..top];
+    lse.* = ops.logSumExp(p[0..n]);
+    count.* = @intCast(ops.topK(p[0..n], ids));
+    return 0;
 }
 
 /// Does nothing: the benchmark's FFI call overhead probe.

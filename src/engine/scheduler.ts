@@ -18,6 +18,12 @@ import { proposeDraft, type ResolvedSpeculative } from "../speculative.ts";
 
 /** Tokens in one KV page (fixed by the native cache). */
 const PAGE_TOKENS = 16;
+/**
+ * Prompt rows a step scores at most (echo + logprobs): each is a vocabulary-sized logits row the
+ * decode writes out (192 KiB for a 49k vocabulary), so a 512-token prompt scored in one step
+ * would grow the logits buffer to ~100 MB; in chunks of 64 it stays near 13 MB.
+ */
+const MAX_SCORED_ROWS_PER_STEP = 64;
 
 /** The detokenizer the scheduler needs (src/tokenizer's Tokenizer satisfies it). */
 export interface EngineTokenizer {
@@ -115,6 +121,8 @@ export interface SchedulerStats {
   /** Speculative decoding: draft tokens verified, and how many of them matched the sampled token. */
   draftTokens: number;
   acceptedDraftTokens: number;
+  /** The logits rows the decode writes (grows to the largest step's wanted rows x vocabulary). */
+  logitsBufferBytes: number;
 }
 
 /** submit() answer when the bounded queue has no room. */
@@ -228,6 +236,7 @@ export class Scheduler {
       kvTier: this.tiers === null ? null : this.tiers.kvTierStats(),
       draftTokens: this.draftTokens,
       acceptedDraftTokens: this.acceptedDraftTokens,
+      logitsBufferBytes: this.logits.byteLength,
     };
   }
 
@@ -542,6 +551,7 @@ export class Scheduler {
     b.length = 0;
     let rows = 0;
     let logitsRows = 0;
+    let scoreBudget = MAX_SCORED_ROWS_PER_STEP;
     const byPending = [...this.running].sort(
       (x, y) => x.tokens.length - x.computed - (y.tokens.length - y.computed) || x.order - y.order,
     );
@@ -551,7 +561,14 @@ export class Scheduler {
       s.draft = [];
       s.promptRows = null;
       const pending = s.tokens.length - s.computed;
-      const take = Math.min(pending, this.opts.stepTokens - rows);
+      let take = Math.min(pending, this.opts.stepTokens - rows);
+      if (s.promptLogprobs !== null) {
+        // Rows [firstScored, promptIds.length - 1) are still to be scored: at most the budget.
+        const firstScored = Math.max(s.computed, s.promptLogprobs.length);
+        const scoring = Math.min(s.computed + take, s.req.promptIds.length - 1) - firstScored;
+        if (scoring > scoreBudget) take = firstScored - s.computed + scoreBudget;
+        scoreBudget -= Math.max(0, Math.min(s.computed + take, s.req.promptIds.length - 1) - firstScored);
+      }
       if (take <= 0) continue;
       s.taking = take;
       for (let k = 0; k < take; k++) {

@@ -20,4 +20,5 @@ export const kernelSymbols = {
   hearth_read_sweep: { args: [ptr, ptr, u64, ptr], returns: i32 },
   hearth_noop: { args: [i32], returns: i32 },
   hearth_argmax: { args: [ptr, u64, ptr], returns: i32 },
+  hearth_logprobs: { args: [ptr, u64, u32, ptr, ptr, ptr], returns: i32 },
 } as const;

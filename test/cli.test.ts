@@ -128,6 +128,12 @@ describe("hearth run", () => {
     expect(help.stdout).toContain("--top-p");
     const top = await hearth(["--help"]);
     expect(top.stdout).toContain("chat");
+    // --help beside a flag still missing its value (or an unknown one) is still a request for help.
+    for (const args of [["run", "--help", "--ctx"], ["serve", "--frobnicate", "-h"]]) {
+      const half = await hearth(args);
+      expect(half.code).toBe(0);
+      expect(half.stdout).toContain(`Usage: hearth ${args[0]}`);
+    }
     // One line and a pointer to --help, not the whole help; values may start with "-".
     for (const [args, says] of [
       [["run", "-p", "x", "-t", "-1"], "--threads must be at least 1, got -1"],

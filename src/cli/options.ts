@@ -48,6 +48,13 @@ export function parseFlags<O extends Record<string, FlagSpec>>(argv: string[], o
   try {
     return parseArgs({ args: joinFlagValues(argv, options), options, allowPositionals: true, strict: true });
   } catch (err) {
+    // Asking for help beside a half-typed flag (`run --help --ctx`) still gets the help.
+    const end = argv.indexOf("--");
+    const flags = end < 0 ? argv : argv.slice(0, end);
+    if (flags.includes("--help") || flags.includes("-h")) {
+      const onlyHelp = parseArgs({ args: ["--help"], options, allowPositionals: true, strict: true });
+      return onlyHelp;
+    }
     // Its first sentence says what is wrong; the rest is advice about "--" that rarely applies.
     throw new UsageError((err as Error).message.split(". ")[0] ?? String(err));
   }

@@ -129,7 +129,10 @@ describe("hearth run", () => {
     const top = await hearth(["--help"]);
     expect(top.stdout).toContain("chat");
     // --help beside a flag still missing its value (or an unknown one) is still a request for help.
-    for (const args of [["run", "--help", "--ctx"], ["serve", "--frobnicate", "-h"]]) {
+    for (const args of [
+      ["run", "--help", "--ctx"],
+      ["serve", "--frobnicate", "-h"],
+    ]) {
       const half = await hearth(args);
       expect(half.code).toBe(0);
       expect(half.stdout).toContain(`Usage: hearth ${args[0]}`);

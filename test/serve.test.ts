@@ -763,6 +763,25 @@ describe("hearth serve (openai client, real model)", () => {
       echo: true,
     });
     expect(whole.choices[0]?.text).toBe(streamed.join(""));
+    // A token-id prompt is echoed with its control tokens' text, as OpenAI prints them, and the
+    // offsets count them: <|im_start|> (id 1) then "user".
+    const md = new GgufMetadata(readGguf(await pullModel()).metadata);
+    const tok = Tokenizer.fromGguf(md);
+    const chatIds = [1, ...tok.encode("user\nHi", { addSpecial: false })];
+    const marked = await client.completions.create({
+      model: "x",
+      prompt: chatIds,
+      max_tokens: 1,
+      temperature: 0,
+      echo: true,
+      logprobs: 0,
+    });
+    const markedText = marked.choices[0]?.text as string;
+    expect(markedText.startsWith("<|im_start|>user\nHi")).toBe(true);
+    expect(marked.choices[0]?.logprobs?.tokens?.[0]).toBe("<|im_start|>");
+    expect(marked.choices[0]?.logprobs?.text_offset?.slice(0, 2)).toEqual([0, "<|im_start|>".length]);
+    // The first generated token starts where the echoed prompt ends.
+    expect(marked.choices[0]?.logprobs?.text_offset?.[chatIds.length]).toBe("<|im_start|>user\nHi".length);
     // max_tokens 0 without echo asks for nothing.
     expect(
       (await rejection(client.completions.create({ model: "x", prompt: text, max_tokens: 0 }))).status,

@@ -14,7 +14,7 @@ import {
   type TokenLogprob,
 } from "../sampling/index.ts";
 import { type ResolvedSpeculative, resolveSpeculative } from "../speculative.ts";
-import type { Tokenizer } from "../tokenizer/index.ts";
+import type { StreamDecoder, Tokenizer } from "../tokenizer/index.ts";
 import { ServerMetrics } from "./metrics.ts";
 
 /** What the server needs from the engine (src/engine's Engine satisfies it). */
@@ -523,18 +523,23 @@ export function createApp(opts: AppOptions) {
     const decoder = tokenizer.streamDecoder();
     let at = 0;
     const list: Scored[] = [];
-    const add = (lps: Array<Omit<Scored, "offset">>) => {
+    const add = (lps: Array<Omit<Scored, "offset">>, from: StreamDecoder) => {
       for (const lp of lps) {
         list.push({ ...lp, offset: at });
-        at += decoder.push(lp.id).length;
+        at += from.push(lp.id).length;
       }
     };
     return {
       /** The scores an engine event carries: the echoed prompt's (once), then its tokens'. */
       record(ev: EngineEvent) {
         if (ev.type === "error") return;
-        if (echo && ev.promptLogprobs) add(promptScores(echo, ev.promptLogprobs));
-        if (ev.logprobs) add(ev.logprobs);
+        if (echo && ev.promptLogprobs) {
+          // The echoed prompt shows its control tokens (as echo.text does); generated text does not.
+          const prompt = tokenizer.streamDecoder({ special: true });
+          add(promptScores(echo, ev.promptLogprobs), prompt);
+          at += prompt.flush().length;
+        }
+        if (ev.logprobs) add(ev.logprobs, decoder);
       },
       take(): Scored[] {
         return list.splice(0);
@@ -1001,7 +1006,12 @@ export function createApp(opts: AppOptions) {
               );
           }
           const max = completionLimit(body, DEFAULT_COMPLETION_TOKENS);
-          const echoed = typeof p === "string" ? p : typeof p[0] === "string" ? p[0] : tokenizer.decode(ids);
+          const echoed =
+            typeof p === "string"
+              ? p
+              : typeof p[0] === "string"
+                ? p[0]
+                : tokenizer.decode(ids, { special: true });
           const echo = body.echo === true ? { text: echoed, ids } : null;
           if (max === 0 && echo === null)
             throw new RequestError(

@@ -154,7 +154,10 @@ export class ContextFullError extends Error {
   constructor(
     message: string,
     readonly contextTokens: number,
+    /** Tokens the session held when it refused. */
     readonly usedTokens: number,
+    /** Tokens that were to be added and did not fit (1 when a generated token found no room). */
+    readonly pendingTokens: number,
   ) {
     super(message);
   }
@@ -805,10 +808,11 @@ export class Session {
     const total = this.history.length + ids.length;
     if (this.contextShift === false && total > this.contextTokens) {
       throw new ContextFullError(
-        `context full: the session holds ${this.kvLength} of ${this.contextTokens} tokens, ${total - this.kvLength} more do not fit, and contextShift is off ` +
+        `context full: the session holds ${this.kvLength} of ${this.contextTokens} tokens, ${total - this.kvLength} more ${total - this.kvLength === 1 ? "does" : "do"} not fit, and contextShift is off ` +
           `(open the session with a larger contextTokens, enable contextShift, or reset() it)`,
         this.contextTokens,
         this.kvLength,
+        total - this.kvLength,
       );
     }
     for (const id of ids) this.history.push(id);
@@ -884,6 +888,7 @@ export class Session {
           `(open the session with a larger contextTokens, enable contextShift, or reset() it)`,
         this.contextTokens,
         used,
+        1,
       );
     }
     const keep = Math.min(this.contextShift.keepTokens, used);
@@ -896,6 +901,7 @@ export class Session {
         `context full: ${used} of ${this.contextTokens} tokens and nothing can be dropped after the ${keep} kept tokens`,
         this.contextTokens,
         used,
+        1,
       );
     }
     this.model.native.seqShift(this.seqId, keep, drop);

@@ -126,6 +126,17 @@ describe("hearth run", () => {
     expect(help.code).toBe(0);
     expect(help.stdout).toContain("Usage: hearth run");
     expect(help.stdout).toContain("--top-p");
+    // A full context says how full, in CLI terms, with the flags that change it.
+    const long = await hearth(["run", "-p", "word ".repeat(40), "--ctx", "16", "--no-context-shift"]);
+    expect(long.code).toBe(1);
+    expect(long.stderr).toMatch(
+      /hearth run: context full: 0 of 16 tokens held, \d+ more do not fit: raise --ctx or shorten the prompt \(or drop --no-context-shift\)/,
+    );
+    const reply = await hearth(["run", "-p", "Hi", "--ctx", "16", "-n", "40", "--no-context-shift"]);
+    expect(reply.code).toBe(1);
+    expect(reply.stderr).toContain(
+      "hearth run: context full: 16 of 16 tokens held, 1 more does not fit: raise --ctx, lower --max-tokens (or drop --no-context-shift)",
+    );
     const top = await hearth(["--help"]);
     expect(top.stdout).toContain("chat");
     // --help beside a flag still missing its value (or an unknown one) is still a request for help.

@@ -259,7 +259,7 @@ describe("session logic over a scripted native model", () => {
     };
     await expect(run()).rejects.toBeInstanceOf(ContextFullError);
     await expect(run()).rejects.toThrow(
-      /context full: the session holds 16 of 16 tokens, 1 more do not fit, and contextShift is off/,
+      /context full: the session holds 16 of 16 tokens, 1 more does not fit, and contextShift is off/,
     );
     expect(text.length).toBeGreaterThan(0);
     expect(s.length).toBeLessThanOrEqual(17);

@@ -98,8 +98,8 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     if (!(err instanceof ContextFullError)) throw err;
     if (!values.json) await write("\n");
-    // The library's first clause says what did not fit (the prompt alone, or prompt and reply).
-    const what = err.message.split(", and contextShift")[0]?.split(" (")[0] ?? err.message;
+    // Nothing held yet: the prompt alone does not fit; else the reply ran out of room.
+    const what = `context full: ${err.usedTokens} of ${err.contextTokens} tokens held, ${err.pendingTokens} more ${err.pendingTokens === 1 ? "does" : "do"} not fit`;
     console.error(
       `hearth run: ${what}: raise --ctx${err.usedTokens > 0 ? ", lower --max-tokens" : " or shorten the prompt"}${values["no-context-shift"] ? " (or drop --no-context-shift)" : ""}`,
     );

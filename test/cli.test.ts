@@ -156,7 +156,12 @@ describe("hearth run", () => {
       [["run", "-p", "x", "--top-p", "2"], "--top-p must be at most 1, got 2"],
       [["run", "-p", "x", "--bogus"], "Unknown option '--bogus'"],
       [["run", "-p"], "argument missing"],
-      [["serve", "--port", "-1"], "--port must be an integer ≥ 0"],
+      [["serve", "--port", "-1"], "--port must be at least 0, got -1"],
+      // serve's bounds are the CLI's, checked before the model loads, in flag terms.
+      [["serve", "--port", "70000"], "--port must be at most 65535, got 70000"],
+      [["serve", "-t", "1000"], "--threads must be at most 256, got 1000"],
+      [["serve", "--parallel", "100000"], "--parallel must be at most 4096, got 100000"],
+      [["serve", "--queue", "x"], '--queue must be an integer, got "x"'],
       [["serve", "--api-key", ""], "--api-key must not be empty"],
       [["serve", "--api-key", " k "], "--api-key must not start or end with whitespace"],
     ] as Array<[string[], string]>) {

@@ -2,6 +2,7 @@
 import { parseArgs } from "node:util";
 import { progressBar } from "../gguf/pull.ts";
 import { type LoadModelOptions, loadModel, type Model } from "../model.ts";
+import { NATIVE_LIMITS } from "../native/model.ts";
 import type { GenerateOptions, Telemetry } from "../session.ts";
 
 /** A bad command-line value: the command prints the message and its usage, exit code 2. */
@@ -109,12 +110,12 @@ Sampling:
 
 type Values = Partial<Record<keyof typeof sharedOptions, string | string[] | boolean>>;
 
-function num(
-  values: Values,
-  flag: keyof typeof sharedOptions,
+/** A flag's number, checked in the CLI's terms; undefined when the flag is absent. */
+export function flagNumber(
+  flag: string,
+  raw: unknown,
   opts: { int?: boolean; min?: number; max?: number; above?: number } = {},
-) {
-  const raw = values[flag];
+): number | undefined {
   if (raw === undefined) return undefined;
   const text = String(raw).trim();
   const v = Number(text);
@@ -135,6 +136,14 @@ function num(
   return v;
 }
 
+function num(
+  values: Values,
+  flag: keyof typeof sharedOptions,
+  opts: { int?: boolean; min?: number; max?: number; above?: number } = {},
+) {
+  return flagNumber(flag, values[flag], opts);
+}
+
 /** Model options from the flags. */
 export function loadOptions(values: Values, showProgress: boolean): LoadModelOptions {
   const kvType = values["kv-type"];
@@ -142,10 +151,10 @@ export function loadOptions(values: Values, showProgress: boolean): LoadModelOpt
     throw new UsageError(`--kv-type must be f16 or q8_0, got ${JSON.stringify(kvType)}`);
   }
   return {
-    threads: num(values, "threads", { int: true, min: 1, max: 256 }),
+    threads: num(values, "threads", { int: true, min: 1, max: NATIVE_LIMITS.threads }),
     // The context shift keeps the first 4 tokens; a context of a few tokens holds nothing else.
     contextTokens: num(values, "ctx", { int: true, min: 8 }),
-    maxBatchTokens: num(values, "batch-size", { int: true, min: 1, max: 65536 }),
+    maxBatchTokens: num(values, "batch-size", { int: true, min: 1, max: NATIVE_LIMITS.maxBatchTokens }),
     kvType: kvType as "f16" | "q8_0" | undefined,
     deterministic: values.deterministic === true,
     maxSessions: 1,

@@ -6,11 +6,12 @@ import { GgufMetadata, readGguf } from "../gguf/index.ts";
 import { pullModel } from "../gguf/pull.ts";
 import { defaultKvDir } from "../kv/index.ts";
 import { defaultThreads } from "../model.ts";
+import { NATIVE_LIMITS } from "../native/model.ts";
 import { createApp, DEFAULT_MAX_BODY_BYTES } from "../server/app.ts";
 import { KvDirBusyError, lockKvDir } from "../server/kv-lock.ts";
 import { type ResolvedSpeculative, resolveSpeculative } from "../speculative.ts";
 import { Tokenizer } from "../tokenizer/index.ts";
-import { parseFlags } from "./options.ts";
+import { flagNumber, parseFlags } from "./options.ts";
 
 const HELP = `Usage: hearth serve [-m MODEL] [options]
 
@@ -57,12 +58,9 @@ its manifest survive a restart (written on SIGINT / SIGTERM and after each idle 
       --no-kv-disk       keep the prefix cache in RAM only (nothing written to disk)
       --no-prefix-cache  compute every prompt in full`;
 
-function int(name: string, v: string | undefined, def: number, min: number): number {
-  if (v === undefined) return def;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min)
-    throw new Error(`--${name} must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
-  return n;
+/** An integer flag: `def` when absent, else within [min, max]. */
+function int(name: string, v: string | undefined, def: number, min: number, max?: number): number {
+  return flagNumber(name, v, { int: true, min, max }) ?? def;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -112,15 +110,15 @@ export async function main(argv: string[]): Promise<number> {
   let speculativeOptIn: ResolvedSpeculative | null = null;
   const kvType = (s("kv-type") ?? "f16") as "f16" | "q8_0";
   try {
-    parallel = int("parallel", s("parallel"), 16, 1);
+    parallel = int("parallel", s("parallel"), 16, 1, NATIVE_LIMITS.maxSequences);
     queue = int("queue", s("queue"), 64, 0);
-    port = int("port", s("port"), 8080, 0);
-    if (port > 65535) throw new Error("--port must be at most 65535");
-    stepTokens = int("batch-size", s("batch-size"), 256, 1);
-    threads = int("threads", s("threads"), defaultThreads(), 1);
+    port = int("port", s("port"), 8080, 0, 65535);
+    stepTokens = int("batch-size", s("batch-size"), 256, 1, NATIVE_LIMITS.maxBatchTokens);
+    threads = int("threads", s("threads"), defaultThreads(), 1, NATIVE_LIMITS.threads);
     maxBody = int("max-body", s("max-body"), DEFAULT_MAX_BODY_BYTES, 1);
     ctxOpt = s("ctx") === undefined ? undefined : int("ctx", s("ctx"), 0, 16);
-    kvPagesOpt = s("kv-pages") === undefined ? undefined : int("kv-pages", s("kv-pages"), 0, 1);
+    kvPagesOpt =
+      s("kv-pages") === undefined ? undefined : int("kv-pages", s("kv-pages"), 0, 1, NATIVE_LIMITS.kvPages);
     if (kvType !== "f16" && kvType !== "q8_0")
       throw new Error(`--kv-type must be f16 or q8_0, got ${kvType}`);
     kvDiskMb = int("kv-disk-mb", s("kv-disk-mb"), 4096, 1);
@@ -137,8 +135,7 @@ export async function main(argv: string[]): Promise<number> {
     // Clients' Bearer tokens are compared trimmed: a key with outer spaces could never match.
     if (key !== undefined && key.trim() !== key)
       throw new Error("--api-key must not start or end with whitespace (no client could send it)");
-    const draft = s("draft") === undefined ? undefined : int("draft", s("draft"), 4, 1);
-    if (draft !== undefined && draft > 16) throw new Error(`--draft must be at most 16, got ${draft}`);
+    const draft = s("draft") === undefined ? undefined : int("draft", s("draft"), 4, 1, 16);
     // Without --speculative, --draft sets the drafts of requests that ask for speculation.
     const settings = resolveSpeculative(draft === undefined ? true : { maxDraftTokens: draft });
     if (values.speculative) speculative = settings;

@@ -176,6 +176,14 @@ function defaultThreads(): number {
   return Math.max(1, Math.min(n || 1, 64));
 }
 
+/** The native model's bounds on its options (zig/model/llama.zig checks the same). */
+export const NATIVE_LIMITS = {
+  threads: 256,
+  kvPages: 1 << 24,
+  maxBatchTokens: 1 << 16,
+  maxSequences: 4096,
+} as const;
+
 function positiveInt(name: string, v: number, max: number): number {
   if (!Number.isInteger(v) || v <= 0 || v > max)
     throw new RangeError(`${name} must be an integer in [1, ${max}], got ${v}`);
@@ -299,11 +307,11 @@ export function openNativeModel(path: string, opts: NativeModelOptions = {}, fil
   if (!(kvType in KV_TYPES)) throw new RangeError(`kvType must be "f16" or "q8_0", got ${String(kvType)}`);
   const options = new Uint32Array(OPTIONS_BYTES / 4);
   options.set([
-    positiveInt("threads", opts.threads ?? defaultThreads(), 256),
-    positiveInt("kvPages", opts.kvPages ?? 512, 1 << 24),
+    positiveInt("threads", opts.threads ?? defaultThreads(), NATIVE_LIMITS.threads),
+    positiveInt("kvPages", opts.kvPages ?? 512, NATIVE_LIMITS.kvPages),
     KV_TYPES[kvType],
-    positiveInt("maxBatchTokens", opts.maxBatchTokens ?? 512, 1 << 16),
-    positiveInt("maxSequences", opts.maxSequences ?? 16, 4096),
+    positiveInt("maxBatchTokens", opts.maxBatchTokens ?? 512, NATIVE_LIMITS.maxBatchTokens),
+    positiveInt("maxSequences", opts.maxSequences ?? 16, NATIVE_LIMITS.maxSequences),
   ]);
   const tensors = encodeTensors(gguf, hp.nLayer);
   const pathBytes = new TextEncoder().encode(path);

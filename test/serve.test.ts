@@ -788,6 +788,141 @@ describe("hearth serve (openai client, real model)", () => {
     ).toBe(400);
   }, 60_000);
 
+  test("n choices and prompt lists: each choice as its own seeded request, stream = non-stream, usage counts prompts once", async () => {
+    const messages = [{ role: "user" as const, content: "Name a colour." }];
+    const sampled = { model: "x", messages, max_tokens: 12, temperature: 1, seed: 5 };
+    const three = await client.chat.completions.create({ ...sampled, n: 3 });
+    expect(three.choices.map((c) => c.index)).toEqual([0, 1, 2]);
+    // Choice j samples with seed + j: the same text as a lone request with that seed (batch invariant).
+    const lone = await Promise.all(
+      [5, 6, 7].map((seed) => client.chat.completions.create({ ...sampled, seed })),
+    );
+    expect(three.choices.map((c) => c.message.content)).toEqual(
+      lone.map((r) => r.choices[0]?.message.content as string),
+    );
+    expect(new Set(three.choices.map((c) => c.message.content)).size).toBeGreaterThan(1);
+    expect(three.usage?.prompt_tokens).toBe(lone[0]?.usage?.prompt_tokens);
+    expect(three.usage?.completion_tokens).toBe(
+      lone.reduce((a, r) => a + (r.usage?.completion_tokens ?? 0), 0),
+    );
+
+    // Streamed: chunks carry their choice's index, each choice ends with its finish_reason, usage last.
+    const texts = ["", "", ""];
+    const finishes: Array<string | null> = [null, null, null];
+    let usage: { completion_tokens: number } | null | undefined = null;
+    for await (const c of await client.chat.completions.create({
+      ...sampled,
+      n: 3,
+      stream: true,
+      stream_options: { include_usage: true },
+    })) {
+      for (const ch of c.choices) {
+        texts[ch.index] += ch.delta.content ?? "";
+        if (ch.finish_reason) finishes[ch.index] = ch.finish_reason;
+      }
+      if (c.usage) usage = c.usage;
+    }
+    expect(texts).toEqual(three.choices.map((c) => c.message.content as string));
+    expect(finishes).toEqual(three.choices.map((c) => c.finish_reason as string));
+    expect(usage?.completion_tokens).toBe(three.usage?.completion_tokens);
+
+    // Legacy prompt lists, texts or token ids: choice i * n + j answers prompt i.
+    const prompts = ["The sky is", "Two plus two is"];
+    const listed = await client.completions.create({
+      model: "x",
+      prompt: prompts,
+      n: 2,
+      max_tokens: 4,
+      temperature: 0,
+    });
+    const single = await Promise.all(
+      prompts.map((prompt) =>
+        client.completions.create({ model: "x", prompt, max_tokens: 4, temperature: 0 }),
+      ),
+    );
+    const want = single.flatMap((r) => [r.choices[0]?.text as string, r.choices[0]?.text as string]);
+    expect(listed.choices.map((c) => c.text)).toEqual(want);
+    expect(listed.choices.map((c) => c.index)).toEqual([0, 1, 2, 3]);
+    expect(listed.usage?.prompt_tokens).toBe(single.reduce((a, r) => a + (r.usage?.prompt_tokens ?? 0), 0));
+    const md = new GgufMetadata(readGguf(await pullModel()).metadata);
+    const tok = Tokenizer.fromGguf(md);
+    const idLists = prompts.map((p) => tok.encode(p));
+    const byIds = await client.completions.create({
+      model: "x",
+      prompt: idLists,
+      max_tokens: 4,
+      temperature: 0,
+    });
+    expect(byIds.choices.map((c) => c.text)).toEqual(single.map((r) => r.choices[0]?.text as string));
+
+    // Refusals name the field.
+    const refused = async (path: string, body: Record<string, unknown>) => {
+      const r = await fetch(`${server.url}${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${KEY}` },
+        body: JSON.stringify({ model: "x", max_tokens: 2, ...body }),
+      });
+      return {
+        status: r.status,
+        ...((await r.json()) as { error: { param: string; message: string } }).error,
+      };
+    };
+    expect(await refused("/v1/chat/completions", { messages, n: 0 })).toMatchObject({
+      status: 400,
+      param: "n",
+    });
+    expect(await refused("/v1/chat/completions", { messages, n: 65 })).toMatchObject({
+      status: 400,
+      param: "n",
+    });
+    // More choices than the server runs and queues at once (16 + 0 here) could never be admitted.
+    expect(await refused("/v1/chat/completions", { messages, n: 17 })).toMatchObject({
+      status: 400,
+      param: "n",
+    });
+    expect(await refused("/v1/completions", { prompt: Array(33).fill("a"), n: 2 })).toMatchObject({
+      status: 400,
+      param: "n",
+    });
+    expect(await refused("/v1/chat/completions", { messages, n: 2, seed: 2 ** 53 })).toMatchObject({
+      status: 400,
+      param: "seed",
+    });
+    const badId = await refused("/v1/completions", {
+      prompt: [
+        [1, 2],
+        [3, 10 ** 7],
+      ],
+    });
+    expect(badId).toMatchObject({ status: 400, param: "prompt[1][1]" });
+
+    // Aborting a stream of three choices cancels all three: every page is free again (or cached).
+    const total = await metric(server.url, "hearth_kv_pages_total");
+    const tokensBefore = await metric(server.url, "hearth_completion_tokens_total");
+    const aborted = await client.chat.completions.create({
+      ...sampled,
+      max_tokens: 300,
+      n: 3,
+      stream: true,
+      // ignore_eos (hearth's): all three would run their 300 tokens if not cancelled
+      ...{ ignore_eos: true },
+    });
+    let seen = 0;
+    for await (const _ of aborted) if (++seen === 6) break;
+    aborted.controller.abort();
+    let free = 0;
+    let cached = 0;
+    for (let i = 0; i < 100; i++) {
+      free = await metric(server.url, "hearth_kv_pages_free");
+      cached = await metric(server.url, "hearth_prefix_cache_hot_pages");
+      if (free + cached === total) break;
+      await Bun.sleep(100);
+    }
+    expect(free + cached).toBe(total);
+    await Bun.sleep(500);
+    expect(await metric(server.url, "hearth_completion_tokens_total")).toBeLessThan(tokensBefore + 300);
+  }, 120_000);
+
   test("logit_bias steers greedy decoding: -100 bans the greedy token", async () => {
     const ask = (logit_bias?: Record<string, number>) =>
       client.completions.create({

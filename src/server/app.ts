@@ -61,6 +61,9 @@ export const DEFAULT_MAX_BODY_BYTES = 1 << 20;
 /** Longest error message a response carries. */
 const MAX_ERROR_CHARS = 1000;
 
+/** Most choices one request may ask for (prompts x n). */
+export const MAX_CHOICES = 64;
+
 /** Tokens a /v1/completions request gets when it names no limit (OpenAI's and vLLM's default). */
 export const DEFAULT_COMPLETION_TOKENS = 16;
 
@@ -139,7 +142,8 @@ const sampling = {
   stop: t.Optional(Stop),
   stream: t.Optional(t.Union([t.Boolean(), t.Null()])),
   stream_options: t.Optional(t.Union([t.Object({ include_usage: t.Optional(t.Boolean()) }), t.Null()])),
-  n: t.Optional(t.Union([Int({ minimum: 1, maximum: 1 }), t.Null()])),
+  // Choices per prompt: generated side by side in the batch (seeded: choice i samples with seed + i).
+  n: t.Optional(t.Union([Int({ minimum: 1, maximum: MAX_CHOICES }), t.Null()])),
   presence_penalty: t.Optional(t.Union([t.Number({ minimum: -2, maximum: 2 }), t.Null()])),
   frequency_penalty: t.Optional(t.Union([t.Number({ minimum: -2, maximum: 2 }), t.Null()])),
   user: t.Optional(t.String()),
@@ -176,10 +180,13 @@ export const CompletionBody = t.Object({
   max_tokens: t.Optional(t.Union([Int({ minimum: 0 }), t.Null()])),
   suffix: t.Optional(t.Any()),
   best_of: t.Optional(t.Any()),
+  // One prompt (text or token ids) or several (a list of texts or of token-id lists), each
+  // answered by n choices: choice i * n + j answers prompt i.
   prompt: t.Union([
     t.String(),
-    t.Array(t.String(), { minItems: 1, maxItems: 1 }),
+    t.Array(t.String(), { minItems: 1, maxItems: MAX_CHOICES }),
     t.Array(Int({ minimum: 0 }), { minItems: 1 }),
+    t.Array(t.Array(Int({ minimum: 0 }), { minItems: 1 }), { minItems: 1, maxItems: MAX_CHOICES }),
   ]),
 });
 
@@ -197,6 +204,7 @@ type SamplingBody = {
   ignore_eos?: boolean;
   speculative?: boolean;
   logit_bias?: Record<string, number> | null;
+  n?: number | null;
 } & Record<string, unknown>;
 
 /** True for a value that asks for nothing: absent, null, false, 0, "", [] or {}. */
@@ -422,7 +430,7 @@ export function createApp(opts: AppOptions) {
     body: SamplingBody,
     promptIds: number[],
     maxTokensField: number | null | undefined,
-    promptField: "messages" | "prompt",
+    promptField: string,
   ) {
     if (promptIds.length === 0) throw new RequestError("the prompt is empty", promptField);
     const room = contextTokens - promptIds.length;
@@ -612,43 +620,90 @@ export function createApp(opts: AppOptions) {
     return apiError(429, e.message, "rate_limit_error", null, { "retry-after": retryAfter });
   }
 
-  /** Runs one request on the engine and answers it as SSE or one JSON body. */
+  /**
+   * One choice of a response: its engine request and, on the legacy endpoint, the prompt it echoes
+   * and which of the request's prompts it answers (a request's prompts are counted once each in
+   * `usage`, however many choices each has).
+   */
+  type Choice = { req: Omit<EngineRequest, "id">; echo: Echo | null; prompt: number };
+
+  /**
+   * A request's choices: `n` per prompt, prompt by prompt. Seeded requests give choice j of a
+   * prompt the seed + j, so a seeded request is reproducible and its choices differ.
+   */
+  function choicesOf(
+    body: SamplingBody,
+    prompts: Array<{ req: Omit<EngineRequest, "id">; echo: Echo | null }>,
+  ): Choice[] {
+    const n = body.n ?? 1;
+    const total = prompts.length * n;
+    if (total > MAX_CHOICES)
+      throw new RequestError(
+        `${prompts.length} prompts x n ${n} is ${total} choices; the limit is ${MAX_CHOICES}`,
+        "n",
+      );
+    if (total > engine.capacity)
+      throw new RequestError(
+        `${total} choices is more than this server runs and queues at once (${engine.capacity})`,
+        n > 1 ? "n" : "prompt",
+      );
+    const seed = body.seed ?? null;
+    if (seed !== null && seed > MAX_SEED - (n - 1))
+      throw new RequestError(
+        `seed + n - 1 must be at most ${MAX_SEED} (choice j samples with seed + j)`,
+        "seed",
+      );
+    const out: Choice[] = [];
+    for (const [i, p] of prompts.entries())
+      for (let j = 0; j < n; j++)
+        out.push({
+          req:
+            seed === null || j === 0 ? p.req : { ...p.req, sampling: { ...p.req.sampling, seed: seed + j } },
+          echo: p.echo,
+          prompt: i,
+        });
+    return out;
+  }
+
+  /** Runs a request's choices on the engine together and answers them as SSE or one JSON body. */
   function respond(
     kind: Kind,
     body: SamplingBody,
-    req: Omit<EngineRequest, "id">,
+    choices: Choice[],
     request: Request,
-    echo: Echo | null = null,
   ): Response | Promise<Response> {
     const endpoint = kind === "chat" ? "chat_completions" : "completions";
     if (!engine.available) {
       metrics.countRequest(endpoint, "unavailable");
       return apiError(503, "the engine is not running", "server_error", null, { "retry-after": retryAfter });
     }
-    if (engine.inFlight >= engine.capacity) {
+    if (engine.inFlight + choices.length > engine.capacity) {
       metrics.countRequest(endpoint, "queue_full");
+      const need =
+        choices.length === 1 ? "" : ` (this request needs ${choices.length} slots, one per choice)`;
       return apiError(
         429,
-        `the server is busy: ${engine.inFlight} requests in flight (limit ${engine.capacity}); retry later`,
+        `the server is busy: ${engine.inFlight} requests in flight (limit ${engine.capacity})${need}; retry later`,
         "rate_limit_error",
         null,
         { "retry-after": retryAfter },
       );
     }
     const started = performance.now();
+    const withLogprobs = (choices[0] as Choice).req.logprobs != null;
     // Only the legacy logprobs carry key-ordered objects; everything else takes the plain path.
     const toJson: (v: unknown) => string =
-      kind === "completion" && req.logprobs != null ? orderedJson : (v) => JSON.stringify(v);
-    let lastToken = 0;
+      kind === "completion" && withLogprobs ? orderedJson : (v) => JSON.stringify(v);
     const id = `${kind === "chat" ? "chatcmpl" : "cmpl"}-${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`;
     const created = Math.floor(Date.now() / 1000);
     const object = kind === "chat" ? "chat.completion" : "text_completion";
-    const observe = (ev: EngineEvent) => {
-      if (ev.type === "text" || (ev.type === "done" && ev.completionTokens > 0 && lastToken === 0)) {
+    const lastToken = choices.map(() => 0);
+    const observe = (i: number, ev: EngineEvent) => {
+      if (ev.type === "text" || (ev.type === "done" && ev.completionTokens > 0 && lastToken[i] === 0)) {
         const now = performance.now();
-        if (lastToken === 0) metrics.ttft.observe((now - started) / 1000);
-        else metrics.itl.observe((now - lastToken) / 1000);
-        lastToken = now;
+        if (lastToken[i] === 0) metrics.ttft.observe((now - started) / 1000);
+        else metrics.itl.observe((now - (lastToken[i] as number)) / 1000);
+        lastToken[i] = now;
         // Tokens that came in the same step (accepted speculative drafts) arrive together.
         for (let k = 1; k < (ev.type === "text" ? ev.tokens : 1); k++) metrics.itl.observe(0);
       }
@@ -659,129 +714,181 @@ export function createApp(opts: AppOptions) {
         metrics.completionTokens += ev.completionTokens;
       } else if (ev.type === "error") metrics.countRequest(endpoint, "error");
     };
-    // OpenAI's shape: prompt tokens whose KV came from the prefix cache are `cached_tokens`.
-    const usageOf = (ev: { promptTokens: number; cachedTokens: number; completionTokens: number }) => ({
-      prompt_tokens: ev.promptTokens,
-      completion_tokens: ev.completionTokens,
-      total_tokens: ev.promptTokens + ev.completionTokens,
-      prompt_tokens_details: { cached_tokens: ev.cachedTokens },
-    });
+    // OpenAI's shape: each prompt counted once (its first choice's figures), every choice's
+    // tokens; prompt tokens whose KV came from the prefix cache are `cached_tokens`.
+    type Done = Extract<EngineEvent, { type: "done" }>;
+    const usageOf = (done: Done[]) => {
+      let prompt = 0;
+      let cached = 0;
+      let completion = 0;
+      const counted = new Set<number>();
+      for (const [i, ev] of done.entries()) {
+        completion += ev.completionTokens;
+        const p = (choices[i] as Choice).prompt;
+        if (counted.has(p)) continue;
+        counted.add(p);
+        prompt += ev.promptTokens;
+        cached += ev.cachedTokens;
+      }
+      return {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: prompt + completion,
+        prompt_tokens_details: { cached_tokens: cached },
+      };
+    };
+    const reqIds = choices.map(() => "");
+    /** Submits every choice; if the engine refuses one, the ones already submitted are cancelled. */
+    const submitAll = (listen: (i: number, ev: EngineEvent) => void): void => {
+      try {
+        for (const [i, c] of choices.entries()) reqIds[i] = engine.submit(c.req, (ev) => listen(i, ev));
+      } catch (err) {
+        for (const r of reqIds) if (r !== "") engine.cancel(r);
+        throw err;
+      }
+    };
+    const cancelAll = (except = -1) => {
+      for (const [i, r] of reqIds.entries()) if (i !== except && r !== "") engine.cancel(r);
+    };
 
     if (!body.stream) {
       return new Promise<Response>((resolve) => {
-        let text = "";
-        let reqId = "";
-        const scores = scoredTokens(echo);
-        const onAbort = () => engine.cancel(reqId);
+        const texts = choices.map(() => "");
+        const scores = choices.map((c) => scoredTokens(c.echo));
+        const done: Array<Done | null> = choices.map(() => null);
+        let answered = false;
+        const onAbort = () => cancelAll();
+        const answer = (res: Response) => {
+          answered = true;
+          request.signal.removeEventListener("abort", onAbort);
+          resolve(res);
+        };
         try {
-          reqId = engine.submit(req, (ev) => {
-            observe(ev);
-            scores.record(ev);
-            if (ev.type === "text") text += ev.text;
+          submitAll((i, ev) => {
+            observe(i, ev);
+            if (answered) return;
+            (scores[i] as ReturnType<typeof scoredTokens>).record(ev);
+            if (ev.type === "text") texts[i] += ev.text;
             else if (ev.type === "error") {
-              request.signal.removeEventListener("abort", onAbort);
-              resolve(
+              cancelAll(i);
+              answer(
                 apiError(ev.message.startsWith("queue_full") ? 429 : 500, ev.message, "server_error", null, {
                   "retry-after": retryAfter,
                 }),
               );
             } else {
-              request.signal.removeEventListener("abort", onAbort);
-              text = (echo?.text ?? "") + text + ev.text;
-              const fr = finishReason(ev.finish);
-              scores.keep(text.length);
-              const logprobs = req.logprobs == null ? null : logprobsShape(kind, scores.take());
-              const choice =
-                kind === "chat"
-                  ? {
-                      index: 0,
-                      message: { role: "assistant", content: text },
-                      logprobs,
-                      finish_reason: fr,
-                    }
-                  : { index: 0, text, logprobs, finish_reason: fr };
-              const answer = { id, object, created, model: modelId, choices: [choice], usage: usageOf(ev) };
-              resolve(new Response(toJson(answer), { headers: { "content-type": "application/json" } }));
+              texts[i] = ((choices[i] as Choice).echo?.text ?? "") + texts[i] + ev.text;
+              done[i] = ev;
+              if (done.some((d) => d === null)) return;
+              const out = choices.map((c, k) => {
+                const text = texts[k] as string;
+                const fr = finishReason((done[k] as Done).finish);
+                const sc = scores[k] as ReturnType<typeof scoredTokens>;
+                sc.keep(text.length);
+                const logprobs = c.req.logprobs == null ? null : logprobsShape(kind, sc.take());
+                return kind === "chat"
+                  ? { index: k, message: { role: "assistant", content: text }, logprobs, finish_reason: fr }
+                  : { index: k, text, logprobs, finish_reason: fr };
+              });
+              const whole = {
+                id,
+                object,
+                created,
+                model: modelId,
+                choices: out,
+                usage: usageOf(done as Done[]),
+              };
+              answer(new Response(toJson(whole), { headers: { "content-type": "application/json" } }));
             }
           });
         } catch (err) {
-          resolve(submitError(err));
+          answer(submitError(err));
           return;
         }
-        request.signal.addEventListener("abort", onAbort, { once: true });
+        if (!answered) request.signal.addEventListener("abort", onAbort, { once: true });
       });
     }
 
     const includeUsage = body.stream_options?.include_usage === true;
     const enc = new TextEncoder();
     const chunkObject = kind === "chat" ? "chat.completion.chunk" : "text_completion";
-    const chunk = (choices: unknown[], usage?: unknown) =>
+    const chunk = (parts: unknown[], usage?: unknown) =>
       enc.encode(
-        `data: ${toJson({ id, object: chunkObject, created, model: modelId, choices, ...(usage === undefined ? {} : { usage }), ...(includeUsage && usage === undefined ? { usage: null } : {}) })}\n\n`,
+        `data: ${toJson({ id, object: chunkObject, created, model: modelId, choices: parts, ...(usage === undefined ? {} : { usage }), ...(includeUsage && usage === undefined ? { usage: null } : {}) })}\n\n`,
       );
-    // Tokens whose text is held back (a possible stop string, a partial character) keep their
-    // logprobs here until a chunk carries text, or the finish chunk.
-    const pending = scoredTokens(echo);
-    let sentChars = 0;
-    const takeLogprobs = () => {
-      const lps = pending.take();
-      return req.logprobs == null || lps.length === 0 ? null : logprobsShape(kind, lps);
-    };
-    const delta = (piece: string, fr: string | null, first: boolean) => {
+    // Per choice: tokens whose text is held back (a possible stop string, a partial character)
+    // keep their logprobs until a chunk carries text, or the finish chunk.
+    const state = choices.map((c) => ({
+      pending: scoredTokens(c.echo),
+      sentChars: 0,
+      first: true,
+      done: null as Done | null,
+    }));
+    const delta = (i: number, piece: string, fr: string | null) => {
+      const st = state[i] as (typeof state)[number];
+      const echo = (choices[i] as Choice).echo;
+      const first = st.first;
+      st.first = false;
       const text = first && echo ? echo.text + piece : piece;
-      sentChars += text.length;
-      const logprobs = takeLogprobs();
+      st.sentChars += text.length;
+      const lps = st.pending.take();
+      const logprobs = !withLogprobs || lps.length === 0 ? null : logprobsShape(kind, lps);
       return kind === "chat"
         ? {
-            index: 0,
+            index: i,
             delta: first ? { role: "assistant", content: text } : fr === null ? { content: text } : {},
             logprobs,
             finish_reason: fr,
           }
-        : { index: 0, text, logprobs, finish_reason: fr };
+        : { index: i, text, logprobs, finish_reason: fr };
     };
-    let reqId = "";
     let finished = false;
     const stream = new ReadableStream<Uint8Array>({
       start(controller) {
-        let first = true;
         const onAbort = () => {
-          if (!finished) engine.cancel(reqId);
+          if (!finished) cancelAll();
         };
         try {
-          reqId = engine.submit(req, (ev) => {
-            observe(ev);
+          submitAll((i, ev) => {
+            observe(i, ev);
             if (finished) return;
-            pending.record(ev);
+            const st = state[i] as (typeof state)[number];
+            st.pending.record(ev);
             try {
               if (ev.type === "text") {
-                if (ev.text === "" && !first) return;
-                controller.enqueue(chunk([delta(ev.text, null, first)]));
-                first = false;
+                if (ev.text === "" && !st.first) return;
+                controller.enqueue(chunk([delta(i, ev.text, null)]));
               } else if (ev.type === "error") {
                 finished = true;
+                cancelAll(i);
                 controller.enqueue(
                   enc.encode(
                     `data: ${JSON.stringify({ error: { message: ev.message, type: "server_error" } })}\n\n`,
                   ),
                 );
                 controller.close();
-              } else {
+              } else if (ev.finish === "abort") {
+                // Cancelled (the client went away): nothing more is sent for any choice.
                 finished = true;
+                cancelAll(i);
+                controller.close();
+              } else {
+                st.done = ev;
                 // Tokens whose text a stop string cut away are not listed.
-                pending.keep(sentChars + (first && echo ? echo.text.length : 0) + ev.text.length);
-                if (ev.text !== "" || first) controller.enqueue(chunk([delta(ev.text, null, first)]));
-                if (ev.finish !== "abort") {
-                  controller.enqueue(chunk([delta("", finishReason(ev.finish), false)]));
-                  if (includeUsage) controller.enqueue(chunk([], usageOf(ev)));
-                  controller.enqueue(enc.encode("data: [DONE]\n\n"));
-                }
+                const echo = (choices[i] as Choice).echo;
+                st.pending.keep(st.sentChars + (st.first && echo ? echo.text.length : 0) + ev.text.length);
+                if (ev.text !== "" || st.first) controller.enqueue(chunk([delta(i, ev.text, null)]));
+                controller.enqueue(chunk([delta(i, "", finishReason(ev.finish))]));
+                if (state.some((x) => x.done === null)) return;
+                finished = true;
+                if (includeUsage) controller.enqueue(chunk([], usageOf(state.map((x) => x.done as Done))));
+                controller.enqueue(enc.encode("data: [DONE]\n\n"));
                 controller.close();
               }
             } catch {
               // The client went away while we wrote: stop generating for it.
               finished = true;
-              engine.cancel(reqId);
+              cancelAll();
             }
           });
         } catch (err) {
@@ -799,7 +906,7 @@ export function createApp(opts: AppOptions) {
       cancel() {
         if (!finished) {
           finished = true;
-          engine.cancel(reqId);
+          cancelAll();
         }
       },
     });
@@ -983,7 +1090,8 @@ export function createApp(opts: AppOptions) {
           }
           const max = completionLimit(body, null);
           const logprobs = body.logprobs === true ? (body.top_logprobs ?? 0) : null;
-          return respond("chat", body, { ...engineRequest(body, ids, max, "messages"), logprobs }, request);
+          const req = { ...engineRequest(body, ids, max, "messages"), logprobs };
+          return respond("chat", body, choicesOf(body, [{ req, echo: null }]), request);
         },
         { body: ChatCompletionBody },
       )
@@ -992,42 +1100,41 @@ export function createApp(opts: AppOptions) {
         ({ body, request }) => {
           const refused = unsupported("completion", body);
           if (refused !== null) throw refused;
-          const p = body.prompt;
-          let ids: number[];
-          if (typeof p === "string") ids = tokenizer.encode(p);
-          else if (typeof p[0] === "string") ids = tokenizer.encode(p[0]);
-          else {
-            ids = p as number[];
-            const bad = ids.findIndex((x) => x >= tokenizer.vocabSize);
-            if (bad >= 0)
-              throw new RequestError(
-                `prompt[${bad}] is not a token id below ${tokenizer.vocabSize}`,
-                `prompt[${bad}]`,
-              );
-          }
           const max = completionLimit(body, DEFAULT_COMPLETION_TOKENS);
-          const echoed =
-            typeof p === "string"
-              ? p
-              : typeof p[0] === "string"
-                ? p[0]
-                : tokenizer.decode(ids, { special: true });
-          const echo = body.echo === true ? { text: echoed, ids } : null;
-          if (max === 0 && echo === null)
-            throw new RequestError(
-              "max_tokens: 0 generates nothing; it is for scoring a prompt with echo",
-              "max_tokens",
-            );
           const logprobs = body.logprobs ?? null;
-          // The engine scores the prompt for echoed logprobs, and for max_tokens 0 (its one job).
-          const promptLogprobs = echo !== null && (logprobs !== null || max === 0);
-          return respond(
-            "completion",
-            body,
-            { ...engineRequest(body, ids, max, "prompt"), logprobs, promptLogprobs },
-            request,
-            echo,
-          );
+          const p = body.prompt;
+          const prompts: Array<string | number[]> =
+            typeof p === "string"
+              ? [p]
+              : typeof p[0] === "number"
+                ? [p as number[]]
+                : (p as Array<string | number[]>);
+          const several = prompts.length > 1;
+          const perPrompt = prompts.map((one, i) => {
+            const field = several ? `prompt[${i}]` : "prompt";
+            let ids: number[];
+            if (typeof one === "string") ids = tokenizer.encode(one);
+            else {
+              ids = one;
+              const bad = ids.findIndex((x) => x >= tokenizer.vocabSize);
+              if (bad >= 0)
+                throw new RequestError(
+                  `${field}[${bad}] is not a token id below ${tokenizer.vocabSize}`,
+                  `${field}[${bad}]`,
+                );
+            }
+            const echoed = typeof one === "string" ? one : tokenizer.decode(ids, { special: true });
+            const echo = body.echo === true ? { text: echoed, ids } : null;
+            if (max === 0 && echo === null)
+              throw new RequestError(
+                "max_tokens: 0 generates nothing; it is for scoring a prompt with echo",
+                "max_tokens",
+              );
+            // The engine scores the prompt for echoed logprobs, and for max_tokens 0 (its one job).
+            const promptLogprobs = echo !== null && (logprobs !== null || max === 0);
+            return { req: { ...engineRequest(body, ids, max, field), logprobs, promptLogprobs }, echo };
+          });
+          return respond("completion", body, choicesOf(body, perPrompt), request);
         },
         { body: CompletionBody },
       )

@@ -467,6 +467,44 @@ describe("scheduler (real model)", () => {
     { timeout: 300_000 },
   );
 
+  test("a speculative sequence whose drafts were rejected still publishes its pages", async () => {
+    const path = await pullModel();
+    const tok = Tokenizer.fromGguf(new GgufMetadata(readGguf(path).metadata));
+    const model = openNativeModel(path, { threads: 2, kvPages: 64, maxBatchTokens: 64, maxSequences: 2 });
+    try {
+      model.kvTierOpen?.({ hotBudgetBytes: 48 * model.kvStats().pageSizeBytes });
+      const s = new Scheduler(
+        model,
+        tok,
+        { maxRunning: 2, maxQueued: 2, stepTokens: 64, contextTokens: 512, prefixCache: true },
+        createBatch(64),
+      );
+      const prompt = tok.encode("List the numbers: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1, 2, 3, 4, 5, 6, 7, 8,");
+      s.submit({
+        id: "spec",
+        promptIds: prompt,
+        sampling: { temperature: 0.9, seed: 3 },
+        maxTokens: 40,
+        stop: [],
+        ignoreEos: true,
+        logprobs: 0,
+        speculative: resolveSpeculative(true),
+      });
+      const ids: number[] = [];
+      for (let i = 0; i < 200 && !s.idle; i++)
+        for (const ev of s.step())
+          if (ev.type !== "error" && ev.logprobs) ids.push(...ev.logprobs.map((l) => l.id));
+      const st = s.stats();
+      expect(st.draftTokens - st.acceptedDraftTokens).toBeGreaterThan(0); // some drafts were dropped
+      s.submit({ id: "next", promptIds: [...prompt, ...ids], sampling: greedy, maxTokens: 1, stop: [] });
+      const next = run(s, 100).get("next")?.done as { cachedTokens: number };
+      // Its whole conversation so far comes from the cache (all but the token left to compute).
+      expect(next.cachedTokens).toBeGreaterThanOrEqual(prompt.length + ids.length - 16);
+    } finally {
+      model.close();
+    }
+  }, 120_000);
+
   test(
     "speculative vs plain over random request mixes: same text and finish for every request, no page leaked",
     async () => {

@@ -18,6 +18,7 @@
 const std = @import("std");
 const kv = @import("pages.zig");
 const tier = @import("tier.zig");
+const ops = @import("../ops.zig");
 const evict = @import("evict.zig");
 const c = std.c;
 const simd = @import("../simd.zig");
@@ -437,7 +438,9 @@ pub const PrefixCache = struct {
     pub fn makePrivate(self: *PrefixCache, seq: u32, keep: usize, drop: usize) bool {
         const cache = self.cache;
         if (drop == 0) return true;
-        self.shifted[seq] = true;
+        // Only rows after the dropped range move (and re-rope); dropping the tail (rejected
+        // speculative drafts) leaves every kept row as it was, so the sequence stays publishable.
+        if (keep + drop < cache.seqs[seq].len_tokens) self.shifted[seq] = true;
         const base = @as(usize, seq) * cache.pages_total;
         const new_len = cache.seqs[seq].len_tokens - drop;
         const first = keep / page_tokens;
@@ -674,6 +677,28 @@ test "a shift copies shared pages first, and a shifted sequence is not published
     try testing.expectEqual(@as(u16, 1), cache.refcount[cache.table(a)[1]]);
     try expectSeq(cache, a, &toks, 48);
     try testing.expectEqual(@as(usize, 0), pc.publish(a, &toks));
+}
+
+test "dropping a sequence's tail (rejected drafts) keeps it publishable" {
+    const cache = try testCache(16);
+    defer cache.deinit();
+    const pc = try PrefixCache.init(testing.allocator, cache, .{ .hot_budget_bytes = 1 << 20, .model_tag = 3 });
+    defer pc.deinit();
+    var toks: [40]u32 = undefined;
+    for (&toks, 0..) |*t, i| t.* = @intCast(i + 7);
+    const a = cache.seqCreate().?;
+    fillSeq(cache, a, &toks);
+    const rope = ops.Rope.init(.normal, 32, 10000, 1);
+    try testing.expect(pc.makePrivate(a, 35, 5));
+    cache.shift(a, 35, 5, &rope);
+    try expectSeq(cache, a, &toks, 35);
+    try testing.expectEqual(@as(usize, 3), pc.publish(a, toks[0..35]));
+    // A later prompt with the same 35 tokens reuses them.
+    const b = cache.seqCreate().?;
+    try testing.expectEqual(@as(usize, 35), pc.attach(b, &toks));
+    try expectSeq(cache, b, &toks, 35);
+    cache.seqFree(b);
+    cache.seqFree(a);
 }
 
 test "tiny hot budget spills to SSD; cold pages come back verified; a corrupt one is recomputed" {

@@ -74,7 +74,9 @@ export class ServerMetrics {
 
   render(g: EngineGauges): string {
     const out: string[] = [];
-    out.push("# HELP hearth_requests_total Finished requests by endpoint and outcome.");
+    out.push(
+      "# HELP hearth_requests_total Finished requests by endpoint and outcome (a request of n choices counts n).",
+    );
     out.push("# TYPE hearth_requests_total counter");
     for (const [k, v] of this.requests) out.push(`hearth_requests_total{${k}} ${v}`);
     const counter = (name: string, help: string, v: number) =>

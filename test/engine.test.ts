@@ -467,6 +467,64 @@ describe("scheduler (real model)", () => {
     { timeout: 300_000 },
   );
 
+  test("requests sharing a prompt sent at once compute it once: the others wait for its pages", async () => {
+    const path = await pullModel();
+    const tok = Tokenizer.fromGguf(new GgufMetadata(readGguf(path).metadata));
+    const prompt = tok.encode(
+      `${"You are a careful assistant who answers briefly. ".repeat(5)}Name a fruit.`,
+    );
+    const runThree = (prefixCache: boolean) => {
+      const model = openNativeModel(path, { threads: 2, kvPages: 96, maxBatchTokens: 256, maxSequences: 4 });
+      try {
+        if (prefixCache) model.kvTierOpen?.({ hotBudgetBytes: 48 * model.kvStats().pageSizeBytes });
+        const s = new Scheduler(
+          model,
+          tok,
+          { maxRunning: 4, maxQueued: 4, stepTokens: 256, contextTokens: 512, prefixCache },
+          createBatch(256),
+        );
+        for (let i = 0; i < 3; i++)
+          s.submit({
+            id: `c${i}`,
+            promptIds: prompt,
+            sampling: { temperature: 0.8, seed: 10 + i },
+            maxTokens: 12,
+            stop: [],
+            ignoreEos: true,
+          });
+        // A different prompt beside them is not held back.
+        s.submit({
+          id: "other",
+          promptIds: tok.encode("Hello there"),
+          sampling: greedy,
+          maxTokens: 12,
+          stop: [],
+        });
+        const out = run(s, 200);
+        // Once the prompt's pages are cached, two more such requests start together.
+        for (const id of ["d0", "d1"])
+          s.submit({ id, promptIds: prompt, sampling: greedy, maxTokens: 3, stop: [], ignoreEos: true });
+        s.step();
+        expect(s.stats().running).toBe(2);
+        run(s, 50);
+        return out;
+      } finally {
+        model.close();
+      }
+    };
+    const cold = runThree(false);
+    const shared = runThree(true);
+    for (const id of ["c0", "c1", "c2", "other"])
+      expect(shared.get(id)?.text).toBe(cold.get(id)?.text as string);
+    const cached = ["c0", "c1", "c2"].map(
+      (id) => (shared.get(id)?.done as { cachedTokens: number }).cachedTokens,
+    );
+    expect(prompt.length).toBeGreaterThan(48);
+    expect(cached[0]).toBe(0);
+    // The others reuse every full page of the prompt and compute only its last partial page.
+    for (const c of cached.slice(1)) expect(c).toBe(Math.floor((prompt.length - 1) / 16) * 16);
+  }, 120_000);
+
   test("a speculative sequence whose drafts were rejected still publishes its pages", async () => {
     const path = await pullModel();
     const tok = Tokenizer.fromGguf(new GgufMetadata(readGguf(path).metadata));

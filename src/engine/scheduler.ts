@@ -156,6 +156,8 @@ interface Sequence {
   promptRows: { row: number; pos: number; count: number } | null;
   /** Whether `promptLogprobs` went out in an event. */
   promptLogprobsSent: boolean;
+  /** Whether the prompt's pages went to the prefix cache when its prefill ended. */
+  promptPublished: boolean;
 }
 
 /** Most finished conversations remembered for idle spilling (older ones age out of the hot tier on their own). */
@@ -272,6 +274,7 @@ export class Scheduler {
       promptLogprobs: req.promptLogprobs ? [] : null,
       promptRows: null,
       promptLogprobsSent: false,
+      promptPublished: false,
     });
   }
 
@@ -399,7 +402,52 @@ export class Scheduler {
         });
       }
     }
+    this.publishPrompts();
     return events;
+  }
+
+  /**
+   * Offers the pages of prompts whose prefill just ended to the prefix cache, so a request that
+   * starts the same way (another of the same request's n choices, the same system prompt sent at
+   * once) reuses them instead of computing them again; admit() holds such a request back until
+   * then. The sequence goes on appending after its published pages, which it never rewrites
+   * (nor do rejected drafts: they only drop rows after the prompt).
+   */
+  private publishPrompts(): void {
+    if (this.tiers === null) return;
+    for (const s of this.running) {
+      if (s.promptPublished || s.promptLogprobs !== null || s.computed < s.req.promptIds.length) continue;
+      s.promptPublished = true;
+      // Whole pages only: the last partial page is still being appended to, and its entry would
+      // be superseded by the one published at the end (two entries, one page).
+      const whole = Math.floor(s.computed / PAGE_TOKENS) * PAGE_TOKENS;
+      if (whole === 0) continue;
+      try {
+        this.tiers.seqPublish(s.seqId, s.tokens.slice(0, whole));
+      } catch {
+        // Not publishing loses only reuse, never correctness.
+      }
+    }
+  }
+
+  /**
+   * A running sequence whose prompt is still being computed and shares with `s`'s tokens at least
+   * a whole page more than it found in the prefix cache itself (so those pages are not in the
+   * cache yet): `s` waits for it rather than computing the same KV. Pages that sequence reused are
+   * in the cache already, so requests that share only those (a chat template's system prompt)
+   * are not held back.
+   */
+  private sharesPendingPrompt(s: Sequence): boolean {
+    if (this.tiers === null || s.promptLogprobs !== null) return false;
+    return this.running.some(
+      (r) =>
+        !r.promptPublished &&
+        r.promptLogprobs === null &&
+        // (s reuses at most all but its last token, in whole pages beyond what is cached)
+        Math.floor(Math.min(commonPrefix(r.req.promptIds, s.tokens), s.tokens.length - 1) / PAGE_TOKENS) *
+          PAGE_TOKENS >
+          r.cachedTokens,
+    );
   }
 
   /**
@@ -525,6 +573,7 @@ export class Scheduler {
       const need = this.pagesNeeded(s);
       // Always let one sequence run when nothing else does, so a large prompt cannot starve.
       if (need > free && this.running.length > 0) return;
+      if (this.sharesPendingPrompt(s)) return;
       this.waiting.shift();
       if (this.tiers !== null && s.promptLogprobs === null) {
         // Start from the longest cached prefix of everything this sequence holds (a preempted one

@@ -122,7 +122,11 @@ export interface NativeKvTiers {
    * tier it is a plain seqCreate with 0 reused.
    */
   seqCreateWithPrefix(tokens: ArrayLike<number>): { seqId: number; reusedTokens: number };
-  /** Registers the pages of a sequence whose KV holds exactly `tokens`; returns pages registered. */
+  /**
+   * Registers the pages of a sequence holding `tokens` (all its tokens, or its first ones: a
+   * prefix of whole pages avoids a second entry for a page it still appends to); returns pages
+   * registered.
+   */
   seqPublish(seqId: number, tokens: ArrayLike<number>): number;
   /**
    * Moves the hot pages of the cached chain of `tokens`, from token `fromTokens` on (rounded down

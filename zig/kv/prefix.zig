@@ -319,12 +319,13 @@ pub const PrefixCache = struct {
         return reused;
     }
 
-    /// Registers the pages of `seq` (whose KV holds exactly `tokens`) so later sequences can reuse them.
-    /// Returns the number of pages registered or refreshed; 0 for a shifted sequence.
+    /// Registers the pages of `seq` holding `tokens` (its first tokens.len tokens: all of them, or a
+    /// prefix) so later sequences can reuse them. Returns the number of pages registered or
+    /// refreshed; 0 for a shifted sequence.
     pub fn publish(self: *PrefixCache, seq: u32, tokens: []const u32) usize {
         const cache = self.cache;
         const s = cache.seqs[seq];
-        std.debug.assert(s.active and tokens.len == s.len_tokens);
+        std.debug.assert(s.active and tokens.len <= s.len_tokens);
         if (self.shifted[seq]) return 0;
         const table = cache.table(seq);
         var parent = self.model_tag;

@@ -895,6 +895,17 @@ describe("hearth serve (openai client, real model)", () => {
       ],
     });
     expect(badId).toMatchObject({ status: 400, param: "prompt[1][1]" });
+    // Which prompt of a list does not fit is named, also when max_tokens is what overflows.
+    const tooLong = await refused("/v1/completions", {
+      prompt: ["a", "word ".repeat(CTX - 4)],
+      max_tokens: 10,
+    });
+    expect(tooLong).toMatchObject({ status: 400, param: "max_tokens" });
+    expect(tooLong.message).toStartWith("prompt[1]: This model's maximum context length");
+    expect(await refused("/v1/completions", { prompt: [[1, 10 ** 7]] })).toMatchObject({
+      status: 400,
+      param: "prompt[0][1]",
+    });
 
     // Aborting a stream of three choices cancels all three: every page is free again (or cached).
     const total = await metric(server.url, "hearth_kv_pages_total");

@@ -438,7 +438,7 @@ export function createApp(opts: AppOptions) {
     // Room for one token at least, except for scoring a prompt (max_tokens 0).
     if (room < (requested === 0 ? 0 : 1) || (requested !== null && requested > room)) {
       throw new RequestError(
-        `This model's maximum context length is ${contextTokens} tokens. However, you requested ${promptIds.length + (requested ?? 1)} tokens (${promptIds.length} in the prompt, ${requested ?? 1} for the completion). Please reduce the prompt or max_tokens.`,
+        `${promptField.includes("[") ? `${promptField}: ` : ""}This model's maximum context length is ${contextTokens} tokens. However, you requested ${promptIds.length + (requested ?? 1)} tokens (${promptIds.length} in the prompt, ${requested ?? 1} for the completion). Please reduce the prompt or max_tokens.`,
         requested !== null && room > 0 ? "max_tokens" : promptField,
       );
     }
@@ -1109,9 +1109,10 @@ export function createApp(opts: AppOptions) {
               : typeof p[0] === "number"
                 ? [p as number[]]
                 : (p as Array<string | number[]>);
-          const several = prompts.length > 1;
+          // A list of prompts names its items in errors (prompt[0][1]), even a list of one.
+          const listed = typeof p !== "string" && typeof p[0] !== "number";
           const perPrompt = prompts.map((one, i) => {
-            const field = several ? `prompt[${i}]` : "prompt";
+            const field = listed ? `prompt[${i}]` : "prompt";
             let ids: number[];
             if (typeof one === "string") ids = tokenizer.encode(one);
             else {

@@ -75,7 +75,7 @@ export class ServerMetrics {
   render(g: EngineGauges): string {
     const out: string[] = [];
     out.push(
-      "# HELP hearth_requests_total Finished requests by endpoint and outcome (a request of n choices counts n).",
+      "# HELP hearth_requests_total Requests by endpoint and outcome: each finished choice by its finish (a request of n choices counts n), each refused request (queue_full, unavailable) once.",
     );
     out.push("# TYPE hearth_requests_total counter");
     for (const [k, v] of this.requests) out.push(`hearth_requests_total{${k}} ${v}`);

@@ -516,9 +516,11 @@ describe("scheduler (real model)", () => {
     const shared = runThree(true);
     for (const id of ["c0", "c1", "c2", "other"])
       expect(shared.get(id)?.text).toBe(cold.get(id)?.text as string);
-    const cached = ["c0", "c1", "c2"].map(
-      (id) => (shared.get(id)?.done as { cachedTokens: number }).cachedTokens,
-    );
+    const cached = ["c0", "c1", "c2"].map((id) => {
+      const done = shared.get(id)?.done;
+      if (done?.type !== "done") throw new Error(`${id} did not finish`);
+      return done.cachedTokens;
+    });
     expect(prompt.length).toBeGreaterThan(48);
     expect(cached[0]).toBe(0);
     // The others reuse every full page of the prompt and compute only its last partial page.
@@ -555,7 +557,8 @@ describe("scheduler (real model)", () => {
       const st = s.stats();
       expect(st.draftTokens - st.acceptedDraftTokens).toBeGreaterThan(0); // some drafts were dropped
       s.submit({ id: "next", promptIds: [...prompt, ...ids], sampling: greedy, maxTokens: 1, stop: [] });
-      const next = run(s, 100).get("next")?.done as { cachedTokens: number };
+      const next = run(s, 100).get("next")?.done;
+      if (next?.type !== "done") throw new Error("the follow-up did not finish");
       // Its whole conversation so far comes from the cache (all but the token left to compute).
       expect(next.cachedTokens).toBeGreaterThanOrEqual(prompt.length + ids.length - 16);
     } finally {

@@ -4,6 +4,7 @@
 
 import { GgufMetadata, readGguf } from "../src/gguf/index.ts";
 import { pullModel } from "../src/gguf/pull.ts";
+import { loadLibrary } from "../src/native/lib.ts";
 import { Rng, Sampler, type SamplerOptions } from "../src/sampling/index.ts";
 import { Tokenizer } from "../src/tokenizer/index.ts";
 import { type BenchOptions, type Cell, runStandalone, type SuiteResult, stats } from "./lib.ts";
@@ -16,6 +17,9 @@ function timeMs(fn: () => void): number {
 
 export async function run(opts: BenchOptions): Promise<SuiteResult> {
   const reps = opts.quick ? 3 : 10;
+  // The sampler's native paths (argmax, exp weights) run when libhearth is loaded, as in the
+  // engine and the server; load it here so this suite measures the same alone or after others.
+  await loadLibrary();
   const md = new GgufMetadata(readGguf(await pullModel()).metadata);
   const corpus: string[] = await Bun.file(`${import.meta.dir}/../test/fixtures/tokenizer-corpus.json`).json();
   const text = corpus.join("\n");

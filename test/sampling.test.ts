@@ -360,6 +360,37 @@ describe("greedy argmax in libhearth (rows of 1024+ logits)", () => {
   });
 });
 
+describe("sampling weights in libhearth (rows of 1024+ candidates)", () => {
+  test("the whole-vocabulary and top-p distributions match a plain f64 softmax within 1e-6", async () => {
+    await loadLibrary();
+    const rng = new Rng(78);
+    const row = new Float32Array(5000);
+    for (let i = 0; i < row.length; i++) row[i] = (rng.nextFloat() - 0.5) * 30;
+    row[10] = Number.NEGATIVE_INFINITY; // banned: no weight
+    for (const temperature of [1, 0.7, 1.6]) {
+      const max = Math.max(...row);
+      const w = Array.from(row, (v) => Math.exp((v - max) / temperature));
+      const z = w.reduce((a, b) => a + b, 0);
+      const whole = new Sampler({ ...OFF, temperature, seed: 1 }).distribution(row);
+      expect(whole.ids.length).toBe(row.length - 1);
+      for (let k = 0; k < whole.ids.length; k++)
+        expect(Math.abs((whole.probs[k] as number) - (w[whole.ids[k] as number] as number) / z)).toBeLessThan(
+          1e-6,
+        );
+      // Top-p 0.9 over the vocabulary: the smallest best-first set with mass >= 0.9 (at T 1).
+      const nucleus = new Sampler({ ...OFF, topP: 0.9, temperature, seed: 1 }).distribution(row);
+      const p1 = Array.from(row, (v) => Math.exp(v - max));
+      const z1 = p1.reduce((a, b) => a + b, 0);
+      const order = Array.from(row.keys()).sort((a, b) => (row[b] as number) - (row[a] as number) || a - b);
+      let mass = 0;
+      let want = 0;
+      while (mass < 0.9 * z1) mass += p1[order[want++] as number] as number;
+      expect(nucleus.ids.length).toBe(want);
+      expect(new Set(nucleus.ids)).toEqual(new Set(order.slice(0, want)));
+    }
+  });
+});
+
 describe("Rng", () => {
   test("same seed, same stream; floats in [0, 1) with mean near 1/2", () => {
     const a = new Rng(99);

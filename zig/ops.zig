@@ -325,6 +325,43 @@ pub fn logSumExpScalar(x: []const f32) f64 {
     return m + @log(sum);
 }
 
+/// Sampling weights at temperature 1/inv_t relative to `max`: out[i] = exp((x[i] - max) * inv_t),
+/// exactly 1 where x[i] == max (so an infinite inv_t leaves the best at 1, not NaN) and 0 for
+/// -inf. Returns their sum in f64. `max` must be at least every x[i].
+pub fn expWeights(x: []const f32, max: f32, inv_t: f32, out: []f32) f64 {
+    std.debug.assert(out.len >= x.len);
+    const D = @Vector(vlen, f64);
+    const mv: V = @splat(max);
+    const tv: V = @splat(inv_t);
+    const zero: V = @splat(0);
+    var acc: D = @splat(0);
+    var i: usize = 0;
+    while (i + vlen <= x.len) : (i += vlen) {
+        const d = load(x, i) - mv;
+        const w = @select(f32, d == zero, @as(V, @splat(1)), expV(vlen, @select(f32, d == zero, zero, d * tv)));
+        store(out, i, w);
+        acc += @as(D, @floatCast(w));
+    }
+    var sum: f64 = @reduce(.Add, acc);
+    while (i < x.len) : (i += 1) {
+        const d = x[i] - max;
+        out[i] = if (d == 0) 1 else expScalar(d * inv_t);
+        sum += out[i];
+    }
+    return sum;
+}
+
+/// Scalar twin of expWeights (the same f32 argument, libm exp in f64, rounded to f32).
+pub fn expWeightsScalar(x: []const f32, max: f32, inv_t: f32, out: []f32) f64 {
+    var sum: f64 = 0;
+    for (x, 0..) |v, i| {
+        const d = v - max;
+        out[i] = if (d == 0) 1 else @floatCast(@exp(@as(f64, d * inv_t)));
+        sum += out[i];
+    }
+    return sum;
+}
+
 /// Writes the indices of the `out.len` largest values of `x` (at most x.len), largest first,
 /// lower index first on ties, and returns how many it wrote. NaN never counts as large. One
 /// vector pass: a vector whose lanes are all at or below the current k-th value is skipped.
@@ -541,5 +578,26 @@ test "logSumExp and topK match their scalar twins: ties, -inf, NaN, +inf, odd le
         const ng = topK(x, got_ids[0..k]);
         try std.testing.expectEqual(nw, ng);
         try std.testing.expectEqualSlices(u32, want_ids[0..nw], got_ids[0..ng]);
+    }
+}
+
+test "expWeights matches its scalar twin: max exactly 1, -inf 0, an infinite inverse temperature" {
+    var prng = std.Random.DefaultPrng.init(13);
+    const rng = prng.random();
+    var x: [333]f32 = undefined;
+    var got: [333]f32 = undefined;
+    var want: [333]f32 = undefined;
+    for ([_]f32{ 1, 1.0 / 0.7, 0.5, 50, std.math.inf(f32) }) |inv_t| {
+        randomFill(rng, &x, 20);
+        x[17] = -std.math.inf(f32);
+        x[40] = 25; // the maximum, twice
+        x[300] = 25;
+        const sg = expWeights(&x, 25, inv_t, &got);
+        const sw = expWeightsScalar(&x, 25, inv_t, &want);
+        try std.testing.expectEqual(@as(f32, 1), got[40]);
+        try std.testing.expectEqual(@as(f32, 1), got[300]);
+        try std.testing.expectEqual(@as(f32, 0), got[17]);
+        try expectClose(&want, &got, 3e-7, 1e-30);
+        try std.testing.expectApproxEqRel(sw, sg, 1e-6);
     }
 }

@@ -17,7 +17,7 @@ const kv_prefix = @import("kv/prefix.zig");
 const kv_evict = @import("kv/evict.zig");
 
 /// Bumped whenever an export's signature or meaning changes; checked by src/native at load.
-pub const abi_version: u32 = 4;
+pub const abi_version: u32 = 5;
 
 export fn hearth_abi_version() u32 {
     return abi_version;
@@ -347,6 +347,22 @@ export fn hearth_logprobs(x: ?[*]const f32, n: usize, top: u32, out_ids: ?[*]u32
     const ids: []u32 = if (top == 0) &.{} else (out_ids orelse return status.fail(.null_pointer, "out_ids is null", .{}))[0..top];
     lse.* = ops.logSumExp(p[0..n]);
     count.* = @intCast(ops.topK(p[0..n], ids));
+    return 0;
+}
+
+/// Sampling weights of a logits row at temperature 1 / inv_t (ops.expWeights): out[i] =
+/// exp((x[i] - max) * inv_t), their f64 sum in out_sum. `max` must be the row's maximum.
+export fn hearth_exp_weights(x: ?[*]const f32, n: usize, max: f32, inv_t: f32, out: ?[*]f32, out_sum: ?*f64) i32 {
+    const sum = out_sum orelse return status.fail(.null_pointer, "out_sum is null", .{});
+    if (n == 0) {
+        sum.* = 0;
+        return 0;
+    }
+    const p = x orelse return status.fail(.null_pointer, "logits are null", .{});
+    const o = out orelse return status.fail(.null_pointer, "out is null", .{});
+    if (!aligned(f32, p) or !aligned(f32, o)) return status.fail(.invalid_argument, "logits or out are not 4-byte aligned", .{});
+    if (!(inv_t > 0)) return status.fail(.invalid_argument, "inv_t must be positive, got {d}", .{inv_t});
+    sum.* = ops.expWeights(p[0..n], max, inv_t, o[0..n]);
     return 0;
 }
 

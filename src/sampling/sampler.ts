@@ -157,6 +157,9 @@ export class Sampler {
     const invT = 1 / this.temperature;
     let max = Number.NEGATIVE_INFINITY;
     for (let i = 0; i < count; i++) if ((candLogits[i] as number) > max) max = candLogits[i] as number;
+    // Many candidates (no top-k: the whole vocabulary at T 1): the exps in SIMD, ~25x faster.
+    const native = nativeExpWeights(candLogits, count, max, invT, probs);
+    if (native !== null) return native;
     let sum = 0;
     for (let i = 0; i < count; i++) {
       // The best candidates weigh 1 exactly: a temperature so small that 1/T is infinite would
@@ -283,12 +286,16 @@ export class Sampler {
     const scale = buckets / NUCLEUS_LOGIT_RANGE;
     const floor = max - NUCLEUS_LOGIT_RANGE;
     bucketMass.fill(0);
-    let z = 0;
+    const native = nativeExpWeights(logits, n, max, 1, probs);
+    let z = native ?? 0;
     for (let i = 0; i < n; i++) {
       const v = logits[i] as number;
-      const w = Math.exp(v - max);
-      probs[i] = w;
-      z += w;
+      let w: number;
+      if (native === null) {
+        w = Math.exp(v - max);
+        probs[i] = w;
+        z += w;
+      } else w = probs[i] as number;
       const b = v <= floor ? 0 : Math.min(buckets - 1, Math.floor((v - floor) * scale));
       bucketOf[i] = b;
       bucketMass[b] = (bucketMass[b] as number) + w;
@@ -365,6 +372,26 @@ export class Sampler {
     this.counts = new Int32Array(n);
     this.bucketOf = new Uint16Array(n);
   }
+}
+
+const expSum = new Float64Array(1);
+
+/**
+ * probs[i] = exp((x[i] - max) * invT) for i < count in SIMD, returning their sum; null when
+ * libhearth is not loaded or the row is short (the JS loop is as fast there).
+ */
+function nativeExpWeights(
+  x: Float32Array,
+  count: number,
+  max: number,
+  invT: number,
+  probs: Float32Array,
+): number | null {
+  const lib = count >= NATIVE_ARGMAX_MIN ? loadedLibrary() : null;
+  if (lib === null || !(invT > 0) || !Number.isFinite(max)) return null;
+  const rc = lib.hearth_exp_weights(x, count, max, Math.min(invT, 3.4e38), probs, expSum);
+  if (rc !== 0) return null;
+  return expSum[0] as number;
 }
 
 /** Rows at least this long take the native vector argmax when libhearth is loaded. */

@@ -391,6 +391,38 @@ describe("sampling weights in libhearth (rows of 1024+ candidates)", () => {
   });
 });
 
+describe("whole-row sampling in libhearth (no top-k, top-p or min-p)", () => {
+  test("draws the same tokens as the candidate path for the same seeds (bias, bans, penalties)", async () => {
+    await loadLibrary();
+    const rng = new Rng(79);
+    const row = new Float32Array(4096);
+    for (const temperature of [1, 0.8, 1.7]) {
+      // min-p 1e-30 keeps every token of these rows but takes the candidate path.
+      const whole = new Sampler({
+        ...OFF,
+        temperature,
+        seed: 42,
+        logitBias: { 7: 5, 8: Number.NEGATIVE_INFINITY },
+      });
+      const candidates = new Sampler({
+        ...OFF,
+        minP: 1e-30,
+        temperature,
+        seed: 42,
+        logitBias: { 7: 5, 8: Number.NEGATIVE_INFINITY },
+      });
+      const penalised = new Sampler({ ...OFF, temperature, seed: 5, presencePenalty: 0.5 });
+      const penalisedRef = new Sampler({ ...OFF, minP: 1e-30, temperature, seed: 5, presencePenalty: 0.5 });
+      for (let round = 0; round < 200; round++) {
+        for (let i = 0; i < row.length; i++) row[i] = (rng.nextFloat() - 0.5) * 12;
+        row[round % row.length] = Number.NEGATIVE_INFINITY;
+        expect(whole.sample(row)).toBe(candidates.sample(row));
+        expect(penalised.sample(row, [1, 2, 3, round])).toBe(penalisedRef.sample(row, [1, 2, 3, round]));
+      }
+    }
+  });
+});
+
 describe("Rng", () => {
   test("same seed, same stream; floats in [0, 1) with mean near 1/2", () => {
     const a = new Rng(99);

@@ -88,6 +88,8 @@ export class Sampler {
   private candIds = new Int32Array(0);
   private candLogits = new Float32Array(0);
   private probs = new Float32Array(0);
+  /** The row maximum filter() found, for sampleWholeRow. */
+  private rowMax = 0;
   private counts = new Int32Array(0);
   private bucketOf = new Uint16Array(0);
   private touched = new Int32Array(0);
@@ -133,7 +135,8 @@ export class Sampler {
 
   /** Picks the next token from one row of logits; `history` is the tokens so far (prompt + output). */
   sample(logits: Float32Array, history: ArrayLike<number> = []): number {
-    const count = this.filter(logits, history);
+    const count = this.filter(logits, history, true);
+    if (count === WHOLE_ROW) return this.sampleWholeRow();
     if (count === 1) return this.candIds[0] as number;
     const { probs } = this;
     const sum = this.weigh(count);
@@ -146,6 +149,27 @@ export class Sampler {
     // Rounding can leave target == sum; the last candidate with weight is the answer then.
     for (let i = count - 1; i >= 0; i--) if ((probs[i] as number) > 0) return this.candIds[i] as number;
     return this.candIds[0] as number;
+  }
+
+  /**
+   * `sample` when nothing truncates the distribution (no top-k, top-p or min-p; OpenAI's defaults)
+   * and libhearth is loaded: the weights of the whole row (`logits`, bias and penalties applied)
+   * in SIMD and the draw scanned in token order, without copying candidates. The same tokens in
+   * the same order with the same weights as the candidate path (a banned token weighs 0), so the
+   * same choice for the same draw.
+   */
+  private sampleWholeRow(): number {
+    const n = this.vocabSize;
+    const { logits, probs } = this;
+    const sum = nativeExpWeights(logits, n, this.rowMax, 1 / this.temperature, probs) as number;
+    const target = this.rng.nextFloat() * sum;
+    let acc = 0;
+    for (let i = 0; i < n; i++) {
+      acc += probs[i] as number;
+      if (target < acc) return i;
+    }
+    for (let i = n - 1; i >= 0; i--) if ((probs[i] as number) > 0) return i;
+    return 0;
   }
 
   /**
@@ -189,7 +213,7 @@ export class Sampler {
    * Applies bias, penalties and the truncation filters; leaves the survivors in candIds/candLogits
    * (logits still at temperature 1) and returns how many there are. Greedy leaves exactly one.
    */
-  private filter(input: Float32Array, history: ArrayLike<number>): number {
+  private filter(input: Float32Array, history: ArrayLike<number>, wholeRowOk = false): number {
     const n = input.length;
     if (n === 0) throw new SamplerError("cannot sample from an empty logits row");
     this.ensureBuffers(n);
@@ -232,6 +256,10 @@ export class Sampler {
     } else if (this.topP < 1) {
       count = this.nucleusOfVocabulary(max);
       sorted = false;
+    } else if (wholeRowOk && this.minP === 0 && nativeExpWeightsAvailable(n) && Number.isFinite(max)) {
+      // Nothing truncates: sampleWholeRow weighs `logits` in place.
+      this.rowMax = max;
+      return WHOLE_ROW;
     } else {
       // No ordering needed: only min-p (a threshold) may still apply.
       const threshold = this.minP > 0 ? max + Math.log(this.minP) : Number.NEGATIVE_INFINITY;
@@ -375,6 +403,13 @@ export class Sampler {
 }
 
 const expSum = new Float64Array(1);
+
+/** filter()'s answer when the whole row is the candidate set (see Sampler.sampleWholeRow). */
+const WHOLE_ROW = -1;
+
+function nativeExpWeightsAvailable(count: number): boolean {
+  return count >= NATIVE_ARGMAX_MIN && loadedLibrary() !== null;
+}
 
 /**
  * probs[i] = exp((x[i] - max) * invT) for i < count in SIMD, returning their sum; null when

@@ -5,6 +5,7 @@ const llama = @import("model/llama.zig");
 const kv = @import("kv/pages.zig");
 const quant = @import("quant.zig");
 const ops = @import("ops.zig");
+const sampling = @import("sampling.zig");
 const simd = @import("simd.zig");
 const matmul_mod = @import("matmul.zig");
 const interleave = @import("interleave.zig");
@@ -335,7 +336,7 @@ export fn hearth_argmax(x: ?[*]const f32, n: usize, out_index: ?*u32) i32 {
 export fn hearth_logprobs(x: ?[*]const f32, n: usize, top: u32, out_ids: ?[*]u32, out_lse: ?*f64, out_count: ?*u32) i32 {
     const lse = out_lse orelse return status.fail(.null_pointer, "out_lse is null", .{});
     const count = out_count orelse return status.fail(.null_pointer, "out_count is null", .{});
-    if (top > ops.max_top_k) return status.fail(.invalid_argument, "top {d} is more than {d}", .{ top, ops.max_top_k });
+    if (top > sampling.max_top_k) return status.fail(.invalid_argument, "top {d} is more than {d}", .{ top, sampling.max_top_k });
     if (n > std.math.maxInt(u32)) return status.fail(.invalid_argument, "{d} logits is more than 2^32 - 1", .{n});
     if (n == 0) {
         lse.* = -std.math.inf(f64);
@@ -345,12 +346,12 @@ export fn hearth_logprobs(x: ?[*]const f32, n: usize, top: u32, out_ids: ?[*]u32
     const p = x orelse return status.fail(.null_pointer, "logits are null", .{});
     if (!aligned(f32, p)) return status.fail(.invalid_argument, "logits are not 4-byte aligned", .{});
     const ids: []u32 = if (top == 0) &.{} else (out_ids orelse return status.fail(.null_pointer, "out_ids is null", .{}))[0..top];
-    lse.* = ops.logSumExp(p[0..n]);
-    count.* = @intCast(ops.topK(p[0..n], ids));
+    lse.* = sampling.logSumExp(p[0..n]);
+    count.* = @intCast(sampling.topK(p[0..n], ids));
     return 0;
 }
 
-/// Sampling weights of a logits row at temperature 1 / inv_t (ops.expWeights): out[i] =
+/// Sampling weights of a logits row at temperature 1 / inv_t (sampling.expWeights): out[i] =
 /// exp((x[i] - max) * inv_t), their f64 sum in out_sum. `max` must be the row's maximum.
 export fn hearth_exp_weights(x: ?[*]const f32, n: usize, max: f32, inv_t: f32, out: ?[*]f32, out_sum: ?*f64) i32 {
     const sum = out_sum orelse return status.fail(.null_pointer, "out_sum is null", .{});
@@ -362,7 +363,7 @@ export fn hearth_exp_weights(x: ?[*]const f32, n: usize, max: f32, inv_t: f32, o
     const o = out orelse return status.fail(.null_pointer, "out is null", .{});
     if (!aligned(f32, p) or !aligned(f32, o)) return status.fail(.invalid_argument, "logits or out are not 4-byte aligned", .{});
     if (!(inv_t > 0)) return status.fail(.invalid_argument, "inv_t must be positive, got {d}", .{inv_t});
-    sum.* = ops.expWeights(p[0..n], max, inv_t, o[0..n]);
+    sum.* = sampling.expWeights(p[0..n], max, inv_t, o[0..n]);
     return 0;
 }
 
@@ -565,6 +566,7 @@ test {
     _ = @import("matmul.zig");
     _ = @import("interleave.zig");
     _ = @import("ops.zig");
+    _ = @import("sampling.zig");
     _ = @import("kv/pages.zig");
     _ = @import("attention.zig");
     _ = @import("kv/evict.zig");

@@ -18,7 +18,7 @@ const kv_prefix = @import("kv/prefix.zig");
 const kv_evict = @import("kv/evict.zig");
 
 /// Bumped whenever an export's signature or meaning changes; checked by src/native at load.
-pub const abi_version: u32 = 5;
+pub const abi_version: u32 = 6;
 
 export fn hearth_abi_version() u32 {
     return abi_version;
@@ -364,6 +364,24 @@ export fn hearth_exp_weights(x: ?[*]const f32, n: usize, max: f32, inv_t: f32, o
     if (!aligned(f32, p) or !aligned(f32, o)) return status.fail(.invalid_argument, "logits or out are not 4-byte aligned", .{});
     if (!(inv_t > 0)) return status.fail(.invalid_argument, "inv_t must be positive, got {d}", .{inv_t});
     sum.* = sampling.expWeights(p[0..n], max, inv_t, o[0..n]);
+    return 0;
+}
+
+/// Top-p over a whole logits row at temperature 1 (sampling.nucleus): the ids of the smallest
+/// best-first set with mass >= p into out_ids (n), their count in out_count; `weights` (n f32)
+/// gets exp(x - max) and `bucket_of` (n u16) is scratch. `max` must be the row's finite maximum.
+export fn hearth_top_p(x: ?[*]const f32, n: usize, max: f32, p: f64, weights: ?[*]f32, bucket_of: ?[*]u16, out_ids: ?[*]u32, out_count: ?*u32) i32 {
+    const count = out_count orelse return status.fail(.null_pointer, "out_count is null", .{});
+    if (n == 0 or n > std.math.maxInt(u32)) return status.fail(.invalid_argument, "a row of {d} logits", .{n});
+    if (!(p > 0 and p < 1)) return status.fail(.invalid_argument, "p must be in (0, 1), got {d}", .{p});
+    if (!std.math.isFinite(max)) return status.fail(.invalid_argument, "max must be finite", .{});
+    const row = x orelse return status.fail(.null_pointer, "logits are null", .{});
+    const w = weights orelse return status.fail(.null_pointer, "weights are null", .{});
+    const b = bucket_of orelse return status.fail(.null_pointer, "bucket_of is null", .{});
+    const ids = out_ids orelse return status.fail(.null_pointer, "out_ids is null", .{});
+    if (!aligned(f32, row) or !aligned(f32, w) or !aligned(u16, b) or !aligned(u32, ids))
+        return status.fail(.invalid_argument, "a buffer is misaligned", .{});
+    count.* = @intCast(sampling.nucleus(row[0..n], max, p, w[0..n], b[0..n], ids[0..n]));
     return 0;
 }
 

@@ -147,6 +147,87 @@ pub fn topKScalar(x: []const f32, out: []u32) usize {
     return n;
 }
 
+/// Logit range below the maximum that the nucleus histogram spans (lower logits share bucket 0).
+pub const nucleus_logit_range: f32 = 40;
+/// Histogram buckets of the nucleus search.
+pub const nucleus_buckets = 4096;
+
+/// Top-p over a whole row at temperature 1: the smallest best-first set of tokens whose
+/// probability mass reaches p. Writes their ids to `out_ids` (the tokens above the boundary
+/// bucket in index order, then the boundary bucket's best-first, lower id first on ties) and
+/// returns how many. A histogram of mass over logit buckets finds the bucket where the mass
+/// crosses p, so only that bucket is sorted. `weights` (n) gets exp(x - max); `bucket_of` (n)
+/// is scratch. `max` must be the row's maximum (finite), 0 < p < 1.
+pub fn nucleus(x: []const f32, max: f32, p: f64, weights: []f32, bucket_of: []u16, out_ids: []u32) usize {
+    const n = x.len;
+    std.debug.assert(weights.len >= n and bucket_of.len >= n and out_ids.len >= n);
+    const z = expWeights(x, max, 1, weights);
+    var mass: [nucleus_buckets]f64 = @splat(0);
+    const scale: f32 = nucleus_buckets / nucleus_logit_range;
+    const floor = max - nucleus_logit_range;
+    for (x, 0..) |v, i| {
+        // Monotonic in v, which is all the search needs: the boundary bucket is sorted exactly.
+        const b: u16 = if (!(v > floor)) 0 else @intFromFloat(@min(@as(f32, nucleus_buckets - 1), @floor((v - floor) * scale)));
+        bucket_of[i] = b;
+        mass[b] += weights[i];
+    }
+    const target = p * z;
+    var cum: f64 = 0;
+    var boundary: usize = 0;
+    var b: usize = nucleus_buckets;
+    while (b > 0) {
+        b -= 1;
+        if (cum + mass[b] >= target) {
+            boundary = b;
+            break;
+        }
+        cum += mass[b];
+    }
+    var count: usize = 0;
+    var tail: usize = n;
+    for (0..n) |i| {
+        const bi = bucket_of[i];
+        if (bi > boundary) {
+            out_ids[count] = @intCast(i);
+            count += 1;
+        } else if (bi == boundary) {
+            tail -= 1;
+            out_ids[tail] = @intCast(i);
+        }
+    }
+    const edge = out_ids[tail..n];
+    std.sort.pdq(u32, edge, x, struct {
+        fn better(row: []const f32, a: u32, c: u32) bool {
+            return row[a] > row[c] or (row[a] == row[c] and a < c);
+        }
+    }.better);
+    for (edge) |id| {
+        if (cum >= target) break;
+        cum += weights[id];
+        out_ids[count] = id;
+        count += 1;
+    }
+    return count;
+}
+
+/// Scalar twin of nucleus: sort every token best-first, take until the mass reaches p.
+pub fn nucleusScalar(allocator: std.mem.Allocator, x: []const f32, max: f32, p: f64) ![]u32 {
+    const order = try allocator.alloc(u32, x.len);
+    defer allocator.free(order);
+    for (order, 0..) |*o, i| o.* = @intCast(i);
+    std.sort.pdq(u32, order, x, struct {
+        fn better(row: []const f32, a: u32, c: u32) bool {
+            return row[a] > row[c] or (row[a] == row[c] and a < c);
+        }
+    }.better);
+    var z: f64 = 0;
+    for (x) |v| z += @exp(@as(f64, v - max));
+    var cum: f64 = 0;
+    var k: usize = 0;
+    while (k < order.len and cum < p * z) : (k += 1) cum += @exp(@as(f64, x[order[k]] - max));
+    return allocator.dupe(u32, order[0..k]);
+}
+
 // ---------------------------------------------------------------- tests
 
 const randomFill = ops.randomFill;
@@ -204,5 +285,48 @@ test "expWeights matches its scalar twin: max exactly 1, -inf 0, an infinite inv
         try std.testing.expectEqual(@as(f32, 0), got[17]);
         try expectClose(&want, &got, 3e-7, 1e-30);
         try std.testing.expectApproxEqRel(sw, sg, 1e-6);
+    }
+}
+
+test "nucleus selects the same tokens as sorting the whole row (ties, -inf, flat and peaked rows)" {
+    var prng = std.Random.DefaultPrng.init(14);
+    const rng = prng.random();
+    var x: [3000]f32 = undefined;
+    var w: [3000]f32 = undefined;
+    var bo: [3000]u16 = undefined;
+    var ids: [3000]u32 = undefined;
+    for (0..60) |round| {
+        const scale: f32 = switch (round % 3) {
+            0 => 0.5, // flat: the nucleus is most of the row
+            1 => 8,
+            else => 30, // peaked: a few tokens
+        };
+        randomFill(rng, &x, scale);
+        if (round % 4 == 0) for (x[0..500]) |*v| {
+            v.* = @round(v.*); // many ties
+        };
+        x[rng.uintLessThan(usize, x.len)] = -std.math.inf(f32);
+        var max = -std.math.inf(f32);
+        for (x) |v| max = @max(max, v);
+        const p: f64 = 0.05 + 0.9 * rng.float(f64);
+        const n = nucleus(&x, max, p, &w, &bo, &ids);
+        const want = try nucleusScalar(std.testing.allocator, &x, max, p);
+        defer std.testing.allocator.free(want);
+        // The same set (the two sum their mass in different orders: allow one token at the cut).
+        try std.testing.expect(@max(n, want.len) - @min(n, want.len) <= 1);
+        const common = @min(n, want.len);
+        std.sort.pdq(u32, ids[0..n], {}, std.sort.asc(u32));
+        const sorted_want = try std.testing.allocator.dupe(u32, want[0..common]);
+        defer std.testing.allocator.free(sorted_want);
+        std.sort.pdq(u32, sorted_want, {}, std.sort.asc(u32));
+        var hits: usize = 0;
+        for (sorted_want) |id| {
+            if (std.sort.binarySearch(u32, ids[0..n], id, struct {
+                fn cmp(a: u32, b: u32) std.math.Order {
+                    return std.math.order(a, b);
+                }
+            }.cmp) != null) hits += 1;
+        }
+        try std.testing.expectEqual(common, hits);
     }
 }

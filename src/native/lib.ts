@@ -11,7 +11,7 @@ import { kvSymbols } from "./symbols/kv.ts";
 import { modelSymbols } from "./symbols/model.ts";
 
 /** Must equal `abi_version` in zig/root.zig. */
-export const ABI_VERSION = 5;
+export const ABI_VERSION = 6;
 
 const allSymbols = {
   ...coreSymbols,

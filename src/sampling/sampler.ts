@@ -310,6 +310,16 @@ export class Sampler {
   private nucleusOfVocabulary(max: number): number {
     const n = this.vocabSize;
     const { logits, candIds, candLogits, probs, bucketMass, bucketOf } = this;
+    const lib = nativeExpWeightsAvailable(n) && Number.isFinite(max) ? loadedLibrary() : null;
+    if (lib !== null) {
+      // The same search in Zig (sampling.nucleus): ~10x faster on a 49k row.
+      const rc = lib.hearth_top_p(logits, n, max, this.topP, probs, bucketOf, candIds, nucleusCount);
+      if (rc === 0) {
+        const count = nucleusCount[0] as number;
+        for (let k = 0; k < count; k++) candLogits[k] = logits[candIds[k] as number] as number;
+        return count;
+      }
+    }
     const buckets = bucketMass.length;
     const scale = buckets / NUCLEUS_LOGIT_RANGE;
     const floor = max - NUCLEUS_LOGIT_RANGE;
@@ -403,6 +413,7 @@ export class Sampler {
 }
 
 const expSum = new Float64Array(1);
+const nucleusCount = new Uint32Array(1);
 
 /** filter()'s answer when the whole row is the candidate set (see Sampler.sampleWholeRow). */
 const WHOLE_ROW = -1;

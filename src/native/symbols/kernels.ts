@@ -1,7 +1,7 @@
 // FFI symbols of zig/root.zig's kernel section: quant formats, matmul, thread pool, memcpy, bandwidth probe.
 import { FFIType } from "bun:ffi";
 
-const { i32, u32, u64, i64, f32, ptr } = FFIType;
+const { i32, u32, u64, i64, f32, f64, ptr } = FFIType;
 
 export const kernelSymbols = {
   hearth_row_size_bytes: { args: [u32, u64], returns: i64 },
@@ -22,4 +22,5 @@ export const kernelSymbols = {
   hearth_argmax: { args: [ptr, u64, ptr], returns: i32 },
   hearth_logprobs: { args: [ptr, u64, u32, ptr, ptr, ptr], returns: i32 },
   hearth_exp_weights: { args: [ptr, u64, f32, f32, ptr, ptr], returns: i32 },
+  hearth_top_p: { args: [ptr, u64, f32, f64, ptr, ptr, ptr, ptr], returns: i32 },
 } as const;

@@ -33,6 +33,19 @@ async function rejection(p: PromiseLike<unknown>): Promise<{ status?: number }> 
   throw new Error("expected the call to fail");
 }
 
+/** Free + prefix-cached KV pages once they add up to `total` (polled for up to 10 s). */
+async function pagesFreeOrCached(total: number): Promise<number> {
+  let sum = 0;
+  for (let i = 0; i < 100; i++) {
+    sum =
+      (await metric(server.url, "hearth_kv_pages_free")) +
+      (await metric(server.url, "hearth_prefix_cache_hot_pages"));
+    if (sum === total) break;
+    await Bun.sleep(100);
+  }
+  return sum;
+}
+
 let server: RunningServer;
 let client: OpenAI;
 
@@ -183,15 +196,7 @@ describe("hearth serve (openai client, real model)", () => {
     stream.controller.abort();
     expect(await metric(server.url, "hearth_kv_pages_used")).toBeGreaterThanOrEqual(0);
     // Every page is free again except those the prefix cache keeps (the hot tier).
-    let free = 0;
-    let cached = 0;
-    for (let i = 0; i < 100; i++) {
-      free = await metric(server.url, "hearth_kv_pages_free");
-      cached = await metric(server.url, "hearth_prefix_cache_hot_pages");
-      if (free + cached === total) break;
-      await Bun.sleep(100);
-    }
-    expect(free + cached).toBe(total);
+    expect(await pagesFreeOrCached(total)).toBe(total);
     const text = await metricsText(server.url);
     expect(text).toMatch(/hearth_requests_total\{endpoint="chat_completions",outcome="abort"\} [1-9]/);
     // Cancelled well before its 400 tokens.
@@ -921,15 +926,7 @@ describe("hearth serve (openai client, real model)", () => {
     let seen = 0;
     for await (const _ of aborted) if (++seen === 6) break;
     aborted.controller.abort();
-    let free = 0;
-    let cached = 0;
-    for (let i = 0; i < 100; i++) {
-      free = await metric(server.url, "hearth_kv_pages_free");
-      cached = await metric(server.url, "hearth_prefix_cache_hot_pages");
-      if (free + cached === total) break;
-      await Bun.sleep(100);
-    }
-    expect(free + cached).toBe(total);
+    expect(await pagesFreeOrCached(total)).toBe(total);
     await Bun.sleep(500);
     expect(await metric(server.url, "hearth_completion_tokens_total")).toBeLessThan(tokensBefore + 300);
   }, 120_000);

@@ -196,11 +196,7 @@ pub fn nucleus(x: []const f32, max: f32, p: f64, weights: []f32, bucket_of: []u1
         }
     }
     const edge = out_ids[tail..n];
-    std.sort.pdq(u32, edge, x, struct {
-        fn better(row: []const f32, a: u32, c: u32) bool {
-            return row[a] > row[c] or (row[a] == row[c] and a < c);
-        }
-    }.better);
+    std.sort.pdq(u32, edge, x, bestFirst);
     for (edge) |id| {
         if (cum >= target) break;
         cum += weights[id];
@@ -210,16 +206,17 @@ pub fn nucleus(x: []const f32, max: f32, p: f64, weights: []f32, bucket_of: []u1
     return count;
 }
 
+/// Sort order of token ids over a row: higher logit first, lower id first on ties.
+fn bestFirst(row: []const f32, a: u32, c: u32) bool {
+    return row[a] > row[c] or (row[a] == row[c] and a < c);
+}
+
 /// Scalar twin of nucleus: sort every token best-first, take until the mass reaches p.
 pub fn nucleusScalar(allocator: std.mem.Allocator, x: []const f32, max: f32, p: f64) ![]u32 {
     const order = try allocator.alloc(u32, x.len);
     defer allocator.free(order);
     for (order, 0..) |*o, i| o.* = @intCast(i);
-    std.sort.pdq(u32, order, x, struct {
-        fn better(row: []const f32, a: u32, c: u32) bool {
-            return row[a] > row[c] or (row[a] == row[c] and a < c);
-        }
-    }.better);
+    std.sort.pdq(u32, order, x, bestFirst);
     var z: f64 = 0;
     for (x) |v| z += @exp(@as(f64, v - max));
     var cum: f64 = 0;

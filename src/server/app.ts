@@ -498,7 +498,11 @@ export function createApp(opts: AppOptions) {
    */
   type Scored = { id: number; logprob: number | null; top: TokenLogprob["top"] | null; offset: number };
   /** The prompt a completion echoes before its text. */
-  type Echo = { text: string; ids: readonly number[] };
+  /**
+   * `special`: the text shows control tokens (a token-id prompt, decoded); a text prompt is
+   * echoed as sent, so a BOS the tokenizer added takes no room in it.
+   */
+  type Echo = { text: string; ids: readonly number[]; special: boolean };
   /** The echoed prompt's scores: nothing for its first token, then the engine's. */
   const promptScores = (echo: Echo, lps: TokenLogprob[]): Array<Omit<Scored, "offset">> => [
     { id: echo.ids[0] as number, logprob: null, top: null },
@@ -542,8 +546,8 @@ export function createApp(opts: AppOptions) {
       record(ev: EngineEvent) {
         if (ev.type === "error") return;
         if (echo && ev.promptLogprobs) {
-          // The echoed prompt shows its control tokens (as echo.text does); generated text does not.
-          const prompt = tokenizer.streamDecoder({ special: true });
+          // Offsets follow echo.text: with its control tokens for a token-id prompt, as sent for text.
+          const prompt = tokenizer.streamDecoder({ special: echo.special });
           add(promptScores(echo, ev.promptLogprobs), prompt);
           at += prompt.flush().length;
         }
@@ -1125,7 +1129,7 @@ export function createApp(opts: AppOptions) {
                 );
             }
             const echoed = typeof one === "string" ? one : tokenizer.decode(ids, { special: true });
-            const echo = body.echo === true ? { text: echoed, ids } : null;
+            const echo = body.echo === true ? { text: echoed, ids, special: typeof one !== "string" } : null;
             if (max === 0 && echo === null)
               throw new RequestError(
                 "max_tokens: 0 generates nothing; it is for scoring a prompt with echo",

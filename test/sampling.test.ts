@@ -396,7 +396,8 @@ describe("whole-row sampling in libhearth (no top-k, top-p or min-p)", () => {
     await loadLibrary();
     const rng = new Rng(79);
     const row = new Float32Array(4096);
-    for (const temperature of [1, 0.8, 1.7]) {
+    // 1e46 and Infinity: 1/T is 0 as an f32, so the JS weights serve (all equal: a uniform draw).
+    for (const temperature of [1, 0.8, 1.7, 1e46, Number.POSITIVE_INFINITY]) {
       // min-p 1e-30 keeps every token of these rows but takes the candidate path.
       const whole = new Sampler({
         ...OFF,

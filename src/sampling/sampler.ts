@@ -161,7 +161,8 @@ export class Sampler {
   private sampleWholeRow(): number {
     const n = this.vocabSize;
     const { logits, probs } = this;
-    const sum = nativeExpWeights(logits, n, this.rowMax, 1 / this.temperature, probs) as number;
+    const sum = nativeExpWeights(logits, n, this.rowMax, 1 / this.temperature, probs);
+    if (sum === null) throw new SamplerError("native sampling weights failed"); // filter() checked
     const target = this.rng.nextFloat() * sum;
     let acc = 0;
     for (let i = 0; i < n; i++) {
@@ -256,7 +257,14 @@ export class Sampler {
     } else if (this.topP < 1) {
       count = this.nucleusOfVocabulary(max);
       sorted = false;
-    } else if (wholeRowOk && this.minP === 0 && nativeExpWeightsAvailable(n) && Number.isFinite(max)) {
+    } else if (
+      wholeRowOk &&
+      this.minP === 0 &&
+      nativeExpWeightsAvailable(n) &&
+      Number.isFinite(max) &&
+      // The native weights take 1/T as an f32: a temperature past ~1e38 makes it 0.
+      Math.fround(1 / this.temperature) > 0
+    ) {
       // Nothing truncates: sampleWholeRow weighs `logits` in place.
       this.rowMax = max;
       return WHOLE_ROW;
@@ -434,7 +442,7 @@ function nativeExpWeights(
   probs: Float32Array,
 ): number | null {
   const lib = count >= NATIVE_ARGMAX_MIN ? loadedLibrary() : null;
-  if (lib === null || !(invT > 0) || !Number.isFinite(max)) return null;
+  if (lib === null || !(Math.fround(invT) > 0) || !Number.isFinite(max)) return null;
   const rc = lib.hearth_exp_weights(x, count, max, Math.min(invT, 3.4e38), probs, expSum);
   if (rc !== 0) return null;
   return expSum[0] as number;

@@ -268,6 +268,37 @@ describe("scheduler (scripted model)", () => {
   });
 });
 
+describe("scheduler (scripted model): prompt scoring", () => {
+  test("a long scoring request is not starved by shorter ones arriving after it", () => {
+    const m = new ScriptedModel(4096);
+    const s = new Scheduler(
+      m,
+      letters,
+      { maxRunning: 16, maxQueued: 64, stepTokens: 256, contextTokens: 2048 },
+      createBatch(256),
+    );
+    const prompt = (n: number) => Array.from({ length: n }, (_, i) => i % 30);
+    const scoring = (id: string, n: number) => ({
+      id,
+      promptIds: prompt(n),
+      sampling: greedy,
+      maxTokens: 0,
+      stop: [],
+      promptLogprobs: true,
+    });
+    s.submit(scoring("long", 300));
+    let doneAt = -1;
+    for (let step = 0; step < 60 && doneAt < 0; step++) {
+      // A new, shorter scoring request every step: the batch takes the shortest first, but the
+      // scored rows (64 a step) go to the oldest request.
+      s.submit(scoring(`short${step}`, 100));
+      for (const ev of s.step()) if (ev.id === "long" && ev.type === "done") doneAt = step;
+    }
+    // 299 rows at 64 a step: the fifth step.
+    expect(doneAt).toBe(4);
+  });
+});
+
 describe("scheduler (scripted model): the stream decoder", () => {
   test("a character the decoder still holds at a length finish is flushed into the text", () => {
     // Like a UTF-8 decoder mid-character: every odd token waits for the next push, flush() gives it out.

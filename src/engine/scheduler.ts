@@ -600,7 +600,17 @@ export class Scheduler {
     b.length = 0;
     let rows = 0;
     let logitsRows = 0;
+    // The step's scored prompt rows go to the oldest scoring requests first, so a long one is
+    // never starved by shorter ones arriving after it (the batch itself is filled shortest first).
+    const scoreAllot = new Map<Sequence, number>();
     let scoreBudget = MAX_SCORED_ROWS_PER_STEP;
+    for (const s of [...this.running].sort((x, y) => x.order - y.order)) {
+      if (s.promptLogprobs === null) continue;
+      const unscored = s.req.promptIds.length - 1 - Math.max(s.computed, s.promptLogprobs.length);
+      const allot = Math.min(Math.max(0, unscored), scoreBudget);
+      scoreAllot.set(s, allot);
+      scoreBudget -= allot;
+    }
     const byPending = [...this.running].sort(
       (x, y) => x.tokens.length - x.computed - (y.tokens.length - y.computed) || x.order - y.order,
     );
@@ -612,11 +622,11 @@ export class Scheduler {
       const pending = s.tokens.length - s.computed;
       let take = Math.min(pending, this.opts.stepTokens - rows);
       if (s.promptLogprobs !== null) {
-        // Rows [firstScored, promptIds.length - 1) are still to be scored: at most the budget.
+        // Rows [firstScored, promptIds.length - 1) are still to be scored: at most its allotment.
         const firstScored = Math.max(s.computed, s.promptLogprobs.length);
+        const allot = scoreAllot.get(s) ?? 0;
         const scoring = Math.min(s.computed + take, s.req.promptIds.length - 1) - firstScored;
-        if (scoring > scoreBudget) take = firstScored - s.computed + scoreBudget;
-        scoreBudget -= Math.max(0, Math.min(s.computed + take, s.req.promptIds.length - 1) - firstScored);
+        if (scoring > allot) take = firstScored - s.computed + allot;
       }
       if (take <= 0) continue;
       s.taking = take;

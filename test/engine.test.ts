@@ -558,6 +558,54 @@ describe("scheduler (real model)", () => {
     for (const c of cached.slice(1)) expect(c).toBe(Math.floor((prompt.length - 1) / 16) * 16);
   }, 120_000);
 
+  test("a held request waits only for the pages it shares, and the queue behind it goes on", async () => {
+    const path = await pullModel();
+    const tok = Tokenizer.fromGguf(new GgufMetadata(readGguf(path).metadata));
+    const model = openNativeModel(path, { threads: 2, kvPages: 128, maxBatchTokens: 64, maxSequences: 4 });
+    try {
+      model.kvTierOpen?.({ hotBudgetBytes: 96 * model.kvStats().pageSizeBytes });
+      const s = new Scheduler(
+        model,
+        tok,
+        { maxRunning: 4, maxQueued: 4, stepTokens: 64, contextTokens: 1024, prefixCache: true },
+        createBatch(64),
+      );
+      const system = tok.encode(
+        "You are a careful assistant who answers briefly and never guesses. ".repeat(4),
+      );
+      const long = [...system, ...tok.encode(" Summarise the history of printing in detail. ".repeat(20))];
+      const short = [...system, ...tok.encode(" Name a fruit.")];
+      const shared = Math.floor(system.length / 16) * 16;
+      expect(shared).toBeGreaterThanOrEqual(32);
+      const req = (id: string, promptIds: number[]) => ({
+        id,
+        promptIds,
+        sampling: greedy,
+        maxTokens: 8,
+        stop: [],
+        ignoreEos: true,
+      });
+      s.submit(req("long", long));
+      s.submit(req("short", short)); // shares the system prompt, which nobody has computed yet
+      s.submit(req("other", tok.encode("Hello there"))); // shares nothing
+      const out: Outputs = new Map();
+      collect(out, s.step());
+      // Step 1: the long prompt's first chunk and the unrelated request; "short" is held.
+      expect(s.stats().running).toBe(2);
+      expect(s.stats().queued).toBe(1);
+      collect(out, s.step());
+      // Step 2: the first chunk published the shared pages, so "short" runs (the long prompt, far
+      // from done, is not waited for).
+      expect(s.stats().running).toBe(3);
+      run(s, 200, out);
+      const done = out.get("short")?.done;
+      if (done?.type !== "done") throw new Error("short did not finish");
+      expect(done.cachedTokens).toBeGreaterThanOrEqual(shared);
+    } finally {
+      model.close();
+    }
+  }, 120_000);
+
   test("a speculative sequence whose drafts were rejected still publishes its pages", async () => {
     const path = await pullModel();
     const tok = Tokenizer.fromGguf(new GgufMetadata(readGguf(path).metadata));

@@ -156,12 +156,20 @@ interface Sequence {
   promptRows: { row: number; pos: number; count: number } | null;
   /** Whether `promptLogprobs` went out in an event. */
   promptLogprobsSent: boolean;
-  /** Whether the prompt's pages went to the prefix cache when its prefill ended. */
-  promptPublished: boolean;
+  /**
+   * Prompt tokens, in whole pages, whose KV is in the prefix cache through this sequence: reused
+   * at admission or published as its prefill went (see publishPrompts).
+   */
+  publishedTokens: number;
 }
 
 /** Most finished conversations remembered for idle spilling (older ones age out of the hot tier on their own). */
 const MAX_CONVERSATIONS = 1024;
+
+/** `tokens` rounded down to whole KV pages. */
+function wholePages(tokens: number): number {
+  return Math.floor(tokens / PAGE_TOKENS) * PAGE_TOKENS;
+}
 
 /** Tokens two lists share from the start. */
 function commonPrefix(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -274,7 +282,7 @@ export class Scheduler {
       promptLogprobs: req.promptLogprobs ? [] : null,
       promptRows: null,
       promptLogprobsSent: false,
-      promptPublished: false,
+      publishedTokens: 0,
     });
   }
 
@@ -407,21 +415,21 @@ export class Scheduler {
   }
 
   /**
-   * Offers the pages of prompts whose prefill just ended to the prefix cache, so a request that
-   * starts the same way (another of the same request's n choices, the same system prompt sent at
-   * once) reuses them instead of computing them again; admit() holds such a request back until
-   * then. The sequence goes on appending after its published pages, which it never rewrites
-   * (nor do rejected drafts: they only drop rows after the prompt).
+   * Offers the whole pages of prompts computed so far (after each prefill chunk) to the prefix
+   * cache, so a request that starts the same way (another of the same request's n choices, the
+   * same new system prompt sent at once) reuses them instead of computing them again; admit()
+   * holds such a request back until the pages it shares are there. The sequence goes on
+   * appending after its published pages, which it never rewrites (nor do rejected drafts: they
+   * only drop rows after the prompt). The last partial page waits for the end of the request:
+   * it is still being appended to, and two entries would then name one page.
    */
   private publishPrompts(): void {
     if (this.tiers === null) return;
     for (const s of this.running) {
-      if (s.promptPublished || s.promptLogprobs !== null || s.computed < s.req.promptIds.length) continue;
-      s.promptPublished = true;
-      // Whole pages only: the last partial page is still being appended to, and its entry would
-      // be superseded by the one published at the end (two entries, one page).
-      const whole = Math.floor(s.computed / PAGE_TOKENS) * PAGE_TOKENS;
-      if (whole === 0) continue;
+      if (s.promptLogprobs !== null) continue;
+      const whole = wholePages(Math.min(s.computed, s.req.promptIds.length));
+      if (whole <= s.publishedTokens) continue;
+      s.publishedTokens = whole;
       try {
         this.tiers.seqPublish(s.seqId, s.tokens.slice(0, whole));
       } catch {
@@ -431,22 +439,19 @@ export class Scheduler {
   }
 
   /**
-   * A running sequence whose prompt is still being computed and shares with `s`'s tokens at least
-   * a whole page more than it found in the prefix cache itself (so those pages are not in the
-   * cache yet): `s` waits for it rather than computing the same KV. Pages that sequence reused are
-   * in the cache already, so requests that share only those (a chat template's system prompt)
-   * are not held back.
+   * A running sequence whose prompt shares with `s`'s tokens whole pages it is still computing
+   * (not yet in the prefix cache): `s` waits until they are published (after the prefill chunk
+   * that computes them) rather than computing the same KV. Pages already in the cache (a chat
+   * template's system prompt) hold nothing back.
    */
   private sharesPendingPrompt(s: Sequence): boolean {
     if (this.tiers === null || s.promptLogprobs !== null) return false;
+    // s reuses at most all but its last token.
+    const most = s.tokens.length - 1;
     return this.running.some(
       (r) =>
-        !r.promptPublished &&
         r.promptLogprobs === null &&
-        // (s reuses at most all but its last token, in whole pages beyond what is cached)
-        Math.floor(Math.min(commonPrefix(r.req.promptIds, s.tokens), s.tokens.length - 1) / PAGE_TOKENS) *
-          PAGE_TOKENS >
-          r.cachedTokens,
+        wholePages(Math.min(commonPrefix(r.req.promptIds, s.tokens), most)) > r.publishedTokens,
     );
   }
 
@@ -568,13 +573,18 @@ export class Scheduler {
   private admit(): void {
     if (this.waiting.length === 0) return;
     let free = this.freeAfterReservations(true);
-    while (this.waiting.length > 0 && this.running.length < this.opts.maxRunning) {
-      const s = this.waiting[0] as Sequence;
+    let i = 0;
+    while (i < this.waiting.length && this.running.length < this.opts.maxRunning) {
+      const s = this.waiting[i] as Sequence;
       const need = this.pagesNeeded(s);
       // Always let one sequence run when nothing else does, so a large prompt cannot starve.
       if (need > free && this.running.length > 0) return;
-      if (this.sharesPendingPrompt(s)) return;
-      this.waiting.shift();
+      // Held for pages a running prefill is computing: the requests behind it may go first.
+      if (this.sharesPendingPrompt(s)) {
+        i++;
+        continue;
+      }
+      this.waiting.splice(i, 1);
       if (this.tiers !== null && s.promptLogprobs === null) {
         // Start from the longest cached prefix of everything this sequence holds (a preempted one
         // also finds its own generated tokens there).
@@ -589,6 +599,11 @@ export class Scheduler {
         s.cachedTokens = Math.min(s.computed, s.req.promptIds.length);
         this.prefixCachedTokens += s.cachedTokens;
       }
+      // Whole pages it found in the cache are there for others too.
+      s.publishedTokens = Math.max(
+        s.publishedTokens,
+        wholePages(Math.min(s.computed, s.req.promptIds.length)),
+      );
       free -= need;
       this.running.push(s);
     }

@@ -346,6 +346,7 @@ export fn hearth_logprobs(x: ?[*]const f32, n: usize, top: u32, out_ids: ?[*]u32
     const p = x orelse return status.fail(.null_pointer, "logits are null", .{});
     if (!aligned(f32, p)) return status.fail(.invalid_argument, "logits are not 4-byte aligned", .{});
     const ids: []u32 = if (top == 0) &.{} else (out_ids orelse return status.fail(.null_pointer, "out_ids is null", .{}))[0..top];
+    if (top > 0 and !aligned(u32, ids.ptr)) return status.fail(.invalid_argument, "out_ids is not 4-byte aligned", .{});
     lse.* = sampling.logSumExp(p[0..n]);
     count.* = @intCast(sampling.topK(p[0..n], ids));
     return 0;

@@ -161,7 +161,6 @@ describe("speculative decoding on the real model", () => {
     try {
       await s.prefill(PROMPT);
       const controller = new AbortController();
-      const timer = setTimeout(() => controller.abort(), 30);
       const it = s.generate({
         maxTokens: 400,
         temperature: 0,
@@ -170,6 +169,9 @@ describe("speculative decoding on the real model", () => {
         signal: controller.signal,
       });
       let r = await it.next();
+      // The timer starts once tokens flow (a slow first step on a busy machine once let it fire
+      // before any draft was verified); 30 ms later the drafts are running.
+      const timer = setTimeout(() => controller.abort(), 30);
       while (!r.done) r = await it.next();
       clearTimeout(timer);
       expect(r.value.finishReason).toBe("abort");

@@ -2,7 +2,8 @@
 // and the most likely tokens', from the model's own distribution (log-softmax of the raw logits,
 // before temperature, penalties or bias, as vLLM reports them by default).
 
-import { lastError, loadedLibrary } from "../native/lib.ts";
+import { lastError } from "../native/lib.ts";
+import { rowKernels } from "./row-kernels.ts";
 
 /** Most alternatives one token may list (OpenAI's top_logprobs limit). */
 export const MAX_TOP_LOGPROBS = 20;
@@ -14,8 +15,6 @@ export interface TokenLogprob {
   top: Array<{ id: number; logprob: number }>;
 }
 
-/** Rows at least this long take the native pass when libhearth is loaded. */
-const NATIVE_MIN = 1024;
 const nativeIds = new Uint32Array(MAX_TOP_LOGPROBS);
 const nativeLse = new Float64Array(1);
 const nativeCount = new Uint32Array(1);
@@ -26,7 +25,7 @@ export function tokenLogprob(row: Float32Array, id: number, top: number): TokenL
     throw new RangeError(`top must be an integer from 0 to ${MAX_TOP_LOGPROBS}, got ${top}`);
   if (!Number.isInteger(id) || id < 0 || id >= row.length)
     throw new RangeError(`token id ${id} is outside the row of ${row.length} logits`);
-  const lib = row.length >= NATIVE_MIN ? loadedLibrary() : null;
+  const lib = rowKernels(row.length);
   if (lib === null) return tokenLogprobJs(row, id, top);
   // One vector pass for the normalizer and one for the top ids (a 49k vocabulary: ~0.75 ms in
   // JS, where Math.exp per logit dominates; tens of microseconds here).

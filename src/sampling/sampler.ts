@@ -2,8 +2,9 @@
 // temperature and a seeded draw, in llama.cpp's default order. Buffers are sized once per
 // vocabulary and reused, so sampling a token allocates nothing.
 
-import { loadedLibrary } from "../native/lib.ts";
+import { lastError } from "../native/lib.ts";
 import { Rng, randomSeed } from "./rng.ts";
+import { rowKernels } from "./row-kernels.ts";
 
 export interface SamplerOptions {
   /** Softmax temperature; 0 means greedy (argmax, no randomness). Default 0.8. */
@@ -257,14 +258,7 @@ export class Sampler {
     } else if (this.topP < 1) {
       count = this.nucleusOfVocabulary(max);
       sorted = false;
-    } else if (
-      wholeRowOk &&
-      this.minP === 0 &&
-      nativeExpWeightsAvailable(n) &&
-      Number.isFinite(max) &&
-      // The native weights take 1/T as an f32: a temperature past ~1e38 makes it 0.
-      Math.fround(1 / this.temperature) > 0
-    ) {
+    } else if (wholeRowOk && this.minP === 0 && weighsNatively(n, max, 1 / this.temperature)) {
       // Nothing truncates: sampleWholeRow weighs `logits` in place.
       this.rowMax = max;
       return WHOLE_ROW;
@@ -318,30 +312,25 @@ export class Sampler {
   private nucleusOfVocabulary(max: number): number {
     const n = this.vocabSize;
     const { logits, candIds, candLogits, probs, bucketMass, bucketOf } = this;
-    const lib = nativeExpWeightsAvailable(n) && Number.isFinite(max) ? loadedLibrary() : null;
+    const lib = Number.isFinite(max) ? rowKernels(n) : null;
     if (lib !== null) {
       // The same search in Zig (sampling.nucleus): ~10x faster on a 49k row.
       const rc = lib.hearth_top_p(logits, n, max, this.topP, probs, bucketOf, candIds, nucleusCount);
-      if (rc === 0) {
-        const count = nucleusCount[0] as number;
-        for (let k = 0; k < count; k++) candLogits[k] = logits[candIds[k] as number] as number;
-        return count;
-      }
+      if (rc !== 0) throw new SamplerError(`native top-p failed: ${lastError()}`);
+      const count = nucleusCount[0] as number;
+      for (let k = 0; k < count; k++) candLogits[k] = logits[candIds[k] as number] as number;
+      return count;
     }
     const buckets = bucketMass.length;
     const scale = buckets / NUCLEUS_LOGIT_RANGE;
     const floor = max - NUCLEUS_LOGIT_RANGE;
     bucketMass.fill(0);
-    const native = nativeExpWeights(logits, n, max, 1, probs);
-    let z = native ?? 0;
+    let z = 0;
     for (let i = 0; i < n; i++) {
       const v = logits[i] as number;
-      let w: number;
-      if (native === null) {
-        w = Math.exp(v - max);
-        probs[i] = w;
-        z += w;
-      } else w = probs[i] as number;
+      const w = Math.exp(v - max);
+      probs[i] = w;
+      z += w;
       const b = v <= floor ? 0 : Math.min(buckets - 1, Math.floor((v - floor) * scale));
       bucketOf[i] = b;
       bucketMass[b] = (bucketMass[b] as number) + w;
@@ -426,13 +415,17 @@ const nucleusCount = new Uint32Array(1);
 /** filter()'s answer when the whole row is the candidate set (see Sampler.sampleWholeRow). */
 const WHOLE_ROW = -1;
 
-function nativeExpWeightsAvailable(count: number): boolean {
-  return count >= NATIVE_ARGMAX_MIN && loadedLibrary() !== null;
+/**
+ * Whether nativeExpWeights weighs `count` values: libhearth loaded and the row long, a finite
+ * maximum, and 1/T above 0 as the f32 the kernel takes (a temperature past ~1e38 makes it 0).
+ */
+function weighsNatively(count: number, max: number, invT: number): boolean {
+  return Number.isFinite(max) && Math.fround(invT) > 0 && rowKernels(count) !== null;
 }
 
 /**
  * probs[i] = exp((x[i] - max) * invT) for i < count in SIMD, returning their sum; null when
- * libhearth is not loaded or the row is short (the JS loop is as fast there).
+ * weighsNatively says no (the caller's JS loop serves).
  */
 function nativeExpWeights(
   x: Float32Array,
@@ -441,20 +434,18 @@ function nativeExpWeights(
   invT: number,
   probs: Float32Array,
 ): number | null {
-  const lib = count >= NATIVE_ARGMAX_MIN ? loadedLibrary() : null;
-  if (lib === null || !(Math.fround(invT) > 0) || !Number.isFinite(max)) return null;
+  const lib = weighsNatively(count, max, invT) ? rowKernels(count) : null;
+  if (lib === null) return null;
   const rc = lib.hearth_exp_weights(x, count, max, Math.min(invT, 3.4e38), probs, expSum);
   if (rc !== 0) return null;
   return expSum[0] as number;
 }
 
-/** Rows at least this long take the native vector argmax when libhearth is loaded. */
-const NATIVE_ARGMAX_MIN = 1024;
 const argmaxIndex = new Uint32Array(1);
 
 /** The highest logit's id (lowest on ties); a NaN, a +Infinity or an all -Infinity row throws. */
 function checkedArgmax(row: Float32Array): number {
-  const lib = row.length >= NATIVE_ARGMAX_MIN ? loadedLibrary() : null;
+  const lib = rowKernels(row.length);
   if (lib !== null) {
     // One pass in SIMD (a 49k vocabulary: ~55 us in JS, a few us here); same answers and errors.
     const kind = lib.hearth_argmax(row, row.length, argmaxIndex);

@@ -117,22 +117,37 @@ function run(s: Scheduler, maxSteps = 1000, out: Outputs = new Map()): Outputs {
 const greedy = { temperature: 0 };
 
 /** The real model (2 threads, 8 sequences) and a scheduler over it; the caller closes the model. */
+/**
+ * A scheduler on the real model (2 threads). `maxRunning` defaults to 8; with `hotPages` the
+ * prefix cache is on, its hot tier that many pages (RAM only).
+ */
 function realScheduler(
   path: string,
   tok: Tokenizer,
-  o: { kvPages: number; stepTokens: number; contextTokens: number; maxQueued: number },
+  o: {
+    kvPages: number;
+    stepTokens: number;
+    contextTokens: number;
+    maxQueued: number;
+    maxRunning?: number;
+    hotPages?: number;
+  },
 ) {
+  const maxRunning = o.maxRunning ?? 8;
   const model = openNativeModel(path, {
     threads: 2,
     kvPages: o.kvPages,
     maxBatchTokens: o.stepTokens,
-    maxSequences: 8,
+    maxSequences: maxRunning,
   });
+  if (o.hotPages !== undefined)
+    model.kvTierOpen?.({ hotBudgetBytes: o.hotPages * model.kvStats().pageSizeBytes });
   const opts = {
-    maxRunning: 8,
+    maxRunning,
     maxQueued: o.maxQueued,
     stepTokens: o.stepTokens,
     contextTokens: o.contextTokens,
+    prefixCache: o.hotPages !== undefined,
   };
   return { model, s: new Scheduler(model, tok, opts, createBatch(o.stepTokens)) };
 }
@@ -505,15 +520,15 @@ describe("scheduler (real model)", () => {
       `${"You are a careful assistant who answers briefly. ".repeat(5)}Name a fruit.`,
     );
     const runThree = (prefixCache: boolean) => {
-      const model = openNativeModel(path, { threads: 2, kvPages: 96, maxBatchTokens: 256, maxSequences: 4 });
+      const { model, s } = realScheduler(path, tok, {
+        kvPages: 96,
+        stepTokens: 256,
+        contextTokens: 512,
+        maxQueued: 4,
+        maxRunning: 4,
+        hotPages: prefixCache ? 48 : undefined,
+      });
       try {
-        if (prefixCache) model.kvTierOpen?.({ hotBudgetBytes: 48 * model.kvStats().pageSizeBytes });
-        const s = new Scheduler(
-          model,
-          tok,
-          { maxRunning: 4, maxQueued: 4, stepTokens: 256, contextTokens: 512, prefixCache },
-          createBatch(256),
-        );
         for (let i = 0; i < 3; i++)
           s.submit({
             id: `c${i}`,
@@ -561,15 +576,15 @@ describe("scheduler (real model)", () => {
   test("a held request waits only for the pages it shares, and the queue behind it goes on", async () => {
     const path = await pullModel();
     const tok = Tokenizer.fromGguf(new GgufMetadata(readGguf(path).metadata));
-    const model = openNativeModel(path, { threads: 2, kvPages: 128, maxBatchTokens: 64, maxSequences: 4 });
+    const { model, s } = realScheduler(path, tok, {
+      kvPages: 128,
+      stepTokens: 64,
+      contextTokens: 1024,
+      maxQueued: 4,
+      maxRunning: 4,
+      hotPages: 96,
+    });
     try {
-      model.kvTierOpen?.({ hotBudgetBytes: 96 * model.kvStats().pageSizeBytes });
-      const s = new Scheduler(
-        model,
-        tok,
-        { maxRunning: 4, maxQueued: 4, stepTokens: 64, contextTokens: 1024, prefixCache: true },
-        createBatch(64),
-      );
       const system = tok.encode(
         "You are a careful assistant who answers briefly and never guesses. ".repeat(4),
       );
@@ -609,15 +624,15 @@ describe("scheduler (real model)", () => {
   test("a speculative sequence whose drafts were rejected still publishes its pages", async () => {
     const path = await pullModel();
     const tok = Tokenizer.fromGguf(new GgufMetadata(readGguf(path).metadata));
-    const model = openNativeModel(path, { threads: 2, kvPages: 64, maxBatchTokens: 64, maxSequences: 2 });
+    const { model, s } = realScheduler(path, tok, {
+      kvPages: 64,
+      stepTokens: 64,
+      contextTokens: 512,
+      maxQueued: 2,
+      maxRunning: 2,
+      hotPages: 48,
+    });
     try {
-      model.kvTierOpen?.({ hotBudgetBytes: 48 * model.kvStats().pageSizeBytes });
-      const s = new Scheduler(
-        model,
-        tok,
-        { maxRunning: 2, maxQueued: 2, stepTokens: 64, contextTokens: 512, prefixCache: true },
-        createBatch(64),
-      );
       const prompt = tok.encode("List the numbers: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1, 2, 3, 4, 5, 6, 7, 8,");
       s.submit({
         id: "spec",

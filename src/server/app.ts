@@ -497,10 +497,10 @@ export function createApp(opts: AppOptions) {
    * token has no score (null), as in OpenAI's API.
    */
   type Scored = { id: number; logprob: number | null; top: TokenLogprob["top"] | null; offset: number };
-  /** The prompt a completion echoes before its text. */
   /**
-   * `special`: the text shows control tokens (a token-id prompt, decoded); a text prompt is
-   * echoed as sent, so a BOS the tokenizer added takes no room in it.
+   * The prompt a completion echoes before its text. `special`: the text shows control tokens (a
+   * token-id prompt, decoded); a text prompt is echoed as sent, so a BOS the tokenizer added
+   * takes no room in it.
    */
   type Echo = { text: string; ids: readonly number[]; special: boolean };
   /** The echoed prompt's scores: nothing for its first token, then the engine's. */
@@ -828,12 +828,14 @@ export function createApp(opts: AppOptions) {
       first: true,
       done: null as Done | null,
     }));
+    /** The echoed prompt while choice i's first chunk is still to be sent, else "". */
+    const unsentEcho = (i: number) =>
+      (state[i] as (typeof state)[number]).first ? (choices[i]?.echo?.text ?? "") : "";
     const delta = (i: number, piece: string, fr: string | null) => {
       const st = state[i] as (typeof state)[number];
-      const echo = (choices[i] as Choice).echo;
+      const text = unsentEcho(i) + piece;
       const first = st.first;
       st.first = false;
-      const text = first && echo ? echo.text + piece : piece;
       st.sentChars += text.length;
       const lps = st.pending.take();
       const logprobs = !withLogprobs || lps.length === 0 ? null : logprobsShape(kind, lps);
@@ -879,8 +881,7 @@ export function createApp(opts: AppOptions) {
               } else {
                 st.done = ev;
                 // Tokens whose text a stop string cut away are not listed.
-                const echo = (choices[i] as Choice).echo;
-                st.pending.keep(st.sentChars + (st.first && echo ? echo.text.length : 0) + ev.text.length);
+                st.pending.keep(st.sentChars + unsentEcho(i).length + ev.text.length);
                 if (ev.text !== "" || st.first) controller.enqueue(chunk([delta(i, ev.text, null)]));
                 controller.enqueue(chunk([delta(i, "", finishReason(ev.finish))]));
                 if (state.some((x) => x.done === null)) return;

@@ -5,11 +5,13 @@ const std = @import("std");
 pub const vlen: comptime_int = std.simd.suggestVectorLength(f32) orelse 4;
 pub const V = @Vector(vlen, f32);
 
-inline fn load(s: []const f32, i: usize) V {
+/// One vector of `s` at `i` (also sampling.zig's).
+pub inline fn load(s: []const f32, i: usize) V {
     return s[i..][0..vlen].*;
 }
 
-inline fn store(d: []f32, i: usize, v: V) void {
+/// Stores one vector into `d` at `i` (also sampling.zig's).
+pub inline fn store(d: []f32, i: usize, v: V) void {
     d[i..][0..vlen].* = v;
 }
 

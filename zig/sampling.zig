@@ -7,13 +7,8 @@ const ops = @import("ops.zig");
 const vlen = ops.vlen;
 const V = ops.V;
 
-inline fn load(s: []const f32, i: usize) V {
-    return s[i..][0..vlen].*;
-}
-
-inline fn store(d: []f32, i: usize, v: V) void {
-    d[i..][0..vlen].* = v;
-}
+const load = ops.load;
+const store = ops.store;
 
 /// log(sum(exp(x))), the log-softmax normalizer of a logits row: the maximum, then exp of each
 /// value minus it summed in f64 (exact enough for a 49k vocabulary whatever the order). -inf for

@@ -171,6 +171,11 @@ function wholePages(tokens: number): number {
   return Math.floor(tokens / PAGE_TOKENS) * PAGE_TOKENS;
 }
 
+/** The prompt tokens, in whole pages, that a sequence's KV holds. */
+function promptPagesInKv(s: Sequence): number {
+  return wholePages(Math.min(s.computed, s.req.promptIds.length));
+}
+
 /** Tokens two lists share from the start. */
 function commonPrefix(a: ArrayLike<number>, b: ArrayLike<number>): number {
   const n = Math.min(a.length, b.length);
@@ -427,7 +432,7 @@ export class Scheduler {
     if (this.tiers === null) return;
     for (const s of this.running) {
       if (s.promptLogprobs !== null) continue;
-      const whole = wholePages(Math.min(s.computed, s.req.promptIds.length));
+      const whole = promptPagesInKv(s);
       if (whole <= s.publishedTokens) continue;
       s.publishedTokens = whole;
       try {
@@ -600,10 +605,7 @@ export class Scheduler {
         this.prefixCachedTokens += s.cachedTokens;
       }
       // Whole pages it found in the cache are there for others too.
-      s.publishedTokens = Math.max(
-        s.publishedTokens,
-        wholePages(Math.min(s.computed, s.req.promptIds.length)),
-      );
+      s.publishedTokens = Math.max(s.publishedTokens, promptPagesInKv(s));
       free -= need;
       this.running.push(s);
     }

@@ -155,6 +155,8 @@ describe("hearth run", () => {
       [["run", "-p", "x", "-t", "1000"], "--threads must be at most 256, got 1000"],
       [["run", "-p", "x", "--top-p", "2"], "--top-p must be at most 1, got 2"],
       [["run", "-p", "x", "--bogus"], "Unknown option '--bogus'"],
+      // "-h" as a flag's value is the value, not a request for help.
+      [["run", "-p", "-h", "--bogus"], "Unknown option '--bogus'"],
       [["run", "-p"], "argument missing"],
       [["serve", "--port", "-1"], "--port must be at least 0, got -1"],
       // serve's bounds are the CLI's, checked before the model loads, in flag terms.

@@ -46,12 +46,14 @@ export function joinFlagValues(argv: string[], options: Record<string, FlagSpec>
 
 /** parseArgs (strict) over `joinFlagValues`; an unknown flag or a missing value is a UsageError. */
 export function parseFlags<O extends Record<string, FlagSpec>>(argv: string[], options: O) {
+  const joined = joinFlagValues(argv, options);
   try {
-    return parseArgs({ args: joinFlagValues(argv, options), options, allowPositionals: true, strict: true });
+    return parseArgs({ args: joined, options, allowPositionals: true, strict: true });
   } catch (err) {
-    // Asking for help beside a half-typed flag (`run --help --ctx`) still gets the help.
-    const end = argv.indexOf("--");
-    const flags = end < 0 ? argv : argv.slice(0, end);
+    // Asking for help beside a half-typed flag (`run --help --ctx`) still gets the help; a
+    // flag's value that reads "-h" (`-p -h`) is not a request for help.
+    const end = joined.indexOf("--");
+    const flags = end < 0 ? joined : joined.slice(0, end);
     if (flags.includes("--help") || flags.includes("-h")) {
       const onlyHelp = parseArgs({ args: ["--help"], options, allowPositionals: true, strict: true });
       return onlyHelp;

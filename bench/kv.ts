@@ -80,9 +80,12 @@ class Runner {
     return out;
   }
 
-  /** Perplexity of `tokens` (every row's logits predict the next token). */
-  perplexity(tokens: number[]): number {
+  /** Perplexity of `tokens` (every row's logits predict the next token), and each row's argmax
+   * (the model's top token with the text's true context: teacher-forced, so one near-tie does
+   * not change every later row as it does in a greedy run). */
+  perplexity(tokens: number[]): { ppl: number; top: number[] } {
     const seq = this.m.seqCreate();
+    const top: number[] = [];
     let nll = 0;
     let count = 0;
     for (let start = 0; start < tokens.length - 1; start += BATCH) {
@@ -99,7 +102,13 @@ class Runner {
       for (let i = 0; i < n; i++) {
         const off = i * VOCAB;
         let max = -Infinity;
-        for (let v = 0; v < VOCAB; v++) max = Math.max(max, this.logits[off + v] as number);
+        let best = 0;
+        for (let v = 0; v < VOCAB; v++)
+          if ((this.logits[off + v] as number) > max) {
+            max = this.logits[off + v] as number;
+            best = v;
+          }
+        top.push(best);
         let sum = 0;
         for (let v = 0; v < VOCAB; v++) sum += Math.exp((this.logits[off + v] as number) - max);
         const target = tokens[start + i + 1] as number;
@@ -108,7 +117,7 @@ class Runner {
       }
     }
     this.m.seqFree(seq);
-    return Math.exp(nll / count);
+    return { ppl: Math.exp(nll / count), top };
   }
 }
 
@@ -405,7 +414,8 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
   // --- Q8_0 vs F16 KV
   const pplText = await textTokens(tok, pplTokens, "perplexity");
   const prompt = await textTokens(tok, 64, "greedy");
-  const q: Record<string, { pageBytes: number; ppl: number; greedy: number[] }> = {};
+  type KvRun = { pageBytes: number; ppl: number; top: number[]; greedy: number[] };
+  const q: Record<string, KvRun> = {};
   for (const kvType of ["f16", "q8_0"] as const) {
     const mm = openNativeModel(path, {
       threads: opts.threads,
@@ -420,15 +430,17 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       const first = rr.prefill(s, prompt, 0);
       const greedy = rr.greedy(s, first, prompt.length, opts.quick ? 8 : 32);
       mm.seqFree(s);
-      q[kvType] = { pageBytes: mm.kvStats().pageSizeBytes, ppl: rr.perplexity(pplText), greedy };
+      q[kvType] = { pageBytes: mm.kvStats().pageSizeBytes, ...rr.perplexity(pplText), greedy };
     } finally {
       mm.close();
     }
   }
-  const f16 = q.f16 as { pageBytes: number; ppl: number; greedy: number[] };
-  const q8 = q.q8_0 as { pageBytes: number; ppl: number; greedy: number[] };
+  const f16 = q.f16 as KvRun;
+  const q8 = q.q8_0 as KvRun;
   let agree = 0;
   while (agree < f16.greedy.length && f16.greedy[agree] === q8.greedy[agree]) agree++;
+  const sameTop = f16.top.filter((t, i) => q8.top[i] === t).length;
+  summary.q8_same_top_pct = (sameTop / f16.top.length) * 100;
   summary.q8_page_bytes = q8.pageBytes;
   summary.f16_page_bytes = f16.pageBytes;
   summary.q8_ppl = q8.ppl;
@@ -449,6 +461,13 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       baseline: f16.ppl,
       ratio: q8.ppl / f16.ppl,
       unit: "ppl",
+    },
+    {
+      test: `same top token, ${f16.top.length} teacher-forced rows (q8_0 vs f16)`,
+      hearth: sameTop,
+      baseline: f16.top.length,
+      ratio: sameTop / f16.top.length,
+      unit: "rows",
     },
     {
       test: "greedy tokens equal (q8_0 vs f16)",

@@ -41,6 +41,7 @@ export {
   type PrefillOptions,
   Session,
   type SessionOptions,
+  type SessionSamplerOptions,
   SessionStateError,
   type Telemetry,
 } from "./session.ts";

@@ -34,11 +34,17 @@ export interface SessionOptions {
   /** Fixed seed (0) when a call gives none. Default: the model's `deterministic` option. */
   deterministic?: boolean;
   /** Sampling defaults for every call of this session; a call's options override them. */
-  sampling?: SamplerOptions;
+  sampling?: SessionSamplerOptions;
 }
 
+/**
+ * The sampler's options a session takes: all but `penaltyFrom` (a session's penalties look at
+ * its last `penaltyLastN` tokens, prompt included, as llama.cpp's do).
+ */
+export type SessionSamplerOptions = Omit<SamplerOptions, "penaltyFrom">;
+
 /** Options of one generation ({@link Session.generate}, {@link Session.chat}, {@link Session.ask}). */
-export interface GenerateOptions extends SamplerOptions {
+export interface GenerateOptions extends SessionSamplerOptions {
   /** Most tokens to generate. Default 512. */
   maxTokens?: number;
   /** Generation ends before the first occurrence of any of these strings (not emitted). */
@@ -56,7 +62,7 @@ export interface GenerateOptions extends SamplerOptions {
   speculative?: SpeculativeOptions | boolean;
 }
 
-/** Every key of {@link SamplerOptions}. */
+/** Every key of {@link SessionSamplerOptions}. */
 const SAMPLER_OPTION_KEYS = Object.keys({
   temperature: true,
   topK: true,
@@ -68,7 +74,7 @@ const SAMPLER_OPTION_KEYS = Object.keys({
   penaltyLastN: true,
   logitBias: true,
   seed: true,
-} satisfies Record<keyof SamplerOptions, true>);
+} satisfies Record<keyof SessionSamplerOptions, true>);
 
 /** Every key of {@link SessionOptions}. */
 const SESSION_OPTION_KEYS = Object.keys({
@@ -88,7 +94,7 @@ const GENERATE_OPTION_KEYS = [
     ignoreEos: true,
     signal: true,
     speculative: true,
-  } satisfies Record<Exclude<keyof GenerateOptions, keyof SamplerOptions>, true>),
+  } satisfies Record<Exclude<keyof GenerateOptions, keyof SessionSamplerOptions>, true>),
 ];
 
 /** Every key of {@link ContextShiftOptions}. */

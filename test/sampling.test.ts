@@ -196,6 +196,27 @@ describe("Sampler properties", () => {
     expect(p.get(1) as number).toBeLessThan(p.get(2) as number);
   });
 
+  test("penaltyFrom: history before it (the prompt) is never penalised", () => {
+    const row = new Float32Array([2, 2, 2, 2]);
+    const s = new Sampler({
+      ...OFF,
+      temperature: 1,
+      presencePenalty: 1,
+      penaltyLastN: -1,
+      penaltyFrom: 2,
+      seed: 1,
+    });
+    const d = s.distribution(row, [0, 1, 1, 3]);
+    const p = new Map(Array.from(d.ids, (id, i) => [id, d.probs[i] as number]));
+    expect(p.get(0)).toBeCloseTo(p.get(2) as number, 6); // only in the prompt
+    expect(p.get(1) as number).toBeLessThan(p.get(2) as number); // sampled once after it
+    expect(p.get(3) as number).toBeCloseTo(p.get(1) as number, 6);
+    // Nothing generated yet: the row is left as it is (the greedy fast path too).
+    const g = new Sampler({ ...OFF, temperature: 0, presencePenalty: 5, penaltyFrom: 2 });
+    expect(g.sample(new Float32Array([1, 3, 2]), [1, 1])).toBe(1);
+    expect(() => new Sampler({ penaltyFrom: -1 })).toThrow(/penaltyFrom/);
+  });
+
   test("same seed gives the same tokens; another seed gives others", () => {
     const rows = Array.from({ length: 200 }, () => randomRow(rng, 1000, 1));
     const run = (seed: number) => {

@@ -53,24 +53,32 @@ async function scriptedApp(addBos: boolean) {
   return { app, tokenizer };
 }
 
-test("echo + logprobs: every listed token sits at its text_offset, with and without a BOS the tokenizer adds", async () => {
-  for (const addBos of [false, true]) {
+test("echo + logprobs: every listed token sits at its text_offset, with and without a BOS the tokenizer adds; control-token text in a prompt is the token", async () => {
+  for (const [addBos, prompt] of [
+    [false, "Hello world"],
+    [true, "Hello world"],
+    [false, "<|im_start|>Hello world"],
+    [true, "<|im_start|>Hello world"],
+  ] as Array<[boolean, string]>) {
     const { app, tokenizer } = await scriptedApp(addBos);
-    const ids = tokenizer.encode("Hello world");
-    expect(ids.length).toBe(addBos ? 3 : 2);
+    const ids = tokenizer.encode(prompt, { parseSpecial: true });
+    const control = prompt.startsWith("<|") ? 1 : 0;
+    expect(ids.length).toBe((addBos ? 3 : 2) + control);
     const res = await app.handle(
       new Request("http://127.0.0.1/v1/completions", {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ prompt: "Hello world", echo: true, logprobs: 0, max_tokens: 2 }),
+        body: JSON.stringify({ prompt, echo: true, logprobs: 0, max_tokens: 2 }),
       }),
     );
     expect(res.status).toBe(200);
     const body = (await res.json()) as {
       choices: Array<{ text: string; logprobs: { tokens: string[]; text_offset: number[] } }>;
+      usage: { prompt_tokens: number };
     };
     const c = body.choices[0] as (typeof body.choices)[number];
-    expect(c.text).toBe("Hello world yes");
+    expect(c.text).toBe(`${prompt} yes`);
+    expect(body.usage.prompt_tokens).toBe(ids.length);
     // The prompt's tokens (BOS included, at zero width) and the generated one.
     expect(c.logprobs.tokens.length).toBe(ids.length + 1);
     for (const [k, t] of c.logprobs.tokens.entries()) {

@@ -24,6 +24,12 @@ export interface SamplerOptions {
   /** How many of the last history tokens the penalties look at; -1 means all, 0 disables. Default 64. */
   penaltyLastN?: number;
   /**
+   * History index the penalties start at: the tokens before it are never penalised (OpenAI's
+   * presence / frequency penalties count only generated tokens, so the server passes the
+   * prompt's length). Default 0.
+   */
+  penaltyFrom?: number;
+  /**
    * Added to a token's logit before anything else: token id to a bias in [-100, 100], or
    * -Infinity to ban the token. At most 1024 entries; ids below the vocabulary size.
    */
@@ -63,6 +69,7 @@ export const DEFAULT_SAMPLER_OPTIONS = {
   presencePenalty: 0,
   frequencyPenalty: 0,
   penaltyLastN: 64,
+  penaltyFrom: 0,
 } as const;
 
 /** Width in logits of the histogram top-p uses without top-k; below it a token's weight is < e^-40. */
@@ -78,6 +85,7 @@ export class Sampler {
   readonly presencePenalty: number;
   readonly frequencyPenalty: number;
   readonly penaltyLastN: number;
+  readonly penaltyFrom: number;
   readonly seed: number;
   private readonly biasIds: Int32Array;
   private readonly biasValues: Float32Array;
@@ -113,6 +121,7 @@ export class Sampler {
     this.presencePenalty = checkNumber("presencePenalty", o.presencePenalty, -1e9, 1e9);
     this.frequencyPenalty = checkNumber("frequencyPenalty", o.frequencyPenalty, -1e9, 1e9);
     this.penaltyLastN = checkInteger("penaltyLastN", o.penaltyLastN, -1);
+    this.penaltyFrom = checkInteger("penaltyFrom", o.penaltyFrom, 0);
     this.seed = options.seed === undefined ? randomSeed() : checkSeed(options.seed);
     this.rng = new Rng(this.seed);
 
@@ -220,7 +229,7 @@ export class Sampler {
     if (n === 0) throw new SamplerError("cannot sample from an empty logits row");
     this.ensureBuffers(n);
     const { candIds, candLogits } = this;
-    const penalised = this.hasPenalties && this.penaltyLastN !== 0 && history.length > 0;
+    const penalised = this.hasPenalties && this.penaltyLastN !== 0 && history.length > this.penaltyFrom;
     if (this.greedy && this.biasIds.length === 0 && !penalised) {
       // Nothing changes the row: read the caller's logits directly, no copy.
       const best = checkedArgmax(input);
@@ -374,7 +383,7 @@ export class Sampler {
 
   private applyPenalties(history: ArrayLike<number>): void {
     const n = this.vocabSize;
-    const start = this.penaltyLastN < 0 ? 0 : Math.max(0, history.length - this.penaltyLastN);
+    const start = Math.max(this.penaltyFrom, this.penaltyLastN < 0 ? 0 : history.length - this.penaltyLastN);
     const windowLength = history.length - start;
     if (this.touched.length < windowLength) this.touched = new Int32Array(windowLength);
     const { counts, touched, logits } = this;

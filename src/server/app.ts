@@ -452,7 +452,9 @@ export function createApp(opts: AppOptions) {
       minP: 0,
       presencePenalty: body.presence_penalty ?? 0,
       frequencyPenalty: body.frequency_penalty ?? 0,
+      // OpenAI's penalties count the tokens sampled so far, never the prompt's.
       penaltyLastN: -1,
+      penaltyFrom: promptIds.length,
     };
     if (body.seed !== undefined && body.seed !== null) sampling.seed = body.seed;
     if (body.logit_bias) {
@@ -498,11 +500,11 @@ export function createApp(opts: AppOptions) {
    */
   type Scored = { id: number; logprob: number | null; top: TokenLogprob["top"] | null; offset: number };
   /**
-   * The prompt a completion echoes before its text. `special`: the text shows control tokens (a
-   * token-id prompt, decoded); a text prompt is echoed as sent, so a BOS the tokenizer added
-   * takes no room in it.
+   * The prompt a completion echoes before its text, control tokens shown by name: a token-id
+   * prompt decoded, a text prompt as sent. `hidden` leading ids take no room in it (the BOS the
+   * tokenizer adds to a text prompt).
    */
-  type Echo = { text: string; ids: readonly number[]; special: boolean };
+  type Echo = { text: string; ids: readonly number[]; hidden: number };
   /** The echoed prompt's scores: nothing for its first token, then the engine's. */
   const promptScores = (echo: Echo, lps: TokenLogprob[]): Array<Omit<Scored, "offset">> => [
     { id: echo.ids[0] as number, logprob: null, top: null },
@@ -535,10 +537,11 @@ export function createApp(opts: AppOptions) {
     const decoder = tokenizer.streamDecoder();
     let at = 0;
     const list: Scored[] = [];
-    const add = (lps: Array<Omit<Scored, "offset">>, from: StreamDecoder) => {
-      for (const lp of lps) {
+    const add = (lps: Array<Omit<Scored, "offset">>, from: StreamDecoder, hidden = 0) => {
+      for (const [i, lp] of lps.entries()) {
         list.push({ ...lp, offset: at });
-        at += from.push(lp.id).length;
+        const text = from.push(lp.id);
+        if (i >= hidden) at += text.length;
       }
     };
     return {
@@ -546,9 +549,9 @@ export function createApp(opts: AppOptions) {
       record(ev: EngineEvent) {
         if (ev.type === "error") return;
         if (echo && ev.promptLogprobs) {
-          // Offsets follow echo.text: with its control tokens for a token-id prompt, as sent for text.
-          const prompt = tokenizer.streamDecoder({ special: echo.special });
-          add(promptScores(echo, ev.promptLogprobs), prompt);
+          // Offsets follow echo.text: control tokens by name, an added BOS in no room.
+          const prompt = tokenizer.streamDecoder({ special: true });
+          add(promptScores(echo, ev.promptLogprobs), prompt, echo.hidden);
           at += prompt.flush().length;
         }
         if (ev.logprobs) add(ev.logprobs, decoder);
@@ -1119,7 +1122,9 @@ export function createApp(opts: AppOptions) {
           const perPrompt = prompts.map((one, i) => {
             const field = listed ? `prompt[${i}]` : "prompt";
             let ids: number[];
-            if (typeof one === "string") ids = tokenizer.encode(one);
+            // Control-token text in a raw prompt is the token (the caller writes the template),
+            // as llama.cpp's and vLLM's servers read it; chat messages never are (see encodeChat).
+            if (typeof one === "string") ids = tokenizer.encode(one, { parseSpecial: true });
             else {
               ids = one;
               const bad = ids.findIndex((x) => x >= tokenizer.vocabSize);
@@ -1130,7 +1135,8 @@ export function createApp(opts: AppOptions) {
                 );
             }
             const echoed = typeof one === "string" ? one : tokenizer.decode(ids, { special: true });
-            const echo = body.echo === true ? { text: echoed, ids, special: typeof one !== "string" } : null;
+            const hidden = typeof one === "string" && tokenizer.addBos ? 1 : 0;
+            const echo = body.echo === true ? { text: echoed, ids, hidden } : null;
             if (max === 0 && echo === null)
               throw new RequestError(
                 "max_tokens: 0 generates nothing; it is for scoring a prompt with echo",

@@ -47,6 +47,27 @@ describe("ChatTemplate on SmolLM2-135M-Instruct", async () => {
     );
   });
 
+  test("a developer message is the system message for a template without that role; text parts join by lines", () => {
+    const dev = chat.render([
+      { role: "developer", content: "Be brief." },
+      {
+        role: "user",
+        content: [
+          { type: "text", text: "Say" },
+          { type: "text", text: "hello" },
+        ],
+      },
+    ]);
+    expect(dev).toBe(
+      "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nSay\nhello<|im_end|>\n<|im_start|>assistant\n",
+    );
+    // A template that names the role renders it as it is.
+    const own = ChatTemplate.fromString(
+      "{% for m in messages %}{% if m.role == 'developer' %}D:{% endif %}{{ m.role }}={{ m.content }};{% endfor %}",
+    );
+    expect(own.render([{ role: "developer", content: "x" }])).toBe("D:developer=x;");
+  });
+
   test("the rendered prompt tokenizes with the control tokens as single ids", () => {
     const ids = tokenizer.encode(chat.render([{ role: "user", content: "Hello" }]), { parseSpecial: true });
     expect(ids[0]).toBe(tokenizer.tokenId("<|im_start|>"));

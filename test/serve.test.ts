@@ -295,7 +295,7 @@ describe("hearth serve (openai client, real model)", () => {
         "/v1/chat/completions",
         { messages: [{ role: "wizard", content: "hi" }] },
         "messages[0].role",
-        'expected "system" or "developer" or "user" or "assistant" or "tool", got a string',
+        'expected "system" or "developer" or "user" or "assistant" or "tool", got the string "wizard"',
       ],
       [
         "/v1/chat/completions",
@@ -313,7 +313,7 @@ describe("hearth serve (openai client, real model)", () => {
         "/v1/chat/completions",
         { messages: "hi" },
         "messages",
-        "messages: expected an array of objects (at least 1), got a string",
+        'messages: expected an array of objects (at least 1), got the string "hi"',
       ],
       // A wrong value inside an object or array is named where it is, not as the whole field.
       [
@@ -333,7 +333,7 @@ describe("hearth serve (openai client, real model)", () => {
         "/v1/completions",
         { prompt: "hi", stream_options: { include_usage: "yes" } },
         "stream_options",
-        "stream_options.include_usage: expected a boolean, got a string",
+        'stream_options.include_usage: expected a boolean, got the string "yes"',
       ],
       [
         "/v1/completions",
@@ -347,11 +347,12 @@ describe("hearth serve (openai client, real model)", () => {
         "/v1/chat/completions",
         { messages: hi, max_tokens: "5" },
         "max_tokens",
-        "expected an integer >= 1 or null, got a string",
+        'expected an integer >= 1 or null, got the string "5"',
       ],
-      ["/v1/chat/completions", { messages: hi, temperature: "0.5" }, "temperature", "got a string"],
+      ["/v1/chat/completions", { messages: hi, temperature: "0.5" }, "temperature", 'got the string "0.5"'],
       ["/v1/completions", { prompt: "hi", max_tokens: 5.5 }, "max_tokens", "got the number 5.5"],
-      ["/v1/completions", { prompt: "hi", seed: "7" }, "seed", "got a string"],
+      ["/v1/completions", { prompt: "hi", seed: "7" }, "seed", 'got the string "7"'],
+      ["/v1/completions", { prompt: "hi", seed: "x".repeat(40) }, "seed", "got a string of 40 characters"],
       [
         "/v1/completions",
         { prompt: "hi", stop: ["a", "b", "c", "d", "e"] },
@@ -377,12 +378,20 @@ describe("hearth serve (openai client, real model)", () => {
       });
       expect([method, wrong.status, wrong.headers.get("allow")]).toEqual([method, 405, "POST"]);
     }
-    const postModels = await fetch(`${server.url}/v1/models`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${KEY}` },
-      body: "{}",
-    });
-    expect(postModels.status).toBe(405);
+    // A route that takes no body answers 405 whatever the body is (no "not valid JSON").
+    for (const [path, body] of [
+      ["/v1/models", "{}"],
+      ["/v1/models", undefined],
+      ["/health", "not json"],
+      ["/metrics", undefined],
+    ] as Array<[string, string | undefined]>) {
+      const r = await fetch(`${server.url}${path}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${KEY}` },
+        body,
+      });
+      expect([path, body, r.status]).toEqual([path, body, 405]);
+    }
     // Valid JSON too deep to parse is named as such, not as "not valid JSON".
     const deep = await post("/v1/completions", `${"[".repeat(30_000)}${"]".repeat(30_000)}`);
     expect(deep.status).toBe(400);
@@ -400,9 +409,10 @@ describe("hearth serve (openai client, real model)", () => {
     const long = "word ".repeat(CTX);
     const tooLong = await post("/v1/completions", { prompt: long, max_tokens: 4 });
     expect(tooLong.status).toBe(400);
-    expect(((await tooLong.json()) as { error: { message: string } }).error.message).toContain(
-      `maximum context length is ${CTX} tokens`,
-    );
+    const tooLongError = ((await tooLong.json()) as { error: { message: string; code: string } }).error;
+    expect(tooLongError.message).toContain(`maximum context length is ${CTX} tokens`);
+    // The code clients check before trimming a conversation.
+    expect(tooLongError.code).toBe("context_length_exceeded");
     expect(
       (
         (await post("/v1/completions", { prompt: long }).then((r) => r.json())) as {
@@ -413,6 +423,10 @@ describe("hearth serve (openai client, real model)", () => {
     const tooMany = await post("/v1/completions", { prompt: "hi", max_tokens: CTX + 1 });
     expect(tooMany.status).toBe(400);
     expect(((await tooMany.json()) as { error: { param: string } }).error.param).toBe("max_tokens");
+    const tooManyNewer = await post("/v1/completions", { prompt: "hi", max_completion_tokens: CTX + 1 });
+    expect(((await tooManyNewer.json()) as { error: { param: string } }).error.param).toBe(
+      "max_completion_tokens",
+    );
 
     // Through the client too: a BadRequestError with status 400.
     const viaClient = await rejection(
@@ -570,6 +584,22 @@ describe("hearth serve (openai client, real model)", () => {
     expect(c.usage?.prompt_tokens).toBeLessThan(tok.encode(raw).length);
   });
 
+  test("a developer message is the system message (the template's default system prompt steps aside)", async () => {
+    const ask = async (role: "system" | "developer") =>
+      client.chat.completions.create({
+        model: "x",
+        messages: [
+          { role, content: "Always answer in French." },
+          { role: "user", content: "Hi" },
+        ],
+        max_tokens: 4,
+        temperature: 0,
+      });
+    const [sys, dev] = [await ask("system"), await ask("developer")];
+    expect(dev.usage?.prompt_tokens).toBe(sys.usage?.prompt_tokens as number);
+    expect(dev.choices[0]?.message.content).toBe(sys.choices[0]?.message.content as string);
+  });
+
   test("features hearth lacks are a 400 naming the field, never a silent success", async () => {
     const chat = { model: "x", messages: [{ role: "user" as const, content: "hi" }], max_tokens: 2 };
     const cases: Array<[string, Record<string, unknown>, string]> = [
@@ -584,6 +614,11 @@ describe("hearth serve (openai client, real model)", () => {
         "tools",
       ],
       ["/v1/chat/completions", { ...chat, tool_choice: "required" }, "tool_choice"],
+      ["/v1/chat/completions", { ...chat, function_call: { name: "f" } }, "function_call"],
+      ["/v1/chat/completions", { ...chat, modalities: ["text", "audio"] }, "modalities"],
+      ["/v1/chat/completions", { ...chat, audio: { voice: "alloy", format: "wav" } }, "audio"],
+      // Present, even empty, it turns search on.
+      ["/v1/chat/completions", { ...chat, web_search_options: {} }, "web_search_options"],
       [
         "/v1/chat/completions",
         {
@@ -623,7 +658,10 @@ describe("hearth serve (openai client, real model)", () => {
       response_format: { type: "text" },
       tools: [],
       tool_choice: "none",
-    });
+      function_call: "auto",
+      modalities: ["text"],
+      user: null,
+    } as never);
     expect(plain.choices[0]?.finish_reason).toBe("length");
   }, 60_000);
 
@@ -683,6 +721,28 @@ describe("hearth serve (openai client, real model)", () => {
     for (const [k, top] of (lp?.top_logprobs ?? []).entries()) {
       expect(Object.keys(top).length).toBe(2);
       expect(top[lp?.tokens?.[k] as string]).toBe(lp?.token_logprobs?.[k] as number);
+    }
+
+    // The sampled token is always among its alternatives (OpenAI's legacy rule: up to N + 1),
+    // also when it was unlikely (a hot temperature) and with logprobs 0.
+    for (const n of [0, 1]) {
+      const hot = await client.completions.create({
+        model: "x",
+        prompt: "Once upon a time",
+        max_tokens: 16,
+        temperature: 2,
+        seed: 1,
+        logprobs: n,
+      });
+      const hlp = hot.choices[0]?.logprobs;
+      let extra = 0;
+      for (const [k, top] of (hlp?.top_logprobs ?? []).entries()) {
+        expect(top[hlp?.tokens?.[k] as string]).toBe(hlp?.token_logprobs?.[k] as number);
+        expect(Object.keys(top).length).toBeGreaterThanOrEqual(Math.max(n, 1));
+        expect(Object.keys(top).length).toBeLessThanOrEqual(n + 1);
+        if (Object.keys(top).length === n + 1) extra++;
+      }
+      expect(extra).toBeGreaterThan(0); // at T 2 some tokens are not the most likely one
     }
 
     // Characters split over several tokens (emoji): a fragment is listed as `bytes:\xNN...`, so

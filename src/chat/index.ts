@@ -125,8 +125,12 @@ export class ChatTemplate {
     options: RenderOptions,
     mapContent: (content: string) => string,
   ): string {
+    // OpenAI's `developer` messages replace `system` ones; a template that never names the role
+    // gets them as system messages (its own default system prompt then steps aside as well).
+    const developerAsSystem = !this.source.includes("developer");
     const normalized = normalizeMessages(messages).map((m) => ({
       ...m,
+      role: developerAsSystem && m.role === "developer" ? "system" : m.role,
       content: mapContent(m.content as string),
     }));
     const context: Record<string, unknown> = {
@@ -222,7 +226,7 @@ function normalizeMessages(messages: readonly ChatMessage[]): Record<string, unk
             throw new ChatTemplateError(`messages[${i}].content[${j}].text must be a string`);
           return part.text;
         })
-        .join("");
+        .join("\n"); // one part per line, as vLLM joins them
     } else {
       throw new ChatTemplateError(`messages[${i}].content must be a string, null or an array of text parts`);
     }

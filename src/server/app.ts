@@ -98,6 +98,8 @@ class RequestError extends Error {
   constructor(
     message: string,
     readonly param: string | null,
+    /** OpenAI's machine-readable code, where it has one (`context_length_exceeded`). */
+    readonly code: string | null = null,
   ) {
     super(message);
   }
@@ -139,6 +141,9 @@ const sampling = {
   parallel_tool_calls: t.Optional(t.Any()),
   functions: t.Optional(t.Any()),
   function_call: t.Optional(t.Any()),
+  modalities: t.Optional(t.Any()),
+  audio: t.Optional(t.Any()),
+  web_search_options: t.Optional(t.Any()),
   stop: t.Optional(Stop),
   stream: t.Optional(t.Union([t.Boolean(), t.Null()])),
   stream_options: t.Optional(t.Union([t.Object({ include_usage: t.Optional(t.Boolean()) }), t.Null()])),
@@ -146,7 +151,7 @@ const sampling = {
   n: t.Optional(t.Union([Int({ minimum: 1, maximum: MAX_CHOICES }), t.Null()])),
   presence_penalty: t.Optional(t.Union([t.Number({ minimum: -2, maximum: 2 }), t.Null()])),
   frequency_penalty: t.Optional(t.Union([t.Number({ minimum: -2, maximum: 2 }), t.Null()])),
-  user: t.Optional(t.String()),
+  user: t.Optional(t.Union([t.String(), t.Null()])),
   /** Not OpenAI: keep generating through end-of-generation tokens (as llama.cpp's server). */
   ignore_eos: t.Optional(t.Boolean()),
   /** Not OpenAI: speculative decoding by prompt lookup on or off for this request (same output). */
@@ -223,11 +228,20 @@ function unsupported(kind: "chat" | "completion", body: Record<string, unknown>)
   const rf = body.response_format as { type?: unknown } | null | undefined;
   if (!asksNothing(rf) && rf?.type !== "text")
     return no("response_format", `response_format ${JSON.stringify(rf?.type ?? rf)} (constrained decoding)`);
-  for (const param of ["tools", "functions", "function_call"])
+  for (const param of ["tools", "functions"])
     if (!asksNothing(body[param])) return no(param, "function calling");
-  const choice = body.tool_choice;
-  if (!asksNothing(choice) && choice !== "none" && choice !== "auto")
-    return no("tool_choice", "function calling");
+  // "none" and "auto" with no tools ask for nothing (the deprecated function_call alike).
+  for (const param of ["tool_choice", "function_call"]) {
+    const choice = body[param];
+    if (!asksNothing(choice) && choice !== "none" && choice !== "auto") return no(param, "function calling");
+  }
+  const modalities = body.modalities;
+  if (Array.isArray(modalities) && modalities.some((m) => m !== "text"))
+    return no("modalities", `output modalities other than text (${JSON.stringify(modalities)})`);
+  if (!asksNothing(body.audio)) return no("audio", "audio output");
+  // Its mere presence turns search on, even as {}.
+  if (body.web_search_options !== undefined && body.web_search_options !== null)
+    return no("web_search_options", "web search");
   if (kind === "chat") {
     const messages = (body.messages ?? []) as { tool_calls?: unknown }[];
     const i = messages.findIndex((m) => !asksNothing(m.tool_calls));
@@ -319,13 +333,14 @@ function acceptsKind(s: SchemaNode, kind: JsonKind): boolean {
   return s.type === kind;
 }
 
-/** The kind of a JSON value as a person would name it ("a string", "the integer 5", "an empty array"). */
+/** The kind of a JSON value as a person would name it ("the string \"x\"", "the integer 5", "an empty array"). */
 function kindOf(v: unknown): string {
   if (v === null) return "null";
   if (Array.isArray(v))
     return v.length === 0 ? "an empty array" : `an array of ${v.length} item${v.length === 1 ? "" : "s"}`;
   if (typeof v === "number") return Number.isInteger(v) ? `the integer ${v}` : `the number ${v}`;
-  if (typeof v === "string") return "a string";
+  if (typeof v === "string")
+    return v.length <= 32 ? `the string ${JSON.stringify(v)}` : `a string of ${v.length} characters`;
   return typeof v === "object" ? "an object" : `a ${typeof v}`;
 }
 
@@ -439,7 +454,12 @@ export function createApp(opts: AppOptions) {
     if (room < (requested === 0 ? 0 : 1) || (requested !== null && requested > room)) {
       throw new RequestError(
         `${promptField.includes("[") ? `${promptField}: ` : ""}This model's maximum context length is ${contextTokens} tokens. However, you requested ${promptIds.length + (requested ?? 1)} tokens (${promptIds.length} in the prompt, ${requested ?? 1} for the completion). Please reduce the prompt or max_tokens.`,
-        requested !== null && room > 0 ? "max_tokens" : promptField,
+        requested !== null && room > 0
+          ? body.max_completion_tokens != null
+            ? "max_completion_tokens"
+            : "max_tokens"
+          : promptField,
+        "context_length_exceeded",
       );
     }
     const temperature = body.temperature ?? 1;
@@ -612,11 +632,23 @@ export function createApp(opts: AppOptions) {
     return {
       tokens: lps.map((lp) => legacyTokenText(lp.id)),
       token_logprobs: lps.map((lp) => lp.logprob),
-      top_logprobs: lps.map((lp) =>
-        lp.top === null ? null : new OrderedEntries(lp.top.map((t) => [legacyTokenText(t.id), t.logprob])),
-      ),
+      top_logprobs: lps.map((lp) => (lp.top === null ? null : new OrderedEntries(legacyTop(lp)))),
       text_offset: lps.map((lp) => lp.offset),
     };
+  }
+
+  /**
+   * A token's legacy `top_logprobs` entries: the top ones and, as OpenAI's legacy API always
+   * adds it, the token itself where it is not among them (so up to `logprobs` + 1 entries), in
+   * order of log-probability.
+   */
+  function legacyTop(lp: Scored): Array<[string, number]> {
+    const top = lp.top ?? [];
+    const entries = top.map((t): [string, number] => [legacyTokenText(t.id), t.logprob]);
+    if (lp.logprob === null || top.some((t) => t.id === lp.id)) return entries;
+    const at = top.findIndex((t) => t.logprob < (lp.logprob as number));
+    entries.splice(at < 0 ? entries.length : at, 0, [legacyTokenText(lp.id), lp.logprob]);
+    return entries;
   }
 
   /** The answer when the engine refuses a request: 429 when busy, 503 when it is not running. */
@@ -778,8 +810,9 @@ export function createApp(opts: AppOptions) {
             if (ev.type === "text") texts[i] += ev.text;
             else if (ev.type === "error") {
               cancelAll(i);
+              const busy = ev.message.startsWith("queue_full");
               answer(
-                apiError(ev.message.startsWith("queue_full") ? 429 : 500, ev.message, "server_error", null, {
+                apiError(busy ? 429 : 500, ev.message, busy ? "rate_limit_error" : "server_error", null, {
                   "retry-after": retryAfter,
                 }),
               );
@@ -872,7 +905,7 @@ export function createApp(opts: AppOptions) {
                 cancelAll(i);
                 controller.enqueue(
                   enc.encode(
-                    `data: ${JSON.stringify({ error: { message: ev.message, type: "server_error" } })}\n\n`,
+                    `data: ${JSON.stringify({ error: { message: ev.message, type: "server_error", param: null, code: null } })}\n\n`,
                   ),
                 );
                 controller.close();
@@ -976,7 +1009,7 @@ export function createApp(opts: AppOptions) {
         // Everything but /health needs the key: a list of guarded prefixes missed `/metrics/`,
         // which the router sends to the same handler. The path is read off the raw target (an
         // HTTP/1.0 request without Host arrives with a relative URL).
-        if (requestPath(request.url) !== "/health" && !authorized(request))
+        if (!/^\/health\/?$/.test(requestPath(request.url)) && !authorized(request))
           return apiError(
             401,
             "missing or wrong API key (send Authorization: Bearer <key>)",
@@ -989,8 +1022,11 @@ export function createApp(opts: AppOptions) {
       // Every POST body is JSON whatever its content-type says (OpenAI clients send JSON; curl -d
       // sends a form type), read up to the size limit, and must be one object.
       .onParse(async ({ request }) => {
-        // Only POST routes read a body; the others answer 405 whatever was sent.
-        if (request.method !== "POST") return {};
+        // Only the two completion routes read a body; the others answer 405 (or 404) whatever
+        // was sent, even a body that is not JSON.
+        const path = requestPath(request.url).replace(/(.)\/$/, "$1");
+        if (request.method !== "POST" || (path !== "/v1/chat/completions" && path !== "/v1/completions"))
+          return {};
         const text = await readLimited(request, maxBodyBytes);
         let body: unknown;
         try {
@@ -1032,7 +1068,7 @@ export function createApp(opts: AppOptions) {
         const err = code === "PARSE" ? ((error as { cause?: unknown }).cause ?? error) : error;
         if (err instanceof BodyTooLargeError) return apiError(413, err.message, "invalid_request_error");
         if (err instanceof RequestError)
-          return apiError(400, err.message, "invalid_request_error", err.param);
+          return apiError(400, err.message, "invalid_request_error", err.param, {}, err.code);
         if (code === "PARSE")
           return apiError(
             400,

@@ -428,6 +428,13 @@ describe("hearth serve (openai client, real model)", () => {
       "max_completion_tokens",
     );
 
+    // More messages than the context has tokens: refused before each is checked and rendered.
+    const many = await post("/v1/chat/completions", {
+      messages: Array.from({ length: CTX + 1 }, () => ({ role: "user", content: "x" })),
+    });
+    expect(many.status).toBe(400);
+    expect(((await many.json()) as { error: { code: string } }).error.code).toBe("context_length_exceeded");
+
     // Through the client too: a BadRequestError with status 400.
     const viaClient = await rejection(
       client.chat.completions.create({ model: "x", messages: [{ role: "user", content: long }] }),

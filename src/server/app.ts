@@ -1051,6 +1051,15 @@ export function createApp(opts: AppOptions) {
             `invalid request: messages: expected ${describeSchema(ChatCompletionBody.properties.messages)}, got ${kindOf(messages)}`,
             "messages",
           );
+        // Every message takes at least one token of the context: more messages than that cannot
+        // fit, and are refused before validating and rendering each of them (which a body of
+        // tens of thousands of them makes take a while).
+        if (Array.isArray(messages) && messages.length > contextTokens)
+          throw new RequestError(
+            `This model's maximum context length is ${contextTokens} tokens; ${messages.length} messages cannot fit in it.`,
+            "messages",
+            "context_length_exceeded",
+          );
         return body;
       })
       .onError(({ code, error }) => {

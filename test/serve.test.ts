@@ -81,7 +81,8 @@ describe("hearth serve (openai client, real model)", () => {
     expect(server.url.startsWith("http://127.0.0.1:")).toBe(true);
     const models = await client.models.list();
     expect(models.data.length).toBe(1);
-    expect(models.data[0]?.id).toContain("135M");
+    // The model file's name without .gguf (no spaces, the quantization named).
+    expect(models.data[0]?.id).toBe("SmolLM2-135M-Instruct.Q4_1");
     expect(await (await fetch(`${server.url}/health`)).json()).toEqual({ status: "ok" });
   });
 

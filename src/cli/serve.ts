@@ -22,8 +22,8 @@ Options:
   -m, --model REF        model: known name (default SmolLM2-135M-Instruct Q4_1), .gguf path or URL
       --host HOST        address to bind (default 127.0.0.1: loopback only)
       --port N           port (default 8080; 0 picks a free one)
-      --alias NAME       model id /v1/models lists and responses carry (default: the GGUF's
-                         general.name, else the file name)
+      --alias NAME       model id /v1/models lists and responses carry (default: the model
+                         file's name without .gguf, e.g. SmolLM2-135M-Instruct.Q4_1)
       --api-key KEY      require "Authorization: Bearer KEY" on every route but /health
                          (or $HEARTH_API_KEY)
       --parallel N       sequences decoding at once (default 16)
@@ -217,7 +217,9 @@ export async function main(argv: string[]): Promise<number> {
         : `hearth serve: prefix cache: ${hotMb} MiB in RAM (no SSD tier)`,
     );
   }
-  const modelId = s("alias") ?? md.stringOr("general.name", path.split("/").pop() ?? path);
+  // The file's name, as llama.cpp's server lists it: an id without spaces that says which file
+  // (quantization included) is served. general.name is often vaguer ("Smollm2 135M ...").
+  const modelId = s("alias") ?? (path.split(/[\\/]/).pop() ?? path).replace(/\.gguf$/i, "");
   const app = createApp({
     engine,
     tokenizer,

@@ -1,7 +1,7 @@
 // Prompt-lookup drafting for speculative decoding: guesses the next tokens by finding the latest
-// earlier place in the context where the last few tokens occurred and copying what followed.
-// Needs no draft model; the session verifies every guess in one forward pass, so the output is
-// exactly what plain decoding gives.
+// earlier place in the context where the last few tokens occurred and copying what followed, or
+// by following a predicted output (OpenAI's `prediction`). Needs no draft model; the session
+// verifies every guess in one forward pass, so the output is exactly what plain decoding gives.
 
 /** Options of speculative decoding ({@link GenerateOptions.speculative}). */
 export interface SpeculativeOptions {
@@ -57,6 +57,41 @@ export function proposeDraft(history: readonly number[], spec: ResolvedSpeculati
       while (j < n && history[i + j] === history[len - n + j]) j++;
       if (j === n) return history.slice(i + n, Math.min(len, i + n + k));
     }
+  }
+  return [];
+}
+
+/**
+ * Draft tokens from a predicted output (the text the caller expects the reply to be, mostly):
+ * while the reply so far (`generated` tokens at the end of `history`) is the prediction's
+ * beginning, its next tokens; else what follows the longest suffix of `history` (ngramMax down
+ * to ngramMin tokens) found in the prediction, taking the occurrence nearest the reply's
+ * position when it occurs several times (an edited file keeps its lines in order). Empty when
+ * nothing matches; up to `limit` (and maxDraftTokens) tokens.
+ */
+export function predictedDraft(
+  history: readonly number[],
+  generated: number,
+  predicted: readonly number[],
+  spec: ResolvedSpeculative,
+  limit: number,
+): number[] {
+  const k = Math.min(limit, spec.maxDraftTokens);
+  const len = history.length;
+  if (k <= 0 || predicted.length === 0) return [];
+  if (generated < predicted.length) {
+    let same = 0;
+    while (same < generated && predicted[same] === history[len - generated + same]) same++;
+    if (same === generated) return predicted.slice(generated, generated + k);
+  }
+  for (let n = Math.min(spec.ngramMax, len); n >= spec.ngramMin; n--) {
+    let best = -1;
+    for (let i = 0; i + n < predicted.length; i++) {
+      let j = 0;
+      while (j < n && predicted[i + j] === history[len - n + j]) j++;
+      if (j === n && (best < 0 || Math.abs(i + n - generated) < Math.abs(best + n - generated))) best = i;
+    }
+    if (best >= 0) return predicted.slice(best + n, best + n + k);
   }
   return [];
 }

@@ -715,9 +715,17 @@ describe("scheduler (real model)", () => {
           const b = spec.get(r.id)?.done;
           // A request the pool cannot hold fails in both, at a point that depends on the schedule.
           if (a?.type === "error" && b?.type === "error") continue;
-          // The done event's own text is the last step's (several tokens with accepted drafts).
-          expect({ ...b, text: "" }).toEqual({ ...(a as EngineEvent), text: "" });
+          // The done event's own text is the last step's (several tokens with accepted drafts),
+          // and only the speculative run verified drafts.
+          const drafts = { text: "", draftTokens: 0, acceptedDraftTokens: 0 };
+          expect({ ...b, ...drafts }).toEqual({ ...(a as EngineEvent), ...drafts });
           expect(spec.get(r.id)?.text).toBe(plain.get(r.id)?.text as string);
+          if (a?.type === "done" && b?.type === "done") {
+            expect(a.draftTokens).toBe(0);
+            expect(b.acceptedDraftTokens).toBeLessThanOrEqual(b.draftTokens);
+            // Every accepted draft is a generated token that took no step of its own.
+            expect(b.acceptedDraftTokens).toBeLessThan(Math.max(1, b.completionTokens));
+          }
         }
       }
     },

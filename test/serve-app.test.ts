@@ -35,6 +35,8 @@ async function scriptedApp(addBos: boolean) {
           promptTokens: req.promptIds.length,
           cachedTokens: 0,
           completionTokens: gen.length,
+          draftTokens: 0,
+          acceptedDraftTokens: 0,
           promptLogprobs: req.promptIds.slice(1).map(score),
           logprobs: gen.map(score),
         } as EngineEvent),

@@ -487,6 +487,59 @@ describe("hearth serve (openai client, real model)", () => {
     expect(await metric(server.url, "hearth_draft_tokens_accepted_total")).toBeGreaterThan(0);
   }, 120_000);
 
+  test("prediction (predicted outputs): the same reply, its tokens drafted and counted in usage", async () => {
+    const messages = [{ role: "user" as const, content: "Write the numbers from one to twelve in words." }];
+    const plain = await client.chat.completions.create({
+      model: "x",
+      messages,
+      max_tokens: 48,
+      temperature: 0,
+    });
+    const reply = plain.choices[0]?.message.content as string;
+    expect(reply.length).toBeGreaterThan(0);
+    expect(plain.usage).not.toHaveProperty("completion_tokens_details");
+    // The exact reply as the prediction: every token after the first few is a confirmed draft.
+    const exact = await client.chat.completions.create({
+      model: "x",
+      messages,
+      max_tokens: 48,
+      temperature: 0,
+      prediction: { type: "content", content: reply },
+    });
+    expect(exact.choices[0]?.message.content).toBe(reply);
+    const details = exact.usage?.completion_tokens_details;
+    expect(details?.accepted_prediction_tokens).toBeGreaterThan(
+      (plain.usage?.completion_tokens as number) / 2,
+    );
+    // An edited prediction (a word changed, as in "rewrite this file") gives the same reply too,
+    // streamed, with seeded sampling; some drafts are rejected, none changes the text.
+    const edited = reply.replace(/\bfive\b/i, "5");
+    const seeded = { model: "x", messages, max_tokens: 48, temperature: 0.7, seed: 3 };
+    const free = await client.chat.completions.create(seeded);
+    const stream = await client.chat.completions.create({
+      ...seeded,
+      stream: true,
+      stream_options: { include_usage: true },
+      prediction: { type: "content", content: [{ type: "text", text: edited }] },
+    });
+    let text = "";
+    let usage: { completion_tokens_details?: { accepted_prediction_tokens?: number } } | null | undefined;
+    for await (const c of stream) {
+      text += c.choices[0]?.delta.content ?? "";
+      if (c.usage) usage = c.usage;
+    }
+    expect(text).toBe(free.choices[0]?.message.content as string);
+    expect(usage?.completion_tokens_details?.accepted_prediction_tokens).toBeGreaterThanOrEqual(0);
+    // Only text predictions exist.
+    const bad = await fetch(`${server.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${KEY}` },
+      body: JSON.stringify({ messages, max_tokens: 2, prediction: { type: "audio", content: "x" } }),
+    });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { param: string } }).error.param).toBe("prediction");
+  }, 120_000);
+
   test("a wrong or missing API key gets 401 (also on /metrics); /health needs none", async () => {
     const wrong = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "nope", maxRetries: 0 });
     expect((await rejection(wrong.models.list())).status).toBe(401);

@@ -3,7 +3,7 @@
 // across stop strings, token budgets, aborts and follow-up calls, with drafts really accepted.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type GenerateOptions, loadModel, type Model, type Session } from "../src/index.ts";
-import { proposeDraft, resolveSpeculative } from "../src/speculative.ts";
+import { predictedDraft, proposeDraft, resolveSpeculative } from "../src/speculative.ts";
 
 describe("proposeDraft", () => {
   const spec = resolveSpeculative(true) as NonNullable<ReturnType<typeof resolveSpeculative>>;
@@ -24,6 +24,26 @@ describe("proposeDraft", () => {
     expect(proposeDraft([4, 9, 4], spec, 4)).toEqual([]); // only a 1-token match: below ngramMin 2
     expect(proposeDraft([4, 9, 4], { ...spec, ngramMin: 1 }, 4)).toEqual([9, 4]);
     expect(proposeDraft([], spec, 4)).toEqual([]);
+  });
+
+  test("predictedDraft: the prediction's next tokens while the reply follows it, else the match nearest the reply's position", () => {
+    const prompt = [100, 101, 102];
+    const predicted = [1, 2, 3, 4, 5, 1, 2, 6, 7];
+    // Nothing generated yet: the prediction's beginning.
+    expect(predictedDraft(prompt, 0, predicted, spec, 4)).toEqual([1, 2, 3, 4]);
+    // The reply so far is the prediction's start: what comes next in it.
+    expect(predictedDraft([...prompt, 1, 2], 2, predicted, spec, 3)).toEqual([3, 4, 5]);
+    // The reply left the prediction ([1, 9]); its last tokens [9, 1, 2] are not in it, but [1, 2]
+    // is, twice: the occurrence nearest the reply's position (5 tokens in) wins, so 6, 7 follow.
+    expect(predictedDraft([...prompt, 1, 9, 3, 1, 2], 5, predicted, spec, 4)).toEqual([6, 7]);
+    // Near the start, the first occurrence is nearer.
+    expect(predictedDraft([...prompt, 9, 1, 2], 3, predicted, spec, 4)).toEqual([3, 4, 5, 1]);
+    // No match, an empty prediction, no room.
+    expect(predictedDraft([...prompt, 8, 8], 2, predicted, spec, 4)).toEqual([]);
+    expect(predictedDraft(prompt, 0, [], spec, 4)).toEqual([]);
+    expect(predictedDraft(prompt, 0, predicted, spec, 0)).toEqual([]);
+    // The whole prediction produced: nothing left to draft from its beginning.
+    expect(predictedDraft([...prompt, ...predicted], predicted.length, predicted, spec, 4)).toEqual([]);
   });
 
   test("options are validated", () => {

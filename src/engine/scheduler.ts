@@ -14,7 +14,7 @@ import {
   type TokenLogprob,
   tokenLogprob,
 } from "../sampling/index.ts";
-import { proposeDraft, type ResolvedSpeculative } from "../speculative.ts";
+import { predictedDraft, proposeDraft, type ResolvedSpeculative } from "../speculative.ts";
 
 /** Tokens in one KV page (fixed by the native cache). */
 const PAGE_TOKENS = 16;
@@ -46,6 +46,11 @@ export interface EngineRequest {
    * decoding gives. Null or omitted: off.
    */
   speculative?: ResolvedSpeculative | null;
+  /**
+   * A predicted output (OpenAI's `prediction`), as tokens: with `speculative` on, drafts follow
+   * it first (see predictedDraft), then the prompt lookup. The output does not depend on it.
+   */
+  predictedIds?: readonly number[];
   /**
    * Report each generated token's log-probability and this many most likely alternatives
    * (0..20; OpenAI's logprobs / top_logprobs). Null or omitted: off.
@@ -85,6 +90,9 @@ export type EngineEvent =
       /** Prompt tokens whose KV came from the prefix cache instead of being computed. */
       cachedTokens: number;
       completionTokens: number;
+      /** Speculative decoding: this request's draft tokens verified, and those accepted. */
+      draftTokens: number;
+      acceptedDraftTokens: number;
     }
   | { type: "error"; id: string; message: string };
 
@@ -156,6 +164,9 @@ interface Sequence {
   promptRows: { row: number; pos: number; count: number } | null;
   /** Whether `promptLogprobs` went out in an event. */
   promptLogprobsSent: boolean;
+  /** Speculative decoding: draft tokens verified for this sequence, and those accepted. */
+  draftTokens: number;
+  acceptedDraftTokens: number;
   /**
    * Prompt tokens, in whole pages, whose KV is in the prefix cache through this sequence: reused
    * at admission or published as its prefill went (see publishPrompts).
@@ -287,6 +298,8 @@ export class Scheduler {
       promptLogprobs: req.promptLogprobs ? [] : null,
       promptRows: null,
       promptLogprobsSent: false,
+      draftTokens: 0,
+      acceptedDraftTokens: 0,
       publishedTokens: 0,
     });
   }
@@ -390,9 +403,11 @@ export class Scheduler {
         }
         if (finish !== null || r >= s.draft.length) break;
         this.draftTokens++; // draft r is checked against the token sampled before it
+        s.draftTokens++;
         if (s.draft[r] !== id) break;
         s.computed++; // the draft is the sampled token: its KV row stands
         this.acceptedDraftTokens++;
+        s.acceptedDraftTokens++;
       }
       if (s.draft.length > 0) {
         // Drafts past the last accepted one leave the KV (their rows were written this step).
@@ -485,7 +500,9 @@ export class Scheduler {
       s.req.maxTokens - generated - 1,
     );
     if (room <= 0) return [];
-    let draft = proposeDraft(s.tokens, spec, room);
+    const predicted = s.req.predictedIds ?? [];
+    let draft = predicted.length > 0 ? predictedDraft(s.tokens, generated, predicted, spec, room) : [];
+    if (draft.length === 0) draft = proposeDraft(s.tokens, spec, room);
     // Pages beyond the one reserved for the next token come out of the step's spare pages.
     const reserved = Math.ceil((s.tokens.length + 1) / PAGE_TOKENS);
     let extra = Math.max(0, Math.ceil((s.tokens.length + draft.length) / PAGE_TOKENS) - reserved);
@@ -506,6 +523,8 @@ export class Scheduler {
       promptTokens: s.req.promptIds.length,
       cachedTokens: Math.max(0, s.cachedTokens),
       completionTokens: s.tokens.length - s.req.promptIds.length,
+      draftTokens: s.draftTokens,
+      acceptedDraftTokens: s.acceptedDraftTokens,
     };
   }
 

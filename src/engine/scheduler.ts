@@ -14,6 +14,7 @@ import {
   type TokenLogprob,
   tokenLogprob,
 } from "../sampling/index.ts";
+import { constrainedSample, JsonConstraint } from "../sampling/json.ts";
 import { predictedDraft, proposeDraft, type ResolvedSpeculative } from "../speculative.ts";
 
 /** Tokens in one KV page (fixed by the native cache). */
@@ -29,6 +30,8 @@ const MAX_SCORED_ROWS_PER_STEP = 64;
 export interface EngineTokenizer {
   isEndOfGeneration(id: number): boolean;
   streamDecoder(): { push(id: number): string; flush(): string };
+  /** A token's bytes (empty for control tokens): JSON mode needs it. */
+  tokenBytes?(id: number): Uint8Array;
 }
 
 export interface EngineRequest {
@@ -51,6 +54,12 @@ export interface EngineRequest {
    * it first (see predictedDraft), then the prompt lookup. The output does not depend on it.
    */
   predictedIds?: readonly number[];
+  /**
+   * JSON mode (OpenAI's response_format json_object): the reply is one JSON object, drawn from
+   * the model's distribution restricted to tokens that keep it valid; it ends when the object
+   * closes (finish "stop"). No speculative drafts.
+   */
+  json?: boolean;
   /**
    * Report each generated token's log-probability and this many most likely alternatives
    * (0..20; OpenAI's logprobs / top_logprobs). Null or omitted: off.
@@ -167,6 +176,8 @@ interface Sequence {
   /** Speculative decoding: draft tokens verified for this sequence, and those accepted. */
   draftTokens: number;
   acceptedDraftTokens: number;
+  /** JSON mode's recognizer of the reply so far; null without JSON mode. */
+  json: JsonConstraint | null;
   /**
    * Prompt tokens, in whole pages, whose KV is in the prefix cache through this sequence: reused
    * at admission or published as its prefill went (see publishPrompts).
@@ -278,6 +289,10 @@ export class Scheduler {
       );
     if (req.maxTokens === 0 && !req.promptLogprobs)
       throw new RangeError("maxTokens 0 generates nothing; it is for scoring a prompt (promptLogprobs)");
+    const tokenBytes = this.tokenizer.tokenBytes?.bind(this.tokenizer);
+    if (req.json && tokenBytes === undefined)
+      throw new RangeError("JSON mode needs the tokenizer's token bytes");
+    if (req.json && req.speculative) throw new RangeError("JSON mode takes no speculative drafts");
     this.waiting.push({
       req,
       order: this.nextOrder++,
@@ -300,6 +315,7 @@ export class Scheduler {
       promptLogprobsSent: false,
       draftTokens: 0,
       acceptedDraftTokens: 0,
+      json: req.json && tokenBytes ? new JsonConstraint(tokenBytes) : null,
       publishedTokens: 0,
     });
   }
@@ -385,7 +401,18 @@ export class Scheduler {
       // sampling goes on from its row; the first draft that differs ends the step's tokens.
       for (let r = 0; ; r++) {
         const row = this.logits.subarray((s.logitsRow + r) * vocab, (s.logitsRow + r + 1) * vocab);
-        const id = s.sampler.sample(row, s.tokens);
+        const json = s.json;
+        const id =
+          json === null
+            ? s.sampler.sample(row, s.tokens)
+            : constrainedSample(row, json, (masked) => s.sampler.sample(masked, s.tokens));
+        if (id < 0) {
+          // No token continues the JSON reply (its whitespace or nesting limit): it ends here.
+          finish = "stop";
+          text += s.stop.flush() + s.decoder.flush();
+          break;
+        }
+        json?.accept(id);
         // The sampler works on a copy: the row is still the model's distribution.
         if (logprobs !== undefined) logprobs.push(tokenLogprob(row, id, top as number));
         s.tokens.push(id);
@@ -397,6 +424,10 @@ export class Scheduler {
         if (finish === "eos" || finish === "length") text += s.decoder.flush();
         // The end-of-generation token is not part of the reply: its score is not listed either.
         if (finish === "eos") logprobs?.pop();
+        if (finish === null && json?.complete) {
+          finish = "stop";
+          text += s.stop.flush() + s.decoder.flush();
+        }
         if (finish === null && s.tokens.length >= this.opts.contextTokens) {
           finish = "context";
           text += s.stop.flush() + s.decoder.flush();

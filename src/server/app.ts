@@ -243,8 +243,11 @@ function unsupported(kind: "chat" | "completion", body: Record<string, unknown>)
   if (kind === "chat" && body.logprobs !== true && !asksNothing(body.top_logprobs))
     return new RequestError("top_logprobs needs logprobs: true", "top_logprobs");
   const rf = body.response_format as { type?: unknown } | null | undefined;
-  if (!asksNothing(rf) && rf?.type !== "text")
-    return no("response_format", `response_format ${JSON.stringify(rf?.type ?? rf)} (constrained decoding)`);
+  if (!asksNothing(rf) && rf?.type !== "text" && rf?.type !== "json_object")
+    return no(
+      "response_format",
+      `response_format ${JSON.stringify(rf?.type ?? rf)} (only "text" and "json_object")`,
+    );
   for (const param of ["tools", "functions"])
     if (!asksNothing(body[param])) return no(param, "function calling");
   // "none" and "auto" with no tools ask for nothing (the deprecated function_call alike).
@@ -527,8 +530,10 @@ export function createApp(opts: AppOptions) {
           )
           .slice(0, requested ?? room)
       : [];
+    // JSON mode: the reply is one JSON object (its drafts would need the constraint: none).
+    const json = (body.response_format as { type?: unknown } | null | undefined)?.type === "json_object";
     const speculative =
-      body.speculative === false
+      body.speculative === false || json
         ? null
         : (opts.speculative ??
           (predicted.length > 0
@@ -543,7 +548,8 @@ export function createApp(opts: AppOptions) {
       stop,
       ignoreEos: body.ignore_eos === true,
       speculative,
-      ...(predicted.length > 0 ? { predictedIds: predicted } : {}),
+      ...(predicted.length > 0 && speculative !== null ? { predictedIds: predicted } : {}),
+      ...(json ? { json } : {}),
     };
   }
 

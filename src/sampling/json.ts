@@ -1,0 +1,328 @@
+// JSON mode (OpenAI's `response_format: {type: "json_object"}`): a byte-level recognizer of JSON
+// text prefixes that tells, token by token, whether the reply can still become one JSON object,
+// and when that object is complete. The sampler draws as usual; a token this refuses is banned
+// and the row is drawn again (see constrainedSample), so the reply follows the model's own
+// distribution restricted to valid JSON.
+
+/** Deepest nesting of objects and arrays a reply may open. */
+export const MAX_JSON_DEPTH = 64;
+/** Most whitespace bytes in a row outside strings (a small model can loop on newlines). */
+export const MAX_JSON_WHITESPACE = 32;
+
+enum Mode {
+  /** Before the top-level object: whitespace or `{`. */
+  Start,
+  /** A value. */
+  Value,
+  /** Right after `[`: a value or `]`. */
+  ValueOrEnd,
+  /** Right after `{`: a key or `}`. */
+  KeyOrEnd,
+  /** After `,` in an object: a key. */
+  Key,
+  /** After a key: `:`. */
+  Colon,
+  /** After a value inside a container: `,` or the container's end. */
+  AfterValue,
+  String,
+  StringEscape,
+  /** Inside `\uXXXX`: `hexLeft` digits to go. */
+  StringHex,
+  Number,
+  /** Inside `true` / `false` / `null`. */
+  Literal,
+  /** The top-level object is closed. */
+  Done,
+}
+
+enum Num {
+  Minus,
+  Zero,
+  Int,
+  Dot,
+  Frac,
+  Exp,
+  ExpSign,
+  ExpDigits,
+}
+
+const OBJECT = 1;
+const ARRAY = 2;
+const LITERALS = ["true", "false", "null"].map((w) => new TextEncoder().encode(w));
+
+function isWhitespace(b: number): boolean {
+  return b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
+}
+function isDigit(b: number): boolean {
+  return b >= 0x30 && b <= 0x39;
+}
+function isHex(b: number): boolean {
+  return isDigit(b) || (b >= 0x41 && b <= 0x46) || (b >= 0x61 && b <= 0x66);
+}
+
+/** Where a JSON text prefix stands; `feed` advances it one byte, refusing a byte no JSON object continues with. */
+export class JsonPrefix {
+  private mode = Mode.Start;
+  private readonly stack = new Uint8Array(MAX_JSON_DEPTH);
+  private depth = 0;
+  private keyString = false;
+  private num = Num.Minus;
+  private literal = 0;
+  private literalAt = 0;
+  private hexLeft = 0;
+  private whitespace = 0;
+
+  /** The top-level object is complete (only whitespace may follow). */
+  get complete(): boolean {
+    return this.mode === Mode.Done;
+  }
+
+  copyFrom(o: JsonPrefix): void {
+    this.mode = o.mode;
+    this.stack.set(o.stack.subarray(0, o.depth));
+    this.depth = o.depth;
+    this.keyString = o.keyString;
+    this.num = o.num;
+    this.literal = o.literal;
+    this.literalAt = o.literalAt;
+    this.hexLeft = o.hexLeft;
+    this.whitespace = o.whitespace;
+  }
+
+  /** Feeds `bytes`; false (and a state to discard) when they cannot continue a JSON object. */
+  feedAll(bytes: Uint8Array): boolean {
+    for (let i = 0; i < bytes.length; i++) if (!this.feed(bytes[i] as number)) return false;
+    return true;
+  }
+
+  feed(b: number): boolean {
+    switch (this.mode) {
+      case Mode.String:
+        if (b === 0x22) {
+          if (this.keyString) this.mode = Mode.Colon;
+          else this.valueDone();
+          return true;
+        }
+        if (b === 0x5c) this.mode = Mode.StringEscape;
+        return b >= 0x20; // raw control characters are not allowed in strings
+      case Mode.StringEscape:
+        if (b === 0x75) {
+          this.mode = Mode.StringHex;
+          this.hexLeft = 4;
+          return true;
+        }
+        this.mode = Mode.String;
+        // " \ / b f n r t
+        return (
+          b === 0x22 ||
+          b === 0x5c ||
+          b === 0x2f ||
+          b === 0x62 ||
+          b === 0x66 ||
+          b === 0x6e ||
+          b === 0x72 ||
+          b === 0x74
+        );
+      case Mode.StringHex:
+        if (!isHex(b)) return false;
+        if (--this.hexLeft === 0) this.mode = Mode.String;
+        return true;
+      case Mode.Number:
+        if (this.numberByte(b)) return true;
+        // The number ends here (if it may) and the byte is read after it.
+        if (
+          this.num !== Num.Zero &&
+          this.num !== Num.Int &&
+          this.num !== Num.Frac &&
+          this.num !== Num.ExpDigits
+        )
+          return false;
+        this.valueDone();
+        return this.feed(b);
+      case Mode.Literal: {
+        const word = LITERALS[this.literal] as Uint8Array;
+        if (b !== word[this.literalAt]) return false;
+        if (++this.literalAt === word.length) this.valueDone();
+        return true;
+      }
+      default:
+        break;
+    }
+    if (isWhitespace(b)) return ++this.whitespace <= MAX_JSON_WHITESPACE;
+    this.whitespace = 0;
+    switch (this.mode) {
+      case Mode.Start:
+        return b === 0x7b && this.open(OBJECT);
+      case Mode.Done:
+        return false;
+      case Mode.Colon:
+        if (b !== 0x3a) return false;
+        this.mode = Mode.Value;
+        return true;
+      case Mode.Key:
+      case Mode.KeyOrEnd:
+        if (b === 0x22) {
+          this.mode = Mode.String;
+          this.keyString = true;
+          return true;
+        }
+        return this.mode === Mode.KeyOrEnd && b === 0x7d && this.close(OBJECT);
+      case Mode.AfterValue: {
+        const top = this.stack[this.depth - 1];
+        if (b === 0x2c) {
+          this.mode = top === OBJECT ? Mode.Key : Mode.Value;
+          return true;
+        }
+        return (b === 0x7d && this.close(OBJECT)) || (b === 0x5d && this.close(ARRAY));
+      }
+      case Mode.ValueOrEnd:
+        if (b === 0x5d) return this.close(ARRAY);
+        return this.valueStart(b);
+      case Mode.Value:
+        return this.valueStart(b);
+      default:
+        return false;
+    }
+  }
+
+  private valueStart(b: number): boolean {
+    if (b === 0x7b) return this.open(OBJECT);
+    if (b === 0x5b) return this.open(ARRAY);
+    if (b === 0x22) {
+      this.mode = Mode.String;
+      this.keyString = false;
+      return true;
+    }
+    if (b === 0x2d || isDigit(b)) {
+      this.mode = Mode.Number;
+      this.num = b === 0x2d ? Num.Minus : b === 0x30 ? Num.Zero : Num.Int;
+      return true;
+    }
+    const literal = LITERALS.findIndex((w) => w[0] === b);
+    if (literal < 0) return false;
+    this.mode = Mode.Literal;
+    this.literal = literal;
+    this.literalAt = 1;
+    return true;
+  }
+
+  /** Advances the number by `b` if `b` continues it. */
+  private numberByte(b: number): boolean {
+    const digit = isDigit(b);
+    switch (this.num) {
+      case Num.Minus:
+        if (!digit) return false;
+        this.num = b === 0x30 ? Num.Zero : Num.Int;
+        return true;
+      case Num.Zero:
+      case Num.Int:
+        if (digit && this.num === Num.Int) return true;
+        if (b === 0x2e) this.num = Num.Dot;
+        else if (b === 0x65 || b === 0x45) this.num = Num.Exp;
+        else return false;
+        return true;
+      case Num.Dot:
+        if (!digit) return false;
+        this.num = Num.Frac;
+        return true;
+      case Num.Frac:
+        if (digit) return true;
+        if (b !== 0x65 && b !== 0x45) return false;
+        this.num = Num.Exp;
+        return true;
+      case Num.Exp:
+        if (b === 0x2b || b === 0x2d) this.num = Num.ExpSign;
+        else if (digit) this.num = Num.ExpDigits;
+        else return false;
+        return true;
+      case Num.ExpSign:
+        if (!digit) return false;
+        this.num = Num.ExpDigits;
+        return true;
+      case Num.ExpDigits:
+        return digit;
+    }
+  }
+
+  private open(kind: number): boolean {
+    if (this.depth === MAX_JSON_DEPTH) return false;
+    this.stack[this.depth++] = kind;
+    this.mode = kind === OBJECT ? Mode.KeyOrEnd : Mode.ValueOrEnd;
+    return true;
+  }
+
+  private close(kind: number): boolean {
+    if (this.depth === 0 || this.stack[this.depth - 1] !== kind) return false;
+    this.depth--;
+    this.valueDone();
+    return true;
+  }
+
+  private valueDone(): void {
+    this.mode = this.depth === 0 ? Mode.Done : Mode.AfterValue;
+  }
+}
+
+/**
+ * A reply constrained to one JSON object: which tokens may come next, and whether it is complete.
+ * `tokenBytes` gives a token's bytes (empty for control tokens, which are never allowed).
+ */
+export class JsonConstraint {
+  private readonly state = new JsonPrefix();
+  private readonly scratch = new JsonPrefix();
+
+  constructor(private readonly tokenBytes: (id: number) => Uint8Array) {}
+
+  get complete(): boolean {
+    return this.state.complete;
+  }
+
+  allows(id: number): boolean {
+    const bytes = this.tokenBytes(id);
+    if (bytes.length === 0) return false;
+    this.scratch.copyFrom(this.state);
+    return this.scratch.feedAll(bytes);
+  }
+
+  /** Advances past a token `allows` accepted. */
+  accept(id: number): void {
+    if (!this.state.feedAll(this.tokenBytes(id)))
+      throw new Error(`token ${id} does not continue the JSON reply`);
+  }
+
+  /** Sets every refused token's logit to -Infinity in `row`; returns how many remain. */
+  maskRow(row: Float32Array): number {
+    let left = 0;
+    for (let id = 0; id < row.length; id++) {
+      if (row[id] === Number.NEGATIVE_INFINITY) continue;
+      if (this.allows(id)) left++;
+      else row[id] = Number.NEGATIVE_INFINITY;
+    }
+    return left;
+  }
+}
+
+/** Draws refused before the whole row is masked: each refusal bans one token and draws again. */
+const JSON_REDRAWS = 8;
+
+/**
+ * One token for a JSON reply: `draw(row)` (the request's sampler) on the model's row, and while
+ * the constraint refuses the token, on a copy with it banned; after JSON_REDRAWS refusals, on a
+ * copy with every refused token masked. -1 when no token can continue the reply.
+ */
+export function constrainedSample(
+  row: Float32Array,
+  json: JsonConstraint,
+  draw: (row: Float32Array) => number,
+): number {
+  let id = draw(row);
+  if (json.allows(id)) return id;
+  const masked = row.slice();
+  for (let k = 0; k < JSON_REDRAWS; k++) {
+    masked[id] = Number.NEGATIVE_INFINITY;
+    id = draw(masked);
+    if (json.allows(id)) return id;
+  }
+  if (json.maskRow(masked) === 0) return -1;
+  return draw(masked);
+}

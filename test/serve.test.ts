@@ -584,7 +584,7 @@ describe("hearth serve (openai client, real model)", () => {
       response_format: { type: "json_object" },
     });
     if (forced.choices[0]?.finish_reason === "stop") JSON.parse(forced.choices[0]?.message.content as string);
-    expect((forced.choices[0]?.message.content as string).trimStart().startsWith("{")).toBe(true);
+    expect((forced.choices[0]?.message.content ?? "").trimStart().startsWith("{")).toBe(true);
     // Legacy completions take it too.
     const legacy = await client.completions.create({
       model: "x",

@@ -7,6 +7,7 @@ import { createBatch } from "./native/model.ts";
 import { type Batch, KvFullError } from "./native/model-api.ts";
 import { checkOptionKeys } from "./option-keys.ts";
 import { type FinishReason, Sampler, type SamplerOptions, StopCondition } from "./sampling/index.ts";
+import { constrainedSample, JsonConstraint } from "./sampling/json.ts";
 import { proposeDraft, resolveSpeculative, type SpeculativeOptions } from "./speculative.ts";
 
 export type { ChatMessage, SpeculativeOptions };
@@ -60,6 +61,12 @@ export interface GenerateOptions extends SessionSamplerOptions {
    * repeats its context (code edits, quoting, lists). `true` for the defaults. Default off.
    */
   speculative?: SpeculativeOptions | boolean;
+  /**
+   * JSON mode: the reply is one JSON object (the model's distribution restricted to tokens that
+   * keep it valid JSON); the generation ends when the object closes (finishReason "stop").
+   * Takes no speculative drafts. Say in the prompt that the answer is JSON. Default false.
+   */
+  json?: boolean;
 }
 
 /** Every key of {@link SessionSamplerOptions}. */
@@ -94,6 +101,7 @@ const GENERATE_OPTION_KEYS = [
     ignoreEos: true,
     signal: true,
     speculative: true,
+    json: true,
   } satisfies Record<Exclude<keyof GenerateOptions, keyof SessionSamplerOptions>, true>),
 ];
 
@@ -572,6 +580,9 @@ export class Session {
       throw new SessionStateError("nothing to generate from: prefill a prompt first");
     }
     if (stop.exhausted) return this.finish(origin, ttft, out, "length", text);
+    const json = opts.json ? new JsonConstraint((id) => tok.tokenBytes(id)) : null;
+    if (json !== null && opts.speculative)
+      throw new RangeError("json and speculative cannot be combined (JSON mode takes no drafts)");
     const spec = resolveSpeculative(opts.speculative);
     const vocab = this.model.info.vocabSize;
     // Speculation state: after a verify pass the KV holds the drafts not yet checked after the
@@ -595,7 +606,16 @@ export class Session {
           row >= 0
             ? (this.draftLogits as Float32Array).subarray(row * vocab, (row + 1) * vocab)
             : this.logits;
-        const id = sampler.sample(logits, this.history);
+        const id =
+          json === null
+            ? sampler.sample(logits, this.history)
+            : constrainedSample(logits, json, (masked) => sampler.sample(masked, this.history));
+        if (id < 0) {
+          // No token continues the JSON reply (its whitespace or nesting limit): it ends here.
+          finished = true;
+          return this.finish(origin, ttft, out, "stop", text);
+        }
+        json?.accept(id);
         if (ttft === null) ttft = performance.now() - origin;
         this.history.push(id);
         out.push(id);
@@ -616,6 +636,11 @@ export class Session {
         }
         const piece = tok.isEndOfGeneration(id) && !opts.ignoreEos ? "" : decoder.push(id);
         const step = stop.accept(id, piece);
+        if (step.finish === null && json?.complete) {
+          // The object is closed: the reply ends with it, as if a stop string followed.
+          step.text += stop.flush() + decoder.flush();
+          step.finish = "stop";
+        }
         if (step.text.length > 0) {
           text += step.text;
           yield step.text;

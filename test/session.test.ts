@@ -130,6 +130,33 @@ describe("Session on the real model", () => {
     });
   }, 120_000);
 
+  test("json: the reply is one JSON object and ends when it closes; no drafts with it", async () => {
+    const reply = await withSession({}, async (s) => {
+      const messages = [
+        { role: "system" as const, content: "You answer in JSON." },
+        { role: "user" as const, content: "Give the name and the capital of France as JSON." },
+      ];
+      const it = s.chat(messages, { maxTokens: 96, temperature: 0, json: true });
+      let r = await it.next();
+      let streamed = "";
+      while (!r.done) {
+        streamed += r.value;
+        r = await it.next();
+      }
+      expect(r.value.finishReason).toBe("stop");
+      expect(r.value.text).toBe(streamed);
+      return r.value.text;
+    });
+    const parsed = JSON.parse(reply);
+    expect(typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)).toBe(true);
+    await withSession({}, async (s) => {
+      await s.prefill("Hi");
+      await expect(collect(s.generate({ json: true, speculative: true }))).rejects.toThrow(
+        /json and speculative/,
+      );
+    });
+  }, 120_000);
+
   test("an AbortSignal stops generation; closing the session returns its KV pages", async () => {
     const free = model.kvStats().pagesFree;
     const s = model.createSession();

@@ -72,6 +72,18 @@ describe("hearth run", () => {
     expect(b.stdout).toBe(a.stdout);
   }, 120_000);
 
+  test("--json-object: the reply is one JSON object, finish stop; not with --speculative", async () => {
+    const args = ["run", "--chat", "--json-object", "--temp", "0", "-n", "64", "--json"];
+    const r = await hearth([...args, "-p", "Give the name and the capital of France as JSON."]);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.finishReason).toBe("stop");
+    expect(typeof JSON.parse(out.text)).toBe("object");
+    const both = await hearth(["run", "-p", "x", "--json-object", "--speculative"]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain("--json-object takes no --speculative drafts");
+  }, 120_000);
+
   test("--speculative prints the same text and reports its drafts; --draft needs it", async () => {
     const list = "Colors: red, green, blue, red, green, blue, red, green, blue, red,";
     const plain = await hearth(["run", "-p", list, "-n", "24", "--temp", "0", "--json"]);

@@ -76,6 +76,7 @@ export const sharedOptions = {
   stop: { type: "string", multiple: true },
   "ignore-eos": { type: "boolean" },
   speculative: { type: "boolean" },
+  "json-object": { type: "boolean" },
   draft: { type: "string" },
   threads: { type: "string", short: "t" },
   ctx: { type: "string", short: "c" },
@@ -108,7 +109,9 @@ Sampling:
       --speculative      speculative decoding by prompt lookup: draft tokens copied from the
                          context, verified in one pass; same output, faster on replies that
                          repeat the prompt (code edits, quotes, lists)
-      --draft N          most draft tokens per pass with --speculative (default 4, at most 16)`;
+      --draft N          most draft tokens per pass with --speculative (default 4, at most 16)
+      --json-object      JSON mode: the reply is one JSON object (ask for JSON in the prompt
+                         too); ends when the object closes`;
 
 type Values = Partial<Record<keyof typeof sharedOptions, string | string[] | boolean>>;
 
@@ -178,6 +181,7 @@ export function generateOptions(values: Values): GenerateOptions {
     stop: Array.isArray(stop) ? stop : undefined,
     ignoreEos: values["ignore-eos"] === true,
     speculative: speculativeOption(values),
+    json: values["json-object"] === true,
   };
 }
 
@@ -186,6 +190,7 @@ function speculativeOption(values: Values): GenerateOptions["speculative"] {
   if (draft !== undefined && values.speculative !== true) throw new UsageError("--draft needs --speculative");
   if (draft !== undefined && draft > 16) throw new UsageError(`--draft must be at most 16, got ${draft}`);
   if (values.speculative !== true) return undefined;
+  if (values["json-object"] === true) throw new UsageError("--json-object takes no --speculative drafts");
   return draft === undefined ? true : { maxDraftTokens: draft };
 }
 

@@ -7,7 +7,8 @@ import { createBatch } from "./native/model.ts";
 import { type Batch, KvFullError } from "./native/model-api.ts";
 import { checkOptionKeys } from "./option-keys.ts";
 import { type FinishReason, Sampler, type SamplerOptions, StopCondition } from "./sampling/index.ts";
-import { constrainedSample, JsonConstraint } from "./sampling/json.ts";
+import { constrainedSample, JsonConstraint, type ReplyConstraint } from "./sampling/json.ts";
+import { SchemaConstraint } from "./sampling/json-schema.ts";
 import { proposeDraft, resolveSpeculative, type SpeculativeOptions } from "./speculative.ts";
 
 export type { ChatMessage, SpeculativeOptions };
@@ -64,9 +65,11 @@ export interface GenerateOptions extends SessionSamplerOptions {
   /**
    * JSON mode: the reply is one JSON object (the model's distribution restricted to tokens that
    * keep it valid JSON); the generation ends when the object closes (finishReason "stop").
-   * Takes no speculative drafts. Say in the prompt that the answer is JSON. Default false.
+   * `{ schema }`: one matching that JSON Schema (structured outputs; the subset
+   * src/sampling/json-schema.ts lists, others are a SchemaError). Takes no speculative drafts.
+   * Say in the prompt that the answer is JSON. Default false.
    */
-  json?: boolean;
+  json?: boolean | { schema: unknown };
 }
 
 /** Every key of {@link SessionSamplerOptions}. */
@@ -580,7 +583,19 @@ export class Session {
       throw new SessionStateError("nothing to generate from: prefill a prompt first");
     }
     if (stop.exhausted) return this.finish(origin, ttft, out, "length", text);
-    const json = opts.json ? new JsonConstraint((id) => tok.tokenBytes(id)) : null;
+    if (
+      opts.json !== undefined &&
+      typeof opts.json !== "boolean" &&
+      (typeof opts.json !== "object" || opts.json === null || !("schema" in opts.json))
+    )
+      throw new RangeError("json must be true, false or { schema }");
+    const bytesOf = (id: number) => tok.tokenBytes(id);
+    const json: ReplyConstraint | null =
+      typeof opts.json === "object" && opts.json !== null
+        ? new SchemaConstraint(opts.json.schema, bytesOf)
+        : opts.json
+          ? new JsonConstraint(bytesOf)
+          : null;
     if (json !== null && opts.speculative)
       throw new RangeError("json and speculative cannot be combined (JSON mode takes no drafts)");
     const spec = resolveSpeculative(opts.speculative);

@@ -8,8 +8,10 @@ import {
   JsonConstraint,
   JsonPrefix,
   MAX_JSON_DEPTH,
+  MAX_JSON_NUMBER_BYTES,
   MAX_JSON_WHITESPACE,
 } from "../src/sampling/json.ts";
+import { compileSchema, SchemaRecognizer } from "../src/sampling/json-schema.ts";
 import { Sampler } from "../src/sampling/sampler.ts";
 import { Tokenizer } from "../src/tokenizer/index.ts";
 
@@ -77,6 +79,9 @@ describe("JsonPrefix", () => {
     const ws = `{${" ".repeat(MAX_JSON_WHITESPACE)}`;
     expect(run(ws).fed).toBe(-1);
     expect(run(`${ws} `).fed).toBe(ws.length);
+    const long = `{"a":${"1".repeat(MAX_JSON_NUMBER_BYTES)}`;
+    expect(run(long).fed).toBe(-1);
+    expect(run(`${long}1`).fed).toBe(long.length);
     // A whitespace run inside a string is text, not a run.
     expect(run(`{"a":"${" ".repeat(100)}"}`)).toEqual({ fed: -1, complete: true });
   });
@@ -125,5 +130,85 @@ describe("JsonConstraint on the real tokenizer", async () => {
       return constrainedSample(prefers, new JsonConstraint(bytes), (r) => s.sample(r));
     };
     expect(draw(3)).toBe(draw(3));
+  });
+});
+
+describe("JSON Schema recognizer (structured outputs)", () => {
+  const person = {
+    type: "object",
+    properties: {
+      name: { type: "string" },
+      age: { type: "integer" },
+      role: { enum: ["admin", "user"] },
+      tags: { type: "array", items: { type: "string" }, minItems: 1, maxItems: 2 },
+      boss: {
+        type: ["object", "null"],
+        properties: { name: { type: "string" } },
+        required: ["name"],
+        additionalProperties: false,
+      },
+      score: { type: "number" },
+      ok: { type: "boolean" },
+    },
+    required: ["name", "age", "role"],
+    additionalProperties: false,
+  };
+  /** Bytes of `text` fed before one is refused (-1: all), and whether the value is complete. */
+  const feed = (schema: unknown, text: string) => {
+    const r = new SchemaRecognizer(compileSchema(schema));
+    let s = r.start() as ReturnType<SchemaRecognizer["start"]> | null;
+    const bytes = utf8.encode(text);
+    let fed = 0;
+    for (const b of bytes) {
+      const next = r.step(s as NonNullable<typeof s>, b);
+      if (next === null) break;
+      s = next;
+      fed++;
+    }
+    return { fed: fed === bytes.length ? -1 : fed, complete: r.complete(s as NonNullable<typeof s>) };
+  };
+
+  test("values that match are accepted to the end, every prefix along the way", () => {
+    for (const doc of [
+      '{"name":"Ada","age":36,"role":"admin"}',
+      '{ "role" : "user", "age": -3, "name": "Bo", "tags": ["x"], "boss": null, "score": 1.5e3, "ok": true }',
+      '{"name":"\\u00c9lo\\"d","age":0,"role":"user","boss":{"name":"Cy"},"tags":["a","b"]}',
+    ]) {
+      expect(JSON.parse(doc)).toBeDefined();
+      expect([doc, feed(person, doc)]).toEqual([doc, { fed: -1, complete: true }]);
+    }
+  });
+
+  test("refuses at the first byte the schema rules out", () => {
+    const cases: Array<[string, number]> = [
+      ['{"nam":1', 5], // no property is named "nam"
+      ['{"extra"', 2], // additionalProperties false: "e" starts no property
+      ['{"name":1', 8], // name is a string
+      ['{"age":1.5', 8], // age is an integer
+      ['{"role":"root"', 9], // not in the enum: "r" then "o" starts neither admin nor user
+      ['{"name":"a","name"', 13], // a key once: "n" starts no key left
+      ['{"name":"a"}', 11], // required age and role missing
+      ['{"tags":[]', 9], // minItems 1
+      ['{"tags":["a","b",', 16], // maxItems 2
+      ['{"boss":{}', 9], // boss needs its name
+      ['{"ok":nul', 6], // ok is a boolean
+      [`{"age":${"9".repeat(30)}`, 7 + 24], // numbers end within 24 bytes
+      ['["a"]', 0], // the top level is the object
+      // Every key given and no others allowed: no comma (a dead end), only the end.
+      ['{"name":"a","age":1,"role":"user","tags":["x"],"boss":null,"score":1,"ok":true,', 78],
+    ];
+    for (const [text, at] of cases) expect([text, feed(person, text).fed]).toEqual([text, at]);
+  });
+
+  test("schemas outside the subset are refused when compiled, naming the keyword", () => {
+    expect(() =>
+      compileSchema({ type: "object", properties: { a: { type: "string", pattern: "x" } } }),
+    ).toThrow(/schema\.properties\.a\.pattern is not supported/);
+    expect(() => compileSchema({ anyOf: [] })).toThrow(/anyOf is not supported/);
+    expect(() => compileSchema({ type: "strin" })).toThrow(/not a JSON type/);
+    expect(() => new SchemaRecognizer(compileSchema({ type: "array" }))).toThrow(/top level/);
+    expect(() => compileSchema({ type: "object", required: ["x"], additionalProperties: false })).toThrow(
+      /required/,
+    );
   });
 });

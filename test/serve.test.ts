@@ -6,6 +6,7 @@ import { ChatTemplate, encodeChat } from "../src/chat/index.ts";
 import { GgufMetadata, readGguf } from "../src/gguf/index.ts";
 import { pullModel } from "../src/gguf/pull.ts";
 import { JsonPrefix } from "../src/sampling/json.ts";
+import { compileSchema, SchemaRecognizer } from "../src/sampling/json-schema.ts";
 import { Tokenizer } from "../src/tokenizer/index.ts";
 import { type RunningServer, startCheckoutServer } from "./server-process.ts";
 
@@ -598,6 +599,71 @@ describe("hearth serve (openai client, real model)", () => {
     expect(typeof JSON.parse(lc?.text as string)).toBe("object");
   }, 180_000);
 
+  test("structured outputs (response_format json_schema): the reply matches the schema", async () => {
+    const schema = {
+      type: "object",
+      properties: {
+        country: { type: "string" },
+        capital: { type: "string" },
+        population_millions: { type: "number" },
+        continent: { enum: ["Europe", "Asia", "Africa", "America", "Oceania"] },
+        languages: { type: "array", items: { type: "string" }, minItems: 1, maxItems: 3 },
+      },
+      required: ["country", "capital", "population_millions", "continent", "languages"],
+      additionalProperties: false,
+    };
+    const response_format = {
+      type: "json_schema" as const,
+      json_schema: { name: "country", schema, strict: true },
+    };
+    const messages = [{ role: "user" as const, content: "Describe France as JSON." }];
+    for (const sampling of [{ temperature: 0 }, { temperature: 1, seed: 4 }]) {
+      const r = await client.chat.completions.create({
+        model: "x",
+        messages,
+        max_tokens: 200,
+        response_format,
+        ...sampling,
+      });
+      const content = r.choices[0]?.message.content as string;
+      if (sampling.temperature > 0 && r.choices[0]?.finish_reason === "length") {
+        // A sampled reply may run out of tokens inside a long string: still a valid beginning.
+        const rec = new SchemaRecognizer(compileSchema(schema));
+        let st: ReturnType<SchemaRecognizer["start"]> | null = rec.start();
+        for (const b of new TextEncoder().encode(content)) st = st === null ? null : rec.step(st, b);
+        expect(st).not.toBeNull();
+        continue;
+      }
+      expect([sampling, r.choices[0]?.finish_reason]).toEqual([sampling, "stop"]);
+      const v = JSON.parse(content) as Record<string, unknown>;
+      expect(Object.keys(v).sort()).toEqual(Object.keys(schema.properties).sort());
+      expect(typeof v.country).toBe("string");
+      expect(typeof v.population_millions).toBe("number");
+      expect(schema.properties.continent.enum).toContain(v.continent as string);
+      const langs = v.languages as unknown[];
+      expect(langs.length >= 1 && langs.length <= 3 && langs.every((l) => typeof l === "string")).toBe(true);
+    }
+    // A schema outside the supported subset is a 400 naming the keyword, before anything runs.
+    const bad = await fetch(`${server.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${KEY}` },
+      body: JSON.stringify({
+        messages,
+        response_format: {
+          type: "json_schema",
+          json_schema: {
+            name: "x",
+            schema: { type: "object", properties: { a: { type: "string", pattern: "^a" } } },
+          },
+        },
+      }),
+    });
+    expect(bad.status).toBe(400);
+    const err = ((await bad.json()) as { error: { message: string; param: string } }).error;
+    expect(err.param).toBe("response_format.json_schema.schema");
+    expect(err.message).toContain("properties.a.pattern is not supported");
+  }, 180_000);
+
   test("a wrong or missing API key gets 401 (also on /metrics); /health needs none", async () => {
     const wrong = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "nope", maxRetries: 0 });
     expect((await rejection(wrong.models.list())).status).toBe(401);
@@ -726,7 +792,12 @@ describe("hearth serve (openai client, real model)", () => {
       ["/v1/chat/completions", { ...chat, top_logprobs: 2 }, "top_logprobs"],
       ["/v1/chat/completions", { ...chat, logprobs: true, top_logprobs: 21 }, "top_logprobs"],
       ["/v1/completions", { prompt: "hi", max_tokens: 2, logprobs: 6 }, "logprobs"],
-      ["/v1/chat/completions", { ...chat, response_format: { type: "json_schema" } }, "response_format"],
+      ["/v1/chat/completions", { ...chat, response_format: { type: "grammar" } }, "response_format"],
+      [
+        "/v1/chat/completions",
+        { ...chat, response_format: { type: "json_schema" } },
+        "response_format.json_schema",
+      ],
       [
         "/v1/chat/completions",
         { ...chat, tools: [{ type: "function", function: { name: "f", parameters: {} } }] },

@@ -149,6 +149,30 @@ describe("Session on the real model", () => {
     });
     const parsed = JSON.parse(reply);
     expect(typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)).toBe(true);
+    // With a schema: exactly its keys, of its types.
+    const schema = {
+      type: "object",
+      properties: { city: { type: "string" }, sunny: { type: "boolean" } },
+      required: ["city", "sunny"],
+      additionalProperties: false,
+    };
+    const typed = await withSession({}, async (s) => {
+      const r = await collect(
+        s.chat([{ role: "user", content: "Is it sunny in Paris? Answer in JSON." }], {
+          maxTokens: 64,
+          temperature: 0,
+          json: { schema },
+        }),
+      );
+      return JSON.parse(r) as Record<string, unknown>;
+    });
+    expect(Object.keys(typed).sort()).toEqual(["city", "sunny"]);
+    expect([typeof typed.city, typeof typed.sunny]).toEqual(["string", "boolean"]);
+    await withSession({}, async (s) => {
+      await s.prefill("Hi");
+      await expect(collect(s.generate({ json: { schema: { type: "array" } } }))).rejects.toThrow(/top level/);
+      await expect(collect(s.generate({ json: "yes" as never }))).rejects.toThrow(/json must be/);
+    });
     await withSession({}, async (s) => {
       await s.prefill("Hi");
       await expect(collect(s.generate({ json: true, speculative: true }))).rejects.toThrow(

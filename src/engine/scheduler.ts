@@ -14,7 +14,8 @@ import {
   type TokenLogprob,
   tokenLogprob,
 } from "../sampling/index.ts";
-import { constrainedSample, JsonConstraint } from "../sampling/json.ts";
+import { constrainedSample, JsonConstraint, type ReplyConstraint } from "../sampling/json.ts";
+import { SchemaConstraint } from "../sampling/json-schema.ts";
 import { predictedDraft, proposeDraft, type ResolvedSpeculative } from "../speculative.ts";
 
 /** Tokens in one KV page (fixed by the native cache). */
@@ -60,6 +61,11 @@ export interface EngineRequest {
    * closes (finish "stop"). No speculative drafts.
    */
   json?: boolean;
+  /**
+   * Structured outputs (OpenAI's response_format json_schema): as `json`, the reply matching this
+   * JSON Schema (the subset src/sampling/json-schema.ts compiles; others are refused at submit).
+   */
+  jsonSchema?: unknown;
   /**
    * Report each generated token's log-probability and this many most likely alternatives
    * (0..20; OpenAI's logprobs / top_logprobs). Null or omitted: off.
@@ -177,7 +183,7 @@ interface Sequence {
   draftTokens: number;
   acceptedDraftTokens: number;
   /** JSON mode's recognizer of the reply so far; null without JSON mode. */
-  json: JsonConstraint | null;
+  json: ReplyConstraint | null;
   /**
    * Prompt tokens, in whole pages, whose KV is in the prefix cache through this sequence: reused
    * at admission or published as its prefill went (see publishPrompts).
@@ -290,9 +296,16 @@ export class Scheduler {
     if (req.maxTokens === 0 && !req.promptLogprobs)
       throw new RangeError("maxTokens 0 generates nothing; it is for scoring a prompt (promptLogprobs)");
     const tokenBytes = this.tokenizer.tokenBytes?.bind(this.tokenizer);
-    if (req.json && tokenBytes === undefined)
+    const constrained = req.json === true || req.jsonSchema !== undefined;
+    if (constrained && tokenBytes === undefined)
       throw new RangeError("JSON mode needs the tokenizer's token bytes");
-    if (req.json && req.speculative) throw new RangeError("JSON mode takes no speculative drafts");
+    if (constrained && req.speculative) throw new RangeError("JSON mode takes no speculative drafts");
+    const json: ReplyConstraint | null =
+      !constrained || tokenBytes === undefined
+        ? null
+        : req.jsonSchema !== undefined
+          ? new SchemaConstraint(req.jsonSchema, tokenBytes)
+          : new JsonConstraint(tokenBytes);
     this.waiting.push({
       req,
       order: this.nextOrder++,
@@ -315,7 +328,7 @@ export class Scheduler {
       promptLogprobsSent: false,
       draftTokens: 0,
       acceptedDraftTokens: 0,
-      json: req.json && tokenBytes ? new JsonConstraint(tokenBytes) : null,
+      json,
       publishedTokens: 0,
     });
   }

@@ -8,6 +8,8 @@
 export const MAX_JSON_DEPTH = 64;
 /** Most whitespace bytes in a row outside strings (a small model can loop on newlines). */
 export const MAX_JSON_WHITESPACE = 32;
+/** Longest number in bytes (a small model can also loop on digits: "1000000..."). */
+export const MAX_JSON_NUMBER_BYTES = 24;
 
 enum Mode {
   /** Before the top-level object: whitespace or `{`. */
@@ -71,6 +73,7 @@ export class JsonPrefix {
   private literalAt = 0;
   private hexLeft = 0;
   private whitespace = 0;
+  private numberBytes = 0;
 
   /** The top-level object is complete (only whitespace may follow). */
   get complete(): boolean {
@@ -87,6 +90,7 @@ export class JsonPrefix {
     this.literalAt = o.literalAt;
     this.hexLeft = o.hexLeft;
     this.whitespace = o.whitespace;
+    this.numberBytes = o.numberBytes;
   }
 
   /** Feeds `bytes`; false (and a state to discard) when they cannot continue a JSON object. */
@@ -128,7 +132,7 @@ export class JsonPrefix {
         if (--this.hexLeft === 0) this.mode = Mode.String;
         return true;
       case Mode.Number:
-        if (this.numberByte(b)) return true;
+        if (this.numberByte(b)) return ++this.numberBytes <= MAX_JSON_NUMBER_BYTES;
         // The number ends here (if it may) and the byte is read after it.
         if (
           this.num !== Num.Zero &&
@@ -195,6 +199,7 @@ export class JsonPrefix {
     }
     if (b === 0x2d || isDigit(b)) {
       this.mode = Mode.Number;
+      this.numberBytes = 1;
       this.num = b === 0x2d ? Num.Minus : b === 0x30 ? Num.Zero : Num.Int;
       return true;
     }
@@ -305,6 +310,18 @@ export class JsonConstraint {
 /** Draws refused before the whole row is masked: each refusal bans one token and draws again. */
 const JSON_REDRAWS = 8;
 
+/** What constrainedSample needs of a constraint (JsonConstraint, SchemaConstraint). */
+export interface TokenConstraint {
+  allows(id: number): boolean;
+  maskRow(row: Float32Array): number;
+}
+
+/** A reply's constraint: which tokens may come next, advancing past them, and when it is done. */
+export interface ReplyConstraint extends TokenConstraint {
+  accept(id: number): void;
+  readonly complete: boolean;
+}
+
 /**
  * One token for a JSON reply: `draw(row)` (the request's sampler) on the model's row, and while
  * the constraint refuses the token, on a copy with it banned; after JSON_REDRAWS refusals, on a
@@ -312,7 +329,7 @@ const JSON_REDRAWS = 8;
  */
 export function constrainedSample(
   row: Float32Array,
-  json: JsonConstraint,
+  json: TokenConstraint,
   draw: (row: Float32Array) => number,
 ): number {
   let id = draw(row);

@@ -13,6 +13,7 @@ import {
   type SamplerOptions,
   type TokenLogprob,
 } from "../sampling/index.ts";
+import { compileSchema, SchemaError, SchemaRecognizer } from "../sampling/json-schema.ts";
 import { type ResolvedSpeculative, resolveSpeculative } from "../speculative.ts";
 import type { StreamDecoder, Tokenizer } from "../tokenizer/index.ts";
 import { ServerMetrics } from "./metrics.ts";
@@ -243,11 +244,25 @@ function unsupported(kind: "chat" | "completion", body: Record<string, unknown>)
   if (kind === "chat" && body.logprobs !== true && !asksNothing(body.top_logprobs))
     return new RequestError("top_logprobs needs logprobs: true", "top_logprobs");
   const rf = body.response_format as { type?: unknown } | null | undefined;
-  if (!asksNothing(rf) && rf?.type !== "text" && rf?.type !== "json_object")
+  if (!asksNothing(rf) && rf?.type !== "text" && rf?.type !== "json_object" && rf?.type !== "json_schema")
     return no(
       "response_format",
-      `response_format ${JSON.stringify(rf?.type ?? rf)} (only "text" and "json_object")`,
+      `response_format ${JSON.stringify(rf?.type ?? rf)} (only "text", "json_object" and "json_schema")`,
     );
+  if (rf?.type === "json_schema") {
+    const js = (rf as { json_schema?: { schema?: unknown } }).json_schema;
+    if (js === null || typeof js !== "object" || js.schema === undefined)
+      return new RequestError(
+        "response_format.json_schema.schema is required with type json_schema",
+        "response_format.json_schema",
+      );
+    try {
+      new SchemaRecognizer(compileSchema(js.schema, "response_format.json_schema.schema"));
+    } catch (err) {
+      if (!(err instanceof SchemaError)) throw err;
+      return new RequestError(err.message, "response_format.json_schema.schema");
+    }
+  }
   for (const param of ["tools", "functions"])
     if (!asksNothing(body[param])) return no(param, "function calling");
   // "none" and "auto" with no tools ask for nothing (the deprecated function_call alike).
@@ -530,10 +545,16 @@ export function createApp(opts: AppOptions) {
           )
           .slice(0, requested ?? room)
       : [];
-    // JSON mode: the reply is one JSON object (its drafts would need the constraint: none).
-    const json = (body.response_format as { type?: unknown } | null | undefined)?.type === "json_object";
+    // JSON mode: the reply is one JSON object (its drafts would need the constraint: none);
+    // json_schema: one matching the schema (checked in unsupported()).
+    const format = body.response_format as
+      | { type?: unknown; json_schema?: { schema?: unknown } }
+      | null
+      | undefined;
+    const json = format?.type === "json_object";
+    const jsonSchema = format?.type === "json_schema" ? format.json_schema?.schema : undefined;
     const speculative =
-      body.speculative === false || json
+      body.speculative === false || json || jsonSchema !== undefined
         ? null
         : (opts.speculative ??
           (predicted.length > 0
@@ -550,6 +571,7 @@ export function createApp(opts: AppOptions) {
       speculative,
       ...(predicted.length > 0 && speculative !== null ? { predictedIds: predicted } : {}),
       ...(json ? { json } : {}),
+      ...(jsonSchema !== undefined ? { jsonSchema } : {}),
     };
   }
 

@@ -8,7 +8,21 @@
 // States are immutable (a step returns a new one), so testing a token against the reply so far
 // needs no copy: feed its bytes from the current state and keep or drop the result.
 
-import { MAX_JSON_DEPTH, MAX_JSON_NUMBER_BYTES, MAX_JSON_WHITESPACE } from "./json.ts";
+import {
+  isDigit,
+  isEscape,
+  isHex,
+  isWhitespace,
+  MAX_JSON_DEPTH,
+  MAX_JSON_NUMBER_BYTES,
+  MAX_JSON_WHITESPACE,
+  Mode,
+  maskRefused,
+  type Num,
+  numberMayEnd,
+  numberStart,
+  numberStep,
+} from "./json.ts";
 
 export class SchemaError extends Error {
   override name = "SchemaError";
@@ -151,21 +165,6 @@ interface Frame {
   readonly key: string | null;
 }
 
-enum Mode {
-  Value,
-  ValueOrEnd,
-  KeyOrEnd,
-  Key,
-  Colon,
-  AfterValue,
-  String,
-  StringEscape,
-  StringHex,
-  Number,
-  Literal,
-  Done,
-}
-
 interface State {
   readonly mode: Mode;
   readonly frame: Frame | null;
@@ -178,7 +177,7 @@ interface State {
   readonly candidates: readonly string[] | null;
   readonly hexLeft: number;
   /** Number: its lexical state and whether it must stay an integer. */
-  readonly num: number;
+  readonly num: Num;
   readonly integer: boolean;
   /** Literal: the word and how much of it is typed (Number: its length in bytes). */
   readonly word: string;
@@ -191,16 +190,6 @@ const LITERAL_WORDS: Record<string, [string, JsonType]> = {
   n: ["null", "null"],
 };
 
-function isWhitespace(b: number): boolean {
-  return b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
-}
-function isDigit(b: number): boolean {
-  return b >= 0x30 && b <= 0x39;
-}
-function isHex(b: number): boolean {
-  return isDigit(b) || (b >= 0x41 && b <= 0x46) || (b >= 0x61 && b <= 0x66);
-}
-
 /** The JSON text of a key typed so far (latin1 of UTF-8) as the key. */
 function decodeKey(text: string): string | null {
   const bytes = Uint8Array.from(text, (c) => c.charCodeAt(0));
@@ -210,16 +199,6 @@ function decodeKey(text: string): string | null {
     return null;
   }
 }
-
-/** Number lexical states (as in json.ts). */
-const N_MINUS = 0;
-const N_ZERO = 1;
-const N_INT = 2;
-const N_DOT = 3;
-const N_FRAC = 4;
-const N_EXP = 5;
-const N_EXP_SIGN = 6;
-const N_EXP_DIGITS = 7;
 
 /** The recognizer of one schema: `start()` then `step(state, byte)` (null: refused). */
 export class SchemaRecognizer {
@@ -255,19 +234,7 @@ export class SchemaRecognizer {
         return this.stringByte(s, b);
       case Mode.StringEscape:
         if (b === 0x75) return this.typed({ ...s, mode: Mode.StringHex, hexLeft: 4 }, b);
-        if (
-          !(
-            b === 0x22 ||
-            b === 0x5c ||
-            b === 0x2f ||
-            b === 0x62 ||
-            b === 0x66 ||
-            b === 0x6e ||
-            b === 0x72 ||
-            b === 0x74
-          )
-        )
-          return null;
+        if (!isEscape(b)) return null;
         return this.typed({ ...s, mode: Mode.String }, b);
       case Mode.StringHex:
         if (!isHex(b)) return null;
@@ -278,7 +245,7 @@ export class SchemaRecognizer {
       case Mode.Number: {
         const next = this.numberByte(s, b);
         if (next !== null) return s.at >= MAX_JSON_NUMBER_BYTES ? null : { ...next, at: s.at + 1 };
-        if (s.num !== N_ZERO && s.num !== N_INT && s.num !== N_FRAC && s.num !== N_EXP_DIGITS) return null;
+        if (!numberMayEnd(s.num)) return null;
         const done = this.valueDone(s);
         return done === null ? null : this.step(done, b);
       }
@@ -385,7 +352,7 @@ export class SchemaRecognizer {
       return {
         ...s,
         mode: Mode.Number,
-        num: b === 0x2d ? N_MINUS : b === 0x30 ? N_ZERO : N_INT,
+        num: numberStart(b),
         integer: !types.has("number"),
         at: 1, // bytes of the number so far
         expect: node,
@@ -397,31 +364,8 @@ export class SchemaRecognizer {
   }
 
   private numberByte(s: State, b: number): State | null {
-    const digit = isDigit(b);
-    const to = (num: number): State => ({ ...s, num });
-    switch (s.num) {
-      case N_MINUS:
-        return digit ? to(b === 0x30 ? N_ZERO : N_INT) : null;
-      case N_ZERO:
-      case N_INT:
-        if (digit && s.num === N_INT) return s;
-        if (s.integer) return null;
-        if (b === 0x2e) return to(N_DOT);
-        if (b === 0x65 || b === 0x45) return to(N_EXP);
-        return null;
-      case N_DOT:
-        return digit ? to(N_FRAC) : null;
-      case N_FRAC:
-        if (digit) return s;
-        return b === 0x65 || b === 0x45 ? to(N_EXP) : null;
-      case N_EXP:
-        if (b === 0x2b || b === 0x2d) return to(N_EXP_SIGN);
-        return digit ? to(N_EXP_DIGITS) : null;
-      case N_EXP_SIGN:
-        return digit ? to(N_EXP_DIGITS) : null;
-      default:
-        return digit ? s : null;
-    }
+    const num = numberStep(s.num, b, s.integer);
+    return num === null ? null : { ...s, num };
   }
 
   private open(s: State, kind: "object" | "array", node: Node): State | null {
@@ -492,12 +436,6 @@ export class SchemaConstraint {
   }
 
   maskRow(row: Float32Array): number {
-    let left = 0;
-    for (let id = 0; id < row.length; id++) {
-      if (row[id] === Number.NEGATIVE_INFINITY) continue;
-      if (this.allows(id)) left++;
-      else row[id] = Number.NEGATIVE_INFINITY;
-    }
-    return left;
+    return maskRefused(row, (id) => this.allows(id));
   }
 }

@@ -11,7 +11,8 @@ export const MAX_JSON_WHITESPACE = 32;
 /** Longest number in bytes (a small model can also loop on digits: "1000000..."). */
 export const MAX_JSON_NUMBER_BYTES = 24;
 
-enum Mode {
+/** Where a recognizer stands (shared with json-schema.ts, which starts at Value). */
+export enum Mode {
   /** Before the top-level object: whitespace or `{`. */
   Start,
   /** A value. */
@@ -37,7 +38,8 @@ enum Mode {
   Done,
 }
 
-enum Num {
+/** Lexical states of a JSON number (shared with json-schema.ts). */
+export enum Num {
   Minus,
   Zero,
   Int,
@@ -48,18 +50,72 @@ enum Num {
   ExpDigits,
 }
 
+/** The number's state after `b`, or null when `b` does not continue it (`integer`: no fraction or exponent). */
+export function numberStep(num: Num, b: number, integer = false): Num | null {
+  const digit = isDigit(b);
+  switch (num) {
+    case Num.Minus:
+      return digit ? (b === 0x30 ? Num.Zero : Num.Int) : null;
+    case Num.Zero:
+    case Num.Int:
+      if (digit && num === Num.Int) return num;
+      if (integer) return null;
+      if (b === 0x2e) return Num.Dot;
+      return b === 0x65 || b === 0x45 ? Num.Exp : null;
+    case Num.Dot:
+      return digit ? Num.Frac : null;
+    case Num.Frac:
+      if (digit) return num;
+      return b === 0x65 || b === 0x45 ? Num.Exp : null;
+    case Num.Exp:
+      if (b === 0x2b || b === 0x2d) return Num.ExpSign;
+      return digit ? Num.ExpDigits : null;
+    case Num.ExpSign:
+      return digit ? Num.ExpDigits : null;
+    case Num.ExpDigits:
+      return digit ? num : null;
+  }
+}
+
+/** The number's state after its first byte (`-` or a digit). */
+export function numberStart(b: number): Num {
+  return b === 0x2d ? Num.Minus : b === 0x30 ? Num.Zero : Num.Int;
+}
+
+/** Whether a number may end in this state. */
+export function numberMayEnd(num: Num): boolean {
+  return num === Num.Zero || num === Num.Int || num === Num.Frac || num === Num.ExpDigits;
+}
+
+/** The byte after a backslash in a string: one of `" \ / b f n r t` (`u` takes four hex digits). */
+export function isEscape(b: number): boolean {
+  return ESCAPES.includes(b);
+}
+const ESCAPES = [0x22, 0x5c, 0x2f, 0x62, 0x66, 0x6e, 0x72, 0x74];
+
 const OBJECT = 1;
 const ARRAY = 2;
 const LITERALS = ["true", "false", "null"].map((w) => new TextEncoder().encode(w));
 
-function isWhitespace(b: number): boolean {
+export function isWhitespace(b: number): boolean {
   return b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
 }
-function isDigit(b: number): boolean {
+export function isDigit(b: number): boolean {
   return b >= 0x30 && b <= 0x39;
 }
-function isHex(b: number): boolean {
+export function isHex(b: number): boolean {
   return isDigit(b) || (b >= 0x41 && b <= 0x46) || (b >= 0x61 && b <= 0x66);
+}
+
+/** Sets the logit of every token `allows` refuses to -Infinity in `row`; returns how many remain. */
+export function maskRefused(row: Float32Array, allows: (id: number) => boolean): number {
+  let left = 0;
+  for (let id = 0; id < row.length; id++) {
+    if (row[id] === Number.NEGATIVE_INFINITY) continue;
+    if (allows(id)) left++;
+    else row[id] = Number.NEGATIVE_INFINITY;
+  }
+  return left;
 }
 
 /** Where a JSON text prefix stands; `feed` advances it one byte, refusing a byte no JSON object continues with. */
@@ -116,17 +172,7 @@ export class JsonPrefix {
           return true;
         }
         this.mode = Mode.String;
-        // " \ / b f n r t
-        return (
-          b === 0x22 ||
-          b === 0x5c ||
-          b === 0x2f ||
-          b === 0x62 ||
-          b === 0x66 ||
-          b === 0x6e ||
-          b === 0x72 ||
-          b === 0x74
-        );
+        return isEscape(b);
       case Mode.StringHex:
         if (!isHex(b)) return false;
         if (--this.hexLeft === 0) this.mode = Mode.String;
@@ -134,13 +180,7 @@ export class JsonPrefix {
       case Mode.Number:
         if (this.numberByte(b)) return ++this.numberBytes <= MAX_JSON_NUMBER_BYTES;
         // The number ends here (if it may) and the byte is read after it.
-        if (
-          this.num !== Num.Zero &&
-          this.num !== Num.Int &&
-          this.num !== Num.Frac &&
-          this.num !== Num.ExpDigits
-        )
-          return false;
+        if (!numberMayEnd(this.num)) return false;
         this.valueDone();
         return this.feed(b);
       case Mode.Literal: {
@@ -200,7 +240,7 @@ export class JsonPrefix {
     if (b === 0x2d || isDigit(b)) {
       this.mode = Mode.Number;
       this.numberBytes = 1;
-      this.num = b === 0x2d ? Num.Minus : b === 0x30 ? Num.Zero : Num.Int;
+      this.num = numberStart(b);
       return true;
     }
     const literal = LITERALS.findIndex((w) => w[0] === b);
@@ -213,40 +253,10 @@ export class JsonPrefix {
 
   /** Advances the number by `b` if `b` continues it. */
   private numberByte(b: number): boolean {
-    const digit = isDigit(b);
-    switch (this.num) {
-      case Num.Minus:
-        if (!digit) return false;
-        this.num = b === 0x30 ? Num.Zero : Num.Int;
-        return true;
-      case Num.Zero:
-      case Num.Int:
-        if (digit && this.num === Num.Int) return true;
-        if (b === 0x2e) this.num = Num.Dot;
-        else if (b === 0x65 || b === 0x45) this.num = Num.Exp;
-        else return false;
-        return true;
-      case Num.Dot:
-        if (!digit) return false;
-        this.num = Num.Frac;
-        return true;
-      case Num.Frac:
-        if (digit) return true;
-        if (b !== 0x65 && b !== 0x45) return false;
-        this.num = Num.Exp;
-        return true;
-      case Num.Exp:
-        if (b === 0x2b || b === 0x2d) this.num = Num.ExpSign;
-        else if (digit) this.num = Num.ExpDigits;
-        else return false;
-        return true;
-      case Num.ExpSign:
-        if (!digit) return false;
-        this.num = Num.ExpDigits;
-        return true;
-      case Num.ExpDigits:
-        return digit;
-    }
+    const next = numberStep(this.num, b);
+    if (next === null) return false;
+    this.num = next;
+    return true;
   }
 
   private open(kind: number): boolean {
@@ -297,13 +307,7 @@ export class JsonConstraint {
 
   /** Sets every refused token's logit to -Infinity in `row`; returns how many remain. */
   maskRow(row: Float32Array): number {
-    let left = 0;
-    for (let id = 0; id < row.length; id++) {
-      if (row[id] === Number.NEGATIVE_INFINITY) continue;
-      if (this.allows(id)) left++;
-      else row[id] = Number.NEGATIVE_INFINITY;
-    }
-    return left;
+    return maskRefused(row, (id) => this.allows(id));
   }
 }
 

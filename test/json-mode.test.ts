@@ -82,6 +82,11 @@ describe("JsonPrefix", () => {
     const long = `{"a":${"1".repeat(MAX_JSON_NUMBER_BYTES)}`;
     expect(run(long).fed).toBe(-1);
     expect(run(`${long}1`).fed).toBe(long.length);
+    // At the limit a number that cannot end there ("…1.") still takes the digit it needs: no dead end.
+    const dot = `{"a":${"1".repeat(MAX_JSON_NUMBER_BYTES - 1)}.`;
+    expect(run(`${dot}5`).fed).toBe(-1);
+    expect(run(`${dot}55`).fed).toBe(dot.length + 1);
+    expect(run(`${dot}5}`)).toEqual({ fed: -1, complete: true });
     // A whitespace run inside a string is text, not a run.
     expect(run(`{"a":"${" ".repeat(100)}"}`)).toEqual({ fed: -1, complete: true });
   });
@@ -193,6 +198,7 @@ describe("JSON Schema recognizer (structured outputs)", () => {
       ['{"boss":{}', 9], // boss needs its name
       ['{"ok":nul', 6], // ok is a boolean
       [`{"age":${"9".repeat(30)}`, 7 + 24], // numbers end within 24 bytes
+      [`{"score":${"9".repeat(23)}e+55`, 9 + 23 + 3], // …once they can: "e+" still takes its digit
       ['["a"]', 0], // the top level is the object
       // Every key given and no others allowed: no comma (a dead end), only the end.
       ['{"name":"a","age":1,"role":"user","tags":["x"],"boss":null,"score":1,"ok":true,', 78],

@@ -244,7 +244,9 @@ export class SchemaRecognizer {
         );
       case Mode.Number: {
         const next = this.numberByte(s, b);
-        if (next !== null) return s.at >= MAX_JSON_NUMBER_BYTES ? null : { ...next, at: s.at + 1 };
+        // Past the length limit a number may only go on to where it can end ("1." needs a digit).
+        if (next !== null)
+          return s.at >= MAX_JSON_NUMBER_BYTES && numberMayEnd(s.num) ? null : { ...next, at: s.at + 1 };
         if (!numberMayEnd(s.num)) return null;
         const done = this.valueDone(s);
         return done === null ? null : this.step(done, b);

@@ -8,7 +8,7 @@
 export const MAX_JSON_DEPTH = 64;
 /** Most whitespace bytes in a row outside strings (a small model can loop on newlines). */
 export const MAX_JSON_WHITESPACE = 32;
-/** Longest number in bytes (a small model can also loop on digits: "1000000..."). */
+/** Longest number in bytes, give or take the digit a "1." or "1e" still needs (a small model can also loop on digits: "1000000..."). */
 export const MAX_JSON_NUMBER_BYTES = 24;
 
 /** Where a recognizer stands (shared with json-schema.ts, which starts at Value). */
@@ -178,7 +178,13 @@ export class JsonPrefix {
         if (--this.hexLeft === 0) this.mode = Mode.String;
         return true;
       case Mode.Number:
-        if (this.numberByte(b)) return ++this.numberBytes <= MAX_JSON_NUMBER_BYTES;
+        // Past the length limit a number may only go on to where it can end ("1." needs a digit).
+        if (this.numberBytes >= MAX_JSON_NUMBER_BYTES && numberMayEnd(this.num)) {
+          if (numberStep(this.num, b) !== null) return false;
+        } else if (this.numberByte(b)) {
+          this.numberBytes++;
+          return true;
+        }
         // The number ends here (if it may) and the byte is read after it.
         if (!numberMayEnd(this.num)) return false;
         this.valueDone();

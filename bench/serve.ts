@@ -4,6 +4,7 @@
 import OpenAI from "openai";
 import { pullModel } from "../src/gguf/pull.ts";
 import { startCheckoutServer } from "../test/server-process.ts";
+import { measureCeiling } from "./ceiling.ts";
 import {
   type BenchOptions,
   type Cell,
@@ -112,6 +113,9 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
   const model = await pullModel();
   const tokens = opts.quick ? 24 : 128;
   const rounds = opts.quick ? 1 : ROUNDS;
+  // Before the server starts, so nothing else competes for the cores: what 16 rows can gain
+  // over 1 in this process on this machine (bench/ceiling.ts).
+  const ceiling = measureCeiling(model, opts.threads, opts.quick);
   const server = await startCheckoutServer(model, [
     "--parallel",
     "16",
@@ -213,12 +217,18 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
         of(16).flatMap((r) => r.itl_ms),
         95,
       ),
+      inproc_step_1_ms: ceiling.step_1_ms,
+      inproc_step_16_ms: ceiling.step_16_ms,
+      inproc_matmuls_16_ms: ceiling.matmuls_16_ms,
+      inproc_step_16_vs_1: ceiling.step_16_vs_1,
+      ceiling_16_vs_1: ceiling.ceiling_16_vs_1,
     },
     notes: [
       `${tokens} greedy tokens per client (EOS ignored), threads ${opts.threads}; peer: 16 sequences in one node-llama-cpp context, same prompts.`,
       "Clients: streaming /v1/completions read with fetch and a minimal SSE parser in the bench process (the warm-up goes through the openai SDK).",
       `${rounds} round(s) of 1, 4, 16 clients and of the peer; agg t/s is the median round, hearth_scaling_16_vs_1 the median of each round's 16 / 1.`,
       "Targets: hearth_agg_16 ≥ 5x hearth_agg_1 and ≥ 1.0x peer_agg_16.",
+      `In-process, same run, before the server: 1-row step ${ceiling.step_1_ms.toFixed(2)} ms, 16-row step ${ceiling.step_16_ms.toFixed(2)} ms (${ceiling.step_16_vs_1.toFixed(2)}x), the 16-row step's matmuls alone ${ceiling.matmuls_16_ms.toFixed(2)} ms: ceiling_16_vs_1 ${ceiling.ceiling_16_vs_1.toFixed(2)}x if all but the matmuls were free.`,
     ],
   };
 }

@@ -14,6 +14,7 @@ import {
   ThreadPool,
 } from "../src/native/kernels.ts";
 import { createBatch, openNativeModel } from "../src/native/model.ts";
+import { Rng } from "../src/sampling/rng.ts";
 import { median } from "./lib.ts";
 
 export interface CeilingFigures {
@@ -43,15 +44,12 @@ interface Matrix {
 }
 
 function randomMatrix(type: GgmlTypeName, rows: number, cols: number, seed: number): Matrix {
-  let s = seed >>> 0;
+  const rng = new Rng(seed);
   const x = new Float32Array(cols);
   const rb = rowSizeBytes(type, cols);
   const plain = new Uint8Array(rows * rb);
   for (let r = 0; r < rows; r++) {
-    for (let i = 0; i < cols; i++) {
-      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-      x[i] = s / 2 ** 31 - 1;
-    }
+    for (let i = 0; i < cols; i++) x[i] = 2 * rng.nextFloat() - 1;
     plain.set(quantizeRow(type, x), r * rb);
   }
   return { type, rows, cols, data: interleave(type, plain, rows, cols) };
@@ -101,11 +99,8 @@ function decodeSteps(model: ReturnType<typeof openNativeModel>, n: number, steps
   const vocab = model.info.vocabSize;
   const batch = createBatch(n * PROMPT);
   const logits = new Float32Array(vocab * n);
-  let s = 7;
-  const token = () => {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    return s % vocab;
-  };
+  const rng = new Rng(7);
+  const token = () => rng.nextU32() % vocab;
   const seqs = Array.from({ length: n }, () => model.seqCreate());
   try {
     let i = 0;

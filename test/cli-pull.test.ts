@@ -30,6 +30,7 @@ describe("hearth pull", () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("Usage: hearth pull [model] [options]");
     expect(r.stdout).toContain("smollm2-135m-instruct-q4_1");
+    expect(r.stdout).toContain("gemma3-270m");
     expect(r.stdout).toContain("--models-dir DIR");
     expect(r.stdout).toContain("Exit status: 0 pulled, 1 the pull failed, 2 bad usage.");
   });

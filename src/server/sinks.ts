@@ -1,0 +1,183 @@
+// The two sinks of runChoices (choices.ts): one JSON body with every choice, or an SSE stream of
+// chunks as the text comes (`data: {...}` per chunk, then `data: [DONE]`); respond() picks one.
+import {
+  type ChoiceSink,
+  type FinishReason,
+  type ResponseHead,
+  type RunContext,
+  runChoices,
+  submitError,
+} from "./choices.ts";
+import type { Choice } from "./engine-request.ts";
+import { apiError } from "./errors.ts";
+import { type Endpoint, orderedJson, type Scored } from "./logprobs.ts";
+import type { UsageBody } from "./schemas.ts";
+
+/** JSON text of a body: the legacy logprobs carry key-ordered objects, everything else is plain. */
+function writer(head: ResponseHead): (v: unknown) => string {
+  const withLogprobs = head.choices[0]?.req.logprobs != null;
+  return head.endpoint === "completion" && withLogprobs ? orderedJson : (v) => JSON.stringify(v);
+}
+
+/** The whole answer once every choice has ended. */
+export function jsonResponse(ctx: RunContext, head: ResponseHead, request: Request): Promise<Response> {
+  const toJson = writer(head);
+  const texts = head.choices.map(() => "");
+  const scores: Scored[][] = head.choices.map(() => []);
+  const reasons: Array<FinishReason | null> = head.choices.map(() => null);
+  return new Promise<Response>((resolve) => {
+    let cancel = () => {};
+    const answer = (res: Response) => {
+      request.signal.removeEventListener("abort", onAbort);
+      resolve(res);
+    };
+    const onAbort = () => cancel();
+    const sink: ChoiceSink = {
+      piece(i, text, _first, lps) {
+        texts[i] += text;
+        (scores[i] as Scored[]).push(...lps);
+      },
+      finish(i, reason, lps) {
+        reasons[i] = reason;
+        (scores[i] as Scored[]).push(...lps);
+      },
+      end(usage) {
+        const choices = head.choices.map((c, k) => {
+          const text = texts[k] as string;
+          const logprobs =
+            c.req.logprobs == null ? null : ctx.logprobs.shape(head.endpoint, scores[k] as Scored[]);
+          const finish_reason = reasons[k] as FinishReason;
+          return head.endpoint === "chat"
+            ? { index: k, message: { role: "assistant", content: text }, logprobs, finish_reason }
+            : { index: k, text, logprobs, finish_reason };
+        });
+        const object = head.endpoint === "chat" ? "chat.completion" : "text_completion";
+        const whole = { id: head.id, object, created: head.created, model: head.model, choices, usage };
+        answer(new Response(toJson(whole), { headers: { "content-type": "application/json" } }));
+      },
+      fail(message, busy) {
+        answer(
+          apiError(busy ? 429 : 500, message, busy ? "rate_limit_error" : "server_error", null, {
+            "retry-after": ctx.retryAfter,
+          }),
+        );
+      },
+      cancelled() {
+        // The client is gone: nobody reads this.
+        answer(apiError(500, "the request was cancelled", "server_error"));
+      },
+    };
+    try {
+      cancel = runChoices(ctx, head, sink);
+    } catch (err) {
+      answer(submitError(ctx, err));
+      return;
+    }
+    request.signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** An SSE stream: a chunk per text piece, a finish chunk per choice, usage if asked, [DONE]. */
+export function sseResponse(
+  ctx: RunContext,
+  head: ResponseHead,
+  includeUsage: boolean,
+  request: Request,
+): Response {
+  const toJson = writer(head);
+  const withLogprobs = head.choices[0]?.req.logprobs != null;
+  const enc = new TextEncoder();
+  const object = head.endpoint === "chat" ? "chat.completion.chunk" : "text_completion";
+  const chunk = (parts: unknown[], usage?: UsageBody) =>
+    enc.encode(
+      `data: ${toJson({ id: head.id, object, created: head.created, model: head.model, choices: parts, ...(usage !== undefined ? { usage } : includeUsage ? { usage: null } : {}) })}\n\n`,
+    );
+  const delta = (i: number, text: string, first: boolean, lps: Scored[], fr: FinishReason | null) => {
+    const logprobs = !withLogprobs || lps.length === 0 ? null : ctx.logprobs.shape(head.endpoint, lps);
+    return head.endpoint === "chat"
+      ? {
+          index: i,
+          delta: first ? { role: "assistant", content: text } : fr === null ? { content: text } : {},
+          logprobs,
+          finish_reason: fr,
+        }
+      : { index: i, text, logprobs, finish_reason: fr };
+  };
+  let cancel = () => {};
+  const stream = new ReadableStream<Uint8Array>({
+    start(controller) {
+      const sink: ChoiceSink = {
+        piece(i, text, first, lps) {
+          controller.enqueue(chunk([delta(i, text, first, lps, null)]));
+        },
+        finish(i, reason, lps) {
+          controller.enqueue(chunk([delta(i, "", false, lps, reason)]));
+        },
+        end(usage) {
+          if (includeUsage) controller.enqueue(chunk([], usage));
+          controller.enqueue(enc.encode("data: [DONE]\n\n"));
+          controller.close();
+        },
+        fail(message) {
+          const error = { message, type: "server_error", param: null, code: null };
+          controller.enqueue(enc.encode(`data: ${JSON.stringify({ error })}\n\n`));
+          controller.close();
+        },
+        cancelled() {
+          controller.close();
+        },
+      };
+      try {
+        cancel = runChoices(ctx, head, sink);
+      } catch (err) {
+        const error = { message: (err as Error).message, type: "rate_limit_error" };
+        controller.enqueue(enc.encode(`data: ${JSON.stringify({ error })}\n\n`));
+        controller.close();
+        return;
+      }
+      request.signal.addEventListener("abort", () => cancel(), { once: true });
+    },
+    cancel() {
+      cancel();
+    },
+  });
+  return new Response(stream, {
+    headers: { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" },
+  });
+}
+
+/** Runs a request's choices and answers them as SSE (`stream`) or one JSON body. */
+export function respond(
+  ctx: RunContext,
+  endpoint: Endpoint,
+  choices: Choice[],
+  stream: boolean,
+  includeUsage: boolean,
+  request: Request,
+): Response | Promise<Response> {
+  const { engine, metrics, retryAfter } = ctx;
+  const metricsEndpoint = endpoint === "chat" ? "chat_completions" : "completions";
+  if (!engine.available) {
+    metrics.countRequest(metricsEndpoint, "unavailable");
+    return apiError(503, "the engine is not running", "server_error", null, { "retry-after": retryAfter });
+  }
+  if (engine.inFlight + choices.length > engine.capacity) {
+    metrics.countRequest(metricsEndpoint, "queue_full");
+    const need = choices.length === 1 ? "" : ` (this request needs ${choices.length} slots, one per choice)`;
+    return apiError(
+      429,
+      `the server is busy: ${engine.inFlight} requests in flight (limit ${engine.capacity})${need}; retry later`,
+      "rate_limit_error",
+      null,
+      { "retry-after": retryAfter },
+    );
+  }
+  const head: ResponseHead = {
+    endpoint,
+    id: `${endpoint === "chat" ? "chatcmpl" : "cmpl"}-${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`,
+    created: Math.floor(Date.now() / 1000),
+    model: ctx.modelId,
+    choices,
+  };
+  return stream ? sseResponse(ctx, head, includeUsage, request) : jsonResponse(ctx, head, request);
+}

@@ -6,6 +6,7 @@ import { ChatTemplate } from "../src/chat/index.ts";
 import type { EngineEvent, EngineRequest } from "../src/engine/scheduler.ts";
 import { GgufMetadata, readGguf } from "../src/gguf/index.ts";
 import { pullModel } from "../src/gguf/pull.ts";
+import { DEFAULT_SAMPLER_OPTIONS } from "../src/sampling/index.ts";
 import { createApp, type ServingEngine } from "../src/server/app.ts";
 import { Tokenizer } from "../src/tokenizer/index.ts";
 
@@ -17,6 +18,8 @@ async function scriptedApp(addBos: boolean) {
   const md = new GgufMetadata(map);
   const tokenizer = Tokenizer.fromGguf(md);
   let next = 0;
+  /** Every request the app submitted, in order. */
+  const submitted: Array<Omit<EngineRequest, "id">> = [];
   const engine = {
     stats: {},
     inFlight: 0,
@@ -24,6 +27,7 @@ async function scriptedApp(addBos: boolean) {
     available: true,
     submit(req: Omit<EngineRequest, "id">, listen: (ev: EngineEvent) => void) {
       const id = `r${next++}`;
+      submitted.push(req);
       const score = (t: number) => ({ id: t, logprob: -1, top: [] });
       const gen = tokenizer.encode(" yes", { addSpecial: false });
       setTimeout(() =>
@@ -52,7 +56,18 @@ async function scriptedApp(addBos: boolean) {
     modelId: "m",
     contextTokens: 512,
   });
-  return { app, tokenizer };
+  return { app, tokenizer, submitted };
+}
+
+async function post(app: Awaited<ReturnType<typeof scriptedApp>>["app"], path: string, body: unknown) {
+  const res = await app.handle(
+    new Request(`http://127.0.0.1${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    }),
+  );
+  return { status: res.status, body: (await res.json()) as { error?: { message: string; param: string } } };
 }
 
 test("echo + logprobs: every listed token sits at its text_offset, with and without a BOS the tokenizer adds; control-token text in a prompt is the token", async () => {
@@ -89,4 +104,119 @@ test("echo + logprobs: every listed token sits at its text_offset, with and with
       else expect(c.text.slice(at, at + t.length)).toBe(t);
     }
   }
+});
+
+test("sampling: a field left out takes the CLI's and library's default, a field sent is used as sent", async () => {
+  const { app, submitted } = await scriptedApp(false);
+  const chat = { messages: [{ role: "user", content: "Hi!" }], max_tokens: 2 };
+  expect((await post(app, "/v1/chat/completions", chat)).status).toBe(200);
+  const d = DEFAULT_SAMPLER_OPTIONS;
+  expect(submitted.at(-1)?.sampling).toMatchObject({
+    temperature: d.temperature,
+    topK: d.topK,
+    topP: d.topP,
+    minP: d.minP,
+    repeatPenalty: d.repeatPenalty,
+    presencePenalty: 0,
+    frequencyPenalty: 0,
+  });
+  // null is "the default" too, as in OpenAI's API.
+  await post(app, "/v1/completions", { prompt: "hi", temperature: null, top_p: null, top_k: null });
+  expect(submitted.at(-1)?.sampling).toMatchObject({
+    temperature: d.temperature,
+    topP: d.topP,
+    topK: d.topK,
+  });
+  // OpenAI's untruncated distribution, asked for field by field; vLLM's top_k -1 is "off" too.
+  await post(app, "/v1/completions", {
+    prompt: "hi",
+    temperature: 1,
+    top_p: 1,
+    top_k: -1,
+    min_p: 0,
+    repeat_penalty: 1.1,
+    seed: 3,
+  });
+  expect(submitted.at(-1)?.sampling).toMatchObject({
+    temperature: 1,
+    topP: 1,
+    topK: 0,
+    minP: 0,
+    repeatPenalty: 1.1,
+    seed: 3,
+  });
+  // top_p 0 is greedy; out-of-range values are a 400 naming the field.
+  await post(app, "/v1/completions", { prompt: "hi", top_p: 0 });
+  expect(submitted.at(-1)?.sampling.temperature).toBe(0);
+  for (const [field, value] of [
+    ["top_k", -2],
+    ["top_k", 1.5],
+    ["min_p", 1.5],
+    ["repeat_penalty", 0],
+  ] as Array<[string, number]>) {
+    const r = await post(app, "/v1/completions", { prompt: "hi", [field]: value });
+    expect([field, value, r.status, r.body.error?.param]).toEqual([field, value, 400, field]);
+  }
+});
+
+test("an unknown field is a 400 naming it, wherever it is; the fields accepted and ignored pass", async () => {
+  const { app } = await scriptedApp(false);
+  const hi = [{ role: "user", content: "hi" }];
+  // [route, body, param (the field, or the optional object holding it), the place named]
+  const cases: Array<[string, unknown, string, string]> = [
+    ["/v1/chat/completions", { messages: hi, frobnicate: 1 }, "frobnicate", "frobnicate"],
+    ["/v1/completions", { prompt: "hi", temprature: 0.5 }, "temprature", "temprature"],
+    [
+      "/v1/chat/completions",
+      { messages: [{ role: "user", content: "hi", colour: "red" }] },
+      "messages[0].colour",
+      "messages[0].colour",
+    ],
+    [
+      "/v1/completions",
+      { prompt: "hi", stream_options: { include_usage: true, extra: 1 } },
+      "stream_options",
+      "stream_options.extra",
+    ],
+    // A chat field on the legacy endpoint is unknown there.
+    ["/v1/completions", { prompt: "hi", top_logprobs: 2 }, "top_logprobs", "top_logprobs"],
+  ];
+  for (const [path, body, param, named] of cases) {
+    const r = await post(app, path, body);
+    expect([named, r.status, r.body.error?.param]).toEqual([named, 400, param]);
+    expect(r.body.error?.message).toContain(`${named}: unrecognized request argument`);
+  }
+  const ignored = {
+    messages: hi,
+    user: "u",
+    store: false,
+    metadata: { k: "v" },
+    service_tier: "auto",
+    prompt_cache_key: "k",
+    safety_identifier: "s",
+    parallel_tool_calls: true,
+    stream_options: null,
+  };
+  expect((await post(app, "/v1/chat/completions", ignored)).status).toBe(200);
+  // A feature hearth lacks says so, from its schema rule.
+  const tools = await post(app, "/v1/chat/completions", { messages: hi, tools: [{ type: "function" }] });
+  expect(tools.body.error).toMatchObject({
+    param: "tools",
+    message: "invalid request: tools: function calling is not supported by hearth",
+  });
+  const image = await post(app, "/v1/chat/completions", {
+    messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "x" } }] }],
+  });
+  expect(image.status).toBe(400);
+  expect(image.body.error?.param).toBe("messages[0].content");
+});
+
+test("GET / names the API routes", async () => {
+  const { app } = await scriptedApp(false);
+  const res = await app.handle(new Request("http://127.0.0.1/"));
+  expect(res.status).toBe(200);
+  expect(res.headers.get("content-type")).toStartWith("text/plain");
+  const text = await res.text();
+  for (const route of ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"])
+    expect(text).toContain(route);
 });

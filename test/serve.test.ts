@@ -769,6 +769,27 @@ describe("hearth serve (openai client, real model)", () => {
     expect(c.usage?.prompt_tokens).toBeLessThan(tok.encode(raw).length);
   });
 
+  test("no system message: the template's own default system prompt is used (SmolLM's), as with `hearth chat`", async () => {
+    const md = new GgufMetadata(readGguf(await pullModel()).metadata);
+    const tok = Tokenizer.fromGguf(md);
+    const template = ChatTemplate.fromGguf(md, tok);
+    const user = { role: "user" as const, content: "What is the capital of France?" };
+    const system = {
+      role: "system" as const,
+      content: "You are a helpful AI assistant named SmolLM, trained by Hugging Face",
+    };
+    // The default model's template inserts it when the first message is not a system one.
+    expect(encodeChat(template, tok, [user])).toEqual(encodeChat(template, tok, [system, user]));
+    const ask = (messages: Array<typeof user | typeof system>) =>
+      client.chat.completions.create({ model: "x", messages, max_tokens: 8, temperature: 0 });
+    const [bare, given] = [await ask([user]), await ask([system, user])];
+    expect(bare.usage?.prompt_tokens).toBe(given.usage?.prompt_tokens as number);
+    expect(bare.choices[0]?.message.content).toBe(given.choices[0]?.message.content as string);
+    // A system message of the user's own replaces it.
+    const own = await ask([{ role: "system", content: "You are a helpful assistant." }, user]);
+    expect(own.usage?.prompt_tokens).not.toBe(bare.usage?.prompt_tokens as number);
+  });
+
   test("a developer message is the system message (the template's default system prompt steps aside)", async () => {
     const ask = async (role: "system" | "developer") =>
       client.chat.completions.create({
@@ -1202,6 +1223,49 @@ describe("hearth serve (openai client, real model)", () => {
     await Bun.sleep(500);
     expect(await metric(server.url, "hearth_completion_tokens_total")).toBeLessThan(tokensBefore + 300);
   }, 120_000);
+
+  test("sampling defaults are the CLI's: a seeded chat naming no sampling field replies as `hearth run --chat` does", async () => {
+    for (const seed of [1, 2]) {
+      const r = await client.chat.completions.create({
+        model: "x",
+        messages: [{ role: "user", content: "Hi!" }],
+        max_tokens: 24,
+        seed,
+      });
+      const cli = Bun.spawn(
+        [
+          process.execPath,
+          "src/cli/main.ts",
+          "run",
+          "--chat",
+          "-p",
+          "Hi!",
+          "--seed",
+          String(seed),
+          "-n",
+          "24",
+          "-t",
+          "2",
+        ],
+        { cwd: `${import.meta.dir}/..`, stdout: "pipe", stderr: "pipe" },
+      );
+      const [out, code] = await Promise.all([new Response(cli.stdout).text(), cli.exited]);
+      expect(code).toBe(0);
+      expect(r.choices[0]?.message.content as string).toBe(out.replace(/\n$/, ""));
+    }
+  }, 60_000);
+
+  test("an unknown request field is a 400 naming it (a typo is never ignored)", async () => {
+    const typo = await rejection(
+      client.chat.completions.create({
+        model: "x",
+        messages: [{ role: "user", content: "hi" }],
+        frobnicate: 1,
+      } as never),
+    );
+    expect(typo.status).toBe(400);
+    expect((typo as { param?: string }).param).toBe("frobnicate");
+  });
 
   test("logit_bias steers greedy decoding: -100 bans the greedy token", async () => {
     const ask = (logit_bias?: Record<string, number>) =>

@@ -2,6 +2,8 @@
 // tokenizer, chat template), with the runtime options resolved and validated once.
 import { availableParallelism } from "node:os";
 import { ChatTemplate } from "./chat/index.ts";
+import { LocalEngine } from "./engine/local.ts";
+import { Scheduler } from "./engine/scheduler.ts";
 import {
   computableGgmlTypes,
   GgufError,
@@ -11,7 +13,7 @@ import {
   readGguf,
 } from "./gguf/index.ts";
 import { KNOWN_MODELS, type PullOptions, pullModel } from "./gguf/pull.ts";
-import { openNativeModel } from "./native/model.ts";
+import { createBatch, openNativeModel } from "./native/model.ts";
 import type { KvStats, ModelInfo, NativeModel } from "./native/model-api.ts";
 import { checkOptionKeys } from "./option-keys.ts";
 import { Session, type SessionOptions } from "./session.ts";
@@ -94,6 +96,7 @@ export class Model {
   /** The native model; sessions share it. Exposed for the engine and for tests. */
   readonly native: NativeModel;
   private readonly sessions = new Set<Session>();
+  private local: LocalEngine | null = null;
   private closed = false;
 
   /** @internal Use {@link loadModel}. */
@@ -134,6 +137,30 @@ export class Model {
     const session = new Session(this, opts, () => this.sessions.delete(session));
     this.sessions.add(session);
     return session;
+  }
+
+  /**
+   * The in-process engine every session of this model submits to: sessions generating at once
+   * share its steps (one forward pass for all of them).
+   */
+  get engine(): LocalEngine {
+    if (this.local === null) {
+      const pool = this.native.kvStats();
+      const scheduler = new Scheduler(
+        this.native,
+        this.tokenizer,
+        {
+          maxRunning: this.options.maxSessions,
+          maxQueued: 0,
+          stepTokens: this.options.maxBatchTokens,
+          // A session's own contextTokens bounds it; the pool bounds them all.
+          contextTokens: pool.pagesTotal * pool.pageTokens,
+        },
+        createBatch(this.options.maxBatchTokens),
+      );
+      this.local = new LocalEngine(scheduler);
+    }
+    return this.local;
   }
 
   /** Number of sessions currently open. */

@@ -1,210 +1,55 @@
-// Session: one conversation over one KV sequence. Prefill and decode are separate steps;
-// generation streams text pieces; every call reports telemetry; a full context shifts.
+// Session: one conversation over one KV sequence the session owns. Its prefills and generations
+// are requests on the model's in-process engine (src/engine/local.ts), so sessions generating at
+// once share each forward pass; the generation rules are the server's (src/engine/generation.ts).
 import { type ChatMessage, checkConversation, encodeChat } from "./chat/index.ts";
+import { Generation, type GenerationFigures } from "./engine/generation.ts";
+import type { LocalRun } from "./engine/local.ts";
+import type { EngineEvent, OwnedSequence } from "./engine/request.ts";
 import { resumeSequence, saveSequence } from "./kv/index.ts";
 import type { Model } from "./model.ts";
-import { createBatch } from "./native/model.ts";
-import { type Batch, KvFullError } from "./native/model-api.ts";
+import { KvFullError } from "./native/model-api.ts";
 import { checkOptionKeys } from "./option-keys.ts";
-import { type FinishReason, Sampler, type SamplerOptions, StopCondition } from "./sampling/index.ts";
-import { constrainedSample, JsonConstraint, type ReplyConstraint } from "./sampling/json.ts";
-import { SchemaConstraint } from "./sampling/json-schema.ts";
-import { proposeDraft, resolveSpeculative, type SpeculativeOptions } from "./speculative.ts";
+import { Sampler, type SamplerOptions, type TokenLogprob } from "./sampling/index.ts";
+import {
+  ContextFullError,
+  type ContextShiftOptions,
+  checkFitsPool,
+  GENERATE_OPTION_KEYS,
+  type GenerateFinishReason,
+  type GenerateOptions,
+  type GenerateResult,
+  type PrefillOptions,
+  resolveShift,
+  SAMPLER_OPTION_KEYS,
+  SESSION_OPTION_KEYS,
+  type SessionOptions,
+  SessionStateError,
+  type Telemetry,
+} from "./session-options.ts";
+import { resolveSpeculative } from "./speculative.ts";
 
-export type { ChatMessage, SpeculativeOptions };
-
-/**
- * What happens when a session's context is full: keep the first `keepTokens` tokens (e.g. the
- * system prompt), drop the `dropTokens` oldest after them, and re-rope the rest so generation
- * continues. `false` turns shifting off: a full context is then a {@link ContextFullError}.
- */
-export interface ContextShiftOptions {
-  /** Tokens at the start that are never dropped. Default 4. */
-  keepTokens?: number;
-  /** Tokens dropped per shift. Default: half of what follows the kept tokens. */
-  dropTokens?: number;
-}
-
-/** Options of {@link Model.createSession}. */
-export interface SessionOptions {
-  /** Most tokens this session's KV holds. Default: the model's `contextTokens`. */
-  contextTokens?: number;
-  /** Context shift when full (default on: keep 4, drop half), or `false` for an error instead. */
-  contextShift?: ContextShiftOptions | false;
-  /** A system message that starts the history of {@link Session.ask}. */
-  systemPrompt?: string;
-  /** Fixed seed (0) when a call gives none. Default: the model's `deterministic` option. */
-  deterministic?: boolean;
-  /** Sampling defaults for every call of this session; a call's options override them. */
-  sampling?: SessionSamplerOptions;
-}
-
-/**
- * The sampler's options a session takes: all but `penaltyFrom` (a session's penalties look at
- * its last `penaltyLastN` tokens, prompt included, as llama.cpp's do).
- */
-export type SessionSamplerOptions = Omit<SamplerOptions, "penaltyFrom">;
-
-/** Options of one generation ({@link Session.generate}, {@link Session.chat}, {@link Session.ask}). */
-export interface GenerateOptions extends SessionSamplerOptions {
-  /** Most tokens to generate. Default 512. */
-  maxTokens?: number;
-  /** Generation ends before the first occurrence of any of these strings (not emitted). */
-  stop?: readonly string[];
-  /** Keep going past end-of-generation tokens. Default false. */
-  ignoreEos?: boolean;
-  /** Aborting ends the generation with finishReason "abort" (the text so far is kept). */
-  signal?: AbortSignal;
-  /**
-   * Speculative decoding by prompt lookup: draft tokens are copied from where the context's
-   * last few tokens occurred before and verified in one forward pass. The output is exactly
-   * what plain decoding gives (same tokens for the same seed); it is faster when the reply
-   * repeats its context (code edits, quoting, lists). `true` for the defaults. Default off.
-   */
-  speculative?: SpeculativeOptions | boolean;
-  /**
-   * JSON mode: the reply is one JSON object (the model's distribution restricted to tokens that
-   * keep it valid JSON); the generation ends when the object closes (finishReason "stop").
-   * `{ schema }`: one matching that JSON Schema (structured outputs; the subset
-   * src/sampling/json-schema.ts lists, others are a SchemaError). Takes no speculative drafts.
-   * Say in the prompt that the answer is JSON. Default false.
-   */
-  json?: boolean | { schema: unknown };
-}
-
-/** Every key of {@link SessionSamplerOptions}. */
-const SAMPLER_OPTION_KEYS = Object.keys({
-  temperature: true,
-  topK: true,
-  topP: true,
-  minP: true,
-  repeatPenalty: true,
-  presencePenalty: true,
-  frequencyPenalty: true,
-  penaltyLastN: true,
-  logitBias: true,
-  seed: true,
-} satisfies Record<keyof SessionSamplerOptions, true>);
-
-/** Every key of {@link SessionOptions}. */
-const SESSION_OPTION_KEYS = Object.keys({
-  contextTokens: true,
-  contextShift: true,
-  systemPrompt: true,
-  deterministic: true,
-  sampling: true,
-} satisfies Record<keyof SessionOptions, true>);
-
-/** Every key of {@link GenerateOptions} (its own and the sampler's). */
-const GENERATE_OPTION_KEYS = [
-  ...SAMPLER_OPTION_KEYS,
-  ...Object.keys({
-    maxTokens: true,
-    stop: true,
-    ignoreEos: true,
-    signal: true,
-    speculative: true,
-    json: true,
-  } satisfies Record<Exclude<keyof GenerateOptions, keyof SessionSamplerOptions>, true>),
-];
-
-/** Every key of {@link ContextShiftOptions}. */
-const CONTEXT_SHIFT_OPTION_KEYS = Object.keys({
-  keepTokens: true,
-  dropTokens: true,
-} satisfies Record<keyof ContextShiftOptions, true>);
-
-/** Options of {@link Session.prefill}. */
-export interface PrefillOptions {
-  /** Add BOS as the model asks. Default: only when the session is empty. */
-  addSpecial?: boolean;
-  /** Read control-token text such as `<|im_start|>` as those tokens. Default false. */
-  parseSpecial?: boolean;
-  /** Aborting stops between chunks; the chunks already done stay in the session. */
-  signal?: AbortSignal;
-}
-
-/** Why a generation ended: a stop string, an end-of-generation token, the token budget, or abort. */
-export type GenerateFinishReason = FinishReason | "abort";
-
-/** Figures of one call. Rates are 0 when their phase did no work. */
-export interface Telemetry {
-  /** Prompt tokens run through the model (for generate: the prefills since the last generation). */
-  promptTokens: number;
-  /** Prompt tokens found already in the KV cache and not recomputed (chat). */
-  cachedTokens: number;
-  /** Tokens sampled. */
-  generatedTokens: number;
-  /** Prefill time plus the time to sample the first token; null when no token was sampled. */
-  timeToFirstTokenMs: number | null;
-  prefillMs: number;
-  prefillTokensPerS: number;
-  /** Tokens run through the model while generating (generated tokens plus verified drafts). */
-  decodeTokens: number;
-  decodeMs: number;
-  decodeTokensPerS: number;
-  /** Wall time of the call, plus (like the TTFT) the prefills run since the last generation. */
-  totalMs: number;
-  /** Context shifts during the call, and the tokens they dropped. */
-  contextShifts: number;
-  droppedTokens: number;
-  /** Tokens in the session's context when the call ended. */
-  contextUsedTokens: number;
-  /** Speculative decoding: draft tokens checked against the sampled token, and how many matched. */
-  draftTokens: number;
-  acceptedDraftTokens: number;
-  /** Null for a prefill. */
-  finishReason: GenerateFinishReason | null;
-}
-
-/** The outcome of a generation. */
-export interface GenerateResult {
-  text: string;
-  tokens: number[];
-  finishReason: GenerateFinishReason;
-  telemetry: Telemetry;
-}
-
-/** The context is full and context shift is off (or cannot free room); nothing was lost. */
-export class ContextFullError extends Error {
-  override name = "ContextFullError";
-  constructor(
-    message: string,
-    readonly contextTokens: number,
-    /** Tokens the session held when it refused. */
-    readonly usedTokens: number,
-    /** Tokens that were to be added and did not fit (1 when a generated token found no room). */
-    readonly pendingTokens: number,
-  ) {
-    super(message);
-  }
-}
-
-/** A session was used after close, or two calls overlapped. */
-export class SessionStateError extends Error {
-  override name = "SessionStateError";
-}
+export type { ChatMessage, SpeculativeOptions } from "./session-options.ts";
+export {
+  ContextFullError,
+  type ContextShiftOptions,
+  type GenerateFinishReason,
+  type GenerateOptions,
+  type GenerateResult,
+  type PrefillOptions,
+  type SessionOptions,
+  type SessionSamplerOptions,
+  SessionStateError,
+  type Telemetry,
+} from "./session-options.ts";
 
 const DEFAULT_MAX_TOKENS = 512;
-const DEFAULT_KEEP_TOKENS = 4;
-/** Longest stretch of synchronous native work before the event loop gets a turn (abort, timers). */
-const YIELD_EVERY_MS = 20;
 
-interface PhaseFigures {
-  promptTokens: number;
+/** The figures a session adds up between generations (prefills count towards the next one). */
+interface PhaseFigures extends Omit<GenerationFigures, "firstTokenMs"> {
   cachedTokens: number;
-  prefillMs: number;
-  decodeTokens: number;
-  decodeMs: number;
-  contextShifts: number;
-  droppedTokens: number;
-  draftTokens: number;
-  acceptedDraftTokens: number;
-  /** Rows of verify passes whose tokens were dropped (rejected drafts and the ones after them). */
-  droppedDraftRows: number;
 }
 
-function emptyFigures(): PhaseFigures {
+function emptyPhase(): PhaseFigures {
   return {
     promptTokens: 0,
     cachedTokens: 0,
@@ -219,15 +64,27 @@ function emptyFigures(): PhaseFigures {
   };
 }
 
-function rate(tokens: number, ms: number): number {
-  return tokens > 0 && ms > 0 ? (tokens * 1000) / ms : 0;
+function addFigures(into: PhaseFigures, f: GenerationFigures | undefined): void {
+  if (f === undefined) return;
+  into.promptTokens += f.promptTokens;
+  into.prefillMs += f.prefillMs;
+  into.decodeTokens += f.decodeTokens;
+  into.decodeMs += f.decodeMs;
+  into.contextShifts += f.contextShifts;
+  into.droppedTokens += f.droppedTokens;
+  into.draftTokens += f.draftTokens;
+  into.acceptedDraftTokens += f.acceptedDraftTokens;
+  into.droppedDraftRows += f.droppedDraftRows;
 }
 
-function nonNegativeInt(name: string, v: unknown): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
-    throw new RangeError(`${name} must be a non-negative integer, got ${String(v)}`);
-  }
-  return v;
+function diffFigures(after: PhaseFigures, before: PhaseFigures): PhaseFigures {
+  const d = emptyPhase();
+  for (const k of Object.keys(d) as (keyof PhaseFigures)[]) d[k] = after[k] - before[k];
+  return d;
+}
+
+function rate(tokens: number, ms: number): number {
+  return tokens > 0 && ms > 0 ? (tokens * 1000) / ms : 0;
 }
 
 /**
@@ -246,24 +103,20 @@ export class Session {
   /** Telemetry of the most recent call. */
   lastTelemetry: Telemetry | null = null;
 
-  private seqId: number;
   private readonly sampling: SamplerOptions;
   private readonly systemPrompt: string | undefined;
   private readonly onClose: () => void;
-  private readonly batch: Batch;
-  private readonly logits: Float32Array;
-  /** Logits rows of a speculative verify pass (allocated on first use). */
-  private draftLogits: Float32Array | null = null;
-  /** Token history; the first `kvLength` are in the KV cache, the rest are pending (sampled, not yet run). */
-  private history: number[] = [];
-  private kvLength = 0;
-  /** True when `logits` belong to the last token in the KV (false after a truncation). */
-  private logitsMatchKv = false;
-  private figures = emptyFigures();
+  /**
+   * Its KV sequence: the token history, of which the first `computed` are in the KV (the rest
+   * are pending: sampled, not yet run), and the logits of the last one when the KV ends there.
+   */
+  private kv: OwnedSequence;
+  private figures = emptyPhase();
+  /** The engine request running now (prefill or generation), if any. */
+  private run: LocalRun | null = null;
   private abortRequested = false;
   private busy = false;
   private closed = false;
-  private lastYieldMs = 0;
 
   /** @internal Use {@link Model.createSession}. */
   constructor(model: Model, opts: SessionOptions, onClose: () => void) {
@@ -284,19 +137,17 @@ export class Session {
     new Sampler({ ...this.sampling, seed: this.sampling.seed ?? 0 }, model.info.vocabSize);
     this.systemPrompt = opts.systemPrompt;
     if (this.systemPrompt !== undefined) this.messages.push({ role: "system", content: this.systemPrompt });
-    this.batch = createBatch(model.options.maxBatchTokens);
-    this.logits = new Float32Array(model.info.vocabSize);
-    this.seqId = model.native.seqCreate();
+    this.kv = { seqId: model.native.seqCreate(), tokens: [], computed: 0, lastLogits: null };
   }
 
   /** Every token of the session so far (prompt and generated), after any context shift. */
   get tokens(): readonly number[] {
-    return this.history;
+    return this.kv.tokens;
   }
 
   /** Tokens in the context now. */
   get length(): number {
-    return this.history.length;
+    return this.kv.tokens.length;
   }
 
   get isClosed(): boolean {
@@ -314,7 +165,8 @@ export class Session {
     return this.exclusive(async () => {
       const started = performance.now();
       const before = { ...this.figures };
-      await this.feed(ids, opts.signal, "prefill");
+      this.append(ids);
+      await this.runPending(opts.signal);
       const t = this.telemetry(started, null, 0, null, diffFigures(this.figures, before));
       this.lastTelemetry = t;
       return t;
@@ -328,8 +180,8 @@ export class Session {
    */
   generate(opts: GenerateOptions = {}): AsyncGenerator<string, GenerateResult, void> {
     this.checkOpen();
-    const { options, sampler } = this.prepareGeneration("generate", opts);
-    return this.exclusiveGen(() => this.generateInner(options, sampler, null, this.figures.prefillMs));
+    const options = this.prepareGeneration("generate", opts);
+    return this.exclusiveGen(() => this.generateInner(options, null, this.figures.prefillMs));
   }
 
   /**
@@ -352,7 +204,7 @@ export class Session {
     const template = this.model.chatTemplate;
     this.checkOpen();
     checkConversation(where, messages);
-    const { options, sampler } = this.prepareGeneration(where, opts);
+    const options = this.prepareGeneration(where, opts);
     const ids = encodeChat(template, this.model.tokenizer, messages, { addGenerationPrompt: true });
     return this.exclusiveGen(() =>
       async function* (this: Session) {
@@ -360,9 +212,9 @@ export class Session {
         const priorPrefillMs = this.figures.prefillMs;
         const cached = this.reuseCachedPrefix(ids);
         this.figures.cachedTokens += cached;
-        const complete = await this.feed(ids.slice(cached), options.signal, "prefill");
-        if (!complete) return this.finish(started, null, [], "abort", "");
-        return yield* this.generateInner(options, sampler, started, priorPrefillMs);
+        // The rest of the prompt runs as the generation's first rows (one request).
+        this.append(ids.slice(cached));
+        return yield* this.generateInner(options, started, priorPrefillMs);
       }.call(this),
     );
   }
@@ -410,8 +262,8 @@ export class Session {
   async save(path: string): Promise<number> {
     this.checkOpen();
     return this.exclusive(async () => {
-      if (this.kvLength < this.history.length) await this.feed([], undefined, "decode");
-      return saveSequence(this.model.native, this.seqId, this.history.slice(0, this.kvLength), path);
+      if (this.kv.computed < this.kv.tokens.length) await this.runPending(undefined);
+      return saveSequence(this.model.native, this.kv.seqId, this.kv.tokens.slice(0, this.kv.computed), path);
     });
   }
 
@@ -431,30 +283,28 @@ export class Session {
       native.seqFree(r.seqId);
       return false;
     }
-    native.seqFree(this.seqId);
-    this.seqId = r.seqId;
-    // Drop the last token from the KV so the next feed recomputes it and yields its logits.
+    native.seqFree(this.kv.seqId);
+    // Drop the last token from the KV so the next run recomputes it and yields its logits.
     native.seqShift(r.seqId, r.tokens.length - 1, 1);
-    this.history = r.tokens;
-    this.kvLength = r.tokens.length - 1;
-    this.logitsMatchKv = false;
+    this.kv = { seqId: r.seqId, tokens: r.tokens, computed: r.tokens.length - 1, lastLogits: null };
     return true;
   }
 
   /** Ends the running prefill or generation at the next token (finishReason "abort"). */
   abort(): void {
     this.abortRequested = true;
+    this.run?.cancel();
   }
 
   /** Forgets everything: the KV, the token history and the messages (the system prompt stays). */
   reset(): void {
     this.checkOpen();
     if (this.busy) throw new SessionStateError("cannot reset while a call is running (abort it first)");
-    if (this.kvLength > 0) this.model.native.seqShift(this.seqId, 0, this.kvLength);
-    this.history = [];
-    this.kvLength = 0;
-    this.logitsMatchKv = false;
-    this.figures = emptyFigures();
+    if (this.kv.computed > 0) this.model.native.seqShift(this.kv.seqId, 0, this.kv.computed);
+    this.kv.tokens.length = 0;
+    this.kv.computed = 0;
+    this.kv.lastLogits = null;
+    this.figures = emptyPhase();
     this.messages.length = 0;
     if (this.systemPrompt !== undefined) this.messages.push({ role: "system", content: this.systemPrompt });
   }
@@ -464,7 +314,9 @@ export class Session {
     if (this.closed) return;
     this.closed = true;
     this.abortRequested = true;
-    if (!this.model.isClosed) this.model.native.seqFree(this.seqId);
+    // The engine lets go of the sequence before its pages (and its id) go back to the pool.
+    this.run?.cancel();
+    if (!this.model.isClosed) this.model.native.seqFree(this.kv.seqId);
     this.onClose();
   }
 
@@ -480,13 +332,10 @@ export class Session {
 
   /**
    * Checks one call's generation options (keys, maxTokens, sampler settings) before anything
-   * runs, merges them over the session's sampling defaults and builds the sampler.
+   * runs and merges them over the session's sampling defaults.
    * `where` names the call in errors ("generate", "chat", "ask").
    */
-  private prepareGeneration(
-    where: string,
-    opts: GenerateOptions,
-  ): { options: GenerateOptions; sampler: Sampler } {
+  private prepareGeneration(where: string, opts: GenerateOptions): GenerateOptions {
     checkOptionKeys(`${where} options`, opts, GENERATE_OPTION_KEYS);
     const options = { ...this.sampling, ...opts };
     const maxTokens = options.maxTokens;
@@ -497,8 +346,8 @@ export class Session {
       throw new RangeError(`${where}: maxTokens must be an integer of at least 1, got ${String(maxTokens)}`);
     }
     const seed = options.seed ?? (this.deterministic ? 0 : undefined);
-    const sampler = new Sampler({ ...options, seed }, this.model.info.vocabSize);
-    return { options, sampler };
+    new Sampler({ ...options, seed }, this.model.info.vocabSize);
+    return { ...options, seed };
   }
 
   private toTokens(input: string | readonly number[], opts: PrefillOptions): number[] {
@@ -506,7 +355,7 @@ export class Session {
     const tok = this.model.tokenizer;
     if (typeof input === "string") {
       return tok.encode(input, {
-        addSpecial: opts.addSpecial ?? this.history.length === 0,
+        addSpecial: opts.addSpecial ?? this.kv.tokens.length === 0,
         parseSpecial: opts.parseSpecial ?? false,
       });
     }
@@ -549,9 +398,58 @@ export class Session {
     }
   }
 
+  /** Builds the generation of one call: its rules, checked (a RangeError names what is wrong). */
+  private generation(opts: GenerateOptions): Generation {
+    if (
+      opts.json !== undefined &&
+      typeof opts.json !== "boolean" &&
+      (typeof opts.json !== "object" || opts.json === null || !("schema" in opts.json))
+    )
+      throw new RangeError("json must be true, false or { schema }");
+    const json = opts.json !== undefined && opts.json !== false;
+    if (json && opts.speculative)
+      throw new RangeError("json and speculative cannot be combined (JSON mode takes no drafts)");
+    const predicted = opts.prediction === undefined ? undefined : this.predictionIds(opts.prediction);
+    const speculative = resolveSpeculative(opts.speculative ?? (predicted !== undefined && !json));
+    const logprobs = opts.logprobs;
+    if (logprobs !== undefined && (!Number.isInteger(logprobs) || logprobs < 0 || logprobs > 20))
+      throw new RangeError(`logprobs must be an integer from 0 to 20, got ${String(logprobs)}`);
+    const {
+      maxTokens,
+      stop,
+      ignoreEos,
+      signal: _s,
+      speculative: _sp,
+      json: _j,
+      prediction: _p,
+      ...sampling
+    } = opts;
+    const shift = this.contextShift;
+    return new Generation(
+      {
+        sampling,
+        maxTokens: maxTokens ?? DEFAULT_MAX_TOKENS,
+        stop: stop ?? [],
+        ignoreEos: ignoreEos === true,
+        speculative,
+        ...(predicted === undefined ? {} : { predictedIds: predicted }),
+        json: opts.json === true,
+        ...(typeof opts.json === "object" && opts.json !== null ? { jsonSchema: opts.json.schema } : {}),
+        logprobs: logprobs ?? null,
+        contextShift: shift === false ? null : { ...shift },
+      },
+      this.model.tokenizer,
+      this.model.info.vocabSize,
+    );
+  }
+
+  private predictionIds(p: string | readonly number[]): number[] {
+    if (typeof p === "string") return this.model.tokenizer.encode(p, { addSpecial: false });
+    return this.toTokens(p, {});
+  }
+
   private async *generateInner(
     opts: GenerateOptions,
-    sampler: Sampler,
     callStarted: number | null,
     priorPrefillMs: number,
   ): AsyncGenerator<string, GenerateResult, void> {
@@ -560,231 +458,171 @@ export class Session {
     const started = callStarted ?? performance.now();
     // Time 0 of the call's figures: TTFT and the total both count the prefills run before it.
     const origin = started - priorPrefillMs;
-    const tok = this.model.tokenizer;
-    const maxTokens = opts.maxTokens ?? DEFAULT_MAX_TOKENS;
-    const stop = new StopCondition({
-      maxTokens,
-      stop: opts.stop ?? [],
-      isEndOfGeneration: opts.ignoreEos ? () => false : (id) => tok.isEndOfGeneration(id),
-    });
-    const decoder = tok.streamDecoder();
-    const out: number[] = [];
+    const kv = this.kv;
+    // The KV holds the whole history but its logits are gone (a chat() whose prefix reuse cut
+    // the KV, then failed): run the last token again for fresh logits.
+    if (kv.computed === kv.tokens.length && kv.computed > 0 && kv.lastLogits === null) this.dropKvTail(1);
+    if (kv.tokens.length === 0)
+      throw new SessionStateError("nothing to generate from: prefill a prompt first");
+    const gen = this.generation(opts);
+    if (this.contextShift === false && kv.tokens.length >= this.contextTokens) throw this.contextFull();
+    if (this.isAborted(opts.signal)) return this.finish(origin, null, gen, "abort", "");
     let text = "";
     let ttft: number | null = null;
-    // The KV holds the whole history but its logits are gone (a chat() whose prefix reuse cut
-    // the KV, then failed with ContextFullError): run the last token again for fresh logits.
-    if (this.kvLength === this.history.length && this.kvLength > 0 && !this.logitsMatchKv) this.dropKvTail(1);
-    // Sampled tokens of an earlier generation are not in the KV yet: run them first.
-    if (this.kvLength < this.history.length) {
-      const complete = await this.feed([], opts.signal, "prefill");
-      if (!complete) return this.finish(origin, ttft, out, "abort", text);
-    }
-    if (!this.logitsValid) {
-      throw new SessionStateError("nothing to generate from: prefill a prompt first");
-    }
-    if (stop.exhausted) return this.finish(origin, ttft, out, "length", text);
-    if (
-      opts.json !== undefined &&
-      typeof opts.json !== "boolean" &&
-      (typeof opts.json !== "object" || opts.json === null || !("schema" in opts.json))
-    )
-      throw new RangeError("json must be true, false or { schema }");
-    const bytesOf = (id: number) => tok.tokenBytes(id);
-    const json: ReplyConstraint | null =
-      typeof opts.json === "object" && opts.json !== null
-        ? new SchemaConstraint(opts.json.schema, bytesOf)
-        : opts.json
-          ? new JsonConstraint(bytesOf)
-          : null;
-    if (json !== null && opts.speculative)
-      throw new RangeError("json and speculative cannot be combined (JSON mode takes no drafts)");
-    const spec = resolveSpeculative(opts.speculative);
-    const vocab = this.model.info.vocabSize;
-    // Speculation state: after a verify pass the KV holds the drafts not yet checked after the
-    // history, and draftLogits row r is the distribution after the r-th token of that pass.
-    let drafts: number[] = [];
-    let row = -1;
-    let finished = false;
+    let logprobs: TokenLogprob[] | undefined = opts.logprobs === undefined ? undefined : [];
+    // Tokens the engine sampled, and those whose pieces the consumer has been given: a step may
+    // sample several (accepted drafts), and an early exit takes back the ones not given out.
+    let received = 0;
+    let delivered = 0;
+    let completed = false;
+    const run = this.submit(gen, opts.signal, true);
     try {
       for (;;) {
-        if (this.isAborted(opts.signal)) {
-          this.settleDrafts(drafts.length, row);
-          const tail = stop.flush();
-          if (tail.length > 0) {
-            text += tail;
-            yield tail;
-          }
-          finished = true;
-          return this.finish(origin, ttft, out, "abort", text);
+        if (this.isAborted(opts.signal)) run.cancel();
+        const ev = await run.next();
+        if (ev.type === "error") throw this.failure(ev);
+        if (ev.logprobs !== undefined) logprobs = [...(logprobs ?? []), ...ev.logprobs];
+        const first = received;
+        received = gen.out.length;
+        if (ttft === null && received > 0) ttft = performance.now() - origin;
+        if (ev.type === "done") addFigures(this.figures, ev.figures);
+        const pieces = ev.pieces ?? [ev.text];
+        for (const [i, piece] of pieces.entries()) {
+          // An abort between two tokens of one step ends the generation there.
+          if (ev.type === "text" && this.isAborted(opts.signal)) break;
+          if (first + i < received) delivered = first + i + 1;
+          if (piece.length === 0) continue;
+          text += piece;
+          yield piece;
         }
-        const logits =
-          row >= 0
-            ? (this.draftLogits as Float32Array).subarray(row * vocab, (row + 1) * vocab)
-            : this.logits;
-        const id =
-          json === null
-            ? sampler.sample(logits, this.history)
-            : constrainedSample(logits, json, (masked) => sampler.sample(masked, this.history));
-        if (id < 0) {
-          // No token continues the JSON reply (its whitespace or nesting limit): it ends here.
-          finished = true;
-          return this.finish(origin, ttft, out, "stop", text);
-        }
-        json?.accept(id);
-        if (ttft === null) ttft = performance.now() - origin;
-        this.history.push(id);
-        out.push(id);
-        // A draft that equals the sampled token is already in the KV; the first that differs
-        // and every draft after it are dropped, and the sampled token is run next.
-        let inKv = false;
-        if (drafts.length > 0 && drafts[0] === id) {
-          drafts.shift();
-          row++;
-          inKv = true;
-          this.figures.draftTokens++;
-          this.figures.acceptedDraftTokens++;
-        } else if (drafts.length > 0) {
-          this.figures.draftTokens++;
-          this.figures.droppedDraftRows += drafts.length;
-          this.dropKvTail(drafts.length);
-          drafts = [];
-        }
-        const piece = tok.isEndOfGeneration(id) && !opts.ignoreEos ? "" : decoder.push(id);
-        const step = stop.accept(id, piece);
-        if (step.finish === null && json?.complete) {
-          // The object is closed: the reply ends with it, as if a stop string followed.
-          step.text += stop.flush() + decoder.flush();
-          step.finish = "stop";
-        }
-        if (step.text.length > 0) {
-          text += step.text;
-          yield step.text;
-        }
-        if (step.finish !== null) {
-          this.settleDrafts(drafts.length, row);
-          // A last token that ends mid UTF-8 character leaves bytes in the decoder: give them out
-          // (as U+FFFD) rather than drop them. After a stop string the rest is cut anyway.
-          if (step.finish === "length" || step.finish === "eos") {
-            const tail = decoder.flush();
-            if (tail.length > 0) {
-              text += tail;
-              yield tail;
-            }
-          }
-          finished = true;
-          return this.finish(origin, ttft, out, step.finish, text);
-        }
-        if (inKv) continue;
-        row = -1;
-        // The sampled token is pending: run it, with drafts after it when the context offers some.
-        const draft =
-          spec && !this.isAborted(opts.signal)
-            ? proposeDraft(this.history, spec, this.draftRoom(spec.maxDraftTokens))
-            : [];
-        if (draft.length > 0 && this.verify(draft)) {
-          drafts = draft;
-          row = 0;
-          // As runPending does: give the event loop a turn now and then (timers, abort, signals).
-          if (performance.now() - this.lastYieldMs > YIELD_EVERY_MS) {
-            await new Promise<void>((resolve) => setImmediate(resolve));
-            this.lastYieldMs = performance.now();
-          }
-        } else {
-          // An abort between tokens is seen at the top of the loop.
-          await this.feed([], opts.signal, "decode");
-        }
+        if (ev.type === "text") continue;
+        if (ev.finish === "context") throw this.contextFull();
+        completed = true;
+        this.takeBack(gen, received - delivered);
+        if (logprobs !== undefined) logprobs.length = Math.min(logprobs.length, delivered);
+        const result = this.finish(origin, ttft, gen, ev.finish, text);
+        return logprobs === undefined ? result : { ...result, logprobs };
       }
     } finally {
-      // The consumer left the loop early (break, return, throw): still report the call.
-      if (!finished) {
-        this.settleDrafts(drafts.length, row);
-        this.finish(origin, ttft, out, "abort", text);
+      // The consumer left the loop early (break, return, throw) or aborted: still report the call.
+      if (!completed) {
+        const ev = run.cancel();
+        if (ev?.type === "done") addFigures(this.figures, ev.figures);
+        this.takeBack(gen, received - delivered);
+        if (logprobs !== undefined) logprobs.length = Math.min(logprobs.length, delivered);
+        this.finish(origin, ttft, gen, "abort", text);
       }
+      this.run = null;
     }
   }
 
-  /** Draft tokens that fit after the pending token: context room and batch capacity. */
-  private draftRoom(max: number): number {
-    const room = this.contextTokens - this.history.length;
-    return Math.max(0, Math.min(max, room, this.batch.capacity - 1));
-  }
-
-  /**
-   * Runs the pending token followed by `draft` in one forward pass with logits for every row
-   * (into draftLogits). Returns false, having changed nothing, when the pool has no room (the
-   * caller then runs the pending token alone).
-   */
-  private verify(draft: readonly number[]): boolean {
-    const native = this.model.native;
-    const vocab = this.model.info.vocabSize;
-    const n = 1 + draft.length;
-    if (this.closed || this.kvLength !== this.history.length - 1) return false;
-    if (this.draftLogits === null || this.draftLogits.length < n * vocab) {
-      this.draftLogits = new Float32Array(Math.max(n, 5) * vocab);
-    }
-    const b = this.batch;
-    for (let k = 0; k < n; k++) {
-      b.tokens[k] = k === 0 ? (this.history[this.kvLength] as number) : (draft[k - 1] as number);
-      b.positions[k] = this.kvLength + k;
-      b.seqIds[k] = this.seqId;
-      b.wantLogits[k] = 1;
-    }
-    b.length = n;
-    const t0 = performance.now();
-    try {
-      native.decode(b, this.draftLogits);
-    } catch (err) {
-      if (err instanceof KvFullError) return false;
-      throw err;
-    }
-    this.figures.decodeTokens += n;
-    this.figures.decodeMs += performance.now() - t0;
-    this.kvLength += n;
-    // `logits` no longer describe the KV's last token; the rows of draftLogits do.
-    this.logitsMatchKv = false;
-    return true;
-  }
-
-  /** Removes the last `n` tokens from the KV (unverified drafts). */
-  private dropKvTail(n: number): void {
-    // A closed session's sequence is gone (its id may already belong to another session).
+  /** Takes back the last `n` sampled tokens the consumer never got (history, KV, result). */
+  private takeBack(gen: Generation, n: number): void {
     if (n <= 0 || this.closed) return;
-    this.model.native.seqShift(this.seqId, this.kvLength - n, n);
-    this.kvLength -= n;
-    this.logitsMatchKv = false;
+    gen.out.length -= n;
+    this.kv.tokens.length -= n;
+    // The last token kept is pending (not in the KV): its logits come from running it again.
+    this.dropKvTail(this.kv.computed - (this.kv.tokens.length - 1));
   }
 
-  /**
-   * Leaves a consistent state when a generation ends: the `unverified` drafts still in the KV
-   * are dropped; when the KV then ends at the last sampled token, draftLogits row `row` holds
-   * its logits and becomes `logits`, so the next call needs no extra forward pass.
-   */
-  private settleDrafts(unverified: number, row: number): void {
-    if (this.closed) return;
-    if (unverified > 0) {
-      this.dropKvTail(unverified);
-      this.figures.droppedDraftRows += unverified;
+  /** Submits a request on this session's sequence: a generation, or (gen null) a prefill. */
+  private submit(gen: Generation, signal: AbortSignal | undefined, paced: boolean): LocalRun {
+    const run = this.model.engine.submit(
+      { ...gen.spec, promptIds: [] },
+      { kv: this.kv, generation: gen, contextTokens: this.contextTokens, paced },
+    );
+    this.run = run;
+    signal?.addEventListener("abort", () => run.cancel(), { once: true });
+    return run;
+  }
+
+  /** Runs every pending token through the model (prefill); an abort leaves the rest pending. */
+  private async runPending(signal: AbortSignal | undefined): Promise<void> {
+    if (this.kv.computed === this.kv.tokens.length) return;
+    if (this.isAborted(signal)) return;
+    const gen = new Generation(
+      { sampling: {}, maxTokens: 0, stop: [], contextShift: this.shiftPolicy() },
+      this.model.tokenizer,
+    );
+    const run = this.submit(gen, signal, false);
+    try {
+      const ev = await run.next();
+      if (ev.type === "error") {
+        // Tokens that did not make it into the KV are forgotten, so the session stays consistent.
+        this.kv.tokens.length = this.kv.computed;
+        throw this.failure(ev);
+      }
+      if (ev.type === "done") addFigures(this.figures, ev.figures);
+    } finally {
+      this.run = null;
     }
-    const h = this.history.length;
-    if (this.kvLength === h && row >= 0 && this.draftLogits !== null) {
-      const vocab = this.model.info.vocabSize;
-      this.logits.set(this.draftLogits.subarray(row * vocab, (row + 1) * vocab));
-      this.logitsMatchKv = true;
-    } else if (this.kvLength > h || (this.kvLength === h && !this.logitsMatchKv)) {
-      // Not expected; keeps the invariant anyway: the last token runs again at the next call.
-      this.dropKvTail(this.kvLength - h + 1);
+  }
+
+  private shiftPolicy(): { keepTokens: number; dropTokens: number } | null {
+    return this.contextShift === false ? null : { ...this.contextShift };
+  }
+
+  /** Appends prompt tokens to the history; with shift off, refuses what does not fit. */
+  private append(ids: readonly number[]): void {
+    const total = this.kv.tokens.length + ids.length;
+    if (this.contextShift === false && total > this.contextTokens) {
+      const used = this.kv.computed;
+      throw new ContextFullError(
+        `context full: the session holds ${used} of ${this.contextTokens} tokens, ${total - used} more ${total - used === 1 ? "does" : "do"} not fit, and contextShift is off ` +
+          `(open the session with a larger contextTokens, enable contextShift, or reset() it)`,
+        this.contextTokens,
+        used,
+        total - used,
+      );
     }
+    for (const id of ids) this.kv.tokens.push(id);
+  }
+
+  /** The context is full with shift off: the next token has no room. */
+  private contextFull(): ContextFullError {
+    const used = this.kv.tokens.length;
+    return new ContextFullError(
+      `context full: the session holds ${used} of ${this.contextTokens} tokens, 1 more does not fit, and contextShift is off ` +
+        `(open the session with a larger contextTokens, enable contextShift, or reset() it)`,
+      this.contextTokens,
+      used,
+      1,
+    );
+  }
+
+  /** The error an engine error event stands for. */
+  private failure(ev: Extract<EngineEvent, { type: "error" }>): Error {
+    if (ev.kvFull) {
+      const stats = this.model.native.kvStats();
+      return new KvFullError(
+        `the KV pool is full (${stats.pagesTotal} pages of ${stats.pageTokens} tokens, shared by ${this.model.openSessions} sessions): ` +
+          `close other sessions, or load the model with more kvPages`,
+      );
+    }
+    if (ev.message.startsWith("context full")) {
+      return new ContextFullError(ev.message, this.contextTokens, this.kv.computed, 1);
+    }
+    return new Error(ev.message);
+  }
+
+  /** Removes the last `n` tokens from the KV (they stay in the history, pending). */
+  private dropKvTail(n: number): void {
+    if (n <= 0 || this.closed) return;
+    this.model.native.seqShift(this.kv.seqId, this.kv.computed - n, n);
+    this.kv.computed -= n;
+    this.kv.lastLogits = null;
   }
 
   private finish(
     started: number,
     ttft: number | null,
-    out: number[],
+    gen: Generation,
     reason: GenerateFinishReason,
     text: string,
   ): GenerateResult {
+    const out = [...gen.out];
     const telemetry = this.telemetry(started, ttft, out.length, reason, this.figures);
-    this.figures = emptyFigures();
+    this.figures = emptyPhase();
     this.lastTelemetry = telemetry;
     return { text, tokens: out, finishReason: reason, telemetry };
   }
@@ -810,16 +648,11 @@ export class Session {
       totalMs: performance.now() - started,
       contextShifts: f.contextShifts,
       droppedTokens: f.droppedTokens,
-      contextUsedTokens: this.history.length,
+      contextUsedTokens: this.kv.tokens.length,
       draftTokens: f.draftTokens,
       acceptedDraftTokens: f.acceptedDraftTokens,
       finishReason: reason,
     };
-  }
-
-  /** Logits to sample from exist: every token of the history has been run. */
-  private get logitsValid(): boolean {
-    return this.logitsMatchKv && this.kvLength === this.history.length && this.kvLength > 0;
   }
 
   private isAborted(signal: AbortSignal | undefined): boolean {
@@ -832,184 +665,16 @@ export class Session {
    * one token is always left to run, so fresh logits come out.
    */
   private reuseCachedPrefix(ids: readonly number[]): number {
-    const h = this.history;
+    const h = this.kv.tokens;
     let common = 0;
     const limit = Math.min(h.length, ids.length - 1);
     while (common < limit && h[common] === ids[common]) common++;
-    if (common < this.kvLength) {
-      this.model.native.seqShift(this.seqId, common, this.kvLength - common);
-      this.kvLength = common;
-      this.logitsMatchKv = false;
+    if (common < this.kv.computed) {
+      this.model.native.seqShift(this.kv.seqId, common, this.kv.computed - common);
+      this.kv.computed = common;
+      this.kv.lastLogits = null;
     }
-    this.history.length = common;
+    h.length = common;
     return common;
   }
-
-  /**
-   * Appends `ids` to the history and runs every pending token through the model in chunks,
-   * shifting the context when it is full. Returns false when aborted between chunks (the
-   * chunks done stay in the KV; the rest stay pending).
-   */
-  private async feed(ids: readonly number[], signal: AbortSignal | undefined, phase: "prefill" | "decode") {
-    const total = this.history.length + ids.length;
-    if (this.contextShift === false && total > this.contextTokens) {
-      throw new ContextFullError(
-        `context full: the session holds ${this.kvLength} of ${this.contextTokens} tokens, ${total - this.kvLength} more ${total - this.kvLength === 1 ? "does" : "do"} not fit, and contextShift is off ` +
-          `(open the session with a larger contextTokens, enable contextShift, or reset() it)`,
-        this.contextTokens,
-        this.kvLength,
-        total - this.kvLength,
-      );
-    }
-    for (const id of ids) this.history.push(id);
-    try {
-      return await this.runPending(signal, phase);
-    } catch (err) {
-      // Tokens that did not make it into the KV are forgotten, so the session stays consistent.
-      this.history.length = this.kvLength;
-      throw err;
-    }
-  }
-
-  private async runPending(signal: AbortSignal | undefined, phase: "prefill" | "decode"): Promise<boolean> {
-    const native = this.model.native;
-    const cap = this.batch.capacity;
-    while (this.kvLength < this.history.length) {
-      if (this.isAborted(signal)) return false;
-      let room = this.contextTokens - this.kvLength;
-      if (room === 0) {
-        this.shiftContext();
-        room = this.contextTokens - this.kvLength;
-      }
-      const n = Math.min(cap, room, this.history.length - this.kvLength);
-      const b = this.batch;
-      for (let k = 0; k < n; k++) {
-        b.tokens[k] = this.history[this.kvLength + k] as number;
-        b.positions[k] = this.kvLength + k;
-        b.seqIds[k] = this.seqId;
-        b.wantLogits[k] = k === n - 1 ? 1 : 0;
-      }
-      b.length = n;
-      const t0 = performance.now();
-      try {
-        native.decode(b, this.logits);
-      } catch (err) {
-        if (!(err instanceof KvFullError)) throw err;
-        // The pool is shared: other sessions may hold the pages. A shift of our own context
-        // frees some when shifting is on and we hold enough to drop.
-        const stats = native.kvStats();
-        if (this.contextShift !== false && this.kvLength > this.contextShift.keepTokens + stats.pageTokens) {
-          this.shiftContext();
-          continue;
-        }
-        throw new KvFullError(
-          `the KV pool is full (${stats.pagesTotal} pages of ${stats.pageTokens} tokens, shared by ${this.model.openSessions} sessions): ` +
-            `close other sessions, or load the model with more kvPages`,
-        );
-      }
-      const ms = performance.now() - t0;
-      if (phase === "prefill") {
-        this.figures.promptTokens += n;
-        this.figures.prefillMs += ms;
-      } else {
-        this.figures.decodeTokens += n;
-        this.figures.decodeMs += ms;
-      }
-      this.kvLength += n;
-      this.logitsMatchKv = true;
-      if (performance.now() - this.lastYieldMs > YIELD_EVERY_MS) {
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        this.lastYieldMs = performance.now();
-      }
-    }
-    return true;
-  }
-
-  /** Makes room in a full context: keep the first tokens, drop the oldest after them, re-rope the rest. */
-  private shiftContext(): void {
-    const used = this.kvLength;
-    if (this.contextShift === false) {
-      throw new ContextFullError(
-        `context full: the session holds ${used} of ${this.contextTokens} tokens and contextShift is off ` +
-          `(open the session with a larger contextTokens, enable contextShift, or reset() it)`,
-        this.contextTokens,
-        used,
-        1,
-      );
-    }
-    const keep = Math.min(this.contextShift.keepTokens, used);
-    const drop = Math.min(
-      this.contextShift.dropTokens > 0 ? this.contextShift.dropTokens : Math.floor((used - keep) / 2),
-      used - keep,
-    );
-    if (drop <= 0) {
-      throw new ContextFullError(
-        `context full: ${used} of ${this.contextTokens} tokens and nothing can be dropped after the ${keep} kept tokens`,
-        this.contextTokens,
-        used,
-        1,
-      );
-    }
-    this.model.native.seqShift(this.seqId, keep, drop);
-    this.history.splice(keep, drop);
-    this.kvLength -= drop;
-    this.figures.contextShifts++;
-    this.figures.droppedTokens += drop;
-  }
-}
-
-/**
- * Refuses a session context the model's KV pool cannot hold even with no other session open:
- * the session would shift at the pool's size while claiming a larger context.
- */
-function checkFitsPool(model: Model, contextTokens: number): void {
-  const pool = model.native.kvStats();
-  const poolTokens = pool.pagesTotal * pool.pageTokens;
-  if (contextTokens <= poolTokens) return;
-  throw new RangeError(
-    `createSession: contextTokens ${contextTokens} is more than the model's KV pool holds ` +
-      `(${pool.pagesTotal} pages of ${pool.pageTokens} tokens = ${poolTokens} tokens, shared by every session); ` +
-      `load the model with a larger pool: loadModel(ref, { contextTokens: ${contextTokens} }) sizes it for ` +
-      `maxSessions contexts of that length, or set kvPages (at least ${Math.ceil(contextTokens / pool.pageTokens)})`,
-  );
-}
-
-function resolveShift(
-  shift: ContextShiftOptions | false | undefined,
-  contextTokens: number,
-): Readonly<Required<ContextShiftOptions>> | false {
-  if (shift === false) return false;
-  if (shift !== undefined && (typeof shift !== "object" || shift === null)) {
-    throw new TypeError("contextShift must be an object { keepTokens, dropTokens } or false");
-  }
-  checkOptionKeys("createSession contextShift", shift, CONTEXT_SHIFT_OPTION_KEYS);
-  const keepTokens = nonNegativeInt("contextShift.keepTokens", shift?.keepTokens ?? DEFAULT_KEEP_TOKENS);
-  // 0 means "half of what follows the kept tokens", decided at shift time.
-  const dropTokens = nonNegativeInt("contextShift.dropTokens", shift?.dropTokens ?? 0);
-  if (keepTokens >= contextTokens) {
-    throw new RangeError(
-      `contextShift.keepTokens (${keepTokens}) must be less than contextTokens (${contextTokens})`,
-    );
-  }
-  if (keepTokens + dropTokens > contextTokens) {
-    throw new RangeError(
-      `contextShift keepTokens + dropTokens (${keepTokens + dropTokens}) must not exceed contextTokens (${contextTokens})`,
-    );
-  }
-  return { keepTokens, dropTokens };
-}
-
-function diffFigures(after: PhaseFigures, before: PhaseFigures): PhaseFigures {
-  return {
-    promptTokens: after.promptTokens - before.promptTokens,
-    cachedTokens: after.cachedTokens - before.cachedTokens,
-    prefillMs: after.prefillMs - before.prefillMs,
-    decodeTokens: after.decodeTokens - before.decodeTokens,
-    decodeMs: after.decodeMs - before.decodeMs,
-    contextShifts: after.contextShifts - before.contextShifts,
-    droppedTokens: after.droppedTokens - before.droppedTokens,
-    draftTokens: after.draftTokens - before.draftTokens,
-    acceptedDraftTokens: after.acceptedDraftTokens - before.acceptedDraftTokens,
-    droppedDraftRows: after.droppedDraftRows - before.droppedDraftRows,
-  };
 }

@@ -3,7 +3,7 @@
 import { loadLibrary } from "../native/lib.ts";
 import type { ModelInfo } from "../native/model-api.ts";
 import type { EngineConfig, FromWorker, ToWorker } from "./protocol.ts";
-import type { EngineEvent, EngineRequest, SchedulerStats } from "./scheduler.ts";
+import type { EngineEvent, EngineRequest, SchedulerStats } from "./request.ts";
 
 export type { EngineConfig, EngineKvTierConfig } from "./protocol.ts";
 export {

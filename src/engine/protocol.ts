@@ -1,6 +1,6 @@
 // Messages between the engine client (main thread) and the engine worker that owns the native model.
 import type { ModelInfo } from "../native/model-api.ts";
-import type { EngineEvent, EngineRequest, SchedulerStats } from "./scheduler.ts";
+import type { EngineEvent, EngineRequest, SchedulerStats } from "./request.ts";
 
 export interface EngineConfig {
   modelPath: string;

@@ -1,25 +1,32 @@
 // Continuous batching over one NativeModel: every step packs the next token of each running
 // sequence plus chunks of pending prompts into one Batch within a token budget (one decode call),
-// admits waiting requests while KV pages allow, and preempts the newest sequence when pages run out.
-// With the prefix cache on, a new sequence starts from the longest cached prefix of its prompt, and
-// a finished (or preempted) one publishes its pages, so the next turn of a conversation reuses them;
-// conversations left idle have their pages spilled to the SSD tier.
-import type { Batch, KvTierStats, NativeKvTiers, NativeModel } from "../native/model-api.ts";
+// admits waiting requests while KV pages allow, preempts the newest sequence when pages run out,
+// and hands each sequence its logits rows (its Generation samples, stops and drafts). The server's
+// worker and the library's sessions both drive it; a session's sequence is owned by the session
+// and outlives its requests. With the prefix cache on, see prefix-cache.ts.
+import type { Batch, NativeKvTiers, NativeModel } from "../native/model-api.ts";
 import { KvFullError } from "../native/model-api.ts";
-import {
-  type FinishReason,
-  Sampler,
-  type SamplerOptions,
-  StopCondition,
-  type TokenLogprob,
-  tokenLogprob,
-} from "../sampling/index.ts";
-import { constrainedSample, JsonConstraint, type ReplyConstraint } from "../sampling/json.ts";
-import { SchemaConstraint } from "../sampling/json-schema.ts";
-import { predictedDraft, proposeDraft, type ResolvedSpeculative } from "../speculative.ts";
+import { type TokenLogprob, tokenLogprob } from "../sampling/index.ts";
+import { type EngineFinishReason, type EngineTokenizer, Generation, shiftDrop } from "./generation.ts";
+import { PrefixCache } from "./prefix-cache.ts";
+import type {
+  EngineEvent,
+  EngineRequest,
+  OwnedSequence,
+  SchedulerOptions,
+  SchedulerStats,
+} from "./request.ts";
 
-/** Tokens in one KV page (fixed by the native cache). */
-const PAGE_TOKENS = 16;
+export type { EngineTokenizer } from "./generation.ts";
+export type {
+  EngineEvent,
+  EngineFinishReason,
+  EngineRequest,
+  OwnedSequence,
+  SchedulerOptions,
+  SchedulerStats,
+} from "./request.ts";
+
 /**
  * Prompt rows a step scores at most (echo + logprobs): each is a vocabulary-sized logits row the
  * decode writes out (192 KiB for a 49k vocabulary), so a 512-token prompt scored in one step
@@ -27,146 +34,34 @@ const PAGE_TOKENS = 16;
  */
 const MAX_SCORED_ROWS_PER_STEP = 64;
 
-/** The detokenizer the scheduler needs (src/tokenizer's Tokenizer satisfies it). */
-export interface EngineTokenizer {
-  isEndOfGeneration(id: number): boolean;
-  streamDecoder(): { push(id: number): string; flush(): string };
-  /** A token's bytes (empty for control tokens): JSON mode needs it. */
-  tokenBytes?(id: number): Uint8Array;
-}
-
-export interface EngineRequest {
-  id: string;
-  promptIds: readonly number[];
-  sampling: SamplerOptions;
-  /** Most tokens to generate (the engine also stops at the context limit). */
-  maxTokens: number;
-  stop: readonly string[];
-  /** Keep generating through end-of-generation tokens (benchmarks; llama.cpp's ignore_eos). */
-  ignoreEos?: boolean;
-  /**
-   * Speculative decoding by prompt lookup (src/speculative.ts): draft tokens ride in the step
-   * after the sequence's next token and are verified by its sampler; the output is the one plain
-   * decoding gives. Null or omitted: off.
-   */
-  speculative?: ResolvedSpeculative | null;
-  /**
-   * A predicted output (OpenAI's `prediction`), as tokens: with `speculative` on, drafts follow
-   * it first (see predictedDraft), then the prompt lookup. The output does not depend on it.
-   */
-  predictedIds?: readonly number[];
-  /**
-   * JSON mode (OpenAI's response_format json_object): the reply is one JSON object, drawn from
-   * the model's distribution restricted to tokens that keep it valid; it ends when the object
-   * closes (finish "stop"). No speculative drafts.
-   */
-  json?: boolean;
-  /**
-   * Structured outputs (OpenAI's response_format json_schema): as `json`, the reply matching this
-   * JSON Schema (the subset src/sampling/json-schema.ts compiles; others are refused at submit).
-   */
-  jsonSchema?: unknown;
-  /**
-   * Report each generated token's log-probability and this many most likely alternatives
-   * (0..20; OpenAI's logprobs / top_logprobs). Null or omitted: off.
-   */
-  logprobs?: number | null;
-  /**
-   * Also report the log-probability of every prompt token after the first (for `echo` with
-   * logprobs), with `logprobs` alternatives each: every prompt row then asks for logits, and the
-   * prompt is computed in full (no prefix cache). `maxTokens` may then be 0: score, generate
-   * nothing.
-   */
-  promptLogprobs?: boolean;
-}
-
-export type EngineFinishReason = FinishReason | "abort" | "context";
-
-/** What a step produced for one request. */
-export type EngineEvent =
-  | {
-      type: "text";
-      id: string;
-      text: string;
-      tokens: number;
-      logprobs?: TokenLogprob[];
-      /** With `promptLogprobs`: prompt tokens 1.. (once, in the event of the step that ends the prompt). */
-      promptLogprobs?: TokenLogprob[];
-    }
-  | {
-      type: "done";
-      id: string;
-      text: string;
-      /** The step's tokens, with `logprobs` requested (those generated since the last event). */
-      logprobs?: TokenLogprob[];
-      promptLogprobs?: TokenLogprob[];
-      finish: EngineFinishReason;
-      promptTokens: number;
-      /** Prompt tokens whose KV came from the prefix cache instead of being computed. */
-      cachedTokens: number;
-      completionTokens: number;
-      /** Speculative decoding: this request's draft tokens verified, and those accepted. */
-      draftTokens: number;
-      acceptedDraftTokens: number;
-    }
-  | { type: "error"; id: string; message: string };
-
-export interface SchedulerOptions {
-  /** Most sequences decoding at once (also bounded by the native model's maxSequences). */
-  maxRunning: number;
-  /** Most requests waiting for a slot; submit refuses beyond it. */
-  maxQueued: number;
-  /** Most rows in one decode call (≤ the native maxBatchTokens). */
-  stepTokens: number;
-  /** Most tokens one sequence may hold (prompt + output). */
-  contextTokens: number;
-  /**
-   * Reuse and publish KV pages through the model's prefix cache (its tier must be open).
-   * Ignored for a model without KV tiers.
-   */
-  prefixCache?: boolean;
-}
-
-export interface SchedulerStats {
-  running: number;
-  queued: number;
-  preemptions: number;
-  steps: number;
-  kvPagesTotal: number;
-  kvPagesFree: number;
-  kvPageBytes: number;
-  /** Prompt tokens of admitted requests served from the prefix cache (their first admission). */
-  prefixCachedTokens: number;
-  /** Pages moved to the SSD tier because their conversation went idle. */
-  idleSpilledPages: number;
-  /** Counters of the prefix cache and its tiers; null when the prefix cache is off. */
-  kvTier: KvTierStats | null;
-  /** Speculative decoding: draft tokens verified, and how many of them matched the sampled token. */
-  draftTokens: number;
-  acceptedDraftTokens: number;
-  /** The logits rows the decode writes (grows to the largest step's wanted rows x vocabulary). */
-  logitsBufferBytes: number;
-}
-
 /** submit() answer when the bounded queue has no room. */
 export class QueueFullError extends Error {
   override name = "QueueFullError";
 }
 
-interface Sequence {
+/** A request the caller runs on a KV sequence it owns (a library session). */
+export interface OwnedRun {
+  kv: OwnedSequence;
+  /** Built by the caller (it validated the options); the scheduler samples through it. */
+  generation: Generation;
+  /** The context this sequence may fill (at most the scheduler's). */
+  contextTokens: number;
+  /** After each text event the sequence waits for resume(): its client takes tokens at its pace. */
+  paced: boolean;
+}
+
+export interface Sequence {
   req: EngineRequest;
   /** Arrival order; the newest running sequence is preempted first. */
   order: number;
-  seqId: number;
-  /** Prompt followed by every generated token. */
-  tokens: number[];
-  /** Tokens of `tokens` already in the KV cache. */
-  computed: number;
+  /** Its KV sequence: seqId -1 while it holds none; tokens = prompt then every generated token. */
+  kv: OwnedSequence;
+  /** The caller owns the KV sequence: never freed, published or preempted here. */
+  owned: boolean;
+  contextTokens: number;
   /** Prompt tokens reused from the prefix cache at the first admission; -1 before it. */
   cachedTokens: number;
-  sampler: Sampler;
-  decoder: { push(id: number): string; flush(): string };
-  stop: StopCondition;
+  gen: Generation;
   /** Batch row of this step whose logits belong to this sequence, or -1. */
   logitsRow: number;
   /** Rows of this step's batch that carry this sequence's tokens. */
@@ -179,37 +74,11 @@ interface Sequence {
   promptRows: { row: number; pos: number; count: number } | null;
   /** Whether `promptLogprobs` went out in an event. */
   promptLogprobsSent: boolean;
-  /** Speculative decoding: draft tokens verified for this sequence, and those accepted. */
-  draftTokens: number;
-  acceptedDraftTokens: number;
-  /** JSON mode's recognizer of the reply so far; null without JSON mode. */
-  json: ReplyConstraint | null;
-  /**
-   * Prompt tokens, in whole pages, whose KV is in the prefix cache through this sequence: reused
-   * at admission or published as its prefill went (see publishPrompts).
-   */
+  /** Prompt tokens, in whole pages, whose KV is in the prefix cache through this sequence. */
   publishedTokens: number;
-}
-
-/** Most finished conversations remembered for idle spilling (older ones age out of the hot tier on their own). */
-const MAX_CONVERSATIONS = 1024;
-
-/** `tokens` rounded down to whole KV pages. */
-function wholePages(tokens: number): number {
-  return Math.floor(tokens / PAGE_TOKENS) * PAGE_TOKENS;
-}
-
-/** The prompt tokens, in whole pages, that a sequence's KV holds. */
-function promptPagesInKv(s: Sequence): number {
-  return wholePages(Math.min(s.computed, s.req.promptIds.length));
-}
-
-/** Tokens two lists share from the start. */
-function commonPrefix(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  const n = Math.min(a.length, b.length);
-  let i = 0;
-  while (i < n && a[i] === b[i]) i++;
-  return i;
+  /** Paced: an event went out that its client has not taken yet (see resume). */
+  held: boolean;
+  paced: boolean;
 }
 
 export class Scheduler {
@@ -217,6 +86,7 @@ export class Scheduler {
   private readonly running: Sequence[] = [];
   private readonly batch: Batch;
   private logits: Float32Array;
+  private readonly pageTokens: number;
   private nextOrder = 0;
   private draftTokens = 0;
   private acceptedDraftTokens = 0;
@@ -224,12 +94,9 @@ export class Scheduler {
   private draftPages = 0;
   private preemptions = 0;
   private steps = 0;
-  private prefixCachedTokens = 0;
-  private idleSpilledPages = 0;
   /** The model's prefix cache, when it is on. */
-  private readonly tiers: (NativeModel & NativeKvTiers) | null;
-  /** KV of finished conversations (published tokens, compact) and when each was last used, oldest first. */
-  private readonly conversations: { tokens: Int32Array; touchedMs: number }[] = [];
+  private readonly prefix: PrefixCache | null;
+  private readonly tiers: NativeKvTiers | null;
 
   constructor(
     private readonly model: NativeModel,
@@ -246,6 +113,7 @@ export class Scheduler {
       throw new RangeError(
         `the KV pool holds ${kv.pagesTotal} pages of ${kv.pageTokens} tokens (${kv.pagesTotal * kv.pageTokens} tokens), fewer than one request's context of ${opts.contextTokens}: give it at least ${Math.ceil(opts.contextTokens / kv.pageTokens)} pages or a smaller context`,
       );
+    this.pageTokens = kv.pageTokens;
     this.batch = batch;
     // One logits row per running sequence (only the last pending row of each wants logits); rows
     // of speculative drafts grow it on first use.
@@ -254,14 +122,19 @@ export class Scheduler {
     this.tiers =
       opts.prefixCache === true &&
       typeof m.seqCreateWithPrefix === "function" &&
-      typeof m.seqPublish === "function" &&
       typeof m.kvTierStats === "function"
-        ? (m as NativeModel & NativeKvTiers)
+        ? (m as NativeKvTiers)
         : null;
+    this.prefix = this.tiers === null ? null : new PrefixCache(this.tiers, kv.pageTokens);
   }
 
   get idle(): boolean {
     return this.waiting.length === 0 && this.running.length === 0;
+  }
+
+  /** Whether step() has anything to do (paced sequences waiting for their client do not count). */
+  get hasWork(): boolean {
+    return this.waiting.length > 0 || this.running.some((s) => !s.held);
   }
 
   stats(): SchedulerStats {
@@ -274,8 +147,8 @@ export class Scheduler {
       kvPagesTotal: kv.pagesTotal,
       kvPagesFree: kv.pagesFree,
       kvPageBytes: kv.pageSizeBytes,
-      prefixCachedTokens: this.prefixCachedTokens,
-      idleSpilledPages: this.idleSpilledPages,
+      prefixCachedTokens: this.prefix?.cachedTokens ?? 0,
+      idleSpilledPages: this.prefix?.idleSpilledPages ?? 0,
       kvTier: this.tiers === null ? null : this.tiers.kvTierStats(),
       draftTokens: this.draftTokens,
       acceptedDraftTokens: this.acceptedDraftTokens,
@@ -283,240 +156,180 @@ export class Scheduler {
     };
   }
 
-  /** Queues a request; throws QueueFullError when the queue is full, RangeError for a bad request. */
-  submit(req: EngineRequest): void {
+  /**
+   * Queues a request; throws QueueFullError when the queue is full, RangeError for a bad request.
+   * With `owned`, it runs on the caller's KV sequence (tokens pending there are computed first).
+   */
+  submit(req: EngineRequest, owned?: OwnedRun): void {
     if (this.waiting.length >= this.opts.maxQueued + Math.max(0, this.opts.maxRunning - this.running.length))
       throw new QueueFullError(`queue full (${this.waiting.length} waiting)`);
-    if (req.promptIds.length === 0) throw new RangeError("prompt is empty");
-    // A scoring request (maxTokens 0) may fill the whole context; others need room for a token.
-    if (req.promptIds.length + (req.maxTokens === 0 ? 0 : 1) > this.opts.contextTokens)
-      throw new RangeError(
-        `prompt has ${req.promptIds.length} tokens; the context holds ${this.opts.contextTokens}`,
-      );
-    if (req.maxTokens === 0 && !req.promptLogprobs)
-      throw new RangeError("maxTokens 0 generates nothing; it is for scoring a prompt (promptLogprobs)");
-    const tokenBytes = this.tokenizer.tokenBytes?.bind(this.tokenizer);
-    const constrained = req.json === true || req.jsonSchema !== undefined;
-    if (constrained && tokenBytes === undefined)
-      throw new RangeError("JSON mode needs the tokenizer's token bytes");
-    if (constrained && req.speculative) throw new RangeError("JSON mode takes no speculative drafts");
-    const json: ReplyConstraint | null =
-      !constrained || tokenBytes === undefined
-        ? null
-        : req.jsonSchema !== undefined
-          ? new SchemaConstraint(req.jsonSchema, tokenBytes)
-          : new JsonConstraint(tokenBytes);
+    if (owned === undefined) {
+      if (req.promptIds.length === 0) throw new RangeError("prompt is empty");
+      // A scoring request (maxTokens 0) may fill the whole context; others need room for a token.
+      if (req.promptIds.length + (req.maxTokens === 0 ? 0 : 1) > this.opts.contextTokens)
+        throw new RangeError(
+          `prompt has ${req.promptIds.length} tokens; the context holds ${this.opts.contextTokens}`,
+        );
+      if (req.maxTokens === 0 && !req.promptLogprobs)
+        throw new RangeError("maxTokens 0 generates nothing; it is for scoring a prompt (promptLogprobs)");
+    }
     this.waiting.push({
       req,
       order: this.nextOrder++,
-      seqId: -1,
-      tokens: [...req.promptIds],
-      computed: 0,
+      kv: owned?.kv ?? { seqId: -1, tokens: [...req.promptIds], computed: 0, lastLogits: null },
+      owned: owned !== undefined,
+      contextTokens: owned?.contextTokens ?? this.opts.contextTokens,
       cachedTokens: -1,
-      sampler: new Sampler(req.sampling),
-      decoder: this.tokenizer.streamDecoder(),
-      stop: new StopCondition({
-        maxTokens: req.maxTokens,
-        stop: req.stop,
-        isEndOfGeneration: req.ignoreEos ? () => false : (id) => this.tokenizer.isEndOfGeneration(id),
-      }),
+      gen: owned?.generation ?? new Generation(req, this.tokenizer),
       logitsRow: -1,
       taking: 0,
       draft: [],
-      promptLogprobs: req.promptLogprobs ? [] : null,
+      promptLogprobs: req.promptLogprobs && owned === undefined ? [] : null,
       promptRows: null,
       promptLogprobsSent: false,
-      draftTokens: 0,
-      acceptedDraftTokens: 0,
-      json,
       publishedTokens: 0,
+      held: false,
+      paced: owned?.paced ?? false,
     });
   }
 
-  /** Ends a request now and returns its KV pages to the pool. Unknown ids are ignored. */
-  cancel(id: string): EngineEvent | null {
+  /** Lets a paced sequence run again once its client took its last event. */
+  resume(id: string): void {
+    const s = this.running.find((x) => x.req.id === id);
+    if (s !== undefined) s.held = false;
+  }
+
+  /**
+   * Ends a request now and returns its KV pages to the pool (an owned sequence keeps its KV).
+   * With `flushHeld`, text held back for a possible stop string goes out in the event.
+   * Unknown ids are ignored.
+   */
+  cancel(id: string, flushHeld = false): EngineEvent | null {
     const w = this.waiting.findIndex((s) => s.req.id === id);
-    if (w >= 0) {
-      const [s] = this.waiting.splice(w, 1);
-      return this.doneEvent(s as Sequence, "abort", "");
-    }
-    const r = this.running.findIndex((s) => s.req.id === id);
-    if (r < 0) return null;
-    const s = this.running[r] as Sequence;
-    this.release(s, true);
-    this.running.splice(r, 1);
-    return this.doneEvent(s, "abort", "");
+    const r = w >= 0 ? -1 : this.running.findIndex((s) => s.req.id === id);
+    const s = w >= 0 ? this.waiting.splice(w, 1)[0] : r >= 0 ? this.running.splice(r, 1)[0] : undefined;
+    if (s === undefined) return null;
+    if (r >= 0) this.release(s, true);
+    return this.doneEvent(s, "abort", flushHeld ? s.gen.flushHeld() : "");
   }
 
   /** Runs one engine step (at most one decode call); returns what it produced. */
   step(): EngineEvent[] {
     const events: EngineEvent[] = [];
     this.admit();
-    if (this.running.length === 0) return events;
+    // A sequence whose last token's logits are known (a prefilled session) samples from them.
+    for (const s of [...this.running]) {
+      const last = s.kv.lastLogits;
+      if (s.held || last === null || s.kv.computed !== s.kv.tokens.length || s.gen.spec.maxTokens === 0)
+        continue;
+      s.kv.lastLogits = null;
+      this.deliver(s, () => last, events);
+    }
+    if (!this.running.some((s) => !s.held)) return events;
+    let started = 0;
     for (;;) {
       // Drafts take only pages that are free now: a guess never pushes a cached prefix to SSD.
-      this.draftPages = this.running.some((s) => s.req.speculative) ? this.freeAfterReservations(false) : 0;
-      this.pack();
+      this.draftPages = this.running.some((s) => s.gen.spec.speculative)
+        ? this.freeAfterReservations(false)
+        : 0;
+      const failed = this.pack();
+      if (failed !== null) {
+        events.push(failed);
+        continue;
+      }
       if (this.batch.length === 0) return events;
       try {
+        started = performance.now();
         this.model.decode(this.batch, this.logits);
         break;
       } catch (err) {
         if (!(err instanceof KvFullError)) {
           // A native failure poisons only this step's sequences: end them with the message.
           for (const s of [...this.running]) {
+            if (s.taking === 0) continue;
             this.release(s);
+            this.running.splice(this.running.indexOf(s), 1);
             events.push({ type: "error", id: s.req.id, message: (err as Error).message });
           }
-          this.running.length = 0;
           return events;
         }
-        if (!this.preemptNewest()) {
-          const s = this.running.pop() as Sequence;
-          this.release(s);
-          events.push({ type: "error", id: s.req.id, message: "KV cache too small for this request" });
-          return events;
-        }
+        if (this.preemptNewest() || this.shiftForPages()) continue;
+        const s = this.running.pop() as Sequence;
+        this.release(s);
+        events.push({
+          type: "error",
+          id: s.req.id,
+          message: "KV cache too small for this request",
+          kvFull: true,
+        });
+        return events;
       }
     }
+    const stepMs = performance.now() - started;
     this.steps++;
-    for (const s of this.running) s.computed += s.taking - s.draft.length;
+    for (const s of this.running) {
+      if (s.taking === 0) continue;
+      s.kv.computed += s.taking - s.draft.length;
+      s.gen.countRows(s.taking, stepMs);
+    }
     const vocab = this.model.info.vocabSize;
+    const rowOf = (i: number) => this.logits.subarray(i * vocab, (i + 1) * vocab);
     for (const s of [...this.running]) {
-      const top = s.req.logprobs ?? null;
       if (s.promptRows !== null && s.promptLogprobs !== null) {
         const { row: first, pos, count } = s.promptRows;
         for (let i = 0; i < count; i++) {
-          const row = this.logits.subarray((first + i) * vocab, (first + i + 1) * vocab);
           const next = s.req.promptIds[pos + i + 1] as number;
-          s.promptLogprobs.push(tokenLogprob(row, next, top ?? 0));
+          s.promptLogprobs.push(tokenLogprob(rowOf(first + i), next, s.req.logprobs ?? 0));
         }
         s.promptRows = null;
       }
       if (s.logitsRow < 0) continue;
-      // The prompt is complete in the KV: its scores go out with this step's event, once.
-      const scored =
-        s.promptLogprobs !== null && !s.promptLogprobsSent ? { promptLogprobs: s.promptLogprobs } : {};
-      s.promptLogprobsSent ||= s.promptLogprobs !== null;
-      if (s.req.maxTokens === 0) {
-        // Scoring only: nothing is sampled.
-        this.release(s, true);
-        this.running.splice(this.running.indexOf(s), 1);
-        events.push({ ...this.doneEvent(s, "length", ""), ...scored });
-        continue;
-      }
-      let finish: EngineFinishReason | null = null;
-      let text = "";
-      let produced = 0;
-      const logprobs: TokenLogprob[] | undefined = top === null ? undefined : [];
-      // Row r holds the distribution after the r-th token of this step's run (the next token,
-      // then each draft). A draft equal to the token sampled before it is already in the KV, so
-      // sampling goes on from its row; the first draft that differs ends the step's tokens.
-      for (let r = 0; ; r++) {
-        const row = this.logits.subarray((s.logitsRow + r) * vocab, (s.logitsRow + r + 1) * vocab);
-        const json = s.json;
-        const id =
-          json === null
-            ? s.sampler.sample(row, s.tokens)
-            : constrainedSample(row, json, (masked) => s.sampler.sample(masked, s.tokens));
-        if (id < 0) {
-          // No token continues the JSON reply (its whitespace or nesting limit): it ends here.
-          finish = "stop";
-          text += s.stop.flush() + s.decoder.flush();
-          break;
-        }
-        json?.accept(id);
-        // The sampler works on a copy: the row is still the model's distribution.
-        if (logprobs !== undefined) logprobs.push(tokenLogprob(row, id, top as number));
-        s.tokens.push(id);
-        produced++;
-        const step = s.stop.accept(id, s.decoder.push(id));
-        finish = step.finish;
-        text += step.text;
-        // The last token may end in a partial UTF-8 character that only a flush gives out.
-        if (finish === "eos" || finish === "length") text += s.decoder.flush();
-        // The end-of-generation token is not part of the reply: its score is not listed either.
-        if (finish === "eos") logprobs?.pop();
-        if (finish === null && json?.complete) {
-          finish = "stop";
-          text += s.stop.flush() + s.decoder.flush();
-        }
-        if (finish === null && s.tokens.length >= this.opts.contextTokens) {
-          finish = "context";
-          text += s.stop.flush() + s.decoder.flush();
-        }
-        if (finish !== null || r >= s.draft.length) break;
-        this.draftTokens++; // draft r is checked against the token sampled before it
-        s.draftTokens++;
-        if (s.draft[r] !== id) break;
-        s.computed++; // the draft is the sampled token: its KV row stands
-        this.acceptedDraftTokens++;
-        s.acceptedDraftTokens++;
-      }
-      if (s.draft.length > 0) {
-        // Drafts past the last accepted one leave the KV (their rows were written this step).
-        const rejected = this.model.seqLength(s.seqId) - s.computed;
-        if (rejected > 0) this.model.seqShift(s.seqId, s.computed, rejected);
-        s.draft = [];
-      }
-      if (finish !== null) {
-        this.release(s, true);
-        this.running.splice(this.running.indexOf(s), 1);
-        events.push({ ...this.doneEvent(s, finish, text), ...(logprobs ? { logprobs } : {}), ...scored });
-      } else {
-        events.push({
-          type: "text",
-          id: s.req.id,
-          text,
-          tokens: produced,
-          ...(logprobs ? { logprobs } : {}),
-          ...scored,
-        });
-      }
+      const base = s.logitsRow;
+      this.deliver(s, (r) => rowOf(base + r), events);
     }
-    this.publishPrompts();
+    this.prefix?.publishPrompts(this.running);
     return events;
   }
 
-  /**
-   * Offers the whole pages of prompts computed so far (after each prefill chunk) to the prefix
-   * cache, so a request that starts the same way (another of the same request's n choices, the
-   * same new system prompt sent at once) reuses them instead of computing them again; admit()
-   * holds such a request back until the pages it shares are there. The sequence goes on
-   * appending after its published pages, which it never rewrites (nor do rejected drafts: they
-   * only drop rows after the prompt). The last partial page waits for the end of the request:
-   * it is still being appended to, and two entries would then name one page.
-   */
-  private publishPrompts(): void {
-    if (this.tiers === null) return;
-    for (const s of this.running) {
-      if (s.promptLogprobs !== null) continue;
-      const whole = promptPagesInKv(s);
-      if (whole <= s.publishedTokens) continue;
-      s.publishedTokens = whole;
-      try {
-        this.tiers.seqPublish(s.seqId, s.tokens.slice(0, whole));
-      } catch {
-        // Not publishing loses only reuse, never correctness.
-      }
+  /** Hands a sequence its logits rows (row 0: after its last token in the KV, then its drafts). */
+  private deliver(s: Sequence, row: (r: number) => Float32Array, events: EngineEvent[]): void {
+    // The prompt is complete in the KV: its scores go out with this step's event, once.
+    const scored =
+      s.promptLogprobs !== null && !s.promptLogprobsSent ? { promptLogprobs: s.promptLogprobs } : {};
+    s.promptLogprobsSent ||= s.promptLogprobs !== null;
+    if (s.gen.spec.maxTokens === 0) {
+      // Scoring or prefilling only: nothing is sampled. A caller's sequence keeps the logits.
+      if (s.owned) s.kv.lastLogits = row(0).slice();
+      this.release(s, true);
+      this.running.splice(this.running.indexOf(s), 1);
+      events.push({ ...this.doneEvent(s, "length", ""), ...scored });
+      return;
     }
-  }
-
-  /**
-   * A running sequence whose prompt shares with `s`'s tokens whole pages it is still computing
-   * (not yet in the prefix cache): `s` waits until they are published (after the prefill chunk
-   * that computes them) rather than computing the same KV. Pages already in the cache (a chat
-   * template's system prompt) hold nothing back.
-   */
-  private sharesPendingPrompt(s: Sequence): boolean {
-    if (this.tiers === null || s.promptLogprobs !== null) return false;
-    // s reuses at most all but its last token.
-    const most = s.tokens.length - 1;
-    return this.running.some(
-      (r) =>
-        r.promptLogprobs === null &&
-        wholePages(Math.min(commonPrefix(r.req.promptIds, s.tokens), most)) > r.publishedTokens,
-    );
+    const draft = s.draft;
+    const checked = s.gen.figures.draftTokens;
+    const o = s.gen.consume(row, draft, s.kv.tokens, s.contextTokens);
+    s.kv.computed += o.accepted; // a draft equal to the sampled token: its KV row stands
+    this.draftTokens += s.gen.figures.draftTokens - checked;
+    this.acceptedDraftTokens += o.accepted;
+    if (draft.length > 0) {
+      // Drafts past the last accepted one leave the KV (their rows were written this step).
+      const rejected = this.model.seqLength(s.kv.seqId) - s.kv.computed;
+      if (rejected > 0) this.model.seqShift(s.kv.seqId, s.kv.computed, rejected);
+      s.draft = [];
+    }
+    // A session streams token by token: it gets the step's text per token.
+    const logprobs = {
+      ...(o.logprobs ? { logprobs: o.logprobs } : {}),
+      ...(s.owned ? { pieces: o.pieces } : {}),
+    };
+    if (o.finish !== null) {
+      this.release(s, true);
+      this.running.splice(this.running.indexOf(s), 1);
+      events.push({ ...this.doneEvent(s, o.finish, o.text), ...logprobs, ...scored });
+      return;
+    }
+    events.push({ type: "text", id: s.req.id, text: o.text, tokens: o.produced, ...logprobs, ...scored });
+    if (s.paced) s.held = true;
   }
 
   /**
@@ -524,41 +337,32 @@ export class Scheduler {
    * `reclaimable`, pages only the prefix cache holds count as free (they are freed on demand).
    */
   private freeAfterReservations(reclaimable: boolean): number {
-    let free = this.model.kvStats().pagesFree + (reclaimable ? (this.tiers?.kvTierReclaimable?.() ?? 0) : 0);
+    let free = this.model.kvStats().pagesFree + (reclaimable ? (this.prefix?.reclaimable() ?? 0) : 0);
     for (const s of this.running) free -= this.pagesNeeded(s);
     return Math.max(0, free);
   }
 
   /**
-   * Draft tokens to run after `s`'s next token this step: prompt lookup over its tokens, bounded by
-   * the `rowsLeft` rows left in the step, the context, the tokens it may still generate and the
-   * free pages.
+   * Draft tokens to run after `s`'s next token this step, bounded by the `rowsLeft` rows left in
+   * the step, the context, the tokens it may still generate and the free pages.
    */
   private draftFor(s: Sequence, rowsLeft: number): number[] {
-    const spec = s.req.speculative;
-    if (!spec || s.tokens.length - s.computed !== 1) return [];
-    const generated = s.tokens.length - s.req.promptIds.length;
-    const room = Math.min(
-      rowsLeft,
-      this.opts.contextTokens - s.tokens.length,
-      s.req.maxTokens - generated - 1,
-    );
-    if (room <= 0) return [];
-    const predicted = s.req.predictedIds ?? [];
-    let draft = predicted.length > 0 ? predictedDraft(s.tokens, generated, predicted, spec, room) : [];
-    if (draft.length === 0) draft = proposeDraft(s.tokens, spec, room);
+    if (!s.gen.spec.speculative || s.kv.tokens.length - s.kv.computed !== 1) return [];
+    let draft = s.gen.draft(s.kv.tokens, Math.min(rowsLeft, s.contextTokens - s.kv.tokens.length));
     // Pages beyond the one reserved for the next token come out of the step's spare pages.
-    const reserved = Math.ceil((s.tokens.length + 1) / PAGE_TOKENS);
-    let extra = Math.max(0, Math.ceil((s.tokens.length + draft.length) / PAGE_TOKENS) - reserved);
+    const p = this.pageTokens;
+    const reserved = Math.ceil((s.kv.tokens.length + 1) / p);
+    let extra = Math.max(0, Math.ceil((s.kv.tokens.length + draft.length) / p) - reserved);
     while (extra > this.draftPages && draft.length > 0) {
       draft = draft.slice(0, -1);
-      extra = Math.max(0, Math.ceil((s.tokens.length + draft.length) / PAGE_TOKENS) - reserved);
+      extra = Math.max(0, Math.ceil((s.kv.tokens.length + draft.length) / p) - reserved);
     }
     this.draftPages -= extra;
     return draft;
   }
 
   private doneEvent(s: Sequence, finish: EngineFinishReason, text: string): EngineEvent {
+    const f = s.gen.figures;
     return {
       type: "done",
       id: s.req.id,
@@ -566,75 +370,43 @@ export class Scheduler {
       finish,
       promptTokens: s.req.promptIds.length,
       cachedTokens: Math.max(0, s.cachedTokens),
-      completionTokens: s.tokens.length - s.req.promptIds.length,
-      draftTokens: s.draftTokens,
-      acceptedDraftTokens: s.acceptedDraftTokens,
+      completionTokens: s.gen.out.length,
+      draftTokens: f.draftTokens,
+      acceptedDraftTokens: f.acceptedDraftTokens,
+      // The library's telemetry; the server reports usage from the counts above.
+      ...(s.owned ? { figures: { ...f } } : {}),
     };
   }
 
   /**
-   * Frees a sequence's pages. With `publish`, its computed tokens' pages go to the prefix cache
-   * first (they stay in RAM under the hot budget, else spill to SSD) for a later turn to reuse.
+   * Frees a sequence's pages (not an owned one's). With `publish`, its computed tokens' pages go
+   * to the prefix cache first for a later turn to reuse.
    */
   private release(s: Sequence, publish = false): void {
-    if (s.seqId >= 0) {
-      if (publish && this.tiers !== null && s.computed > 0) {
-        const tokens = s.tokens.slice(0, s.computed);
-        try {
-          this.tiers.seqPublish(s.seqId, tokens);
-          this.remember(Int32Array.from(tokens));
-        } catch {
-          // Not publishing loses only reuse, never correctness.
-        }
-      }
-      this.model.seqFree(s.seqId);
+    if (s.owned) return;
+    if (s.kv.seqId >= 0) {
+      if (publish && s.kv.computed > 0)
+        this.prefix?.publishAll(s.kv.seqId, s.kv.tokens.slice(0, s.kv.computed));
+      this.model.seqFree(s.kv.seqId);
     }
-    s.seqId = -1;
-    s.computed = 0;
-  }
-
-  /** Records a published conversation; an earlier turn it extends is superseded. */
-  private remember(tokens: Int32Array): void {
-    const now = Date.now();
-    for (let i = this.conversations.length - 1; i >= 0; i--) {
-      const c = this.conversations[i] as { tokens: Int32Array };
-      if (c.tokens.length <= tokens.length && commonPrefix(c.tokens, tokens) === c.tokens.length)
-        this.conversations.splice(i, 1);
-    }
-    this.conversations.push({ tokens, touchedMs: now });
-    if (this.conversations.length > MAX_CONVERSATIONS) this.conversations.shift();
+    s.kv.seqId = -1;
+    s.kv.computed = 0;
   }
 
   /**
    * Spills to the SSD tier the pages of conversations not used for `idleMs` (as of `nowMs`),
-   * except the pages they share with a request in flight or a conversation still in use.
-   * Returns the pages that left RAM (0 without an SSD tier).
+   * except the pages they share with a request in flight. Returns the pages that left RAM.
    */
   spillIdle(nowMs: number, idleMs: number): number {
-    const tiers = this.tiers;
-    if (tiers === null || typeof tiers.kvTierSpill !== "function") return 0;
-    const idle = this.conversations.filter((c) => nowMs - c.touchedMs >= idleMs);
-    if (idle.length === 0) return 0;
-    const live: ArrayLike<number>[] = [
-      ...this.running.map((s) => s.tokens),
-      ...this.waiting.map((s) => s.tokens),
-      ...this.conversations.filter((c) => nowMs - c.touchedMs < idleMs).map((c) => c.tokens),
-    ];
-    let moved = 0;
-    for (const c of idle) {
-      let shared = 0;
-      for (const l of live) shared = Math.max(shared, commonPrefix(c.tokens, l));
-      moved += tiers.kvTierSpill(c.tokens, shared);
-      this.conversations.splice(this.conversations.indexOf(c), 1);
-    }
-    this.idleSpilledPages += moved;
-    return moved;
+    if (this.prefix === null) return 0;
+    const live = [...this.running, ...this.waiting].map((s) => s.kv.tokens);
+    return this.prefix.spillIdle(nowMs, idleMs, live);
   }
 
   /** Pages a sequence still needs to hold all of its tokens plus the next one. */
   private pagesNeeded(s: Sequence): number {
-    const have = Math.ceil(s.computed / PAGE_TOKENS);
-    return Math.ceil((s.tokens.length + 1) / PAGE_TOKENS) - have;
+    const have = Math.ceil(s.kv.computed / this.pageTokens);
+    return Math.max(0, Math.ceil((s.kv.tokens.length + 1) / this.pageTokens) - have);
   }
 
   /** Moves waiting requests to running, oldest first, while slots and free KV pages allow. */
@@ -648,34 +420,41 @@ export class Scheduler {
       // Always let one sequence run when nothing else does, so a large prompt cannot starve.
       if (need > free && this.running.length > 0) return;
       // Held for pages a running prefill is computing: the requests behind it may go first.
-      if (this.sharesPendingPrompt(s)) {
+      if (!s.owned && this.prefix?.sharesPendingPrompt(s, this.running)) {
         i++;
         continue;
       }
       this.waiting.splice(i, 1);
-      if (this.tiers !== null && s.promptLogprobs === null) {
-        // Start from the longest cached prefix of everything this sequence holds (a preempted one
-        // also finds its own generated tokens there).
-        const r = this.tiers.seqCreateWithPrefix(s.tokens);
-        s.seqId = r.seqId;
-        s.computed = r.reusedTokens;
-      } else {
-        s.seqId = this.model.seqCreate();
-        s.computed = 0;
+      if (!s.owned) {
+        if (this.prefix !== null && s.promptLogprobs === null) {
+          // Start from the longest cached prefix of everything this sequence holds (a preempted
+          // one also finds its own generated tokens there).
+          const r = this.prefix.seqCreateWithPrefix(s.kv.tokens);
+          s.kv.seqId = r.seqId;
+          s.kv.computed = r.reusedTokens;
+        } else {
+          s.kv.seqId = this.model.seqCreate();
+          s.kv.computed = 0;
+        }
+        if (s.cachedTokens < 0) {
+          s.cachedTokens = Math.min(s.kv.computed, s.req.promptIds.length);
+          if (this.prefix !== null) this.prefix.cachedTokens += s.cachedTokens;
+        }
+        // Whole pages it found in the cache are there for others too.
+        if (this.prefix !== null)
+          s.publishedTokens = Math.max(s.publishedTokens, this.prefix.promptPagesInKv(s));
       }
-      if (s.cachedTokens < 0) {
-        s.cachedTokens = Math.min(s.computed, s.req.promptIds.length);
-        this.prefixCachedTokens += s.cachedTokens;
-      }
-      // Whole pages it found in the cache are there for others too.
-      s.publishedTokens = Math.max(s.publishedTokens, promptPagesInKv(s));
       free -= need;
       this.running.push(s);
     }
   }
 
-  /** Fills the batch: decoding sequences first (one row each), then prompt chunks, oldest first. */
-  private pack(): void {
+  /**
+   * Fills the batch: decoding sequences first (one row each), then prompt chunks, oldest first.
+   * A caller's sequence whose context is full shifts first; one that cannot ends with an error
+   * event (returned, and the caller packs again).
+   */
+  private pack(): EngineEvent | null {
     const b = this.batch;
     b.length = 0;
     let rows = 0;
@@ -686,35 +465,44 @@ export class Scheduler {
     let scoreBudget = MAX_SCORED_ROWS_PER_STEP;
     for (const s of [...this.running].sort((x, y) => x.order - y.order)) {
       if (s.promptLogprobs === null) continue;
-      const unscored = s.req.promptIds.length - 1 - Math.max(s.computed, s.promptLogprobs.length);
+      const unscored = s.req.promptIds.length - 1 - Math.max(s.kv.computed, s.promptLogprobs.length);
       const allot = Math.min(Math.max(0, unscored), scoreBudget);
       scoreAllot.set(s, allot);
       scoreBudget -= allot;
     }
-    const byPending = [...this.running].sort(
-      (x, y) => x.tokens.length - x.computed - (y.tokens.length - y.computed) || x.order - y.order,
-    );
+    const pendingOf = (s: Sequence) => s.kv.tokens.length - s.kv.computed;
+    const byPending = [...this.running].sort((x, y) => pendingOf(x) - pendingOf(y) || x.order - y.order);
     for (const s of byPending) {
       s.logitsRow = -1;
       s.taking = 0;
       s.draft = [];
       s.promptRows = null;
-      const pending = s.tokens.length - s.computed;
+      if (s.held) continue;
+      const pending = pendingOf(s);
+      if (pending > 0 && s.kv.computed >= s.contextTokens && !this.shift(s)) {
+        this.running.splice(this.running.indexOf(s), 1);
+        return {
+          type: "error",
+          id: s.req.id,
+          message: `context full: ${s.kv.computed} of ${s.contextTokens} tokens and nothing can be dropped`,
+        };
+      }
       let take = Math.min(pending, this.opts.stepTokens - rows);
+      if (s.owned) take = Math.min(take, s.contextTokens - s.kv.computed);
       if (s.promptLogprobs !== null) {
         // Rows [firstScored, promptIds.length - 1) are still to be scored: at most its allotment.
-        const firstScored = Math.max(s.computed, s.promptLogprobs.length);
+        const firstScored = Math.max(s.kv.computed, s.promptLogprobs.length);
         const allot = scoreAllot.get(s) ?? 0;
-        const scoring = Math.min(s.computed + take, s.req.promptIds.length - 1) - firstScored;
-        if (scoring > allot) take = firstScored - s.computed + allot;
+        const scoring = Math.min(s.kv.computed + take, s.req.promptIds.length - 1) - firstScored;
+        if (scoring > allot) take = firstScored - s.kv.computed + allot;
       }
       if (take <= 0) continue;
       s.taking = take;
       for (let k = 0; k < take; k++) {
-        const pos = s.computed + k;
-        b.tokens[rows] = s.tokens[pos] as number;
+        const pos = s.kv.computed + k;
+        b.tokens[rows] = s.kv.tokens[pos] as number;
         b.positions[rows] = pos;
-        b.seqIds[rows] = s.seqId;
+        b.seqIds[rows] = s.kv.seqId;
         const last = k === take - 1 && take === pending;
         // Row pos scores prompt token pos + 1 (once: a recomputed prompt is not scored again).
         const scores =
@@ -731,12 +519,12 @@ export class Scheduler {
         if (last) s.logitsRow = logitsRows++;
         rows++;
       }
-      if (take !== pending) continue;
+      if (take !== pending || s.gen.spec.maxTokens === 0) continue;
       s.draft = this.draftFor(s, this.opts.stepTokens - rows);
       for (const [k, id] of s.draft.entries()) {
         b.tokens[rows] = id;
-        b.positions[rows] = s.tokens.length + k;
-        b.seqIds[rows] = s.seqId;
+        b.positions[rows] = s.kv.tokens.length + k;
+        b.seqIds[rows] = s.kv.seqId;
         b.wantLogits[rows] = 1;
         logitsRows++;
         rows++;
@@ -746,17 +534,51 @@ export class Scheduler {
     b.length = rows;
     const need = logitsRows * this.model.info.vocabSize;
     if (this.logits.length < need) this.logits = new Float32Array(need);
+    return null;
+  }
+
+  /**
+   * Context shift of a sequence whose request asks for it: keep its first tokens, drop the
+   * oldest after them, re-rope the rest. False when it does not shift or nothing can be dropped.
+   */
+  private shift(s: Sequence): boolean {
+    const policy = s.gen.spec.contextShift;
+    if (!policy || s.kv.seqId < 0) return false;
+    const { keep, drop } = shiftDrop(policy, s.kv.computed);
+    if (drop <= 0) return false;
+    this.model.seqShift(s.kv.seqId, keep, drop);
+    s.kv.tokens.splice(keep, drop);
+    s.kv.computed -= drop;
+    s.kv.lastLogits = null;
+    s.gen.figures.contextShifts++;
+    s.gen.figures.droppedTokens += drop;
+    return true;
+  }
+
+  /**
+   * The pool is full and nothing can be preempted: a caller's sequence that shifts and holds more
+   * than a page after its kept tokens gives up its oldest tokens (newest sequence first).
+   */
+  private shiftForPages(): boolean {
+    const byNewest = [...this.running].sort((x, y) => y.order - x.order);
+    for (const s of byNewest) {
+      const policy = s.gen.spec.contextShift;
+      if (s.owned && policy && s.kv.computed > policy.keepTokens + this.pageTokens && this.shift(s))
+        return true;
+    }
+    return false;
   }
 
   /** Frees the newest running sequence's pages and puts it back at the head of the queue. */
   private preemptNewest(): boolean {
-    if (this.running.length <= 1) return false;
-    let newest = 0;
-    for (let i = 1; i < this.running.length; i++)
-      if ((this.running[i] as Sequence).order > (this.running[newest] as Sequence).order) newest = i;
-    const [s] = this.running.splice(newest, 1);
-    this.release(s as Sequence, true);
-    this.waiting.unshift(s as Sequence);
+    // A caller's sequence is never preempted: its KV is the caller's history.
+    const candidates = this.running.filter((s) => !s.owned);
+    if (candidates.length === 0 || this.running.length <= 1) return false;
+    let newest = candidates[0] as Sequence;
+    for (const s of candidates) if (s.order > newest.order) newest = s;
+    this.running.splice(this.running.indexOf(newest), 1);
+    this.release(newest, true);
+    this.waiting.unshift(newest);
     this.preemptions++;
     return true;
   }

@@ -1,0 +1,247 @@
+// The library session's options, results and errors, and their checks (src/session.ts runs them).
+import type { ChatMessage } from "./chat/index.ts";
+import type { Model } from "./model.ts";
+import { checkOptionKeys } from "./option-keys.ts";
+import type { FinishReason, SamplerOptions, TokenLogprob } from "./sampling/index.ts";
+import type { SpeculativeOptions } from "./speculative.ts";
+
+export type { ChatMessage, SpeculativeOptions, TokenLogprob };
+
+/**
+ * What happens when a session's context is full: keep the first `keepTokens` tokens (e.g. the
+ * system prompt), drop the `dropTokens` oldest after them, and re-rope the rest so generation
+ * continues. `false` turns shifting off: a full context is then a {@link ContextFullError}.
+ */
+export interface ContextShiftOptions {
+  /** Tokens at the start that are never dropped. Default 4. */
+  keepTokens?: number;
+  /** Tokens dropped per shift. Default: half of what follows the kept tokens. */
+  dropTokens?: number;
+}
+
+/** Options of {@link Model.createSession}. */
+export interface SessionOptions {
+  /** Most tokens this session's KV holds. Default: the model's `contextTokens`. */
+  contextTokens?: number;
+  /** Context shift when full (default on: keep 4, drop half), or `false` for an error instead. */
+  contextShift?: ContextShiftOptions | false;
+  /** A system message that starts the history of {@link Session.ask}. */
+  systemPrompt?: string;
+  /** Fixed seed (0) when a call gives none. Default: the model's `deterministic` option. */
+  deterministic?: boolean;
+  /** Sampling defaults for every call of this session; a call's options override them. */
+  sampling?: SessionSamplerOptions;
+}
+
+/**
+ * The sampler's options a session takes: all but `penaltyFrom` (a session's penalties look at
+ * its last `penaltyLastN` tokens, prompt included, as llama.cpp's do).
+ */
+export type SessionSamplerOptions = Omit<SamplerOptions, "penaltyFrom">;
+
+/** Options of one generation ({@link Session.generate}, {@link Session.chat}, {@link Session.ask}). */
+export interface GenerateOptions extends SessionSamplerOptions {
+  /** Most tokens to generate. Default 512. */
+  maxTokens?: number;
+  /** Generation ends before the first occurrence of any of these strings (not emitted). */
+  stop?: readonly string[];
+  /** Keep going past end-of-generation tokens. Default false. */
+  ignoreEos?: boolean;
+  /** Aborting ends the generation with finishReason "abort" (the text so far is kept). */
+  signal?: AbortSignal;
+  /**
+   * Speculative decoding by prompt lookup: draft tokens are copied from where the context's
+   * last few tokens occurred before and verified in one forward pass. The output is exactly
+   * what plain decoding gives (same tokens for the same seed); it is faster when the reply
+   * repeats its context (code edits, quoting, lists). `true` for the defaults. Default off.
+   */
+  speculative?: SpeculativeOptions | boolean;
+  /**
+   * JSON mode: the reply is one JSON object (the model's distribution restricted to tokens that
+   * keep it valid JSON); the generation ends when the object closes (finishReason "stop").
+   * `{ schema }`: one matching that JSON Schema (structured outputs; the subset
+   * src/sampling/json-schema.ts lists, others are a SchemaError). Takes no speculative drafts.
+   * Say in the prompt that the answer is JSON. Default false.
+   */
+  json?: boolean | { schema: unknown };
+  /**
+   * Log-probabilities: each generated token's, with this many most likely alternatives (0..20),
+   * in {@link GenerateResult.logprobs} (from the model's distribution before sampling settings).
+   * Default off.
+   */
+  logprobs?: number;
+  /**
+   * A predicted output (text or token ids): the reply you expect, mostly (an edited file, a
+   * quoted passage). Speculative drafts follow it first; the output does not depend on it.
+   * Turns speculative decoding on with its defaults when `speculative` is not given.
+   */
+  prediction?: string | readonly number[];
+}
+
+/** Every key of {@link SessionSamplerOptions}. */
+export const SAMPLER_OPTION_KEYS = Object.keys({
+  temperature: true,
+  topK: true,
+  topP: true,
+  minP: true,
+  repeatPenalty: true,
+  presencePenalty: true,
+  frequencyPenalty: true,
+  penaltyLastN: true,
+  logitBias: true,
+  seed: true,
+} satisfies Record<keyof SessionSamplerOptions, true>);
+
+/** Every key of {@link SessionOptions}. */
+export const SESSION_OPTION_KEYS = Object.keys({
+  contextTokens: true,
+  contextShift: true,
+  systemPrompt: true,
+  deterministic: true,
+  sampling: true,
+} satisfies Record<keyof SessionOptions, true>);
+
+/** Every key of {@link GenerateOptions} (its own and the sampler's). */
+export const GENERATE_OPTION_KEYS = [
+  ...SAMPLER_OPTION_KEYS,
+  ...Object.keys({
+    maxTokens: true,
+    stop: true,
+    ignoreEos: true,
+    signal: true,
+    speculative: true,
+    json: true,
+    logprobs: true,
+    prediction: true,
+  } satisfies Record<Exclude<keyof GenerateOptions, keyof SessionSamplerOptions>, true>),
+];
+
+/** Every key of {@link ContextShiftOptions}. */
+const CONTEXT_SHIFT_OPTION_KEYS = Object.keys({
+  keepTokens: true,
+  dropTokens: true,
+} satisfies Record<keyof ContextShiftOptions, true>);
+
+/** Options of {@link Session.prefill}. */
+export interface PrefillOptions {
+  /** Add BOS as the model asks. Default: only when the session is empty. */
+  addSpecial?: boolean;
+  /** Read control-token text such as `<|im_start|>` as those tokens. Default false. */
+  parseSpecial?: boolean;
+  /** Aborting stops between chunks; the chunks already done stay in the session. */
+  signal?: AbortSignal;
+}
+
+/** Why a generation ended: a stop string, an end-of-generation token, the token budget, or abort. */
+export type GenerateFinishReason = FinishReason | "abort";
+
+/** Figures of one call. Rates are 0 when their phase did no work. */
+export interface Telemetry {
+  /** Prompt tokens run through the model (for generate: the prefills since the last generation). */
+  promptTokens: number;
+  /** Prompt tokens found already in the KV cache and not recomputed (chat). */
+  cachedTokens: number;
+  /** Tokens sampled. */
+  generatedTokens: number;
+  /** Prefill time plus the time to sample the first token; null when no token was sampled. */
+  timeToFirstTokenMs: number | null;
+  prefillMs: number;
+  prefillTokensPerS: number;
+  /** Tokens run through the model while generating (generated tokens plus verified drafts). */
+  decodeTokens: number;
+  decodeMs: number;
+  decodeTokensPerS: number;
+  /** Wall time of the call, plus (like the TTFT) the prefills run since the last generation. */
+  totalMs: number;
+  /** Context shifts during the call, and the tokens they dropped. */
+  contextShifts: number;
+  droppedTokens: number;
+  /** Tokens in the session's context when the call ended. */
+  contextUsedTokens: number;
+  /** Speculative decoding: draft tokens checked against the sampled token, and how many matched. */
+  draftTokens: number;
+  acceptedDraftTokens: number;
+  /** Null for a prefill. */
+  finishReason: GenerateFinishReason | null;
+}
+
+/** The outcome of a generation. */
+export interface GenerateResult {
+  text: string;
+  tokens: number[];
+  finishReason: GenerateFinishReason;
+  telemetry: Telemetry;
+  /** With {@link GenerateOptions.logprobs}: one entry per generated token (end-of-generation excluded). */
+  logprobs?: TokenLogprob[];
+}
+
+/** The context is full and context shift is off (or cannot free room); nothing was lost. */
+export class ContextFullError extends Error {
+  override name = "ContextFullError";
+  constructor(
+    message: string,
+    readonly contextTokens: number,
+    /** Tokens the session held when it refused. */
+    readonly usedTokens: number,
+    /** Tokens that were to be added and did not fit (1 when a generated token found no room). */
+    readonly pendingTokens: number,
+  ) {
+    super(message);
+  }
+}
+
+/** A session was used after close, or two calls overlapped. */
+export class SessionStateError extends Error {
+  override name = "SessionStateError";
+}
+
+/** Tokens at the start a context shift keeps by default (a system prompt's first tokens). */
+const DEFAULT_KEEP_TOKENS = 4;
+
+function nonNegativeInt(name: string, v: unknown): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
+    throw new RangeError(`${name} must be a non-negative integer, got ${String(v)}`);
+  }
+  return v;
+}
+
+/**
+ * Refuses a session context the model's KV pool cannot hold even with no other session open:
+ * the session would shift at the pool's size while claiming a larger context.
+ */
+export function checkFitsPool(model: Model, contextTokens: number): void {
+  const pool = model.native.kvStats();
+  const poolTokens = pool.pagesTotal * pool.pageTokens;
+  if (contextTokens <= poolTokens) return;
+  throw new RangeError(
+    `createSession: contextTokens ${contextTokens} is more than the model's KV pool holds ` +
+      `(${pool.pagesTotal} pages of ${pool.pageTokens} tokens = ${poolTokens} tokens, shared by every session); ` +
+      `load the model with a larger pool: loadModel(ref, { contextTokens: ${contextTokens} }) sizes it for ` +
+      `maxSessions contexts of that length, or set kvPages (at least ${Math.ceil(contextTokens / pool.pageTokens)})`,
+  );
+}
+
+export function resolveShift(
+  shift: ContextShiftOptions | false | undefined,
+  contextTokens: number,
+): Readonly<Required<ContextShiftOptions>> | false {
+  if (shift === false) return false;
+  if (shift !== undefined && (typeof shift !== "object" || shift === null)) {
+    throw new TypeError("contextShift must be an object { keepTokens, dropTokens } or false");
+  }
+  checkOptionKeys("createSession contextShift", shift, CONTEXT_SHIFT_OPTION_KEYS);
+  const keepTokens = nonNegativeInt("contextShift.keepTokens", shift?.keepTokens ?? DEFAULT_KEEP_TOKENS);
+  // 0 means "half of what follows the kept tokens", decided at shift time.
+  const dropTokens = nonNegativeInt("contextShift.dropTokens", shift?.dropTokens ?? 0);
+  if (keepTokens >= contextTokens) {
+    throw new RangeError(
+      `contextShift.keepTokens (${keepTokens}) must be less than contextTokens (${contextTokens})`,
+    );
+  }
+  if (keepTokens + dropTokens > contextTokens) {
+    throw new RangeError(
+      `contextShift keepTokens + dropTokens (${keepTokens + dropTokens}) must not exceed contextTokens (${contextTokens})`,
+    );
+  }
+  return { keepTokens, dropTokens };
+}

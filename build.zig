@@ -4,12 +4,16 @@ const std = @import("std");
 pub fn build(b: *std.Build) void {
     const target = b.standardTargetOptions(.{});
     const optimize = b.standardOptimizeOption(.{});
+    // The packaged builds (scripts/build-native.ts: one per platform and -Dcpu variant) are
+    // stripped: a third of the file is debug info a user never reads.
+    const strip = b.option(bool, "strip", "Omit debug info from libhearth");
 
     const lib_mod = b.createModule(.{
         .root_source_file = b.path("zig/root.zig"),
         .target = target,
         .optimize = optimize,
         .link_libc = true,
+        .strip = strip,
     });
     const lib = b.addLibrary(.{ .linkage = .dynamic, .name = "hearth", .root_module = lib_mod });
     b.installArtifact(lib);

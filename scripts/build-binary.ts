@@ -1,6 +1,12 @@
-// `bun run build:binary`: builds libhearth (ReleaseFast) and compiles the CLI with the library embedded → dist/hearth.
-import { existsSync } from "node:fs";
+// `bun run build:binary [PLATFORM...|all]`: single-file executables of the CLI. Each embeds the
+// libhearth of every CPU variant of its platform (scripts/build-native.ts builds them); at run
+// time src/native/lib.ts picks the one this CPU runs and extracts it once to
+// ~/.cache/hearth/lib/<hash>/. No platform given: this machine's, written to dist/hearth; others
+// go to dist/hearth-<platform>.
+import { copyFileSync, mkdirSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { hostPlatform, type Platform } from "../src/native/variants.ts";
+import { buildPlatform, nativeDir, platformsFrom } from "./build-native.ts";
 
 const root = resolve(import.meta.dir, "..");
 
@@ -10,24 +16,47 @@ function step(cmd: string[]): void {
   if (r.exitCode !== 0) throw new Error(`${cmd[0]} exited with ${r.exitCode}`);
 }
 
-export function buildBinary(outfile = join(root, "dist", "hearth")): string {
-  step(["zig", "build", "-Doptimize=ReleaseFast"]);
-  if (!existsSync(join(root, "zig-out", "lib", "libhearth.so")))
-    throw new Error("zig-out/lib/libhearth.so missing after zig build");
-  // The engine worker (hearth serve) is a second entrypoint: Bun bundles each one into the binary.
+export function defaultOutfile(p: Platform): string {
+  return join(root, "dist", p === hostPlatform() ? "hearth" : `hearth-${p.id}`);
+}
+
+export function buildBinary(outfile?: string, platform: Platform | undefined = hostPlatform()): string {
+  if (platform === undefined) throw new Error(`no binary target for ${process.platform}-${process.arch}`);
+  const out = outfile ?? defaultOutfile(platform);
+  const libs = buildPlatform(platform);
+  // Embedded files keep only their base name (plus a hash), so each variant gets its own:
+  // libhearth-<variant>.<ext>, which src/native/lib.ts reads back.
+  const embedDir = join(nativeDir, platform.id, ".embed");
+  rmSync(embedDir, { recursive: true, force: true });
+  mkdirSync(embedDir, { recursive: true });
+  const ext = platform.libFile.slice(platform.libFile.lastIndexOf("."));
+  const staged = platform.variants.map((v, i) => {
+    const to = join(embedDir, `libhearth-${v.name}${ext}`);
+    copyFileSync(libs[i] as string, to);
+    return to;
+  });
+  // The engine worker (hearth serve) is a second entrypoint; --root src keeps it at
+  // ./engine/worker.ts inside the binary, where src/cli/binary.ts points the engine.
   step([
     process.execPath,
     "build",
     "--compile",
+    "--minify",
+    `--target=${platform.bunTarget}`,
+    "--root",
+    join(root, "src"),
     join(root, "src", "cli", "binary.ts"),
     join(root, "src", "engine", "worker.ts"),
+    ...staged,
     "--outfile",
-    outfile,
+    out,
   ]);
-  return outfile;
+  return out;
 }
 
 if (import.meta.main) {
-  const out = buildBinary(process.argv[2] ? resolve(process.argv[2]) : undefined);
-  console.log(out);
+  for (const p of platformsFrom(process.argv.slice(2))) {
+    const out = buildBinary(undefined, p);
+    console.log(`${out} ${(statSync(out).size / 1e6).toFixed(1)} MB`);
+  }
 }

@@ -1,7 +1,7 @@
 // hearth's public library API: load a GGUF model, open sessions, prefill, stream generations.
 //
 // ```ts
-// import { loadModel } from "hearth";
+// import { loadModel } from "hearth-llm";
 // const model = await loadModel(); // SmolLM2-135M-Instruct Q4_1, fetched on first use
 // const session = model.createSession();
 // for await (const piece of session.chat([{ role: "user", content: "Hi!" }])) process.stdout.write(piece);
@@ -29,8 +29,22 @@ export {
   ModelOptionsError,
   type ResolvedModelOptions,
 } from "./model.ts";
-export { NativeError, NativeLoadError } from "./native/lib.ts";
+export {
+  isCompiledBinary,
+  type LoadedLibrary,
+  libraryCacheDir,
+  loadLibrary,
+  NativeError,
+  NativeLoadError,
+} from "./native/lib.ts";
 export { KvFullError, type KvStats, type ModelInfo } from "./native/model-api.ts";
+export {
+  type CpuVariant,
+  hostPlatform,
+  PLATFORMS,
+  type Platform,
+  supportedVariants,
+} from "./native/variants.ts";
 export { type FinishReason, Sampler, SamplerError, type SamplerOptions } from "./sampling/index.ts";
 export {
   ContextFullError,

@@ -1,14 +1,10 @@
-// Entry of the `bun build --compile` binary: embeds libhearth as a file asset, then runs the CLI.
-// src/native/lib.ts copies the embedded library out to a real file before dlopen.
-import embeddedLibPath from "../../zig-out/lib/libhearth.so" with { type: "file" };
+// Entry of the `bun build --compile` binary (scripts/build-binary.ts). The binary carries one
+// libhearth per CPU variant of its platform as embedded files; src/native/lib.ts picks the one
+// this CPU runs and extracts it once to the private cache directory (~/.cache/hearth/lib/<hash>/).
+import { main } from "./main.ts";
 
-const g = globalThis as { __hearthEmbeddedLib?: string; __hearthWorkerUrl?: string };
-g.__hearthEmbeddedLib = embeddedLibPath;
-// scripts/build-binary.ts bundles src/engine/worker.ts as a second entrypoint; inside the binary it
-// lives at this path relative to the bundle root (the common parent of the entrypoints, src/).
+const g = globalThis as { __hearthWorkerUrl?: string };
+// scripts/build-binary.ts bundles src/engine/worker.ts as a second entrypoint with --root src, so
+// inside the binary it lives at this path relative to the bundle root.
 g.__hearthWorkerUrl = "./engine/worker.ts";
-// Extract and open the embedded library now, so code that calls library() synchronously finds it.
-const { loadLibrary } = await import("../native/lib.ts");
-await loadLibrary();
-const { main } = await import("./main.ts");
 process.exitCode = await main(process.argv.slice(2));

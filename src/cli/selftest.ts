@@ -11,7 +11,7 @@ import {
 import { loadLibrary } from "../native/lib.ts";
 
 export async function main(_argv: string[]): Promise<number> {
-  const { path } = await loadLibrary();
+  const { path, variant } = await loadLibrary();
   const [rows, cols] = [8, 64];
   const w = new Float32Array(rows * cols).map((_, i) => Math.sin(i * 0.37));
   const x = new Float32Array(cols).map((_, i) => Math.cos(i * 0.11));
@@ -35,7 +35,7 @@ export async function main(_argv: string[]): Promise<number> {
   // Activation quantization error bound for |x| <= 1, |w| <= 1, 64 terms: 64 * (1/127/2) ~ 0.25.
   const ok = worst < 0.25;
   console.log(
-    `selftest ${ok ? "ok" : "FAILED"}: q8_0 matmul ${rows}x${cols} max error ${worst.toExponential(2)}; library ${path}`,
+    `selftest ${ok ? "ok" : "FAILED"}: q8_0 matmul ${rows}x${cols} max error ${worst.toExponential(2)}; library ${path}${variant ? ` (${variant})` : ""}`,
   );
   return ok ? 0 : 1;
 }

@@ -1,14 +1,19 @@
-// The only place that calls dlopen: finds libhearth (checkout, installed package, or the
-// copy embedded in a `bun build --compile` binary), checks its ABI version, and returns
-// the typed symbol table. Each area declares its symbols in src/native/symbols/*.ts.
-import { dlopen, suffix } from "bun:ffi";
-import { existsSync } from "node:fs";
-import { tmpdir } from "node:os";
+// The only place that calls dlopen: finds libhearth, checks its ABI version, and returns the
+// typed symbol table. Each area declares its symbols in src/native/symbols/*.ts. Where it looks,
+// first found wins: $HEARTH_LIB; the copy embedded in a `bun build --compile` binary (extracted
+// once to a private cache directory); a local build (zig-out/ of a checkout or of the installed
+// package); the prebuilt build of this platform's package (@hearth-llm/<os>-<arch>) for this
+// CPU (src/native/variants.ts; $HEARTH_CPU forces one).
+import { dlopen } from "bun:ffi";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { coreSymbols } from "./symbols/core.ts";
 import { kernelSymbols } from "./symbols/kernels.ts";
 import { kvSymbols } from "./symbols/kv.ts";
 import { modelSymbols } from "./symbols/model.ts";
+import { hostPlatform, type Platform, pickVariant, platformPackageName, VariantError } from "./variants.ts";
 
 /** Must equal `abi_version` in zig/root.zig. */
 export const ABI_VERSION = 6;
@@ -26,71 +31,175 @@ export class NativeLoadError extends Error {
   override name = "NativeLoadError";
 }
 
-const libName = `libhearth.${suffix}`;
-let loaded: { lib: HearthLib; path: string } | undefined;
-
-/** Candidate paths, most specific first. HEARTH_LIB overrides everything. */
-function candidates(): string[] {
-  const here = dirname(new URL(import.meta.url).pathname);
-  const out: string[] = [];
-  if (process.env.HEARTH_LIB) out.push(resolve(process.env.HEARTH_LIB));
-  out.push(join(here, "..", "..", "zig-out", "lib", libName)); // checkout or installed package
-  out.push(join(dirname(process.execPath), libName)); // next to a compiled binary
-  return out;
+/** Where the loaded library came from: its path and, for a prebuilt one, its CPU variant. */
+export interface LoadedLibrary {
+  lib: HearthLib;
+  path: string;
+  /** "avx2", "baseline", ... for a prebuilt or embedded library; undefined for a local build. */
+  variant?: string;
 }
 
-/** In a compiled binary the library is an embedded asset: copy it out once to a real file. */
-async function embeddedPath(): Promise<string | undefined> {
-  const embedded = (globalThis as { __hearthEmbeddedLib?: string }).__hearthEmbeddedLib;
-  if (embedded === undefined) return undefined;
-  const bytes = new Uint8Array(await Bun.file(embedded).arrayBuffer());
-  const hash = Bun.hash(bytes).toString(16);
-  const out = join(tmpdir(), `hearth-${hash}-${libName}`);
-  if (!existsSync(out)) {
-    const tmp = `${out}.${process.pid}.tmp`;
-    await Bun.write(tmp, bytes);
-    (await import("node:fs")).renameSync(tmp, out);
+const platform = hostPlatform();
+const libFile = platform?.libFile ?? (process.platform === "darwin" ? "libhearth.dylib" : "libhearth.so");
+/** The root of this package: a checkout, or node_modules/hearth-llm after an install. */
+const packageRoot = resolve(import.meta.dir, "..", "..");
+const BUILD_COMMAND = "zig build -Doptimize=ReleaseFast";
+/** Embedded files of a compiled binary are named libhearth-<variant>-<bun's hash>.<ext>. */
+const EMBEDDED_NAME = /^libhearth-([a-z0-9]+)-[a-z0-9]+\.(?:so|dylib)$/;
+/** Where a compiled binary's embedded files are readable (node:fs reads Bun's virtual root). */
+const EMBEDDED_ROOT = "/$bunfs/root";
+
+let loaded: LoadedLibrary | undefined;
+
+interface Candidate {
+  path: string;
+  variant?: string;
+  /** Produces the file on first use (the embedded copy is extracted only when chosen). */
+  materialize?: () => string;
+}
+
+/** True inside a `bun build --compile` binary that carries libhearth. */
+export function isCompiledBinary(): boolean {
+  return embeddedLibraries().size > 0;
+}
+
+/** The embedded builds of a compiled binary by variant (empty when not a compiled binary). */
+function embeddedLibraries(): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const file of Bun.embeddedFiles) {
+    const name = (file as Blob & { name?: string }).name ?? "";
+    const m = EMBEDDED_NAME.exec(name);
+    if (m?.[1] !== undefined) out.set(m[1], name);
   }
   return out;
 }
 
+/** The private cache directory the embedded library is extracted to (never /tmp). */
+export function libraryCacheDir(): string {
+  const base = process.env.XDG_CACHE_HOME || join(homedir(), ".cache");
+  return join(base, "hearth", "lib");
+}
+
+/**
+ * Writes an embedded build to <cache>/<sha256 prefix>/<libFile> once (write to a temporary name
+ * in the same directory, then rename) and reuses it while its contents match.
+ */
+function extractEmbedded(name: string): string {
+  const bytes = readFileSync(join(EMBEDDED_ROOT, name));
+  const hash = createHash("sha256").update(bytes).digest("hex").slice(0, 16);
+  const dir = join(libraryCacheDir(), hash);
+  const out = join(dir, libFile);
+  if (existsSync(out)) {
+    const have = createHash("sha256").update(readFileSync(out)).digest("hex").slice(0, 16);
+    if (have === hash) return out;
+  }
+  const tmp = `${out}.${process.pid}.tmp`;
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    writeFileSync(tmp, bytes, { mode: 0o700 });
+    renameSync(tmp, out);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw new NativeLoadError(
+      `cannot extract the embedded libhearth to ${dir}: ${(err as Error).message}; set XDG_CACHE_HOME to a writable directory`,
+    );
+  }
+  return out;
+}
+
+/** The installed platform package's directory, if there is one. */
+function platformPackageDir(p: Platform): string | undefined {
+  try {
+    return dirname(Bun.resolveSync(`${platformPackageName(p)}/package.json`, import.meta.dir));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Every place to look, most specific first, produced lazily: a later place is only examined (and
+ * its variant only chosen) when the earlier ones have nothing. `tried` collects what was missing.
+ */
+function* candidates(tried: string[]): Generator<Candidate> {
+  const env = process.env.HEARTH_LIB;
+  if (env) {
+    yield { path: resolve(env) };
+    return; // set means "this file": never a different library in its place
+  }
+  const embedded = embeddedLibraries();
+  if (embedded.size > 0 && platform !== undefined) {
+    const v = pickVariant(platform, [...embedded.keys()]);
+    const name = embedded.get(v.name) as string;
+    yield { path: join(EMBEDDED_ROOT, name), variant: v.name, materialize: () => extractEmbedded(name) };
+  }
+  const local = join(packageRoot, "zig-out", "lib", libFile);
+  // A local build has no CPU variants: with HEARTH_CPU set only the prebuilt ones count.
+  if (process.env.HEARTH_CPU) tried.push(`${local} (skipped: HEARTH_CPU picks a prebuilt build)`);
+  else yield { path: local };
+  if (platform !== undefined) {
+    const dir = platformPackageDir(platform);
+    if (dir === undefined) tried.push(`${platformPackageName(platform)} (not installed)`);
+    else {
+      const lib = join(dir, "lib");
+      const v = pickVariant(platform, existsSync(lib) ? readdirSync(lib) : []);
+      yield { path: join(lib, v.name, platform.libFile), variant: v.name };
+    }
+  } else {
+    tried.push(`no prebuilt library for ${process.platform}-${process.arch}`);
+  }
+}
+
 function openAt(path: string): HearthLib {
-  const { symbols } = dlopen(path, allSymbols);
+  let symbols: HearthLib;
+  try {
+    symbols = dlopen(path, allSymbols).symbols;
+  } catch (err) {
+    throw new NativeLoadError(`cannot load libhearth at ${path}: ${(err as Error).message}`);
+  }
   const got = symbols.hearth_abi_version();
   if (got !== ABI_VERSION) {
     throw new NativeLoadError(
-      `libhearth at ${path} has ABI version ${got}, this code expects ${ABI_VERSION}: rebuild it with \`zig build -Doptimize=ReleaseFast\``,
+      `libhearth at ${path} has ABI version ${got}, this code expects ${ABI_VERSION}: rebuild it with \`${BUILD_COMMAND}\``,
     );
   }
   return symbols;
 }
 
-/** Loads libhearth once per process. */
-export async function loadLibrary(): Promise<{ lib: HearthLib; path: string }> {
-  if (loaded) return loaded;
-  const emb = await embeddedPath();
-  const paths = emb ? [emb, ...candidates()] : candidates();
-  for (const path of paths) {
-    if (existsSync(path)) {
-      loaded = { lib: openAt(path), path };
-      return loaded;
+function findAndOpen(): LoadedLibrary {
+  const tried: string[] = [];
+  try {
+    for (const c of candidates(tried)) {
+      if (c.materialize === undefined && !existsSync(c.path)) {
+        tried.push(c.path);
+        continue;
+      }
+      const path = c.materialize?.() ?? c.path;
+      return { lib: openAt(path), path, variant: c.variant };
     }
+  } catch (err) {
+    if (err instanceof VariantError) throw new NativeLoadError(err.message);
+    throw err;
   }
+  const env = process.env.HEARTH_LIB;
   throw new NativeLoadError(
-    `libhearth not found (looked in: ${paths.join(", ")}). Build it with \`zig build -Doptimize=ReleaseFast\` or set HEARTH_LIB.`,
+    env
+      ? `libhearth not found: HEARTH_LIB=${env} does not exist`
+      : `libhearth not found. Looked in:\n  ${tried.join("\n  ")}\n` +
+          `Install the prebuilt library for this platform (the optional dependency ${platform ? platformPackageName(platform) : "@hearth-llm/<os>-<arch>"}), ` +
+          `set HEARTH_LIB to a libhearth file, or build it in ${packageRoot} with \`${BUILD_COMMAND}\` (needs Zig 0.17).`,
   );
 }
 
-/** Synchronous variant for code that already ran loadLibrary() once (or never needs the embedded copy). */
+/** Loads libhearth once per process (see the top of this file for where it looks). */
+export async function loadLibrary(): Promise<LoadedLibrary> {
+  loaded ??= findAndOpen();
+  return loaded;
+}
+
+/** The library, loaded on first use. */
 export function library(): HearthLib {
-  if (loaded) return loaded.lib;
-  for (const path of candidates()) {
-    if (existsSync(path)) {
-      loaded = { lib: openAt(path), path };
-      return loaded.lib;
-    }
-  }
-  throw new NativeLoadError(`libhearth not found; call loadLibrary() first or build it with zig build`);
+  loaded ??= findAndOpen();
+  return loaded.lib;
 }
 
 /** The library when something already loaded it, else null (for optional fast paths). */

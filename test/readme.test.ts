@@ -12,7 +12,10 @@ test("the README's Library API example runs and prints a completion, a reply and
   const dir = join(ROOT, ".cache", "readme-example");
   mkdirSync(dir, { recursive: true });
   const file = join(dir, "example.ts");
-  writeFileSync(file, code.replace(/from "hearth-llm"/g, `from ${JSON.stringify(join(ROOT, "src/index.ts"))}`));
+  writeFileSync(
+    file,
+    code.replace(/from "hearth-llm"/g, `from ${JSON.stringify(join(ROOT, "src/index.ts"))}`),
+  );
   const proc = Bun.spawn([process.execPath, file], {
     cwd: dir,
     stdout: "pipe",

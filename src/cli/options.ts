@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { progressBar } from "../gguf/pull.ts";
 import { type LoadModelOptions, loadModel, type Model } from "../model.ts";
 import { NATIVE_LIMITS } from "../native/model.ts";
+import { DEFAULT_SAMPLER_OPTIONS as SAMPLING } from "../sampling/index.ts";
 import type { GenerateOptions, Telemetry } from "../session.ts";
 
 /** A bad command-line value: the command prints the message and its usage, exit code 2. */
@@ -98,11 +99,11 @@ export const SHARED_HELP = `Model:
       --deterministic    fixed seed (0) unless --seed is given: same input, same output
 Sampling:
   -n, --max-tokens N     most tokens to generate (default 512)
-      --temp T           temperature; 0 is greedy (default 0.8)
-      --top-k K          keep the K most likely tokens; 0 disables (default 40)
-      --top-p P          nucleus sampling; 1 disables (default 0.95)
-      --min-p P          drop tokens below P x the best one's probability (default 0.05)
-      --repeat-penalty R penalty on recent tokens; 1 disables (default 1)
+      --temp T           temperature; 0 is greedy (default ${SAMPLING.temperature})
+      --top-k K          keep the K most likely tokens; 0 disables (default ${SAMPLING.topK})
+      --top-p P          nucleus sampling; 1 disables (default ${SAMPLING.topP})
+      --min-p P          drop tokens below P x the best one's probability (default ${SAMPLING.minP})
+      --repeat-penalty R penalty on recent tokens; 1 disables (default ${SAMPLING.repeatPenalty})
       --seed S           seed of the draw (same seed, same output)
       --stop TEXT        stop before TEXT (repeatable)
       --ignore-eos       keep generating past end-of-generation tokens

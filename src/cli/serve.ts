@@ -16,7 +16,9 @@ import { flagNumber, parseFlags } from "./options.ts";
 const HELP = `Usage: hearth serve [-m MODEL] [options]
 
 Serves a GGUF model over an OpenAI-compatible HTTP API: /v1/chat/completions,
-/v1/completions (streaming SSE or not), /v1/models, /health, /metrics (Prometheus).
+/v1/completions (streaming SSE or not), /v1/models, /health, /metrics (Prometheus); GET /
+lists them. A request that names no sampling field samples as \`hearth run\` does; an unknown
+field is a 400 naming it. docs/server.md lists every request field.
 
 Options:
   -m, --model REF        model: known name (default SmolLM2-135M-Instruct Q4_1), .gguf path or URL

@@ -60,6 +60,10 @@ export interface TokenDistribution {
   probs: Float32Array;
 }
 
+/**
+ * The one set of sampling defaults: the library's sessions, the CLI (`run`, `chat`, whose --help
+ * prints them) and the server (for every field a request leaves out; docs/server.md) use these.
+ */
 export const DEFAULT_SAMPLER_OPTIONS = {
   temperature: 0.8,
   topK: 40,

@@ -167,9 +167,4 @@ export class LogprobFormat {
     entries.splice(at < 0 ? entries.length : at, 0, [this.legacyTokenText(lp.id), lp.logprob]);
     return entries;
   }
-
-  /** `logprobs` of a choice or chunk in the endpoint's shape. */
-  shape(endpoint: Endpoint, lps: Scored[]): ChatLogprobsBody | CompletionLogprobsBody {
-    return endpoint === "chat" ? this.chat(lps) : this.legacy(lps);
-  }
 }

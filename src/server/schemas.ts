@@ -255,6 +255,10 @@ export const TextCompletion = t.Object({
   usage: t.Optional(t.Union([Usage, t.Null()])),
 });
 
+export type ChatCompletionType = Static<typeof ChatCompletion>;
+export type ChatCompletionChunkType = Static<typeof ChatCompletionChunk>;
+export type TextCompletionType = Static<typeof TextCompletion>;
+
 export const Model = t.Object({
   id: t.String(),
   object: t.Literal("model"),

@@ -11,7 +11,12 @@ import {
 import type { Choice } from "./engine-request.ts";
 import { apiError } from "./errors.ts";
 import { type Endpoint, orderedJson, type Scored } from "./logprobs.ts";
-import type { UsageBody } from "./schemas.ts";
+import type {
+  ChatCompletionChunkType,
+  ChatCompletionType,
+  TextCompletionType,
+  UsageBody,
+} from "./schemas.ts";
 
 /** JSON text of a body: the legacy logprobs carry key-ordered objects, everything else is plain. */
 function writer(head: ResponseHead): (v: unknown) => string {
@@ -42,17 +47,30 @@ export function jsonResponse(ctx: RunContext, head: ResponseHead, request: Reque
         (scores[i] as Scored[]).push(...lps);
       },
       end(usage) {
-        const choices = head.choices.map((c, k) => {
-          const text = texts[k] as string;
-          const logprobs =
-            c.req.logprobs == null ? null : ctx.logprobs.shape(head.endpoint, scores[k] as Scored[]);
-          const finish_reason = reasons[k] as FinishReason;
-          return head.endpoint === "chat"
-            ? { index: k, message: { role: "assistant", content: text }, logprobs, finish_reason }
-            : { index: k, text, logprobs, finish_reason };
-        });
-        const object = head.endpoint === "chat" ? "chat.completion" : "text_completion";
-        const whole = { id: head.id, object, created: head.created, model: head.model, choices, usage };
+        const { id, created, model } = head;
+        const wants = (k: number) => head.choices[k]?.req.logprobs != null;
+        const whole: ChatCompletionType | TextCompletionType =
+          head.endpoint === "chat"
+            ? {
+                ...{ id, object: "chat.completion", created, model },
+                choices: texts.map((content, k) => ({
+                  index: k,
+                  message: { role: "assistant", content },
+                  logprobs: wants(k) ? ctx.logprobs.chat(scores[k] as Scored[]) : null,
+                  finish_reason: reasons[k] as FinishReason,
+                })),
+                usage,
+              }
+            : {
+                ...{ id, object: "text_completion", created, model },
+                choices: texts.map((text, k) => ({
+                  index: k,
+                  text,
+                  logprobs: wants(k) ? ctx.logprobs.legacy(scores[k] as Scored[]) : null,
+                  finish_reason: reasons[k] as FinishReason,
+                })),
+                usage,
+              };
         answer(new Response(toJson(whole), { headers: { "content-type": "application/json" } }));
       },
       fail(message, busy) {
@@ -87,34 +105,61 @@ export function sseResponse(
   const toJson = writer(head);
   const withLogprobs = head.choices[0]?.req.logprobs != null;
   const enc = new TextEncoder();
-  const object = head.endpoint === "chat" ? "chat.completion.chunk" : "text_completion";
-  const chunk = (parts: unknown[], usage?: UsageBody) =>
-    enc.encode(
-      `data: ${toJson({ id: head.id, object, created: head.created, model: head.model, choices: parts, ...(usage !== undefined ? { usage } : includeUsage ? { usage: null } : {}) })}\n\n`,
-    );
-  const delta = (i: number, text: string, first: boolean, lps: Scored[], fr: FinishReason | null) => {
-    const logprobs = !withLogprobs || lps.length === 0 ? null : ctx.logprobs.shape(head.endpoint, lps);
-    return head.endpoint === "chat"
-      ? {
-          index: i,
-          delta: first ? { role: "assistant", content: text } : fr === null ? { content: text } : {},
-          logprobs,
-          finish_reason: fr,
-        }
-      : { index: i, text, logprobs, finish_reason: fr };
+  const { id, created, model } = head;
+  /** One chunk of every choice part given; `usage` only on the last one, null before it when asked for. */
+  const chunk = (
+    i: number | null,
+    text: string,
+    first: boolean,
+    lps: Scored[],
+    fr: FinishReason | null,
+    usage?: UsageBody,
+  ) => {
+    const extra = usage !== undefined ? { usage } : includeUsage ? { usage: null } : {};
+    const scored = withLogprobs && lps.length > 0;
+    const body: ChatCompletionChunkType | TextCompletionType =
+      head.endpoint === "chat"
+        ? {
+            ...{ id, object: "chat.completion.chunk", created, model },
+            choices:
+              i === null
+                ? []
+                : [
+                    {
+                      index: i,
+                      delta: first
+                        ? { role: "assistant", content: text }
+                        : fr === null
+                          ? { content: text }
+                          : {},
+                      logprobs: scored ? ctx.logprobs.chat(lps) : null,
+                      finish_reason: fr,
+                    },
+                  ],
+            ...extra,
+          }
+        : {
+            ...{ id, object: "text_completion", created, model },
+            choices:
+              i === null
+                ? []
+                : [{ index: i, text, logprobs: scored ? ctx.logprobs.legacy(lps) : null, finish_reason: fr }],
+            ...extra,
+          };
+    return enc.encode(`data: ${toJson(body)}\n\n`);
   };
   let cancel = () => {};
   const stream = new ReadableStream<Uint8Array>({
     start(controller) {
       const sink: ChoiceSink = {
         piece(i, text, first, lps) {
-          controller.enqueue(chunk([delta(i, text, first, lps, null)]));
+          controller.enqueue(chunk(i, text, first, lps, null));
         },
         finish(i, reason, lps) {
-          controller.enqueue(chunk([delta(i, "", false, lps, reason)]));
+          controller.enqueue(chunk(i, "", false, lps, reason));
         },
         end(usage) {
-          if (includeUsage) controller.enqueue(chunk([], usage));
+          if (includeUsage) controller.enqueue(chunk(null, "", false, [], null, usage));
           controller.enqueue(enc.encode("data: [DONE]\n\n"));
           controller.close();
         },

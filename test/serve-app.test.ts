@@ -3,7 +3,7 @@
 // real engine and the openai client are in serve.test.ts.
 import { expect, test } from "bun:test";
 import { ChatTemplate } from "../src/chat/index.ts";
-import type { EngineEvent, EngineRequest } from "../src/engine/scheduler.ts";
+import type { EngineEvent, EngineRequest } from "../src/engine/request.ts";
 import { GgufMetadata, readGguf } from "../src/gguf/index.ts";
 import { pullModel } from "../src/gguf/pull.ts";
 import { DEFAULT_SAMPLER_OPTIONS } from "../src/sampling/index.ts";

@@ -1,7 +1,7 @@
 // Runs a request's choices on the engine together: one state machine per request turns the
 // engine's events into text pieces (the echoed prompt first), finish reasons and usage, and feeds
 // them to a sink: one JSON body or SSE chunks (sinks.ts).
-import type { EngineEvent, EngineFinishReason, EngineRequest, SchedulerStats } from "../engine/scheduler.ts";
+import type { EngineEvent, EngineFinishReason, EngineRequest, SchedulerStats } from "../engine/request.ts";
 import type { Choice } from "./engine-request.ts";
 import { apiError } from "./errors.ts";
 import type { Endpoint, LogprobFormat, Scored } from "./logprobs.ts";

@@ -2,7 +2,7 @@
 // limits, stops, drafts, JSON constraint. Pure: the same body and context give the same requests,
 // and a refusal is a RequestError naming the field (the schemas in schemas.ts come first).
 import { type ChatMessage, type ChatTemplate, encodeChat } from "../chat/index.ts";
-import type { EngineRequest } from "../engine/scheduler.ts";
+import type { EngineRequest } from "../engine/request.ts";
 import {
   DEFAULT_SAMPLER_OPTIONS,
   MAX_LOGIT_BIAS_ENTRIES,

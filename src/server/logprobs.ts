@@ -1,7 +1,7 @@
 // Log probabilities in the API's shapes: chat's `{ content: [...] }` (bytes and alternatives per
 // token) and the legacy `{ tokens, token_logprobs, top_logprobs, text_offset }`, each token placed
 // in the returned text (echoed prompt included).
-import type { EngineEvent } from "../engine/scheduler.ts";
+import type { EngineEvent } from "../engine/request.ts";
 import type { TokenLogprob } from "../sampling/index.ts";
 import type { StreamDecoder, Tokenizer } from "../tokenizer/index.ts";
 import type { ChatLogprobsBody, CompletionLogprobsBody } from "./schemas.ts";

@@ -1,5 +1,6 @@
 #!/usr/bin/env bun
 // hearth CLI entry: dispatches `hearth <command>` to the command modules.
+import { escapeUnprintable, quoteUntrusted } from "../untrusted.ts";
 
 const HELP = `hearth — LLM inference runtime for Bun (Zig kernels over bun:ffi)
 
@@ -42,7 +43,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const load = commands[name];
   if (load === undefined) {
-    console.error(`hearth: unknown command "${name}"\n\n${HELP}`);
+    console.error(`hearth: unknown command ${quoteUntrusted(name)}\n\n${HELP}`);
     return 2;
   }
   try {
@@ -50,7 +51,7 @@ export async function main(argv: string[]): Promise<number> {
     return await mod.main(rest);
   } catch (err) {
     const e = err as Error;
-    console.error(`hearth ${name}: ${e.message}`);
+    console.error(`hearth ${name}: ${escapeUnprintable(e.message)}`);
     if (process.env.HEARTH_DEBUG) console.error(e.stack);
     return 1;
   }

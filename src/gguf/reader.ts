@@ -3,10 +3,15 @@
 // nothing here can loop without bound, allocate more than the file can justify, or crash.
 
 import { statSync } from "node:fs";
+import { escapeUnprintable, quoteUntrusted } from "../untrusted.ts";
 import { GgufValueType, ggmlTypes, scalarSizeBytes } from "./types.ts";
 
 export class GgufError extends Error {
   override name = "GgufError";
+  // The message may hold strings from the file: nothing in it may reach a terminal unescaped.
+  constructor(message: string) {
+    super(escapeUnprintable(message));
+  }
 }
 
 export type GgufValue =
@@ -278,9 +283,9 @@ export function parseGguf(bytes: Uint8Array): GgufFile {
   for (let i = 0; i < kvCount; i++) {
     const key = c.string(() => `metadata key #${i}`, MAX_KEY_BYTES);
     if (key.length === 0) throw new GgufError(`empty metadata key #${i}`);
-    if (metadata.has(key)) throw new GgufError(`duplicate metadata key "${key}"`);
-    const type = c.u32(`value type of "${key}"`);
-    metadata.set(key, c.value(type, `"${key}"`, 0));
+    if (metadata.has(key)) throw new GgufError(`duplicate metadata key ${quoteUntrusted(key)}`);
+    const type = c.u32(`value type of ${quoteUntrusted(key)}`);
+    metadata.set(key, c.value(type, `${quoteUntrusted(key)}`, 0));
   }
 
   let alignment = DEFAULT_ALIGNMENT;
@@ -306,34 +311,35 @@ export function parseGguf(bytes: Uint8Array): GgufFile {
   for (let i = 0; i < tensorCount; i++) {
     const name = c.string(`tensor #${i} name`, MAX_KEY_BYTES);
     if (name.length === 0) throw new GgufError(`tensor #${i} has an empty name`);
-    if (tensorsByName.has(name)) throw new GgufError(`duplicate tensor name "${name}"`);
-    const nDims = c.u32(`dimension count of tensor "${name}"`);
+    if (tensorsByName.has(name)) throw new GgufError(`duplicate tensor name ${quoteUntrusted(name)}`);
+    const nDims = c.u32(`dimension count of tensor ${quoteUntrusted(name)}`);
     if (nDims < 1 || nDims > MAX_DIMS) {
-      throw new GgufError(`tensor "${name}" has ${nDims} dimensions (allowed 1..${MAX_DIMS})`);
+      throw new GgufError(`tensor ${quoteUntrusted(name)} has ${nDims} dimensions (allowed 1..${MAX_DIMS})`);
     }
     const dims: number[] = [];
     let elementCount = 1;
     for (let d = 0; d < nDims; d++) {
-      const n = c.u64(`dimension ${d} of tensor "${name}"`);
-      if (n === 0) throw new GgufError(`tensor "${name}" has a zero-sized dimension ${d}`);
+      const n = c.u64(`dimension ${d} of tensor ${quoteUntrusted(name)}`);
+      if (n === 0) throw new GgufError(`tensor ${quoteUntrusted(name)} has a zero-sized dimension ${d}`);
       elementCount *= n;
       if (elementCount > Number.MAX_SAFE_INTEGER)
-        throw new GgufError(`tensor "${name}" has absurd dimensions`);
+        throw new GgufError(`tensor ${quoteUntrusted(name)} has absurd dimensions`);
       dims.push(n);
     }
-    const typeId = c.u32(`type of tensor "${name}"`);
+    const typeId = c.u32(`type of tensor ${quoteUntrusted(name)}`);
     const type = ggmlTypes.get(typeId);
-    if (type === undefined) throw new GgufError(`tensor "${name}" has unknown tensor type ${typeId}`);
-    const rel = c.u64(`data offset of tensor "${name}"`);
+    if (type === undefined)
+      throw new GgufError(`tensor ${quoteUntrusted(name)} has unknown tensor type ${typeId}`);
+    const rel = c.u64(`data offset of tensor ${quoteUntrusted(name)}`);
     if (rel % alignment !== 0) {
       throw new GgufError(
-        `tensor "${name}" data offset ${rel} is not a multiple of the alignment ${alignment}`,
+        `tensor ${quoteUntrusted(name)} data offset ${rel} is not a multiple of the alignment ${alignment}`,
       );
     }
     const rowLen = dims[0] ?? 0;
     if (rowLen % type.blockElements !== 0) {
       throw new GgufError(
-        `tensor "${name}" row length ${rowLen} is not a multiple of the ${type.name} block size ${type.blockElements}`,
+        `tensor ${quoteUntrusted(name)} row length ${rowLen} is not a multiple of the ${type.name} block size ${type.blockElements}`,
       );
     }
     const sizeBytes = (elementCount / type.blockElements) * type.blockSizeBytes;
@@ -358,7 +364,7 @@ export function parseGguf(bytes: Uint8Array): GgufFile {
     t.fileOffset = dataOffset + (relOffsets[i] as number);
     if (t.fileOffset + t.sizeBytes > fileSizeBytes) {
       throw new GgufError(
-        `tensor "${t.name}" data [${t.fileOffset}, ${t.fileOffset + t.sizeBytes}) lies outside the file ` +
+        `tensor ${quoteUntrusted(t.name)} data [${t.fileOffset}, ${t.fileOffset + t.sizeBytes}) lies outside the file ` +
           `(${fileSizeBytes} bytes): truncated or corrupt file`,
       );
     }
@@ -369,7 +375,9 @@ export function parseGguf(bytes: Uint8Array): GgufFile {
     const prev = byOffset[i - 1] as GgufTensorInfo;
     const cur = byOffset[i] as GgufTensorInfo;
     if (prev.fileOffset + prev.sizeBytes > cur.fileOffset) {
-      throw new GgufError(`tensor "${cur.name}" data overlaps tensor "${prev.name}"`);
+      throw new GgufError(
+        `tensor ${quoteUntrusted(cur.name)} data overlaps tensor ${quoteUntrusted(prev.name)}`,
+      );
     }
   }
   return { version, metadata, tensors, tensorsByName, alignment, dataOffset, fileSizeBytes };

@@ -10,8 +10,11 @@ import { DEFAULT_SAMPLER_OPTIONS } from "../src/sampling/index.ts";
 import { createApp, type ServingEngine } from "../src/server/app.ts";
 import { Tokenizer } from "../src/tokenizer/index.ts";
 
-/** An app whose engine answers every request at once: " yes", every score -1. */
-async function scriptedApp(addBos: boolean) {
+/** The events a scripted engine sends for its `n`-th request (id `r<n>`), one per timer tick. */
+type Script = (req: Omit<EngineRequest, "id">, id: string, n: number) => EngineEvent[];
+
+/** An app whose engine answers every request at once (by default " yes", every score -1). */
+async function scriptedApp(addBos: boolean, script?: Script) {
   const base = new GgufMetadata(readGguf(await pullModel()).metadata);
   const map = new Map(base.map);
   map.set("tokenizer.ggml.add_bos_token", addBos);
@@ -20,14 +23,27 @@ async function scriptedApp(addBos: boolean) {
   let next = 0;
   /** Every request the app submitted, in order. */
   const submitted: Array<Omit<EngineRequest, "id">> = [];
+  /** Ids the app cancelled. */
+  const cancelled: string[] = [];
   const engine = {
     stats: {},
     inFlight: 0,
     capacity: 64,
     available: true,
     submit(req: Omit<EngineRequest, "id">, listen: (ev: EngineEvent) => void) {
-      const id = `r${next++}`;
+      const n = next++;
+      const id = `r${n}`;
       submitted.push(req);
+      if (script !== undefined) {
+        const events = script(req, id, n);
+        const tick = (k: number) => {
+          if (k >= events.length || cancelled.includes(id)) return;
+          listen(events[k] as EngineEvent);
+          setTimeout(() => tick(k + 1), 1);
+        };
+        setTimeout(() => tick(0), 1);
+        return id;
+      }
       const score = (t: number) => ({ id: t, logprob: -1, top: [] });
       const gen = tokenizer.encode(" yes", { addSpecial: false });
       setTimeout(() =>
@@ -47,7 +63,9 @@ async function scriptedApp(addBos: boolean) {
       );
       return id;
     },
-    cancel() {},
+    cancel(id: string) {
+      cancelled.push(id);
+    },
   } as unknown as ServingEngine;
   const app = createApp({
     engine,
@@ -56,7 +74,7 @@ async function scriptedApp(addBos: boolean) {
     modelId: "m",
     contextTokens: 512,
   });
-  return { app, tokenizer, submitted };
+  return { app, tokenizer, submitted, cancelled };
 }
 
 async function post(app: Awaited<ReturnType<typeof scriptedApp>>["app"], path: string, body: unknown) {
@@ -219,4 +237,114 @@ test("GET / names the API routes", async () => {
   const text = await res.text();
   for (const route of ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics"])
     expect(text).toContain(route);
+});
+
+/** A done event with the given text and counts. */
+function done(id: string, text: string, finish: "stop" | "length", completionTokens: number): EngineEvent {
+  return {
+    type: "done",
+    id,
+    text,
+    finish,
+    promptTokens: 5,
+    cachedTokens: 0,
+    completionTokens,
+    draftTokens: 0,
+    acceptedDraftTokens: 0,
+  };
+}
+
+/** The SSE stream of a POST, as its parsed `data:` payloads (and "[DONE]"). */
+async function sse(app: Awaited<ReturnType<typeof scriptedApp>>["app"], path: string, body: unknown) {
+  const res = await app.handle(
+    new Request(`http://127.0.0.1${path}`, {
+      method: "POST",
+      body: JSON.stringify({ ...(body as object), stream: true }),
+    }),
+  );
+  const text = await res.text();
+  return text
+    .split("\n\n")
+    .filter((e) => e.startsWith("data: "))
+    .map((e) => (e === "data: [DONE]" ? "[DONE]" : JSON.parse(e.slice(6))));
+}
+
+test("one choice state machine, two sinks: the JSON body and the SSE chunks carry the same text, finish reasons and usage", async () => {
+  // Choice 0 streams in three pieces (one of them empty: nothing is sent for it) and stops;
+  // choice 1 ends at its limit with its text in the done event only.
+  const script: Script = (_req, id, n) =>
+    n % 2 === 0
+      ? [
+          { type: "text", id, text: "Hel", tokens: 1 },
+          { type: "text", id, text: "", tokens: 1 },
+          { type: "text", id, text: "lo", tokens: 1 },
+          done(id, "!", "stop", 4),
+        ]
+      : [done(id, "Bye", "length", 2)];
+  const { app } = await scriptedApp(false, script);
+  const body = { messages: [{ role: "user", content: "hi" }], n: 2, stream_options: { include_usage: true } };
+  const whole = (await (
+    await app.handle(
+      new Request("http://127.0.0.1/v1/chat/completions", { method: "POST", body: JSON.stringify(body) }),
+    )
+  ).json()) as {
+    choices: Array<{ index: number; message: { content: string }; finish_reason: string }>;
+    usage: { prompt_tokens: number; completion_tokens: number };
+  };
+  expect(whole.choices.map((c) => [c.index, c.message.content, c.finish_reason])).toEqual([
+    [0, "Hello!", "stop"],
+    [1, "Bye", "length"],
+  ]);
+  // The prompt is counted once, the completions of both choices.
+  expect(whole.usage).toMatchObject({ prompt_tokens: 5, completion_tokens: 6 });
+
+  const events = await sse(app, "/v1/chat/completions", body);
+  expect(events.at(-1)).toBe("[DONE]");
+  const chunks = events.slice(0, -1) as Array<{
+    choices: Array<{
+      index: number;
+      delta: { role?: string; content?: string };
+      finish_reason: string | null;
+    }>;
+    usage: unknown;
+  }>;
+  const texts = ["", ""];
+  const finishes: Array<string | null> = [null, null];
+  for (const c of chunks)
+    for (const ch of c.choices) {
+      texts[ch.index] += ch.delta.content ?? "";
+      if (ch.finish_reason !== null) finishes[ch.index] = ch.finish_reason;
+    }
+  expect(texts).toEqual(["Hello!", "Bye"]);
+  expect(finishes).toEqual(["stop", "length"]);
+  // No chunk for the empty piece: three text chunks and a finish chunk for choice 0.
+  expect(chunks.filter((c) => c.choices[0]?.index === 0).length).toBe(4);
+  // Each choice's first chunk names the role; usage comes last, alone, and is null before.
+  expect(chunks.find((c) => c.choices[0]?.index === 1)?.choices[0]?.delta.role).toBe("assistant");
+  expect(chunks.at(-1)?.choices).toEqual([]);
+  expect(chunks.at(-1)?.usage).toEqual(whole.usage);
+  expect(chunks.slice(0, -1).every((c) => c.usage === null)).toBe(true);
+});
+
+test("an engine error in one choice: JSON answers 500 (429 for a full queue), SSE ends with an error event; the other choices are cancelled", async () => {
+  const script: Script = (_req, id, n) =>
+    n % 2 === 1
+      ? [{ type: "error", id, message: n >= 3 ? "queue_full: no room" : "engine worker failed: boom" }]
+      : [
+          { type: "text", id, text: "a", tokens: 1 },
+          ...Array(50).fill({ type: "text", id, text: "b", tokens: 1 }),
+        ];
+  const { app, cancelled } = await scriptedApp(false, script);
+  const body = { prompt: "hi", n: 2, max_tokens: 100 };
+  const failed = await post(app, "/v1/completions", body);
+  expect(failed.status).toBe(500);
+  expect(failed.body.error?.message).toContain("boom");
+  expect(cancelled).toContain("r0");
+  const events = await sse(app, "/v1/completions", body);
+  const last = events.at(-1) as { error?: { message: string } };
+  expect(last.error?.message).toContain("queue_full");
+  expect(events).not.toContain("[DONE]");
+  expect(cancelled).toContain("r2");
+  const busy = await post(app, "/v1/completions", body);
+  expect(busy.status).toBe(429);
 });

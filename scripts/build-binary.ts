@@ -1,8 +1,8 @@
 // `bun run build:binary [PLATFORM...|all]`: single-file executables of the CLI. Each embeds the
 // libhearth of every CPU variant of its platform (scripts/build-native.ts builds them); at run
 // time src/native/lib.ts picks the one this CPU runs and extracts it once to
-// ~/.cache/hearth/lib/<hash>/. No platform given: this machine's, written to dist/hearth; others
-// go to dist/hearth-<platform>.
+// ~/.cache/hearth/lib/<hash>/. No platform given: this machine's, written to dist/hearth; named
+// platforms (or all) go to dist/hearth-<platform>.
 import { copyFileSync, mkdirSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { hostPlatform, type Platform } from "../src/native/variants.ts";
@@ -16,13 +16,10 @@ function step(cmd: string[]): void {
   if (r.exitCode !== 0) throw new Error(`${cmd[0]} exited with ${r.exitCode}`);
 }
 
-export function defaultOutfile(p: Platform): string {
-  return join(root, "dist", p === hostPlatform() ? "hearth" : `hearth-${p.id}`);
-}
-
+/** Builds the binary for `platform` (default: this machine's) into `outfile` (default: dist/hearth). */
 export function buildBinary(outfile?: string, platform: Platform | undefined = hostPlatform()): string {
   if (platform === undefined) throw new Error(`no binary target for ${process.platform}-${process.arch}`);
-  const out = outfile ?? defaultOutfile(platform);
+  const out = outfile ?? join(root, "dist", "hearth");
   const libs = buildPlatform(platform);
   // Embedded files keep only their base name (plus a hash), so each variant gets its own:
   // libhearth-<variant>.<ext>, which src/native/lib.ts reads back.
@@ -55,8 +52,9 @@ export function buildBinary(outfile?: string, platform: Platform | undefined = h
 }
 
 if (import.meta.main) {
-  for (const p of platformsFrom(process.argv.slice(2))) {
-    const out = buildBinary(undefined, p);
+  const args = process.argv.slice(2);
+  for (const p of platformsFrom(args)) {
+    const out = buildBinary(args.length === 0 ? undefined : join(root, "dist", `hearth-${p.id}`), p);
     console.log(`${out} ${(statSync(out).size / 1e6).toFixed(1)} MB`);
   }
 }

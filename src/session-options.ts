@@ -1,9 +1,15 @@
 // The library session's options, results and errors, and their checks (src/session.ts runs them).
 import type { ChatMessage } from "./chat/index.ts";
+import type { GenerationSpec } from "./engine/generation.ts";
 import type { Model } from "./model.ts";
 import { checkOptionKeys } from "./option-keys.ts";
-import type { FinishReason, SamplerOptions, TokenLogprob } from "./sampling/index.ts";
-import type { SpeculativeOptions } from "./speculative.ts";
+import {
+  type FinishReason,
+  MAX_TOP_LOGPROBS,
+  type SamplerOptions,
+  type TokenLogprob,
+} from "./sampling/index.ts";
+import { resolveSpeculative, type SpeculativeOptions } from "./speculative.ts";
 
 export type { ChatMessage, SpeculativeOptions, TokenLogprob };
 
@@ -244,4 +250,81 @@ export function resolveShift(
     );
   }
   return { keepTokens, dropTokens };
+}
+
+/** Most tokens a generation makes when the call does not say. */
+const DEFAULT_MAX_TOKENS = 512;
+
+/**
+ * The generation rules of one call, checked (a RangeError names what is wrong).
+ * `encode` turns a prediction into token ids (text without BOS; ids checked against the vocabulary).
+ */
+export function generationSpec(
+  opts: GenerateOptions,
+  shift: Readonly<Required<ContextShiftOptions>> | false,
+  encode: (p: string | readonly number[]) => number[],
+): GenerationSpec {
+  if (
+    opts.json !== undefined &&
+    typeof opts.json !== "boolean" &&
+    (typeof opts.json !== "object" || opts.json === null || !("schema" in opts.json))
+  )
+    throw new RangeError("json must be true, false or { schema }");
+  const json = opts.json !== undefined && opts.json !== false;
+  if (json && opts.speculative)
+    throw new RangeError("json and speculative cannot be combined (JSON mode takes no drafts)");
+  const predicted = opts.prediction === undefined ? undefined : encode(opts.prediction);
+  const speculative = resolveSpeculative(opts.speculative ?? (predicted !== undefined && !json));
+  const {
+    maxTokens,
+    stop,
+    ignoreEos,
+    logprobs,
+    signal: _s,
+    speculative: _sp,
+    json: _j,
+    prediction: _p,
+    ...sampling
+  } = opts;
+  if (logprobs !== undefined && (!Number.isInteger(logprobs) || logprobs < 0 || logprobs > MAX_TOP_LOGPROBS))
+    throw new RangeError(
+      `logprobs must be an integer from 0 to ${MAX_TOP_LOGPROBS}, got ${String(logprobs)}`,
+    );
+  return {
+    sampling,
+    maxTokens: maxTokens ?? DEFAULT_MAX_TOKENS,
+    stop: stop ?? [],
+    ignoreEos: ignoreEos === true,
+    speculative,
+    ...(predicted === undefined ? {} : { predictedIds: predicted }),
+    json: opts.json === true,
+    ...(typeof opts.json === "object" && opts.json !== null ? { jsonSchema: opts.json.schema } : {}),
+    logprobs: logprobs ?? null,
+    contextShift: shift === false ? null : { ...shift },
+  };
+}
+
+/** The context is full with shift off: `pending` tokens (1: the next one) do not fit. */
+export function contextFullError(used: number, contextTokens: number, pending: number): ContextFullError {
+  return new ContextFullError(
+    `context full: the session holds ${used} of ${contextTokens} tokens, ${pending} more ${pending === 1 ? "does" : "do"} not fit, and contextShift is off ` +
+      `(open the session with a larger contextTokens, enable contextShift, or reset() it)`,
+    contextTokens,
+    used,
+    pending,
+  );
+}
+
+/** Token ids given by a caller, checked against the vocabulary (`where` names the call). */
+export function checkTokenIds(where: string, input: unknown, vocabSize: number): number[] {
+  if (!Array.isArray(input) && !ArrayBuffer.isView(input)) {
+    throw new TypeError(`${where}: input must be a string or an array of token ids`);
+  }
+  const ids = Array.from(input as ArrayLike<number>);
+  ids.forEach((id, i) => {
+    if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
+      throw new RangeError(`${where}: token ${i} is ${String(id)}, not an id in [0, ${vocabSize})`);
+    }
+  });
+  return ids;
 }

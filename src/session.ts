@@ -2,7 +2,7 @@
 // are requests on the model's in-process engine (src/engine/local.ts), so sessions generating at
 // once share each forward pass; the generation rules are the server's (src/engine/generation.ts).
 import { type ChatMessage, checkConversation, encodeChat } from "./chat/index.ts";
-import { Generation, type GenerationFigures } from "./engine/generation.ts";
+import { Generation } from "./engine/generation.ts";
 import type { LocalRun } from "./engine/local.ts";
 import type { EngineEvent, OwnedSequence } from "./engine/request.ts";
 import { resumeSequence, saveSequence } from "./kv/index.ts";
@@ -14,10 +14,13 @@ import {
   ContextFullError,
   type ContextShiftOptions,
   checkFitsPool,
+  checkTokenIds,
+  contextFullError,
   GENERATE_OPTION_KEYS,
   type GenerateFinishReason,
   type GenerateOptions,
   type GenerateResult,
+  generationSpec,
   type PrefillOptions,
   resolveShift,
   SAMPLER_OPTION_KEYS,
@@ -26,66 +29,10 @@ import {
   SessionStateError,
   type Telemetry,
 } from "./session-options.ts";
-import { resolveSpeculative } from "./speculative.ts";
+import { addFigures, buildTelemetry, diffFigures, emptyPhase } from "./session-telemetry.ts";
 
-export type { ChatMessage, SpeculativeOptions } from "./session-options.ts";
-export {
-  ContextFullError,
-  type ContextShiftOptions,
-  type GenerateFinishReason,
-  type GenerateOptions,
-  type GenerateResult,
-  type PrefillOptions,
-  type SessionOptions,
-  type SessionSamplerOptions,
-  SessionStateError,
-  type Telemetry,
-} from "./session-options.ts";
-
-const DEFAULT_MAX_TOKENS = 512;
-
-/** The figures a session adds up between generations (prefills count towards the next one). */
-interface PhaseFigures extends Omit<GenerationFigures, "firstTokenMs"> {
-  cachedTokens: number;
-}
-
-function emptyPhase(): PhaseFigures {
-  return {
-    promptTokens: 0,
-    cachedTokens: 0,
-    prefillMs: 0,
-    decodeTokens: 0,
-    decodeMs: 0,
-    contextShifts: 0,
-    droppedTokens: 0,
-    draftTokens: 0,
-    acceptedDraftTokens: 0,
-    droppedDraftRows: 0,
-  };
-}
-
-function addFigures(into: PhaseFigures, f: GenerationFigures | undefined): void {
-  if (f === undefined) return;
-  into.promptTokens += f.promptTokens;
-  into.prefillMs += f.prefillMs;
-  into.decodeTokens += f.decodeTokens;
-  into.decodeMs += f.decodeMs;
-  into.contextShifts += f.contextShifts;
-  into.droppedTokens += f.droppedTokens;
-  into.draftTokens += f.draftTokens;
-  into.acceptedDraftTokens += f.acceptedDraftTokens;
-  into.droppedDraftRows += f.droppedDraftRows;
-}
-
-function diffFigures(after: PhaseFigures, before: PhaseFigures): PhaseFigures {
-  const d = emptyPhase();
-  for (const k of Object.keys(d) as (keyof PhaseFigures)[]) d[k] = after[k] - before[k];
-  return d;
-}
-
-function rate(tokens: number, ms: number): number {
-  return tokens > 0 && ms > 0 ? (tokens * 1000) / ms : 0;
-}
+// Types and errors a session's caller needs, from the file that defines them.
+export * from "./session-options.ts";
 
 /**
  * One conversation with a model: a KV sequence rented from the model's pool, the token history,
@@ -167,7 +114,14 @@ export class Session {
       const before = { ...this.figures };
       this.append(ids);
       await this.runPending(opts.signal);
-      const t = this.telemetry(started, null, 0, null, diffFigures(this.figures, before));
+      const t = buildTelemetry(
+        started,
+        null,
+        0,
+        null,
+        diffFigures(this.figures, before),
+        this.kv.tokens.length,
+      );
       this.lastTelemetry = t;
       return t;
     });
@@ -352,24 +306,11 @@ export class Session {
 
   private toTokens(input: string | readonly number[], opts: PrefillOptions): number[] {
     this.checkOpen();
-    const tok = this.model.tokenizer;
-    if (typeof input === "string") {
-      return tok.encode(input, {
-        addSpecial: opts.addSpecial ?? this.kv.tokens.length === 0,
-        parseSpecial: opts.parseSpecial ?? false,
-      });
-    }
-    if (!Array.isArray(input) && !ArrayBuffer.isView(input)) {
-      throw new TypeError("prefill: input must be a string or an array of token ids");
-    }
-    const vocab = this.model.info.vocabSize;
-    const ids = Array.from(input as ArrayLike<number>);
-    ids.forEach((id, i) => {
-      if (!Number.isInteger(id) || id < 0 || id >= vocab) {
-        throw new RangeError(`prefill: token ${i} is ${String(id)}, not an id in [0, ${vocab})`);
-      }
+    if (typeof input !== "string") return checkTokenIds("prefill", input, this.model.info.vocabSize);
+    return this.model.tokenizer.encode(input, {
+      addSpecial: opts.addSpecial ?? this.kv.tokens.length === 0,
+      parseSpecial: opts.parseSpecial ?? false,
     });
-    return ids;
   }
 
   private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
@@ -398,56 +339,6 @@ export class Session {
     }
   }
 
-  /** Builds the generation of one call: its rules, checked (a RangeError names what is wrong). */
-  private generation(opts: GenerateOptions): Generation {
-    if (
-      opts.json !== undefined &&
-      typeof opts.json !== "boolean" &&
-      (typeof opts.json !== "object" || opts.json === null || !("schema" in opts.json))
-    )
-      throw new RangeError("json must be true, false or { schema }");
-    const json = opts.json !== undefined && opts.json !== false;
-    if (json && opts.speculative)
-      throw new RangeError("json and speculative cannot be combined (JSON mode takes no drafts)");
-    const predicted = opts.prediction === undefined ? undefined : this.predictionIds(opts.prediction);
-    const speculative = resolveSpeculative(opts.speculative ?? (predicted !== undefined && !json));
-    const logprobs = opts.logprobs;
-    if (logprobs !== undefined && (!Number.isInteger(logprobs) || logprobs < 0 || logprobs > 20))
-      throw new RangeError(`logprobs must be an integer from 0 to 20, got ${String(logprobs)}`);
-    const {
-      maxTokens,
-      stop,
-      ignoreEos,
-      signal: _s,
-      speculative: _sp,
-      json: _j,
-      prediction: _p,
-      ...sampling
-    } = opts;
-    const shift = this.contextShift;
-    return new Generation(
-      {
-        sampling,
-        maxTokens: maxTokens ?? DEFAULT_MAX_TOKENS,
-        stop: stop ?? [],
-        ignoreEos: ignoreEos === true,
-        speculative,
-        ...(predicted === undefined ? {} : { predictedIds: predicted }),
-        json: opts.json === true,
-        ...(typeof opts.json === "object" && opts.json !== null ? { jsonSchema: opts.json.schema } : {}),
-        logprobs: logprobs ?? null,
-        contextShift: shift === false ? null : { ...shift },
-      },
-      this.model.tokenizer,
-      this.model.info.vocabSize,
-    );
-  }
-
-  private predictionIds(p: string | readonly number[]): number[] {
-    if (typeof p === "string") return this.model.tokenizer.encode(p, { addSpecial: false });
-    return this.toTokens(p, {});
-  }
-
   private async *generateInner(
     opts: GenerateOptions,
     callStarted: number | null,
@@ -464,7 +355,13 @@ export class Session {
     if (kv.computed === kv.tokens.length && kv.computed > 0 && kv.lastLogits === null) this.dropKvTail(1);
     if (kv.tokens.length === 0)
       throw new SessionStateError("nothing to generate from: prefill a prompt first");
-    const gen = this.generation(opts);
+    const gen = new Generation(
+      generationSpec(opts, this.contextShift, (p) =>
+        typeof p === "string" ? this.model.tokenizer.encode(p, { addSpecial: false }) : this.toTokens(p, {}),
+      ),
+      this.model.tokenizer,
+      this.model.info.vocabSize,
+    );
     if (this.contextShift === false && kv.tokens.length >= this.contextTokens) throw this.contextFull();
     if (this.isAborted(opts.signal)) return this.finish(origin, null, gen, "abort", "");
     let text = "";
@@ -565,41 +462,26 @@ export class Session {
   /** Appends prompt tokens to the history; with shift off, refuses what does not fit. */
   private append(ids: readonly number[]): void {
     const total = this.kv.tokens.length + ids.length;
-    if (this.contextShift === false && total > this.contextTokens) {
-      const used = this.kv.computed;
-      throw new ContextFullError(
-        `context full: the session holds ${used} of ${this.contextTokens} tokens, ${total - used} more ${total - used === 1 ? "does" : "do"} not fit, and contextShift is off ` +
-          `(open the session with a larger contextTokens, enable contextShift, or reset() it)`,
-        this.contextTokens,
-        used,
-        total - used,
-      );
-    }
+    if (this.contextShift === false && total > this.contextTokens)
+      throw contextFullError(this.kv.computed, this.contextTokens, total - this.kv.computed);
     for (const id of ids) this.kv.tokens.push(id);
   }
 
   /** The context is full with shift off: the next token has no room. */
   private contextFull(): ContextFullError {
-    const used = this.kv.tokens.length;
-    return new ContextFullError(
-      `context full: the session holds ${used} of ${this.contextTokens} tokens, 1 more does not fit, and contextShift is off ` +
-        `(open the session with a larger contextTokens, enable contextShift, or reset() it)`,
-      this.contextTokens,
-      used,
-      1,
-    );
+    return contextFullError(this.kv.tokens.length, this.contextTokens, 1);
   }
 
   /** The error an engine error event stands for. */
   private failure(ev: Extract<EngineEvent, { type: "error" }>): Error {
-    if (ev.kvFull) {
+    if (ev.code === "kv_full") {
       const stats = this.model.native.kvStats();
       return new KvFullError(
         `the KV pool is full (${stats.pagesTotal} pages of ${stats.pageTokens} tokens, shared by ${this.model.openSessions} sessions): ` +
           `close other sessions, or load the model with more kvPages`,
       );
     }
-    if (ev.message.startsWith("context full")) {
+    if (ev.code === "context_full") {
       return new ContextFullError(ev.message, this.contextTokens, this.kv.computed, 1);
     }
     return new Error(ev.message);
@@ -621,38 +503,10 @@ export class Session {
     text: string,
   ): GenerateResult {
     const out = [...gen.out];
-    const telemetry = this.telemetry(started, ttft, out.length, reason, this.figures);
+    const telemetry = buildTelemetry(started, ttft, out.length, reason, this.figures, this.kv.tokens.length);
     this.figures = emptyPhase();
     this.lastTelemetry = telemetry;
     return { text, tokens: out, finishReason: reason, telemetry };
-  }
-
-  private telemetry(
-    started: number,
-    ttft: number | null,
-    generated: number,
-    reason: GenerateFinishReason | null,
-    f: PhaseFigures,
-  ): Telemetry {
-    return {
-      promptTokens: f.promptTokens,
-      cachedTokens: f.cachedTokens,
-      generatedTokens: generated,
-      timeToFirstTokenMs: ttft,
-      prefillMs: f.prefillMs,
-      prefillTokensPerS: rate(f.promptTokens, f.prefillMs),
-      decodeTokens: f.decodeTokens,
-      decodeMs: f.decodeMs,
-      // Tokens kept per second: drafts that were run and then rejected do not count.
-      decodeTokensPerS: rate(f.decodeTokens - f.droppedDraftRows, f.decodeMs),
-      totalMs: performance.now() - started,
-      contextShifts: f.contextShifts,
-      droppedTokens: f.droppedTokens,
-      contextUsedTokens: this.kv.tokens.length,
-      draftTokens: f.draftTokens,
-      acceptedDraftTokens: f.acceptedDraftTokens,
-      finishReason: reason,
-    };
   }
 
   private isAborted(signal: AbortSignal | undefined): boolean {

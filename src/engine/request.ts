@@ -58,8 +58,11 @@ export type EngineEvent =
       type: "error";
       id: string;
       message: string;
-      /** The KV pool had no page for the request and nothing could be preempted or shifted. */
-      kvFull?: true;
+      /**
+       * kv_full: the KV pool had no page for the request and nothing could be preempted or
+       * shifted; context_full: its context is full and nothing can be dropped.
+       */
+      code?: "kv_full" | "context_full";
     };
 
 export interface SchedulerOptions {

@@ -6,16 +6,11 @@
 // and outlives its requests. With the prefix cache on, see prefix-cache.ts.
 import type { Batch, NativeKvTiers, NativeModel } from "../native/model-api.ts";
 import { KvFullError } from "../native/model-api.ts";
-import { type TokenLogprob, tokenLogprob } from "../sampling/index.ts";
-import { type EngineFinishReason, type EngineTokenizer, Generation, shiftDrop } from "./generation.ts";
+import { tokenLogprob } from "../sampling/index.ts";
+import type { EngineFinishReason, EngineTokenizer } from "./generation.ts";
 import { PrefixCache } from "./prefix-cache.ts";
-import type {
-  EngineEvent,
-  EngineRequest,
-  OwnedSequence,
-  SchedulerOptions,
-  SchedulerStats,
-} from "./request.ts";
+import type { EngineEvent, EngineRequest, SchedulerOptions, SchedulerStats } from "./request.ts";
+import { newSequence, type OwnedRun, type Sequence, shiftSequence } from "./sequence.ts";
 
 export type { EngineTokenizer } from "./generation.ts";
 export type {
@@ -26,6 +21,7 @@ export type {
   SchedulerOptions,
   SchedulerStats,
 } from "./request.ts";
+export type { OwnedRun, Sequence } from "./sequence.ts";
 
 /**
  * Prompt rows a step scores at most (echo + logprobs): each is a vocabulary-sized logits row the
@@ -37,48 +33,6 @@ const MAX_SCORED_ROWS_PER_STEP = 64;
 /** submit() answer when the bounded queue has no room. */
 export class QueueFullError extends Error {
   override name = "QueueFullError";
-}
-
-/** A request the caller runs on a KV sequence it owns (a library session). */
-export interface OwnedRun {
-  kv: OwnedSequence;
-  /** Built by the caller (it validated the options); the scheduler samples through it. */
-  generation: Generation;
-  /** The context this sequence may fill (at most the scheduler's). */
-  contextTokens: number;
-  /** After each text event the sequence waits for resume(): its client takes tokens at its pace. */
-  paced: boolean;
-}
-
-export interface Sequence {
-  req: EngineRequest;
-  /** Arrival order; the newest running sequence is preempted first. */
-  order: number;
-  /** Its KV sequence: seqId -1 while it holds none; tokens = prompt then every generated token. */
-  kv: OwnedSequence;
-  /** The caller owns the KV sequence: never freed, published or preempted here. */
-  owned: boolean;
-  contextTokens: number;
-  /** Prompt tokens reused from the prefix cache at the first admission; -1 before it. */
-  cachedTokens: number;
-  gen: Generation;
-  /** Batch row of this step whose logits belong to this sequence, or -1. */
-  logitsRow: number;
-  /** Rows of this step's batch that carry this sequence's tokens. */
-  taking: number;
-  /** Draft tokens riding in this step's batch after the sequence's next token (logits rows follow logitsRow). */
-  draft: number[];
-  /** With `promptLogprobs`: entry i is prompt token i+1's; filled as the prompt is computed. */
-  promptLogprobs: TokenLogprob[] | null;
-  /** This step's logits rows that score prompt tokens: [first row, first prompt position). */
-  promptRows: { row: number; pos: number; count: number } | null;
-  /** Whether `promptLogprobs` went out in an event. */
-  promptLogprobsSent: boolean;
-  /** Prompt tokens, in whole pages, whose KV is in the prefix cache through this sequence. */
-  publishedTokens: number;
-  /** Paced: an event went out that its client has not taken yet (see resume). */
-  held: boolean;
-  paced: boolean;
 }
 
 export class Scheduler {
@@ -173,24 +127,7 @@ export class Scheduler {
       if (req.maxTokens === 0 && !req.promptLogprobs)
         throw new RangeError("maxTokens 0 generates nothing; it is for scoring a prompt (promptLogprobs)");
     }
-    this.waiting.push({
-      req,
-      order: this.nextOrder++,
-      kv: owned?.kv ?? { seqId: -1, tokens: [...req.promptIds], computed: 0, lastLogits: null },
-      owned: owned !== undefined,
-      contextTokens: owned?.contextTokens ?? this.opts.contextTokens,
-      cachedTokens: -1,
-      gen: owned?.generation ?? new Generation(req, this.tokenizer),
-      logitsRow: -1,
-      taking: 0,
-      draft: [],
-      promptLogprobs: req.promptLogprobs && owned === undefined ? [] : null,
-      promptRows: null,
-      promptLogprobsSent: false,
-      publishedTokens: 0,
-      held: false,
-      paced: owned?.paced ?? false,
-    });
+    this.waiting.push(newSequence(req, this.nextOrder++, this.tokenizer, this.opts.contextTokens, owned));
   }
 
   /** Lets a paced sequence run again once its client took its last event. */
@@ -260,7 +197,7 @@ export class Scheduler {
           type: "error",
           id: s.req.id,
           message: "KV cache too small for this request",
-          kvFull: true,
+          code: "kv_full",
         });
         return events;
       }
@@ -479,12 +416,13 @@ export class Scheduler {
       s.promptRows = null;
       if (s.held) continue;
       const pending = pendingOf(s);
-      if (pending > 0 && s.kv.computed >= s.contextTokens && !this.shift(s)) {
+      if (pending > 0 && s.kv.computed >= s.contextTokens && !shiftSequence(this.model, s)) {
         this.running.splice(this.running.indexOf(s), 1);
         return {
           type: "error",
           id: s.req.id,
           message: `context full: ${s.kv.computed} of ${s.contextTokens} tokens and nothing can be dropped`,
+          code: "context_full",
         };
       }
       let take = Math.min(pending, this.opts.stepTokens - rows);
@@ -538,24 +476,6 @@ export class Scheduler {
   }
 
   /**
-   * Context shift of a sequence whose request asks for it: keep its first tokens, drop the
-   * oldest after them, re-rope the rest. False when it does not shift or nothing can be dropped.
-   */
-  private shift(s: Sequence): boolean {
-    const policy = s.gen.spec.contextShift;
-    if (!policy || s.kv.seqId < 0) return false;
-    const { keep, drop } = shiftDrop(policy, s.kv.computed);
-    if (drop <= 0) return false;
-    this.model.seqShift(s.kv.seqId, keep, drop);
-    s.kv.tokens.splice(keep, drop);
-    s.kv.computed -= drop;
-    s.kv.lastLogits = null;
-    s.gen.figures.contextShifts++;
-    s.gen.figures.droppedTokens += drop;
-    return true;
-  }
-
-  /**
    * The pool is full and nothing can be preempted: a caller's sequence that shifts and holds more
    * than a page after its kept tokens gives up its oldest tokens (newest sequence first).
    */
@@ -563,7 +483,12 @@ export class Scheduler {
     const byNewest = [...this.running].sort((x, y) => y.order - x.order);
     for (const s of byNewest) {
       const policy = s.gen.spec.contextShift;
-      if (s.owned && policy && s.kv.computed > policy.keepTokens + this.pageTokens && this.shift(s))
+      if (
+        s.owned &&
+        policy &&
+        s.kv.computed > policy.keepTokens + this.pageTokens &&
+        shiftSequence(this.model, s)
+      )
         return true;
     }
     return false;

@@ -4,7 +4,7 @@
 // all suites: { suites: { name: {...} } } plus the merged summary keys).
 import { type BenchOptions, formatTable, parseBenchArgs, printSuite, type SuiteResult } from "./lib.ts";
 
-const SUITES = ["kernels", "e2e", "serve", "kv", "text", "speculative"] as const;
+const SUITES = ["kernels", "e2e", "serve", "kv", "text", "speculative", "library"] as const;
 
 async function loadSuite(name: string): Promise<(o: BenchOptions) => Promise<SuiteResult>> {
   if (!(SUITES as readonly string[]).includes(name)) {

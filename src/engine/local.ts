@@ -2,7 +2,7 @@
 // event-loop turns while any request has work. The library's sessions share it, so sessions
 // generating at once share each forward pass; no worker is needed.
 import type { Generation } from "./generation.ts";
-import type { EngineEvent, EngineRequest, OwnedSequence } from "./request.ts";
+import type { EngineEvent, EngineRequest, OwnedSequence, SchedulerStats } from "./request.ts";
 import type { Scheduler } from "./scheduler.ts";
 
 /** One request in flight on a LocalEngine: its events in order, taken one at a time. */
@@ -54,6 +54,11 @@ export class LocalEngine {
   private nextId = 0;
 
   constructor(private readonly scheduler: Scheduler) {}
+
+  /** The scheduler's figures (steps, KV pages, drafts). */
+  stats(): SchedulerStats {
+    return this.scheduler.stats();
+  }
 
   /**
    * Queues a request on a KV sequence the caller owns. Throws (QueueFullError, RangeError) at

@@ -8,7 +8,14 @@ export interface BenchOptions {
   /** Fewer repetitions / smaller sizes (CI smoke runs); figures are not for reporting. */
   quick: boolean;
   threads: number;
+  /** `--model REF`: the model file for suites that take one (a path, a known name, or a file of
+   * bench/peers/llama.cpp/models/ by name); undefined means hearth's default model. */
+  model?: string;
+  /** `--peers LIST`: which peer columns to run (default: llama.cpp,node-llama-cpp). */
+  peers: string[];
 }
+
+export const PEERS = ["llama.cpp", "node-llama-cpp"] as const;
 
 export type Cell = string | number | null;
 
@@ -28,13 +35,22 @@ export function parseBenchArgs(argv: string[]): { suites: string[]; opts: BenchO
     json: false,
     quick: false,
     threads: Number(process.env.HEARTH_THREADS ?? 2),
+    peers: [...PEERS],
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     if (a === "--json") opts.json = true;
     else if (a === "--quick") opts.quick = true;
     else if (a === "--threads" || a === "-t") opts.threads = Number(argv[++i]);
-    else if (a.startsWith("-")) throw new Error(`unknown option ${a}`);
+    else if (a === "--model" || a === "-m") {
+      const v = argv[++i];
+      if (v === undefined || v === "") throw new Error("--model needs a path or a name");
+      opts.model = v;
+    } else if (a === "--peers") {
+      opts.peers = (argv[++i] ?? "").split(",").filter((p) => p !== "" && p !== "none");
+      const bad = opts.peers.find((p) => !(PEERS as readonly string[]).includes(p));
+      if (bad !== undefined) throw new Error(`unknown peer "${bad}"; peers: ${PEERS.join(", ")}, none`);
+    } else if (a.startsWith("-")) throw new Error(`unknown option ${a}`);
     else suites.push(a);
   }
   if (!Number.isInteger(opts.threads) || opts.threads < 1)

@@ -17,12 +17,16 @@ async function loadSuite(name: string): Promise<(o: BenchOptions) => Promise<Sui
 
 export async function main(argv: string[]): Promise<number> {
   if (argv.includes("--help") || argv.includes("-h")) {
-    console.log(`Usage: bun run bench [suite...] [--json] [--quick] [--threads N]
+    console.log(`Usage: bun run bench [suite...] [--json] [--quick] [--threads N] [--model REF] [--peers LIST]
 
 Suites: ${SUITES.join(", ")} (default: all, then one summary table).
   --json       end the output with one JSON object of the figures
   --quick      fewer repetitions (smoke runs; not for reporting)
-  --threads N  worker threads for hearth and the peer (default: $HEARTH_THREADS or 2)`);
+  --threads N  worker threads for hearth and the peer (default: $HEARTH_THREADS or 2)
+  --model REF  model file for e2e: a path, a known name, or a file of bench/peers/llama.cpp/models/
+               by name (Q4_K_M, gemma3-270m, gemma-3-270m.F16, ...; made by models.sh)
+  --peers LIST peer columns: llama.cpp (native build, bench/peers/llama.cpp/build.sh),
+               node-llama-cpp, or none (default: llama.cpp,node-llama-cpp)`);
     return 0;
   }
   const { suites, opts } = parseBenchArgs(argv);

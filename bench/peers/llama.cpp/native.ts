@@ -1,0 +1,128 @@
+// The native llama.cpp peer: the tools that bench/peers/llama.cpp/build.sh builds from the
+// llama-cpp-python 0.3.36 source distribution (vendor/llama.cpp, GGML_NATIVE on, static).
+// Benchmarks and fixture scripts find its binaries here; nothing else in the tree uses it.
+// The build is never started from here (it takes minutes): when it is absent, callers say so
+// with BUILD_HINT and carry on without the column.
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+
+const HERE = import.meta.dir;
+export const MODELS_DIR = join(HERE, "models");
+export const PIN = "llama-cpp-python 0.3.36 sdist";
+export const BUILD_HINT =
+  "native llama.cpp peer not built: run `bash bench/peers/llama.cpp/build.sh` (about 5-10 min on 2 cores)";
+export const MODELS_HINT = "make the model variants with `bash bench/peers/llama.cpp/models.sh`";
+
+/** Where the tools are: $LLAMACPP_BUILD_DIR/bin, else bench/peers/llama.cpp/build/bin; null if absent. */
+export function binDir(): string | null {
+  const build = process.env.LLAMACPP_BUILD_DIR ?? join(HERE, "build");
+  const bin = join(build, "bin");
+  return existsSync(join(bin, "llama-bench")) ? bin : null;
+}
+
+/** The path of one tool; throws with BUILD_HINT when the build (or that tool) is missing. */
+export function tool(name: string): string {
+  const dir = binDir();
+  const path = dir === null ? null : join(dir, name);
+  if (path === null || !existsSync(path)) throw new Error(`${BUILD_HINT} (${name} missing)`);
+  return path;
+}
+
+export interface ToolRun {
+  stdout: string;
+  stderr: string;
+  /** Peak resident set of the child (getrusage), MiB. */
+  peakRssMb: number | null;
+}
+
+/** Runs one tool to completion; throws with the tail of its stderr when it fails. */
+export async function runTool(name: string, args: string[]): Promise<ToolRun> {
+  const proc = Bun.spawn([tool(name), ...args], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  if (code !== 0) {
+    const tail = stderr.trim().split("\n").slice(-5).join("\n");
+    throw new Error(`${name} failed (exit ${code}): ${JSON.stringify(tail)}`);
+  }
+  const rss = proc.resourceUsage()?.maxRSS;
+  return { stdout, stderr, peakRssMb: rss ? rss / 2 ** 20 : null };
+}
+
+export interface LlamaBenchTest {
+  flashAttention: boolean;
+  nPrompt: number;
+  nGen: number;
+  samplesTs: number[];
+}
+
+export interface LlamaBenchResult {
+  buildCommit: string;
+  modelType: string;
+  modelSizeBytes: number;
+  threads: number;
+  tests: LlamaBenchTest[];
+  peakRssMb: number | null;
+}
+
+/**
+ * One llama-bench process: pp `pp` and tg `tg` with flash attention off and on (`-fa 0,1`),
+ * `reps` repetitions each after llama-bench's own warm-up, f16 KV, JSON output.
+ */
+export async function llamaBench(opts: {
+  model: string;
+  pp: number;
+  tg: number;
+  threads: number;
+  reps: number;
+}): Promise<LlamaBenchResult> {
+  const args = ["-m", opts.model, "-t", String(opts.threads), "-p", String(opts.pp), "-n", String(opts.tg)];
+  args.push("-fa", "0,1", "-r", String(opts.reps), "-o", "json");
+  const r = await runTool("llama-bench", args);
+  const rows = JSON.parse(r.stdout) as Array<Record<string, unknown>>;
+  if (!Array.isArray(rows) || rows.length === 0) throw new Error("llama-bench printed no results");
+  const first = rows[0] as Record<string, unknown>;
+  return {
+    buildCommit: String(first.build_commit ?? "?"),
+    modelType: String(first.model_type ?? "?"),
+    modelSizeBytes: Number(first.model_size ?? 0),
+    threads: Number(first.n_threads ?? opts.threads),
+    tests: rows.map((row) => ({
+      flashAttention: row.flash_attn === true || row.flash_attn === 1 || row.flash_attn === "on",
+      nPrompt: Number(row.n_prompt),
+      nGen: Number(row.n_gen),
+      samplesTs: (row.samples_ts as number[]).map(Number),
+    })),
+    peakRssMb: r.peakRssMb,
+  };
+}
+
+/** The .gguf files in bench/peers/llama.cpp/models/ (empty when models.sh has not run). */
+export function listModels(): string[] {
+  if (!existsSync(MODELS_DIR)) return [];
+  return readdirSync(MODELS_DIR)
+    .filter((f) => f.endsWith(".gguf") && statSync(join(MODELS_DIR, f)).isFile())
+    .sort();
+}
+
+/** Short names for the models folder: `gemma3-270m` is the Q4_K_M file its package ships. */
+const ALIASES: Record<string, string> = {
+  "gemma3-270m": "gemma-3-270m.Q4_K_M.gguf",
+  "gemma-3-270m": "gemma-3-270m.Q4_K_M.gguf",
+};
+
+/**
+ * A model of the models folder by name: the file name with or without `.gguf`, a SmolLM2 type
+ * (`Q4_K_M` means SmolLM2-135M-Instruct.Q4_K_M.gguf), or an alias; case-insensitive. Null if none.
+ */
+export function findModel(ref: string): string | null {
+  const want = ref.toLowerCase().replace(/\.gguf$/, "");
+  const alias = ALIASES[want];
+  for (const f of listModels()) {
+    const stem = f.toLowerCase().replace(/\.gguf$/, "");
+    if (stem === want || stem === `smollm2-135m-instruct.${want}` || f === alias) return join(MODELS_DIR, f);
+  }
+  return null;
+}

@@ -1,6 +1,7 @@
 // Serving benchmark: 1, 4 and 16 concurrent streaming clients (fetch + SSE; see streamCompletion) against
-// `hearth serve` — aggregate tokens/s, TTFT p50/p95, inter-token p50/p95 — beside node-llama-cpp
-// running 16 parallel sequences in one context (bench/peers, same model, same threads, same run).
+// `hearth serve` — aggregate tokens/s, TTFT p50/p95, inter-token p50/p95 — beside the native
+// llama-server with 16 slots (`-np 16`, bench/peers/llama.cpp/) driven by the same clients in the same
+// rounds, and node-llama-cpp running 16 parallel sequences in one context (same model, threads, run).
 import OpenAI from "openai";
 import { pullModel } from "../src/gguf/pull.ts";
 import { startCheckoutServer } from "../test/server-process.ts";
@@ -14,6 +15,7 @@ import {
   runStandalone,
   type SuiteResult,
 } from "./lib.ts";
+import { BUILD_HINT, binDir, type LlamaServer, startLlamaServer } from "./peers/llama.cpp/native.ts";
 import { PARALLEL_PROMPTS } from "./peers/parallel.ts";
 import { peerParallel } from "./peers/run.ts";
 
@@ -102,6 +104,7 @@ async function load(url: string, clients: number, tokens: number): Promise<LoadR
     }),
   );
   const wall_ms = performance.now() - started;
+  if (generated === 0) throw new Error(`${url}: no usage reported in the streams`);
   return { clients, agg_tps: (generated / wall_ms) * 1000, ttft_ms, itl_ms, tokens: generated, wall_ms };
 }
 
@@ -126,6 +129,10 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
     "--no-prefix-cache",
   ]);
   const results: LoadResult[][] = [];
+  const native = opts.peers.includes("llama.cpp") && binDir() !== null;
+  const lcppResults: LoadResult[][] = [];
+  let lcpp: LlamaServer | null = null;
+  let lcppRss: number | null = null;
   try {
     // Warm-up (the first step pages in the weights) through the official client, which also
     // checks that the streams the load generator parses are what the SDK accepts.
@@ -137,19 +144,39 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       stream: true,
     });
     for await (const _ of warm);
+    if (native) {
+      // Both servers stay up; each idles (no busy loop) while the other is measured.
+      lcpp = await startLlamaServer({ model, threads: opts.threads, parallel: 16, ctxPerSlot: 512 });
+      await load(lcpp.url, 1, 4);
+    }
     for (let r = 0; r < rounds; r++) {
-      const round: LoadResult[] = [];
-      for (const c of [1, 4, 16]) round.push(await load(server.url, c, tokens));
-      results.push(round);
+      const hearthRound = async () => {
+        const round: LoadResult[] = [];
+        for (const c of [1, 4, 16]) round.push(await load(server.url, c, tokens));
+        results.push(round);
+      };
+      const lcppRound = async () => {
+        if (lcpp === null) return;
+        const round: LoadResult[] = [];
+        for (const c of [1, 16]) round.push(await load(lcpp.url, c, tokens));
+        lcppResults.push(round);
+      };
+      // Alternate which server goes first so drift in machine load falls on both.
+      for (const f of r % 2 === 0 ? [hearthRound, lcppRound] : [lcppRound, hearthRound]) await f();
     }
   } finally {
     await server.stop();
+    if (lcpp !== null) lcppRss = await (lcpp as LlamaServer).stop();
   }
   const peers = [];
-  for (let r = 0; r < rounds; r++)
+  const node = opts.peers.includes("node-llama-cpp");
+  for (let r = 0; node && r < rounds; r++)
     peers.push(await peerParallel({ sequences: 16, tokens, threads: opts.threads, model }));
-  const peerAgg = median(peers.map((p) => p.agg_tps));
-  const peer = peers.find((p) => p.agg_tps === peerAgg) ?? (peers[0] as (typeof peers)[number]);
+  const peerAgg = node ? median(peers.map((p) => p.agg_tps)) : null;
+  const peer = peers.find((p) => p.agg_tps === peerAgg) ?? peers[0];
+  const lcppOf = (c: number) =>
+    lcppResults.map((round) => round.find((r) => r.clients === c)).filter((r) => r !== undefined);
+  const lcppAgg = (c: number) => (native ? median(lcppOf(c).map((r) => r.agg_tps)) : null);
   const of = (c: number) => results.map((round) => round.find((r) => r.clients === c) as LoadResult);
   const range = (xs: number[]) => `${Math.min(...xs).toFixed(1)}-${Math.max(...xs).toFixed(1)}`;
   const rows: Array<Record<string, Cell>> = [1, 4, 16].map((c) => {
@@ -167,21 +194,42 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       "ttft p95 ms": percentile(ttft, 95),
       "itl p50 ms": percentile(itl, 50),
       "itl p95 ms": percentile(itl, 95),
-      "vs peer": c === 16 ? ratio(agg, peerAgg) : null,
+      "vs llama.cpp": c === 4 ? null : ratio(agg, lcppAgg(c)),
+      "vs node-llama-cpp": c === 16 ? ratio(agg, peerAgg) : null,
     };
   });
-  rows.push({
-    runtime: peer.peer,
-    clients: peer.sequences,
-    tokens: peer.generated_tokens,
-    "agg t/s": peerAgg,
-    "agg range": range(peers.map((p) => p.agg_tps)),
-    "ttft p50 ms": peer.ttft_ms_p50,
-    "ttft p95 ms": null,
-    "itl p50 ms": null,
-    "itl p95 ms": null,
-    "vs peer": 1,
-  });
+  for (const c of native ? [1, 16] : []) {
+    const rs = lcppOf(c);
+    const ttft = rs.flatMap((r) => r.ttft_ms);
+    const itl = rs.flatMap((r) => r.itl_ms);
+    rows.push({
+      runtime: "llama-server -np 16 (native llama.cpp)",
+      clients: c,
+      tokens: rs[0]?.tokens ?? 0,
+      "agg t/s": lcppAgg(c),
+      "agg range": range(rs.map((r) => r.agg_tps)),
+      "ttft p50 ms": percentile(ttft, 50),
+      "ttft p95 ms": percentile(ttft, 95),
+      "itl p50 ms": percentile(itl, 50),
+      "itl p95 ms": percentile(itl, 95),
+      "vs llama.cpp": null,
+      "vs node-llama-cpp": null,
+    });
+  }
+  if (peer !== undefined)
+    rows.push({
+      runtime: `${peer.peer} under Bun (16 sequences, one context)`,
+      clients: peer.sequences,
+      tokens: peer.generated_tokens,
+      "agg t/s": peerAgg,
+      "agg range": range(peers.map((p) => p.agg_tps)),
+      "ttft p50 ms": peer.ttft_ms_p50,
+      "ttft p95 ms": null,
+      "itl p50 ms": null,
+      "itl p95 ms": null,
+      "vs llama.cpp": null,
+      "vs node-llama-cpp": null,
+    });
   const agg = (c: number) => median(of(c).map((r) => r.agg_tps));
   // The scaling target compares 16 clients with 1 in the same round (same machine state).
   const scaling = median(
@@ -199,16 +247,21 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       "ttft p95 ms",
       "itl p50 ms",
       "itl p95 ms",
-      "vs peer",
+      "vs llama.cpp",
+      "vs node-llama-cpp",
     ],
     rows,
     summary: {
       hearth_agg_1: agg(1),
       hearth_agg_4: agg(4),
       hearth_agg_16: agg(16),
-      peer_agg_16: peerAgg,
+      llamacpp_agg_1: lcppAgg(1),
+      llamacpp_agg_16: lcppAgg(16),
+      serve_16_vs_llamacpp: ratio(agg(16), lcppAgg(16)),
+      llamacpp_server_peak_rss_mb: lcppRss,
+      nodellamacpp_agg_16: peerAgg,
       hearth_scaling_16_vs_1: scaling,
-      hearth_vs_peer_16: ratio(agg(16), peerAgg),
+      hearth_vs_nodellamacpp_16: ratio(agg(16), peerAgg),
       hearth_ttft_p50_ms_16: percentile(
         of(16).flatMap((r) => r.ttft_ms),
         50,
@@ -224,10 +277,16 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       ceiling_16_vs_1: ceiling.ceiling_16_vs_1,
     },
     notes: [
-      `${tokens} greedy tokens per client (EOS ignored), threads ${opts.threads}; peer: 16 sequences in one node-llama-cpp context, same prompts.`,
+      `${tokens} greedy tokens per client (EOS ignored), threads ${opts.threads}, same prompts for every runtime.`,
+      native
+        ? "llama.cpp: native llama-server (bench/peers/llama.cpp/, llama-cpp-python 0.3.36 sdist, GGML_NATIVE) with -np 16, 512 tokens of KV per slot, prompt cache off, flash attention auto; the same clients, rounds alternating with hearth's."
+        : `llama.cpp column skipped: ${opts.peers.includes("llama.cpp") ? BUILD_HINT : "not in --peers"}.`,
+      ...(node
+        ? ["node-llama-cpp 3.22.1 under Bun: 16 sequences in one context (no HTTP), after the servers stop."]
+        : []),
       "Clients: streaming /v1/completions read with fetch and a minimal SSE parser in the bench process (the warm-up goes through the openai SDK).",
-      `${rounds} round(s) of 1, 4, 16 clients and of the peer; agg t/s is the median round, hearth_scaling_16_vs_1 the median of each round's 16 / 1.`,
-      "Targets: hearth_agg_16 ≥ 5x hearth_agg_1 and ≥ 1.0x peer_agg_16.",
+      `${rounds} round(s) of 1, 4, 16 clients and of the peers; agg t/s is the median round, hearth_scaling_16_vs_1 the median of each round's 16 / 1.`,
+      "Targets (issue 26): serve_16_vs_llamacpp ≥ 2x.",
       `In-process, same run, before the server: 1-row step ${ceiling.step_1_ms.toFixed(2)} ms, 16-row step ${ceiling.step_16_ms.toFixed(2)} ms (${ceiling.step_16_vs_1.toFixed(2)}x), the 16-row step's matmuls alone ${ceiling.matmuls_16_ms.toFixed(2)} ms: ceiling_16_vs_1 ${ceiling.ceiling_16_vs_1.toFixed(2)}x if all but the matmuls were free.`,
     ],
   };

@@ -4,6 +4,7 @@
 // The build is never started from here (it takes minutes): when it is absent, callers say so
 // with BUILD_HINT and carry on without the column.
 import { existsSync, readdirSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const HERE = import.meta.dir;
@@ -125,4 +126,81 @@ export function findModel(ref: string): string | null {
     if (stem === want || stem === `smollm2-135m-instruct.${want}` || f === alias) return join(MODELS_DIR, f);
   }
   return null;
+}
+
+export interface LlamaServer {
+  url: string;
+  /** Stops the server; resolves to its peak RSS in MiB (getrusage), or null. */
+  stop(): Promise<number | null>;
+}
+
+async function freePort(): Promise<number> {
+  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = s.port;
+  s.stop(true);
+  return port;
+}
+
+/**
+ * Starts `llama-server` on 127.0.0.1 with `parallel` slots (`-np`), no prompt cache (every round
+ * sends the same prompts), `ctxPerSlot` tokens of KV per slot, and waits for /health.
+ */
+export async function startLlamaServer(opts: {
+  model: string;
+  threads: number;
+  parallel: number;
+  ctxPerSlot: number;
+}): Promise<LlamaServer> {
+  const port = await freePort();
+  const log = join(tmpdir(), `hearth-bench-llama-server-${process.pid}-${port}.log`);
+  const args = ["-m", opts.model, "-t", String(opts.threads), "-np", String(opts.parallel)];
+  args.push("-c", String(opts.parallel * opts.ctxPerSlot), "--host", "127.0.0.1", "--port", String(port));
+  args.push("--no-cache-prompt", "--cache-ram", "0", "--no-webui");
+  const proc = Bun.spawn([tool("llama-server"), ...args], {
+    stdin: "ignore",
+    stdout: Bun.file(log),
+    stderr: Bun.file(log),
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const tail = async () =>
+    JSON.stringify(
+      (
+        (await Bun.file(log)
+          .text()
+          .catch(() => "")) as string
+      )
+        .trim()
+        .split("\n")
+        .slice(-5)
+        .join("\n"),
+    );
+  const stop = async (): Promise<number | null> => {
+    proc.kill("SIGTERM");
+    const timer = setTimeout(() => proc.kill("SIGKILL"), 5000);
+    await proc.exited;
+    clearTimeout(timer);
+    const rss = proc.resourceUsage()?.maxRSS;
+    await Bun.file(log)
+      .delete()
+      .catch(() => {});
+    return rss ? rss / 2 ** 20 : null;
+  };
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    if (proc.exitCode !== null) {
+      const t = await tail();
+      await stop();
+      throw new Error(`llama-server exited (code ${proc.exitCode}): ${t}`);
+    }
+    const ok = await fetch(`${url}/health`)
+      .then((r) => r.ok)
+      .catch(() => false);
+    if (ok) return { url, stop };
+    if (Date.now() > deadline) {
+      const t = await tail();
+      await stop();
+      throw new Error(`llama-server did not become healthy in 120 s: ${t}`);
+    }
+    await Bun.sleep(200);
+  }
 }

@@ -48,6 +48,9 @@ async function streamCompletion(
 ): Promise<void> {
   const res = await fetch(`${url}/v1/completions`, {
     method: "POST",
+    // A new connection per request for every server: cpp-httplib closes idle keep-alive sockets
+    // after 5 s, and a reused closed socket fails with ECONNRESET.
+    keepalive: false,
     headers: { "content-type": "application/json", authorization: "Bearer unused" },
     body: JSON.stringify(body),
   });

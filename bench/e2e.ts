@@ -12,6 +12,7 @@ import type { HearthRepResult } from "./e2e-hearth.ts";
 import {
   type BenchOptions,
   type Cell,
+  loadNote,
   meanSd,
   ratio,
   runStandalone,
@@ -108,6 +109,7 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
   const pp = opts.quick ? 128 : 512;
   const tg = opts.quick ? 32 : 128;
   const notes: string[] = [];
+  const loadBefore = loadNote();
   const wantNative = opts.peers.includes("llama.cpp");
   const native = wantNative && binDir() !== null;
   if (wantNative && !native) notes.push(`llama.cpp column skipped: ${BUILD_HINT}.`);
@@ -144,6 +146,8 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       await (runners[(r + k) % runners.length] as [string, () => Promise<void>])[1]();
   }
   if (hearthError !== null) notes.push(`hearth could not run this model: ${hearthError}`);
+  const loadAfter = loadNote();
+  notes.push(`before: ${loadBefore.note}; after: ${loadAfter.note}.`);
 
   const hPp = stats(hearth.flatMap((h) => h.pp_tps));
   const hTg = stats(hearth.flatMap((h) => h.tg_tps));
@@ -233,6 +237,8 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       hearth_rss_within_floor: hRss === null || floorMb === null ? null : hRss <= floorMb ? "yes" : "no",
       reps,
       threads: opts.threads,
+      loadavg_1m_before: loadBefore.load1,
+      loadavg_1m_after: loadAfter.load1,
       quick: opts.quick ? "yes (sizes and repetitions reduced; not for reporting)" : "no",
     },
     notes,

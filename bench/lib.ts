@@ -138,6 +138,25 @@ export function peakRssBytes(pid: number | "self" = "self"): number | null {
   }
 }
 
+/**
+ * A note on how busy the machine is (1-minute load average against the core count): llama.cpp's
+ * worker threads spin at each barrier, so on an oversubscribed machine its figures collapse (tens
+ * of times slower) while hearth's only slow down; such a run says more about the load than the code.
+ */
+export function loadNote(): { load1: number | null; cores: number; note: string } {
+  const cores = navigator.hardwareConcurrency;
+  let load1: number | null = null;
+  try {
+    load1 = Number((require("node:fs").readFileSync("/proc/loadavg", "utf8") as string).split(" ")[0]);
+  } catch {}
+  const busy = load1 !== null && load1 > cores;
+  const note =
+    load1 === null
+      ? "machine load unknown"
+      : `machine load ${load1.toFixed(2)} (1-min average) on ${cores} cores${busy ? ": OVERSUBSCRIBED, peer figures are not meaningful (llama.cpp's threads spin at barriers)" : ""}`;
+  return { load1, cores, note };
+}
+
 /** Runs one suite file on its own: `if (import.meta.main) await runStandalone(run)`. */
 export async function runStandalone(run: (o: BenchOptions) => Promise<SuiteResult>): Promise<void> {
   const { opts } = parseBenchArgs(process.argv.slice(2));

@@ -9,6 +9,7 @@ import { measureCeiling } from "./ceiling.ts";
 import {
   type BenchOptions,
   type Cell,
+  loadNote,
   median,
   percentile,
   ratio,
@@ -132,6 +133,7 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
     "--no-prefix-cache",
   ]);
   const results: LoadResult[][] = [];
+  const loadBefore = loadNote();
   const native = opts.peers.includes("llama.cpp") && binDir() !== null;
   const lcppResults: LoadResult[][] = [];
   let lcpp: LlamaServer | null = null;
@@ -171,6 +173,7 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
     await server.stop();
     if (lcpp !== null) lcppRss = await (lcpp as LlamaServer).stop();
   }
+  const loadAfter = loadNote();
   const peers = [];
   const node = opts.peers.includes("node-llama-cpp");
   for (let r = 0; node && r < rounds; r++)
@@ -278,6 +281,8 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       inproc_matmuls_16_ms: ceiling.matmuls_16_ms,
       inproc_step_16_vs_1: ceiling.step_16_vs_1,
       ceiling_16_vs_1: ceiling.ceiling_16_vs_1,
+      loadavg_1m_before: loadBefore.load1,
+      loadavg_1m_after: loadAfter.load1,
     },
     notes: [
       `${tokens} greedy tokens per client (EOS ignored), threads ${opts.threads}, same prompts for every runtime.`,
@@ -290,6 +295,7 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       "Clients: streaming /v1/completions read with fetch and a minimal SSE parser in the bench process (the warm-up goes through the openai SDK).",
       `${rounds} round(s) of 1, 4, 16 clients and of the peers; agg t/s is the median round, hearth_scaling_16_vs_1 the median of each round's 16 / 1.`,
       "Targets (issue 26): serve_16_vs_llamacpp ≥ 2x.",
+      `Servers' rounds: before ${loadBefore.note}; after ${loadAfter.note}.`,
       `In-process, same run, before the server: 1-row step ${ceiling.step_1_ms.toFixed(2)} ms, 16-row step ${ceiling.step_16_ms.toFixed(2)} ms (${ceiling.step_16_vs_1.toFixed(2)}x), the 16-row step's matmuls alone ${ceiling.matmuls_16_ms.toFixed(2)} ms: ceiling_16_vs_1 ${ceiling.ceiling_16_vs_1.toFixed(2)}x if all but the matmuls were free.`,
     ],
   };

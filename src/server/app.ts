@@ -15,9 +15,9 @@ import { ServerMetrics } from "./metrics.ts";
 import { chatRoute } from "./routes/chat.ts";
 import { completionsRoute } from "./routes/completions.ts";
 import { healthRoute } from "./routes/health.ts";
-import { indexRoute } from "./routes/index.ts";
 import { metricsRoute } from "./routes/metrics.ts";
 import { modelsRoute } from "./routes/models.ts";
+import { webPage } from "./web/route.ts";
 
 export type { ServingEngine } from "./choices.ts";
 export { DEFAULT_COMPLETION_TOKENS } from "./engine-request.ts";
@@ -32,7 +32,7 @@ export interface AppOptions {
   modelId: string;
   /** Most tokens one request holds (prompt + completion). */
   contextTokens: number;
-  /** Bearer key every route but /health requires when set. */
+  /** Bearer key every route but /health and the chat page (/) requires when set. */
   apiKey?: string;
   /** Largest request body accepted, in bytes. */
   maxBodyBytes?: number;
@@ -85,7 +85,7 @@ export function createApp(opts: AppOptions) {
     .onRequest(guard({ apiKey: opts.apiKey, maxBodyBytes, corsOrigins: opts.corsOrigins ?? [] }))
     .onParse(jsonBody(maxBodyBytes, opts.contextTokens))
     .onError(errorAnswer)
-    .use(indexRoute(modelId))
+    .use(webPage({ modelId, contextTokens: opts.contextTokens }))
     .use(chatRoute(run, requests))
     .use(completionsRoute(run, requests))
     .use(modelsRoute(modelId))

@@ -9,7 +9,7 @@ import { describeSchema, fieldOf, kindOf, validationMessage } from "./validation
 const BODY_ROUTES = new Set(["/v1/chat/completions", "/v1/completions"]);
 
 export interface GuardOptions {
-  /** Bearer key every route but /health requires when set. */
+  /** Bearer key every route but /health and the chat page (/) requires when set. */
   apiKey?: string;
   maxBodyBytes: number;
   /** Origins whose browser pages may call the server ("*" for any); empty: no CORS headers. */
@@ -72,10 +72,11 @@ export function guard(opts: GuardOptions) {
         `request body is ${len} bytes; the limit is ${maxBodyBytes}`,
         "invalid_request_error",
       );
-    // Everything but /health needs the key: a list of guarded prefixes missed `/metrics/`,
-    // which the router sends to the same handler. The path is read off the raw target (an
-    // HTTP/1.0 request without Host arrives with a relative URL).
-    if (!/^\/health\/?$/.test(requestPath(request.url)) && !authorized(request))
+    // Everything but /health and / (the chat page, which holds no data and asks for the key
+    // itself) needs the key: a list of guarded prefixes missed `/metrics/`, which the router
+    // sends to the same handler. The path is read off the raw target (an HTTP/1.0 request
+    // without Host arrives with a relative URL).
+    if (!/^\/(health\/?)?$/.test(requestPath(request.url)) && !authorized(request))
       return apiError(
         401,
         "missing or wrong API key (send Authorization: Bearer <key>)",

@@ -1,8 +1,7 @@
-// GET /: a short text naming the API's routes (a chat page may take this place later: swap this
-// plugin in app.ts).
-import { Elysia } from "elysia";
+// The short text naming the API's routes that GET / answers to clients that do not ask for HTML
+// (curl); browsers get the chat page (src/server/web/route.ts serves both).
 
-/** The text GET / answers with. */
+/** The text GET / answers to clients that do not ask for HTML. */
 export function routesText(modelId: string): string {
   return `hearth: an OpenAI-compatible server for ${modelId}
 
@@ -11,16 +10,10 @@ POST /v1/completions        text completion (prompt: text, token ids, or a list 
 GET  /v1/models             the served model (and /v1/models/{id})
 GET  /health                200 while the engine runs (no API key needed)
 GET  /metrics               Prometheus metrics
+GET  /                      this text; a browser (Accept: text/html) gets the chat page
+GET  /web/info              the model's id and context size, for the chat page
 
-Every route but /health needs "Authorization: Bearer <key>" when the server has one.
+Every route but /health and / needs "Authorization: Bearer <key>" when the server has one.
 Request fields: docs/server.md
 `;
-}
-
-export function indexRoute(modelId: string) {
-  const text = routesText(modelId);
-  return new Elysia({ normalize: false }).get("/", ({ set }) => {
-    set.headers["content-type"] = "text/plain; charset=utf-8";
-    return text;
-  });
 }

@@ -50,7 +50,7 @@ function save(): void {
 function showAlert(text: string, action?: { label: string; run: () => void }): void {
   const close = el("button", { type: "button", class: "ghost", "aria-label": "Dismiss" }, "✕");
   close.addEventListener("click", hideAlert);
-  const parts: Node[] = [el("p", {}, text)];
+  const parts: Node[] = [el("p", { class: "alert-text" }, text)];
   if (action) {
     const b = el("button", { type: "button" }, action.label);
     b.addEventListener("click", () => {
@@ -213,7 +213,7 @@ function explain(err: ApiError): string {
   if (err.status === 429)
     return `The server is busy: every slot is taken (${err.message}). Your message is back in the box; send it again in ${err.retryAfterS ?? 1} s or so.`;
   if (err.code === "context_length_exceeded") {
-    const ctx = info ? ` of ${info.context_tokens} tokens` : "";
+    const ctx = info ? ` of ${info.context_tokens.toLocaleString("en")} tokens` : "";
     if (err.param === "max_tokens" || err.param === "max_completion_tokens")
       return `Max tokens (${store.settings.max_tokens}) does not fit in what this conversation leaves of the model's context${ctx}. Lower it in Settings, or clear it to use whatever is left.`;
     return `This conversation no longer fits in the model's context${ctx}. Start a new chat (the model cannot see more than that).`;
@@ -225,6 +225,7 @@ async function send(text: string): Promise<void> {
   if (streaming || text.trim() === "") return;
   hideAlert();
   const c = store.current ?? store.create();
+  const title = c.title;
   if (c.messages.length === 0) c.title = titleOf(text);
   c.messages.push({ role: "user", content: text });
   const body = requestBody(c);
@@ -275,6 +276,7 @@ async function send(text: string): Promise<void> {
     else if (!clock.started) {
       // Nothing came back: take the message back into the box to send again.
       c.messages.splice(c.messages.length - 2, 2);
+      c.title = title;
       ui.message.value = text;
       setStreaming(null);
       save();

@@ -1,5 +1,5 @@
 // `bun run build:binary [PLATFORM...|all]`: single-file executables of the CLI. Each embeds the
-// libhearth of every CPU variant of its platform (scripts/build-native.ts builds them); at run
+// chat page and the libhearth of every CPU variant of its platform (scripts/build-native.ts builds them); at run
 // time src/native/lib.ts picks the one this CPU runs and extracts it once to
 // ~/.cache/hearth/lib/<hash>/. No platform given: this machine's, written to dist/hearth; named
 // platforms (or all) go to dist/hearth-<platform>.
@@ -32,6 +32,10 @@ export function buildBinary(outfile?: string, platform: Platform | undefined = h
     copyFileSync(libs[i] as string, to);
     return to;
   });
+  // The chat page `hearth serve` answers at / (src/server/web/page.ts finds it among the
+  // embedded files by this name).
+  const page = join(embedDir, "chat-page.gz");
+  step([process.execPath, join(root, "src", "server", "web", "page.ts"), page]);
   // The engine worker (hearth serve) is a second entrypoint; --root src keeps it at
   // ./engine/worker.ts inside the binary, where src/cli/binary.ts points the engine.
   step([
@@ -45,6 +49,7 @@ export function buildBinary(outfile?: string, platform: Platform | undefined = h
     join(root, "src", "cli", "binary.ts"),
     join(root, "src", "engine", "worker.ts"),
     ...staged,
+    page,
     "--outfile",
     out,
   ]);

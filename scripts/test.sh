@@ -80,6 +80,13 @@ if grep -q '"test-aarch64"' build.zig; then
   zig_suite zig-test-aarch64 test-aarch64 -fqemu -Doptimize=ReleaseFast
 fi
 
+# The chat page's browser tests (test/web.test.ts) drive Debian's chromium through playwright-core.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "[test] installing chromium (Debian) for the chat page's browser tests" >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core) \
+    >"$LOG_DIR/apt-chromium.log" 2>&1 || { tail -20 "$LOG_DIR/apt-chromium.log"; record "install chromium" 1; }
+fi
+
 # bun tests: count from bun's summary (" N pass", " N fail").
 bun_log="$LOG_DIR/bun-test.log"
 bun test 2>&1 | tee "$bun_log" | grep -E '^\s*(✗|\(fail\))|error:' | head -100

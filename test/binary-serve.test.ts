@@ -1,5 +1,5 @@
 // The single-file binary alone in an empty directory runs `hearth run` and `hearth serve` on the
-// real model (no node_modules, no checkout, library and engine worker embedded).
+// real model (no node_modules, no checkout, library, engine worker and chat page embedded).
 import { expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -51,6 +51,10 @@ test(
         expect(r.usage?.completion_tokens).toBe(6);
         expect(r.model).toBe("smol");
         expect((await client.models.retrieve("smol")).id).toBe("smol");
+        // The chat page is embedded too (test/web.test.ts drives it in a browser).
+        const page = await fetch(`${server.url}/`);
+        expect(page.headers.get("content-type")).toBe("text/html; charset=utf-8");
+        expect(await page.text()).toContain("<title>hearth chat</title>");
       } finally {
         await server.stop();
       }

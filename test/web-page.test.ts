@@ -122,11 +122,13 @@ test("stored conversations survive a reload; damaged entries are dropped, not fa
 
   storage.setItem(
     "hearth.chat.conversations",
-    '[{"id":1},{"id":"x","title":"t","updated_ms":1,"messages":[]}',
+    '[{"id":1},{"id":"x","title":"t","updated_ms":1,"messages":[{"role":"tool","content":"?"}]},{"id":"y","title":"kept","updated_ms":2,"messages":[{"role":"user","content":"q"}]}]',
   );
   storage.setItem("hearth.chat.settings", '{"temperature":9,"max_tokens":-1}');
   const damaged = new ChatStore(storage);
-  expect(damaged.conversations).toEqual([]);
+  expect(damaged.conversations.map((x) => x.title)).toEqual(["kept"]);
+  storage.setItem("hearth.chat.conversations", "[{not json");
+  expect(new ChatStore(storage).conversations).toEqual([]);
   expect(damaged.settings).toEqual({ system: "", temperature: 0.7, max_tokens: null, json: false });
   expect(titleOf(`  ${"x".repeat(200)}\nmore`)).toHaveLength(80);
 });

@@ -17,8 +17,9 @@ const HELP = `Usage: hearth serve [-m MODEL] [options]
 
 Serves a GGUF model over an OpenAI-compatible HTTP API: /v1/chat/completions,
 /v1/completions (streaming SSE or not), /v1/models, /health, /metrics (Prometheus); GET /
-lists them. A request that names no sampling field samples as \`hearth run\` does; an unknown
-field is a 400 naming it. docs/server.md lists every request field.
+is a chat page in a browser and lists the routes to other clients. A request that names no
+sampling field samples as \`hearth run\` does; an unknown field is a 400 naming it.
+docs/server.md lists every request field.
 
 Options:
   -m, --model REF        model: known name (default SmolLM2-135M-Instruct Q4_1), .gguf path or URL
@@ -27,7 +28,7 @@ Options:
       --alias NAME       model id /v1/models lists and responses carry (default: the model
                          file's name without .gguf, e.g. SmolLM2-135M-Instruct.Q4_1)
       --api-key KEY      require "Authorization: Bearer KEY" on every route but /health
-                         (or $HEARTH_API_KEY)
+                         and the chat page / (which asks for the key) (or $HEARTH_API_KEY)
       --parallel N       sequences decoding at once (default 16)
       --queue N          requests waiting beyond --parallel before 429 (default 64)
   -c, --ctx N            most tokens per request, prompt + completion (default: model's, ≤ 4096)

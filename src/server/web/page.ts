@@ -63,10 +63,19 @@ function fill(template: string, slots: Array<[string, string]>): string {
   return html;
 }
 
+/** The page a compiled binary embeds: scripts/build-binary.ts adds chat-page.gz (Bun names it
+ * chat-page-<hash>.gz). */
+const EMBEDDED_NAME = /^chat-page-[a-z0-9]+\.gz$/;
+
 async function loadPage(): Promise<ChatPage> {
-  // The single-file binary embeds the page built by scripts/build-binary.ts (see src/cli/binary.ts).
-  const embedded = (globalThis as { __hearthWebPage?: string }).__hearthWebPage;
-  const html = embedded !== undefined ? await Bun.file(embedded).text() : await buildPageHtml();
+  const embedded = Bun.embeddedFiles.find((f) =>
+    EMBEDDED_NAME.test((f as Blob & { name?: string }).name ?? ""),
+  );
+  if (embedded !== undefined) {
+    const gzip = new Uint8Array(await embedded.arrayBuffer());
+    return { html: new TextDecoder().decode(Bun.gunzipSync(gzip)), gzip };
+  }
+  const html = await buildPageHtml();
   return { html, gzip: Bun.gzipSync(html) };
 }
 
@@ -80,4 +89,11 @@ export function chatPage(): Promise<ChatPage> {
     cached.catch(() => {});
   }
   return cached;
+}
+
+// `bun src/server/web/page.ts OUT.gz` writes the page gzipped (scripts/build-binary.ts embeds it).
+if (import.meta.main) {
+  const out = process.argv[2];
+  if (out === undefined) throw new Error("usage: bun src/server/web/page.ts OUT.gz");
+  await Bun.write(out, Bun.gzipSync(await buildPageHtml()));
 }

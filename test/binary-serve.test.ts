@@ -52,7 +52,8 @@ test(
         expect(r.model).toBe("smol");
         expect((await client.models.retrieve("smol")).id).toBe("smol");
         // The chat page is embedded too (test/web.test.ts drives it in a browser).
-        const page = await fetch(`${server.url}/`);
+        // (No sources here to build it from: a page at all means the embedded one.)
+        const page = await fetch(`${server.url}/`, { headers: { accept: "text/html" } });
         expect(page.headers.get("content-type")).toBe("text/html; charset=utf-8");
         expect(await page.text()).toContain("<title>hearth chat</title>");
       } finally {

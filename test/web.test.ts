@@ -424,8 +424,13 @@ describe("the chat page against a server with an API key", () => {
     await server?.stop();
   });
 
-  test("the page is public, its info needs the key", async () => {
-    expect((await fetch(`${server.url}/`)).status).toBe(200);
+  test("the page at / is public (text for clients that do not ask for HTML), its info needs the key", async () => {
+    // Browsers get the page; curl and the like the routes' text. Neither needs the key.
+    const html = await fetch(`${server.url}/`, { headers: { accept: "text/html,*/*;q=0.8" } });
+    expect([html.status, html.headers.get("content-type")]).toEqual([200, "text/html; charset=utf-8"]);
+    const text = await fetch(`${server.url}/`);
+    expect([text.status, text.headers.get("content-type")]).toEqual([200, "text/plain; charset=utf-8"]);
+    expect(await text.text()).toContain("POST /v1/chat/completions");
     expect((await fetch(`${server.url}/web/info`)).status).toBe(401);
     const ok = await fetch(`${server.url}/web/info`, { headers: { authorization: `Bearer ${KEY}` } });
     expect(await ok.json()).toEqual({ model: "SmolLM2-135M-Instruct.Q4_1", context_tokens: 256 });

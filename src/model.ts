@@ -1,23 +1,17 @@
 // loadModel: one call from a model reference to everything a session needs (file, native model,
 // tokenizer, chat template), with the runtime options resolved and validated once.
 import { availableParallelism } from "node:os";
-import { ChatTemplate } from "./chat/index.ts";
+import type { ChatTemplate } from "./chat/index.ts";
 import { LocalEngine } from "./engine/local.ts";
 import { Scheduler } from "./engine/scheduler.ts";
-import {
-  computableGgmlTypes,
-  GgufError,
-  type GgufFile,
-  GgufMetadata,
-  ggmlTypes,
-  readGguf,
-} from "./gguf/index.ts";
+import { type GgufFile, GgufMetadata } from "./gguf/index.ts";
 import { KNOWN_MODELS, type PullOptions, pullModel } from "./gguf/pull.ts";
-import { createBatch, openNativeModel } from "./native/model.ts";
+import { openModel, readModelFile } from "./model-file.ts";
+import { createBatch } from "./native/model.ts";
 import type { KvStats, ModelInfo, NativeModel } from "./native/model-api.ts";
 import { checkOptionKeys } from "./option-keys.ts";
 import { Session, type SessionOptions } from "./session.ts";
-import { Tokenizer } from "./tokenizer/index.ts";
+import type { Tokenizer } from "./tokenizer/index.ts";
 
 /** Tokens in one KV page (fixed by the native cache). */
 export const KV_PAGE_TOKENS = 16;
@@ -249,21 +243,6 @@ export function resolveModelOptions(
   };
 }
 
-/** Checks the parts of a GGUF file the runtime needs before the native side sees it. */
-function validateFile(path: string, file: GgufFile): void {
-  for (const t of file.tensors) {
-    if (!computableGgmlTypes.has(t.typeId)) {
-      const type = ggmlTypes.get(t.typeId)?.name ?? `type ${t.typeId}`;
-      const ok = [...computableGgmlTypes].map((id) => ggmlTypes.get(id)?.name ?? id).join(", ");
-      throw new GgufError(`${path}: tensor "${t.name}" is ${type}, which hearth cannot compute yet (${ok})`);
-    }
-  }
-  const md = new GgufMetadata(file.metadata);
-  if (!md.has("tokenizer.ggml.tokens")) {
-    throw new GgufError(`${path}: the file has no tokenizer (missing key "tokenizer.ggml.tokens")`);
-  }
-}
-
 /**
  * Loads a model for generation.
  *
@@ -289,29 +268,15 @@ export async function loadModel(ref?: string, opts: LoadModelOptions = {}): Prom
     (message) => new ModelOptionsError(message),
   );
   const path = await pullModel(ref, opts.pull);
-  const file = readGguf(path);
-  validateFile(path, file);
-  const md = new GgufMetadata(file.metadata);
-  const arch = md.stringOr("general.architecture", "");
-  const options = resolveModelOptions(opts, { contextLength: md.numberOr(`${arch}.context_length`, 0) });
-  const tokenizer = Tokenizer.fromGguf(md);
-  const chatTemplate = ChatTemplate.fromGguf(md, tokenizer);
-  const native = openNativeModel(
-    path,
-    {
-      threads: options.threads,
-      kvPages: options.kvPages,
-      kvType: options.kvType,
-      maxBatchTokens: options.maxBatchTokens,
-      maxSequences: options.maxSessions,
-    },
-    file,
-  );
-  if (native.info.vocabSize !== tokenizer.vocabSize) {
-    native.close();
-    throw new GgufError(
-      `${path}: the tokenizer has ${tokenizer.vocabSize} tokens but the model's vocabulary is ${native.info.vocabSize}`,
-    );
-  }
+  const mf = readModelFile(path);
+  const options = resolveModelOptions(opts, { contextLength: mf.trainedContextTokens });
+  const native = openModel(mf, {
+    threads: options.threads,
+    kvPages: options.kvPages,
+    kvType: options.kvType,
+    maxBatchTokens: options.maxBatchTokens,
+    maxSequences: options.maxSessions,
+  });
+  const { file, tokenizer, chatTemplate } = mf;
   return new Model({ path, file, native, tokenizer, chatTemplate, options });
 }

@@ -1,16 +1,14 @@
 // `hearth serve`: the OpenAI-compatible HTTP server over the continuous-batching engine.
 import { basename, join } from "node:path";
-import { ChatTemplate } from "../chat/index.ts";
 import { Engine, type EngineKvTierConfig } from "../engine/index.ts";
-import { GgufMetadata, readGguf } from "../gguf/index.ts";
 import { pullModel } from "../gguf/pull.ts";
 import { defaultKvDir } from "../kv/index.ts";
 import { defaultThreads } from "../model.ts";
+import { readModelFile } from "../model-file.ts";
 import { NATIVE_LIMITS } from "../native/model.ts";
 import { createApp, DEFAULT_MAX_BODY_BYTES } from "../server/app.ts";
 import { KvDirBusyError, lockKvDir } from "../server/kv-lock.ts";
 import { type ResolvedSpeculative, resolveSpeculative } from "../speculative.ts";
-import { Tokenizer } from "../tokenizer/index.ts";
 import { flagNumber, parseFlags } from "./options.ts";
 
 const HELP = `Usage: hearth serve [-m MODEL] [options]
@@ -152,14 +150,11 @@ export async function main(argv: string[]): Promise<number> {
   const host = s("host") ?? "127.0.0.1";
 
   const path = await pullModel(s("model"));
-  const file = readGguf(path);
-  const md = new GgufMetadata(file.metadata);
-  const arch = md.stringOr("general.architecture", "");
-  const trained = md.numberOr(`${arch}.context_length`, 4096);
+  const mf = readModelFile(path);
+  const trained = mf.trainedContextTokens > 0 ? mf.trainedContextTokens : 4096;
   const contextTokens = ctxOpt ?? Math.min(trained, 4096);
   const kvPages = kvPagesOpt ?? Math.min(4096, Math.ceil((parallel * contextTokens) / 16));
-  const tokenizer = Tokenizer.fromGguf(md);
-  const chatTemplate = ChatTemplate.fromGguf(md, tokenizer);
+  const { tokenizer, chatTemplate } = mf;
 
   // The SSD tier: an explicit --kv-dir must work (else exit); the default one falls back to RAM only.
   let kvTier: EngineKvTierConfig | null = null;
@@ -196,17 +191,20 @@ export async function main(argv: string[]): Promise<number> {
   }
   let engine: Engine;
   try {
-    engine = await Engine.start({
-      modelPath: path,
-      threads,
-      parallel,
-      maxQueued: queue,
-      contextTokens,
-      kvPages,
-      stepTokens,
-      kvType,
-      kvTier,
-    });
+    engine = await Engine.start(
+      {
+        modelPath: path,
+        threads,
+        parallel,
+        maxQueued: queue,
+        contextTokens,
+        kvPages,
+        stepTokens,
+        kvType,
+        kvTier,
+      },
+      mf.file,
+    );
   } catch (err) {
     unlockKvDir();
     throw err;

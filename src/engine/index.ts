@@ -1,5 +1,6 @@
 // The engine as the main thread sees it: starts the worker that owns the model, routes each
 // request's events to its listener, bounds in-flight requests, and keeps the latest KV stats.
+import type { GgufFile } from "../gguf/index.ts";
 import { loadLibrary } from "../native/lib.ts";
 import type { ModelInfo } from "../native/model-api.ts";
 import type { EngineConfig, FromWorker, ToWorker } from "./protocol.ts";
@@ -57,7 +58,8 @@ export class Engine {
   }
 
   /** Starts the worker and opens the model in it; resolves once it can take requests. */
-  static async start(config: Omit<EngineConfig, "libPath">): Promise<Engine> {
+  /** `file`: the model's parsed header, when the caller read it already (not parsed again). */
+  static async start(config: Omit<EngineConfig, "libPath">, file?: GgufFile): Promise<Engine> {
     const { path: libPath } = await loadLibrary();
     // In the compiled binary the worker is a bundled entrypoint at a path src/cli/binary.ts sets.
     const embedded = (globalThis as { __hearthWorkerUrl?: string }).__hearthWorkerUrl;
@@ -70,7 +72,11 @@ export class Engine {
         else if (m.type === "fatal") reject(new Error(m.message));
       };
       worker.onerror = (ev) => reject(new Error(`engine worker failed: ${ev.message}`));
-      worker.postMessage({ type: "init", config: full } satisfies ToWorker);
+      worker.postMessage({
+        type: "init",
+        config: full,
+        ...(file === undefined ? {} : { file }),
+      } satisfies ToWorker);
     }).catch((err) => {
       worker.terminate();
       throw err;

@@ -1,4 +1,5 @@
 // Messages between the engine client (main thread) and the engine worker that owns the native model.
+import type { GgufFile } from "../gguf/index.ts";
 import type { ModelInfo } from "../native/model-api.ts";
 import type { EngineEvent, EngineRequest, SchedulerStats } from "./request.ts";
 
@@ -35,7 +36,8 @@ export interface EngineKvTierConfig {
 }
 
 export type ToWorker =
-  | { type: "init"; config: EngineConfig }
+  /** `file`: the model's header as the main thread parsed it (the worker does not read it again). */
+  | { type: "init"; config: EngineConfig; file?: GgufFile }
   | { type: "submit"; req: EngineRequest }
   | { type: "cancel"; id: string }
   | { type: "close" };

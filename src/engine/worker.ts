@@ -2,11 +2,11 @@
 // is work, and between steps reads submit / cancel messages (so the main thread never blocks on a
 // forward pass). With the prefix cache on it also runs the idle-spill timer and, on close, writes
 // the SSD manifest so the cache survives a restart.
-import { GgufMetadata, readGguf } from "../gguf/index.ts";
+import type { GgufFile } from "../gguf/index.ts";
+import { openModel, readModelFile } from "../model-file.ts";
 import { loadLibrary } from "../native/lib.ts";
-import { createBatch, openNativeModel } from "../native/model.ts";
+import { createBatch } from "../native/model.ts";
 import type { NativeKvTiers, NativeModel } from "../native/model-api.ts";
-import { Tokenizer } from "../tokenizer/index.ts";
 import type { EngineConfig, FromWorker, ToWorker } from "./protocol.ts";
 import { QueueFullError, Scheduler } from "./scheduler.ts";
 
@@ -69,22 +69,18 @@ function spillIdle(idleMs: number): void {
   post({ type: "events", events: [], stats: s.stats(), stepMs: 0 });
 }
 
-async function init(config: EngineConfig): Promise<void> {
+async function init(config: EngineConfig, parsed: GgufFile | undefined): Promise<void> {
   process.env.HEARTH_LIB = config.libPath;
   await loadLibrary();
-  const file = readGguf(config.modelPath);
-  const tokenizer = Tokenizer.fromGguf(new GgufMetadata(file.metadata));
-  model = openNativeModel(
-    config.modelPath,
-    {
-      threads: config.threads,
-      kvPages: config.kvPages,
-      kvType: config.kvType,
-      maxBatchTokens: config.stepTokens,
-      maxSequences: config.parallel,
-    },
-    file,
-  );
+  const mf = readModelFile(config.modelPath, parsed);
+  const tokenizer = mf.tokenizer;
+  model = openModel(mf, {
+    threads: config.threads,
+    kvPages: config.kvPages,
+    kvType: config.kvType,
+    maxBatchTokens: config.stepTokens,
+    maxSequences: config.parallel,
+  });
   tierConfig = config.kvTier ?? null;
   if (tierConfig) {
     if (!tiered(model)) throw new Error("this native model has no KV tiers (prefix cache)");
@@ -124,7 +120,7 @@ async function init(config: EngineConfig): Promise<void> {
 self.onmessage = (ev: MessageEvent<ToWorker>) => {
   const msg = ev.data;
   if (msg.type === "init") {
-    init(msg.config).catch((err) => post({ type: "fatal", message: (err as Error).message }));
+    init(msg.config, msg.file).catch((err) => post({ type: "fatal", message: (err as Error).message }));
     return;
   }
   const s = scheduler;

@@ -1,0 +1,77 @@
+// The one way a model file is opened, by the library (loadModel), `hearth serve` and the engine
+// worker: the GGUF header parsed once and checked (tensor types hearth computes, a tokenizer),
+// the tokenizer and chat template built from it, and the native model opened from the same parse
+// with its vocabulary checked against the tokenizer's.
+import { ChatTemplate } from "./chat/index.ts";
+import {
+  computableGgmlTypes,
+  GgufError,
+  type GgufFile,
+  GgufMetadata,
+  ggmlTypes,
+  readGguf,
+} from "./gguf/index.ts";
+import { type NativeModelOptions, openNativeModel } from "./native/model.ts";
+import type { NativeModel } from "./native/model-api.ts";
+import { Tokenizer } from "./tokenizer/index.ts";
+
+/** A model file read and checked, before any native memory is taken. */
+export interface ModelFile {
+  /** Path of the .gguf file. */
+  path: string;
+  /** The parsed header (metadata, tensor table); plain data, so it can cross to a worker. */
+  file: GgufFile;
+  metadata: GgufMetadata;
+  tokenizer: Tokenizer;
+  /** The model's chat template (ChatML when the file has none). */
+  chatTemplate: ChatTemplate;
+  /** The context the model was trained for (0 when the file does not say). */
+  trainedContextTokens: number;
+}
+
+/** Checks the parts of a GGUF file the runtime needs before the native side sees it. */
+function validateFile(path: string, file: GgufFile): void {
+  for (const t of file.tensors) {
+    if (!computableGgmlTypes.has(t.typeId)) {
+      const type = ggmlTypes.get(t.typeId)?.name ?? `type ${t.typeId}`;
+      const ok = [...computableGgmlTypes].map((id) => ggmlTypes.get(id)?.name ?? id).join(", ");
+      throw new GgufError(`${path}: tensor "${t.name}" is ${type}, which hearth cannot compute yet (${ok})`);
+    }
+  }
+  const md = new GgufMetadata(file.metadata);
+  if (!md.has("tokenizer.ggml.tokens")) {
+    throw new GgufError(`${path}: the file has no tokenizer (missing key "tokenizer.ggml.tokens")`);
+  }
+}
+
+/**
+ * Reads and checks a model file. `parsed`: its header parsed already (by the thread that
+ * started a worker), so it is not read again.
+ * @throws GgufError for a malformed or unsupported file.
+ */
+export function readModelFile(path: string, parsed?: GgufFile): ModelFile {
+  const file = parsed ?? readGguf(path);
+  validateFile(path, file);
+  const metadata = new GgufMetadata(file.metadata);
+  const tokenizer = Tokenizer.fromGguf(metadata);
+  const chatTemplate = ChatTemplate.fromGguf(metadata, tokenizer);
+  const arch = metadata.stringOr("general.architecture", "");
+  const trainedContextTokens = metadata.numberOr(`${arch}.context_length`, 0);
+  return { path, file, metadata, tokenizer, chatTemplate, trainedContextTokens };
+}
+
+/**
+ * Opens the native model of a checked file (weights, KV pool, threads).
+ * @throws GgufError when the model's vocabulary is not the tokenizer's, NativeError from the
+ *   native side.
+ */
+export function openModel(model: ModelFile, opts: NativeModelOptions): NativeModel {
+  const native = openNativeModel(model.path, opts, model.file);
+  if (native.info.vocabSize !== model.tokenizer.vocabSize) {
+    native.close();
+    throw new GgufError(
+      `${model.path}: the tokenizer has ${model.tokenizer.vocabSize} tokens but the model's vocabulary is ${native.info.vocabSize}`,
+    );
+  }
+  return native;
+}

@@ -24,6 +24,8 @@ class ScriptedModel implements NativeModel {
     headCount: 1,
     headCountKv: 1,
     headDim: 8,
+    formats: ["F32"],
+    slidingWindow: null,
   };
   private readonly lengths = new Map<number, number>();
   private nextSeq = 0;

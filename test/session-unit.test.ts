@@ -47,6 +47,8 @@ class ScriptedNative implements NativeModel {
       headCount: 1,
       headCountKv: 1,
       headDim: 8,
+      formats: ["F32"],
+      slidingWindow: null,
     };
   }
 

@@ -5,6 +5,7 @@
 //! them. The first walk finds each query's max and softmax sum online (rescaled per page); the
 //! second accumulates V with the weights rounded as ggml's non-flash path rounds them.
 //! An item's arithmetic depends only on its own row and sequence: batch invariant.
+//! A sliding-window layer (Gemma 3) gives each query only its last `window` keys.
 const std = @import("std");
 const ops = @import("ops.zig");
 const kv = @import("kv/pages.zig");
@@ -54,6 +55,8 @@ pub const Job = struct {
     tiles: []const Tile,
     n_head: usize,
     scale: f32,
+    /// Keys a query sees, itself included (sliding-window layers); 0: all keys up to itself.
+    window: usize = 0,
     /// Pages of scores kept between the passes (at most `stored_pages`); tests lower it to
     /// exercise the split and score-twice paths.
     store_cap: usize = stored_pages,
@@ -80,16 +83,33 @@ pub const Job = struct {
         var qs: [max_queries][*]const f32 = undefined;
         var outs: [max_queries][*]f32 = undefined;
         var limits: [max_queries]usize = undefined;
+        var firsts: [max_queries]usize = undefined;
         var nq: usize = 0;
         for (tile.row..tile.row + tile.count) |row| {
             for (0..group) |h| {
                 qs[nq] = self.q[row * width + (first_head + h) * hd ..].ptr;
                 outs[nq] = self.out[row * width + (first_head + h) * hd ..].ptr;
                 limits[nq] = @as(usize, self.indices[row]) + 1;
+                firsts[nq] = firstKey(limits[nq], self.window);
                 nq += 1;
             }
         }
-        attendQueries(hd, self.cache, self.layer, @intCast(self.seq_ids[tile.row]), g, qs[0..nq], outs[0..nq], limits[0..nq], self.scale, @min(self.store_cap, stored_pages));
+        attendQueries(hd, self.cache, self.layer, @intCast(self.seq_ids[tile.row]), g, qs[0..nq], outs[0..nq], .{ .firsts = firsts[0..nq], .limits = limits[0..nq] }, self.scale, @min(self.store_cap, stored_pages));
+    }
+};
+
+/// First key a query with keys [0, limit) sees through a window of `window` keys (0: no window).
+pub fn firstKey(limit: usize, window: usize) usize {
+    return if (window > 0 and limit > window) limit - window else 0;
+}
+
+/// Query q of a group sees keys [firsts[q], limits[q]).
+const KeyRanges = struct {
+    firsts: []const usize,
+    limits: []const usize,
+
+    fn slice(self: KeyRanges, lo: usize, hi: usize) KeyRanges {
+        return .{ .firsts = self.firsts[lo..hi], .limits = self.limits[lo..hi] };
     }
 };
 
@@ -231,22 +251,22 @@ fn attendQueries(
     g: usize,
     qs: []const [*]const f32,
     outs: []const [*]f32,
-    limits: []const usize,
+    keys: KeyRanges,
     scale: f32,
     store_cap: usize,
 ) void {
     const nq = qs.len;
     std.debug.assert(nq <= max_queries and nq > 0);
     var n_keys: usize = 0;
-    for (limits) |lim| n_keys = @max(n_keys, lim);
+    for (keys.limits) |lim| n_keys = @max(n_keys, lim);
     const n_pages = std.math.divCeil(usize, n_keys, kv.page_tokens) catch unreachable;
     var store: [stored_pages]S = undefined;
-    if (n_pages > store_cap) return attendGroup(hd, cache, layer, seq, g, qs, outs, limits, scale, null);
+    if (n_pages > store_cap) return attendGroup(hd, cache, layer, seq, g, qs, outs, keys, scale, null);
     const per_group = @min(nq, store_cap / n_pages);
     var q0: usize = 0;
     while (q0 < nq) : (q0 += per_group) {
         const q1 = @min(nq, q0 + per_group);
-        attendGroup(hd, cache, layer, seq, g, qs[q0..q1], outs[q0..q1], limits[q0..q1], scale, store[0 .. (q1 - q0) * n_pages]);
+        attendGroup(hd, cache, layer, seq, g, qs[q0..q1], outs[q0..q1], keys.slice(q0, q1), scale, store[0 .. (q1 - q0) * n_pages]);
     }
 }
 
@@ -262,7 +282,7 @@ fn attendGroup(
     g: usize,
     qs: []const [*]const f32,
     outs: []const [*]f32,
-    limits: []const usize,
+    keys: KeyRanges,
     scale: f32,
     /// Scaled, masked scores of query q's page p at [q * n_pages + p], or null: score twice.
     store: ?[]S,
@@ -272,8 +292,14 @@ fn attendGroup(
     const t = cache.shape.kv_type;
     const rb = cache.shape.rowBytes();
     const pages = cache.table(seq);
+    const limits = keys.limits;
+    const firsts = keys.firsts;
     var n_keys: usize = 0;
-    for (limits) |lim| n_keys = @max(n_keys, lim);
+    var first_key: usize = std.math.maxInt(usize);
+    for (limits, firsts) |lim, f| {
+        n_keys = @max(n_keys, lim);
+        first_key = @min(first_key, f);
+    }
     std.debug.assert(pages.len * kv.page_tokens >= n_keys and n_keys >= 1);
     const n_pages = std.math.divCeil(usize, n_keys, kv.page_tokens) catch unreachable;
 
@@ -288,8 +314,9 @@ fn attendGroup(
     var s: [max_queries][kv.page_tokens]f32 = undefined;
     var inv: [max_queries]f32 = undefined;
     for (0..2) |pass| {
-        var p_idx: usize = 0;
-        var base: usize = 0;
+        // Pages before every query's window are never read.
+        var p_idx: usize = first_key / kv.page_tokens;
+        var base: usize = p_idx * kv.page_tokens;
         while (base < n_keys) : ({
             base += kv.page_tokens;
             p_idx += 1;
@@ -300,8 +327,9 @@ fn attendGroup(
                 scorePage(hd, cache, cache.blockPtr(pages[p_idx], layer, .k, g), count, &kt, qs, s[0..nq]);
             if (pass == 0) {
                 for (0..nq) |q| {
-                    if (limits[q] <= base) continue; // this page is past the query's last key
-                    const sv = maskedScores(s[q], @min(count, limits[q] - base), scale);
+                    // This page is past the query's last key, or before its window.
+                    if (limits[q] <= base or firsts[q] >= base + count) continue;
+                    const sv = maskedScores(s[q], firsts[q] -| base, @min(count, limits[q] - base), scale);
                     if (store) |st| st[q * n_pages + p_idx] = sv;
                     const m_new = @max(m[q], maxLanes(sv));
                     // The running max grew: rescale what was summed so far.
@@ -314,9 +342,9 @@ fn attendGroup(
             const vblock = cache.blockPtr(pages[p_idx], layer, .v, g);
             for (0..count) |j| loadRow(hd, t, vblock + j * rb, &vf[j]);
             for (0..nq) |q| {
-                if (limits[q] <= base) continue;
+                if (limits[q] <= base or firsts[q] >= base + count) continue;
                 const valid = @min(count, limits[q] - base);
-                const sv = if (store) |st| st[q * n_pages + p_idx] else maskedScores(s[q], valid, scale);
+                const sv = if (store) |st| st[q * n_pages + p_idx] else maskedScores(s[q], firsts[q] -| base, valid, scale);
                 const p = ops.expV(kv.page_tokens, sv - @as(S, @splat(m[q]))) * @as(S, @splat(inv[q]));
                 const pa: [kv.page_tokens]f32 = @as(S, @floatCast(@as(@Vector(kv.page_tokens, f16), @floatCast(p))));
                 const a = &acc[q];
@@ -361,11 +389,12 @@ inline fn prefetchBlock(cache: *const kv.Cache, block: [*]const u8) void {
     while (off < bytes) : (off += 64) @prefetch(block + off, .{ .rw = .read, .locality = 3, .cache = .data });
 }
 
-/// Scaled scores of one page with the keys at and past `valid` masked to -inf.
-inline fn maskedScores(raw: [kv.page_tokens]f32, valid: usize, scale: f32) S {
+/// Scaled scores of one page with the keys before `first` and at or past `valid` masked to -inf.
+inline fn maskedScores(raw: [kv.page_tokens]f32, first: usize, valid: usize, scale: f32) S {
     const lane: S = std.simd.iota(f32, kv.page_tokens);
     const v: S = raw;
-    return @select(f32, lane < @as(S, @splat(@floatFromInt(valid))), v * @as(S, @splat(scale)), @as(S, @splat(-std.math.inf(f32))));
+    const seen = (lane < @as(S, @splat(@floatFromInt(valid)))) & (lane >= @as(S, @splat(@floatFromInt(first))));
+    return @select(f32, seen, v * @as(S, @splat(scale)), @as(S, @splat(-std.math.inf(f32))));
 }
 
 /// Scalar twin: plain two-pass softmax attention over decoded rows, f64 sums, the weights
@@ -383,6 +412,7 @@ fn attendScalarRow(job: *const Job, row: usize, g: usize) void {
     const group = job.n_head / sh.n_head_kv;
     const seq: u32 = @intCast(job.seq_ids[row]);
     const n_keys = @as(usize, job.indices[row]) + 1;
+    const first = firstKey(n_keys, job.window);
     var krow: [kv.max_head_dim]f32 = undefined;
     var vrow: [kv.max_head_dim]f32 = undefined;
     var scores: [4096]f64 = undefined;
@@ -391,7 +421,7 @@ fn attendScalarRow(job: *const Job, row: usize, g: usize) void {
         const h = g * group + hh;
         const q = job.q[row * job.n_head * hd + h * hd ..][0..hd];
         var mx: f64 = -std.math.inf(f64);
-        for (0..n_keys) |j| {
+        for (first..n_keys) |j| {
             cache.readRow(seq, job.layer, .k, g, j, krow[0..hd]);
             var d: f64 = 0;
             for (q, krow[0..hd]) |a, b| d += @as(f64, a) * b;
@@ -399,13 +429,13 @@ fn attendScalarRow(job: *const Job, row: usize, g: usize) void {
             mx = @max(mx, scores[j]);
         }
         var sum: f64 = 0;
-        for (scores[0..n_keys]) |*sc| {
+        for (scores[first..n_keys]) |*sc| {
             sc.* = @exp(sc.* - mx);
             sum += sc.*;
         }
         const o = job.out[row * job.n_head * hd + h * hd ..][0..hd];
         var acc: [kv.max_head_dim]f64 = @splat(0);
-        for (0..n_keys) |j| {
+        for (first..n_keys) |j| {
             cache.readRow(seq, job.layer, .v, g, j, vrow[0..hd]);
             const w: f16 = @floatCast(scores[j] / sum);
             for (0..hd) |i| acc[i] += @as(f64, w) * vrow[i];
@@ -485,6 +515,19 @@ test "SIMD attention matches the scalar twin over several pages, GQA, both KV ty
                 try testing.expectEqualSlices(f32, out1, out3);
             }
             job.store_cap = stored_pages;
+            // A sliding window (20 keys: starts mid-page, and skips whole pages for row 52)
+            // against the scalar twin, and tiles against single rows again.
+            job.window = 20;
+            job.out = out1;
+            for (0..job.items()) |it| job.run(it);
+            job.out = out2;
+            for (0..job.items()) |it| attendScalar(&job, it);
+            for (out1, out2) |x, y| try testing.expect(@abs(x - y) <= 1e-4 + 1e-4 * @abs(y));
+            job.out = out3;
+            job.tiles = &singles;
+            for (0..job.items()) |it| job.run(it);
+            try testing.expectEqualSlices(f32, out1, out3);
+            job.window = 0;
         }
     }
 }

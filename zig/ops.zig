@@ -1,4 +1,4 @@
-//! Elementwise and per-row ops of the forward pass (rmsnorm, rope, softmax, swiglu, add), each with a scalar twin.
+//! Elementwise and per-row ops of the forward pass (rmsnorm, rope, softmax, swiglu, geglu, add), each with a scalar twin.
 const std = @import("std");
 
 /// f32 lanes per vector on this target (8 on AVX2, 16 on AVX-512, 4 on NEON/SSE).
@@ -93,12 +93,20 @@ pub const Rope = struct {
     pub const max_pairs = 256;
 
     pub fn init(kind: RopeType, rope_dims: usize, freq_base: f32, freq_scale: f32) Rope {
+        return initFactors(kind, rope_dims, freq_base, freq_scale, null);
+    }
+
+    /// As init, each pair's frequency divided by its factor (Llama 3's `rope_freqs` tensor:
+    /// long wavelengths slowed down, as ggml's rope reads its freq_factors).
+    pub fn initFactors(kind: RopeType, rope_dims: usize, freq_base: f32, freq_scale: f32, factors: ?[]const f32) Rope {
         std.debug.assert(rope_dims % 2 == 0 and rope_dims / 2 <= max_pairs);
+        if (factors) |f| std.debug.assert(f.len == rope_dims / 2);
         var r: Rope = .{ .kind = kind, .rope_dims = rope_dims, .inv_freq = undefined };
         const d: f64 = @floatFromInt(rope_dims);
         for (0..rope_dims / 2) |i| {
             const e: f64 = -2.0 * @as(f64, @floatFromInt(i)) / d;
-            r.inv_freq[i] = @as(f64, freq_scale) * std.math.pow(f64, freq_base, e);
+            const factor: f64 = if (factors) |f| f[i] else 1.0;
+            r.inv_freq[i] = @as(f64, freq_scale) * std.math.pow(f64, freq_base, e) / factor;
         }
         return r;
     }
@@ -203,6 +211,69 @@ pub fn silu(x: []f32) void {
         store(x, i, g / (one + expV(vlen, -g)));
     }
     while (i < x.len) : (i += 1) x[i] = x[i] / (1 + expScalar(-x[i]));
+}
+
+/// GELU (tanh form) of every f16 value, rounded to f16: ggml computes GELU through this table
+/// (GGML_GELU_FP16), so its GeGLU reads gelu(f16(x)) rounded to f16. 128 KiB, built once per model.
+pub const GeluTable = struct {
+    h: [1 << 16]f16,
+
+    pub fn init(self: *GeluTable) void {
+        for (&self.h, 0..) |*o, i| {
+            const x: f32 = @as(f16, @bitCast(@as(u16, @intCast(i))));
+            o.* = @floatCast(geluScalar(x));
+        }
+    }
+
+    /// gelu(x) as ggml's table gives it (x <= -10: 0, x >= 10: x).
+    pub inline fn at(self: *const GeluTable, x: f32) f32 {
+        if (x <= -10.0) return 0;
+        if (x >= 10.0) return x;
+        const h: f16 = @floatCast(x);
+        return self.h[@as(u16, @bitCast(h))];
+    }
+};
+
+const gelu_coef_a: f32 = 0.044715;
+const sqrt_2_over_pi: f32 = 0.79788456080286535587989211986876;
+
+/// gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) x (1 + 0.044715 x^2))), in f32 as ggml writes it.
+pub fn geluScalar(x: f32) f32 {
+    return 0.5 * x * (1.0 + std.math.tanh(sqrt_2_over_pi * x * (1.0 + gelu_coef_a * x * x)));
+}
+
+/// out = gelu(gate) * up through the table (Gemma's feed-forward).
+pub fn geglu(out: []f32, gate: []const f32, up: []const f32, table: *const GeluTable) void {
+    std.debug.assert(out.len == gate.len and up.len == gate.len);
+    for (out, gate, up) |*o, g, u| o.* = table.at(g) * u;
+}
+
+/// Scalar twin of geglu: the table's value computed directly (f16 in, f16 out).
+pub fn gegluScalar(out: []f32, gate: []const f32, up: []const f32) void {
+    for (out, gate, up) |*o, g, u| {
+        const x: f32 = @as(f16, @floatCast(g));
+        const y: f32 = if (g <= -10.0) 0 else if (g >= 10.0) g else @as(f16, @floatCast(geluScalar(x)));
+        o.* = y * u;
+    }
+}
+
+/// x *= s.
+pub fn scaleBy(x: []f32, s: f32) void {
+    const sv: V = @splat(s);
+    var i: usize = 0;
+    while (i + vlen <= x.len) : (i += vlen) store(x, i, load(x, i) * sv);
+    while (i < x.len) : (i += 1) x[i] *= s;
+}
+
+/// Each of the `n_heads` heads of `x` (head_dim floats each) replaced by rmsnorm(head) * weight
+/// (Qwen 3's and Gemma 3's per-head Q/K norms; `weight` has head_dim values).
+pub fn rmsnormHeads(x: []f32, n_heads: usize, weight: []const f32, eps: f32) void {
+    const hd = weight.len;
+    std.debug.assert(x.len == n_heads * hd);
+    for (0..n_heads) |h| {
+        const v = x[h * hd ..][0..hd];
+        rmsnorm(v, v, weight, eps);
+    }
 }
 
 /// x = f32(f16(x)) in place, round to nearest even (what ggml's f32 -> f16 conversion does).
@@ -366,6 +437,39 @@ test "swiglu, silu and add SIMD match scalar twins" {
         addScalar(b, u);
         try std.testing.expectEqualSlices(f32, b, a);
     }
+}
+
+test "geglu through the table matches its scalar twin; gelu itself is the tanh form" {
+    const table = try std.testing.allocator.create(GeluTable);
+    defer std.testing.allocator.destroy(table);
+    table.init();
+    var prng = std.Random.DefaultPrng.init(12);
+    const rng = prng.random();
+    var g: [1031]f32 = undefined;
+    var u: [1031]f32 = undefined;
+    var a: [1031]f32 = undefined;
+    var b: [1031]f32 = undefined;
+    randomFill(rng, &g, 12);
+    randomFill(rng, &u, 2);
+    g[0] = -10;
+    g[1] = 10;
+    g[2] = 0;
+    geglu(&a, &g, &u, table);
+    gegluScalar(&b, &g, &u);
+    try std.testing.expectEqualSlices(f32, &b, &a);
+    try std.testing.expectApproxEqAbs(@as(f32, 0.841192), geluScalar(1.0), 1e-5);
+    try std.testing.expectApproxEqAbs(@as(f32, -0.158808), geluScalar(-1.0), 1e-5);
+}
+
+test "rmsnormHeads normalizes each head on its own; rope factors divide the frequencies" {
+    var x: [8]f32 = .{ 1, 2, 3, 4, 10, 20, 30, 40 };
+    const w = [_]f32{ 1, 1, 1, 1 };
+    rmsnormHeads(&x, 2, &w, 0);
+    try expectClose(x[0..4], x[4..8], 1e-6, 1e-6);
+    const plain = Rope.init(.neox, 4, 10000, 1);
+    const slowed = Rope.initFactors(.neox, 4, 10000, 1, &.{ 1, 8 });
+    try std.testing.expectEqual(plain.inv_freq[0], slowed.inv_freq[0]);
+    try std.testing.expectApproxEqRel(plain.inv_freq[1] / 8, slowed.inv_freq[1], 1e-12);
 }
 
 test "rope normal and neox rotate pairs; rotating by p then -p restores the input" {

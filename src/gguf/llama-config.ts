@@ -1,15 +1,22 @@
-// Llama model configuration from a parsed GGUF file: hyper-parameters, the tensor set with the
-// shape each tensor must have, tied-output detection and vocabulary consistency. Everything the
+// Model configuration from a parsed GGUF file (llama, qwen2, qwen3, gemma3; what sets the families
+// apart is in families.ts): hyper-parameters, the tensor set with the shape each tensor must have,
+// tied-output detection and vocabulary consistency. Everything the
 // forward pass relies on is checked here, so a bad file fails with an error that names the key or
 // the tensor (and its wrong shape) instead of failing later inside a kernel.
 
-import { GgufError, type GgufFile, type GgufTensorInfo, type GgufValue } from "./reader.ts";
-import { computableGgmlTypes, ggmlTypes } from "./types.ts";
+import { checkVocabulary, Keys, ModelConfigError, shapeText, TensorChecks } from "./config-checks.ts";
+import {
+  type Architecture,
+  FAMILIES,
+  type GemmaTraits,
+  gemmaTraits,
+  isSupportedArchitecture,
+  type SlidingWindow,
+  SUPPORTED_ARCHITECTURES,
+} from "./families.ts";
+import type { GgufFile, GgufTensorInfo } from "./reader.ts";
 
-/** A GGUF file that parses but does not describe a model hearth can run. */
-export class ModelConfigError extends GgufError {
-  override name = "ModelConfigError";
-}
+export { ModelConfigError, SUPPORTED_ARCHITECTURES };
 
 /** How positions are rotated; GGUF llama files use "norm" (adjacent pairs, Q/K pre-permuted). */
 export type RopeType = "norm" | "neox";
@@ -40,6 +47,12 @@ export interface LlamaLayerTensors {
   ffnUp: GgufTensorInfo;
   /** [n_ff, n_embd] */
   ffnDown: GgufTensorInfo;
+  /** [head_dim] per-head norms of Q and K (qwen3, gemma3). */
+  attnQNorm?: GgufTensorInfo;
+  attnKNorm?: GgufTensorInfo;
+  /** [n_embd] norms of the attention and FFN outputs before the residual adds (gemma3). */
+  postAttentionNorm?: GgufTensorInfo;
+  postFfwNorm?: GgufTensorInfo;
 }
 
 export interface LlamaTensors {
@@ -55,8 +68,8 @@ export interface LlamaTensors {
 }
 
 export interface LlamaConfig {
-  /** general.architecture (always "llama" for now). */
-  architecture: string;
+  /** general.architecture: one of SUPPORTED_ARCHITECTURES. */
+  architecture: Architecture;
   /** general.name, if the file has one. */
   name: string | undefined;
   blockCount: number;
@@ -86,6 +99,10 @@ export interface LlamaConfig {
   vocabSize: number;
   /** True when there is no output.weight and token_embd is used for the logits. */
   tiedOutput: boolean;
+  /** Sliding-window attention (gemma3), if the file has a window. */
+  slidingWindow: SlidingWindow | undefined;
+  /** Gemma 3's query and embedding scales; undefined for the other families. */
+  gemma: GemmaTraits | undefined;
   tensors: LlamaTensors;
 }
 
@@ -93,8 +110,6 @@ export interface LlamaConfigOptions {
   /** Reject tensors whose GGML type the native kernels cannot compute with (default true). */
   requireComputableTypes?: boolean;
 }
-
-export const SUPPORTED_ARCHITECTURES: readonly string[] = ["llama"];
 
 // Bounds far above any real Llama, low enough that products of them cannot overflow 2^53.
 const MAX_BLOCKS = 4096;
@@ -104,185 +119,6 @@ const MAX_HEADS = 4096;
 const MAX_HEAD_DIM = 4096;
 const MAX_CONTEXT = 1 << 24;
 const MAX_VOCAB = 1 << 24;
-
-const SPECIAL_TOKEN_KEYS = [
-  "bos_token_id",
-  "eos_token_id",
-  "eot_token_id",
-  "eom_token_id",
-  "unknown_token_id",
-  "padding_token_id",
-  "separator_token_id",
-  "cls_token_id",
-  "mask_token_id",
-];
-
-/** Typed, range-checked metadata access whose errors name the key. */
-class Keys {
-  constructor(private readonly md: Map<string, GgufValue>) {}
-
-  private describe(x: GgufValue): string {
-    if (Array.isArray(x) || ArrayBuffer.isView(x)) return "an array";
-    return `${typeof x} ${String(x)}`;
-  }
-
-  has(key: string): boolean {
-    return this.md.has(key);
-  }
-
-  int(key: string, min: number, max: number, fallback?: number): number {
-    const x = this.md.get(key);
-    if (x === undefined) {
-      if (fallback !== undefined) return fallback;
-      throw new ModelConfigError(`missing required metadata key "${key}"`);
-    }
-    if (Array.isArray(x) || ArrayBuffer.isView(x)) {
-      throw new ModelConfigError(`metadata key "${key}" is an array; per-layer values are not supported`);
-    }
-    if (typeof x !== "number" && typeof x !== "bigint") {
-      throw new ModelConfigError(`metadata key "${key}" should be an integer, got ${this.describe(x)}`);
-    }
-    if (typeof x === "number" && !Number.isInteger(x)) {
-      throw new ModelConfigError(`metadata key "${key}" should be an integer, got ${x}`);
-    }
-    if (x < min || x > max) {
-      throw new ModelConfigError(`metadata key "${key}" = ${x} is out of range [${min}, ${max}]`);
-    }
-    return Number(x);
-  }
-
-  float(key: string, check: (x: number) => boolean, rule: string, fallback?: number): number {
-    const x = this.md.get(key);
-    if (x === undefined) {
-      if (fallback !== undefined) return fallback;
-      throw new ModelConfigError(`missing required metadata key "${key}"`);
-    }
-    if (typeof x !== "number") {
-      throw new ModelConfigError(`metadata key "${key}" should be a number, got ${this.describe(x)}`);
-    }
-    if (!Number.isFinite(x) || !check(x)) {
-      throw new ModelConfigError(`metadata key "${key}" = ${x} is invalid: must be ${rule}`);
-    }
-    return x;
-  }
-
-  string(key: string, fallback?: string): string {
-    const x = this.md.get(key);
-    if (x === undefined) {
-      if (fallback !== undefined) return fallback;
-      throw new ModelConfigError(`missing required metadata key "${key}"`);
-    }
-    if (typeof x !== "string") {
-      throw new ModelConfigError(`metadata key "${key}" should be a string, got ${this.describe(x)}`);
-    }
-    return x;
-  }
-
-  /** Length of an array value, checking the element kind. */
-  arrayLength(key: string, kind: "string" | "float" | "int"): number | undefined {
-    const x = this.md.get(key);
-    if (x === undefined) return undefined;
-    const ok =
-      kind === "string"
-        ? Array.isArray(x) && x.every((e) => typeof e === "string")
-        : kind === "float"
-          ? x instanceof Float32Array || x instanceof Float64Array
-          : x instanceof Int32Array ||
-            x instanceof Uint32Array ||
-            x instanceof Int16Array ||
-            x instanceof Uint16Array ||
-            x instanceof Int8Array ||
-            x instanceof Uint8Array;
-    if (!ok) throw new ModelConfigError(`metadata key "${key}" should be an array of ${kind}s`);
-    return (x as ArrayLike<unknown>).length;
-  }
-}
-
-function shapeText(dims: readonly number[]): string {
-  return `[${dims.join(", ")}]`;
-}
-
-/** Finds and checks the tensors one expected-shape table names. */
-class TensorChecks {
-  readonly used = new Set<string>();
-
-  constructor(
-    private readonly file: GgufFile,
-    private readonly requireComputable: boolean,
-  ) {}
-
-  private check(t: GgufTensorInfo, shape: readonly number[], meaning: string, vector: boolean): void {
-    const same = t.dims.length === shape.length && t.dims.every((d, i) => d === shape[i]);
-    if (!same) {
-      throw new ModelConfigError(
-        `tensor "${t.name}" has shape ${shapeText(t.dims)}, expected ${shapeText(shape)} (${meaning})`,
-      );
-    }
-    // Norm weights, biases and RoPE factors are used elementwise: float types only.
-    if (vector && t.typeName !== "F32" && t.typeName !== "F16") {
-      throw new ModelConfigError(`tensor "${t.name}" has type ${t.typeName}, expected F32 or F16`);
-    }
-    if (this.requireComputable && !computableGgmlTypes.has(t.typeId)) {
-      const names = [...computableGgmlTypes].map((id) => ggmlTypes.get(id)?.name).join(", ");
-      throw new ModelConfigError(
-        `tensor "${t.name}" has type ${t.typeName}, which hearth cannot compute with (supported: ${names})`,
-      );
-    }
-  }
-
-  required(name: string, shape: readonly number[], meaning: string): GgufTensorInfo {
-    const t = this.file.tensorsByName.get(name);
-    if (t === undefined) {
-      throw new ModelConfigError(`missing tensor "${name}" (expected shape ${shapeText(shape)}, ${meaning})`);
-    }
-    this.check(t, shape, meaning, shape.length === 1);
-    this.used.add(name);
-    return t;
-  }
-
-  optional(name: string, shape: readonly number[], meaning: string): GgufTensorInfo | undefined {
-    const t = this.file.tensorsByName.get(name);
-    if (t === undefined) return undefined;
-    this.check(t, shape, meaning, shape.length === 1);
-    this.used.add(name);
-    return t;
-  }
-}
-
-function checkVocabulary(k: Keys, vocabSize: number): void {
-  const tokens = k.arrayLength("tokenizer.ggml.tokens", "string");
-  if (tokens === undefined)
-    throw new ModelConfigError(`missing required metadata key "tokenizer.ggml.tokens"`);
-  if (tokens !== vocabSize) {
-    throw new ModelConfigError(
-      `tokenizer.ggml.tokens has ${tokens} entries but token_embd.weight has ${vocabSize} rows`,
-    );
-  }
-  for (const [key, kind] of [
-    ["tokenizer.ggml.scores", "float"],
-    ["tokenizer.ggml.token_type", "int"],
-  ] as const) {
-    const n = k.arrayLength(key, kind);
-    if (n !== undefined && n !== tokens) {
-      throw new ModelConfigError(
-        `${key} has ${n} entries but tokenizer.ggml.tokens has ${tokens}: mismatched tokenizer arrays`,
-      );
-    }
-  }
-  k.arrayLength("tokenizer.ggml.merges", "string");
-  k.string("tokenizer.ggml.model");
-  for (const name of SPECIAL_TOKEN_KEYS) {
-    const key = `tokenizer.ggml.${name}`;
-    if (!k.has(key)) continue;
-    // Some converters write -1 (as int32 or as u32 0xFFFFFFFF) for "no such token".
-    const id = k.int(key, -1, 0xffff_ffff);
-    if (id !== -1 && id !== 0xffff_ffff && id >= vocabSize) {
-      throw new ModelConfigError(
-        `metadata key "${key}" = ${id} is not a token id (vocabulary has ${vocabSize})`,
-      );
-    }
-  }
-}
 
 function ropeScaling(k: Keys, arch: string): { type: RopeScalingType; factor: number } {
   const type = k.string(`${arch}.rope.scaling.type`, "none");
@@ -301,12 +137,13 @@ function ropeScaling(k: Keys, arch: string): { type: RopeScalingType; factor: nu
 function configOf(file: GgufFile, opts: LlamaConfigOptions): LlamaConfig {
   const k = new Keys(file.metadata);
   const arch = k.string("general.architecture");
-  if (!SUPPORTED_ARCHITECTURES.includes(arch)) {
+  if (!isSupportedArchitecture(arch)) {
     throw new ModelConfigError(
       `unsupported architecture "${arch}" (general.architecture); hearth runs: ${SUPPORTED_ARCHITECTURES.join(", ")}`,
     );
   }
   const p = `${arch}.`;
+  const family = FAMILIES[arch];
   if (k.int(`${p}expert_count`, 0, MAX_HEADS, 0) > 0) {
     throw new ModelConfigError(`mixture-of-experts models (${p}expert_count > 0) are not supported`);
   }
@@ -339,6 +176,10 @@ function configOf(file: GgufFile, opts: LlamaConfigOptions): LlamaConfig {
     : undefined;
   const rmsNormEps = k.float(`${p}attention.layer_norm_rms_epsilon`, (x) => x > 0 && x < 1, "in (0, 1)");
   const contextLength = k.int(`${p}context_length`, 1, MAX_CONTEXT);
+  const gemma =
+    arch === "gemma3"
+      ? gemmaTraits(k, { blockCount, embeddingLength: nEmbd, headCount: nHead, headDim })
+      : undefined;
 
   const t = new TensorChecks(file, opts.requireComputableTypes ?? true);
   const embd = file.tensorsByName.get("token_embd.weight");
@@ -388,9 +229,18 @@ function configOf(file: GgufFile, opts: LlamaConfigOptions): LlamaConfig {
       ffnUp: t.required(`${b}ffn_up.weight`, [nEmbd, nFf], "n_embd, n_ff"),
       ffnDown: t.required(`${b}ffn_down.weight`, [nFf, nEmbd], "n_ff, n_embd"),
     });
+    const layer = layers[i] as LlamaLayerTensors;
+    if (family.qkNorm) {
+      layer.attnQNorm = t.required(`${b}attn_q_norm.weight`, [headDim], "head_dim");
+      layer.attnKNorm = t.required(`${b}attn_k_norm.weight`, [headDim], "head_dim");
+    }
+    if (family.postNorms) {
+      layer.postAttentionNorm = t.required(`${b}post_attention_norm.weight`, [nEmbd], "n_embd");
+      layer.postFfwNorm = t.required(`${b}post_ffw_norm.weight`, [nEmbd], "n_embd");
+    }
     // Drop absent optional keys so the object only holds tensors that exist.
-    const layer = layers[i] as unknown as Record<string, unknown>;
-    for (const key of Object.keys(layer)) if (layer[key] === undefined) delete layer[key];
+    const entries = layer as unknown as Record<string, unknown>;
+    for (const key of Object.keys(entries)) if (entries[key] === undefined) delete entries[key];
   }
   // A tensor nothing reads means the file is not the model its metadata describes (for example a
   // block_count smaller than the real number of blocks).
@@ -419,7 +269,7 @@ function configOf(file: GgufFile, opts: LlamaConfigOptions): LlamaConfig {
     gqaGroupSize: nHead / nHeadKv,
     ropeDimensionCount: ropeDims,
     ropeFreqBase,
-    ropeType: "norm",
+    ropeType: family.ropeType,
     ropeScalingType: scaling.type,
     ropeScaleFactor: scaling.factor,
     ropeFreqScale: 1 / scaling.factor,
@@ -428,6 +278,8 @@ function configOf(file: GgufFile, opts: LlamaConfigOptions): LlamaConfig {
     contextLength,
     vocabSize,
     tiedOutput: untiedOutput === undefined,
+    slidingWindow: gemma?.slidingWindow,
+    gemma,
     tensors: { tokenEmbd, outputNorm, output: untiedOutput ?? tokenEmbd, layers },
   };
   if (ropeFreqs !== undefined) config.tensors.ropeFreqs = ropeFreqs;

@@ -11,6 +11,10 @@ export interface ModelInfo {
   headCount: number;
   headCountKv: number;
   headDim: number;
+  /** GGML types of the file's tensors ("F32", "Q4_K", ...), sorted. */
+  formats: string[];
+  /** Keys a sliding-window layer attends to (Gemma 3), or null when every layer sees the whole context. */
+  slidingWindow: number | null;
 }
 
 /** KV pool occupancy, in pages of `pageTokens` tokens. */

@@ -1,7 +1,9 @@
 // NativeModel over bun:ffi: reads the GGUF header in TS (src/gguf), hands the hyperparameters and
-// the tensor table to zig/model/llama.zig (which mmaps the file itself), and wraps decode / seq / KV.
+// the tensor table to zig/model/llama.zig (which mmaps the file itself; every family shares its
+// model and engine step), and wraps decode / seq / KV.
 import type { Pointer } from "bun:ffi";
-import { GgufError, type GgufFile, llamaConfigFromGguf, readGguf } from "../gguf/index.ts";
+import type { Architecture } from "../gguf/families.ts";
+import { GgufError, type GgufFile, type LlamaConfig, llamaConfigFromGguf, readGguf } from "../gguf/index.ts";
 import { createKvTiers } from "./kv-tiers.ts";
 import { check, lastError, library, NativeError } from "./lib.ts";
 import {
@@ -29,7 +31,12 @@ export interface NativeModelOptions {
 }
 
 /** Tensors in the order the native side expects (zig/model/llama.zig global_tensors, layer_tensors). */
-const GLOBAL_TENSORS = ["token_embd.weight", "output_norm.weight", "output.weight"] as const;
+const GLOBAL_TENSORS = [
+  "token_embd.weight",
+  "output_norm.weight",
+  "output.weight",
+  "rope_freqs.weight",
+] as const;
 const LAYER_TENSORS = [
   "attn_norm.weight",
   "attn_q.weight",
@@ -40,11 +47,20 @@ const LAYER_TENSORS = [
   "ffn_gate.weight",
   "ffn_up.weight",
   "ffn_down.weight",
+  // Only in the families that have them (the configuration checked which must be there).
+  "attn_q.bias",
+  "attn_k.bias",
+  "attn_v.bias",
+  "attn_q_norm.weight",
+  "attn_k_norm.weight",
+  "post_attention_norm.weight",
+  "post_ffw_norm.weight",
 ] as const;
-const OPTIONAL_TENSORS = new Set(["output.weight"]);
+const FIRST_OPTIONAL_LAYER_TENSOR = 9;
+const OPTIONAL_TENSORS = new Set(["output.weight", "rope_freqs.weight"]);
 const ABSENT_TYPE = 0xffff_ffff;
 
-const HPARAMS_BYTES = 56;
+const HPARAMS_BYTES = 88;
 const OPTIONS_BYTES = 24;
 const TENSOR_DESC_BYTES = 56;
 const KV_STATS_BYTES = 24;
@@ -54,6 +70,8 @@ const STATUS_KV_FULL = -6;
 const ROPE_NORMAL = 0;
 const ROPE_NEOX = 2;
 const KV_TYPES = { f16: 1, q8_0: 8 } as const;
+/** model.Arch in zig/model/llama.zig. */
+const ARCH_IDS: Readonly<Record<Architecture, number>> = { llama: 0, qwen2: 1, qwen3: 2, gemma3: 3 };
 
 export interface LlamaHparams {
   nVocab: number;
@@ -69,6 +87,15 @@ export interface LlamaHparams {
   ropeFreqBase: number;
   ropeFreqScale: number;
   rmsEps: number;
+  arch: number;
+  /** Keys a sliding-window layer sees (0: none slide); layer l slides when l % swaPattern < swaPattern - 1. */
+  nSwa: number;
+  swaPattern: number;
+  ropeFreqBaseSwa: number;
+  ropeFreqScaleSwa: number;
+  /** Q scaled after RoPE instead of the scores (gemma3); 0: scores scaled by 1/sqrt(head_dim). */
+  qScale: number;
+  embdScale: number;
 }
 
 /**
@@ -76,8 +103,11 @@ export interface LlamaHparams {
  * (llamaConfigFromGguf names the key or tensor when something is missing or wrong), so the
  * runtime accepts exactly the files the configuration layer accepts.
  */
-export function llamaHparams(file: GgufFile): { arch: string; hp: LlamaHparams } {
+export function llamaHparams(file: GgufFile): { arch: string; hp: LlamaHparams; config: LlamaConfig } {
   const c = llamaConfigFromGguf(file);
+  if (c.tensors.layers.some((l) => l.attnOutputBias !== undefined)) {
+    throw new GgufError(`tensor "blk.N.attn_output.bias" is not supported`);
+  }
   if (c.ropeScalingType !== "none" && c.ropeScalingType !== "linear") {
     throw new GgufError(`rope scaling type "${c.ropeScalingType}" is not supported (none, linear)`);
   }
@@ -100,8 +130,15 @@ export function llamaHparams(file: GgufFile): { arch: string; hp: LlamaHparams }
     ropeFreqBase: c.ropeFreqBase,
     ropeFreqScale: c.ropeFreqScale,
     rmsEps: c.rmsNormEps,
+    arch: ARCH_IDS[c.architecture],
+    nSwa: c.slidingWindow?.size ?? 0,
+    swaPattern: c.slidingWindow?.pattern ?? 0,
+    ropeFreqBaseSwa: c.slidingWindow?.ropeFreqBase ?? 0,
+    ropeFreqScaleSwa: 1,
+    qScale: c.gemma?.queryScale ?? 0,
+    embdScale: c.gemma?.embeddingScale ?? 1,
   };
-  return { arch: c.architecture, hp };
+  return { arch: c.architecture, hp, config: c };
 }
 
 function encodeHparams(hp: LlamaHparams): Uint8Array {
@@ -123,6 +160,11 @@ function encodeHparams(hp: LlamaHparams): Uint8Array {
   f[10] = hp.ropeFreqBase;
   f[11] = hp.ropeFreqScale;
   f[12] = hp.rmsEps;
+  u.set([hp.arch, hp.nSwa, hp.swaPattern], 13);
+  f[16] = hp.ropeFreqBaseSwa;
+  f[17] = hp.ropeFreqScaleSwa;
+  f[18] = hp.qScale;
+  f[19] = hp.embdScale;
   return new Uint8Array(buf);
 }
 
@@ -135,14 +177,20 @@ function encodeTensors(file: GgufFile, nLayer: number): { bytes: Uint8Array; cou
     throw new GgufError(`block_count ${nLayer} is larger than the file's ${file.tensors.length} tensors`);
   }
   const names: string[] = [...GLOBAL_TENSORS];
-  for (let l = 0; l < nLayer; l++) for (const t of LAYER_TENSORS) names.push(`blk.${l}.${t}`);
+  const optional = new Set<string>(OPTIONAL_TENSORS);
+  for (let l = 0; l < nLayer; l++) {
+    LAYER_TENSORS.forEach((t, i) => {
+      names.push(`blk.${l}.${t}`);
+      if (i >= FIRST_OPTIONAL_LAYER_TENSOR) optional.add(`blk.${l}.${t}`);
+    });
+  }
   const buf = new ArrayBuffer(names.length * TENSOR_DESC_BYTES);
   const view = new DataView(buf);
   names.forEach((name, i) => {
     const base = i * TENSOR_DESC_BYTES;
     const t = file.tensorsByName.get(name);
     if (!t) {
-      if (!OPTIONAL_TENSORS.has(name)) throw new GgufError(`missing tensor "${name}"`);
+      if (!optional.has(name)) throw new GgufError(`missing tensor "${name}"`);
       view.setUint32(base + 16, ABSENT_TYPE, true);
       return;
     }
@@ -302,7 +350,7 @@ class FfiNativeModel implements NativeModel {
  */
 export function openNativeModel(path: string, opts: NativeModelOptions = {}, file?: GgufFile): NativeModel {
   const gguf = file ?? readGguf(path);
-  const { arch, hp } = llamaHparams(gguf);
+  const { arch, hp, config } = llamaHparams(gguf);
   const kvType = opts.kvType ?? "f16";
   if (!(kvType in KV_TYPES)) throw new RangeError(`kvType must be "f16" or "q8_0", got ${String(kvType)}`);
   const options = new Uint32Array(OPTIONS_BYTES / 4);
@@ -339,6 +387,8 @@ export function openNativeModel(path: string, opts: NativeModelOptions = {}, fil
     headCount: hp.nHead,
     headCountKv: hp.nHeadKv,
     headDim: hp.headDim,
+    formats: [...new Set(gguf.tensors.map((t) => t.typeName))].sort(),
+    slidingWindow: config.slidingWindow?.size ?? null,
   };
   // Identity of the KV this model produces: hyperparameters, tensor table, file size, KV type.
   const tagSource = new Uint8Array(HPARAMS_BYTES + tensors.bytes.length + 16);

@@ -272,19 +272,23 @@ pub const Cache = struct {
 
     /// Context shift: keeps tokens [0, keep), drops [keep, keep + drop), moves the rest down by
     /// `drop` and rotates their K by -drop positions so rope positions stay contiguous.
-    pub fn shift(self: *Cache, seq: u32, keep: usize, drop: usize, rope: *const ops.Rope) void {
+    /// `ropes` holds one rope for every layer, or one per layer (Gemma 3's sliding layers have
+    /// their own base).
+    pub fn shift(self: *Cache, seq: u32, keep: usize, drop: usize, ropes: []const *const ops.Rope) void {
         const sh = self.shape;
         const len = self.seqs[seq].len_tokens;
         std.debug.assert(keep + drop <= len);
+        std.debug.assert(ropes.len == 1 or ropes.len == sh.n_layer);
         if (drop == 0) return;
-        var cos: [ops.Rope.max_pairs]f32 = undefined;
-        var sin: [ops.Rope.max_pairs]f32 = undefined;
-        rope.angles(-@as(i64, @intCast(drop)), cos[0 .. rope.rope_dims / 2], sin[0 .. rope.rope_dims / 2]);
         var row: [max_head_dim]f32 = undefined;
         const r = row[0..sh.head_dim];
         // Ascending order: the destination j - drop was read before (or is a dropped row).
-        for (keep + drop..len) |j| {
-            for (0..sh.n_layer) |l| {
+        for (0..sh.n_layer) |l| {
+            const rope = ropes[if (ropes.len == 1) 0 else l];
+            var cos: [ops.Rope.max_pairs]f32 = undefined;
+            var sin: [ops.Rope.max_pairs]f32 = undefined;
+            rope.angles(-@as(i64, @intCast(drop)), cos[0 .. rope.rope_dims / 2], sin[0 .. rope.rope_dims / 2]);
+            for (keep + drop..len) |j| {
                 for (0..sh.n_head_kv) |h| {
                     self.readRow(seq, l, .k, h, j, r);
                     rope.apply(r, 1, sh.head_dim, cos[0 .. rope.rope_dims / 2], sin[0 .. rope.rope_dims / 2]);
@@ -443,7 +447,7 @@ test "shift keeps the head, drops the middle, moves and re-ropes the tail, retur
         @memset(&row, @floatFromInt(j));
         c.writeRow(s, l, .v, h, j, &row);
     };
-    c.shift(s, 4, 20, &rope);
+    c.shift(s, 4, 20, &.{&rope});
     try testing.expectEqual(@as(u32, 20), c.seqs[s].len_tokens);
     try testing.expectEqual(@as(u32, 2), c.seqs[s].n_pages);
     try testing.expectEqual(@as(u32, 6), c.n_free);

@@ -691,7 +691,7 @@ test "dropping a sequence's tail (rejected drafts) keeps it publishable" {
     fillSeq(cache, a, &toks);
     const rope = ops.Rope.init(.normal, 32, 10000, 1);
     try testing.expect(pc.makePrivate(a, 35, 5));
-    cache.shift(a, 35, 5, &rope);
+    cache.shift(a, 35, 5, &.{&rope});
     try expectSeq(cache, a, &toks, 35);
     try testing.expectEqual(@as(usize, 3), pc.publish(a, toks[0..35]));
     // A later prompt with the same 35 tokens reuses them.

@@ -1,4 +1,6 @@
-//! The Llama architecture (as SmolLM2 uses it): a batched forward pass over the paged KV cache.
+//! The model every family shares (hyperparameters, tensor table, buffers, the engine step) and the
+//! Llama-family forward pass: Llama / SmolLM2 / Llama 3.x (rope_freqs), Qwen 2 (Q/K/V biases) and
+//! Qwen 3 (per-head Q/K norms). Gemma 3's forward pass is model/gemma3.zig.
 //!
 //! Weights stay in the mmapped GGUF file. TypeScript parses and validates the file and hands
 //! over the hyperparameters and a fixed-order tensor table; everything is checked again here
@@ -19,6 +21,7 @@ const Pool = @import("../pool.zig").Pool;
 const fused = @import("fused.zig");
 const hugemem = @import("../hugemem.zig");
 const interleave = @import("../interleave.zig");
+const gemma3 = @import("gemma3.zig");
 
 const Weight = matmul_mod.Weight;
 const BlockQ8Act = quant.BlockQ8Act;
@@ -39,7 +42,39 @@ pub const Hparams = extern struct {
     rope_freq_base: f32,
     rope_freq_scale: f32,
     rms_eps: f32,
+    /// Arch: which forward pass and which optional tensors.
+    arch: u32,
+    /// Keys a sliding-window layer sees, its own included; 0: no layer slides.
+    n_swa: u32,
+    /// With n_swa > 0, layer l slides when l % swa_pattern < swa_pattern - 1 (Gemma 3: 6,
+    /// five sliding layers then a global one); 0: every layer slides.
+    swa_pattern: u32,
+    /// RoPE of the sliding layers (Gemma 3: base 10000, no scaling).
+    rope_freq_base_swa: f32,
+    rope_freq_scale_swa: f32,
+    /// Q is multiplied by this after RoPE and scores are not scaled again (Gemma 3); 0: scores are
+    /// scaled by 1/sqrt(head_dim).
+    q_scale: f32,
+    /// Embedding rows are multiplied by this (Gemma 3: sqrt(n_embd)); 1 for the others.
+    embd_scale: f32,
     reserved: u32 = 0,
+};
+
+/// The forward pass a model runs (Hparams.arch).
+pub const Arch = enum(u32) {
+    llama = 0,
+    qwen2 = 1,
+    qwen3 = 2,
+    gemma3 = 3,
+
+    /// Per-head RMSNorm of Q and K before RoPE.
+    fn hasQkNorm(a: Arch) bool {
+        return a == .qwen3 or a == .gemma3;
+    }
+    /// RMSNorm of the attention and FFN outputs before their residual adds.
+    fn hasPostNorms(a: Arch) bool {
+        return a == .gemma3;
+    }
 };
 
 /// Runtime options (sizes fixed for the model's lifetime).
@@ -62,16 +97,21 @@ pub const TensorDesc = extern struct {
     dims: [4]u64,
 };
 
-/// `type` of an absent optional tensor (only `output.weight`: tied embeddings).
+/// `type` of an absent optional tensor (`output.weight` when the embeddings are tied, and the
+/// tensors only some families have).
 pub const absent_type: u32 = 0xffff_ffff;
 
-pub const global_tensors = [_][]const u8{ "token_embd.weight", "output_norm.weight", "output.weight" };
+pub const global_tensors = [_][]const u8{ "token_embd.weight", "output_norm.weight", "output.weight", "rope_freqs.weight" };
+/// Per layer; from attn_q.bias on, each is present only in the families that have it.
 pub const layer_tensors = [_][]const u8{
-    "attn_norm.weight", "attn_q.weight",   "attn_k.weight", "attn_v.weight",   "attn_output.weight",
-    "ffn_norm.weight",  "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight",
+    "attn_norm.weight",     "attn_q.weight",   "attn_k.weight",      "attn_v.weight",      "attn_output.weight",
+    "ffn_norm.weight",      "ffn_gate.weight", "ffn_up.weight",      "ffn_down.weight",    "attn_q.bias",
+    "attn_k.bias",          "attn_v.bias",     "attn_q_norm.weight", "attn_k_norm.weight", "post_attention_norm.weight",
+    "post_ffw_norm.weight",
 };
+const first_optional_layer_tensor = 9;
 
-const Layer = struct {
+pub const Layer = struct {
     attn_norm: []const f32,
     wq: Weight,
     wk: Weight,
@@ -81,6 +121,18 @@ const Layer = struct {
     w_gate: Weight,
     w_up: Weight,
     w_down: Weight,
+    /// Qwen 2's biases of Q, K and V.
+    bq: ?[]const f32,
+    bk: ?[]const f32,
+    bv: ?[]const f32,
+    /// Per-head norms of Q and K (head_dim values; Qwen 3, Gemma 3).
+    q_norm: ?[]const f32,
+    k_norm: ?[]const f32,
+    /// Norms of the attention and FFN outputs before their residual adds (Gemma 3).
+    post_attn_norm: ?[]const f32,
+    post_ffn_norm: ?[]const f32,
+    /// Sliding-window layer: attends to the last n_swa keys, with the sliding RoPE.
+    swa: bool,
 };
 
 /// Limits that keep the fixed-size stack buffers and table sizes honest.
@@ -110,8 +162,15 @@ pub const Model = struct {
     cache: *kv.Cache,
     /// Prefix sharing and the hot/cold tiers (kv/prefix.zig), once hearth_kv_tier_open ran.
     kv_tier: ?*prefix.PrefixCache = null,
+    arch: Arch,
     rope: ops.Rope,
+    /// The sliding layers' RoPE (the same as `rope` when no layer slides).
+    rope_swa: ops.Rope,
+    /// Each layer's rope, for the context shift.
+    layer_ropes: []*const ops.Rope,
     attn_scale: f32,
+    /// ggml's GELU table (Gemma 3's GeGLU), else null.
+    gelu: ?*ops.GeluTable,
 
     // Scratch sized for max_batch_tokens rows, allocated once; the f32 ones are slices of `slab`.
     slab: []f32,
@@ -126,6 +185,9 @@ pub const Model = struct {
     act: []BlockQ8Act,
     rope_cos: []f32,
     rope_sin: []f32,
+    /// Angles of the sliding layers' RoPE (empty when no layer slides).
+    rope_cos_swa: []f32,
+    rope_sin_swa: []f32,
     row_index: []u32,
     tiles: []attention.Tile,
     n_tiles: usize = 0,
@@ -151,6 +213,8 @@ pub const Model = struct {
         self.cache.deinit();
         std.posix.munmap(self.mapping);
         a.free(self.layers);
+        a.free(self.layer_ropes);
+        if (self.gelu) |g| a.destroy(g);
         a.free(self.norm_store);
         hugemem.free(self.packed_weights);
         a.free(self.slab);
@@ -246,6 +310,11 @@ fn checkHparams(hp: *const Hparams, opts: *const Options) i32 {
     if (!(hp.rope_freq_base > 0) or !(hp.rope_freq_scale > 0) or !std.math.isFinite(hp.rope_freq_base) or !std.math.isFinite(hp.rope_freq_scale))
         return status.fail(.bad_model, "rope freq base {d} / scale {d} must be positive and finite", .{ hp.rope_freq_base, hp.rope_freq_scale });
     if (!(hp.rms_eps > 0) or !std.math.isFinite(hp.rms_eps)) return status.fail(.bad_model, "rms epsilon {d} must be positive", .{hp.rms_eps});
+    if (hp.arch > @backingInt(Arch.gemma3)) return status.fail(.unsupported, "architecture {d} (0 llama, 1 qwen2, 2 qwen3, 3 gemma3)", .{hp.arch});
+    if (hp.n_swa > 0 and (!(hp.rope_freq_base_swa > 0) or !(hp.rope_freq_scale_swa > 0) or !std.math.isFinite(hp.rope_freq_base_swa) or !std.math.isFinite(hp.rope_freq_scale_swa)))
+        return status.fail(.bad_model, "sliding rope freq base {d} / scale {d} must be positive and finite", .{ hp.rope_freq_base_swa, hp.rope_freq_scale_swa });
+    if (!(hp.q_scale >= 0) or !std.math.isFinite(hp.q_scale)) return status.fail(.bad_model, "query scale {d} must be finite and not negative", .{hp.q_scale});
+    if (!(hp.embd_scale > 0) or !std.math.isFinite(hp.embd_scale)) return status.fail(.bad_model, "embedding scale {d} must be positive and finite", .{hp.embd_scale});
     if (opts.n_threads == 0 or opts.n_threads > max_threads) return status.fail(.invalid_argument, "threads {d} must be in [1, {d}]", .{ opts.n_threads, max_threads });
     if (opts.kv_pages == 0) return status.fail(.invalid_argument, "kv pages must be positive", .{});
     if (opts.kv_type != 1 and opts.kv_type != 8) return status.fail(.invalid_argument, "kv type {d} (1 f16, 8 q8_0)", .{opts.kv_type});
@@ -309,10 +378,31 @@ pub fn create(allocator: std.mem.Allocator, path: []const u8, hp: *const Hparams
         rc = checkTensor(tensors[2], global_tensors[2], null, file_size, &.{ d, hp.n_vocab }, true);
         if (rc < 0) return rc;
     }
+    if (tensors[3].type != absent_type) {
+        rc = checkTensor(tensors[3], global_tensors[3], null, file_size, &.{hp.rope_dims / 2}, false);
+        if (rc < 0) return rc;
+    }
+    const arch: Arch = @fromBackingInt(hp.arch);
+    const hd: u64 = hp.head_dim;
     for (0..n_layer) |l| {
-        const shapes = [_][]const u64{ &.{d}, &.{ d, q_dim }, &.{ d, kv_dim }, &.{ d, kv_dim }, &.{ q_dim, d }, &.{d}, &.{ d, hp.n_ff }, &.{ d, hp.n_ff }, &.{ hp.n_ff, d } };
+        const shapes = [_][]const u64{
+            &.{d},     &.{ d, q_dim }, &.{ d, kv_dim }, &.{ d, kv_dim }, &.{ q_dim, d }, &.{d}, &.{ d, hp.n_ff }, &.{ d, hp.n_ff }, &.{ hp.n_ff, d },
+            &.{q_dim}, &.{kv_dim},     &.{kv_dim},      &.{hd},          &.{hd},         &.{d}, &.{d},
+        };
         for (shapes, layer_tensors, 0..) |shape, name, i| {
-            rc = checkTensor(tensors[global_tensors.len + l * layer_tensors.len + i], name, l, file_size, shape, shape.len == 2);
+            const desc = tensors[global_tensors.len + l * layer_tensors.len + i];
+            if (i >= first_optional_layer_tensor) {
+                // Biases are optional everywhere; the norms are there exactly in the families that have them.
+                const wanted: ?bool = switch (i) {
+                    12, 13 => arch.hasQkNorm(),
+                    14, 15 => arch.hasPostNorms(),
+                    else => null,
+                };
+                const present = desc.type != absent_type;
+                if (wanted) |w| if (w != present) return status.fail(.bad_model, "tensor blk.{d}.{s} is {s} for a {s} model", .{ l, name, if (present) "unexpected" else "missing", @tagName(arch) });
+                if (!present) continue;
+            }
+            rc = checkTensor(desc, name, l, file_size, shape, shape.len == 2);
             if (rc < 0) return rc;
         }
     }
@@ -338,38 +428,45 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
     errdefer allocator.destroy(m);
     const layers = try allocator.alloc(Layer, n_layer);
     errdefer allocator.free(layers);
-    // Norms: F32 in the file are used in place; F16 ones are widened into norm_store.
-    const norm_store = try allocator.alloc(f32, (1 + 2 * n_layer) * d);
+    const layer_ropes = try allocator.alloc(*const ops.Rope, n_layer);
+    errdefer allocator.free(layer_ropes);
+    // Vectors (norms, biases, rope factors): F32 in the file are used in place; F16 ones are
+    // widened into `vectors`.
+    const hd: usize = hp.head_dim;
+    const norm_store = try allocator.alloc(f32, (1 + 4 * n_layer) * d + n_layer * (2 * hd + q_dim + 2 * kv_dim) + hp.rope_dims / 2);
     errdefer allocator.free(norm_store);
-    var norm_slot: usize = 0;
-    const normOf = struct {
-        fn f(map: []const u8, desc: TensorDesc, store: []f32, slot: *usize, n: usize) []const f32 {
-            const ptr = map.ptr + @as(usize, @intCast(desc.offset));
-            if (desc.type == 0) return @as([*]const f32, @ptrCast(@alignCast(ptr)))[0..n];
-            const dst = store[slot.* * n ..][0..n];
-            slot.* += 1;
-            quant.dequantizeRow(.f16, ptr, dst);
-            return dst;
-        }
-    }.f;
+    var vectors: VectorStore = .{ .map = mapping, .store = norm_store };
 
     var tok_embd = weightOf(mapping, tensors[0]);
+    const arch: Arch = @fromBackingInt(hp.arch);
     for (layers, 0..) |*ly, l| {
         const t = tensors[global_tensors.len + l * layer_tensors.len ..][0..layer_tensors.len];
         ly.* = .{
-            .attn_norm = normOf(mapping, t[0], norm_store, &norm_slot, d),
+            .attn_norm = vectors.of(t[0], d).?,
             .wq = weightOf(mapping, t[1]),
             .wk = weightOf(mapping, t[2]),
             .wv = weightOf(mapping, t[3]),
             .wo = weightOf(mapping, t[4]),
-            .ffn_norm = normOf(mapping, t[5], norm_store, &norm_slot, d),
+            .ffn_norm = vectors.of(t[5], d).?,
             .w_gate = weightOf(mapping, t[6]),
             .w_up = weightOf(mapping, t[7]),
             .w_down = weightOf(mapping, t[8]),
+            .bq = vectors.of(t[9], q_dim),
+            .bk = vectors.of(t[10], kv_dim),
+            .bv = vectors.of(t[11], kv_dim),
+            .q_norm = vectors.of(t[12], hd),
+            .k_norm = vectors.of(t[13], hd),
+            .post_attn_norm = vectors.of(t[14], d),
+            .post_ffn_norm = vectors.of(t[15], d),
+            .swa = hp.n_swa > 0 and (hp.swa_pattern == 0 or l % hp.swa_pattern < hp.swa_pattern - 1),
         };
     }
-    const output_norm = normOf(mapping, tensors[1], norm_store, &norm_slot, d);
+    const output_norm = vectors.of(tensors[1], d).?;
+    const rope_factors = vectors.of(tensors[3], hp.rope_dims / 2);
     var output = if (tied) tok_embd else weightOf(mapping, tensors[2]);
+    const gelu: ?*ops.GeluTable = if (arch == .gemma3) try allocator.create(ops.GeluTable) else null;
+    errdefer if (gelu) |g| allocator.destroy(g);
+    if (gelu) |g| g.init();
 
     const cache = try kv.Cache.init(allocator, kvShape(hp, opts), opts.kv_pages, opts.max_sequences);
     errdefer cache.deinit();
@@ -389,8 +486,9 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
     const b: usize = opts.max_batch_tokens;
     const widest = @max(d, @max(q_dim, hp.n_ff));
     const half_rope = hp.rope_dims / 2;
+    const half_swa = if (hp.n_swa > 0) half_rope else 0;
     // All f32 scratch in one slab, carved into the named buffers.
-    const sizes = [_]usize{ b * d, b * d, b * q_dim, b * kv_dim, b * kv_dim, b * q_dim, b * hp.n_ff, b * hp.n_ff, b * half_rope, b * half_rope };
+    const sizes = [_]usize{ b * d, b * d, b * q_dim, b * kv_dim, b * kv_dim, b * q_dim, b * hp.n_ff, b * hp.n_ff, b * half_rope, b * half_rope, b * half_swa, b * half_swa };
     var total: usize = 0;
     for (sizes) |sz| total += sz;
     const slab = try allocator.alloc(f32, total);
@@ -429,8 +527,12 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
         .packed_weights = packed_weights,
         .pool = pool,
         .cache = cache,
-        .rope = ops.Rope.init(@fromBackingInt(@intCast(hp.rope_type)), hp.rope_dims, hp.rope_freq_base, hp.rope_freq_scale),
-        .attn_scale = 1.0 / @sqrt(@as(f32, @floatFromInt(hp.head_dim))),
+        .arch = arch,
+        .rope = ops.Rope.initFactors(@fromBackingInt(@intCast(hp.rope_type)), hp.rope_dims, hp.rope_freq_base, hp.rope_freq_scale, rope_factors),
+        .rope_swa = if (hp.n_swa > 0) ops.Rope.init(@fromBackingInt(@intCast(hp.rope_type)), hp.rope_dims, hp.rope_freq_base_swa, hp.rope_freq_scale_swa) else undefined,
+        .layer_ropes = layer_ropes,
+        .attn_scale = if (hp.q_scale > 0) 1.0 else 1.0 / @sqrt(@as(f32, @floatFromInt(hp.head_dim))),
+        .gelu = gelu,
         .slab = slab,
         .x = bufs[0],
         .xb = bufs[1],
@@ -443,6 +545,8 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
         .act = act,
         .rope_cos = bufs[8],
         .rope_sin = bufs[9],
+        .rope_cos_swa = bufs[10],
+        .rope_sin_swa = bufs[11],
         .row_index = row_index,
         .tiles = tiles,
         .logit_rows = logit_rows,
@@ -450,8 +554,28 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
         .seq_last_pos = seq_last_pos,
         .kv_pf_pages = kv_pf_pages,
     };
+    if (hp.n_swa == 0) m.rope_swa = m.rope;
+    for (m.layer_ropes, layers) |*r, ly| r.* = if (ly.swa) &m.rope_swa else &m.rope;
     return m;
 }
+
+/// 1-D tensors as f32: F32 in the file used in place, F16 widened into `store`.
+const VectorStore = struct {
+    map: []const u8,
+    store: []f32,
+    used: usize = 0,
+
+    /// The `n` values of `desc`, or null when the tensor is absent.
+    fn of(self: *VectorStore, desc: TensorDesc, n: usize) ?[]const f32 {
+        if (desc.type == absent_type) return null;
+        const ptr = self.map.ptr + @as(usize, @intCast(desc.offset));
+        if (desc.type == 0) return @as([*]const f32, @ptrCast(@alignCast(ptr)))[0..n];
+        const dst = self.store[self.used..][0..n];
+        self.used += n;
+        quant.dequantizeRow(.f16, ptr, dst);
+        return dst;
+    }
+};
 
 /// Copies each eligible matrix of `weights` into the interleaved layout (one buffer, in place of
 /// the mmapped rows) on the pool, and hands the file pages back to the kernel as each piece is
@@ -507,7 +631,7 @@ const attn_inline_work = 2048;
 /// Rows per task for the per-row ops when a batch is large enough to split.
 const rows_per_task = 4;
 
-fn forRows(m: *Model, n: usize, ctx: anytype, comptime func: fn (@TypeOf(ctx), usize) void) void {
+pub fn forRows(m: *Model, n: usize, ctx: anytype, comptime func: fn (@TypeOf(ctx), usize) void) void {
     if (n <= rows_per_task) {
         for (0..n) |i| func(ctx, i);
         return;
@@ -525,41 +649,61 @@ fn forRows(m: *Model, n: usize, ctx: anytype, comptime func: fn (@TypeOf(ctx), u
     m.pool.run((n + rows_per_task - 1) / rows_per_task, &c, Chunked.run);
 }
 
-/// x[i] (+= add[i] when given) -> xb[i] = rmsnorm(x[i]) * w -> act blocks of row i.
-const NormQuant = struct {
+/// Row i: x (+= xb, the block output just computed, first normalized by `post` when given) ->
+/// xb = rmsnorm(x) * w -> act blocks.
+pub const NormQuant = struct {
     m: *Model,
-    add: ?[]const f32,
+    /// Add xb into x first (every block but the first layer's attention).
+    add: bool,
+    /// Gemma 3's norm of that block output before the residual add.
+    post: ?[]const f32 = null,
     w: []const f32,
     /// How the weights that read these activations want them rounded.
     sum: quant.ActSum,
-    fn run(self: *const NormQuant, i: usize) void {
+    pub fn run(self: *const NormQuant, i: usize) void {
         const d = self.m.hp.n_embd;
+        const eps = self.m.hp.rms_eps;
         const x = self.m.x[i * d ..][0..d];
-        if (self.add) |a| ops.add(x, a[i * d ..][0..d]);
         const xb = self.m.xb[i * d ..][0..d];
-        ops.rmsnorm(xb, x, self.w, self.m.hp.rms_eps);
+        if (self.add) {
+            if (self.post) |pw| ops.rmsnorm(xb, xb, pw, eps);
+            ops.add(x, xb);
+        }
+        ops.rmsnorm(xb, x, self.w, eps);
         quant.quantizeActAs(self.sum, xb, self.m.act[i * d / 32 ..][0 .. d / 32]);
     }
 };
 
-/// Ropes q and k of row i and writes its K and V into the row's page slot.
-const RopeStore = struct {
+/// Row i's Q, K, V after their matmuls: biases (Qwen 2), per-head norms (Qwen 3, Gemma 3), RoPE
+/// (the sliding layers' own), Q's scale (Gemma 3); then K and V go into the row's page slot.
+pub const QkvStore = struct {
     m: *Model,
     layer: usize,
     seq_ids: []const i32,
-    fn run(self: *const RopeStore, i: usize) void {
+    pub fn run(self: *const QkvStore, i: usize) void {
         const m = self.m;
+        const ly = &m.layers[self.layer];
         const hd = m.hp.head_dim;
         const half = m.hp.rope_dims / 2;
-        const cos = m.rope_cos[i * half ..][0..half];
-        const sin = m.rope_sin[i * half ..][0..half];
         const qd = m.qDim();
         const kvd = m.kvDim();
-        m.rope.apply(m.q[i * qd ..][0..qd], m.hp.n_head, hd, cos, sin);
+        const q = m.q[i * qd ..][0..qd];
+        const k = m.k[i * kvd ..][0..kvd];
+        const v = m.v[i * kvd ..][0..kvd];
+        if (ly.bq) |b| ops.add(q, b);
+        if (ly.bk) |b| ops.add(k, b);
+        if (ly.bv) |b| ops.add(v, b);
+        if (ly.q_norm) |w| ops.rmsnormHeads(q, m.hp.n_head, w, m.hp.rms_eps);
+        if (ly.k_norm) |w| ops.rmsnormHeads(k, m.hp.n_head_kv, w, m.hp.rms_eps);
+        const rope = m.layer_ropes[self.layer];
+        const cos = (if (ly.swa) m.rope_cos_swa else m.rope_cos)[i * half ..][0..half];
+        const sin = (if (ly.swa) m.rope_sin_swa else m.rope_sin)[i * half ..][0..half];
+        rope.apply(q, m.hp.n_head, hd, cos, sin);
+        if (m.hp.q_scale > 0) ops.scaleBy(q, m.hp.q_scale);
         // Q as ggml's K·Q product reads it: converted to K's f16 (llama.cpp without flash attention).
-        ops.roundToF16(m.q[i * qd ..][0..qd]);
-        m.rope.apply(m.k[i * kvd ..][0..kvd], m.hp.n_head_kv, hd, cos, sin);
-        m.cache.storeBatch(self.layer, m.k[i * kvd ..][0..kvd], m.v[i * kvd ..][0..kvd], self.seq_ids[i..][0..1], m.row_index[i..][0..1]);
+        ops.roundToF16(q);
+        rope.apply(k, m.hp.n_head_kv, hd, cos, sin);
+        m.cache.storeBatch(self.layer, k, v, self.seq_ids[i..][0..1], m.row_index[i..][0..1]);
     }
 };
 
@@ -580,6 +724,18 @@ const AttnQuant = struct {
             const lo = row * width + g * group * hd;
             quant.quantizeActAs(self.sum, self.job.out[lo..][0 .. group * hd], self.act[lo / 32 ..][0 .. group * hd / 32]);
         }
+    }
+};
+
+/// hg[i] = gelu(hg[i]) * hu[i] through ggml's GELU table (Gemma 3), then its act blocks.
+pub const GegluQuant = struct {
+    m: *Model,
+    sum: quant.ActSum,
+    pub fn run(self: *const GegluQuant, i: usize) void {
+        const f = self.m.hp.n_ff;
+        const g = self.m.hg[i * f ..][0..f];
+        ops.geglu(g, g, self.m.hu[i * f ..][0..f], self.m.gelu.?);
+        quant.quantizeActAs(self.sum, g, self.m.act[i * f / 32 ..][0 .. f / 32]);
     }
 };
 
@@ -646,7 +802,7 @@ const KvPrefetch = struct {
     }
 };
 
-fn mm(m: *Model, w: Weight, x: []const f32, n: usize, out: []f32, prefetch: ?matmul_mod.Prefetch) void {
+pub fn mm(m: *Model, w: Weight, x: []const f32, n: usize, out: []f32, prefetch: ?matmul_mod.Prefetch) void {
     const cols = w.cols;
     matmul_mod.matmulPrefetch(m.pool, w, x[0 .. n * cols], m.act[0 .. n * cols / 32], n, out[0 .. n * w.rows], prefetch);
 }
@@ -703,6 +859,7 @@ pub fn decode(m: *Model, tokens: []const i32, positions: []const i32, seq_ids: [
             n_out += 1;
         }
         m.rope.angles(positions[i], m.rope_cos[i * half ..][0..half], m.rope_sin[i * half ..][0..half]);
+        if (m.hp.n_swa > 0) m.rope_swa.angles(positions[i], m.rope_cos_swa[i * half ..][0..half], m.rope_sin_swa[i * half ..][0..half]);
     }
 
     m.attn_work = 0;
@@ -722,7 +879,10 @@ pub fn decode(m: *Model, tokens: []const i32, positions: []const i32, seq_ids: [
     // costs (measured: 1-3% slower at ~100-token contexts, 2-8% faster beyond ~200 with 16
     // sequences).
     if (step_pages * cache.shape.pageSizeBytes() < kv_prefetch_min_bytes) m.kv_pf_len = 0;
-    forward(m, tokens, seq_ids);
+    switch (m.arch) {
+        .llama, .qwen2, .qwen3 => forward(m, tokens, seq_ids),
+        .gemma3 => gemma3.forward(m, tokens, seq_ids),
+    }
 
     if (n_out > 0) {
         const on: OutNorm = .{ .m = m };
@@ -732,40 +892,68 @@ pub fn decode(m: *Model, tokens: []const i32, positions: []const i32, seq_ids: [
     return @intCast(n_out);
 }
 
+/// Rows of the token embeddings into x, times Hparams.embd_scale (Gemma 3: sqrt(n_embd)).
+pub fn embed(m: *Model, tokens: []const i32) void {
+    const d: usize = m.hp.n_embd;
+    const rb = quant.rowSizeBytes(m.tok_embd.type, d);
+    for (tokens, 0..) |tok, i| {
+        const row: usize = @intCast(tok);
+        const x = m.x[i * d ..][0..d];
+        if (m.tok_embd.interleaved)
+            interleave.dequantizeRow(m.tok_embd.type, m.tok_embd.data, d, row, x)
+        else
+            quant.dequantizeRow(m.tok_embd.type, m.tok_embd.data + row * rb, x);
+        if (m.hp.embd_scale != 1) ops.scaleBy(x, m.hp.embd_scale);
+    }
+}
+
+/// Attention of layer l (sliding-window layers see their last n_swa keys) into att, quantized
+/// for the output matrix.
+pub fn attend(m: *Model, l: usize, seq_ids: []const i32) void {
+    const n = seq_ids.len;
+    const ly = &m.layers[l];
+    const aq: AttnQuant = .{
+        .job = .{
+            .cache = m.cache,
+            .layer = l,
+            .q = m.q[0 .. n * m.qDim()],
+            .out = m.att[0 .. n * m.qDim()],
+            .seq_ids = seq_ids,
+            .indices = m.row_index[0..n],
+            .tiles = m.tiles[0..m.n_tiles],
+            .n_head = m.hp.n_head,
+            .scale = m.attn_scale,
+            .window = if (ly.swa) m.hp.n_swa else 0,
+        },
+        .act = m.act,
+        .sum = quant.actSumFor(ly.wo.type),
+    };
+    const items = aq.job.items();
+    if (m.attn_work <= attn_inline_work) {
+        for (0..items) |it| aq.run(it);
+    } else m.pool.run(items, &aq, AttnQuant.run);
+}
+
 fn forward(m: *Model, tokens: []const i32, seq_ids: []const i32) void {
     const n = tokens.len;
     const d: usize = m.hp.n_embd;
-    for (0..n) |i| {
-        const row: usize = @intCast(tokens[i]);
-        const rb = quant.rowSizeBytes(m.tok_embd.type, d);
-        if (m.tok_embd.interleaved)
-            interleave.dequantizeRow(m.tok_embd.type, m.tok_embd.data, d, row, m.x[i * d ..][0..d])
-        else
-            quant.dequantizeRow(m.tok_embd.type, m.tok_embd.data + row * rb, m.x[i * d ..][0..d]);
-    }
+    embed(m, tokens);
     for (m.layers, 0..) |*ly, l| {
         // Attention block. The previous layer's FFN residual is added here (fused with the norm).
-        const nq: NormQuant = .{ .m = m, .add = if (l == 0) null else m.xb[0 .. n * d], .w = ly.attn_norm, .sum = quant.actSumFor(ly.wq.type) };
-        if (l == 0) forRows(m, n, &nq, NormQuant.run) else forRowsAddDown(m, n, &nq);
+        const nq: NormQuant = .{ .m = m, .add = l > 0, .w = ly.attn_norm, .sum = quant.actSumFor(ly.wq.type) };
+        forRows(m, n, &nq, NormQuant.run);
         const qkv = [_]fused.Part{ .{ .w = ly.wq, .out = m.q }, .{ .w = ly.wk, .out = m.k }, .{ .w = ly.wv, .out = m.v } };
         // Layer 0's KV comes in during its own QKV matmul; later layers' during the FFN before.
         const pf_here: KvPrefetch = .{ .cache = m.cache, .pages = if (l == 0) m.kv_pf_pages[0..m.kv_pf_len] else &.{}, .layer = 0 };
         fused.matmulMany(m.pool, &qkv, m.xb[0 .. n * d], m.act[0 .. n * d / 32], n, pf_here.of());
-        const rs: RopeStore = .{ .m = m, .layer = l, .seq_ids = seq_ids };
-        forRows(m, n, &rs, RopeStore.run);
-        const aq: AttnQuant = .{
-            .job = .{ .cache = m.cache, .layer = l, .q = m.q[0 .. n * m.qDim()], .out = m.att[0 .. n * m.qDim()], .seq_ids = seq_ids, .indices = m.row_index[0..n], .tiles = m.tiles[0..m.n_tiles], .n_head = m.hp.n_head, .scale = m.attn_scale },
-            .act = m.act,
-            .sum = quant.actSumFor(ly.wo.type),
-        };
-        const items = aq.job.items();
-        if (m.attn_work <= attn_inline_work) {
-            for (0..items) |it| aq.run(it);
-        } else m.pool.run(items, &aq, AttnQuant.run);
+        // Biases (Qwen 2), Q/K norms (Qwen 3), RoPE; K and V into the cache.
+        const qs: QkvStore = .{ .m = m, .layer = l, .seq_ids = seq_ids };
+        forRows(m, n, &qs, QkvStore.run);
+        attend(m, l, seq_ids);
         mm(m, ly.wo, m.att, n, m.xb, null);
         // FFN block: x += attn_out, norm, quantize.
-        const nf: NormQuant = .{ .m = m, .add = null, .w = ly.ffn_norm, .sum = quant.actSumFor(ly.w_gate.type) };
-        forRowsAddDown(m, n, &nf);
+        const nf: NormQuant = .{ .m = m, .add = true, .w = ly.ffn_norm, .sum = quant.actSumFor(ly.w_gate.type) };
+        forRows(m, n, &nf, NormQuant.run);
         const gate_up = [_]fused.Part{ .{ .w = ly.w_gate, .out = m.hg }, .{ .w = ly.w_up, .out = m.hu } };
         const next = m.kv_pf_pages[0..if (l + 1 < m.layers.len) m.kv_pf_len else 0];
         const pf_gate_up: KvPrefetch = .{ .cache = m.cache, .pages = next[0 .. next.len / 2], .layer = l + 1 };
@@ -779,13 +967,6 @@ fn forward(m: *Model, tokens: []const i32, seq_ids: []const i32) void {
     for (0..n) |i| ops.add(m.x[i * d ..][0..d], m.xb[i * d ..][0..d]);
 }
 
-/// x += xb (the block output just computed into xb), then NormQuant, per row.
-fn forRowsAddDown(m: *Model, n: usize, nq: *const NormQuant) void {
-    // NormQuant overwrites xb row i after reading it for the add: same row only, so no race.
-    const with_add: NormQuant = .{ .m = m, .add = m.xb[0 .. n * m.hp.n_embd], .w = nq.w, .sum = nq.sum };
-    forRows(m, n, &with_add, NormQuant.run);
-}
-
 pub fn seqShift(m: *Model, seq: u32, keep: usize, drop: usize) void {
-    m.cache.shift(seq, keep, drop, &m.rope);
+    m.cache.shift(seq, keep, drop, m.layer_ropes);
 }

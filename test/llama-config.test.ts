@@ -7,6 +7,7 @@ import { pullModel } from "../src/gguf/pull.ts";
 import { GgufError, parseGguf, readGguf } from "../src/gguf/reader.ts";
 import type { GgufKvSpec, GgufTensorSpec, GgufValueSpec } from "../src/gguf/writer.ts";
 import { v, writeGguf } from "../src/gguf/writer.ts";
+import { FAMILY_CASES, TINY_WINDOW, tinyFamilyModel } from "./support/tiny-families.ts";
 
 describe("SmolLM2-135M-Instruct Q4_1", async () => {
   const path = await pullModel();
@@ -219,5 +220,45 @@ describe("valid variants of a Llama file", () => {
     expect(caught).toBeInstanceOf(ModelConfigError);
     expect(caught).toBeInstanceOf(GgufError);
     expect((caught as Error).name).toBe("ModelConfigError");
+  });
+});
+
+describe("model families (families.ts)", () => {
+  test("an unsupported architecture names itself and lists what hearth runs", () => {
+    expect(() => llamaConfigFromGguf(tiny({ "general.architecture": v.str("mamba") }))).toThrow(
+      'unsupported architecture "mamba" (general.architecture); hearth runs: llama, qwen2, qwen3, gemma3',
+    );
+  });
+
+  test("each family's configuration: rope layout, its own tensors, Gemma 3's window and scales", () => {
+    for (const c of FAMILY_CASES) {
+      const cfg = llamaConfigFromGguf(parseGguf(tinyFamilyModel(c)));
+      const layer = cfg.tensors.layers[0];
+      expect(cfg.ropeType).toBe(c === "llama3" ? "norm" : "neox");
+      expect(layer?.attnQBias !== undefined).toBe(c === "qwen2");
+      expect(layer?.attnQNorm !== undefined).toBe(c === "qwen3" || c === "gemma3");
+      expect(layer?.postFfwNorm !== undefined).toBe(c === "gemma3");
+      expect(cfg.tensors.ropeFreqs !== undefined).toBe(c === "llama3");
+      expect(cfg.tiedOutput).toBe(c !== "llama3");
+      if (c === "gemma3") {
+        expect(cfg.slidingWindow).toEqual({ size: TINY_WINDOW, pattern: 2, ropeFreqBase: 10_000 });
+        expect(cfg.gemma?.queryScale).toBe(1 / 8); // 1 / sqrt(key_length 64)
+        expect(cfg.gemma?.embeddingScale).toBe(16); // sqrt(n_embd 256)
+      } else expect(cfg.gemma).toBeUndefined();
+    }
+  });
+
+  test("a family's own tensor missing, or another family's present, is an error naming it", () => {
+    const qwen3 = parseGguf(tinyFamilyModel("qwen3"));
+    const withoutNorm = { ...qwen3, tensorsByName: new Map(qwen3.tensorsByName) };
+    withoutNorm.tensorsByName.delete("blk.1.attn_k_norm.weight");
+    expect(() => llamaConfigFromGguf(withoutNorm)).toThrow('missing tensor "blk.1.attn_k_norm.weight"');
+    const asQwen2 = parseGguf(tinyFamilyModel("qwen3"));
+    asQwen2.metadata.set("general.architecture", "qwen2");
+    for (const key of [...asQwen2.metadata.keys()]) {
+      if (key.startsWith("qwen3."))
+        asQwen2.metadata.set(`qwen2.${key.slice(6)}`, asQwen2.metadata.get(key) as never);
+    }
+    expect(() => llamaConfigFromGguf(asQwen2)).toThrow(/unexpected tensor "blk.0.attn_q_norm.weight"/);
   });
 });

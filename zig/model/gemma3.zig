@@ -20,7 +20,7 @@ pub fn forward(m: *Model, tokens: []const i32, seq_ids: []const i32) void {
     for (m.layers, 0..) |*ly, l| {
         // x += post_ffw_norm(previous FFN out); xb = attn_norm(x), quantized for Q/K/V.
         const prev_post = if (l > 0) m.layers[l - 1].post_ffn_norm else null;
-        const an: NormQuant = .{ .m = m, .add = l > 0, .post = prev_post, .w = ly.attn_norm, .sum = quant.actSumFor(ly.wq.type) };
+        const an: NormQuant = .{ .m = m, .add = l > 0, .post = prev_post, .w = ly.attn_norm, .wt = ly.wq.type };
         forRows(m, n, &an, NormQuant.run);
         // q, k, v = Wq xb, Wk xb, Wv xb
         const qkv = [_]fused.Part{ .{ .w = ly.wq, .out = m.q }, .{ .w = ly.wk, .out = m.k }, .{ .w = ly.wv, .out = m.v } };
@@ -32,12 +32,12 @@ pub fn forward(m: *Model, tokens: []const i32, seq_ids: []const i32) void {
         model.attend(m, l, seq_ids);
         model.mm(m, ly.wo, m.att, n, m.xb, null);
         // x += post_attention_norm(attn out); xb = ffn_norm(x), quantized for gate/up.
-        const fnq: NormQuant = .{ .m = m, .add = true, .post = ly.post_attn_norm.?, .w = ly.ffn_norm, .sum = quant.actSumFor(ly.w_gate.type) };
+        const fnq: NormQuant = .{ .m = m, .add = true, .post = ly.post_attn_norm.?, .w = ly.ffn_norm, .wt = ly.w_gate.type };
         forRows(m, n, &fnq, NormQuant.run);
         // hg, hu = W_gate xb, W_up xb; hg = gelu(hg) * hu; xb = W_down hg.
         const gate_up = [_]fused.Part{ .{ .w = ly.w_gate, .out = m.hg }, .{ .w = ly.w_up, .out = m.hu } };
         fused.matmulMany(m.pool, &gate_up, m.xb[0 .. n * d], m.act[0 .. n * d / 32], n, null);
-        const gq: model.GegluQuant = .{ .m = m, .sum = quant.actSumFor(ly.w_down.type) };
+        const gq: model.GegluQuant = .{ .m = m, .wt = ly.w_down.type };
         forRows(m, n, &gq, model.GegluQuant.run);
         model.mm(m, ly.w_down, m.hg, n, m.xb, null);
     }

@@ -649,6 +649,17 @@ pub fn forRows(m: *Model, n: usize, ctx: anytype, comptime func: fn (@TypeOf(ctx
     m.pool.run((n + rows_per_task - 1) / rows_per_task, &c, Chunked.run);
 }
 
+/// Row `x` as weights of type `t` read it: Q8 blocks into `act` for quantized weights; for F16
+/// weights `x` itself rounded to f16, as ggml converts the activations of an F16 dot product.
+/// (A fused group reads the rounding of its first weight's type; groups are one type in practice.)
+pub fn prepareAct(t: quant.GgmlType, x: []f32, act: []BlockQ8Act) void {
+    switch (t) {
+        .f32 => {},
+        .f16 => ops.roundToF16(x),
+        else => quant.quantizeActAs(quant.actSumFor(t), x, act),
+    }
+}
+
 /// Row i: x (+= xb, the block output just computed, first normalized by `post` when given) ->
 /// xb = rmsnorm(x) * w -> act blocks.
 pub const NormQuant = struct {
@@ -658,8 +669,8 @@ pub const NormQuant = struct {
     /// Gemma 3's norm of that block output before the residual add.
     post: ?[]const f32 = null,
     w: []const f32,
-    /// How the weights that read these activations want them rounded.
-    sum: quant.ActSum,
+    /// Type of the weights that read these activations (prepareAct).
+    wt: quant.GgmlType,
     pub fn run(self: *const NormQuant, i: usize) void {
         const d = self.m.hp.n_embd;
         const eps = self.m.hp.rms_eps;
@@ -670,7 +681,7 @@ pub const NormQuant = struct {
             ops.add(x, xb);
         }
         ops.rmsnorm(xb, x, self.w, eps);
-        quant.quantizeActAs(self.sum, xb, self.m.act[i * d / 32 ..][0 .. d / 32]);
+        prepareAct(self.wt, xb, self.m.act[i * d / 32 ..][0 .. d / 32]);
     }
 };
 
@@ -711,7 +722,7 @@ pub const QkvStore = struct {
 const AttnQuant = struct {
     job: attention.Job,
     act: []BlockQ8Act,
-    sum: quant.ActSum,
+    wt: quant.GgmlType,
     fn run(self: *const AttnQuant, item: usize) void {
         self.job.run(item);
         const n_head_kv = self.job.cache.shape.n_head_kv;
@@ -722,7 +733,7 @@ const AttnQuant = struct {
         const width = self.job.n_head * hd;
         for (tile.row..tile.row + tile.count) |row| {
             const lo = row * width + g * group * hd;
-            quant.quantizeActAs(self.sum, self.job.out[lo..][0 .. group * hd], self.act[lo / 32 ..][0 .. group * hd / 32]);
+            prepareAct(self.wt, self.job.out[lo..][0 .. group * hd], self.act[lo / 32 ..][0 .. group * hd / 32]);
         }
     }
 };
@@ -730,24 +741,24 @@ const AttnQuant = struct {
 /// hg[i] = gelu(hg[i]) * hu[i] through ggml's GELU table (Gemma 3), then its act blocks.
 pub const GegluQuant = struct {
     m: *Model,
-    sum: quant.ActSum,
+    wt: quant.GgmlType,
     pub fn run(self: *const GegluQuant, i: usize) void {
         const f = self.m.hp.n_ff;
         const g = self.m.hg[i * f ..][0..f];
         ops.geglu(g, g, self.m.hu[i * f ..][0..f], self.m.gelu.?);
-        quant.quantizeActAs(self.sum, g, self.m.act[i * f / 32 ..][0 .. f / 32]);
+        prepareAct(self.wt, g, self.m.act[i * f / 32 ..][0 .. f / 32]);
     }
 };
 
 /// hg[i] = silu(hg[i]) * hu[i], then its act blocks.
 const SwigluQuant = struct {
     m: *Model,
-    sum: quant.ActSum,
+    wt: quant.GgmlType,
     fn run(self: *const SwigluQuant, i: usize) void {
         const f = self.m.hp.n_ff;
         const g = self.m.hg[i * f ..][0..f];
         ops.swiglu(g, g, self.m.hu[i * f ..][0..f]);
-        quant.quantizeActAs(self.sum, g, self.m.act[i * f / 32 ..][0 .. f / 32]);
+        prepareAct(self.wt, g, self.m.act[i * f / 32 ..][0 .. f / 32]);
     }
 };
 
@@ -760,7 +771,7 @@ const OutNorm = struct {
         const r = m.logit_rows[k];
         const xb = m.xb[k * d ..][0..d];
         ops.rmsnorm(xb, m.x[r * d ..][0..d], m.output_norm, m.hp.rms_eps);
-        quant.quantizeActAs(quant.actSumFor(m.output.type), xb, m.act[k * d / 32 ..][0 .. d / 32]);
+        prepareAct(m.output.type, xb, m.act[k * d / 32 ..][0 .. d / 32]);
     }
 };
 
@@ -926,7 +937,7 @@ pub fn attend(m: *Model, l: usize, seq_ids: []const i32) void {
             .window = if (ly.swa) m.hp.n_swa else 0,
         },
         .act = m.act,
-        .sum = quant.actSumFor(ly.wo.type),
+        .wt = ly.wo.type,
     };
     const items = aq.job.items();
     if (m.attn_work <= attn_inline_work) {
@@ -940,7 +951,7 @@ fn forward(m: *Model, tokens: []const i32, seq_ids: []const i32) void {
     embed(m, tokens);
     for (m.layers, 0..) |*ly, l| {
         // Attention block. The previous layer's FFN residual is added here (fused with the norm).
-        const nq: NormQuant = .{ .m = m, .add = l > 0, .w = ly.attn_norm, .sum = quant.actSumFor(ly.wq.type) };
+        const nq: NormQuant = .{ .m = m, .add = l > 0, .w = ly.attn_norm, .wt = ly.wq.type };
         forRows(m, n, &nq, NormQuant.run);
         const qkv = [_]fused.Part{ .{ .w = ly.wq, .out = m.q }, .{ .w = ly.wk, .out = m.k }, .{ .w = ly.wv, .out = m.v } };
         // Layer 0's KV comes in during its own QKV matmul; later layers' during the FFN before.
@@ -952,13 +963,13 @@ fn forward(m: *Model, tokens: []const i32, seq_ids: []const i32) void {
         attend(m, l, seq_ids);
         mm(m, ly.wo, m.att, n, m.xb, null);
         // FFN block: x += attn_out, norm, quantize.
-        const nf: NormQuant = .{ .m = m, .add = true, .w = ly.ffn_norm, .sum = quant.actSumFor(ly.w_gate.type) };
+        const nf: NormQuant = .{ .m = m, .add = true, .w = ly.ffn_norm, .wt = ly.w_gate.type };
         forRows(m, n, &nf, NormQuant.run);
         const gate_up = [_]fused.Part{ .{ .w = ly.w_gate, .out = m.hg }, .{ .w = ly.w_up, .out = m.hu } };
         const next = m.kv_pf_pages[0..if (l + 1 < m.layers.len) m.kv_pf_len else 0];
         const pf_gate_up: KvPrefetch = .{ .cache = m.cache, .pages = next[0 .. next.len / 2], .layer = l + 1 };
         fused.matmulMany(m.pool, &gate_up, m.xb[0 .. n * d], m.act[0 .. n * d / 32], n, pf_gate_up.of());
-        const sq: SwigluQuant = .{ .m = m, .sum = quant.actSumFor(ly.w_down.type) };
+        const sq: SwigluQuant = .{ .m = m, .wt = ly.w_down.type };
         forRows(m, n, &sq, SwigluQuant.run);
         const pf_down: KvPrefetch = .{ .cache = m.cache, .pages = next[next.len / 2 ..], .layer = l + 1 };
         mm(m, ly.w_down, m.hg, n, m.xb, pf_down.of());

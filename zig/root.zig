@@ -1,7 +1,7 @@
 //! The C ABI of libhearth: every `export fn` lives here and only here.
 const std = @import("std");
 const status = @import("status.zig");
-const llama = @import("model/llama.zig");
+const model = @import("model/model.zig");
 const kv = @import("kv/pages.zig");
 const quant = @import("quant.zig");
 const ops = @import("ops.zig");
@@ -391,11 +391,11 @@ export fn hearth_noop(a: i32) i32 {
     return a;
 }
 
-// ---------------------------------------------------------------- model (model/llama.zig)
+// ---------------------------------------------------------------- model (model/model.zig)
 
-fn modelOf(handle: ?*llama.Model) ?*llama.Model {
+fn modelOf(handle: ?*model.Model) ?*model.Model {
     const m = handle orelse return null;
-    if (!std.mem.isAligned(@intFromPtr(m), @alignOf(llama.Model)) or !m.isValid()) return null;
+    if (!std.mem.isAligned(@intFromPtr(m), @alignOf(model.Model)) or !m.isValid()) return null;
     return m;
 }
 
@@ -404,38 +404,38 @@ fn aligned(comptime T: type, p: anytype) bool {
 }
 
 /// Maps the GGUF at `path` and builds the model from the tensor table TS validated
-/// (order: llama.global_tensors, then llama.layer_tensors per layer). Handle goes to `out`.
+/// (order: model.global_tensors, then model.layer_tensors per layer). Handle goes to `out`.
 export fn hearth_model_create(
     path: ?[*]const u8,
     path_len: usize,
-    hp: ?*const llama.Hparams,
-    opts: ?*const llama.Options,
-    tensors: ?[*]const llama.TensorDesc,
+    hp: ?*const model.Hparams,
+    opts: ?*const model.Options,
+    tensors: ?[*]const model.TensorDesc,
     n_tensors: usize,
-    out: ?*?*llama.Model,
+    out: ?*?*model.Model,
 ) i32 {
     const p = path orelse return status.fail(.null_pointer, "model path is null", .{});
     const h = hp orelse return status.fail(.null_pointer, "hyperparameters are null", .{});
     const o = opts orelse return status.fail(.null_pointer, "options are null", .{});
     const t = tensors orelse return status.fail(.null_pointer, "tensor table is null", .{});
     const dst = out orelse return status.fail(.null_pointer, "out handle is null", .{});
-    if (!aligned(llama.Hparams, h) or !aligned(llama.Options, o) or !aligned(llama.TensorDesc, t) or !aligned(?*llama.Model, dst))
+    if (!aligned(model.Hparams, h) or !aligned(model.Options, o) or !aligned(model.TensorDesc, t) or !aligned(?*model.Model, dst))
         return status.fail(.misaligned, "model create arguments are misaligned", .{});
-    var m: *llama.Model = undefined;
-    const rc = llama.create(std.heap.c_allocator, p[0..path_len], h, o, t[0..n_tensors], &m);
+    var m: *model.Model = undefined;
+    const rc = model.create(std.heap.c_allocator, p[0..path_len], h, o, t[0..n_tensors], &m);
     if (rc < 0) return rc;
     dst.* = m;
     return 0;
 }
 
-export fn hearth_model_destroy(handle: ?*llama.Model) void {
+export fn hearth_model_destroy(handle: ?*model.Model) void {
     const m = modelOf(handle) orelse return;
     m.destroy();
 }
 
 /// One forward step over `n_rows` rows; returns the number of logits rows written, or a status.
 export fn hearth_model_decode(
-    handle: ?*llama.Model,
+    handle: ?*model.Model,
     n_rows: u32,
     tokens: ?[*]const i32,
     positions: ?[*]const i32,
@@ -452,31 +452,31 @@ export fn hearth_model_decode(
     const wl = want_logits orelse return status.fail(.null_pointer, "want logits is null", .{});
     if (!aligned(i32, tk) or !aligned(i32, ps) or !aligned(i32, sq)) return status.fail(.misaligned, "batch arrays must be 4-byte aligned", .{});
     if (out) |o| if (!aligned(f32, o)) return status.fail(.misaligned, "logits output must be 4-byte aligned", .{});
-    return llama.decode(m, tk[0..n_rows], ps[0..n_rows], sq[0..n_rows], wl[0..n_rows], out, out_rows_cap);
+    return model.decode(m, tk[0..n_rows], ps[0..n_rows], sq[0..n_rows], wl[0..n_rows], out, out_rows_cap);
 }
 
-export fn hearth_seq_create(handle: ?*llama.Model) i32 {
+export fn hearth_seq_create(handle: ?*model.Model) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     const s = m.cache.seqCreate() orelse return status.fail(.out_of_range, "all {d} sequence slots are in use", .{m.cache.seqs.len});
     kv_abi.seqCreated(m, s);
     return @intCast(s);
 }
 
-export fn hearth_seq_free(handle: ?*llama.Model, seq: i32) i32 {
+export fn hearth_seq_free(handle: ?*model.Model, seq: i32) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     if (!m.cache.isActive(seq)) return status.fail(.invalid_argument, "sequence {d} is not open", .{seq});
     m.cache.seqFree(@intCast(seq));
     return 0;
 }
 
-export fn hearth_seq_length(handle: ?*llama.Model, seq: i32) i32 {
+export fn hearth_seq_length(handle: ?*model.Model, seq: i32) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     if (!m.cache.isActive(seq)) return status.fail(.invalid_argument, "sequence {d} is not open", .{seq});
     return @intCast(m.cache.seqs[@intCast(seq)].len_tokens);
 }
 
 /// Context shift: keep the first `keep` tokens, drop the next `drop`, re-rope the rest.
-export fn hearth_seq_shift(handle: ?*llama.Model, seq: i32, keep: i32, drop: i32) i32 {
+export fn hearth_seq_shift(handle: ?*model.Model, seq: i32, keep: i32, drop: i32) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     if (!m.cache.isActive(seq)) return status.fail(.invalid_argument, "sequence {d} is not open", .{seq});
     const len = m.cache.seqs[@intCast(seq)].len_tokens;
@@ -484,11 +484,11 @@ export fn hearth_seq_shift(handle: ?*llama.Model, seq: i32, keep: i32, drop: i32
         return status.fail(.out_of_range, "shift keep {d} + drop {d} exceeds the sequence length {d}", .{ keep, drop, len });
     const rc = kv_abi.beforeShift(m, @intCast(seq), @intCast(keep), @intCast(drop));
     if (rc < 0) return rc;
-    llama.seqShift(m, @intCast(seq), @intCast(keep), @intCast(drop));
+    model.seqShift(m, @intCast(seq), @intCast(keep), @intCast(drop));
     return 0;
 }
 
-export fn hearth_kv_stats(handle: ?*llama.Model, out: ?*kv.Stats) i32 {
+export fn hearth_kv_stats(handle: ?*model.Model, out: ?*kv.Stats) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     const o = out orelse return status.fail(.null_pointer, "stats output is null", .{});
     if (!aligned(kv.Stats, o)) return status.fail(.misaligned, "stats output must be 8-byte aligned", .{});
@@ -500,13 +500,13 @@ export fn hearth_kv_stats(handle: ?*llama.Model, out: ?*kv.Stats) i32 {
 
 /// Opens prefix sharing with a hot budget; with a directory and cold_max_bytes > 0 also the SSD tier
 /// (and loads its manifest). `model_tag` roots every hash chain (one per model file and KV type).
-export fn hearth_kv_tier_open(handle: ?*llama.Model, dir: ?[*]const u8, dir_len: usize, hot_budget_bytes: u64, cold_max_bytes: u64, model_tag: u64) i32 {
+export fn hearth_kv_tier_open(handle: ?*model.Model, dir: ?[*]const u8, dir_len: usize, hot_budget_bytes: u64, cold_max_bytes: u64, model_tag: u64) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     if (dir_len > 0 and dir == null) return status.fail(.null_pointer, "cache directory is null", .{});
     return kv_abi.tierOpen(m, if (dir) |d| d[0..dir_len] else "", hot_budget_bytes, cold_max_bytes, model_tag);
 }
 
-export fn hearth_kv_tier_stats(handle: ?*llama.Model, out: ?*kv_prefix.Stats) i32 {
+export fn hearth_kv_tier_stats(handle: ?*model.Model, out: ?*kv_prefix.Stats) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     const o = out orelse return status.fail(.null_pointer, "stats output is null", .{});
     if (!aligned(kv_prefix.Stats, o)) return status.fail(.misaligned, "stats output must be 8-byte aligned", .{});
@@ -514,19 +514,19 @@ export fn hearth_kv_tier_stats(handle: ?*llama.Model, out: ?*kv_prefix.Stats) i3
 }
 
 /// Writes the prefix cache to SSD with a crash-safe manifest; returns the entries listed.
-export fn hearth_kv_tier_persist(handle: ?*llama.Model) i32 {
+export fn hearth_kv_tier_persist(handle: ?*model.Model) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     return kv_abi.tierPersist(m);
 }
 
 /// Writes the manifest of the prefix-cache pages already on SSD (no hot pages written); returns the entries listed.
-export fn hearth_kv_tier_checkpoint(handle: ?*llama.Model) i32 {
+export fn hearth_kv_tier_checkpoint(handle: ?*model.Model) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     return kv_abi.tierCheckpoint(m);
 }
 
 /// Opens a sequence holding the longest cached prefix of tokens; returns its id, reused count to out.
-export fn hearth_seq_create_prefix(handle: ?*llama.Model, tokens: ?[*]const i32, n: u32, out_reused: ?*u32) i32 {
+export fn hearth_seq_create_prefix(handle: ?*model.Model, tokens: ?[*]const i32, n: u32, out_reused: ?*u32) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     const o = out_reused orelse return status.fail(.null_pointer, "reused output is null", .{});
     if (!aligned(u32, o)) return status.fail(.misaligned, "reused output must be 4-byte aligned", .{});
@@ -534,25 +534,25 @@ export fn hearth_seq_create_prefix(handle: ?*llama.Model, tokens: ?[*]const i32,
 }
 
 /// Registers the pages of a sequence (holding exactly these tokens) for reuse; returns pages registered.
-export fn hearth_seq_publish(handle: ?*llama.Model, seq: i32, tokens: ?[*]const i32, n: u32) i32 {
+export fn hearth_seq_publish(handle: ?*model.Model, seq: i32, tokens: ?[*]const i32, n: u32) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     return kv_abi.seqPublish(m, seq, tokens, n);
 }
 
 /// Moves the hot pages of the cached chain of tokens (from token from_tokens on) to the SSD tier now;
 /// returns the pages that left RAM.
-export fn hearth_kv_tier_spill(handle: ?*llama.Model, tokens: ?[*]const i32, n: u32, from_tokens: u32) i32 {
+export fn hearth_kv_tier_spill(handle: ?*model.Model, tokens: ?[*]const i32, n: u32, from_tokens: u32) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     return kv_abi.tierSpill(m, tokens, n, from_tokens);
 }
 
 /// Pool pages only the prefix cache holds (reclaimed on demand); 0 without a tier.
-export fn hearth_kv_tier_reclaimable(handle: ?*llama.Model) i32 {
+export fn hearth_kv_tier_reclaimable(handle: ?*model.Model) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     return kv_abi.tierReclaimable(m);
 }
 
-export fn hearth_seq_save(handle: ?*llama.Model, seq: i32, tokens: ?[*]const i32, n: u32, model_tag: u64, path: ?[*]const u8, path_len: usize, out_bytes: ?*u64) i32 {
+export fn hearth_seq_save(handle: ?*model.Model, seq: i32, tokens: ?[*]const i32, n: u32, model_tag: u64, path: ?[*]const u8, path_len: usize, out_bytes: ?*u64) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     const p = path orelse return status.fail(.null_pointer, "session path is null", .{});
     const o = out_bytes orelse return status.fail(.null_pointer, "bytes output is null", .{});
@@ -561,7 +561,7 @@ export fn hearth_seq_save(handle: ?*llama.Model, seq: i32, tokens: ?[*]const i32
 }
 
 /// Restores a saved sequence into a new one; returns its id, tokens to tokens_out, their count to out_n.
-export fn hearth_seq_restore(handle: ?*llama.Model, path: ?[*]const u8, path_len: usize, model_tag: u64, tokens_out: ?[*]i32, cap: u32, out_n: ?*u32) i32 {
+export fn hearth_seq_restore(handle: ?*model.Model, path: ?[*]const u8, path_len: usize, model_tag: u64, tokens_out: ?[*]i32, cap: u32, out_n: ?*u32) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     const p = path orelse return status.fail(.null_pointer, "session path is null", .{});
     const o = out_n orelse return status.fail(.null_pointer, "count output is null", .{});

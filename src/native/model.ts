@@ -1,5 +1,5 @@
 // NativeModel over bun:ffi: reads the GGUF header in TS (src/gguf), hands the hyperparameters and
-// the tensor table to zig/model/llama.zig (which mmaps the file itself; every family shares its
+// the tensor table to zig/model/model.zig (which mmaps the file itself; every family shares its
 // model and engine step), and wraps decode / seq / KV.
 import type { Pointer } from "bun:ffi";
 import type { Architecture } from "../gguf/families.ts";
@@ -30,7 +30,7 @@ export interface NativeModelOptions {
   maxSequences?: number;
 }
 
-/** Tensors in the order the native side expects (zig/model/llama.zig global_tensors, layer_tensors). */
+/** Tensors in the order the native side expects (zig/model/model.zig global_tensors, layer_tensors). */
 const GLOBAL_TENSORS = [
   "token_embd.weight",
   "output_norm.weight",
@@ -70,7 +70,7 @@ const STATUS_KV_FULL = -6;
 const ROPE_NORMAL = 0;
 const ROPE_NEOX = 2;
 const KV_TYPES = { f16: 1, q8_0: 8 } as const;
-/** model.Arch in zig/model/llama.zig. */
+/** model.Arch in zig/model/model.zig. */
 const ARCH_IDS: Readonly<Record<Architecture, number>> = { llama: 0, qwen2: 1, qwen3: 2, gemma3: 3 };
 
 export interface LlamaHparams {
@@ -224,7 +224,7 @@ function defaultThreads(): number {
   return Math.max(1, Math.min(n || 1, 64));
 }
 
-/** The native model's bounds on its options (zig/model/llama.zig checks the same). */
+/** The native model's bounds on its options (zig/model/model.zig checks the same). */
 export const NATIVE_LIMITS = {
   threads: 256,
   kvPages: 1 << 24,

@@ -6,7 +6,7 @@ const std = @import("std");
 const ops = @import("../ops.zig");
 const quant = @import("../quant.zig");
 const fused = @import("fused.zig");
-const model = @import("llama.zig");
+const model = @import("model.zig");
 
 const Model = model.Model;
 const NormQuant = model.NormQuant;
@@ -37,8 +37,8 @@ pub fn forward(m: *Model, tokens: []const i32, seq_ids: []const i32) void {
         // hg, hu = W_gate xb, W_up xb; hg = gelu(hg) * hu; xb = W_down hg.
         const gate_up = [_]fused.Part{ .{ .w = ly.w_gate, .out = m.hg }, .{ .w = ly.w_up, .out = m.hu } };
         fused.matmulMany(m.pool, &gate_up, m.xb[0 .. n * d], m.act[0 .. n * d / 32], n, null);
-        const gq: model.GegluQuant = .{ .m = m, .wt = ly.w_down.type };
-        forRows(m, n, &gq, model.GegluQuant.run);
+        const gq: GegluQuant = .{ .m = m, .wt = ly.w_down.type };
+        forRows(m, n, &gq, GegluQuant.run);
         model.mm(m, ly.w_down, m.hg, n, m.xb, null);
     }
     // x += post_ffw_norm(last FFN out).
@@ -49,3 +49,15 @@ pub fn forward(m: *Model, tokens: []const i32, seq_ids: []const i32) void {
         ops.add(m.x[i * d ..][0..d], xb);
     }
 }
+
+/// hg[i] = gelu(hg[i]) * hu[i] through ggml's GELU table (Gemma 3), then its act blocks.
+const GegluQuant = struct {
+    m: *Model,
+    wt: quant.GgmlType,
+    fn run(self: *const GegluQuant, i: usize) void {
+        const f = self.m.hp.n_ff;
+        const g = self.m.hg[i * f ..][0..f];
+        ops.geglu(g, g, self.m.hu[i * f ..][0..f], self.m.gelu.?);
+        model.prepareAct(self.wt, g, self.m.act[i * f / 32 ..][0 .. f / 32]);
+    }
+};

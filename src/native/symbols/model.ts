@@ -1,4 +1,4 @@
-// FFI symbols of zig/root.zig's model section (model/llama.zig, kv/pages.zig).
+// FFI symbols of zig/root.zig's model section (model/model.zig, kv/pages.zig).
 import { FFIType } from "bun:ffi";
 
 export const modelSymbols = {

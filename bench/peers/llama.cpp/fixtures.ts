@@ -3,7 +3,7 @@
 // SmolLM2 variant of bench/peers/llama.cpp/models/ and Gemma 3 270M, plus llama.cpp's own KL
 // divergence of each SmolLM2 file against the F16 one (`--kl-divergence-base`). The base logits
 // (about 125 MB) stay beside the models, never in git.
-//   bun bench/peers/llama.cpp/fixtures.ts [--threads N]
+//   bun bench/peers/llama.cpp/fixtures.ts [--threads N]   (default 1)
 // Needs build.sh and models.sh to have run (it says so when they have not).
 import { existsSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
@@ -114,26 +114,29 @@ async function klDivergence(
   };
 }
 
-/** The ids llama-perplexity evaluates (add_special, no special parsing); the trailing newline that
- * llama.cpp's -f strips changes nothing here, since the last partial chunk is dropped. */
-async function tokenIds(model: string): Promise<number[]> {
-  const r = await runTool("llama-tokenize", [
-    "-m",
-    model,
-    "-f",
-    join(ROOT, TEXT),
-    "--ids",
-    "--no-parse-special",
-    "--log-disable",
-  ]);
-  const line = r.stdout.split("\n").find((l) => l.startsWith("["));
-  if (!line) throw new Error(`llama-tokenize printed no ids for ${basename(model)}`);
-  return JSON.parse(line) as number[];
+/** The ids llama-perplexity evaluates (add_special, no special parsing), and whether llama.cpp puts
+ * a BOS first (it then also replaces each chunk's first token with it): the ids with and without
+ * --no-bos differ exactly then. The trailing newline that llama.cpp's -f strips changes nothing here,
+ * since the last partial chunk is dropped. */
+async function tokenIds(model: string): Promise<{ ids: number[]; addBos: boolean; bosId: number | null }> {
+  const run = async (extra: string[]) => {
+    const args = ["-m", model, "-f", join(ROOT, TEXT), "--ids", "--no-parse-special", "--log-disable"];
+    const r = await runTool("llama-tokenize", [...args, ...extra]);
+    const line = r.stdout.split("\n").find((l) => l.startsWith("["));
+    if (!line) throw new Error(`llama-tokenize printed no ids for ${basename(model)}`);
+    return JSON.parse(line) as number[];
+  };
+  const ids = await run([]);
+  const noBos = await run(["--no-bos"]);
+  const addBos = ids.length === noBos.length + 1;
+  return { ids, addBos, bosId: addBos ? (ids[0] as number) : null };
 }
 
 async function main(argv: string[]): Promise<number> {
   const ti = argv.indexOf("--threads");
-  const threads = ti >= 0 ? Number(argv[ti + 1]) : 2;
+  // One thread by default: the figures do not depend on it, and on a shared machine llama.cpp's
+  // threads spin at every barrier, which makes 2 threads many times slower than 1.
+  const threads = ti >= 0 ? Number(argv[ti + 1]) : 1;
   if (!Number.isInteger(threads) || threads < 1) throw new Error("--threads must be a positive integer");
   if (binDir() === null) throw new Error(BUILD_HINT);
   const variants = listModels();
@@ -141,7 +144,10 @@ async function main(argv: string[]): Promise<number> {
     throw new Error(`${BASE_FILE} missing from ${MODELS_DIR}: ${MODELS_HINT}`);
   const files = [await pullModel(), ...variants.map((f) => join(MODELS_DIR, f))];
   const build = (await runTool("llama-bench", ["--version"]).catch(() => null))?.stdout.trim() ?? "";
-  const vocabs: Record<string, { from: string; tokens: number; ids: number[] }> = {};
+  const vocabs: Record<
+    string,
+    { from: string; tokens: number; addBos: boolean; bosId: number | null; ids: number[] }
+  > = {};
   const models: ModelFigures[] = [];
   // The base first: its run saves the logits the KL-divergence runs read.
   files.sort((a, b) => Number(basename(b) === BASE_FILE) - Number(basename(a) === BASE_FILE));
@@ -154,8 +160,8 @@ async function main(argv: string[]): Promise<number> {
     else if (vocab === "smollm2" && existsSync(BASE_LOGITS)) figures = await klDivergence(path, threads);
     else figures = await perplexity(path, threads);
     if (!vocabs[vocab]) {
-      const ids = await tokenIds(path);
-      vocabs[vocab] = { from: file, tokens: ids.length, ids };
+      const t = await tokenIds(path);
+      vocabs[vocab] = { from: file, tokens: t.ids.length, addBos: t.addBos, bosId: t.bosId, ids: t.ids };
     }
     models.push({ file, sha256: await sha256File(path), sizeBytes: Bun.file(path).size, vocab, ...figures });
     console.error(

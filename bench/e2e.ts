@@ -193,7 +193,7 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
   const buildName = lcpp[0] ? `${PIN}, build ${lcpp[0].buildCommit}, GGML_NATIVE, ${binDir()}` : null;
   if (native)
     notes.push(
-      `llama.cpp: native llama-bench (${buildName}); f16 KV; each test's better mean of flash attention off and on ` +
+      `llama.cpp: native llama-bench (${buildName}, OMP_WAIT_POLICY=${process.env.OMP_WAIT_POLICY ?? "unset"}); f16 KV; each test's better mean of flash attention off and on ` +
         `(pp off ${lPp?.off.toFixed(1) ?? "-"} / on ${lPp?.on.toFixed(1) ?? "-"}, tg off ${lTg?.off.toFixed(1) ?? "-"} / on ${lTg?.on.toFixed(1) ?? "-"} t/s).`,
     );
   if (node)
@@ -225,6 +225,7 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       llamacpp_pp512_flash_attention: lPp ? (lPp.flashAttention ? "on" : "off") : null,
       llamacpp_tg128_flash_attention: lTg ? (lTg.flashAttention ? "on" : "off") : null,
       llamacpp_build: buildName,
+      llamacpp_omp_wait_policy: process.env.OMP_WAIT_POLICY ?? null,
       ratio_pp512: ratio(meanOrNull(hPp), lPp?.stats.mean),
       ratio_tg128: ratio(meanOrNull(hTg), lTg?.stats.mean),
       nodellamacpp_pp512: meanOrNull(nPp),

@@ -24,6 +24,11 @@ interface Fixture {
   vocabs: Record<string, { addBos: boolean; bosId: number | null; ids: number[] }>;
 }
 
+/** An error message without the model's path (the row names the file), cut for the table. */
+function short(err: unknown, path: string): string {
+  return JSON.stringify((err as Error).message.replaceAll(`${path}: `, "").slice(0, 110));
+}
+
 /** Mean NLL of one chunk as llama-perplexity scores it. */
 function chunkNll(model: ReturnType<typeof openNativeModel>, chunk: number[], logits: Float32Array): number {
   const ctx = chunk.length;
@@ -82,7 +87,7 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
         const ids = Tokenizer.fromGguf(new GgufMetadata(file.metadata)).encode(text, { parseSpecial: false });
         row.tokens = JSON.stringify(ids) === JSON.stringify(vocab.ids) ? "same ids" : "ids DIFFER";
       } catch (err) {
-        row.tokens = `tokenizer: ${(err as Error).message.slice(0, 60)}`;
+        row.tokens = `tokenizer: ${short(err, path)}`;
       }
       const pages = Math.ceil(ctx / 16) + 1;
       model = openNativeModel(
@@ -91,7 +96,7 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
         file,
       );
     } catch (err) {
-      row.note = JSON.stringify((err as Error).message.slice(0, 160));
+      row.note = short(err, path);
       continue;
     }
     try {
@@ -113,7 +118,7 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       summary[`hearth_ppl_${m.file}`] = ppl;
       summary[`llamacpp_ppl_${m.file}`] = m.ppl;
     } catch (err) {
-      row.note = JSON.stringify((err as Error).message.slice(0, 160));
+      row.note = short(err, path);
     } finally {
       model.close();
     }

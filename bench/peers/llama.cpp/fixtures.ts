@@ -143,7 +143,8 @@ async function main(argv: string[]): Promise<number> {
   if (!variants.includes(BASE_FILE))
     throw new Error(`${BASE_FILE} missing from ${MODELS_DIR}: ${MODELS_HINT}`);
   const files = [await pullModel(), ...variants.map((f) => join(MODELS_DIR, f))];
-  const build = (await runTool("llama-bench", ["--version"]).catch(() => null))?.stdout.trim() ?? "";
+  const version = await runTool("llama-bench", ["--version"]).catch(() => null);
+  const build = `${version?.stdout ?? ""}${version?.stderr ?? ""}`.trim().split("\n")[0] ?? "";
   const vocabs: Record<
     string,
     { from: string; tokens: number; addBos: boolean; bosId: number | null; ids: number[] }
@@ -169,7 +170,7 @@ async function main(argv: string[]): Promise<number> {
     );
   }
   const fixture = {
-    peer: `llama.cpp native (${PIN}${build ? `, ${build.split("\n")[0]}` : ""}), GGML_NATIVE, CPU`,
+    peer: `llama.cpp native, ${PIN}${build ? `, ${build}` : ""}, GGML_NATIVE, CPU`,
     tool: "llama-perplexity",
     textFile: TEXT,
     ctx: CTX,

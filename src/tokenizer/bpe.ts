@@ -1,4 +1,9 @@
-// Byte-level BPE (GPT-2 style): bytes mapped to printable characters, merges applied by rank.
+// BPE as llama.cpp does it (llm_tokenizer_bpe): words from the pre-tokenizer, each either mapped
+// byte by byte to printable characters (GPT-2's byte-level BPE) or kept as raw UTF-8 with spaces
+// written U+2581 (SentencePiece-style BPE, Gemma 4), merged by rank.
+
+import type { PreTokenizer } from "./pretokenize.ts";
+import type { Vocab } from "./vocab.ts";
 
 /** GPT-2's byte → character table: printable Latin-1 bytes map to themselves, the rest to U+0100…. */
 function buildByteTables(): { byteToChar: string[]; charToByte: Map<number, number> } {
@@ -122,6 +127,8 @@ export class BpeModel {
     /** Token id by token text. */
     private readonly vocab: ReadonlyMap<string, number>,
     private readonly merges: readonly string[],
+    /** Unmergeable pieces fall back to <0xNN> tokens per UTF-8 byte (raw UTF-8 vocabularies). */
+    private readonly hexByteFallback = false,
   ) {
     this.pairs = this.buildIdPairs(merges);
   }
@@ -288,6 +295,13 @@ export class BpeModel {
       out.push(id);
       return;
     }
+    if (this.hexByteFallback) {
+      for (const byte of utf8.encode(symbol)) {
+        const byteId = this.vocab.get(`<0x${byte.toString(16).toUpperCase().padStart(2, "0")}>`);
+        if (byteId !== undefined) out.push(byteId);
+      }
+      return;
+    }
     // llama.cpp retries each UTF-8 byte of the symbol's text as a one-byte token, so only ASCII
     // characters can ever be found; the rest are dropped. Mirrored for parity.
     for (let i = 0; i < symbol.length; i++) {
@@ -295,6 +309,50 @@ export class BpeModel {
       const byteId = this.vocab.get(symbol[i] as string);
       if (byteId !== undefined) out.push(byteId);
     }
+  }
+}
+
+const utf8 = new TextEncoder();
+const MAX_WORD_CACHE_ENTRIES = 200_000;
+
+/** Encodes plain text (no special tokens) with a BPE vocabulary: pre-tokenize, then merge each word. */
+export class BpeEncoder {
+  private readonly bpe: BpeModel;
+  private readonly pre: PreTokenizer;
+  private readonly wordCache = new Map<string, number[]>();
+  private readonly symbols: string[] = [];
+
+  constructor(private readonly vocab: Vocab) {
+    if (vocab.pre === null) throw new Error("a BPE vocabulary has a pre-tokenizer");
+    this.pre = vocab.pre;
+    this.bpe = new BpeModel(vocab.ids, vocab.merges, this.pre.rawUtf8);
+  }
+
+  encode(text: string, out: number[]): void {
+    const cache = this.wordCache;
+    this.pre.split(this.vocab.escapeWhitespace ? text.replaceAll(" ", "\u2581") : text, (word) => {
+      let ids = cache.get(word);
+      if (ids === undefined) {
+        ids = this.encodeWord(word);
+        if (cache.size >= MAX_WORD_CACHE_ENTRIES) cache.clear();
+        cache.set(word, ids);
+      }
+      for (let i = 0; i < ids.length; i++) out.push(ids[i] as number);
+    });
+  }
+
+  private encodeWord(word: string): number[] {
+    const symbols = this.symbols;
+    symbols.length = 0;
+    const ids: number[] = [];
+    if (this.pre.rawUtf8) {
+      // A run of newlines that is itself a token stays whole (llama.cpp's Gemma 4 rule).
+      const whole = /^\n+$/.test(word) ? this.vocab.ids.get(word) : undefined;
+      if (whole !== undefined) return [whole];
+      for (const ch of word) symbols.push(ch);
+    } else byteEncode(word, symbols);
+    this.bpe.encodeSymbols(symbols, ids, this.pre.ignoreMerges);
+    return ids;
   }
 }
 

@@ -45,7 +45,9 @@ export async function ensureLlamaVocabs(): Promise<string> {
     );
     const [code, err] = await Promise.all([pip.exited, new Response(pip.stderr).text()]);
     if (code !== 0 || !existsSync(sdist)) {
-      throw new Error(`pip download ${spec} failed (exit ${code}): ${err.trim().split("\n").slice(-3).join(" | ")}`);
+      throw new Error(
+        `pip download ${spec} failed (exit ${code}): ${err.trim().split("\n").slice(-3).join(" | ")}`,
+      );
     }
     const digest = await sha256File(sdist);
     if (digest !== LLAMA_CPP_SDIST.sha256) {

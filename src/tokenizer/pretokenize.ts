@@ -43,7 +43,7 @@ const UNICODE_NEWER =
 /** Characters to replace before splitting (see the header); ASCII-only text skips this. */
 const REMAP = new RegExp(`[${WS_NON_ASCII}]|[${UNICODE_NEWER}]`, "gu");
 const WHITESPACE_NON_ASCII = new RegExp(`^[${WS_NON_ASCII}]$`, "u");
-const NON_ASCII = /[^\x00-\x7f]/;
+const NON_ASCII = /[\u0080-\u{10ffff}]/u;
 // Unassigned in every Unicode version, one of each UTF-16 length, so offsets stay the same.
 const UNASSIGNED_BMP = "\u0378";
 const UNASSIGNED_ASTRAL = "\u{e0fff}";

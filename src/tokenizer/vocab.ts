@@ -209,7 +209,7 @@ export class Vocab {
     if (this.addEos && this.eosId < 0)
       throw new TokenizerError("add_eos_token is true but eos_token_id is not set");
 
-    this.eogIds = this.findEndOfGeneration(md, idOr);
+    this.eogIds = this.findEndOfGeneration(idOr);
     this.specialIds = this.sortedSpecialIds();
     this.lstrip = new Uint8Array(n);
     this.rstrip = new Uint8Array(n);
@@ -236,10 +236,7 @@ export class Vocab {
     return this.ids.get(hex) ?? (byte < 0x80 ? (this.ids.get(String.fromCharCode(byte)) ?? -1) : -1);
   }
 
-  private findEndOfGeneration(
-    md: GgufMetadata,
-    idOr: (key: string, fallback: number) => number,
-  ): Set<number> {
+  private findEndOfGeneration(idOr: (key: string, fallback: number) => number): Set<number> {
     const eog = new Set<number>();
     const forceControl = (id: number) => {
       if (this.types[id] !== TokenType.CONTROL) this.types[id] = TokenType.CONTROL;

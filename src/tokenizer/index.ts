@@ -147,10 +147,14 @@ export class Tokenizer {
   private partitionSpecial(text: string, parseSpecial: boolean): (string | number)[] {
     const v = this.vocab;
     let fragments: (string | number)[] = [text];
+    // Only tokens whose first two characters occur next to each other in the text can be in it.
+    const pairs = new Set<number>();
+    for (let i = 1; i < text.length; i++) pairs.add(text.charCodeAt(i - 1) * 0x10000 + text.charCodeAt(i));
     for (const id of v.specialIds) {
       const t = v.types[id];
       if (!parseSpecial && (t === TokenType.CONTROL || t === TokenType.UNKNOWN)) continue;
       const needle = v.tokens[id] as string;
+      if (needle.length > 1 && !pairs.has(needle.charCodeAt(0) * 0x10000 + needle.charCodeAt(1))) continue;
       let changed = false;
       const next: (string | number)[] = [];
       for (const f of fragments) {

@@ -2,6 +2,10 @@
 // pairwise, always the adjacent pair whose union is the vocabulary token with the highest score
 // (leftmost on ties), until no adjacent pair forms a token. A piece that is not a token becomes its
 // UTF-8 bytes as <0xNN> byte tokens.
+//
+// Speed: the text is cut before each word's U+2581 (a space) wherever no vocabulary token can span
+// the cut; no merge crosses such a cut, so the pieces are merged independently (and cached) with
+// exactly the result of merging the whole text.
 
 import { TokenizerError, type Vocab } from "./vocab.ts";
 
@@ -63,11 +67,60 @@ class BigramQueue {
   }
 }
 
+const SPACE = "\u2581";
+const MAX_PIECE_CACHE_ENTRIES = 200_000;
+
+/** A token with a U+2581 after another character, and where: a cut there would split it. */
+interface CrossingToken {
+  text: string;
+  offsets: number[];
+}
+
 export class SpmEncoder {
-  constructor(private readonly vocab: Vocab) {}
+  private readonly crossing: CrossingToken[] = [];
+  private readonly cache = new Map<string, number[]>();
+
+  constructor(private readonly vocab: Vocab) {
+    for (const text of vocab.tokens) {
+      const offsets: number[] = [];
+      for (let k = text.indexOf(SPACE, 1); k > 0; k = text.indexOf(SPACE, k + 1)) {
+        if (text[k - 1] !== SPACE) offsets.push(k);
+      }
+      if (offsets.length > 0) this.crossing.push({ text, offsets });
+    }
+  }
 
   /** Appends the tokens of `text`, whose spaces are already written as U+2581. */
   encode(text: string, out: number[]): void {
+    let start = 0;
+    for (let at = text.indexOf(SPACE, 1); at > 0; at = text.indexOf(SPACE, at + 1)) {
+      if (text[at - 1] === SPACE || !this.canCut(text, at)) continue;
+      this.encodePiece(text.slice(start, at), out);
+      start = at;
+    }
+    this.encodePiece(start === 0 ? text : text.slice(start), out);
+  }
+
+  /** No token that a cut at `at` would split occurs across it. */
+  private canCut(text: string, at: number): boolean {
+    for (const t of this.crossing) {
+      for (const k of t.offsets) if (at - k >= 0 && text.startsWith(t.text, at - k)) return false;
+    }
+    return true;
+  }
+
+  private encodePiece(piece: string, out: number[]): void {
+    let ids = this.cache.get(piece);
+    if (ids === undefined) {
+      ids = [];
+      this.merge(piece, ids);
+      if (this.cache.size >= MAX_PIECE_CACHE_ENTRIES) this.cache.clear();
+      this.cache.set(piece, ids);
+    }
+    for (let i = 0; i < ids.length; i++) out.push(ids[i] as number);
+  }
+
+  private merge(text: string, out: number[]): void {
     if (text.length === 0) return;
     const ids = this.vocab.ids;
     const scores = this.vocab.scores;

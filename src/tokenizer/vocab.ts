@@ -301,8 +301,8 @@ export class Vocab {
       const t = this.types[i];
       if (t === TokenType.CONTROL || t === TokenType.USER_DEFINED || t === TokenType.UNKNOWN) ids.push(i);
     }
-    const bytes = (id: number) => Buffer.byteLength(this.tokens[id] as string, "utf8");
-    return ids.sort((a, b) => bytes(b) - bytes(a) || a - b);
+    const bytes = new Map(ids.map((id) => [id, Buffer.byteLength(this.tokens[id] as string, "utf8")]));
+    return ids.sort((a, b) => (bytes.get(b) as number) - (bytes.get(a) as number) || a - b);
   }
 }
 

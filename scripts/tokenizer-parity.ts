@@ -10,7 +10,8 @@
 // sample, and strings containing the separator text are run alone. Plain mode differs from parsed
 // mode only for strings containing control-token text; those are run alone with --no-parse-special.
 //
-// Usage: bun scripts/tokenizer-parity.ts [--bin /work/peerbuild/build/bin/llama-tokenize] [file.gguf...]
+// Usage: bun scripts/tokenizer-parity.ts [--force] [--bin .../llama-tokenize] [file.gguf...]
+// (entries already in the fixture for the same file and corpus are kept unless --force)
 
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -22,11 +23,14 @@ import { TokenType } from "../src/tokenizer/index.ts";
 import { Vocab } from "../src/tokenizer/vocab.ts";
 import { ensureLlamaVocabs, LLAMA_CPP_SDIST } from "./llama-vocabs.ts";
 
-const SAMPLE_CHECKS = 24;
+const SAMPLE_CHECKS = 6;
 const root = join(import.meta.dir, "..");
 const { values, positionals } = parseArgs({
   args: process.argv.slice(2),
-  options: { bin: { type: "string", default: "/work/peerbuild/build/bin/llama-tokenize" } },
+  options: {
+    bin: { type: "string", default: "/work/peerbuild/build/bin/llama-tokenize" },
+    force: { type: "boolean", default: false },
+  },
   allowPositionals: true,
 });
 const bin = values.bin as string;
@@ -84,7 +88,7 @@ async function oracle(model: string): Promise<VocabIds> {
   const ids: (number[] | undefined)[] = new Array(corpus.length);
   if (sep !== undefined) {
     const sepText = vocab.tokens[sep] as string;
-    const batch = corpus.map((s, i) => i).filter((i) => !runsAlone(corpus[i] as string, sepText));
+    const batch = corpus.map((_, i) => i).filter((i) => !runsAlone(corpus[i] as string, sepText));
     const joined = await llamaTokenize(model, batch.map((i) => corpus[i]).join(sepText), true);
     const parts: number[][] = [[]];
     for (const id of joined) {
@@ -131,24 +135,35 @@ const models =
         await pullModel(GEMMA3_270M.name),
       ];
 const out = join(root, "test", "fixtures", "tokenizer-llama-cpp.json");
+// Entries for the same file (sha256) and corpus are kept unless --force: a run can be resumed.
 const previous = (await Bun.file(out).exists()) ? await Bun.file(out).json() : { vocabs: {} };
-const vocabs: Record<string, VocabIds | { error: string }> = positionals.length > 0 ? previous.vocabs : {};
+const vocabs: Record<string, VocabIds | { error: string }> = previous.vocabs;
+const corpusSha = Bun.hash(JSON.stringify(corpus)).toString(16);
+const write = () => {
+  const fixture = {
+    peer: `llama.cpp from ${LLAMA_CPP_SDIST.pypiPackage}==${LLAMA_CPP_SDIST.version} (vendor/llama.cpp), llama-tokenize --ids --no-bos [--no-parse-special]`,
+    corpus: "tokenizer-corpus.json",
+    corpusHash: corpusSha,
+    note: "ids: special-token text parsed; plain: corpus index -> ids where --no-parse-special differs. Vocab files: scripts/llama-vocabs.ts.",
+    vocabs: Object.fromEntries(Object.entries(vocabs).sort(([a], [b]) => a.localeCompare(b))),
+  };
+  writeFileSync(out, `${JSON.stringify(fixture, null, 1)}\n`);
+};
 for (const model of models) {
   const t0 = performance.now();
+  const name = basename(model);
+  const old = vocabs[name] as VocabIds | undefined;
+  if (!values.force && previous.corpusHash === corpusSha && old?.sha256 === (await sha256File(model)))
+    continue;
   try {
-    vocabs[basename(model)] = await oracle(model);
+    vocabs[name] = await oracle(model);
   } catch (e) {
-    vocabs[basename(model)] = { error: (e as Error).message.split("\n")[0] as string };
+    vocabs[name] = { error: (e as Error).message.split("\n")[0] as string };
   }
-  const r = vocabs[basename(model)] as { error?: string };
-  console.error(`${basename(model)}: ${r.error ?? "ok"} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  const r = vocabs[name] as { error?: string };
+  console.error(`${name}: ${r.error ?? "ok"} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  write();
 }
 rmSync(work, { recursive: true, force: true });
-const fixture = {
-  peer: `llama.cpp from ${LLAMA_CPP_SDIST.pypiPackage}==${LLAMA_CPP_SDIST.version} (vendor/llama.cpp), llama-tokenize --ids --no-bos [--no-parse-special]`,
-  corpus: "tokenizer-corpus.json",
-  note: "ids: special-token text parsed; plain: corpus index -> ids where --no-parse-special differs. Vocab files: scripts/llama-vocabs.ts.",
-  vocabs,
-};
-writeFileSync(out, `${JSON.stringify(fixture, null, 1)}\n`);
+write();
 console.error(`wrote ${out}`);

@@ -1,8 +1,11 @@
-// Tokenizer on the real SmolLM2 vocabulary: BPE, smollm pre-tokenizer, special tokens, decoding, streaming.
+// Tokenizer on real vocabularies: SmolLM2 (BPE, smollm pre-tokenizer, special tokens, decoding,
+// streaming) and Gemma 3 270M (SentencePiece); pre-tokenizer rules.
 import { describe, expect, test } from "bun:test";
 import { GgufMetadata, readGguf } from "../src/gguf/index.ts";
-import { pullModel } from "../src/gguf/pull.ts";
+import { GEMMA3_270M, pullModel } from "../src/gguf/pull.ts";
 import { PreTokenizer, Tokenizer, TokenizerError } from "../src/tokenizer/index.ts";
+import { SpmEncoder } from "../src/tokenizer/spm.ts";
+import { Vocab } from "../src/tokenizer/vocab.ts";
 
 const corpus: string[] = await Bun.file(`${import.meta.dir}/fixtures/tokenizer-corpus.json`).json();
 
@@ -159,9 +162,114 @@ describe("PreTokenizer rules", () => {
     expect(words("gpt2", "a\ufeffb")).toEqual(["a", "\ufeff", "b"]);
   });
 
+  test("characters newer than llama.cpp's Unicode tables split as llama.cpp splits them (as other)", () => {
+    // U+1C89 (Unicode 16) is a letter to JS; llama.cpp's tables have no category for it.
+    expect(words("gpt2", "a\u1c89b")).toEqual(["a", "\u1c89", "b"]);
+    expect(words("gpt2", "a\u0416b")).toEqual(["a\u0416b"]);
+    // Non-ASCII whitespace is whitespace in every rule set, and words keep the original characters.
+    expect(words("llama3", "a\u3000\u3000b")).toEqual(["a", "\u3000", "\u3000b"]);
+  });
+
+  test("the families of llama.cpp's vocab files are known; an unknown name lists the known ones", () => {
+    for (const name of [
+      "llama-bpe",
+      "qwen2",
+      "qwen35",
+      "smollm",
+      "gpt-2",
+      "deepseek-llm",
+      "deepseek-coder",
+      "command-r",
+      "falcon",
+      "mpt",
+      "starcoder",
+      "refact",
+      "gemma4",
+      "default",
+    ]) {
+      expect(PreTokenizer.names()).toContain(name);
+    }
+    expect(() => PreTokenizer.byName("kimi-k2")).toThrow(
+      /unsupported pre-tokenizer "kimi-k2".*supported: .*llama-bpe/,
+    );
+  });
+
   test("words always cover the input exactly", () => {
-    for (const name of ["smollm", "gpt2", "llama3", "qwen2", "default"]) {
+    for (const name of PreTokenizer.names()) {
       for (const s of corpus) expect(words(name, s).join("")).toBe(s);
+    }
+  });
+});
+
+describe("SentencePiece (Gemma 3 270M's vocabulary)", async () => {
+  const md = new GgufMetadata(readGguf(await pullModel(GEMMA3_270M.name)).metadata);
+  const tok = Tokenizer.fromGguf(md);
+  const vocab = new Vocab(md);
+
+  test("metadata: SentencePiece, BOS added, no space prefix, <end_of_turn> ends generation", () => {
+    expect(tok.kind).toBe("spm");
+    expect(tok.preTokenizer).toBeNull();
+    expect(tok.addBos).toBe(true);
+    expect(tok.encode("hi")[0]).toBe(tok.bosId);
+    expect(tok.isEndOfGeneration(tok.tokenId("<end_of_turn>") as number)).toBe(true);
+    expect(tok.isEndOfGeneration(tok.eosId)).toBe(true);
+  });
+
+  test("spaces are U+2581 in pieces and plain spaces in text; bytes without a token fall back to <0xNN>", () => {
+    const ids = tok.encode(" Hello world", { addSpecial: false });
+    expect(ids.map((i) => tok.tokenText(i))).toEqual(["▁Hello", "▁world"]);
+    expect(tok.decode(ids)).toBe(" Hello world");
+    // Gemma's runs of spaces are user-defined tokens, split out before merging (as llama.cpp does).
+    const run = tok.encode("a  b", { addSpecial: false });
+    expect(run.map((i) => tok.tokenText(i))).toEqual(["a", "  ", "b"]);
+    expect(tok.decode(run)).toBe("a  b");
+    // A plane-16 private-use character is not in the vocabulary: its four UTF-8 bytes become byte tokens.
+    const pua = tok.encode("\u{10fffd}", { addSpecial: false });
+    expect(pua.map((i) => tok.tokenText(i))).toEqual(["<0xF4>", "<0x8F>", "<0xBF>", "<0xBD>"]);
+    expect(tok.decode(pua)).toBe("\u{10fffd}");
+  });
+
+  test("cutting at spaces gives the ids of merging the whole text (random texts, and the one token that spans a cut)", () => {
+    const encoder = new SpmEncoder(vocab);
+    const pieces = [
+      "a",
+      "b",
+      " ",
+      "  ",
+      ">",
+      "</",
+      "< /",
+      "the",
+      "Hello",
+      "é",
+      "日本",
+      "😀",
+      "\n",
+      "1",
+      ".",
+      "▁",
+      "<",
+      "/",
+    ];
+    let seed = 12345;
+    const next = () => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return seed >>> 8;
+    };
+    const texts = [">▁</", "a>▁</b", "x > </y", "<b>bold</b> and <i>x</i>"];
+    for (let n = 0; n < 300; n++) {
+      let s = "";
+      const count = 1 + (next() % 12);
+      for (let k = 0; k < count; k++) s += pieces[next() % pieces.length];
+      texts.push(s);
+    }
+    for (const text of texts) {
+      const escaped = text.replaceAll(" ", "\u2581");
+      const cut: number[] = [];
+      const whole: number[] = [];
+      encoder.encode(escaped, cut);
+      encoder.encodeUncut(escaped, whole);
+      expect(cut).toEqual(whole);
     }
   });
 });

@@ -113,6 +113,8 @@ interface PreSpec {
   addBos?: boolean;
   /** The model has no BOS token (llama.cpp drops its default). */
   noBos?: boolean;
+  /** BOS is added even where the file says not to (llama.cpp's Gemma 4 workaround). */
+  forceBos?: boolean;
   /** SentencePiece-style BPE: spaces become U+2581 and merges run on raw UTF-8, not byte characters. */
   rawUtf8?: boolean;
 }
@@ -130,7 +132,7 @@ const deepseek3: PreSpec = {
   clean: false,
 };
 const gpt4o: PreSpec = { passes: [CASED_WORDS("", "\\p{N}{1,3}")], clean: false };
-const raw: PreSpec = { passes: [NEWLINES], clean: true, rawUtf8: true };
+const raw: PreSpec = { passes: [NEWLINES], clean: true, rawUtf8: true, forceBos: true };
 const noClean = (spec: PreSpec): PreSpec => ({ ...spec, clean: false });
 const bailingmoe: PreSpec = {
   passes: [
@@ -204,7 +206,7 @@ const SPECS: Readonly<Record<string, PreSpec>> = {
   "jais-2": { passes: [JAIS2], clean: true },
   gemma4: raw,
   "granite-embed-multi-311m": raw,
-  "sarvam-moe": noClean(raw),
+  "sarvam-moe": { passes: [NEWLINES], clean: false, rawUtf8: true },
   refact: smollm,
   "command-r": noClean(smollm),
   qwen2,
@@ -345,6 +347,10 @@ export class PreTokenizer {
 
   get noBos(): boolean {
     return this.spec.noBos === true;
+  }
+
+  get forceBos(): boolean {
+    return this.spec.forceBos === true;
   }
 
   /** SentencePiece-style BPE (Gemma 4): spaces become U+2581, merges run on raw UTF-8. */

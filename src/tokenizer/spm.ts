@@ -109,6 +109,11 @@ export class SpmEncoder {
     return true;
   }
 
+  /** Merges `text` whole, without cuts or cache: the reference `encode` must equal. */
+  encodeUncut(text: string, out: number[]): void {
+    this.merge(text, out);
+  }
+
   private encodePiece(piece: string, out: number[]): void {
     let ids = this.cache.get(piece);
     if (ids === undefined) {

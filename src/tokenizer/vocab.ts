@@ -201,7 +201,7 @@ export class Vocab {
     this.unkId = idOr("tokenizer.ggml.unknown_token_id", spmDefault(0));
     const addBosDefault = this.kind === "spm" || pre?.addBosDefault === true;
     // Gemma 4's files say false; llama.cpp adds BOS anyway.
-    this.addBos = md.boolOr("tokenizer.ggml.add_bos_token", addBosDefault) || model === "gemma4";
+    this.addBos = md.boolOr("tokenizer.ggml.add_bos_token", addBosDefault) || pre?.forceBos === true;
     this.addEos = md.boolOr("tokenizer.ggml.add_eos_token", false);
     this.addSpacePrefix = md.boolOr("tokenizer.ggml.add_space_prefix", this.kind === "spm");
     if (this.addBos && this.bosId < 0)

@@ -61,11 +61,40 @@ describe("ChatTemplate on SmolLM2-135M-Instruct", async () => {
     expect(dev).toBe(
       "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nSay\nhello<|im_end|>\n<|im_start|>assistant\n",
     );
-    // A template that names the role renders it as it is.
-    const own = ChatTemplate.fromString(
-      "{% for m in messages %}{% if m.role == 'developer' %}D:{% endif %}{{ m.role }}={{ m.content }};{% endfor %}",
+    // As llama.cpp: even a template that names the role gets a system message; only gpt-oss's
+    // channel templates see the role itself.
+    const body =
+      "{% for m in messages %}{% if m.role == 'developer' %}D:{% endif %}{{ m.role }}={{ m.content }};{% endfor %}";
+    expect(ChatTemplate.fromString(body).render([{ role: "developer", content: "x" }])).toBe("system=x;");
+    const channels = ChatTemplate.fromString(`{#- <|channel|> -#}${body}`);
+    expect(channels.render([{ role: "developer", content: "x" }])).toBe("D:developer=x;");
+  });
+
+  test("a template that refuses or drops a system message gets it merged into the next one, as llama.cpp", () => {
+    const refuses = ChatTemplate.fromString(
+      "{% if messages[0].role == 'system' %}{{ raise_exception('no system') }}{% endif %}" +
+        "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% endfor %}",
     );
-    expect(own.render([{ role: "developer", content: "x" }])).toBe("D:developer=x;");
+    const merged = refuses.render([
+      { role: "system", content: "Be brief." },
+      { role: "user", content: "Hi" },
+    ]);
+    expect(merged).toBe("[user]Be brief.\nHi");
+    // Alone, the system message is dropped.
+    expect(refuses.render([{ role: "system", content: "Be brief." }])).toBe("");
+    // Text parts join by newlines, none while the text is still empty.
+    expect(
+      refuses.render([
+        {
+          role: "user",
+          content: [
+            { type: "text", text: "" },
+            { type: "text", text: "a" },
+            { type: "text", text: "b" },
+          ],
+        },
+      ]),
+    ).toBe("[user]a\nb");
   });
 
   test("the rendered prompt tokenizes with the control tokens as single ids", () => {

@@ -68,6 +68,7 @@ export interface ChatTemplateTokens {
 
 export class ChatTemplate {
   private readonly template: Template;
+  private systemRole: boolean | undefined;
 
   private constructor(
     readonly source: string,
@@ -125,19 +126,33 @@ export class ChatTemplate {
     options: RenderOptions,
     mapContent: (content: string) => string,
   ): string {
-    // OpenAI's `developer` messages replace `system` ones; a template that never names the role
-    // gets them as system messages (its own default system prompt then steps aside as well).
-    const developerAsSystem = !this.source.includes("developer");
-    const normalized = normalizeMessages(messages).map((m) => ({
+    // As llama.cpp's chat code does: OpenAI's `developer` messages are system messages (except for
+    // gpt-oss's channel templates), and a template that ignores or refuses a system message gets it
+    // merged into the next message.
+    const developerAsSystem = !this.source.includes("<|channel|>");
+    let normalized = normalizeMessages(messages).map((m) => ({
       ...m,
       role: developerAsSystem && m.role === "developer" ? "system" : m.role,
       content: mapContent(m.content as string),
     }));
+    if (normalized[0]?.role === "system" && !this.supportsSystemRole()) {
+      const [system, next, ...rest] = normalized;
+      normalized =
+        next === undefined ? [] : [{ ...next, content: `${system?.content}\n${next.content}` }, ...rest];
+    }
+    return this.renderContext({ ...options, messages: normalized });
+  }
+
+  private renderContext(options: RenderOptions & { messages: unknown[] }): string {
+    const now = new Date();
     const context: Record<string, unknown> = {
       bos_token: this.tokens.bosToken ?? "",
       eos_token: this.tokens.eosToken ?? "",
+      // llama.cpp's extra context: today's date, as "07 Dec 2026" and "Dec 07 2026".
+      date_string: `${pad2(now.getDate())} ${MONTHS[now.getMonth()]} ${now.getFullYear()}`,
+      datetime: `${MONTHS[now.getMonth()]} ${pad2(now.getDate())} ${now.getFullYear()}`,
       ...options.variables,
-      messages: normalized,
+      messages: options.messages,
       add_generation_prompt: options.addGenerationPrompt ?? true,
     };
     try {
@@ -146,7 +161,28 @@ export class ChatTemplate {
       throw new ChatTemplateError(`chat template failed to render: ${(e as Error).message}`);
     }
   }
+
+  /** Whether a system message's text reaches the output (llama.cpp's supports_system_role probe). */
+  private supportsSystemRole(): boolean {
+    if (this.systemRole === undefined) {
+      const probe = "\ufdd0system probe\ufdd0";
+      try {
+        this.systemRole = this.renderContext({
+          messages: [
+            { role: "system", content: probe },
+            { role: "user", content: "User message" },
+          ],
+        }).includes(probe);
+      } catch {
+        this.systemRole = false;
+      }
+    }
+    return this.systemRole;
+  }
 }
+
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const pad2 = (n: number) => String(n).padStart(2, "0");
 
 /** Noncharacters reserved for internal use: the placeholder marker is one no message contains. */
 const MARKER_FIRST = 0xfdd0;
@@ -226,7 +262,8 @@ function normalizeMessages(messages: readonly ChatMessage[]): Record<string, unk
             throw new ChatTemplateError(`messages[${i}].content[${j}].text must be a string`);
           return part.text;
         })
-        .join("\n"); // one part per line, as vLLM joins them
+        // One part per line, as llama.cpp joins them (no newline while the text is still empty).
+        .reduce((text: string, part: string) => (text === "" ? part : `${text}\n${part}`), "");
     } else {
       throw new ChatTemplateError(`messages[${i}].content must be a string, null or an array of text parts`);
     }

@@ -36,6 +36,9 @@ interface TextEncoderModel {
   encode(text: string, out: number[]): void;
 }
 
+/** Above this many special tokens, a pair filter beats searching the text for each. */
+const MANY_SPECIAL_TOKENS = 256;
+
 /** C's isspace: what llama.cpp strips beside a special token with lstrip / rstrip. */
 const C_SPACE = /[\t-\r ]/;
 
@@ -147,14 +150,20 @@ export class Tokenizer {
   private partitionSpecial(text: string, parseSpecial: boolean): (string | number)[] {
     const v = this.vocab;
     let fragments: (string | number)[] = [text];
-    // Only tokens whose first two characters occur next to each other in the text can be in it.
-    const pairs = new Set<number>();
-    for (let i = 1; i < text.length; i++) pairs.add(text.charCodeAt(i - 1) * 0x10000 + text.charCodeAt(i));
+    // With many special tokens (Gemma has 6,414), only those whose first two characters occur next
+    // to each other in the text are searched for.
+    let pairs: Set<number> | undefined;
+    if (v.specialIds.length > MANY_SPECIAL_TOKENS) {
+      pairs = new Set<number>();
+      for (let i = 1; i < text.length; i++) pairs.add(text.charCodeAt(i - 1) * 0x10000 + text.charCodeAt(i));
+    }
     for (const id of v.specialIds) {
       const t = v.types[id];
       if (!parseSpecial && (t === TokenType.CONTROL || t === TokenType.UNKNOWN)) continue;
       const needle = v.tokens[id] as string;
-      if (needle.length > 1 && !pairs.has(needle.charCodeAt(0) * 0x10000 + needle.charCodeAt(1))) continue;
+      if (pairs !== undefined && needle.length > 1) {
+        if (!pairs.has(needle.charCodeAt(0) * 0x10000 + needle.charCodeAt(1))) continue;
+      }
       let changed = false;
       const next: (string | number)[] = [];
       for (const f of fragments) {

@@ -361,37 +361,38 @@ export class PreTokenizer {
   /** Splits `text` into words; calls `emit` for each in order. Every character lands in exactly one word. */
   split(text: string, emit: (word: string) => void): void {
     const mapped = remapForSplitting(text);
-    this.splitFrom(0, text, mapped, 0, text.length, emit);
+    // Words are cut from the original text; without remapped characters the pieces are the words.
+    const word =
+      mapped === text ? emit : (piece: string, at: number) => emit(text.slice(at, at + piece.length));
+    this.splitFrom(0, mapped, 0, word);
   }
 
   private splitFrom(
     pass: number,
-    text: string,
-    mapped: string,
-    from: number,
-    to: number,
-    emit: (word: string) => void,
+    piece: string,
+    at: number,
+    emit: (piece: string, at: number) => void,
   ): void {
     const re = this.regexes[pass];
     if (re === undefined) {
-      emit(from === 0 && to === text.length ? text : text.slice(from, to));
+      emit(piece, at);
       return;
     }
     const next = pass + 1;
-    const piece = from === 0 && to === mapped.length ? mapped : mapped.slice(from, to);
     re.lastIndex = 0;
     let start = 0;
     for (let m = re.exec(piece); m !== null; m = re.exec(piece)) {
-      const length = m[0].length;
-      if (length === 0) {
+      const matched = m[0];
+      if (matched.length === 0) {
         // An empty match cannot split anything; step past it so the scan always advances.
         re.lastIndex++;
         continue;
       }
-      if (m.index > start) this.splitFrom(next, text, mapped, from + start, from + m.index, emit);
-      this.splitFrom(next, text, mapped, from + m.index, from + m.index + length, emit);
-      start = m.index + length;
+      if (m.index > start) this.splitFrom(next, piece.slice(start, m.index), at + start, emit);
+      this.splitFrom(next, matched, at + m.index, emit);
+      start = m.index + matched.length;
     }
-    if (start < piece.length) this.splitFrom(next, text, mapped, from + start, to, emit);
+    if (start < piece.length)
+      this.splitFrom(next, start === 0 ? piece : piece.slice(start), at + start, emit);
   }
 }

@@ -229,6 +229,24 @@ describe("the chat page against `hearth serve`", () => {
       expect(await until(() => metric(server.url, "hearth_requests_running"), 0)).toBe(0);
       const conversations = await stored(page);
       expect(conversations[0]?.messages[1]?.content).toBe(text);
+
+      // Escape stops a reply too (from the keyboard, wherever the focus is).
+      await messageBox(page).fill("Go on, write the next section.");
+      await messageBox(page).press("Enter");
+      await page.waitForFunction(
+        () => (document.querySelector(".message.assistant.streaming .body")?.textContent?.length ?? 0) > 50,
+        undefined,
+        { timeout: 60_000 },
+      );
+      await page.keyboard.press("Escape");
+      await replies(page).last().locator(".telemetry").waitFor();
+      expect(await replies(page).last().locator(".telemetry").textContent()).toContain("stopped");
+      expect(
+        await until(
+          () => metric(server.url, 'hearth_requests_total{endpoint="chat_completions",outcome="abort"}'),
+          2,
+        ),
+      ).toBe(2);
     },
     TIMEOUT_MS,
   );
@@ -451,6 +469,19 @@ describe("the chat page against a server with an API key", () => {
       await textWith(page.locator("#model-info"), "context 256 tokens");
       await sendAndWait(page, "Say hi.");
       expect(await replies(page).count()).toBe(1);
+
+      // JSON mode from the settings: the request asks for a JSON object, the reply shows as JSON.
+      await page.getByRole("button", { name: "Settings" }).click();
+      await page.getByLabel("JSON mode (the reply is one JSON object)").check();
+      await page.getByLabel("Max tokens").fill("40");
+      await page.getByRole("button", { name: "Save" }).click();
+      const sent = page.waitForRequest((r) => r.url().endsWith("/v1/chat/completions"));
+      await sendAndWait(page, "Describe a cat as a JSON object with a name field.");
+      const body = JSON.parse((await sent).postData() as string);
+      expect([body.response_format, body.max_tokens]).toEqual([{ type: "json_object" }, 40]);
+      const reply = replies(page).last();
+      expect(await reply.locator("figure.code figcaption span").textContent()).toBe("json");
+      expect((await reply.locator("pre code").textContent())?.trimStart().startsWith("{")).toBe(true);
 
       await page.reload();
       await textWith(page.locator("#model-info"), "context 256 tokens");

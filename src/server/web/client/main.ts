@@ -393,7 +393,7 @@ ui.message.addEventListener("keydown", (e) => {
   }
 });
 document.addEventListener("keydown", (e) => {
-  if (e.key === "Escape" && streaming && !ui.settings.open && !ui.keyDialog.open) {
+  if (e.key === "Escape" && !e.defaultPrevented && streaming && !ui.settings.open && !ui.keyDialog.open) {
     e.preventDefault();
     stop();
   }

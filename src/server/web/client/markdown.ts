@@ -226,12 +226,3 @@ function closing(text: string, from: number, marker: string): number {
   }
   return -1;
 }
-
-/** The text of inlines without markup (titles, accessible names). */
-export function plainText(inlines: Inline[]): string {
-  return inlines
-    .map((n) =>
-      n.kind === "text" || n.kind === "code" ? n.text : n.kind === "break" ? "\n" : plainText(n.children),
-    )
-    .join("");
-}

@@ -252,6 +252,7 @@ export async function main(argv: string[]): Promise<number> {
   console.log(
     `hearth serve: listening on http://${host}:${bound} (model ${modelId}, parallel ${parallel}, ctx ${contextTokens}, kv pages ${kvPages})`,
   );
+  console.log(`hearth serve: chat page: http://${host}:${bound}/ (open it in a browser)`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once("SIGINT", stop);

@@ -76,8 +76,8 @@ export function createApp(opts: AppOptions) {
   // Bun refuses bodies past its own limit with a bare 413 before any handler runs; ours is below
   // it so that a client over the limit gets an error it can read. Elysia turns SO_REUSEPORT on by
   // default: a second server on a taken port then binds too and the kernel splits the
-  // connections between the two; a taken port must be an error. `normalize: false`: a field no
-  // schema lists is a 400, not silently dropped.
+  // connections between the two; a taken port must be an error. `normalize: false` (the composing
+  // app's setting rules every plugin's routes): a field no schema lists is a 400, not dropped.
   return new Elysia({
     serve: { maxRequestBodySize: 2 * maxBodyBytes + 65536, reusePort: false },
     normalize: false,

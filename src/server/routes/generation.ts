@@ -17,7 +17,7 @@ export function generationRoute<S extends TObject>(
   choicesOf: (body: Static<S>) => Choice[],
 ) {
   const post = wrongMethod("POST");
-  return new Elysia({ normalize: false })
+  return new Elysia()
     .post(
       path,
       ({ body, request }) => {

@@ -5,7 +5,7 @@ import { wrongMethod } from "../http.ts";
 import { Health } from "../schemas.ts";
 
 export function healthRoute(engine: ServingEngine) {
-  return new Elysia({ normalize: false })
+  return new Elysia()
     .get(
       "/health",
       ({ set }) => {

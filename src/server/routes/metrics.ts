@@ -5,7 +5,7 @@ import { wrongMethod } from "../http.ts";
 import type { ServerMetrics } from "../metrics.ts";
 
 export function metricsRoute(engine: ServingEngine, metrics: ServerMetrics) {
-  return new Elysia({ normalize: false })
+  return new Elysia()
     .get("/metrics", ({ set }) => {
       set.headers["content-type"] = "text/plain; version=0.0.4";
       return metrics.render(engine.stats);

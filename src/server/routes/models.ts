@@ -11,7 +11,7 @@ export function modelsRoute(modelId: string) {
     created: Math.floor(Date.now() / 1000),
     owned_by: "hearth",
   };
-  return new Elysia({ normalize: false })
+  return new Elysia()
     .get("/v1/models", () => ({ object: "list" as const, data: [model] }), { response: ModelList })
     .post("/v1/models", wrongMethod("GET"))
     .get("/v1/models/*", ({ params }) => {

@@ -2,6 +2,7 @@
 // works on a terminal and with piped input alike.
 import { basename } from "node:path";
 import { ContextFullError } from "../session.ts";
+import { escapeUnprintable } from "../untrusted.ts";
 import { LineEditor } from "./line-editor.ts";
 import {
   formatTelemetry,
@@ -89,7 +90,7 @@ export async function main(argv: string[]): Promise<number> {
   if (!interactive) process.on("SIGINT", onSigint);
   if (interactive) {
     // The model by its file name, as `hearth serve` names it (the GGUF's own name is often vaguer).
-    const name = basename(model.path).replace(/\.gguf$/i, "");
+    const name = escapeUnprintable(basename(model.path).replace(/\.gguf$/i, ""));
     // (stderr.write: Bun's console.error colours a terminal's text red, as if it were an error.)
     process.stderr.write(`hearth chat with ${name} — /help for commands, /exit to leave\n`);
   }

@@ -3,6 +3,7 @@
 //   bun bench/e2e-hearth.ts --pp 512 --tg 128 --threads 2 [--model PATH]
 import { statSync } from "node:fs";
 import { pullModel } from "../src/gguf/pull.ts";
+import { kvPageTokens } from "../src/native/limits.ts";
 import { openNativeModel } from "../src/native/model.ts";
 import { measureForward } from "./forward.ts";
 import { peakRssBytes } from "./lib.ts";
@@ -26,8 +27,6 @@ function arg(name: string, fallback: number): number {
   return v;
 }
 
-const KV_PAGE_TOKENS = 16;
-
 async function main(): Promise<void> {
   const pp = arg("pp", 512);
   const tg = arg("tg", 128);
@@ -35,7 +34,7 @@ async function main(): Promise<void> {
   const mi = process.argv.indexOf("--model");
   const path = mi >= 0 ? (process.argv[mi + 1] as string) : await pullModel();
   // The KV pool holds one sequence of the longer test (pp and tg run one after the other).
-  const kvPages = Math.ceil(Math.max(pp, tg) / KV_PAGE_TOKENS) + 1;
+  const kvPages = Math.ceil(Math.max(pp, tg) / kvPageTokens()) + 1;
   const model = openNativeModel(path, { threads, kvPages, maxBatchTokens: pp, maxSequences: 1 });
   try {
     measureForward(model, Math.min(32, pp), Math.min(4, tg), 1); // warm-up, as llama-bench does

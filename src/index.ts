@@ -22,7 +22,6 @@ export {
 export {
   DEFAULT_CONTEXT_TOKENS,
   defaultThreads,
-  KV_PAGE_TOKENS,
   type LoadModelOptions,
   loadModel,
   Model,
@@ -37,6 +36,7 @@ export {
   NativeError,
   NativeLoadError,
 } from "./native/lib.ts";
+export { kvPageTokens, type NativeLimits, nativeLimits } from "./native/limits.ts";
 export { KvFullError, type KvStats, type ModelInfo } from "./native/model-api.ts";
 export {
   type CpuVariant,

@@ -1,20 +1,18 @@
 // loadModel: one call from a model reference to everything a session needs (file, native model,
 // tokenizer, chat template), with the runtime options resolved and validated once.
-import { availableParallelism } from "node:os";
 import type { ChatTemplate } from "./chat/index.ts";
 import { LocalEngine } from "./engine/local.ts";
 import { Scheduler } from "./engine/scheduler.ts";
 import { type GgufFile, GgufMetadata } from "./gguf/index.ts";
 import { KNOWN_MODELS, type PullOptions, pullModel } from "./gguf/pull.ts";
 import { openModel, readModelFile } from "./model-file.ts";
+import { defaultThreads as nativeDefaultThreads, nativeLimits } from "./native/limits.ts";
 import { createBatch } from "./native/model.ts";
 import type { KvStats, ModelInfo, NativeModel } from "./native/model-api.ts";
 import { checkOptionKeys } from "./option-keys.ts";
 import { Session, type SessionOptions } from "./session.ts";
 import type { Tokenizer } from "./tokenizer/index.ts";
 
-/** Tokens in one KV page (fixed by the native cache). */
-export const KV_PAGE_TOKENS = 16;
 /** Default context of a session when the model's trained context is larger. */
 export const DEFAULT_CONTEXT_TOKENS = 4096;
 
@@ -199,12 +197,11 @@ function positiveInt(name: string, v: unknown, max: number): number {
 
 /** The default thread count: `$HEARTH_THREADS` when set (validated), else every core. */
 export function defaultThreads(): number {
-  const env = process.env.HEARTH_THREADS;
-  if (env !== undefined && env.trim() !== "") {
-    const n = Number(env);
-    return positiveInt("HEARTH_THREADS", n, 256);
+  try {
+    return nativeDefaultThreads();
+  } catch (err) {
+    throw err instanceof RangeError ? new ModelOptionsError(err.message) : err;
   }
-  return Math.max(1, Math.min(availableParallelism(), 256));
 }
 
 /** Applies defaults and checks every option against the model's shape. */
@@ -212,19 +209,24 @@ export function resolveModelOptions(
   opts: LoadModelOptions,
   info: { contextLength: number },
 ): ResolvedModelOptions {
-  const threads = opts.threads === undefined ? defaultThreads() : positiveInt("threads", opts.threads, 256);
+  const limits = nativeLimits();
+  const threads =
+    opts.threads === undefined ? defaultThreads() : positiveInt("threads", opts.threads, limits.maxThreads);
   const trained = info.contextLength > 0 ? info.contextLength : DEFAULT_CONTEXT_TOKENS;
   const contextTokens =
     opts.contextTokens === undefined
       ? Math.min(trained, DEFAULT_CONTEXT_TOKENS)
       : positiveInt("contextTokens", opts.contextTokens, 1 << 20);
-  const maxSessions = opts.maxSessions === undefined ? 4 : positiveInt("maxSessions", opts.maxSessions, 4096);
+  const maxSessions =
+    opts.maxSessions === undefined ? 4 : positiveInt("maxSessions", opts.maxSessions, limits.maxSequences);
   const kvPages =
     opts.kvPages === undefined
-      ? Math.ceil(contextTokens / KV_PAGE_TOKENS) * maxSessions
-      : positiveInt("kvPages", opts.kvPages, 1 << 24);
+      ? Math.ceil(contextTokens / limits.kvPageTokens) * maxSessions
+      : positiveInt("kvPages", opts.kvPages, limits.maxKvPages);
   const maxBatchTokens =
-    opts.maxBatchTokens === undefined ? 512 : positiveInt("maxBatchTokens", opts.maxBatchTokens, 1 << 16);
+    opts.maxBatchTokens === undefined
+      ? 512
+      : positiveInt("maxBatchTokens", opts.maxBatchTokens, limits.maxBatchTokens);
   const kvType = opts.kvType ?? "f16";
   if (kvType !== "f16" && kvType !== "q8_0") {
     throw new ModelOptionsError(`kvType must be "f16" or "q8_0", got ${JSON.stringify(kvType)}`);

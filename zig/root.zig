@@ -1,6 +1,7 @@
 //! The C ABI of libhearth: every `export fn` lives here and only here.
 const std = @import("std");
 const status = @import("status.zig");
+const limits = @import("limits.zig");
 const model = @import("model/model.zig");
 const kv = @import("kv/pages.zig");
 const quant = @import("quant.zig");
@@ -18,7 +19,7 @@ const kv_prefix = @import("kv/prefix.zig");
 const kv_evict = @import("kv/evict.zig");
 
 /// Bumped whenever an export's signature or meaning changes; checked by src/native at load.
-pub const abi_version: u32 = 7;
+pub const abi_version: u32 = 8;
 
 export fn hearth_abi_version() u32 {
     return abi_version;
@@ -26,6 +27,31 @@ export fn hearth_abi_version() u32 {
 
 export fn hearth_last_error(buf: ?[*]u8, cap: usize) usize {
     return status.copyLastError(buf, cap);
+}
+
+/// The limits, page size and status codes TypeScript reads once at load (zig/limits.zig).
+export fn hearth_limits(out: ?*limits.Limits) i32 {
+    const o = out orelse return fail(.null_pointer, "limits output is null", .{});
+    if (!aligned(limits.Limits, o)) return fail(.misaligned, "limits output must be 4-byte aligned", .{});
+    o.* = .{};
+    return 0;
+}
+
+/// Field names of the extern struct `id`, comma-separated; returns the bytes written.
+export fn hearth_layout_names(id: u32, out: ?[*]u8, cap: u32) i32 {
+    const o = out orelse return fail(.null_pointer, "layout names output is null", .{});
+    const n = limits.layoutNames(id, o[0..cap]);
+    if (n < 0) return fail(.invalid_argument, "layout {d} is unknown or {d} bytes are too few", .{ id, cap });
+    return n;
+}
+
+/// Size and field offsets of the extern struct `id` (limits.layouts), checked by TypeScript at load.
+export fn hearth_layout(id: u32, out: ?[*]u32, cap: u32) i32 {
+    const o = out orelse return fail(.null_pointer, "layout output is null", .{});
+    if (!aligned(u32, o)) return fail(.misaligned, "layout output must be 4-byte aligned", .{});
+    const n = limits.layout(id, o[0..cap]);
+    if (n < 0) return fail(.invalid_argument, "layout {d} is unknown or {d} entries are too few", .{ id, cap });
+    return n;
 }
 
 // ---------------------------------------------------------------- kernels: argument checks
@@ -399,6 +425,11 @@ fn modelOf(handle: ?*model.Model) ?*model.Model {
     return m;
 }
 
+/// The model's KV side as the tier operations see it (zig/kv knows no model).
+fn kvOf(m: *model.Model) kv_abi.KvModel {
+    return .{ .cache = m.cache, .tier = &m.kv_tier, .pool = m.pool };
+}
+
 fn aligned(comptime T: type, p: anytype) bool {
     return std.mem.isAligned(@intFromPtr(p), @alignOf(T));
 }
@@ -458,7 +489,7 @@ export fn hearth_model_decode(
 export fn hearth_seq_create(handle: ?*model.Model) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     const s = m.cache.seqCreate() orelse return status.fail(.out_of_range, "all {d} sequence slots are in use", .{m.cache.seqs.len});
-    kv_abi.seqCreated(m, s);
+    kv_abi.seqCreated(kvOf(m), s);
     return @intCast(s);
 }
 
@@ -482,7 +513,7 @@ export fn hearth_seq_shift(handle: ?*model.Model, seq: i32, keep: i32, drop: i32
     const len = m.cache.seqs[@intCast(seq)].len_tokens;
     if (keep < 0 or drop < 0 or @as(i64, keep) + drop > len)
         return status.fail(.out_of_range, "shift keep {d} + drop {d} exceeds the sequence length {d}", .{ keep, drop, len });
-    const rc = kv_abi.beforeShift(m, @intCast(seq), @intCast(keep), @intCast(drop));
+    const rc = kv_abi.beforeShift(kvOf(m), @intCast(seq), @intCast(keep), @intCast(drop));
     if (rc < 0) return rc;
     model.seqShift(m, @intCast(seq), @intCast(keep), @intCast(drop));
     return 0;
@@ -503,26 +534,26 @@ export fn hearth_kv_stats(handle: ?*model.Model, out: ?*kv.Stats) i32 {
 export fn hearth_kv_tier_open(handle: ?*model.Model, dir: ?[*]const u8, dir_len: usize, hot_budget_bytes: u64, cold_max_bytes: u64, model_tag: u64) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     if (dir_len > 0 and dir == null) return status.fail(.null_pointer, "cache directory is null", .{});
-    return kv_abi.tierOpen(m, if (dir) |d| d[0..dir_len] else "", hot_budget_bytes, cold_max_bytes, model_tag);
+    return kv_abi.tierOpen(kvOf(m), if (dir) |d| d[0..dir_len] else "", hot_budget_bytes, cold_max_bytes, model_tag);
 }
 
 export fn hearth_kv_tier_stats(handle: ?*model.Model, out: ?*kv_prefix.Stats) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     const o = out orelse return status.fail(.null_pointer, "stats output is null", .{});
     if (!aligned(kv_prefix.Stats, o)) return status.fail(.misaligned, "stats output must be 8-byte aligned", .{});
-    return kv_abi.tierStats(m, o);
+    return kv_abi.tierStats(kvOf(m), o);
 }
 
 /// Writes the prefix cache to SSD with a crash-safe manifest; returns the entries listed.
 export fn hearth_kv_tier_persist(handle: ?*model.Model) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
-    return kv_abi.tierPersist(m);
+    return kv_abi.tierPersist(kvOf(m));
 }
 
 /// Writes the manifest of the prefix-cache pages already on SSD (no hot pages written); returns the entries listed.
 export fn hearth_kv_tier_checkpoint(handle: ?*model.Model) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
-    return kv_abi.tierCheckpoint(m);
+    return kv_abi.tierCheckpoint(kvOf(m));
 }
 
 /// Opens a sequence holding the longest cached prefix of tokens; returns its id, reused count to out.
@@ -530,26 +561,26 @@ export fn hearth_seq_create_prefix(handle: ?*model.Model, tokens: ?[*]const i32,
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     const o = out_reused orelse return status.fail(.null_pointer, "reused output is null", .{});
     if (!aligned(u32, o)) return status.fail(.misaligned, "reused output must be 4-byte aligned", .{});
-    return kv_abi.seqCreatePrefix(m, tokens, n, o);
+    return kv_abi.seqCreatePrefix(kvOf(m), tokens, n, o);
 }
 
 /// Registers the pages of a sequence (holding exactly these tokens) for reuse; returns pages registered.
 export fn hearth_seq_publish(handle: ?*model.Model, seq: i32, tokens: ?[*]const i32, n: u32) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
-    return kv_abi.seqPublish(m, seq, tokens, n);
+    return kv_abi.seqPublish(kvOf(m), seq, tokens, n);
 }
 
 /// Moves the hot pages of the cached chain of tokens (from token from_tokens on) to the SSD tier now;
 /// returns the pages that left RAM.
 export fn hearth_kv_tier_spill(handle: ?*model.Model, tokens: ?[*]const i32, n: u32, from_tokens: u32) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
-    return kv_abi.tierSpill(m, tokens, n, from_tokens);
+    return kv_abi.tierSpill(kvOf(m), tokens, n, from_tokens);
 }
 
 /// Pool pages only the prefix cache holds (reclaimed on demand); 0 without a tier.
 export fn hearth_kv_tier_reclaimable(handle: ?*model.Model) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
-    return kv_abi.tierReclaimable(m);
+    return kv_abi.tierReclaimable(kvOf(m));
 }
 
 export fn hearth_seq_save(handle: ?*model.Model, seq: i32, tokens: ?[*]const i32, n: u32, model_tag: u64, path: ?[*]const u8, path_len: usize, out_bytes: ?*u64) i32 {
@@ -557,7 +588,7 @@ export fn hearth_seq_save(handle: ?*model.Model, seq: i32, tokens: ?[*]const i32
     const p = path orelse return status.fail(.null_pointer, "session path is null", .{});
     const o = out_bytes orelse return status.fail(.null_pointer, "bytes output is null", .{});
     if (!aligned(u64, o)) return status.fail(.misaligned, "bytes output must be 8-byte aligned", .{});
-    return kv_abi.seqSave(m, seq, tokens, n, model_tag, p[0..path_len], o);
+    return kv_abi.seqSave(kvOf(m), seq, tokens, n, model_tag, p[0..path_len], o);
 }
 
 /// Restores a saved sequence into a new one; returns its id, tokens to tokens_out, their count to out_n.
@@ -566,7 +597,7 @@ export fn hearth_seq_restore(handle: ?*model.Model, path: ?[*]const u8, path_len
     const p = path orelse return status.fail(.null_pointer, "session path is null", .{});
     const o = out_n orelse return status.fail(.null_pointer, "count output is null", .{});
     if (!aligned(u32, o)) return status.fail(.misaligned, "count output must be 4-byte aligned", .{});
-    return kv_abi.seqRestore(m, p[0..path_len], model_tag, tokens_out, cap, o);
+    return kv_abi.seqRestore(kvOf(m), p[0..path_len], model_tag, tokens_out, cap, o);
 }
 
 /// Replays the seeded multi-session trace through LRU and ARC (bench/kv.ts reports both hit rates).
@@ -579,6 +610,7 @@ export fn hearth_kv_trace_replay(seed: u64, events: u32, capacity_pages: u32, ou
 test {
     std.testing.refAllDecls(@This());
     _ = status;
+    _ = limits;
     _ = @import("simd.zig");
     _ = @import("quant.zig");
     _ = @import("pool.zig");

@@ -2,7 +2,7 @@
 import { parseArgs } from "node:util";
 import { progressBar } from "../gguf/pull.ts";
 import { type LoadModelOptions, loadModel, type Model } from "../model.ts";
-import { NATIVE_LIMITS } from "../native/model.ts";
+import { nativeLimits } from "../native/limits.ts";
 import { DEFAULT_SAMPLER_OPTIONS as SAMPLING } from "../sampling/index.ts";
 import type { GenerateOptions, Telemetry } from "../session.ts";
 
@@ -157,10 +157,10 @@ export function loadOptions(values: Values, showProgress: boolean): LoadModelOpt
     throw new UsageError(`--kv-type must be f16 or q8_0, got ${JSON.stringify(kvType)}`);
   }
   return {
-    threads: num(values, "threads", { int: true, min: 1, max: NATIVE_LIMITS.threads }),
+    threads: num(values, "threads", { int: true, min: 1, max: nativeLimits().maxThreads }),
     // The context shift keeps the first 4 tokens; a context of a few tokens holds nothing else.
     contextTokens: num(values, "ctx", { int: true, min: 8 }),
-    maxBatchTokens: num(values, "batch-size", { int: true, min: 1, max: NATIVE_LIMITS.maxBatchTokens }),
+    maxBatchTokens: num(values, "batch-size", { int: true, min: 1, max: nativeLimits().maxBatchTokens }),
     kvType: kvType as "f16" | "q8_0" | undefined,
     deterministic: values.deterministic === true,
     maxSessions: 1,

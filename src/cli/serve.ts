@@ -5,7 +5,7 @@ import { pullModel } from "../gguf/pull.ts";
 import { defaultKvDir } from "../kv/index.ts";
 import { defaultThreads } from "../model.ts";
 import { readModelFile } from "../model-file.ts";
-import { NATIVE_LIMITS } from "../native/model.ts";
+import { nativeLimits } from "../native/limits.ts";
 import { createApp, DEFAULT_MAX_BODY_BYTES } from "../server/app.ts";
 import { KvDirBusyError, lockKvDir } from "../server/kv-lock.ts";
 import { type ResolvedSpeculative, resolveSpeculative } from "../speculative.ts";
@@ -111,15 +111,17 @@ export async function main(argv: string[]): Promise<number> {
   let speculativeOptIn: ResolvedSpeculative | null = null;
   const kvType = (s("kv-type") ?? "f16") as "f16" | "q8_0";
   try {
-    parallel = int("parallel", s("parallel"), 16, 1, NATIVE_LIMITS.maxSequences);
+    parallel = int("parallel", s("parallel"), 16, 1, nativeLimits().maxSequences);
     queue = int("queue", s("queue"), 64, 0);
     port = int("port", s("port"), 8080, 0, 65535);
-    stepTokens = int("batch-size", s("batch-size"), 256, 1, NATIVE_LIMITS.maxBatchTokens);
-    threads = int("threads", s("threads"), defaultThreads(), 1, NATIVE_LIMITS.threads);
+    stepTokens = int("batch-size", s("batch-size"), 256, 1, nativeLimits().maxBatchTokens);
+    threads = int("threads", s("threads"), defaultThreads(), 1, nativeLimits().maxThreads);
     maxBody = int("max-body", s("max-body"), DEFAULT_MAX_BODY_BYTES, 1);
     ctxOpt = s("ctx") === undefined ? undefined : int("ctx", s("ctx"), 0, 16);
     kvPagesOpt =
-      s("kv-pages") === undefined ? undefined : int("kv-pages", s("kv-pages"), 0, 1, NATIVE_LIMITS.kvPages);
+      s("kv-pages") === undefined
+        ? undefined
+        : int("kv-pages", s("kv-pages"), 0, 1, nativeLimits().maxKvPages);
     if (kvType !== "f16" && kvType !== "q8_0")
       throw new Error(`--kv-type must be f16 or q8_0, got ${kvType}`);
     kvDiskMb = int("kv-disk-mb", s("kv-disk-mb"), 4096, 1);
@@ -153,7 +155,8 @@ export async function main(argv: string[]): Promise<number> {
   const mf = readModelFile(path);
   const trained = mf.trainedContextTokens > 0 ? mf.trainedContextTokens : 4096;
   const contextTokens = ctxOpt ?? Math.min(trained, 4096);
-  const kvPages = kvPagesOpt ?? Math.min(4096, Math.ceil((parallel * contextTokens) / 16));
+  const kvPages =
+    kvPagesOpt ?? Math.min(4096, Math.ceil((parallel * contextTokens) / nativeLimits().kvPageTokens));
   const { tokenizer, chatTemplate } = mf;
 
   // The SSD tier: an explicit --kv-dir must work (else exit); the default one falls back to RAM only.

@@ -14,7 +14,7 @@ export interface EngineConfig {
   maxQueued: number;
   /** Most tokens one sequence holds (prompt + output). */
   contextTokens: number;
-  /** KV pool size in pages of 16 tokens. */
+  /** KV pool size in pages (of the native page size, nativeLimits().kvPageTokens). */
   kvPages: number;
   /** Most rows one decode call carries. */
   stepTokens: number;

@@ -4,8 +4,13 @@
 // and hands each sequence its logits rows (its Generation samples, stops and drafts). The server's
 // worker and the library's sessions both drive it; a session's sequence is owned by the session
 // and outlives its requests. With the prefix cache on, see prefix-cache.ts.
-import type { Batch, NativeKvTiers, NativeModel } from "../native/model-api.ts";
-import { KvFullError } from "../native/model-api.ts";
+import {
+  type Batch,
+  isTiered,
+  KvFullError,
+  type NativeKvTiers,
+  type NativeModel,
+} from "../native/model-api.ts";
 import { tokenLogprob } from "../sampling/index.ts";
 import type { EngineFinishReason, EngineTokenizer } from "./generation.ts";
 import { PrefixCache } from "./prefix-cache.ts";
@@ -72,13 +77,7 @@ export class Scheduler {
     // One logits row per running sequence (only the last pending row of each wants logits); rows
     // of speculative drafts grow it on first use.
     this.logits = new Float32Array(opts.maxRunning * model.info.vocabSize);
-    const m = model as NativeModel & Partial<NativeKvTiers>;
-    this.tiers =
-      opts.prefixCache === true &&
-      typeof m.seqCreateWithPrefix === "function" &&
-      typeof m.kvTierStats === "function"
-        ? (m as NativeKvTiers)
-        : null;
+    this.tiers = opts.prefixCache === true && isTiered(model) ? model : null;
     this.prefix = this.tiers === null ? null : new PrefixCache(this.tiers, kv.pageTokens);
   }
 

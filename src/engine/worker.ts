@@ -6,14 +6,14 @@ import type { GgufFile } from "../gguf/index.ts";
 import { openModel, readModelFile } from "../model-file.ts";
 import { loadLibrary } from "../native/lib.ts";
 import { createBatch } from "../native/model.ts";
-import type { NativeKvTiers, NativeModel } from "../native/model-api.ts";
+import type { TieredNativeModel } from "../native/model-api.ts";
 import type { EngineConfig, FromWorker, ToWorker } from "./protocol.ts";
 import { QueueFullError, Scheduler } from "./scheduler.ts";
 
 declare const self: Worker;
 
 let scheduler: Scheduler | null = null;
-let model: NativeModel | null = null;
+let model: TieredNativeModel | null = null;
 let looping = false;
 let tierConfig: EngineConfig["kvTier"] = null;
 let idleTimer: ReturnType<typeof setInterval> | null = null;
@@ -42,13 +42,9 @@ function kick(): void {
   setImmediate(loop);
 }
 
-function tiered(m: NativeModel): m is NativeModel & NativeKvTiers {
-  return typeof (m as Partial<NativeKvTiers>).kvTierOpen === "function";
-}
-
 /** Writes the prefix cache's manifest (and every hot page) to the SSD tier; entries listed. */
 function persist(): number | null {
-  if (model === null || !tiered(model) || !tierConfig?.dir) return null;
+  if (model === null || !tierConfig?.dir) return null;
   return model.kvTierPersist();
 }
 
@@ -62,7 +58,7 @@ function spillIdle(idleMs: number): void {
   try {
     const moved = s.spillIdle(Date.now(), idleMs);
     if (moved === 0) return;
-    if (model !== null && tiered(model)) model.kvTierCheckpoint();
+    model?.kvTierCheckpoint();
   } catch (err) {
     console.error(`hearth engine: idle spill failed: ${(err as Error).message}`);
   }
@@ -83,7 +79,6 @@ async function init(config: EngineConfig, parsed: GgufFile | undefined): Promise
   });
   tierConfig = config.kvTier ?? null;
   if (tierConfig) {
-    if (!tiered(model)) throw new Error("this native model has no KV tiers (prefix cache)");
     const kv = model.kvStats();
     const poolBytes = kv.pagesTotal * kv.pageSizeBytes;
     if (tierConfig.hotBytes !== undefined && tierConfig.hotBytes > poolBytes) {

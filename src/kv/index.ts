@@ -1,15 +1,10 @@
 // KV memory tiers for the session and the server: prefix reuse, SSD-backed prefix cache, session save / resume.
-// Thin policy over the optional NativeKvTiers extension of NativeModel (src/native/model-api.ts).
+// Thin policy over the KV tiers every native model has (NativeKvTiers, src/native/model-api.ts).
 import { existsSync, mkdirSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { NativeError } from "../native/lib.ts";
-import {
-  KvCorruptError,
-  type KvTierOptions,
-  type NativeKvTiers,
-  type NativeModel,
-} from "../native/model-api.ts";
+import { isTiered, KvCorruptError, type KvTierOptions, type NativeModel } from "../native/model-api.ts";
 
 export type { KvTierOptions, KvTierStats, NativeKvTiers } from "../native/model-api.ts";
 
@@ -18,14 +13,8 @@ export function defaultKvDir(): string {
   return process.env.HEARTH_KV_DIR ?? join(homedir(), ".cache", "hearth", "kv");
 }
 
-export function hasKvTiers(model: NativeModel): model is NativeModel & NativeKvTiers {
-  return (
-    typeof model.kvTierOpen === "function" &&
-    typeof model.seqCreateWithPrefix === "function" &&
-    typeof model.seqSave === "function" &&
-    typeof model.seqRestore === "function"
-  );
-}
+/** Whether a model has the KV tiers: every native model does; a test double may not. */
+export const hasKvTiers = isTiered;
 
 /** Opens the prefix cache and tiers on a model that supports them; false when it does not. */
 export function openKvTiers(model: NativeModel, opts: KvTierOptions): boolean {

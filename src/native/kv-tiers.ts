@@ -1,36 +1,53 @@
 // NativeKvTiers over bun:ffi (zig/kv/abi.zig): prefix sharing, SSD tiers and session files for one model handle.
 import type { Pointer } from "bun:ffi";
-import { check, type HearthLib, lastError, NativeError } from "./lib.ts";
+import { check, type HearthLib, lastError, NativeError, nativeAbi } from "./lib.ts";
 import { KvCorruptError, type KvTierOptions, type KvTierStats, type NativeKvTiers } from "./model-api.ts";
 
-const STATUS_CORRUPT = -10;
-const STATS_FIELDS = [
-  "lookups",
-  "tokensReused",
-  "pagesShared",
-  "pagesCopied",
-  "hotHits",
-  "coldHits",
-  "coldMisses",
-  "spilled",
-  "dropped",
-  "reclaimed",
-  "hotPages",
-  "hotCapacityPages",
-  "entries",
-  "manifestEntriesLoaded",
-  "manifestRejected",
-  "coldWritesQueued",
-  "coldWritesOk",
-  "coldWritesFailed",
-  "coldWritesDropped",
-  "coldBytesWritten",
-  "coldReadsOk",
-  "coldReadsBad",
-  "coldBytesRead",
-  "coldSlotsUsed",
-  "coldSlotsTotal",
-] as const satisfies ReadonlyArray<keyof KvTierStats>;
+/** KvTierStats from the native record: the prefix cache's fields, then its cold tier's (`cold`). */
+const TIER_FIELDS = {
+  lookups: "lookups",
+  tokensReused: "tokens_reused",
+  pagesShared: "pages_shared",
+  pagesCopied: "pages_copied",
+  hotHits: "hot_hits",
+  coldHits: "cold_hits",
+  coldMisses: "cold_misses",
+  spilled: "spilled",
+  dropped: "dropped",
+  reclaimed: "reclaimed",
+  hotPages: "hot_pages",
+  hotCapacityPages: "hot_capacity_pages",
+  entries: "entries",
+  manifestEntriesLoaded: "manifest_entries_loaded",
+  manifestRejected: "manifest_rejected",
+} as const;
+const COLD_FIELDS = {
+  coldWritesQueued: "writes_queued",
+  coldWritesOk: "writes_ok",
+  coldWritesFailed: "writes_failed",
+  coldWritesDropped: "writes_dropped",
+  coldBytesWritten: "bytes_written",
+  coldReadsOk: "reads_ok",
+  coldReadsBad: "reads_bad",
+  coldBytesRead: "bytes_read",
+  coldSlotsUsed: "slots_used",
+  coldSlotsTotal: "slots_total",
+} as const;
+// Every KvTierStats field is read: one missing from both tables fails to compile.
+const ALL_FIELDS: Record<keyof KvTierStats, string> = { ...TIER_FIELDS, ...COLD_FIELDS };
+void ALL_FIELDS;
+
+/** Reads the native prefix-cache record at the offsets libhearth reported. */
+function readTierStats(view: DataView): KvTierStats {
+  const { tierStats, coldStats } = nativeAbi().layouts;
+  const out = {} as KvTierStats;
+  for (const [k, f] of Object.entries(TIER_FIELDS))
+    out[k as keyof KvTierStats] = Number(view.getBigUint64(tierStats.offset[f], true));
+  const cold = tierStats.offset.cold;
+  for (const [k, f] of Object.entries(COLD_FIELDS))
+    out[k as keyof KvTierStats] = Number(view.getBigUint64(cold + coldStats.offset[f], true));
+  return out;
+}
 
 const encoder = new TextEncoder();
 
@@ -68,8 +85,10 @@ export function createKvTiers(
   const scratch = { buf: new Int32Array(1024) };
   const u32 = new Uint32Array(2);
   const u64 = new BigUint64Array(1);
-  const statsBuf = new BigUint64Array(STATS_FIELDS.length);
+  const statsBuf = new BigUint64Array(Math.ceil(nativeAbi().layouts.tierStats.sizeBytes / 8));
+  const statsView = new DataView(statsBuf.buffer);
   return {
+    kvTiers: true,
     kvTierOpen(opts: KvTierOptions): void {
       const hot = nonNegativeInt("hotBudgetBytes", opts.hotBudgetBytes);
       if (hot === 0n) throw new RangeError("hotBudgetBytes must be positive");
@@ -113,11 +132,7 @@ export function createKvTiers(
     },
     kvTierStats(): KvTierStats {
       check(lib.hearth_kv_tier_stats(handle(), statsBuf), "kvTierStats");
-      const out = {} as KvTierStats;
-      STATS_FIELDS.forEach((k, i) => {
-        out[k] = Number(statsBuf[i]);
-      });
-      return out;
+      return readTierStats(statsView);
     },
     seqSave(seqId: number, tokens: ArrayLike<number>, path: string): number {
       const t = int32Tokens(tokens, scratch);
@@ -133,7 +148,7 @@ export function createKvTiers(
       const out = new Int32Array(maxTokens);
       u32[0] = 0;
       const rc = lib.hearth_seq_restore(handle(), p, p.length, modelTag, out, out.length, u32);
-      if (rc === STATUS_CORRUPT) throw new KvCorruptError(`seqRestore: ${lastError()}`);
+      if (rc === nativeAbi().limits.status.corrupt) throw new KvCorruptError(`seqRestore: ${lastError()}`);
       if (rc < 0) throw new NativeError(rc, `seqRestore: ${lastError()}`);
       return { seqId: rc, tokens: Array.from(out.subarray(0, u32[0] as number)) };
     },
@@ -147,8 +162,11 @@ export function replayEvictionTrace(
   events: number,
   capacityPages: number,
 ): { accesses: number; lruHitRate: number; arcHitRate: number } {
-  const out = new BigUint64Array(4);
+  const layout = nativeAbi().layouts.replayResult;
+  const out = new BigUint64Array(Math.ceil(layout.sizeBytes / 8));
   check(lib.hearth_kv_trace_replay(BigInt(seed), events, capacityPages, out), "kvTraceReplay");
-  const accesses = Number(out[0]);
-  return { accesses, lruHitRate: Number(out[1]) / accesses, arcHitRate: Number(out[2]) / accesses };
+  const view = new DataView(out.buffer);
+  const field = (f: keyof typeof layout.offset) => Number(view.getBigUint64(layout.offset[f], true));
+  const accesses = field("accesses");
+  return { accesses, lruHitRate: field("lru_hits") / accesses, arcHitRate: field("arc_hits") / accesses };
 }

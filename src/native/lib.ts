@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { type Abi, readAbi } from "./abi.ts";
 import { coreSymbols } from "./symbols/core.ts";
 import { kernelSymbols } from "./symbols/kernels.ts";
 import { kvSymbols } from "./symbols/kv.ts";
@@ -16,7 +17,7 @@ import { modelSymbols } from "./symbols/model.ts";
 import { hostPlatform, type Platform, pickVariant, platformPackageName, VariantError } from "./variants.ts";
 
 /** Must equal `abi_version` in zig/root.zig. */
-export const ABI_VERSION = 7;
+export const ABI_VERSION = 8;
 
 const allSymbols = {
   ...coreSymbols,
@@ -37,6 +38,8 @@ export interface LoadedLibrary {
   path: string;
   /** "avx2", "baseline", ... for a prebuilt or embedded library; undefined for a local build. */
   variant?: string;
+  /** Its limits, status codes and extern-struct layouts (zig/limits.zig), read and checked at load. */
+  abi: Abi;
 }
 
 const platform = hostPlatform();
@@ -149,7 +152,7 @@ function* candidates(tried: string[]): Generator<Candidate> {
   }
 }
 
-function openAt(path: string): HearthLib {
+function openAt(path: string): { lib: HearthLib; abi: Abi } {
   let symbols: HearthLib;
   try {
     symbols = dlopen(path, allSymbols).symbols;
@@ -162,7 +165,13 @@ function openAt(path: string): HearthLib {
       `libhearth at ${path} has ABI version ${got}, this code expects ${ABI_VERSION}: rebuild it with \`${BUILD_COMMAND}\``,
     );
   }
-  return symbols;
+  try {
+    return { lib: symbols, abi: readAbi(symbols) };
+  } catch (err) {
+    throw new NativeLoadError(
+      `libhearth at ${path} does not match this code: ${(err as Error).message}; rebuild it with \`${BUILD_COMMAND}\``,
+    );
+  }
 }
 
 function findAndOpen(): LoadedLibrary {
@@ -174,7 +183,7 @@ function findAndOpen(): LoadedLibrary {
         continue;
       }
       const path = c.materialize?.() ?? c.path;
-      return { lib: openAt(path), path, variant: c.variant };
+      return { ...openAt(path), path, variant: c.variant };
     }
   } catch (err) {
     if (err instanceof VariantError) throw new NativeLoadError(err.message);
@@ -202,9 +211,10 @@ export function library(): HearthLib {
   return loaded.lib;
 }
 
-/** The library when something already loaded it, else null (for optional fast paths). */
-export function loadedLibrary(): HearthLib | null {
-  return loaded?.lib ?? null;
+/** The limits, status codes and struct layouts of the library (loaded on first use). */
+export function nativeAbi(): Abi {
+  loaded ??= findAndOpen();
+  return loaded.abi;
 }
 
 /** The message of the last failed call on this thread. */

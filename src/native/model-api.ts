@@ -46,7 +46,8 @@ export class KvFullError extends Error {
   override name = "KvFullError";
 }
 
-export interface NativeModel extends Partial<NativeKvTiers> {
+/** The forward pass and KV sequences of a model (what the engine and sessions drive). */
+export interface NativeModel {
   readonly info: ModelInfo;
   /** Opens a new empty sequence in the KV cache and returns its id. */
   seqCreate(): number;
@@ -114,10 +115,12 @@ export class KvCorruptError extends Error {
 }
 
 /**
- * Optional extension of NativeModel implemented by src/native/model.ts over zig/kv:
- * prefix sharing, SSD tiers and session files. The session / engine check for presence.
+ * The KV tiers of a native model (zig/kv): prefix sharing, SSD tiers and session files. Every
+ * model openNativeModel opens has them (a TieredNativeModel); only test doubles of NativeModel
+ * lack them, which isTiered tells apart by the `kvTiers` tag.
  */
 export interface NativeKvTiers {
+  readonly kvTiers: true;
   /** Opens (or reopens) the prefix cache and tiers; loads the SSD manifest if there is one. */
   kvTierOpen(opts: KvTierOptions): void;
   /**
@@ -152,4 +155,12 @@ export interface NativeKvTiers {
   seqSave(seqId: number, tokens: ArrayLike<number>, path: string): number;
   /** Restores a saved sequence into a new one. Throws KvCorruptError if the file is damaged. */
   seqRestore(path: string): { seqId: number; tokens: number[] };
+}
+
+/** A native model with its KV tiers: what openNativeModel returns. */
+export type TieredNativeModel = NativeModel & NativeKvTiers;
+
+/** Whether `m` has the KV tiers (every native model does; a test double may not). */
+export function isTiered(m: NativeModel): m is TieredNativeModel {
+  return (m as { kvTiers?: unknown }).kvTiers === true;
 }

@@ -5,7 +5,8 @@ import type { Pointer } from "bun:ffi";
 import type { Architecture } from "../gguf/families.ts";
 import { GgufError, type GgufFile, type LlamaConfig, llamaConfigFromGguf, readGguf } from "../gguf/index.ts";
 import { createKvTiers } from "./kv-tiers.ts";
-import { check, lastError, library, NativeError } from "./lib.ts";
+import { check, lastError, library, NativeError, nativeAbi } from "./lib.ts";
+import { defaultThreads, nativeLimits } from "./limits.ts";
 import {
   type Batch,
   KvFullError,
@@ -14,7 +15,7 @@ import {
   type KvTierStats,
   type ModelInfo,
   type NativeKvTiers,
-  type NativeModel,
+  type TieredNativeModel,
 } from "./model-api.ts";
 
 export interface NativeModelOptions {
@@ -59,12 +60,6 @@ const LAYER_TENSORS = [
 const FIRST_OPTIONAL_LAYER_TENSOR = 9;
 const OPTIONAL_TENSORS = new Set(["output.weight", "rope_freqs.weight"]);
 const ABSENT_TYPE = 0xffff_ffff;
-
-const HPARAMS_BYTES = 88;
-const OPTIONS_BYTES = 24;
-const TENSOR_DESC_BYTES = 56;
-const KV_STATS_BYTES = 24;
-const STATUS_KV_FULL = -6;
 
 /** ops.RopeType in zig/ops.zig. */
 const ROPE_NORMAL = 0;
@@ -142,29 +137,35 @@ export function llamaHparams(file: GgufFile): { arch: string; hp: LlamaHparams; 
 }
 
 function encodeHparams(hp: LlamaHparams): Uint8Array {
-  const buf = new ArrayBuffer(HPARAMS_BYTES);
-  const u = new Uint32Array(buf);
-  const f = new Float32Array(buf);
-  u.set([
-    hp.nVocab,
-    hp.nEmbd,
-    hp.nLayer,
-    hp.nHead,
-    hp.nHeadKv,
-    hp.headDim,
-    hp.nFf,
-    hp.nCtxTrain,
-    hp.ropeDims,
-    hp.ropeType,
-  ]);
-  f[10] = hp.ropeFreqBase;
-  f[11] = hp.ropeFreqScale;
-  f[12] = hp.rmsEps;
-  u.set([hp.arch, hp.nSwa, hp.swaPattern], 13);
-  f[16] = hp.ropeFreqBaseSwa;
-  f[17] = hp.ropeFreqScaleSwa;
-  f[18] = hp.qScale;
-  f[19] = hp.embdScale;
+  const L = nativeAbi().layouts.hparams;
+  const buf = new ArrayBuffer(L.sizeBytes);
+  const v = new DataView(buf);
+  const u32 = [
+    ["n_vocab", hp.nVocab],
+    ["n_embd", hp.nEmbd],
+    ["n_layer", hp.nLayer],
+    ["n_head", hp.nHead],
+    ["n_head_kv", hp.nHeadKv],
+    ["head_dim", hp.headDim],
+    ["n_ff", hp.nFf],
+    ["n_ctx_train", hp.nCtxTrain],
+    ["rope_dims", hp.ropeDims],
+    ["rope_type", hp.ropeType],
+    ["arch", hp.arch],
+    ["n_swa", hp.nSwa],
+    ["swa_pattern", hp.swaPattern],
+  ] as const;
+  const f32 = [
+    ["rope_freq_base", hp.ropeFreqBase],
+    ["rope_freq_scale", hp.ropeFreqScale],
+    ["rms_eps", hp.rmsEps],
+    ["rope_freq_base_swa", hp.ropeFreqBaseSwa],
+    ["rope_freq_scale_swa", hp.ropeFreqScaleSwa],
+    ["q_scale", hp.qScale],
+    ["embd_scale", hp.embdScale],
+  ] as const;
+  for (const [f, x] of u32) v.setUint32(L.offset[f], x, true);
+  for (const [f, x] of f32) v.setFloat32(L.offset[f], x, true);
   return new Uint8Array(buf);
 }
 
@@ -184,22 +185,23 @@ function encodeTensors(file: GgufFile, nLayer: number): { bytes: Uint8Array; cou
       if (i >= FIRST_OPTIONAL_LAYER_TENSOR) optional.add(`blk.${l}.${t}`);
     });
   }
-  const buf = new ArrayBuffer(names.length * TENSOR_DESC_BYTES);
+  const L = nativeAbi().layouts.tensorDesc;
+  const buf = new ArrayBuffer(names.length * L.sizeBytes);
   const view = new DataView(buf);
   names.forEach((name, i) => {
-    const base = i * TENSOR_DESC_BYTES;
+    const base = i * L.sizeBytes;
     const t = file.tensorsByName.get(name);
     if (!t) {
       if (!optional.has(name)) throw new GgufError(`missing tensor "${name}"`);
-      view.setUint32(base + 16, ABSENT_TYPE, true);
+      view.setUint32(base + L.offset.type, ABSENT_TYPE, true);
       return;
     }
-    view.setBigUint64(base, BigInt(t.fileOffset), true);
-    view.setBigUint64(base + 8, BigInt(t.sizeBytes), true);
-    view.setUint32(base + 16, t.typeId, true);
-    view.setUint32(base + 20, t.dims.length, true);
+    view.setBigUint64(base + L.offset.offset, BigInt(t.fileOffset), true);
+    view.setBigUint64(base + L.offset.size_bytes, BigInt(t.sizeBytes), true);
+    view.setUint32(base + L.offset.type, t.typeId, true);
+    view.setUint32(base + L.offset.n_dims, t.dims.length, true);
     t.dims.forEach((d, k) => {
-      if (k < 4) view.setBigUint64(base + 24 + 8 * k, BigInt(d), true);
+      if (k < 4) view.setBigUint64(base + L.offset.dims + 8 * k, BigInt(d), true);
     });
   });
   return { bytes: new Uint8Array(buf), count: names.length };
@@ -219,31 +221,21 @@ export function createBatch(capacity: number): Batch {
   };
 }
 
-function defaultThreads(): number {
-  const n = typeof navigator !== "undefined" ? navigator.hardwareConcurrency : 1;
-  return Math.max(1, Math.min(n || 1, 64));
-}
-
-/** The native model's bounds on its options (zig/model/model.zig checks the same). */
-export const NATIVE_LIMITS = {
-  threads: 256,
-  kvPages: 1 << 24,
-  maxBatchTokens: 1 << 16,
-  maxSequences: 4096,
-} as const;
-
 function positiveInt(name: string, v: number, max: number): number {
   if (!Number.isInteger(v) || v <= 0 || v > max)
     throw new RangeError(`${name} must be an integer in [1, ${max}], got ${v}`);
   return v;
 }
 
-class FfiNativeModel implements NativeModel {
+class FfiNativeModel implements TieredNativeModel {
+  readonly kvTiers = true as const;
   readonly info: ModelInfo;
   private handle: Pointer | null;
   private readonly lib = library();
-  private readonly statsBuf = new BigUint64Array(KV_STATS_BYTES / 8);
-  private readonly stats32 = new Uint32Array(this.statsBuf.buffer);
+  private readonly statsLayout = nativeAbi().layouts.kvStats;
+  private readonly statsBuf = new BigUint64Array(Math.ceil(this.statsLayout.sizeBytes / 8));
+  private readonly statsView = new DataView(this.statsBuf.buffer);
+  private readonly statusKvFull = nativeAbi().limits.status.kv_full;
 
   private readonly kv: NativeKvTiers;
 
@@ -320,7 +312,7 @@ class FfiNativeModel implements NativeModel {
       capRows > 0 ? out : null,
       capRows,
     );
-    if (rc === STATUS_KV_FULL) {
+    if (rc === this.statusKvFull) {
       throw new KvFullError(`decode: ${lastError() || "KV pool full"}`);
     }
     return check(rc, "decode");
@@ -328,11 +320,13 @@ class FfiNativeModel implements NativeModel {
 
   kvStats(): KvStats {
     check(this.lib.hearth_kv_stats(this.h(), this.statsBuf), "kvStats");
+    const v = this.statsView;
+    const at = this.statsLayout.offset;
     return {
-      pageTokens: this.stats32[0] as number,
-      pagesTotal: this.stats32[1] as number,
-      pagesFree: this.stats32[2] as number,
-      pageSizeBytes: Number(this.statsBuf[2]),
+      pageTokens: v.getUint32(at.page_tokens, true),
+      pagesTotal: v.getUint32(at.pages_total, true),
+      pagesFree: v.getUint32(at.pages_free, true),
+      pageSizeBytes: Number(v.getBigUint64(at.page_size_bytes, true)),
     };
   }
 
@@ -348,19 +342,37 @@ class FfiNativeModel implements NativeModel {
  * readGguf) to avoid parsing it twice. Throws GgufError for a malformed or unsupported file,
  * NativeError when the native side rejects it.
  */
-export function openNativeModel(path: string, opts: NativeModelOptions = {}, file?: GgufFile): NativeModel {
+export function openNativeModel(
+  path: string,
+  opts: NativeModelOptions = {},
+  file?: GgufFile,
+): TieredNativeModel {
   const gguf = file ?? readGguf(path);
   const { arch, hp, config } = llamaHparams(gguf);
   const kvType = opts.kvType ?? "f16";
   if (!(kvType in KV_TYPES)) throw new RangeError(`kvType must be "f16" or "q8_0", got ${String(kvType)}`);
-  const options = new Uint32Array(OPTIONS_BYTES / 4);
-  options.set([
-    positiveInt("threads", opts.threads ?? defaultThreads(), NATIVE_LIMITS.threads),
-    positiveInt("kvPages", opts.kvPages ?? 512, NATIVE_LIMITS.kvPages),
-    KV_TYPES[kvType],
-    positiveInt("maxBatchTokens", opts.maxBatchTokens ?? 512, NATIVE_LIMITS.maxBatchTokens),
-    positiveInt("maxSequences", opts.maxSequences ?? 16, NATIVE_LIMITS.maxSequences),
-  ]);
+  const limits = nativeLimits();
+  const kvPages = positiveInt("kvPages", opts.kvPages ?? 512, limits.maxKvPages);
+  const OL = nativeAbi().layouts.options;
+  const options = new Uint8Array(OL.sizeBytes);
+  const ov = new DataView(options.buffer);
+  ov.setUint32(
+    OL.offset.n_threads,
+    positiveInt("threads", opts.threads ?? defaultThreads(), limits.maxThreads),
+    true,
+  );
+  ov.setUint32(OL.offset.kv_pages, kvPages, true);
+  ov.setUint32(OL.offset.kv_type, KV_TYPES[kvType], true);
+  ov.setUint32(
+    OL.offset.max_batch_tokens,
+    positiveInt("maxBatchTokens", opts.maxBatchTokens ?? 512, limits.maxBatchTokens),
+    true,
+  );
+  ov.setUint32(
+    OL.offset.max_sequences,
+    positiveInt("maxSequences", opts.maxSequences ?? 16, limits.maxSequences),
+    true,
+  );
   const tensors = encodeTensors(gguf, hp.nLayer);
   const pathBytes = new TextEncoder().encode(path);
   const out = new BigUint64Array(1);
@@ -391,11 +403,12 @@ export function openNativeModel(path: string, opts: NativeModelOptions = {}, fil
     slidingWindow: config.slidingWindow?.size ?? null,
   };
   // Identity of the KV this model produces: hyperparameters, tensor table, file size, KV type.
-  const tagSource = new Uint8Array(HPARAMS_BYTES + tensors.bytes.length + 16);
-  tagSource.set(encodeHparams(hp), 0);
-  tagSource.set(tensors.bytes, HPARAMS_BYTES);
-  new DataView(tagSource.buffer).setFloat64(HPARAMS_BYTES + tensors.bytes.length, gguf.fileSizeBytes, true);
+  const hpBytes = encodeHparams(hp);
+  const tagSource = new Uint8Array(hpBytes.length + tensors.bytes.length + 16);
+  tagSource.set(hpBytes, 0);
+  tagSource.set(tensors.bytes, hpBytes.length);
+  new DataView(tagSource.buffer).setFloat64(hpBytes.length + tensors.bytes.length, gguf.fileSizeBytes, true);
   tagSource[tagSource.length - 1] = KV_TYPES[kvType];
   const modelTag = BigInt.asUintN(64, BigInt(Bun.hash(tagSource)));
-  return new FfiNativeModel(handle, info, modelTag, (options[1] as number) * 16);
+  return new FfiNativeModel(handle, info, modelTag, kvPages * limits.kvPageTokens);
 }

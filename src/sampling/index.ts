@@ -1,6 +1,7 @@
 // Sampling: the Sampler (bias, penalties, top-k/p, min-p, temperature, seeded draw), stop handling.
 export { MAX_TOP_LOGPROBS, type TokenLogprob, tokenLogprob } from "./logprobs.ts";
 export { Rng, randomSeed } from "./rng.ts";
+export { type RowKernelMode, setRowKernels } from "./row-kernels.ts";
 export {
   argmax,
   DEFAULT_SAMPLER_OPTIONS,

@@ -1,10 +1,19 @@
 //! The KV-tier operations behind root.zig's exports: argument checks, status codes, and calls into prefix.zig / snapshot.zig.
 const std = @import("std");
 const status = @import("../status.zig");
-const model = @import("../model/model.zig");
+const pages = @import("pages.zig");
+const Pool = @import("../pool.zig").Pool;
 const prefix = @import("prefix.zig");
 const snapshot = @import("snapshot.zig");
 const evict = @import("evict.zig");
+
+/// What the tier operations need of a model (root.zig builds it from one): its KV cache, the slot
+/// that holds its prefix cache once opened, and its thread pool. The KV layer knows no model.
+pub const KvModel = struct {
+    cache: *pages.Cache,
+    tier: *?*prefix.PrefixCache,
+    pool: *Pool,
+};
 
 fn tokensOf(tokens: ?[*]const i32, n: u32) ?[]const u32 {
     if (n == 0) return &.{};
@@ -13,13 +22,13 @@ fn tokensOf(tokens: ?[*]const i32, n: u32) ?[]const u32 {
     return @as([*]const u32, @ptrCast(t))[0..n];
 }
 
-pub fn tierOpen(m: *model.Model, dir: []const u8, hot_budget_bytes: u64, cold_max_bytes: u64, model_tag: u64) i32 {
+pub fn tierOpen(m: KvModel, dir: []const u8, hot_budget_bytes: u64, cold_max_bytes: u64, model_tag: u64) i32 {
     if (dir.len >= 900) return status.fail(.invalid_argument, "cache directory path is {d} bytes (at most 900)", .{dir.len});
     if (std.mem.indexOfScalar(u8, dir, 0) != null) return status.fail(.invalid_argument, "cache directory contains a NUL byte", .{});
     if (hot_budget_bytes == 0) return status.fail(.invalid_argument, "hot budget must be positive", .{});
-    if (m.kv_tier) |old| {
+    if (m.tier.*) |old| {
         old.deinit();
-        m.kv_tier = null;
+        m.tier.* = null;
     }
     const entries: u64 = @min(1 << 20, @as(u64, m.cache.pages_total) + cold_max_bytes / m.cache.shape.pageSizeBytes() + 64);
     const t = prefix.PrefixCache.init(std.heap.c_allocator, m.cache, .{
@@ -29,42 +38,42 @@ pub fn tierOpen(m: *model.Model, dir: []const u8, hot_budget_bytes: u64, cold_ma
         .cold_max_bytes = cold_max_bytes,
         .max_entries = @intCast(entries),
     }) catch |err| return status.fail(.io_error, "cannot open the KV tier in \"{s}\": {s}", .{ dir, @errorName(err) });
-    m.kv_tier = t;
+    m.tier.* = t;
     return 0;
 }
 
-fn tierOf(m: *model.Model) ?*prefix.PrefixCache {
-    return m.kv_tier;
+fn tierOf(m: KvModel) ?*prefix.PrefixCache {
+    return m.tier.*;
 }
 
-pub fn tierStats(m: *model.Model, out: *prefix.Stats) i32 {
+pub fn tierStats(m: KvModel, out: *prefix.Stats) i32 {
     const t = tierOf(m) orelse return status.fail(.invalid_argument, "KV tier is not open (call kvTierOpen first)", .{});
     out.* = t.snapshot();
     return 0;
 }
 
-pub fn tierPersist(m: *model.Model) i32 {
+pub fn tierPersist(m: KvModel) i32 {
     const t = tierOf(m) orelse return status.fail(.invalid_argument, "KV tier is not open", .{});
     const n = t.persist() catch |err| return status.fail(.io_error, "cannot persist the prefix cache: {s}", .{@errorName(err)});
     return @intCast(@min(n, std.math.maxInt(i32)));
 }
 
 /// Writes the manifest of what is already on SSD (no hot pages written); returns the entries listed.
-pub fn tierCheckpoint(m: *model.Model) i32 {
+pub fn tierCheckpoint(m: KvModel) i32 {
     const t = tierOf(m) orelse return status.fail(.invalid_argument, "KV tier is not open", .{});
     const n = t.checkpoint() catch |err| return status.fail(.io_error, "cannot write the prefix cache manifest: {s}", .{@errorName(err)});
     return @intCast(@min(n, std.math.maxInt(i32)));
 }
 
 /// New sequence filled with the longest cached prefix of `tokens`; reused token count to `out_reused`.
-pub fn seqCreatePrefix(m: *model.Model, tokens: ?[*]const i32, n: u32, out_reused: *u32) i32 {
+pub fn seqCreatePrefix(m: KvModel, tokens: ?[*]const i32, n: u32, out_reused: *u32) i32 {
     const toks = tokensOf(tokens, n) orelse return status.fail(.null_pointer, "tokens are null or misaligned", .{});
     const seq = m.cache.seqCreate() orelse return status.fail(.out_of_range, "all {d} sequence slots are in use", .{m.cache.seqs.len});
     out_reused.* = if (tierOf(m)) |t| @intCast(t.attach(seq, toks)) else 0;
     return @intCast(seq);
 }
 
-pub fn seqPublish(m: *model.Model, seq: i32, tokens: ?[*]const i32, n: u32) i32 {
+pub fn seqPublish(m: KvModel, seq: i32, tokens: ?[*]const i32, n: u32) i32 {
     const t = tierOf(m) orelse return status.fail(.invalid_argument, "KV tier is not open", .{});
     if (!m.cache.isActive(seq)) return status.fail(.invalid_argument, "sequence {d} is not open", .{seq});
     const toks = tokensOf(tokens, n) orelse return status.fail(.null_pointer, "tokens are null or misaligned", .{});
@@ -75,30 +84,30 @@ pub fn seqPublish(m: *model.Model, seq: i32, tokens: ?[*]const i32, n: u32) i32 
 
 /// Moves the hot pages of the cached chain of `tokens` (from token `from_tokens` on, rounded down to
 /// a page) to the SSD tier; returns the pages that left RAM (0 without an SSD tier).
-pub fn tierSpill(m: *model.Model, tokens: ?[*]const i32, n: u32, from_tokens: u32) i32 {
+pub fn tierSpill(m: KvModel, tokens: ?[*]const i32, n: u32, from_tokens: u32) i32 {
     const t = tierOf(m) orelse return status.fail(.invalid_argument, "KV tier is not open", .{});
     const toks = tokensOf(tokens, n) orelse return status.fail(.null_pointer, "tokens are null or misaligned", .{});
-    return @intCast(@min(t.spill(toks, from_tokens / @import("pages.zig").page_tokens), std.math.maxInt(i32)));
+    return @intCast(@min(t.spill(toks, from_tokens / pages.page_tokens), std.math.maxInt(i32)));
 }
 
 /// Pool pages only the prefix cache holds (free for new sequences on demand); 0 without a tier.
-pub fn tierReclaimable(m: *model.Model) i32 {
+pub fn tierReclaimable(m: KvModel) i32 {
     const t = tierOf(m) orelse return 0;
     return @intCast(@min(t.reclaimable(), std.math.maxInt(i32)));
 }
 
 /// Called before a context shift: shared pages the shift would rewrite get private copies.
-pub fn beforeShift(m: *model.Model, seq: u32, keep: usize, drop: usize) i32 {
+pub fn beforeShift(m: KvModel, seq: u32, keep: usize, drop: usize) i32 {
     const t = tierOf(m) orelse return 0;
     if (!t.makePrivate(seq, keep, drop)) return status.fail(.kv_full, "context shift needs private copies of shared pages and the KV pool is full", .{});
     return 0;
 }
 
-pub fn seqCreated(m: *model.Model, seq: u32) void {
+pub fn seqCreated(m: KvModel, seq: u32) void {
     if (tierOf(m)) |t| t.shifted[seq] = false;
 }
 
-pub fn seqSave(m: *model.Model, seq: i32, tokens: ?[*]const i32, n: u32, model_tag: u64, path: []const u8, out_bytes: *u64) i32 {
+pub fn seqSave(m: KvModel, seq: i32, tokens: ?[*]const i32, n: u32, model_tag: u64, path: []const u8, out_bytes: *u64) i32 {
     if (!m.cache.isActive(seq)) return status.fail(.invalid_argument, "sequence {d} is not open", .{seq});
     const toks = tokensOf(tokens, n) orelse return status.fail(.null_pointer, "tokens are null or misaligned", .{});
     const len = m.cache.seqs[@intCast(seq)].len_tokens;
@@ -114,7 +123,7 @@ fn reclaimThunk(ctx: *anyopaque, need: usize) void {
     t.reclaim(need);
 }
 
-pub fn seqRestore(m: *model.Model, path: []const u8, model_tag: u64, tokens_out: ?[*]i32, cap: u32, out_n: *u32) i32 {
+pub fn seqRestore(m: KvModel, path: []const u8, model_tag: u64, tokens_out: ?[*]i32, cap: u32, out_n: *u32) i32 {
     if (path.len == 0 or path.len >= 1000 or std.mem.indexOfScalar(u8, path, 0) != null) return status.fail(.invalid_argument, "session path is empty, too long or contains NUL", .{});
     const out = tokens_out orelse return status.fail(.null_pointer, "token output is null", .{});
     if (!std.mem.isAligned(@intFromPtr(out), 4)) return status.fail(.misaligned, "token output must be 4-byte aligned", .{});

@@ -141,6 +141,8 @@ pub const max_layers = 512;
 pub const max_threads = 256;
 pub const max_batch_tokens_limit = 1 << 16;
 pub const max_sequences_limit = 4096;
+/// Most KV pages one pool holds (2^24 pages of 16 tokens = 268M tokens).
+pub const max_kv_pages = 1 << 24;
 
 const model_magic: u64 = 0x6865_6172_7468_4d31; // "hearthM1"
 
@@ -317,7 +319,7 @@ fn checkHparams(hp: *const Hparams, opts: *const Options) i32 {
     if (!(hp.q_scale >= 0) or !std.math.isFinite(hp.q_scale)) return status.fail(.bad_model, "query scale {d} must be finite and not negative", .{hp.q_scale});
     if (!(hp.embd_scale > 0) or !std.math.isFinite(hp.embd_scale)) return status.fail(.bad_model, "embedding scale {d} must be positive and finite", .{hp.embd_scale});
     if (opts.n_threads == 0 or opts.n_threads > max_threads) return status.fail(.invalid_argument, "threads {d} must be in [1, {d}]", .{ opts.n_threads, max_threads });
-    if (opts.kv_pages == 0) return status.fail(.invalid_argument, "kv pages must be positive", .{});
+    if (opts.kv_pages == 0 or opts.kv_pages > max_kv_pages) return status.fail(.invalid_argument, "kv pages {d} must be in [1, {d}]", .{ opts.kv_pages, max_kv_pages });
     if (opts.kv_type != 1 and opts.kv_type != 8) return status.fail(.invalid_argument, "kv type {d} (1 f16, 8 q8_0)", .{opts.kv_type});
     if (opts.kv_type == 8 and hp.head_dim % 32 != 0) return status.fail(.unsupported, "q8_0 KV needs a head dim that is a multiple of 32", .{});
     if (opts.max_batch_tokens == 0 or opts.max_batch_tokens > max_batch_tokens_limit)

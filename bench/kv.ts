@@ -13,8 +13,7 @@ import OpenAI from "openai";
 import { GgufMetadata, readGguf } from "../src/gguf/index.ts";
 import { pullModel } from "../src/gguf/pull.ts";
 import { publishSequence, resumeSequence, saveSequence, sequenceForPrompt } from "../src/kv/index.ts";
-import { replayEvictionTrace } from "../src/native/kv-tiers.ts";
-import { library } from "../src/native/lib.ts";
+import { check, type HearthLib, library, nativeAbi } from "../src/native/lib.ts";
 import { createBatch, openNativeModel } from "../src/native/model.ts";
 import type { Batch, NativeKvTiers, NativeModel } from "../src/native/model-api.ts";
 import { Tokenizer } from "../src/tokenizer/index.ts";
@@ -511,3 +510,19 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
 }
 
 if (import.meta.main) await runStandalone(run);
+
+/** Hit rates of LRU and ARC on the seeded multi-session trace (zig/kv/evict.zig). */
+function replayEvictionTrace(
+  lib: HearthLib,
+  seed: number,
+  events: number,
+  capacityPages: number,
+): { accesses: number; lruHitRate: number; arcHitRate: number } {
+  const layout = nativeAbi().layouts.replayResult;
+  const out = new BigUint64Array(Math.ceil(layout.sizeBytes / 8));
+  check(lib.hearth_kv_trace_replay(BigInt(seed), events, capacityPages, out), "kvTraceReplay");
+  const view = new DataView(out.buffer);
+  const field = (f: keyof typeof layout.offset) => Number(view.getBigUint64(layout.offset[f], true));
+  const accesses = field("accesses");
+  return { accesses, lruHitRate: field("lru_hits") / accesses, arcHitRate: field("arc_hits") / accesses };
+}

@@ -261,86 +261,6 @@ export fn hearth_interleave(ggml_type: u32, src: ?[*]const u8, src_len_bytes: us
     return 0;
 }
 
-/// Scalar twin of hearth_matmul (single thread), for tests and the benchmark.
-export fn hearth_matmul_scalar(ggml_type: u32, layout: u32, w: ?[*]const u8, w_len_bytes: usize, rows: usize, cols: usize, x: ?[*]const f32, act: ?[*]const BlockQ8Act, n_tokens: usize, out: ?[*]f32, out_len: usize) i32 {
-    var rc = checkRow(ggml_type, cols);
-    if (rc < 0) return rc;
-    const t: quant.GgmlType = @fromBackingInt(@intCast(ggml_type));
-    if (rows == 0 or n_tokens == 0) return fail(.invalid_argument, "rows and n_tokens must be > 0", .{});
-    rc = checkBytes(w, w_len_bytes, rows * quant.rowSizeBytes(t, cols), "w");
-    if (rc < 0) return rc;
-    rc = checkF32(out, "out");
-    if (rc < 0) return rc;
-    if (out_len < rows * n_tokens) return fail(.out_of_range, "out holds {d} floats, {d} needed", .{ out_len, rows * n_tokens });
-    rc = if (t.isQuantized()) checkF32(act, "act") else checkF32(x, "x");
-    if (rc < 0) return rc;
-    rc = checkLayout(layout, t, rows, cols);
-    if (rc < 0) return rc;
-    const weight = matmul_mod.Weight{ .data = w.?, .type = t, .rows = rows, .cols = cols, .interleaved = layout == 1 };
-    const n_act = n_tokens * (cols / t.blockElems());
-    matmul_mod.matmulScalar(
-        weight,
-        if (t.isQuantized()) &.{} else x.?[0 .. n_tokens * cols],
-        if (t.isQuantized()) act.?[0..n_act] else &.{},
-        n_tokens,
-        out.?[0 .. rows * n_tokens],
-    );
-    return 0;
-}
-
-pub const CopyMode = enum(u32) { ours = 0, builtin_memcpy = 1, vector_only = 2 };
-
-/// Copies `n_bytes` from `src` to `dst` (no overlap) `repeat` times with the chosen routine
-/// (0 = ours, 1 = @memcpy, 2 = our vector loop at every size); repeat lets the benchmark time tiny copies.
-export fn hearth_memcpy(dst: ?[*]u8, src: ?[*]const u8, n_bytes: usize, mode: u32, repeat: u32) i32 {
-    const d = dst orelse return fail(.null_pointer, "dst is null", .{});
-    const s = src orelse return fail(.null_pointer, "src is null", .{});
-    if (mode > 2) return fail(.invalid_argument, "mode must be 0, 1 or 2, got {d}", .{mode});
-    if (n_bytes == 0) return 0;
-    const da = @intFromPtr(d);
-    const sa = @intFromPtr(s);
-    if (da < sa + n_bytes and sa < da + n_bytes) return fail(.invalid_argument, "dst and src overlap", .{});
-    for (0..@max(1, repeat)) |_| {
-        switch (@as(CopyMode, @fromBackingInt(@intCast(mode)))) {
-            .ours => simd.copy(d[0..n_bytes], s[0..n_bytes]),
-            .builtin_memcpy => @memcpy(d[0..n_bytes], s[0..n_bytes]),
-            .vector_only => simd.copyVector(d[0..n_bytes], s[0..n_bytes]),
-        }
-        // Keeps the repeats from being folded into one copy.
-        asm volatile ("" ::: .{ .memory = true });
-    }
-    return 0;
-}
-
-const ReadJob = struct {
-    bytes: []const u8,
-    chunk_bytes: usize,
-    sums: []std.atomic.Value(u64),
-};
-
-fn readTask(job: *const ReadJob, i: usize) void {
-    const start = i * job.chunk_bytes;
-    const end = @min(job.bytes.len, start + job.chunk_bytes);
-    _ = job.sums[0].fetchAdd(simd.readSum(job.bytes[start..end]), .monotonic);
-}
-
-/// Read-only sweep of `n_bytes` at `src` split across the pool (the bandwidth limit line);
-/// stores the byte sum in `out_sum` so the reads cannot be skipped.
-export fn hearth_read_sweep(pool: ?*anyopaque, src: ?[*]const u8, n_bytes: usize, out_sum: ?*u64) i32 {
-    const p = asPool(pool) orelse return fail(.null_pointer, "pool is null", .{});
-    const s = src orelse return fail(.null_pointer, "src is null", .{});
-    const o = out_sum orelse return fail(.null_pointer, "out_sum is null", .{});
-    if (n_bytes == 0) return fail(.invalid_argument, "n_bytes must be > 0", .{});
-    var sum: [1]std.atomic.Value(u64) = .{.init(0)};
-    // One contiguous chunk per thread: each streams its own region like matvec rows do.
-    const n_tasks = p.n_threads;
-    const chunk = std.mem.alignForward(usize, std.math.divCeil(usize, n_bytes, n_tasks) catch unreachable, 64);
-    const job = ReadJob{ .bytes = s[0..n_bytes], .chunk_bytes = chunk, .sums = &sum };
-    p.run(std.math.divCeil(usize, n_bytes, chunk) catch unreachable, &job, readTask);
-    o.* = sum[0].load(.monotonic);
-    return 0;
-}
-
 /// Greedy choice over `n` logits: writes the index of the highest (lowest on ties) to `out_index`
 /// and returns 0; returns 1 with the first NaN's index, 3 with the first +inf's, 2 when every
 /// value is -inf (nothing to choose) or n is 0.
@@ -410,11 +330,6 @@ export fn hearth_top_p(x: ?[*]const f32, n: usize, max: f32, p: f64, weights: ?[
         return status.fail(.invalid_argument, "a buffer is misaligned", .{});
     count.* = @intCast(sampling.nucleus(row[0..n], max, p, w[0..n], b[0..n], ids[0..n]));
     return 0;
-}
-
-/// Does nothing: the benchmark's FFI call overhead probe.
-export fn hearth_noop(a: i32) i32 {
-    return a;
 }
 
 // ---------------------------------------------------------------- model (model/model.zig)
@@ -598,6 +513,96 @@ export fn hearth_seq_restore(handle: ?*model.Model, path: ?[*]const u8, path_len
     const o = out_n orelse return status.fail(.null_pointer, "count output is null", .{});
     if (!aligned(u32, o)) return status.fail(.misaligned, "count output must be 4-byte aligned", .{});
     return kv_abi.seqRestore(kvOf(m), p[0..path_len], model_tag, tokens_out, cap, o);
+}
+
+// ---------------------------------------------------------------- test and benchmark section
+// Not the production ABI: scalar twins, bandwidth probes, the FFI-overhead probe and the eviction
+// trace replay that test/ and bench/ call and src/ never does (their TS symbols are in
+// src/native/symbols/bench.ts). Kept together here so everything above is what the library uses.
+
+/// Scalar twin of hearth_matmul (single thread), for tests and the benchmark.
+export fn hearth_matmul_scalar(ggml_type: u32, layout: u32, w: ?[*]const u8, w_len_bytes: usize, rows: usize, cols: usize, x: ?[*]const f32, act: ?[*]const BlockQ8Act, n_tokens: usize, out: ?[*]f32, out_len: usize) i32 {
+    var rc = checkRow(ggml_type, cols);
+    if (rc < 0) return rc;
+    const t: quant.GgmlType = @fromBackingInt(@intCast(ggml_type));
+    if (rows == 0 or n_tokens == 0) return fail(.invalid_argument, "rows and n_tokens must be > 0", .{});
+    rc = checkBytes(w, w_len_bytes, rows * quant.rowSizeBytes(t, cols), "w");
+    if (rc < 0) return rc;
+    rc = checkF32(out, "out");
+    if (rc < 0) return rc;
+    if (out_len < rows * n_tokens) return fail(.out_of_range, "out holds {d} floats, {d} needed", .{ out_len, rows * n_tokens });
+    rc = if (t.isQuantized()) checkF32(act, "act") else checkF32(x, "x");
+    if (rc < 0) return rc;
+    rc = checkLayout(layout, t, rows, cols);
+    if (rc < 0) return rc;
+    const weight = matmul_mod.Weight{ .data = w.?, .type = t, .rows = rows, .cols = cols, .interleaved = layout == 1 };
+    const n_act = n_tokens * (cols / t.blockElems());
+    matmul_mod.matmulScalar(
+        weight,
+        if (t.isQuantized()) &.{} else x.?[0 .. n_tokens * cols],
+        if (t.isQuantized()) act.?[0..n_act] else &.{},
+        n_tokens,
+        out.?[0 .. rows * n_tokens],
+    );
+    return 0;
+}
+
+pub const CopyMode = enum(u32) { ours = 0, builtin_memcpy = 1, vector_only = 2 };
+
+/// Copies `n_bytes` from `src` to `dst` (no overlap) `repeat` times with the chosen routine
+/// (0 = ours, 1 = @memcpy, 2 = our vector loop at every size); repeat lets the benchmark time tiny copies.
+export fn hearth_memcpy(dst: ?[*]u8, src: ?[*]const u8, n_bytes: usize, mode: u32, repeat: u32) i32 {
+    const d = dst orelse return fail(.null_pointer, "dst is null", .{});
+    const s = src orelse return fail(.null_pointer, "src is null", .{});
+    if (mode > 2) return fail(.invalid_argument, "mode must be 0, 1 or 2, got {d}", .{mode});
+    if (n_bytes == 0) return 0;
+    const da = @intFromPtr(d);
+    const sa = @intFromPtr(s);
+    if (da < sa + n_bytes and sa < da + n_bytes) return fail(.invalid_argument, "dst and src overlap", .{});
+    for (0..@max(1, repeat)) |_| {
+        switch (@as(CopyMode, @fromBackingInt(@intCast(mode)))) {
+            .ours => simd.copy(d[0..n_bytes], s[0..n_bytes]),
+            .builtin_memcpy => @memcpy(d[0..n_bytes], s[0..n_bytes]),
+            .vector_only => simd.copyVector(d[0..n_bytes], s[0..n_bytes]),
+        }
+        // Keeps the repeats from being folded into one copy.
+        asm volatile ("" ::: .{ .memory = true });
+    }
+    return 0;
+}
+
+const ReadJob = struct {
+    bytes: []const u8,
+    chunk_bytes: usize,
+    sums: []std.atomic.Value(u64),
+};
+
+fn readTask(job: *const ReadJob, i: usize) void {
+    const start = i * job.chunk_bytes;
+    const end = @min(job.bytes.len, start + job.chunk_bytes);
+    _ = job.sums[0].fetchAdd(simd.readSum(job.bytes[start..end]), .monotonic);
+}
+
+/// Read-only sweep of `n_bytes` at `src` split across the pool (the bandwidth limit line);
+/// stores the byte sum in `out_sum` so the reads cannot be skipped.
+export fn hearth_read_sweep(pool: ?*anyopaque, src: ?[*]const u8, n_bytes: usize, out_sum: ?*u64) i32 {
+    const p = asPool(pool) orelse return fail(.null_pointer, "pool is null", .{});
+    const s = src orelse return fail(.null_pointer, "src is null", .{});
+    const o = out_sum orelse return fail(.null_pointer, "out_sum is null", .{});
+    if (n_bytes == 0) return fail(.invalid_argument, "n_bytes must be > 0", .{});
+    var sum: [1]std.atomic.Value(u64) = .{.init(0)};
+    // One contiguous chunk per thread: each streams its own region like matvec rows do.
+    const n_tasks = p.n_threads;
+    const chunk = std.mem.alignForward(usize, std.math.divCeil(usize, n_bytes, n_tasks) catch unreachable, 64);
+    const job = ReadJob{ .bytes = s[0..n_bytes], .chunk_bytes = chunk, .sums = &sum };
+    p.run(std.math.divCeil(usize, n_bytes, chunk) catch unreachable, &job, readTask);
+    o.* = sum[0].load(.monotonic);
+    return 0;
+}
+
+/// Does nothing: the benchmark's FFI call overhead probe.
+export fn hearth_noop(a: i32) i32 {
+    return a;
 }
 
 /// Replays the seeded multi-session trace through LRU and ARC (bench/kv.ts reports both hit rates).

@@ -154,19 +154,3 @@ export function createKvTiers(
     },
   };
 }
-
-/** Hit rates of LRU and ARC on the seeded multi-session trace (zig/kv/evict.zig). */
-export function replayEvictionTrace(
-  lib: HearthLib,
-  seed: number,
-  events: number,
-  capacityPages: number,
-): { accesses: number; lruHitRate: number; arcHitRate: number } {
-  const layout = nativeAbi().layouts.replayResult;
-  const out = new BigUint64Array(Math.ceil(layout.sizeBytes / 8));
-  check(lib.hearth_kv_trace_replay(BigInt(seed), events, capacityPages, out), "kvTraceReplay");
-  const view = new DataView(out.buffer);
-  const field = (f: keyof typeof layout.offset) => Number(view.getBigUint64(layout.offset[f], true));
-  const accesses = field("accesses");
-  return { accesses, lruHitRate: field("lru_hits") / accesses, arcHitRate: field("arc_hits") / accesses };
-}

@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, w
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { type Abi, readAbi } from "./abi.ts";
+import { benchSymbols } from "./symbols/bench.ts";
 import { coreSymbols } from "./symbols/core.ts";
 import { kernelSymbols } from "./symbols/kernels.ts";
 import { kvSymbols } from "./symbols/kv.ts";
@@ -24,6 +25,8 @@ const allSymbols = {
   ...modelSymbols,
   ...kernelSymbols,
   ...kvSymbols,
+  // Test and benchmark section: bound with the rest, used only by test/ and bench/.
+  ...benchSymbols,
 };
 
 export type HearthLib = ReturnType<typeof dlopen<typeof allSymbols>>["symbols"];

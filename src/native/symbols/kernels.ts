@@ -1,4 +1,4 @@
-// FFI symbols of zig/root.zig's kernel section: quant formats, matmul, thread pool, memcpy, bandwidth probe.
+// FFI symbols of zig/root.zig's kernel section: quant formats, matmul, thread pool, row kernels.
 import { FFIType } from "bun:ffi";
 
 const { i32, u32, u64, i64, f32, f64, ptr } = FFIType;
@@ -14,11 +14,7 @@ export const kernelSymbols = {
   hearth_quantize_act_for: { args: [u32, ptr, u64, ptr, u64], returns: i32 },
   hearth_dot: { args: [u32, ptr, u64, u64, ptr, ptr, ptr], returns: i32 },
   hearth_matmul: { args: [ptr, u32, u32, ptr, u64, u64, u64, ptr, ptr, u64, ptr, u64], returns: i32 },
-  hearth_matmul_scalar: { args: [u32, u32, ptr, u64, u64, u64, ptr, ptr, u64, ptr, u64], returns: i32 },
   hearth_interleave: { args: [u32, ptr, u64, u64, u64, ptr, u64], returns: i32 },
-  hearth_memcpy: { args: [ptr, ptr, u64, u32, u32], returns: i32 },
-  hearth_read_sweep: { args: [ptr, ptr, u64, ptr], returns: i32 },
-  hearth_noop: { args: [i32], returns: i32 },
   hearth_argmax: { args: [ptr, u64, ptr], returns: i32 },
   hearth_logprobs: { args: [ptr, u64, u32, ptr, ptr, ptr], returns: i32 },
   hearth_exp_weights: { args: [ptr, u64, f32, f32, ptr, ptr], returns: i32 },

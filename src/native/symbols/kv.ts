@@ -38,9 +38,4 @@ export const kvSymbols = {
   hearth_kv_tier_spill: { args: [FFIType.ptr, FFIType.ptr, FFIType.u32, FFIType.u32], returns: FFIType.i32 },
   hearth_kv_tier_reclaimable: { args: [FFIType.ptr], returns: FFIType.i32 },
   hearth_kv_tier_checkpoint: { args: [FFIType.ptr], returns: FFIType.i32 },
-  // seed, events, capacity_pages, out*
-  hearth_kv_trace_replay: {
-    args: [FFIType.u64, FFIType.u32, FFIType.u32, FFIType.ptr],
-    returns: FFIType.i32,
-  },
 } as const;

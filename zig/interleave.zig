@@ -1,4 +1,5 @@
-//! Weights repacked eight rows at a time (Q4_0x8, Q4_1x8, Q8_0x8) so one block column of eight rows
+//! Weights repacked eight rows at a time (Q4_0x8, Q4_1x8, Q5_0x8, Q5_1x8, Q8_0x8; the K-quants' records
+//! in quant/kquants_x8.zig) so one block column of eight rows
 //! is one contiguous record: four activation bytes broadcast across a vector meet four bytes of
 //! each of the eight rows, and one integer multiply-add serves all eight rows at once.
 //!
@@ -12,6 +13,9 @@
 //!   qs[32j + 4i + k] = the GGML byte qs[4j + k] of lane i: its low nibble is column 4j+k and its
 //!   high nibble column 16+4j+k (j < 4, k < 4). So the low nibbles of qs[32j..32j+32] are
 //!   "chunk" j (columns 4j..4j+3 of all eight rows) and the high nibbles chunk 4+j.
+//! - Q5_0x8 (176 B): d[8] f16, qh[32], qs[128]; Q5_1x8 (192 B): d[8], m[8], qh[32], qs[128]. qs as
+//!   in Q4_0x8; bit c of qh[4i + k] is the fifth bit of column 4c+k of lane i (chunk c < 8), so a
+//!   chunk's fifth bits are one shift and one mask of the 32 bytes away.
 //! - Q8_0x8 (272 B): d[8] f16, qs[256]; qs[32c + 4i + k] = column 4c+k of lane i (chunk c < 8).
 //!
 //! Every (token, row) result is computed by the same operations whatever the token count or the
@@ -20,6 +24,7 @@
 const std = @import("std");
 const quant = @import("quant.zig");
 const simd = @import("simd.zig");
+const kx8 = @import("quant/kquants_x8.zig");
 
 const BlockQ8Act = quant.BlockQ8Act;
 const QuantFormat = quant.QuantFormat;
@@ -38,6 +43,19 @@ pub const BlockQ4_1x8 = extern struct {
     qs: [128]u8,
 };
 
+pub const BlockQ5_0x8 = extern struct {
+    d: [group_rows]f16,
+    qh: [32]u8,
+    qs: [128]u8,
+};
+
+pub const BlockQ5_1x8 = extern struct {
+    d: [group_rows]f16,
+    m: [group_rows]f16,
+    qh: [32]u8,
+    qs: [128]u8,
+};
+
 pub const BlockQ8_0x8 = extern struct {
     d: [group_rows]f16,
     qs: [256]i8,
@@ -46,6 +64,8 @@ pub const BlockQ8_0x8 = extern struct {
 comptime {
     std.debug.assert(@sizeOf(BlockQ4_0x8) == group_rows * @sizeOf(quant.BlockQ4_0));
     std.debug.assert(@sizeOf(BlockQ4_1x8) == group_rows * @sizeOf(quant.BlockQ4_1));
+    std.debug.assert(@sizeOf(BlockQ5_0x8) == group_rows * @sizeOf(quant.BlockQ5_0));
+    std.debug.assert(@sizeOf(BlockQ5_1x8) == group_rows * @sizeOf(quant.BlockQ5_1));
     std.debug.assert(@sizeOf(BlockQ8_0x8) == group_rows * @sizeOf(quant.BlockQ8_0));
 }
 
@@ -53,31 +73,25 @@ fn BlockX8(comptime f: QuantFormat) type {
     return switch (f) {
         .q4_0 => BlockQ4_0x8,
         .q4_1 => BlockQ4_1x8,
+        .q5_0 => BlockQ5_0x8,
+        .q5_1 => BlockQ5_1x8,
         .q8_0 => BlockQ8_0x8,
+        .q4_k, .q6_k => kx8.BlockX8(f),
     };
 }
 
-fn PlainBlock(comptime f: QuantFormat) type {
-    return switch (f) {
-        .q4_0 => quant.BlockQ4_0,
-        .q4_1 => quant.BlockQ4_1,
-        .q8_0 => quant.BlockQ8_0,
-    };
-}
+const PlainBlock = quant.BlockOf;
 
-/// The quant format of a GGML type, or null for the float types.
-pub fn formatOf(t: quant.GgmlType) ?QuantFormat {
-    return switch (t) {
-        .q4_0 => .q4_0,
-        .q4_1 => .q4_1,
-        .q8_0 => .q8_0,
-        else => null,
-    };
-}
+pub const formatOf = quant.formatOf;
 
 /// Whether a `rows` x `cols` matrix of type `t` can be interleaved (quantized, rows in whole groups).
 pub fn canInterleave(t: quant.GgmlType, rows: usize, cols: usize) bool {
-    return formatOf(t) != null and rows > 0 and rows % group_rows == 0 and cols > 0 and cols % quant.block_elems == 0;
+    return formatOf(t) != null and rows > 0 and rows % group_rows == 0 and cols > 0 and cols % t.blockElems() == 0;
+}
+
+/// Blocks (records) per row of `cols` columns of format `f`.
+fn blocksPerRow(comptime f: QuantFormat, cols: usize) usize {
+    return cols / (if (comptime f.isK()) quant.kquants.super_elems else quant.block_elems);
 }
 
 // ---------------------------------------------------------------- repack
@@ -91,17 +105,31 @@ pub fn repackGroups(t: quant.GgmlType, src: [*]const u8, dst: [*]u8, cols: usize
 }
 
 fn repackGroupsOf(comptime f: QuantFormat, src: [*]const u8, dst: [*]u8, cols: usize, g0: usize, g1: usize) void {
-    const nb = cols / quant.block_elems;
+    const nb = blocksPerRow(f, cols);
     const row_bytes = nb * @sizeOf(PlainBlock(f));
     for (g0..g1) |g| {
         const out: [*]align(1) BlockX8(f) = @ptrCast(dst + g * group_rows * row_bytes);
+        if (comptime f.isK()) {
+            var rows: [group_rows][*]const u8 = undefined;
+            for (0..group_rows) |i| rows[i] = src + (g * group_rows + i) * row_bytes;
+            for (0..nb) |b| kx8.packRecord(f, rows, b, &out[b]);
+            continue;
+        }
         for (0..nb) |b| {
             const o = &out[b];
             for (0..group_rows) |i| {
                 const in: [*]align(1) const PlainBlock(f) = @ptrCast(src + (g * group_rows + i) * row_bytes);
                 const blk = in[b];
                 o.d[i] = blk.d;
-                if (f == .q4_1) o.m[i] = blk.m;
+                if (f == .q4_1 or f == .q5_1) o.m[i] = blk.m;
+                if (f == .q5_0 or f == .q5_1) {
+                    const q = quant.q5Values(blk.qs, blk.qh);
+                    for (0..4) |k| {
+                        var bits: u8 = 0;
+                        for (0..8) |c| bits |= (q[4 * c + k] >> 4) << @intCast(c);
+                        o.qh[4 * i + k] = bits;
+                    }
+                }
                 const chunks = if (f == .q8_0) 8 else 4;
                 for (0..chunks) |c| for (0..4) |k| {
                     o.qs[32 * c + 4 * i + k] = blk.qs[4 * c + k];
@@ -119,10 +147,19 @@ pub fn dequantizeRow(t: quant.GgmlType, data: [*]const u8, cols: usize, r: usize
 }
 
 fn dequantizeRowOf(comptime f: QuantFormat, data: [*]const u8, cols: usize, r: usize, out: []f32) void {
-    const nb = cols / quant.block_elems;
+    const nb = blocksPerRow(f, cols);
     const g = r / group_rows;
     const i = r % group_rows;
     const blocks: [*]align(1) const BlockX8(f) = @ptrCast(data + g * group_rows * nb * @sizeOf(PlainBlock(f)));
+    if (comptime f.isK()) {
+        // Back to the plain block, then GGML's own dequantization: bit-identical by construction.
+        const n = quant.kquants.super_elems;
+        for (0..nb) |b| {
+            const blk = kx8.unpackRecord(f, &blocks[b], i);
+            quant.kquants.dequantizeRow(@field(quant.GgmlType, @tagName(f)), @ptrCast(&blk), out[b * n ..][0..n]);
+        }
+        return;
+    }
     for (0..nb) |b| {
         const blk = &blocks[b];
         const d: f32 = @floatCast(blk.d[i]);
@@ -139,6 +176,21 @@ fn dequantizeRowOf(comptime f: QuantFormat, data: [*]const u8, cols: usize, r: u
                     o[16 + 4 * c + k] = @as(f32, @floatFromInt(q >> 4)) * d + m;
                 };
             },
+            .q5_0, .q5_1 => for (0..4) |c| for (0..4) |k| {
+                const q = blk.qs[32 * c + 4 * i + k];
+                const h = blk.qh[4 * i + k];
+                const lo: u8 = (q & 15) | ((h >> @intCast(c)) & 1) << 4;
+                const hi: u8 = (q >> 4) | ((h >> @intCast(c + 4)) & 1) << 4;
+                if (f == .q5_0) {
+                    o[4 * c + k] = @as(f32, @floatFromInt(@as(i32, lo) - 16)) * d;
+                    o[16 + 4 * c + k] = @as(f32, @floatFromInt(@as(i32, hi) - 16)) * d;
+                } else {
+                    const m: f32 = @floatCast(blk.m[i]);
+                    o[4 * c + k] = @as(f32, @floatFromInt(lo)) * d + m;
+                    o[16 + 4 * c + k] = @as(f32, @floatFromInt(hi)) * d + m;
+                }
+            },
+            else => comptime unreachable,
         }
     }
 }
@@ -155,22 +207,40 @@ extern fn @"llvm.x86.avx2.pmadd.ub.sw"(a: U8x32, b: I8x32) I16x16;
 extern fn @"llvm.x86.avx2.pmadd.wd"(a: I16x16, b: I16x16) I32x8;
 
 /// Activation bytes 4c..4c+3 repeated eight times (one per lane / row).
-inline fn broadcast4(aq: *const [32]i8, c: usize) I8x32 {
+inline fn broadcast4(aq: []const i8, c: usize) I8x32 {
     const word = std.mem.readInt(i32, @ptrCast(aq[4 * c ..][0..4]), .little);
     return @bitCast(@as(I32x8, @splat(word)));
 }
 
-/// Lane i = sum over the block's 32 columns of w(row i) * a: exact integers.
-inline fn blockSums(comptime nonneg: bool, chunks: *const [8]I8x32, aq: *const [32]i8) I32x8 {
-    if (comptime simd.has_avx2 and nonneg) {
-        // |w * a| <= 15 * 127 per byte, so a pair is <= 3810 and eight chunks <= 30480: the
-        // whole block fits 16-bit lanes and widens once.
-        var s16: I16x16 = @splat(0);
-        inline for (0..8) |c| s16 +%= @"llvm.x86.avx2.pmadd.ub.sw"(@bitCast(chunks[c]), broadcast4(aq, c));
-        return @"llvm.x86.avx2.pmadd.wd"(s16, @splat(1));
+/// Lane i = sum over `n_chunks` chunks (4 columns each) of w(row i) * a: exact integers, for
+/// unsigned weights 0..w_max. AVX2 sums as many chunks in 16-bit lanes as cannot overflow them
+/// (a pair of products is <= 2 * 127 * w_max: 8 chunks of 4-bit weights, 4 of 5-bit, 2 of
+/// 6-bit) before each widening multiply-add.
+pub inline fn chunkSums(comptime w_max: comptime_int, comptime n_chunks: comptime_int, chunks: *const [n_chunks]I8x32, aq: *const [4 * n_chunks]i8) I32x8 {
+    if (comptime simd.has_avx2) {
+        const run = comptime @min(n_chunks, std.math.maxInt(i16) / (2 * 127 * w_max));
+        comptime std.debug.assert(run >= 1 and n_chunks % run == 0);
+        var s: I32x8 = @splat(0);
+        inline for (0..n_chunks / run) |r| {
+            var s16: I16x16 = @splat(0);
+            inline for (0..run) |k| {
+                const c = r * run + k;
+                s16 +%= @"llvm.x86.avx2.pmadd.ub.sw"(@bitCast(chunks[c]), broadcast4(aq, c));
+            }
+            s += @"llvm.x86.avx2.pmadd.wd"(s16, @splat(1));
+        }
+        return s;
     }
     var s: I32x8 = @splat(0);
-    inline for (0..8) |c| s += quant.groupDot(nonneg, chunks[c], broadcast4(aq, c));
+    inline for (0..n_chunks) |c| s += quant.groupDot(true, chunks[c], broadcast4(aq, c));
+    return s;
+}
+
+/// Lane i = sum over the block's 32 columns of w(row i) * a: exact integers.
+inline fn blockSums(comptime w_max: comptime_int, chunks: *const [8]I8x32, aq: *const [32]i8) I32x8 {
+    if (w_max > 0) return chunkSums(w_max, 8, chunks, aq);
+    var s: I32x8 = @splat(0);
+    inline for (0..8) |c| s += quant.groupDot(false, chunks[c], broadcast4(aq, c));
     return s;
 }
 
@@ -184,6 +254,7 @@ pub inline fn dotGroup(
     acts: [n][*]const BlockQ8Act,
     out: *[n]F32x8,
 ) void {
+    if (comptime f.isK()) return kx8.dotGroup(f, n, group, nb, acts, out);
     const blocks: [*]align(1) const BlockX8(f) = @ptrCast(group);
     var acc: [n]F32x8 = @splat(@splat(0));
     for (0..nb) |b| {
@@ -191,7 +262,7 @@ pub inline fn dotGroup(
         const dw: F32x8 = @floatCast(@as(@Vector(group_rows, f16), blk.d));
         var chunks: [8]I8x32 = undefined;
         switch (f) {
-            .q4_0, .q4_1 => inline for (0..4) |j| {
+            .q4_0, .q4_1, .q5_0, .q5_1 => inline for (0..4) |j| {
                 const v: U8x32 = blk.qs[32 * j ..][0..32].*;
                 chunks[j] = @bitCast(v & @as(U8x32, @splat(15)));
                 chunks[4 + j] = @bitCast(v >> @as(@Vector(32, u3), @splat(4)));
@@ -199,15 +270,30 @@ pub inline fn dotGroup(
             .q8_0 => inline for (0..8) |c| {
                 chunks[c] = blk.qs[32 * c ..][0..32].*;
             },
+            else => comptime unreachable,
+        }
+        if (f == .q5_0 or f == .q5_1) {
+            const h: U8x32 = blk.qh;
+            inline for (0..8) |c| {
+                const fifth = if (c <= 4) (h << @splat(4 - c)) else (h >> @splat(c - 4));
+                chunks[c] |= @bitCast(fifth & @as(U8x32, @splat(16)));
+            }
         }
         const offset: F32x8 = switch (f) {
             .q4_0 => dw * @as(F32x8, @splat(-8.0)),
-            .q4_1 => @floatCast(@as(@Vector(group_rows, f16), blk.m)),
+            .q5_0 => dw * @as(F32x8, @splat(-16.0)),
+            .q4_1, .q5_1 => @floatCast(@as(@Vector(group_rows, f16), blk.m)),
             .q8_0 => undefined,
+            else => comptime unreachable,
         };
         inline for (0..n) |t| {
             const a = &acts[t][b];
-            const isum = blockSums(f != .q8_0, &chunks, &a.qs);
+            const w_max = switch (f) {
+                .q8_0 => 0,
+                .q5_0, .q5_1 => 31,
+                else => 15,
+            };
+            const isum = blockSums(w_max, &chunks, &a.qs);
             acc[t] = @mulAdd(F32x8, @floatFromInt(isum), dw * @as(F32x8, @splat(a.d)), acc[t]);
             if (f != .q8_0) acc[t] = @mulAdd(F32x8, offset, @splat(a.s), acc[t]);
         }
@@ -219,6 +305,7 @@ pub inline fn dotGroup(
 /// in the same order, so the results are bit-identical.
 pub fn dotGroupScalar(t: quant.GgmlType, group: [*]const u8, nb: usize, act: []const BlockQ8Act) [group_rows]f32 {
     return switch (formatOf(t).?) {
+        inline .q4_k, .q6_k => |f| kx8.dotGroupScalar(f, group, nb, act),
         inline else => |f| dotGroupScalarOf(f, group, nb, act),
     };
 }
@@ -239,13 +326,23 @@ fn dotGroupScalarOf(comptime f: QuantFormat, group: [*]const u8, nb: usize, act:
                     const q = blk.qs[32 * c + 4 * i + k];
                     isum += @as(i32, q & 15) * a.qs[4 * c + k] + @as(i32, q >> 4) * a.qs[16 + 4 * c + k];
                 },
+                .q5_0, .q5_1 => for (0..4) |c| for (0..4) |k| {
+                    const q = blk.qs[32 * c + 4 * i + k];
+                    const h = blk.qh[4 * i + k];
+                    const lo: i32 = (q & 15) | ((h >> @intCast(c)) & 1) << 4;
+                    const hi: i32 = (q >> 4) | ((h >> @intCast(c + 4)) & 1) << 4;
+                    isum += lo * a.qs[4 * c + k] + hi * a.qs[16 + 4 * c + k];
+                },
+                else => comptime unreachable,
             }
             const dw: f32 = @floatCast(blk.d[i]);
             out[i] = @mulAdd(f32, @floatFromInt(isum), dw * a.d, out[i]);
             switch (f) {
                 .q4_0 => out[i] = @mulAdd(f32, dw * -8.0, a.s, out[i]),
-                .q4_1 => out[i] = @mulAdd(f32, @as(f32, @floatCast(blk.m[i])), a.s, out[i]),
+                .q5_0 => out[i] = @mulAdd(f32, dw * -16.0, a.s, out[i]),
+                .q4_1, .q5_1 => out[i] = @mulAdd(f32, @as(f32, @floatCast(blk.m[i])), a.s, out[i]),
                 .q8_0 => {},
+                else => comptime unreachable,
             }
         }
     }
@@ -283,12 +380,14 @@ test "interleaved dot equals its scalar twin bit for bit, and the plain dot with
     var packed_buf: [rows * cols * 2]u8 = undefined;
     var deq: [cols]f32 = undefined;
     var deq_plain: [cols]f32 = undefined;
-    inline for (.{ QuantFormat.q4_0, QuantFormat.q4_1, QuantFormat.q8_0 }) |f| {
+    inline for (.{ QuantFormat.q4_0, QuantFormat.q4_1, QuantFormat.q5_0, QuantFormat.q5_1, QuantFormat.q8_0 }) |f| {
         const t: quant.GgmlType = @field(quant.GgmlType, @tagName(f));
         const rb = quant.rowSizeBytes(t, cols);
         // Q4_1 with all-15 nibbles in row 0 (the largest unsigned weights).
         for (0..rows) |i| quant.quantizeRow(t, wf[i * cols ..][0..cols], plain[i * rb ..].ptr);
         if (f == .q4_1) for (0..nb) |b| @memset(plain[b * 20 + 4 ..][0..16], 0xff);
+        // Q5_1 with all-31 values in row 0 (the largest five-bit weights).
+        if (f == .q5_1) for (0..nb) |b| @memset(plain[b * 24 + 4 ..][0..20], 0xff);
         repackGroups(t, &plain, &packed_buf, cols, 0, rows / group_rows);
         for (0..rows) |row| {
             dequantizeRow(t, &packed_buf, cols, row, &deq);

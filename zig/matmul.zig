@@ -62,8 +62,8 @@ const Job = struct {
 };
 
 /// out[t*rows + r] = dot(W[r,:], x[t*cols..]) for every token t < n_tokens.
-/// Quantized weights read `act` (x quantized by the caller with quant.quantizeAct, cols/32
-/// blocks per token); f32/f16 weights read `x`. One (token, row) value never depends on
+/// Quantized weights read `act` (x quantized by the caller with quant.quantizeActAs(actSumFor(type)),
+/// cols/32 blocks per token; Q8_K for the K-quants, written over the same memory); f32/f16 weights read `x`. One (token, row) value never depends on
 /// n_tokens or on the thread count.
 pub fn matmul(pool: *Pool, w: Weight, x: []const f32, act: []const BlockQ8Act, n_tokens: usize, out: []f32) void {
     matmulPrefetch(pool, w, x, act, n_tokens, out, null);
@@ -97,12 +97,10 @@ fn runTask(job: *const Job, task: usize) void {
 /// For interleaved weights r0 and r1 must be whole groups (or r1 = rows).
 pub fn computeRows(w: Weight, x: []const f32, act: []const BlockQ8Act, n_tokens: usize, out: []f32, r0: usize, r1: usize) void {
     switch (w.type) {
-        inline .q4_0, .q4_1, .q8_0 => |t| {
-            const f = comptime interleave.formatOf(t).?;
-            if (w.interleaved) groupRows(f, w, act, n_tokens, out, r0, r1) else quantRows(f, w, act, n_tokens, out, r0, r1);
-        },
         .f32, .f16 => floatRows(w, x, n_tokens, out, r0, r1),
-        _ => unreachable,
+        else => switch (quant.formatOf(w.type).?) {
+            inline else => |f| if (w.interleaved) groupRows(f, w, act, n_tokens, out, r0, r1) else quantRows(f, w, act, n_tokens, out, r0, r1),
+        },
     }
 }
 
@@ -241,7 +239,7 @@ test "matmul matches the scalar twin and is batch and thread invariant for every
     const pools = [_]*Pool{ try Pool.init(testing.allocator, 1), try Pool.init(testing.allocator, 3) };
     defer for (pools) |p| p.deinit();
 
-    for ([_]quant.GgmlType{ .f32, .f16, .q4_0, .q4_1, .q8_0 }) |t| {
+    for ([_]quant.GgmlType{ .f32, .f16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0 }) |t| {
         const rb = quant.rowSizeBytes(t, cols);
         for (0..rows) |i| quant.quantizeRow(t, wf[i * cols ..][0..cols], wbuf[i * rb ..].ptr);
         const w = Weight{ .data = &wbuf, .type = t, .rows = rows, .cols = cols };
@@ -273,7 +271,7 @@ test "interleaved matmul equals its scalar twin bit for bit, whatever the token 
     var flat: [max_tokens * rows]f32 = undefined;
     const pools = [_]*Pool{ try Pool.init(testing.allocator, 1), try Pool.init(testing.allocator, 3) };
     defer for (pools) |p| p.deinit();
-    for ([_]quant.GgmlType{ .q4_0, .q4_1, .q8_0 }) |t| {
+    for ([_]quant.GgmlType{ .q4_0, .q4_1, .q5_0, .q5_1, .q8_0 }) |t| {
         const rb = quant.rowSizeBytes(t, cols);
         for (0..rows) |i| quant.quantizeRow(t, wf[i * cols ..][0..cols], plain[i * rb ..].ptr);
         interleave.repackGroups(t, &plain, &packed_buf, cols, 0, rows / interleave.group_rows);
@@ -285,6 +283,56 @@ test "interleaved matmul equals its scalar twin bit for bit, whatever the token 
             @memset(&got, std.math.nan(f32));
             matmul(p, w, x, act, n, &got);
             try testing.expectEqualSlices(f32, ref[0 .. n * rows], got[0 .. n * rows]);
+        };
+    }
+}
+
+test "K-quant matmul, plain and interleaved: scalar twins, bit-identical across token and thread counts" {
+    const rows = 40;
+    const cols = 512;
+    const max_tokens = 9;
+    const nb = cols / quant.block_elems;
+    var prng = std.Random.DefaultPrng.init(29);
+    const r = prng.random();
+    var x: [max_tokens * cols]f32 = undefined;
+    for (&x) |*v| v.* = (r.float(f32) * 2 - 1) * 2;
+    var act: [max_tokens * nb]BlockQ8Act = undefined;
+    quant.quantizeActAs(.q8_k, &x, &act);
+    var plain: [rows * cols]u8 = undefined;
+    var packed_buf: [rows * cols]u8 = undefined;
+    var ref: [max_tokens * rows]f32 = undefined;
+    var flat: [max_tokens * rows]f32 = undefined;
+    var base: [max_tokens * rows]f32 = undefined;
+    var got: [max_tokens * rows]f32 = undefined;
+    const pools = [_]*Pool{ try Pool.init(testing.allocator, 1), try Pool.init(testing.allocator, 3) };
+    defer for (pools) |p| p.deinit();
+    for ([_]quant.GgmlType{ .q4_k, .q6_k }) |t| {
+        const size = rows * quant.rowSizeBytes(t, cols);
+        quant.kquants.randomBlocks(t, r, plain[0..size]);
+        interleave.repackGroups(t, &plain, &packed_buf, cols, 0, rows / interleave.group_rows);
+        // The embedding lookup's interleaved dequantization equals the plain one.
+        var deq: [cols]f32 = undefined;
+        var deq_plain: [cols]f32 = undefined;
+        for (0..rows) |row| {
+            interleave.dequantizeRow(t, &packed_buf, cols, row, &deq);
+            quant.dequantizeRow(t, plain[row * quant.rowSizeBytes(t, cols) ..].ptr, &deq_plain);
+            try testing.expectEqualSlices(f32, &deq_plain, &deq);
+        }
+        const wp = Weight{ .data = &plain, .type = t, .rows = rows, .cols = cols };
+        const wi = Weight{ .data = &packed_buf, .type = t, .rows = rows, .cols = cols, .interleaved = true };
+        matmulScalar(wp, &x, &act, max_tokens, &flat);
+        matmulScalar(wi, &x, &act, max_tokens, &ref);
+        errdefer std.debug.print("type {s}\n", .{@tagName(t)});
+        for (flat, ref) |a, b| try testing.expectApproxEqAbs(a, b, 1e-4 * (1 + @abs(a)));
+        matmul(pools[0], wp, &x, &act, max_tokens, &base);
+        for (flat, base) |a, b| try testing.expectApproxEqAbs(a, b, 1e-4 * (1 + @abs(a)));
+        for (pools) |p| for (1..max_tokens + 1) |n| {
+            @memset(&got, std.math.nan(f32));
+            matmul(p, wi, &x, &act, n, &got);
+            try testing.expectEqualSlices(f32, ref[0 .. n * rows], got[0 .. n * rows]);
+            @memset(&got, std.math.nan(f32));
+            matmul(p, wp, &x, &act, n, &got);
+            try testing.expectEqualSlices(f32, base[0 .. n * rows], got[0 .. n * rows]);
         };
     }
 }

@@ -1,6 +1,8 @@
-//! GGML block quant formats (Q4_0, Q4_1, Q8_0, F16, F32): layouts, (de)quantization, and dot products against Q8 activations.
+//! GGML block quant formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F16, F32; the K-quants in quant/kquants.zig):
+//! layouts, (de)quantization, and dot products against Q8 activations.
 const std = @import("std");
 const simd = @import("simd.zig");
+pub const kquants = @import("quant/kquants.zig");
 
 /// GGML tensor type ids as stored in GGUF files.
 pub const GgmlType = enum(u32) {
@@ -8,26 +10,52 @@ pub const GgmlType = enum(u32) {
     f16 = 1,
     q4_0 = 2,
     q4_1 = 3,
+    q5_0 = 6,
+    q5_1 = 7,
     q8_0 = 8,
+    q4_k = 12,
+    q6_k = 14,
     _,
 
     pub fn isQuantized(t: GgmlType) bool {
         return switch (t) {
-            .q4_0, .q4_1, .q8_0 => true,
+            .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_k, .q6_k => true,
             else => false,
         };
     }
 
     pub fn isSupported(t: GgmlType) bool {
         return switch (t) {
-            .f32, .f16, .q4_0, .q4_1, .q8_0 => true,
-            _ => false,
+            .f32, .f16 => true,
+            else => t.isQuantized(),
         };
+    }
+
+    /// The K-quants: 256-value super-blocks, read against Q8_K activations.
+    pub fn isK(t: GgmlType) bool {
+        return t == .q4_k or t == .q6_k;
     }
 
     /// Elements per block (1 for the float types).
     pub fn blockElems(t: GgmlType) usize {
+        if (t.isK()) return kquants.super_elems;
         return if (t.isQuantized()) block_elems else 1;
+    }
+
+    /// GGUF's name of the type ("Q4_K"), or null for a type hearth does not know.
+    pub fn name(t: GgmlType) ?[]const u8 {
+        return switch (t) {
+            .f32 => "F32",
+            .f16 => "F16",
+            .q4_0 => "Q4_0",
+            .q4_1 => "Q4_1",
+            .q5_0 => "Q5_0",
+            .q5_1 => "Q5_1",
+            .q8_0 => "Q8_0",
+            .q4_k => "Q4_K",
+            .q6_k => "Q6_K",
+            _ => null,
+        };
     }
 
     /// Bytes per block (per element for the float types).
@@ -37,7 +65,11 @@ pub const GgmlType = enum(u32) {
             .f16 => 2,
             .q4_0 => @sizeOf(BlockQ4_0),
             .q4_1 => @sizeOf(BlockQ4_1),
+            .q5_0 => @sizeOf(BlockQ5_0),
+            .q5_1 => @sizeOf(BlockQ5_1),
             .q8_0 => @sizeOf(BlockQ8_0),
+            .q4_k => @sizeOf(kquants.BlockQ4K),
+            .q6_k => @sizeOf(kquants.BlockQ6K),
             _ => 0,
         };
     }
@@ -61,6 +93,22 @@ pub const BlockQ4_1 = extern struct {
     qs: [16]u8,
 };
 
+/// Q5_0, 22 bytes: `d` (f16 scale), `qh` (the fifth bits: bit j of the little-endian u32 is
+/// element j's), 16 bytes of nibbles laid out as in Q4_0; value = (nibble | fifth << 4) - 16) * d.
+pub const BlockQ5_0 = extern struct {
+    d: f16,
+    qh: [4]u8,
+    qs: [16]u8,
+};
+
+/// Q5_1, 24 bytes: `d`, `m` (f16), then `qh` and `qs` as in Q5_0; value = q5 * d + m.
+pub const BlockQ5_1 = extern struct {
+    d: f16,
+    m: f16,
+    qh: [4]u8,
+    qs: [16]u8,
+};
+
 /// Q8_0, 34 bytes: `d` (f16 scale) then 32 signed bytes; value = q * d.
 pub const BlockQ8_0 = extern struct {
     d: f16,
@@ -80,6 +128,8 @@ pub const BlockQ8Act = extern struct {
 comptime {
     std.debug.assert(@sizeOf(BlockQ4_0) == 18);
     std.debug.assert(@sizeOf(BlockQ4_1) == 20);
+    std.debug.assert(@sizeOf(BlockQ5_0) == 22);
+    std.debug.assert(@sizeOf(BlockQ5_1) == 24);
     std.debug.assert(@sizeOf(BlockQ8_0) == 34);
     std.debug.assert(@sizeOf(BlockQ8Act) == 40);
 }
@@ -100,6 +150,9 @@ pub const ActSum = enum {
     /// s = d * sum(q) with the stored (f16) d, which is exact in f32 (|sum(q)| <= 4064 needs 12
     /// bits, d 11): Q4_0's offset of 8 then costs nothing, as in ggml's integer Q4_0 x Q8_0 dot.
     exact,
+    /// Not 32-value blocks at all: ggml's Q8_K (kquants.BlockQ8K, the activations of the
+    /// K-quants), one per 256 values, written over the memory of 8 BlockQ8Act.
+    q8_k,
 };
 
 /// Round half to even (x86's default mode, and ggml's `_mm256_round_ps(_MM_ROUND_NEAREST)`), for
@@ -114,6 +167,7 @@ inline fn roundEven(comptime n: comptime_int, x: @Vector(n, f32)) @Vector(n, f32
 /// Rounding like ggml keeps hearth's products on the same grid as llama.cpp's.
 pub fn quantizeActAs(sum_kind: ActSum, x: []const f32, out: []BlockQ8Act) void {
     std.debug.assert(x.len == block_elems * out.len);
+    if (sum_kind == .q8_k) return kquants.quantizeQ8K(x, kquants.q8kView(out));
     const V = @Vector(block_elems, f32);
     for (out, 0..) |*blk, b| {
         const v: V = x[b * block_elems ..][0..block_elems].*;
@@ -127,13 +181,19 @@ pub fn quantizeActAs(sum_kind: ActSum, x: []const f32, out: []BlockQ8Act) void {
         blk.s = switch (sum_kind) {
             .q8_1 => @as(f16, @floatCast(d * isum)),
             .exact => blk.d * isum,
+            .q8_k => unreachable,
         };
     }
 }
 
-/// The sum rounding the weights of type `t` want (ggml's Q8_1 for Q4_1, exact for Q4_0).
+/// The activations the weights of type `t` want (ggml's Q8_1 for Q4_1 / Q5_1, an exact sum for
+/// Q4_0 / Q5_0, Q8_K for the K-quants).
 pub fn actSumFor(t: GgmlType) ActSum {
-    return if (t == .q4_0) .exact else .q8_1;
+    return switch (t) {
+        .q4_0, .q5_0 => .exact,
+        .q4_k, .q6_k => .q8_k,
+        else => .q8_1,
+    };
 }
 
 /// `quantizeActAs(.q8_1, ...)`: the activations of Q4_1 and Q8_0 weights.
@@ -144,6 +204,7 @@ pub fn quantizeAct(x: []const f32, out: []BlockQ8Act) void {
 /// Scalar twin of `quantizeActAs` (bit-identical results).
 pub fn quantizeActScalar(sum_kind: ActSum, x: []const f32, out: []BlockQ8Act) void {
     std.debug.assert(x.len == block_elems * out.len);
+    if (sum_kind == .q8_k) return kquants.quantizeQ8KScalar(x, kquants.q8kView(out));
     for (out, 0..) |*blk, b| {
         const xs = x[b * block_elems ..][0..block_elems];
         var amax: f32 = 0;
@@ -166,6 +227,7 @@ pub fn quantizeActScalar(sum_kind: ActSum, x: []const f32, out: []BlockQ8Act) vo
         blk.s = switch (sum_kind) {
             .q8_1 => @as(f16, @floatCast(d * fsum)),
             .exact => blk.d * fsum,
+            .q8_k => unreachable,
         };
     }
 }
@@ -217,6 +279,59 @@ pub fn quantizeRowQ4_1(x: []const f32, out: []align(1) BlockQ4_1) void {
     }
 }
 
+/// Quantizes one row to GGML Q5_0 (as ggml's reference: scale from the signed max-magnitude value).
+pub fn quantizeRowQ5_0(x: []const f32, out: []align(1) BlockQ5_0) void {
+    std.debug.assert(x.len == block_elems * out.len);
+    for (out, 0..) |*blk, b| {
+        const xs = x[b * block_elems ..][0..block_elems];
+        var amax: f32 = 0;
+        var max: f32 = 0;
+        for (xs) |v| if (@abs(v) > amax) {
+            amax = @abs(v);
+            max = v;
+        };
+        const d = max / -16.0;
+        const id: f32 = if (d != 0) 1.0 / d else 0;
+        blk.d = @floatCast(d);
+        var qh: u32 = 0;
+        for (0..16) |j| {
+            const lo: u8 = @intFromFloat(@min(31.0, @max(0.0, xs[j] * id + 16.5)));
+            const hi: u8 = @intFromFloat(@min(31.0, @max(0.0, xs[j + 16] * id + 16.5)));
+            blk.qs[j] = (lo & 15) | ((hi & 15) << 4);
+            qh |= @as(u32, lo >> 4) << @intCast(j);
+            qh |= @as(u32, hi >> 4) << @intCast(j + 16);
+        }
+        blk.qh = @bitCast(std.mem.nativeToLittle(u32, qh));
+    }
+}
+
+/// Quantizes one row to GGML Q5_1 (scale and minimum per block).
+pub fn quantizeRowQ5_1(x: []const f32, out: []align(1) BlockQ5_1) void {
+    std.debug.assert(x.len == block_elems * out.len);
+    for (out, 0..) |*blk, b| {
+        const xs = x[b * block_elems ..][0..block_elems];
+        var min: f32 = std.math.inf(f32);
+        var max: f32 = -std.math.inf(f32);
+        for (xs) |v| {
+            min = @min(min, v);
+            max = @max(max, v);
+        }
+        const d = (max - min) / 31.0;
+        const id: f32 = if (d != 0) 1.0 / d else 0;
+        blk.d = @floatCast(d);
+        blk.m = @floatCast(min);
+        var qh: u32 = 0;
+        for (0..16) |j| {
+            const lo: u8 = @intFromFloat(@min(31.0, @max(0.0, (xs[j] - min) * id + 0.5)));
+            const hi: u8 = @intFromFloat(@min(31.0, @max(0.0, (xs[j + 16] - min) * id + 0.5)));
+            blk.qs[j] = (lo & 15) | ((hi & 15) << 4);
+            qh |= @as(u32, lo >> 4) << @intCast(j);
+            qh |= @as(u32, hi >> 4) << @intCast(j + 16);
+        }
+        blk.qh = @bitCast(std.mem.nativeToLittle(u32, qh));
+    }
+}
+
 /// Quantizes one row to GGML Q8_0.
 pub fn quantizeRowQ8_0(x: []const f32, out: []align(1) BlockQ8_0) void {
     std.debug.assert(x.len == block_elems * out.len);
@@ -231,6 +346,11 @@ pub fn quantizeRowQ8_0(x: []const f32, out: []align(1) BlockQ8_0) void {
     }
 }
 
+/// Whether `quantizeRow` can write type `t` (hearth reads the K-quants but does not make them).
+pub fn canQuantize(t: GgmlType) bool {
+    return t.isSupported() and !t.isK();
+}
+
 /// Quantizes a row of `x.len` values of type `t` into `dst` (rowSizeBytes(t, x.len) bytes).
 pub fn quantizeRow(t: GgmlType, x: []const f32, dst: [*]u8) void {
     const nb = x.len / block_elems;
@@ -239,8 +359,10 @@ pub fn quantizeRow(t: GgmlType, x: []const f32, dst: [*]u8) void {
         .f16 => for (x, 0..) |v, i| std.mem.writeInt(u16, dst[i * 2 ..][0..2], @bitCast(@as(f16, @floatCast(v))), .little),
         .q4_0 => quantizeRowQ4_0(x, @as([*]align(1) BlockQ4_0, @ptrCast(dst))[0..nb]),
         .q4_1 => quantizeRowQ4_1(x, @as([*]align(1) BlockQ4_1, @ptrCast(dst))[0..nb]),
+        .q5_0 => quantizeRowQ5_0(x, @as([*]align(1) BlockQ5_0, @ptrCast(dst))[0..nb]),
+        .q5_1 => quantizeRowQ5_1(x, @as([*]align(1) BlockQ5_1, @ptrCast(dst))[0..nb]),
         .q8_0 => quantizeRowQ8_0(x, @as([*]align(1) BlockQ8_0, @ptrCast(dst))[0..nb]),
-        _ => unreachable,
+        else => unreachable,
     }
 }
 
@@ -283,6 +405,25 @@ pub fn dequantizeRow(t: GgmlType, src: [*]const u8, out: []f32) void {
                 }
             }
         },
+        .q5_0 => {
+            const blocks: [*]align(1) const BlockQ5_0 = @ptrCast(src);
+            for (0..nb) |b| {
+                const blk = blocks[b];
+                const d: f32 = @floatCast(blk.d);
+                const q = q5Values(blk.qs, blk.qh);
+                for (q, 0..) |v, j| out[b * block_elems + j] = @as(f32, @floatFromInt(@as(i32, v) - 16)) * d;
+            }
+        },
+        .q5_1 => {
+            const blocks: [*]align(1) const BlockQ5_1 = @ptrCast(src);
+            for (0..nb) |b| {
+                const blk = blocks[b];
+                const d: f32 = @floatCast(blk.d);
+                const m: f32 = @floatCast(blk.m);
+                const q = q5Values(blk.qs, blk.qh);
+                for (q, 0..) |v, j| out[b * block_elems + j] = @as(f32, @floatFromInt(v)) * d + m;
+            }
+        },
         .q8_0 => {
             const blocks: [*]align(1) const BlockQ8_0 = @ptrCast(src);
             for (0..nb) |b| {
@@ -291,8 +432,20 @@ pub fn dequantizeRow(t: GgmlType, src: [*]const u8, out: []f32) void {
                 for (blk.qs, 0..) |q, j| out[b * block_elems + j] = @as(f32, @floatFromInt(q)) * d;
             }
         },
+        .q4_k, .q6_k => kquants.dequantizeRow(t, src, out),
         _ => unreachable,
     }
+}
+
+/// The 32 five-bit values (0..31) of a Q5 block in element order (scalar).
+pub fn q5Values(qs: [16]u8, qh: [4]u8) [32]u8 {
+    const h = std.mem.readInt(u32, &qh, .little);
+    var q: [32]u8 = undefined;
+    for (0..16) |j| {
+        q[j] = (qs[j] & 15) | @as(u8, @intCast((h >> @intCast(j)) & 1)) << 4;
+        q[j + 16] = (qs[j] >> 4) | @as(u8, @intCast((h >> @intCast(j + 16)) & 1)) << 4;
+    }
+    return q;
 }
 
 // ---------------------------------------------------------------- dot products (SIMD)
@@ -342,8 +495,18 @@ pub inline fn groupDot(comptime w_nonneg: bool, w: I8x32, a: I8x32) I32x8 {
     }
 }
 
+/// `groupDot(true, w, a)` with lane g multiplied by scale[2g] (= scale[2g + 1]): on AVX2 the
+/// scale rides in the widening multiply-add for free. |scale| * 2 * 63 * 127 must fit i32.
+pub inline fn groupDotScaled(w: I8x32, a: I8x32, scale: @Vector(16, i16)) I32x8 {
+    if (comptime simd.has_avx2) {
+        return @"llvm.x86.avx2.pmadd.wd"(@"llvm.x86.avx2.pmadd.ub.sw"(@bitCast(w), a), scale);
+    }
+    const even: I32x8 = @shuffle(i16, scale, undefined, [8]i32{ 0, 2, 4, 6, 8, 10, 12, 14 });
+    return groupDot(true, w, a) * even;
+}
+
 /// Scalar twin of `groupDot`.
-fn groupDotScalar(w: [32]i8, a: [32]i8) [8]i32 {
+pub fn groupDotScalar(w: [32]i8, a: [32]i8) [8]i32 {
     var out: [8]i32 = undefined;
     for (0..8) |g| {
         var s: i32 = 0;
@@ -354,7 +517,7 @@ fn groupDotScalar(w: [32]i8, a: [32]i8) [8]i32 {
 }
 
 /// Deterministic horizontal sum (fixed tree order, so results do not depend on the caller).
-inline fn hsum8(v: F32x8) f32 {
+pub inline fn hsum8(v: F32x8) f32 {
     const a: @Vector(4, f32) = @shuffle(f32, v, undefined, [4]i32{ 0, 1, 2, 3 }) + @shuffle(f32, v, undefined, [4]i32{ 4, 5, 6, 7 });
     const b: @Vector(2, f32) = @shuffle(f32, a, undefined, [2]i32{ 0, 1 }) + @shuffle(f32, a, undefined, [2]i32{ 2, 3 });
     return b[0] + b[1];
@@ -372,18 +535,54 @@ inline fn unpackNibbles(qs: [16]u8) I8x32 {
     return @bitCast(both);
 }
 
-/// The weight formats `dotRows` handles.
-pub const QuantFormat = enum { q4_0, q4_1, q8_0 };
+/// The fifth bits of a Q5 block as 0 or 16 per element (element order).
+inline fn fifthBits(qh: [4]u8) U8x32 {
+    const bits: @Vector(32, u1) = @bitCast(std.mem.readInt(u32, &qh, .little));
+    return @as(U8x32, bits) << @splat(4);
+}
 
-fn BlockOf(comptime f: QuantFormat) type {
-    return switch (f) {
-        .q4_0 => BlockQ4_0,
-        .q4_1 => BlockQ4_1,
-        .q8_0 => BlockQ8_0,
+/// The weight formats `dotRows` handles (the quantized GGML types).
+pub const QuantFormat = enum {
+    q4_0,
+    q4_1,
+    q5_0,
+    q5_1,
+    q8_0,
+    q4_k,
+    q6_k,
+
+    pub fn isK(f: QuantFormat) bool {
+        return f == .q4_k or f == .q6_k;
+    }
+};
+
+/// The quant format of a GGML type, or null for the float types.
+pub fn formatOf(t: GgmlType) ?QuantFormat {
+    return switch (t) {
+        .q4_0 => .q4_0,
+        .q4_1 => .q4_1,
+        .q5_0 => .q5_0,
+        .q5_1 => .q5_1,
+        .q8_0 => .q8_0,
+        .q4_k => .q4_k,
+        .q6_k => .q6_k,
+        else => null,
     };
 }
 
-/// Dot products of one weight row (`nb` blocks of format `f`) with `n` activation rows at
+pub fn BlockOf(comptime f: QuantFormat) type {
+    return switch (f) {
+        .q4_0 => BlockQ4_0,
+        .q4_1 => BlockQ4_1,
+        .q5_0 => BlockQ5_0,
+        .q5_1 => BlockQ5_1,
+        .q8_0 => BlockQ8_0,
+        .q4_k => kquants.BlockQ4K,
+        .q6_k => kquants.BlockQ6K,
+    };
+}
+
+/// Dot products of one weight row (`nb` * 32 values of format `f`) with `n` activation rows at
 /// once: the row is decoded once per block and reused for every activation row. Each
 /// output is computed by the same operations in the same order whatever `n` is, so a
 /// token's result does not depend on how many tokens share the pass (batch invariance).
@@ -395,6 +594,7 @@ pub inline fn dotRows(
     acts: [n][*]const BlockQ8Act,
     out: *[n]f32,
 ) void {
+    if (comptime f.isK()) return kquants.dotRows(f, n, w_row, nb, acts, out);
     const blocks: [*]align(1) const BlockOf(f) = @ptrCast(w_row);
     var acc: [n]F32x8 = @splat(@splat(0));
     var acc_s: [n]f32 = @splat(0);
@@ -403,7 +603,9 @@ pub inline fn dotRows(
         const dw: f32 = @floatCast(blk.d);
         const wq: I8x32 = switch (f) {
             .q4_0, .q4_1 => unpackNibbles(blk.qs),
+            .q5_0, .q5_1 => unpackNibbles(blk.qs) | @as(I8x32, @bitCast(fifthBits(blk.qh))),
             .q8_0 => blk.qs,
+            else => comptime unreachable,
         };
         inline for (0..n) |t| {
             const a = &acts[t][b];
@@ -412,8 +614,10 @@ pub inline fn dotRows(
             switch (f) {
                 // value = (q - 8) * d: the -8 * d * sum(a) part goes through a.s.
                 .q4_0 => acc_s[t] = @mulAdd(f32, -8.0 * dw, a.s, acc_s[t]),
-                .q4_1 => acc_s[t] = @mulAdd(f32, @as(f32, @floatCast(blk.m)), a.s, acc_s[t]),
+                .q5_0 => acc_s[t] = @mulAdd(f32, -16.0 * dw, a.s, acc_s[t]),
+                .q4_1, .q5_1 => acc_s[t] = @mulAdd(f32, @as(f32, @floatCast(blk.m)), a.s, acc_s[t]),
                 .q8_0 => {},
+                else => comptime unreachable,
             }
         }
     }
@@ -424,17 +628,15 @@ pub inline fn dotRows(
 pub fn dotQuant(t: GgmlType, w_row: [*]const u8, act: []const BlockQ8Act) f32 {
     var out: [1]f32 = undefined;
     const acts = [1][*]const BlockQ8Act{act.ptr};
-    switch (t) {
-        .q4_0 => dotRows(.q4_0, 1, w_row, act.len, acts, &out),
-        .q4_1 => dotRows(.q4_1, 1, w_row, act.len, acts, &out),
-        .q8_0 => dotRows(.q8_0, 1, w_row, act.len, acts, &out),
-        else => unreachable,
+    switch (formatOf(t).?) {
+        inline else => |f| dotRows(f, 1, w_row, act.len, acts, &out),
     }
     return out[0];
 }
 
 /// Scalar twin of `dotRows` / `dotQuant`: plain integer loops, one float accumulator.
 pub fn dotQuantScalar(t: GgmlType, w_row: [*]const u8, act: []const BlockQ8Act) f32 {
+    if (t.isK()) return kquants.dotScalar(t, w_row, act);
     var sum: f32 = 0;
     for (act, 0..) |a, b| {
         var w: [32]i8 = undefined;
@@ -458,6 +660,18 @@ pub fn dotQuantScalar(t: GgmlType, w_row: [*]const u8, act: []const BlockQ8Act) 
                     dw = @floatCast(blk.d);
                     extra = @as(f32, @floatCast(blk.m)) * a.s;
                 }
+            },
+            .q5_0 => {
+                const blk = @as([*]align(1) const BlockQ5_0, @ptrCast(w_row))[b];
+                w = @bitCast(q5Values(blk.qs, blk.qh));
+                dw = @floatCast(blk.d);
+                extra = -16.0 * dw * a.s;
+            },
+            .q5_1 => {
+                const blk = @as([*]align(1) const BlockQ5_1, @ptrCast(w_row))[b];
+                w = @bitCast(q5Values(blk.qs, blk.qh));
+                dw = @floatCast(blk.d);
+                extra = @as(f32, @floatCast(blk.m)) * a.s;
             },
             .q8_0 => {
                 const blk = @as([*]align(1) const BlockQ8_0, @ptrCast(w_row))[b];
@@ -560,6 +774,8 @@ test "quantize then dequantize stays within half a step for every format" {
         // The end opposite the max-magnitude value clamps at 7/8 of it: a full step of error.
         .{ .t = .q4_0, .tol = 2.0 / 8.0 + 1e-2 },
         .{ .t = .q4_1, .tol = 4.0 / 15.0 * 0.5 + 1e-2 },
+        .{ .t = .q5_0, .tol = 2.0 / 16.0 + 1e-2 },
+        .{ .t = .q5_1, .tol = 4.0 / 31.0 * 0.5 + 1e-2 },
     };
     for (cases) |c| {
         quantizeRow(c.t, &x, &buf);
@@ -584,7 +800,7 @@ test "SIMD dot of every format equals the scalar twin and the float reference" {
     for (0..20) |_| {
         randomRow(r, &w, 1);
         randomRow(r, &x, 4);
-        for ([_]GgmlType{ .q4_0, .q4_1, .q8_0 }) |t| {
+        for ([_]GgmlType{ .q4_0, .q4_1, .q5_0, .q5_1, .q8_0 }) |t| {
             quantizeActAs(actSumFor(t), &x, &act);
             quantizeRow(t, &w, &wbuf);
             const got = dotQuant(t, &wbuf, &act);
@@ -600,8 +816,11 @@ test "SIMD dot of every format equals the scalar twin and the float reference" {
                     isum += act[b].qs[j];
                 }
                 // Q4_1's minimum meets s, which ggml's Q8_1 rounds to f16 on its own.
-                if (t == .q4_1) {
-                    const m: f32 = @floatCast(@as([*]align(1) const BlockQ4_1, @ptrCast(&wbuf))[b].m);
+                if (t == .q4_1 or t == .q5_1) {
+                    const m: f32 = if (t == .q4_1)
+                        @floatCast(@as([*]align(1) const BlockQ4_1, @ptrCast(&wbuf))[b].m)
+                    else
+                        @floatCast(@as([*]align(1) const BlockQ5_1, @ptrCast(&wbuf))[b].m);
                     want += @as(f64, m) * (@as(f64, act[b].s) - @as(f64, act[b].d) * @as(f64, @floatFromInt(isum)));
                 }
             }
@@ -623,7 +842,7 @@ test "dotRows gives bit-identical results for n = 1 and n = 4" {
         randomRow(r, x, 1);
         quantizeAct(x, a);
     }
-    inline for (.{ QuantFormat.q4_0, QuantFormat.q4_1, QuantFormat.q8_0 }) |f| {
+    inline for (.{ QuantFormat.q4_0, QuantFormat.q4_1, QuantFormat.q5_0, QuantFormat.q5_1, QuantFormat.q8_0 }) |f| {
         quantizeRow(@field(GgmlType, @tagName(f)), &w, &wbuf);
         var four: [4]f32 = undefined;
         dotRows(f, 4, &wbuf, nb, .{ &acts[0], &acts[1], &acts[2], &acts[3] }, &four);

@@ -621,6 +621,8 @@ test {
     _ = @import("pool.zig");
     _ = @import("matmul.zig");
     _ = @import("interleave.zig");
+    _ = @import("quant/kquants.zig");
+    _ = @import("quant/kquants_x8.zig");
     _ = @import("ops.zig");
     _ = @import("sampling.zig");
     _ = @import("kv/pages.zig");

@@ -1,0 +1,270 @@
+//! K-quant weights repacked eight rows at a time (Q4_Kx8, Q6_Kx8), as interleave.zig does for the
+//! 32-value formats: one record is one super-block column of eight rows, its bytes arranged so
+//! that four activation bytes broadcast across a vector meet four bytes of each row, and one
+//! integer multiply-add serves all eight rows. A record has exactly the size of eight blocks.
+//!
+//! Q4_Kx8 (1152 B): d[8], dmin[8] (f16, lane i = row 8g+i), scales[12][8] (byte k of lane i's
+//! packed scales at [k][i], so one 8-byte load holds byte k of every row), qs[1024]:
+//! qs[256j + 32c + 4i + k] = GGML qs[32j + 4c + k] of lane i (j < 4, c < 8, k < 4): its low
+//! nibble is column 64j + 4c + k (sub-block 2j, "chunk" c) and its high nibble column
+//! 64j + 32 + 4c + k (sub-block 2j + 1).
+//!
+//! Q6_Kx8 (1680 B): d[8] (f16), scales[16][8] (i8, transposed as above), ql[1024], qh[512], by
+//! 32-column sub-block s < 8 and chunk c < 8 (columns 32s + 4c .. +3): the low 4 bits of column
+//! 32s + 4c + k of lane i are nibble (s & 1) of ql[256 (s / 2) + 32c + 4i + k], its high 2 bits are
+//! bits 2 (s % 4) of qh[32 (8 (s / 4) + c) + 4i + k].
+//!
+//! Every (token, row) result is computed by the same operations whatever the token or thread
+//! count, and equals `dotGroupScalar` bit for bit: exact integer super-block sums, then the same
+//! fused multiply-adds.
+const std = @import("std");
+const quant = @import("../quant.zig");
+const kq = @import("kquants.zig");
+const interleave = @import("../interleave.zig");
+
+const BlockQ8Act = quant.BlockQ8Act;
+const BlockQ8K = kq.BlockQ8K;
+const QuantFormat = quant.QuantFormat;
+const G = 8;
+
+pub const BlockQ4Kx8 = extern struct {
+    d: [G]f16,
+    dmin: [G]f16,
+    scales: [12][G]u8,
+    qs: [1024]u8,
+};
+
+pub const BlockQ6Kx8 = extern struct {
+    d: [G]f16,
+    scales: [16][G]i8,
+    ql: [1024]u8,
+    qh: [512]u8,
+};
+
+comptime {
+    std.debug.assert(@sizeOf(BlockQ4Kx8) == G * @sizeOf(kq.BlockQ4K));
+    std.debug.assert(@sizeOf(BlockQ6Kx8) == G * @sizeOf(kq.BlockQ6K));
+}
+
+pub fn BlockX8(comptime f: QuantFormat) type {
+    return switch (f) {
+        .q4_k => BlockQ4Kx8,
+        .q6_k => BlockQ6Kx8,
+        else => @compileError("not a K-quant"),
+    };
+}
+
+// ---------------------------------------------------------------- repack
+
+/// Repacks super-block column `b` of eight plain rows (`rows[i]` = row 8g+i) into `o`.
+pub fn packRecord(comptime f: QuantFormat, rows: [G][*]const u8, b: usize, o: *align(1) BlockX8(f)) void {
+    const P = quant.BlockOf(f);
+    for (0..G) |i| {
+        const blk: *align(1) const P = &@as([*]align(1) const P, @ptrCast(rows[i]))[b];
+        o.d[i] = blk.d;
+        switch (f) {
+            .q4_k => {
+                o.dmin[i] = blk.dmin;
+                for (0..12) |k| o.scales[k][i] = blk.scales[k];
+                for (0..4) |j| for (0..8) |c| for (0..4) |k| {
+                    o.qs[256 * j + 32 * c + 4 * i + k] = blk.qs[32 * j + 4 * c + k];
+                };
+            },
+            .q6_k => {
+                for (0..16) |k| o.scales[k][i] = blk.scales[k];
+                for (0..8) |s| for (0..8) |c| for (0..4) |k| {
+                    const q = kq.q6kAt(blk, 32 * s + 4 * c + k);
+                    const lo_at = 256 * (s / 2) + 32 * c + 4 * i + k;
+                    const hi_at = 32 * (8 * (s / 4) + c) + 4 * i + k;
+                    const lo_shift: u3 = @intCast(4 * (s & 1));
+                    const hi_shift: u3 = @intCast(2 * (s % 4));
+                    if (s & 1 == 0) o.ql[lo_at] = 0;
+                    if (s % 4 == 0) o.qh[hi_at] = 0;
+                    o.ql[lo_at] |= (q & 15) << lo_shift;
+                    o.qh[hi_at] |= (q >> 4) << hi_shift;
+                };
+            },
+            else => comptime unreachable,
+        }
+    }
+}
+
+/// The plain GGML block of lane `i` of a record (the inverse of `packRecord`).
+pub fn unpackRecord(comptime f: QuantFormat, rec: *align(1) const BlockX8(f), i: usize) quant.BlockOf(f) {
+    var blk: quant.BlockOf(f) = undefined;
+    blk.d = rec.d[i];
+    switch (f) {
+        .q4_k => {
+            blk.dmin = rec.dmin[i];
+            for (0..12) |k| blk.scales[k] = rec.scales[k][i];
+            for (0..4) |j| for (0..8) |c| for (0..4) |k| {
+                blk.qs[32 * j + 4 * c + k] = rec.qs[256 * j + 32 * c + 4 * i + k];
+            };
+        },
+        .q6_k => {
+            for (0..16) |k| blk.scales[k] = rec.scales[k][i];
+            @memset(&blk.ql, 0);
+            @memset(&blk.qh, 0);
+            for (0..8) |s| for (0..8) |c| for (0..4) |k| {
+                const lo = (rec.ql[256 * (s / 2) + 32 * c + 4 * i + k] >> @intCast(4 * (s & 1))) & 15;
+                const hi = (rec.qh[32 * (8 * (s / 4) + c) + 4 * i + k] >> @intCast(2 * (s % 4))) & 3;
+                // Back to GGML's order (see kquants.BlockQ6K).
+                const col = 32 * s + 4 * c + k;
+                const h = col / 128;
+                const p = (col % 128) / 32;
+                const l = col % 32;
+                blk.ql[64 * h + l + 32 * (p & 1)] |= lo << @intCast(4 * (p / 2));
+                blk.qh[32 * h + l] |= hi << @intCast(2 * p);
+            };
+        },
+        else => comptime unreachable,
+    }
+    return blk;
+}
+
+// ---------------------------------------------------------------- dot products
+
+const I8x32 = @Vector(32, i8);
+const U8x32 = @Vector(32, u8);
+const I32x8 = @Vector(8, i32);
+const F32x8 = @Vector(8, f32);
+const U8x8 = @Vector(G, u8);
+
+inline fn widen(v: U8x8) I32x8 {
+    return @intCast(v);
+}
+
+/// Dot products of one group of eight interleaved K-quant rows (`nb` * 32 columns, `nb` / 8
+/// records at `group`) with `n` Q8_K activation rows: out[t][i] = row i · token t.
+pub inline fn dotGroup(
+    comptime f: QuantFormat,
+    comptime n: usize,
+    group: [*]const u8,
+    nb: usize,
+    acts: [n][*]const BlockQ8Act,
+    out: *[n]F32x8,
+) void {
+    @setEvalBranchQuota(100_000);
+    const recs: [*]align(1) const BlockX8(f) = @ptrCast(group);
+    var acc: [n]F32x8 = @splat(@splat(0));
+    for (0..nb / 8) |b| {
+        const rec = &recs[b];
+        const d: F32x8 = @floatCast(@as(@Vector(G, f16), rec.d));
+        var isum: [n]I32x8 = @splat(@splat(0));
+        switch (f) {
+            .q4_k => {
+                var q: [12]U8x8 = undefined;
+                inline for (0..12) |k| q[k] = rec.scales[k];
+                var sc: [8]I32x8 = undefined;
+                var mn: [8]I32x8 = undefined;
+                const m6: U8x8 = @splat(63);
+                const m4: U8x8 = @splat(15);
+                inline for (0..4) |s| {
+                    sc[s] = widen(q[s] & m6);
+                    mn[s] = widen(q[s + 4] & m6);
+                    sc[s + 4] = widen((q[s + 8] & m4) | ((q[s] >> @splat(6)) << @splat(4)));
+                    mn[s + 4] = widen((q[s + 8] >> @splat(4)) | ((q[s + 4] >> @splat(6)) << @splat(4)));
+                }
+                inline for (0..4) |j| {
+                    var lo: [8]I8x32 = undefined;
+                    var hi: [8]I8x32 = undefined;
+                    inline for (0..8) |c| {
+                        const v: U8x32 = rec.qs[256 * j + 32 * c ..][0..32].*;
+                        lo[c] = @bitCast(v & @as(U8x32, @splat(15)));
+                        hi[c] = @bitCast(v >> @splat(4));
+                    }
+                    inline for (0..n) |t| {
+                        const a = &@as([*]const BlockQ8K, @ptrCast(acts[t]))[b];
+                        const s_lo = interleave.chunkSums(15, 8, &lo, a.qs[64 * j ..][0..32]);
+                        const s_hi = interleave.chunkSums(15, 8, &hi, a.qs[64 * j + 32 ..][0..32]);
+                        isum[t] += s_lo * sc[2 * j] + s_hi * sc[2 * j + 1];
+                    }
+                }
+                const dmin: F32x8 = @floatCast(@as(@Vector(G, f16), rec.dmin));
+                inline for (0..n) |t| {
+                    const a = &@as([*]const BlockQ8K, @ptrCast(acts[t]))[b];
+                    var summ: I32x8 = @splat(0);
+                    inline for (0..8) |s| summ += mn[s] * @as(I32x8, @splat(@as(i32, a.bsums[2 * s]) + a.bsums[2 * s + 1]));
+                    const da: F32x8 = @splat(a.d);
+                    acc[t] = @mulAdd(F32x8, @floatFromInt(isum[t]), d * da, acc[t]);
+                    acc[t] = @mulAdd(F32x8, @floatFromInt(summ), -(dmin * da), acc[t]);
+                }
+            },
+            .q6_k => {
+                var sc: [16]I32x8 = undefined;
+                inline for (0..16) |k| sc[k] = @as(@Vector(G, i8), rec.scales[k]);
+                inline for (0..4) |sp| {
+                    var lo: [8]I8x32 = undefined;
+                    var hi: [8]I8x32 = undefined;
+                    const sh0: u3 = 4 * (sp % 2);
+                    inline for (0..8) |c| {
+                        const v: U8x32 = rec.ql[256 * sp + 32 * c ..][0..32].*;
+                        const h: U8x32 = rec.qh[32 * (8 * (sp / 2) + c) ..][0..32].*;
+                        const three: U8x32 = @splat(3);
+                        lo[c] = @bitCast((v & @as(U8x32, @splat(15))) | (((h >> @splat(sh0)) & three) << @splat(4)));
+                        hi[c] = @bitCast((v >> @splat(4)) | (((h >> @splat(sh0 + 2)) & three) << @splat(4)));
+                    }
+                    inline for (0..n) |t| {
+                        const a = &@as([*]const BlockQ8K, @ptrCast(acts[t]))[b];
+                        const aq = a.qs[64 * sp ..][0..64];
+                        isum[t] += interleave.chunkSums(63, 4, lo[0..4], aq[0..16]) * sc[4 * sp] +
+                            interleave.chunkSums(63, 4, lo[4..8], aq[16..32]) * sc[4 * sp + 1] +
+                            interleave.chunkSums(63, 4, hi[0..4], aq[32..48]) * sc[4 * sp + 2] +
+                            interleave.chunkSums(63, 4, hi[4..8], aq[48..64]) * sc[4 * sp + 3];
+                    }
+                }
+                inline for (0..n) |t| {
+                    const a = &@as([*]const BlockQ8K, @ptrCast(acts[t]))[b];
+                    var off: I32x8 = @splat(0);
+                    inline for (0..16) |k| off += sc[k] * @as(I32x8, @splat(a.bsums[k]));
+                    // The offset of 32 goes through the sums of 16: one exact integer per row.
+                    const total = isum[t] - off * @as(I32x8, @splat(32));
+                    acc[t] = @mulAdd(F32x8, @floatFromInt(total), d * @as(F32x8, @splat(a.d)), acc[t]);
+                }
+            },
+            else => comptime unreachable,
+        }
+    }
+    out.* = acc;
+}
+
+/// Scalar twin of `dotGroup` for one token (the same integers, the same fused multiply-adds).
+pub fn dotGroupScalar(comptime f: QuantFormat, group: [*]const u8, nb: usize, act: []const BlockQ8Act) [G]f32 {
+    const recs: [*]align(1) const BlockX8(f) = @ptrCast(group);
+    const a8: [*]const BlockQ8K = @ptrCast(act.ptr);
+    var out: [G]f32 = @splat(0);
+    for (0..nb / 8) |b| {
+        const a = &a8[b];
+        for (0..G) |i| {
+            const blk = unpackRecord(f, &recs[b], i);
+            const d: f32 = @floatCast(blk.d);
+            switch (f) {
+                .q4_k => {
+                    var isum: i32 = 0;
+                    var summ: i32 = 0;
+                    for (0..8) |s| {
+                        const sm = kq.scaleMin(&blk.scales, s);
+                        var ss: i32 = 0;
+                        for (0..32) |l| ss += @as(i32, kq.q4kAt(&blk, 32 * s + l)) * a.qs[32 * s + l];
+                        isum += ss * sm.sc;
+                        summ += @as(i32, sm.m) * (@as(i32, a.bsums[2 * s]) + a.bsums[2 * s + 1]);
+                    }
+                    const dmin: f32 = @floatCast(blk.dmin);
+                    out[i] = @mulAdd(f32, @floatFromInt(isum), d * a.d, out[i]);
+                    out[i] = @mulAdd(f32, @floatFromInt(summ), -(dmin * a.d), out[i]);
+                },
+                .q6_k => {
+                    var total: i32 = 0;
+                    for (0..16) |h| {
+                        var ss: i32 = 0;
+                        for (0..16) |l| ss += (@as(i32, kq.q6kAt(&blk, 16 * h + l)) - 32) * a.qs[16 * h + l];
+                        total += @as(i32, blk.scales[h]) * ss;
+                    }
+                    out[i] = @mulAdd(f32, @floatFromInt(total), d * a.d, out[i]);
+                },
+                else => comptime unreachable,
+            }
+        }
+    }
+    return out;
+}

@@ -33,7 +33,7 @@ export const TINY = { blocks: 2, embd: 64, ff: 96, heads: 2, kvHeads: 1, headDim
 const Q4_0 = 2;
 const Q8_0 = 8;
 const F32 = 0;
-const Q5_0 = 6;
+const MXFP4 = 39;
 
 const tokens = [
   "<unk>",
@@ -909,9 +909,9 @@ export function malformedCases(): MalformedCase[] {
   );
   config(
     "type-not-computable",
-    "attn_q as Q5_0 (parses, no kernel)",
-    'tensor "blk.0.attn_q.weight" has type Q5_0, which hearth cannot compute',
-    reshaped("blk.0.attn_q.weight", [64, 64], Q5_0),
+    "attn_q as MXFP4 (parses, no kernel)",
+    'tensor "blk.0.attn_q.weight" has type MXFP4, which hearth cannot compute',
+    reshaped("blk.0.attn_q.weight", [64, 64], MXFP4),
   );
   config(
     "unexpected-tensor",

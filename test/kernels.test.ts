@@ -46,9 +46,20 @@ function atOddOffset(bytes: Uint8Array, offset = 3): Uint8Array {
 
 // ---------------------------------------------------------------- TypeScript references (from the GGML layouts)
 
-const BLOCK_BYTES: Record<GgmlTypeName, number> = { f32: 4, f16: 2, q4_0: 18, q4_1: 20, q8_0: 34 };
-const QUANT: GgmlTypeName[] = ["q4_0", "q4_1", "q8_0"];
-const ALL: GgmlTypeName[] = ["f32", "f16", "q4_0", "q4_1", "q8_0"];
+const BLOCK_BYTES: Record<GgmlTypeName, number> = {
+  f32: 4,
+  f16: 2,
+  q4_0: 18,
+  q4_1: 20,
+  q5_0: 22,
+  q5_1: 24,
+  q8_0: 34,
+  q4_k: 144,
+  q6_k: 210,
+};
+/** The 32-value block formats hearth also quantizes to (the K-quants are tested on ggml's fixtures). */
+const QUANT: GgmlTypeName[] = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0"];
+const ALL: GgmlTypeName[] = ["f32", "f16", ...QUANT];
 
 function refDequantize(type: GgmlTypeName, src: Uint8Array, n: number): Float64Array {
   const dv = new DataView(src.buffer, src.byteOffset, src.byteLength);
@@ -63,7 +74,13 @@ function refDequantize(type: GgmlTypeName, src: Uint8Array, n: number): Float64A
       const base = b * BLOCK_BYTES[type];
       const d = dv.getFloat16(base, true);
       if (type === "q8_0") out[i] = f(dv.getInt8(base + 2 + j) * d);
-      else {
+      else if (type === "q5_0" || type === "q5_1") {
+        const qsOff = base + (type === "q5_1" ? 8 : 6);
+        const qh = dv.getUint32(qsOff - 4, true);
+        const byte = dv.getUint8(qsOff + (j % 16));
+        const q = (j < 16 ? byte & 15 : byte >> 4) | (((qh >>> j) & 1) << 4);
+        out[i] = type === "q5_0" ? f((q - 16) * d) : f(f(q * d) + dv.getFloat16(base + 2, true));
+      } else {
         const qsOff = base + (type === "q4_1" ? 4 : 2);
         const byte = dv.getUint8(qsOff + (j % 16));
         const q = j < 16 ? byte & 15 : byte >> 4;
@@ -102,22 +119,24 @@ function refQuantizeAct(x: Float32Array, forType: GgmlTypeName = "q4_1"): ActBlo
       sum += qs[j] as number;
     }
     const d = Math.f16round(d32);
-    out.push({ qs, d, s: forType === "q4_0" ? f(d * sum) : Math.f16round(f(d32 * sum)) });
+    const exact = forType === "q4_0" || forType === "q5_0";
+    out.push({ qs, d, s: exact ? f(d * sum) : Math.f16round(f(d32 * sum)) });
   }
   return out;
 }
 
-/** What Q4_1's minimum adds beyond the dequantized product: m * (s - d * sum q) per block
- *  (ggml's Q8_1 rounds s on its own); 0 for the other types. */
+/** What Q4_1's / Q5_1's minimum adds beyond the dequantized product: m * (s - d * sum q) per
+ *  block (ggml's Q8_1 rounds s on its own); 0 for the other types. */
 function sumCorrection(type: GgmlTypeName, wRow: Uint8Array, blocks: ActBlock[], first: number): number {
-  if (type !== "q4_1") return 0;
+  if (type !== "q4_1" && type !== "q5_1") return 0;
+  const size = BLOCK_BYTES[type];
   const dv = new DataView(wRow.buffer, wRow.byteOffset, wRow.byteLength);
   let c = 0;
-  for (let b = 0; b < wRow.byteLength / 20; b++) {
+  for (let b = 0; b < wRow.byteLength / size; b++) {
     const blk = blocks[first + b] as ActBlock;
     let sum = 0;
     for (const q of blk.qs) sum += q;
-    c += dv.getFloat16(b * 20 + 2, true) * (blk.s - blk.d * sum);
+    c += dv.getFloat16(b * size + 2, true) * (blk.s - blk.d * sum);
   }
   return c;
 }
@@ -165,7 +184,11 @@ describe("row sizes", () => {
     expect(rowSizeBytes("q4_0", 64)).toBe(36);
     expect(rowSizeBytes("f16", 7)).toBe(14);
     expect(rowSizeBytes("f32", 7)).toBe(28);
-    expect(Number(lib.hearth_row_size_bytes(7, 64))).toBe(-9); // unsupported
+    expect(rowSizeBytes("q5_0", 576)).toBe(396);
+    expect(rowSizeBytes("q4_k", 1536)).toBe(864);
+    expect(rowSizeBytes("q6_k", 256)).toBe(210);
+    expect(Number(lib.hearth_row_size_bytes(10, 256))).toBe(-9); // Q2_K: unsupported
+    expect(Number(lib.hearth_row_size_bytes(GgmlType.q4_k, 576))).toBe(-1); // not whole super-blocks
     expect(Number(lib.hearth_row_size_bytes(GgmlType.q4_1, 33))).toBe(-1); // not a block multiple
     expect(Number(lib.hearth_row_size_bytes(GgmlType.q4_1, 0))).toBe(-1);
   });
@@ -186,7 +209,7 @@ describe("dequantize", () => {
         if (QUANT.includes(type)) {
           for (let b = 0; b < n / 32; b++) {
             dv.setFloat16(b * BLOCK_BYTES[type], r() * 0.2 - 0.1, true);
-            if (type === "q4_1") dv.setFloat16(b * BLOCK_BYTES[type] + 2, r() - 0.5, true);
+            if (type === "q4_1" || type === "q5_1") dv.setFloat16(b * BLOCK_BYTES[type] + 2, r() - 0.5, true);
           }
         }
         const src = atOddOffset(bytes);
@@ -206,6 +229,8 @@ describe("quantize", () => {
       [64, "q8_0"],
       [32 * 19, "q4_1"],
       [32 * 19, "q4_0"],
+      [32 * 19, "q5_0"],
+      [32 * 19, "q5_1"],
     ] as const) {
       const x = randomFloats(r, n, 5);
       if (n >= 64) x.fill(0, 32, 64); // an all-zero block
@@ -237,7 +262,9 @@ describe("quantize", () => {
           q8_0: 2 / 127 / 2 + 2e-3,
           q4_0: 2 / 8 + 1e-2,
           q4_1: 4 / 15 / 2 + 1e-2,
-        }[type];
+          q5_0: 2 / 16 + 1e-2,
+          q5_1: 4 / 31 / 2 + 1e-2,
+        }[type as string] as number;
         for (let i = 0; i < x.length; i++)
           expect(Math.abs((back[i] as number) - (x[i] as number))).toBeLessThanOrEqual(tol);
       }
@@ -474,7 +501,7 @@ describe("bad arguments give status codes, never a crash", () => {
     ],
     [
       "unsupported type",
-      () => lib.hearth_matmul(pool.ptr, 6, 0, w, w.length, 1, 64, null, act, 1, out, 4),
+      () => lib.hearth_matmul(pool.ptr, 10, 0, w, w.length, 1, 64, null, act, 1, out, 4),
       -9,
     ],
     [

@@ -203,11 +203,11 @@ describe("valid variants of a Llama file", () => {
   });
 
   test("requireComputableTypes: false accepts a type the kernels lack", () => {
-    const file = tiny({}, (ts) => ts.map((t) => (t.name === "blk.0.attn_q.weight" ? { ...t, type: 6 } : t)));
-    expect(() => llamaConfigFromGguf(file)).toThrow(/Q5_0, which hearth cannot compute/);
+    const file = tiny({}, (ts) => ts.map((t) => (t.name === "blk.0.attn_q.weight" ? { ...t, type: 39 } : t)));
+    expect(() => llamaConfigFromGguf(file)).toThrow(/MXFP4, which hearth cannot compute/);
     expect(
       llamaConfigFromGguf(file, { requireComputableTypes: false }).tensors.layers[0]?.attnQ.typeName,
-    ).toBe("Q5_0");
+    ).toBe("MXFP4");
   });
 
   test("ModelConfigError is a GgufError, so one catch handles every bad file", () => {

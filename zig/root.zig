@@ -19,7 +19,7 @@ const kv_prefix = @import("kv/prefix.zig");
 const kv_evict = @import("kv/evict.zig");
 
 /// Bumped whenever an export's signature or meaning changes; checked by src/native at load.
-pub const abi_version: u32 = 8;
+pub const abi_version: u32 = 9;
 
 export fn hearth_abi_version() u32 {
     return abi_version;
@@ -63,7 +63,7 @@ fn checkType(t: u32) ?quant.GgmlType {
 
 /// Row of `cols` elements of type `t`: the type is supported and cols a positive multiple of its block.
 fn checkRow(t: u32, cols: usize) i32 {
-    const ty = checkType(t) orelse return fail(.unsupported, "ggml type {d} is not supported (f32=0, f16=1, q4_0=2, q4_1=3, q8_0=8)", .{t});
+    const ty = checkType(t) orelse return fail(.unsupported, "ggml type {d} is not supported (f32=0, f16=1, q4_0=2, q4_1=3, q5_0=6, q5_1=7, q8_0=8, q4_K=12, q6_K=14)", .{t});
     if (cols == 0) return fail(.invalid_argument, "cols must be > 0", .{});
     if (cols % ty.blockElems() != 0) return fail(.invalid_argument, "cols {d} is not a multiple of {d} for {s}", .{ cols, ty.blockElems(), @tagName(ty) });
     return 0;
@@ -135,6 +135,7 @@ export fn hearth_quantize_row(ggml_type: u32, x: ?[*]const f32, n: usize, dst: ?
     var rc = checkRow(ggml_type, n);
     if (rc < 0) return rc;
     const t: quant.GgmlType = @fromBackingInt(@intCast(ggml_type));
+    if (!quant.canQuantize(t)) return fail(.unsupported, "hearth reads {s} but does not quantize to it", .{t.name().?});
     rc = checkF32(x, "x");
     if (rc < 0) return rc;
     rc = checkBytes(dst, dst_len_bytes, quant.rowSizeBytes(t, n), "dst");
@@ -149,15 +150,17 @@ export fn hearth_quantize_act(x: ?[*]const f32, n: usize, out: ?[*]BlockQ8Act, o
     return quantizeActFor(.q4_1, x, n, out, out_len_bytes);
 }
 
-/// As hearth_quantize_act, rounded for the weights of GGML type `ggml_type` (Q4_0 wants an exact `s`).
+/// As hearth_quantize_act, for the weights of GGML type `ggml_type` (Q4_0 / Q5_0 want an exact `s`;
+/// the K-quants want Q8_K: n a multiple of 256, each 256 values one 320-byte block (ggml's
+/// block_q8_K, 292 bytes, then padding) in the place of 8 BlockQ8Act).
 export fn hearth_quantize_act_for(ggml_type: u32, x: ?[*]const f32, n: usize, out: ?[*]BlockQ8Act, out_len_bytes: usize) i32 {
     const t: quant.GgmlType = @fromBackingInt(ggml_type);
-    if (!t.isQuantized()) return status.fail(.unsupported, "activations are quantized only for Q4_0, Q4_1 and Q8_0 weights, not type {d}", .{ggml_type});
+    if (!t.isQuantized()) return status.fail(.unsupported, "activations are quantized only for quantized weight types, not type {d}", .{ggml_type});
     return quantizeActFor(t, x, n, out, out_len_bytes);
 }
 
 fn quantizeActFor(t: quant.GgmlType, x: ?[*]const f32, n: usize, out: ?[*]BlockQ8Act, out_len_bytes: usize) i32 {
-    var rc = checkRow(@backingInt(quant.GgmlType.q8_0), n);
+    var rc = checkRow(@backingInt(if (t.isK()) quant.GgmlType.q4_k else quant.GgmlType.q8_0), n);
     if (rc < 0) return rc;
     rc = checkF32(x, "x");
     if (rc < 0) return rc;

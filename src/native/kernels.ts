@@ -2,12 +2,24 @@
 import { type Pointer, ptr } from "bun:ffi";
 import { check, library } from "./lib.ts";
 
-export const GgmlType = { f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 8 } as const;
+export const GgmlType = {
+  f32: 0,
+  f16: 1,
+  q4_0: 2,
+  q4_1: 3,
+  q5_0: 6,
+  q5_1: 7,
+  q8_0: 8,
+  q4_k: 12,
+  q6_k: 14,
+} as const;
 export type GgmlTypeName = keyof typeof GgmlType;
 
 /** Bytes of one BlockQ8Act (32 int8 + f32 scale + f32 scaled sum). */
 export const ACT_BLOCK_BYTES = 40;
 export const BLOCK_ELEMS = 32;
+/** Bytes of ggml's block_q8_K (f32 d, 256 int8, 16 int16 sums) at the start of each 320-byte slot. */
+export const Q8K_BLOCK_BYTES = 292;
 
 export function rowSizeBytes(type: GgmlTypeName, cols: number): number {
   return check(Number(library().hearth_row_size_bytes(GgmlType[type], cols)), `row size of ${type}[${cols}]`);
@@ -51,7 +63,9 @@ export function dequantizeRow(type: GgmlTypeName, src: Uint8Array, n: number): F
 
 /**
  * Quantizes activations (length a multiple of 32) into BlockQ8Act blocks for weights of type
- * `forType` (as ggml: Q8_1 for Q4_1 and Q8_0 weights, an exact block sum for Q4_0).
+ * `forType` (as ggml: Q8_1 for Q4_1, Q5_1 and Q8_0 weights, an exact block sum for Q4_0 and
+ * Q5_0; for the K-quants, length a multiple of 256, Q8_K blocks of Q8K_BLOCK_BYTES, each in the
+ * place of 8 BlockQ8Act).
  */
 export function quantizeAct(x: Float32Array, forType: GgmlTypeName = "q4_1"): Uint8Array {
   const out = new Uint8Array(new ArrayBuffer((x.length / BLOCK_ELEMS) * ACT_BLOCK_BYTES));

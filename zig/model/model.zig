@@ -240,18 +240,29 @@ pub const Model = struct {
 };
 
 fn typeName(t: u32) []const u8 {
-    return switch (t) {
-        0 => "F32",
-        1 => "F16",
-        2 => "Q4_0",
-        3 => "Q4_1",
-        8 => "Q8_0",
-        else => "unsupported",
-    };
+    return quant.GgmlType.name(@fromBackingInt(t)) orelse "unsupported";
 }
 
 fn isMatrixType(t: u32) bool {
-    return t == 0 or t == 1 or t == 2 or t == 3 or t == 8;
+    return quant.GgmlType.isSupported(@fromBackingInt(t));
+}
+
+/// Whether weights of type `t` read Q8_K activations (the K-quants) rather than 32-value blocks.
+fn readsQ8K(t: u32) bool {
+    return quant.actSumFor(@fromBackingInt(t)) == .q8_k;
+}
+
+/// Matrices that read one activation buffer (Q/K/V, gate/up) must agree on its encoding, and
+/// the attention output, quantized per KV group, must cut into whole Q8_K blocks.
+fn checkActivationSharing(t: []const TensorDesc, layer: usize, hp: *const Hparams) i32 {
+    if (readsQ8K(t[1].type) != readsQ8K(t[2].type) or readsQ8K(t[1].type) != readsQ8K(t[3].type))
+        return status.fail(.unsupported, "blk.{d}: attn_q/k/v mix K-quant and 32-value block types ({s}, {s}, {s})", .{ layer, typeName(t[1].type), typeName(t[2].type), typeName(t[3].type) });
+    if (readsQ8K(t[6].type) != readsQ8K(t[7].type))
+        return status.fail(.unsupported, "blk.{d}: ffn_gate/up mix K-quant and 32-value block types ({s}, {s})", .{ layer, typeName(t[6].type), typeName(t[7].type) });
+    const group_width = @as(u64, hp.n_head / hp.n_head_kv) * hp.head_dim;
+    if (readsQ8K(t[4].type) and group_width % quant.kquants.super_elems != 0)
+        return status.fail(.unsupported, "blk.{d}: attn_output is {s} but a KV group is {d} values wide (not whole 256-value blocks)", .{ layer, typeName(t[4].type), group_width });
+    return 0;
 }
 
 /// The GGUF name of a table entry ("token_embd.weight", "blk.3.attn_q.weight") for messages.
@@ -268,7 +279,7 @@ const TensorName = struct {
 fn checkTensor(d: TensorDesc, name: []const u8, layer: ?usize, file_size: u64, want: []const u64, matrix: bool) i32 {
     const tn: TensorName = .{ .name = name, .layer = layer };
     if (!isMatrixType(d.type)) {
-        return status.fail(.unsupported, "tensor {f}: GGML type {d} is not supported (F32, F16, Q4_0, Q4_1, Q8_0 are)", .{ tn, d.type });
+        return status.fail(.unsupported, "tensor {f}: GGML type {d} is not supported (F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K are)", .{ tn, d.type });
     }
     if (d.n_dims != want.len) {
         return status.fail(.bad_model, "tensor {f}: {d} dims, expected {d}", .{ tn, d.n_dims, want.len });
@@ -278,9 +289,9 @@ fn checkTensor(d: TensorDesc, name: []const u8, layer: ?usize, file_size: u64, w
     }
     const cols = want[0];
     const rows: u64 = if (want.len > 1) want[1] else 1;
-    const t: quant.GgmlType = @fromBackingInt(@intCast(d.type));
-    if (d.type != 0 and d.type != 1 and cols % 32 != 0) {
-        return status.fail(.bad_model, "tensor {f}: row length {d} is not a multiple of 32 for {s}", .{ tn, cols, typeName(d.type) });
+    const t: quant.GgmlType = @fromBackingInt(d.type);
+    if (cols % t.blockElems() != 0) {
+        return status.fail(.bad_model, "tensor {f}: row length {d} is not a multiple of {d} for {s}", .{ tn, cols, t.blockElems(), typeName(d.type) });
     }
     const want_size = rows * quant.rowSizeBytes(t, @intCast(cols));
     if (d.size_bytes != want_size) {
@@ -408,6 +419,8 @@ pub fn create(allocator: std.mem.Allocator, path: []const u8, hp: *const Hparams
             rc = checkTensor(desc, name, l, file_size, shape, shape.len == 2);
             if (rc < 0) return rc;
         }
+        rc = checkActivationSharing(tensors[global_tensors.len + l * layer_tensors.len ..][0..layer_tensors.len], l, hp);
+        if (rc < 0) return rc;
     }
 
     const m = build(allocator, mapping, hp, opts, tensors, tied) catch |err|

@@ -14,7 +14,7 @@ export function webPage(opts: WebPageOptions) {
   const page = chatPage();
   const info = { model: opts.modelId, context_tokens: opts.contextTokens };
   const text = routesText(opts.modelId);
-  return new Elysia({ normalize: false })
+  return new Elysia()
     .get("/", async ({ request }) => {
       if (!/\btext\/html\b/.test(request.headers.get("accept") ?? ""))
         return new Response(text, {

@@ -140,12 +140,18 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       "node-llama-cpp",
       async () => void nlc.push(await peerBench({ pp, tg, reps: 1, threads: opts.threads, model: path })),
     ]);
+  // A peer that fails (a file its llama.cpp cannot load) loses its column, not the suite.
+  const peerErrors = new Map<string, string>();
   for (let r = 0; r < reps; r++) {
     // Rotate which runtime goes first so drift in machine load falls on all of them.
-    for (let k = 0; k < runners.length; k++)
-      await (runners[(r + k) % runners.length] as [string, () => Promise<void>])[1]();
+    for (let k = 0; k < runners.length; k++) {
+      const [who, runOne] = runners[(r + k) % runners.length] as [string, () => Promise<void>];
+      if (peerErrors.has(who)) continue;
+      await runOne().catch((err: Error) => peerErrors.set(who, JSON.stringify(err.message.slice(0, 300))));
+    }
   }
   if (hearthError !== null) notes.push(`hearth could not run this model: ${hearthError}`);
+  for (const [who, msg] of peerErrors) notes.push(`${who} failed: ${msg}`);
   const loadAfter = loadNote();
   notes.push(`before: ${loadBefore.note}; after: ${loadAfter.note}.`);
 
@@ -220,6 +226,7 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       hearth_pp512: meanOrNull(hPp),
       hearth_tg128: meanOrNull(hTg),
       hearth_error: hearthError,
+      peer_errors: peerErrors.size > 0 ? JSON.stringify(Object.fromEntries(peerErrors)) : null,
       llamacpp_pp512: lPp?.stats.mean ?? null,
       llamacpp_tg128: lTg?.stats.mean ?? null,
       llamacpp_pp512_flash_attention: lPp ? (lPp.flashAttention ? "on" : "off") : null,

@@ -250,6 +250,7 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       quick: opts.quick ? "yes (sizes and repetitions reduced; not for reporting)" : "no",
     },
     notes,
+    raw: { hearth, llamacpp: lcpp, nodellamacpp: nlc },
   };
 }
 

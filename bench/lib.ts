@@ -27,6 +27,8 @@ export interface SuiteResult {
   /** The headline figures, flat keys (the ones the issues name, e.g. hearth_tg128). */
   summary: Record<string, number | string | null>;
   notes?: string[];
+  /** Every repetition's raw figures, saved with the run (bench/results.ts), never printed. */
+  raw?: unknown;
 }
 
 export function parseBenchArgs(argv: string[]): { suites: string[]; opts: BenchOptions } {

@@ -1,8 +1,10 @@
 // `bun run bench [suite...] [--json] [--quick] [--threads N]`: runs benchmark suites and
 // prints llama-bench style tables; with no suite, runs all and ends with one summary table.
 // With --json the output ends with one JSON object (one suite: its summary keys and rows;
-// all suites: { suites: { name: {...} } } plus the merged summary keys).
+// all suites: { suites: { name: {...} } } plus the merged summary keys). Every run but --quick is
+// also saved to bench/results/<date>-<commit>.json with the machine and versions (bench/results.ts).
 import { type BenchOptions, formatTable, parseBenchArgs, printSuite, type SuiteResult } from "./lib.ts";
+import { saveRun } from "./results.ts";
 
 const SUITES = ["kernels", "e2e", "serve", "kv", "text", "speculative", "library"] as const;
 
@@ -53,6 +55,8 @@ Suites: ${SUITES.join(", ")} (default: all, then one summary table).
     console.log(formatTable(["suite", "figure", "value"], rows));
     if (failures.length > 0) console.log(`\nsuites that failed: ${failures.join(", ")}`);
   }
+  const saved = saveRun(results, argv, opts.quick);
+  if (saved !== null) console.error(`\nsaved: ${saved}`);
   if (opts.json) {
     if (results.length === 1 && names.length === 1) {
       const r = results[0] as SuiteResult;

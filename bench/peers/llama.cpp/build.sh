@@ -95,7 +95,7 @@ rm -f "$STAMP"
 log "configuring in $BUILD (GGML_NATIVE=ON, static, no curl)"
 cmake -S "$SRC" -B "$BUILD" "${CMAKE_FLAGS[@]}" >"$BUILD/cmake.log" 2>&1 ||
   { tail -20 "$BUILD/cmake.log" >&2 && log "cmake failed (full log: $BUILD/cmake.log)" && exit 1; }
-log "building ${TOOLS[*]} with $JOBS jobs (about 5-10 minutes on 2 cores; log: $BUILD/build.log)"
+log "building ${TOOLS[*]} with $JOBS jobs (5-20 minutes on 2 cores; log: $BUILD/build.log)"
 cmake --build "$BUILD" --config Release -j "$JOBS" --target "${TOOLS[@]}" >"$BUILD/build.log" 2>&1 ||
   { tail -30 "$BUILD/build.log" >&2 && log "build failed (full log: $BUILD/build.log)" && exit 1; }
 for t in "${TOOLS[@]}"; do case "$t" in llama-*) ;; *) touch "$BUILD/$t.done" ;; esac; done

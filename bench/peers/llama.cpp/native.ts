@@ -11,7 +11,7 @@ const HERE = import.meta.dir;
 export const MODELS_DIR = join(HERE, "models");
 export const PIN = "llama-cpp-python 0.3.36 sdist";
 export const BUILD_HINT =
-  "native llama.cpp peer not built: run `bash bench/peers/llama.cpp/build.sh` (about 5-10 min on 2 cores)";
+  "native llama.cpp peer not built: run `bash bench/peers/llama.cpp/build.sh` (5-20 min on 2 cores)";
 export const MODELS_HINT = "make the model variants with `bash bench/peers/llama.cpp/models.sh`";
 
 /** Where the tools are: $LLAMACPP_BUILD_DIR/bin, else bench/peers/llama.cpp/build/bin; null if absent. */

@@ -290,18 +290,28 @@ describe("the chat page against `hearth serve`", () => {
         res = await take();
       }
       expect(res.status).toBe(200);
+      // Keep reading the held reply (and note if it ends before the page has been refused).
       const reader = (res.body as ReadableStream<Uint8Array>).getReader();
-      await reader.read();
+      const first = new TextDecoder().decode((await reader.read()).value);
+      expect(first).not.toContain('"error"');
+      let holdEnded = false;
+      const draining = (async () => {
+        while (!(await reader.read().catch(() => ({ done: true }))).done);
+        holdEnded = true;
+      })();
       try {
         await messageBox(page).fill("Hello there");
         await messageBox(page).press("Enter");
         const alert = page.getByRole("alert");
-        await textWith(alert, "The server is busy");
+        await textWith(alert, "The server is busy").catch((err) => {
+          throw new Error(`${(err as Error).message} (the held reply had ${holdEnded ? "" : "not "}ended)`);
+        });
         // The message waits in the box to be sent again; nothing was kept.
         expect(await messageBox(page).inputValue()).toBe("Hello there");
         expect(await replies(page).count()).toBe(0);
       } finally {
         hold.abort();
+        await draining;
       }
       expect(await until(() => metric(server.url, "hearth_requests_running"), 0)).toBe(0);
 

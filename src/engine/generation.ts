@@ -235,6 +235,11 @@ export class Generation {
     return out;
   }
 
+  /** The stop string that ended the generation, if one did. */
+  get matchedStop(): string | undefined {
+    return this.stop.matchedStop;
+  }
+
   /** Text held back for a possible stop string, when the caller ends the generation (abort). */
   flushHeld(): string {
     return this.stop.flush();

@@ -44,6 +44,8 @@ export type EngineEvent =
       logprobs?: TokenLogprob[];
       promptLogprobs?: TokenLogprob[];
       finish: EngineFinishReason;
+      /** With finish "stop": the stop string that matched (absent when a JSON reply closed). */
+      stopString?: string;
       promptTokens: number;
       /** Prompt tokens whose KV came from the prefix cache instead of being computed. */
       cachedTokens: number;

@@ -304,6 +304,7 @@ export class Scheduler {
       id: s.req.id,
       text,
       finish,
+      ...(s.gen.matchedStop !== undefined ? { stopString: s.gen.matchedStop } : {}),
       promptTokens: s.req.promptIds.length,
       cachedTokens: Math.max(0, s.cachedTokens),
       completionTokens: s.gen.out.length,

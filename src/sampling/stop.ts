@@ -107,6 +107,7 @@ export class StopCondition {
   private readonly isEog: (id: number) => boolean;
   private generated = 0;
   private finished: FinishReason | null = null;
+  private matched: string | undefined;
 
   constructor(options: StopConditionOptions = {}) {
     const max = options.maxTokens ?? Number.POSITIVE_INFINITY;
@@ -120,6 +121,11 @@ export class StopCondition {
 
   get finishReason(): FinishReason | null {
     return this.finished;
+  }
+
+  /** The stop string that ended the generation, if one did. */
+  get matchedStop(): string | undefined {
+    return this.matched;
   }
 
   get tokenCount(): number {
@@ -141,6 +147,7 @@ export class StopCondition {
     const m = this.matcher.push(piece);
     if (m.stopped) {
       this.finished = "stop";
+      this.matched = m.stop;
       return { text: m.text, finish: "stop" };
     }
     if (this.generated >= this.maxTokens) {

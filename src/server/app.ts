@@ -1,4 +1,4 @@
-// The OpenAI-compatible HTTP API as an Elysia app, composed from a table of routes: each route is
+// The OpenAI-compatible HTTP API (and Anthropic's /v1/messages) as an Elysia app, composed from a table of routes: each route is
 // a plugin (src/server/routes/), every body a schema (schemas.ts). Requests become engine
 // requests in engine-request.ts, run on the engine (in a worker) in choices.ts, and come back
 // whole or as SSE (sinks.ts). The hooks every route shares (key, CORS, body limit, errors) are in
@@ -15,6 +15,7 @@ import { ServerMetrics } from "./metrics.ts";
 import { chatRoute } from "./routes/chat.ts";
 import { completionsRoute } from "./routes/completions.ts";
 import { healthRoute } from "./routes/health.ts";
+import { messagesRoute } from "./routes/messages.ts";
 import { metricsRoute } from "./routes/metrics.ts";
 import { modelsRoute } from "./routes/models.ts";
 import { webPage } from "./web/route.ts";
@@ -88,6 +89,7 @@ export function createApp(opts: AppOptions) {
     .use(webPage({ modelId, contextTokens: opts.contextTokens }))
     .use(chatRoute(run, requests))
     .use(completionsRoute(run, requests))
+    .use(messagesRoute(run, requests))
     .use(modelsRoute(modelId))
     .use(healthRoute(engine))
     .use(metricsRoute(engine, metrics));

@@ -36,8 +36,11 @@ export type FinishReason = "stop" | "length";
 export interface ChoiceSink {
   /** A piece of choice i's text (the first one of each choice carries its echoed prompt) and its tokens' scores. */
   piece(i: number, text: string, first: boolean, scores: Scored[]): void;
-  /** Choice i ended; `scores`: tokens scored since its last piece whose text was kept. */
-  finish(i: number, reason: FinishReason, scores: Scored[]): void;
+  /**
+   * Choice i ended; `scores`: tokens scored since its last piece whose text was kept; `done`: the
+   * engine's own account (end-of-generation token or stop string, and which one).
+   */
+  finish(i: number, reason: FinishReason, scores: Scored[], done: Done): void;
   /** Every choice ended. */
   end(usage: UsageBody): void;
   /** The engine failed a choice (the others are cancelled); `busy`: its queue was full. */
@@ -59,7 +62,7 @@ function finishReason(f: EngineFinishReason): FinishReason {
   return f === "length" || f === "context" ? "length" : "stop";
 }
 
-type Done = Extract<EngineEvent, { type: "done" }>;
+export type Done = Extract<EngineEvent, { type: "done" }>;
 
 /**
  * Starts every choice on the engine and feeds their events to `sink`; returns a function that
@@ -134,7 +137,7 @@ export function runChoices(ctx: RunContext, head: ResponseHead, sink: ChoiceSink
         const echo = st.first ? (choices[i]?.echo?.text ?? "") : "";
         st.scores.keep(st.sentChars + echo.length + ev.text.length);
         if (ev.text !== "" || st.first) emit(i, ev.text);
-        sink.finish(i, finishReason(ev.finish), st.scores.take());
+        sink.finish(i, finishReason(ev.finish), st.scores.take(), ev);
         if (state.some((x) => x.done === null)) return;
         finished = true;
         sink.end(

@@ -1,12 +1,18 @@
 // What every route shares, as Elysia hooks: CORS, the body size limit and the API key on each
 // request; JSON bodies read within the limit; and every error answered in OpenAI's shape.
 import { createHash, timingSafeEqual } from "node:crypto";
-import { apiError, BodyTooLargeError, RequestError } from "./errors.ts";
+import { anthropicError, isAnthropicPath } from "./anthropic-errors.ts";
+import { apiError, BodyTooLargeError, type ErrorShape, RequestError } from "./errors.ts";
 import { ChatCompletionBody } from "./schemas.ts";
 import { describeSchema, fieldOf, kindOf, validationMessage } from "./validation.ts";
 
 /** Routes that read a JSON body; every other route ignores what was sent. */
-const BODY_ROUTES = new Set(["/v1/chat/completions", "/v1/completions"]);
+const BODY_ROUTES = new Set(["/v1/chat/completions", "/v1/completions", "/v1/messages"]);
+
+/** The error shape of a request's route: Anthropic's for /v1/messages, OpenAI's for the rest. */
+function errorShape(request: Request): ErrorShape {
+  return isAnthropicPath(requestPath(request.url)) ? anthropicError : apiError;
+}
 
 export interface GuardOptions {
   /** Bearer key every route but /health and the chat page (/) requires when set. */
@@ -32,11 +38,15 @@ function sha256(text: string): Buffer {
 export function guard(opts: GuardOptions) {
   const { corsOrigins, maxBodyBytes } = opts;
   const keyDigest = opts.apiKey === undefined ? null : sha256(opts.apiKey);
-  /** Whether the request carries the API key (scheme case-insensitive, constant-time compare). */
+  /**
+   * Whether the request carries the API key: `Authorization: Bearer` (scheme case-insensitive) or
+   * Anthropic's `x-api-key`; constant-time compare.
+   */
   const authorized = (request: Request): boolean => {
     if (keyDigest === null) return true;
     const m = /^bearer[ \t]+(.+)$/i.exec(request.headers.get("authorization") ?? "");
-    return m !== null && timingSafeEqual(sha256((m[1] as string).trim()), keyDigest);
+    const key = m !== null ? (m[1] as string) : request.headers.get("x-api-key");
+    return key !== null && timingSafeEqual(sha256(key.trim()), keyDigest);
   };
   /** The Access-Control-Allow-Origin a request from `origin` gets, or null for none. */
   const allowedOrigin = (origin: string | null): string | null => {
@@ -65,21 +75,18 @@ export function guard(opts: GuardOptions) {
           },
         });
     }
+    const fail = errorShape(request);
     const len = Number(request.headers.get("content-length") ?? 0);
     if (len > maxBodyBytes)
-      return apiError(
-        413,
-        `request body is ${len} bytes; the limit is ${maxBodyBytes}`,
-        "invalid_request_error",
-      );
+      return fail(413, `request body is ${len} bytes; the limit is ${maxBodyBytes}`, "invalid_request_error");
     // Everything but /health and / (the chat page, which holds no data and asks for the key
     // itself) needs the key: a list of guarded prefixes missed `/metrics/`, which the router
     // sends to the same handler. The path is read off the raw target (an HTTP/1.0 request
     // without Host arrives with a relative URL).
     if (!/^\/(health\/?)?$/.test(requestPath(request.url)) && !authorized(request))
-      return apiError(
+      return fail(
         401,
-        "missing or wrong API key (send Authorization: Bearer <key>)",
+        "missing or wrong API key (send Authorization: Bearer <key>, or x-api-key: <key>)",
         "invalid_request_error",
         null,
         { "www-authenticate": 'Bearer realm="hearth"' },
@@ -147,8 +154,17 @@ export function jsonBody(maxBodyBytes: number, contextTokens: number) {
   };
 }
 
-/** The onError hook: schema failures, refusals and anything else, in OpenAI's error shape. */
-export function errorAnswer({ code, error }: { code: unknown; error: unknown }): Response {
+/** The onError hook: schema failures, refusals and anything else, in the route's error shape. */
+export function errorAnswer({
+  code,
+  error,
+  request,
+}: {
+  code: unknown;
+  error: unknown;
+  request: Request;
+}): Response {
+  const apiError = errorShape(request);
   if (code === "VALIDATION")
     return apiError(
       400,

@@ -9,7 +9,7 @@ import {
   submitError,
 } from "./choices.ts";
 import type { Choice } from "./engine-request.ts";
-import { apiError } from "./errors.ts";
+import { apiError, type ErrorShape } from "./errors.ts";
 import { type Endpoint, orderedJson, type Scored } from "./logprobs.ts";
 import type {
   ChatCompletionChunkType,
@@ -191,6 +191,36 @@ export function sseResponse(
   });
 }
 
+/**
+ * The refusal of a request the engine cannot take now (503 not running, 429 queue full), in the
+ * route's error shape; null when it can.
+ */
+export function admission(
+  ctx: RunContext,
+  endpoint: Endpoint,
+  choices: Choice[],
+  shape: ErrorShape = apiError,
+): Response | null {
+  const { engine, metrics, retryAfter } = ctx;
+  const metricsEndpoint = endpoint === "chat" ? "chat_completions" : "completions";
+  if (!engine.available) {
+    metrics.countRequest(metricsEndpoint, "unavailable");
+    return shape(503, "the engine is not running", "server_error", null, { "retry-after": retryAfter });
+  }
+  if (engine.inFlight + choices.length > engine.capacity) {
+    metrics.countRequest(metricsEndpoint, "queue_full");
+    const need = choices.length === 1 ? "" : ` (this request needs ${choices.length} slots, one per choice)`;
+    return shape(
+      429,
+      `the server is busy: ${engine.inFlight} requests in flight (limit ${engine.capacity})${need}; retry later`,
+      "rate_limit_error",
+      null,
+      { "retry-after": retryAfter },
+    );
+  }
+  return null;
+}
+
 /** Runs a request's choices and answers them as SSE (`stream`) or one JSON body. */
 export function respond(
   ctx: RunContext,
@@ -200,23 +230,8 @@ export function respond(
   includeUsage: boolean,
   request: Request,
 ): Response | Promise<Response> {
-  const { engine, metrics, retryAfter } = ctx;
-  const metricsEndpoint = endpoint === "chat" ? "chat_completions" : "completions";
-  if (!engine.available) {
-    metrics.countRequest(metricsEndpoint, "unavailable");
-    return apiError(503, "the engine is not running", "server_error", null, { "retry-after": retryAfter });
-  }
-  if (engine.inFlight + choices.length > engine.capacity) {
-    metrics.countRequest(metricsEndpoint, "queue_full");
-    const need = choices.length === 1 ? "" : ` (this request needs ${choices.length} slots, one per choice)`;
-    return apiError(
-      429,
-      `the server is busy: ${engine.inFlight} requests in flight (limit ${engine.capacity})${need}; retry later`,
-      "rate_limit_error",
-      null,
-      { "retry-after": retryAfter },
-    );
-  }
+  const refused = admission(ctx, endpoint, choices);
+  if (refused !== null) return refused;
   const head: ResponseHead = {
     endpoint,
     id: `${endpoint === "chat" ? "chatcmpl" : "cmpl"}-${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`,

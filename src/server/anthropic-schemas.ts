@@ -1,0 +1,83 @@
+// The request body of the Anthropic Messages API (/v1/messages) as a TypeBox schema, with the
+// same rules as schemas.ts: every object closed, a feature hearth does not implement accepted
+// only with a value that asks for nothing (its `unsupported` note is what the 400 says).
+import { type Static, type TSchema, t } from "elysia";
+
+function Obj<P extends Record<string, TSchema>>(properties: P) {
+  return t.Object(properties, { additionalProperties: false });
+}
+
+/** An integer (t.Integer would also take "5"). */
+function Int(opts: { minimum?: number; maximum?: number } = {}) {
+  return t.Number({ ...opts, multipleOf: 1 });
+}
+
+/** Most stop sequences one request may send. */
+export const MAX_STOP_SEQUENCES = 16;
+
+/** Prompt caching marks: accepted and ignored (hearth's prefix cache needs none). */
+const CacheControl = t.Optional(t.Union([t.Object({ type: t.Literal("ephemeral") }), t.Null()]));
+
+export const TextBlock = Obj({
+  type: t.Literal("text"),
+  text: t.String(),
+  cache_control: CacheControl,
+  citations: t.Optional(t.Union([t.Array(t.Unknown(), { maxItems: 0 }), t.Null()])),
+});
+
+/** A block of a message: text only (other types are refused before validation, in anthropic.ts). */
+const ContentBlock = Obj({
+  type: t.Literal("text"),
+  text: t.String(),
+  cache_control: CacheControl,
+  citations: t.Optional(t.Union([t.Array(t.Unknown(), { maxItems: 0 }), t.Null()])),
+});
+
+export const AnthropicMessage = Obj({
+  role: t.Union([t.Literal("user"), t.Literal("assistant")]),
+  content: t.Union([t.String(), t.Array(ContentBlock)]),
+});
+
+export const MessagesBody = Obj({
+  model: t.String(),
+  messages: t.Array(AnthropicMessage, { minItems: 1 }),
+  /** Required, as Anthropic requires it. */
+  max_tokens: Int({ minimum: 1 }),
+  system: t.Optional(t.Union([t.String(), t.Array(TextBlock)])),
+  stop_sequences: t.Optional(t.Array(t.String({ minLength: 1 }), { maxItems: MAX_STOP_SEQUENCES })),
+  temperature: t.Optional(t.Number({ minimum: 0, maximum: 1 })),
+  top_p: t.Optional(t.Number({ minimum: 0, maximum: 1 })),
+  top_k: t.Optional(Int({ minimum: 0 })),
+  stream: t.Optional(t.Boolean()),
+  /** Accepted and ignored. */
+  metadata: t.Optional(Obj({ user_id: t.Optional(t.Union([t.String(), t.Null()])) })),
+  service_tier: t.Optional(t.String()),
+  cache_control: CacheControl,
+  tools: t.Optional(t.Array(t.Unknown(), { maxItems: 0, unsupported: "tools" })),
+  tool_choice: t.Optional(
+    t.Object({ type: t.Literal("none") }, { unsupported: 'a tool_choice other than {"type": "none"}' }),
+  ),
+  thinking: t.Optional(Obj({ type: t.Literal("disabled", { unsupported: "extended thinking" }) })),
+});
+
+export type MessagesRequest = Static<typeof MessagesBody>;
+export type AnthropicMessageBody = Static<typeof AnthropicMessage>;
+
+export type AnthropicStopReason = "end_turn" | "max_tokens" | "stop_sequence" | "tool_use";
+
+export interface AnthropicUsage {
+  input_tokens: number;
+  output_tokens: number;
+}
+
+/** The whole answer (`type: "message"`). */
+export interface AnthropicMessageResponse {
+  id: string;
+  type: "message";
+  role: "assistant";
+  model: string;
+  content: Array<{ type: "text"; text: string }>;
+  stop_reason: AnthropicStopReason | null;
+  stop_sequence: string | null;
+  usage: AnthropicUsage;
+}

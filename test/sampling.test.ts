@@ -518,6 +518,12 @@ describe("StopCondition", () => {
     expect(stop.accept(1, "xEN")).toEqual({ text: "x", finish: null });
     expect(stop.accept(1, "D!")).toEqual({ text: "", finish: "stop" });
     expect(stop.finishReason).toBe("stop");
+    expect(stop.matchedStop).toBe("END");
+    expect(eos.matchedStop).toBeUndefined();
+    // Of several stop strings, the one that matched (the earliest in the text).
+    const two = new StopCondition({ stop: ["zz", "yes", "no"] });
+    expect(two.accept(1, "say no or yes")).toEqual({ text: "say ", finish: "stop" });
+    expect(two.matchedStop).toBe("no");
 
     const len = new StopCondition({ maxTokens: 2, stop: ["zz"] });
     expect(len.accept(1, "a")).toEqual({ text: "a", finish: null });

@@ -1,5 +1,5 @@
 // Kernel benchmark: read bandwidth (the limit line), memcpy (ours vs @memcpy vs TypedArray.set),
-// Q4_1/Q8_0 matvec beyond L3 as GB/s and % of read bandwidth, prefill matmul, FFI call overhead.
+// Q4_1/Q8_0/Q5_0/Q4_K/Q6_K matvec beyond L3 as GB/s and % of read bandwidth, prefill matmul, FFI call overhead.
 
 import {
   type GgmlTypeName,
@@ -136,7 +136,7 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
     // interleaved eight rows per record (zig/interleave.zig), so that is the headline figure; GGML's
     // plain row order is measured beside it.
     const cols = 4096;
-    for (const type of ["q4_1", "q8_0"] as GgmlTypeName[]) {
+    for (const type of ["q4_1", "q8_0", "q5_0", "q4_k", "q6_k"] as GgmlTypeName[]) {
       const rowBytes = rowSizeBytes(type, cols);
       // Well beyond L3 (32 MiB here, and the host may cache more): 128-256 MiB streams from DRAM.
       const targetBytes = (opts.quick ? 128 : 256) * MiB;
@@ -144,10 +144,10 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       const w = new Uint8Array(nRows * rowBytes);
       // 64 distinct quantized rows tiled over the matrix (real blocks, no NaN/denormal scales).
       const r = mulberry(5);
-      const distinct = Array.from({ length: 64 }, () => quantizeRow(type, randomFloats(r, cols)));
+      const distinct = Array.from({ length: 64 }, () => weightRow(type, r, cols));
       for (let i = 0; i < nRows; i++) w.set(distinct[i % 64] as Uint8Array, i * rowBytes);
       const packed = interleave(type, w, nRows, cols);
-      const act = quantizeAct(randomFloats(r, cols));
+      const act = quantizeAct(randomFloats(r, cols), type);
       const out = new Float32Array(nRows);
       for (const layout of ["interleaved", "plain"] as WeightLayout[]) {
         const weights = layout === "interleaved" ? packed : w;
@@ -277,6 +277,20 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
 function mulberry(seed: number): () => number {
   const g = new Rng(seed);
   return () => g.nextFloat();
+}
+
+/** One weight row of `type`: quantized floats, or for the K-quants (which hearth reads but does not
+ *  make) random bits with small finite f16 scales. */
+function weightRow(type: GgmlTypeName, r: () => number, cols: number): Uint8Array {
+  if (type !== "q4_k" && type !== "q6_k") return quantizeRow(type, randomFloats(r, cols));
+  const row = new Uint8Array(rowSizeBytes(type, cols));
+  for (let i = 0; i < row.length; i++) row[i] = Math.floor(r() * 256);
+  const dv = new DataView(row.buffer);
+  const [size, scaleOffsets] = type === "q4_k" ? [144, [0, 2]] : [210, [208]];
+  for (let b = 0; b < row.length / size; b++) {
+    for (const o of scaleOffsets) dv.setFloat16(b * size + o, (r() * 2 - 1) * 0.01, true);
+  }
+  return row;
 }
 
 function randomFloats(r: () => number, n: number): Float32Array {

@@ -9,10 +9,11 @@
 //! nibble is column 64j + 4c + k (sub-block 2j, "chunk" c) and its high nibble column
 //! 64j + 32 + 4c + k (sub-block 2j + 1).
 //!
-//! Q6_Kx8 (1680 B): d[8] (f16), scales[16][8] (i8, transposed as above), ql[1024], qh[512], by
-//! 32-column sub-block s < 8 and chunk c < 8 (columns 32s + 4c .. +3): the low 4 bits of column
-//! 32s + 4c + k of lane i are nibble (s & 1) of ql[256 (s / 2) + 32c + 4i + k], its high 2 bits are
-//! bits 2 (s % 4) of qh[32 (8 (s / 4) + c) + 4i + k].
+//! Q6_Kx8 (1680 B): d[8] (f16), scales[16][8] (i8, transposed as above), bits[1536], by 32-column
+//! sub-block s < 8 and chunk c < 8 (columns 32s + 4c .. +3): the low 4 bits of column 32s + 4c + k
+//! of lane i are nibble (s & 1) of bits[qlAt(s / 2, c) + 4i + k], its high 2 bits are bits 2 (s % 4)
+//! of bits[qhAt(s / 4, c) + 4i + k]. The high bits of four sub-blocks come first, then the low bits
+//! of those four, so the kernel reads each record front to back.
 //!
 //! Every (token, row) result is computed by the same operations whatever the token or thread
 //! count, and equals `dotGroupScalar` bit for bit: exact integer super-block sums, then the same
@@ -37,9 +38,18 @@ pub const BlockQ4Kx8 = extern struct {
 pub const BlockQ6Kx8 = extern struct {
     d: [G]f16,
     scales: [16][G]i8,
-    ql: [1024]u8,
-    qh: [512]u8,
+    bits: [1536]u8,
 };
+
+/// Offset in `BlockQ6Kx8.bits` of the low bits of sub-blocks 2sp, 2sp + 1 (sp < 4), chunk c.
+inline fn qlAt(sp: usize, c: usize) usize {
+    return 768 * (sp / 2) + 256 + 256 * (sp % 2) + 32 * c;
+}
+
+/// Offset in `BlockQ6Kx8.bits` of the high bits of sub-blocks 4p .. 4p + 3 (p < 2), chunk c.
+inline fn qhAt(p: usize, c: usize) usize {
+    return 768 * p + 32 * c;
+}
 
 comptime {
     std.debug.assert(@sizeOf(BlockQ4Kx8) == G * @sizeOf(kq.BlockQ4K));
@@ -74,14 +84,14 @@ pub fn packRecord(comptime f: QuantFormat, rows: [G][*]const u8, b: usize, o: *a
                 for (0..16) |k| o.scales[k][i] = blk.scales[k];
                 for (0..8) |s| for (0..8) |c| for (0..4) |k| {
                     const q = kq.q6kAt(blk, 32 * s + 4 * c + k);
-                    const lo_at = 256 * (s / 2) + 32 * c + 4 * i + k;
-                    const hi_at = 32 * (8 * (s / 4) + c) + 4 * i + k;
+                    const lo_at = qlAt(s / 2, c) + 4 * i + k;
+                    const hi_at = qhAt(s / 4, c) + 4 * i + k;
                     const lo_shift: u3 = @intCast(4 * (s & 1));
                     const hi_shift: u3 = @intCast(2 * (s % 4));
-                    if (s & 1 == 0) o.ql[lo_at] = 0;
-                    if (s % 4 == 0) o.qh[hi_at] = 0;
-                    o.ql[lo_at] |= (q & 15) << lo_shift;
-                    o.qh[hi_at] |= (q >> 4) << hi_shift;
+                    if (s & 1 == 0) o.bits[lo_at] = 0;
+                    if (s % 4 == 0) o.bits[hi_at] = 0;
+                    o.bits[lo_at] |= (q & 15) << lo_shift;
+                    o.bits[hi_at] |= (q >> 4) << hi_shift;
                 };
             },
             else => comptime unreachable,
@@ -106,8 +116,8 @@ pub fn unpackRecord(comptime f: QuantFormat, rec: *align(1) const BlockX8(f), i:
             @memset(&blk.ql, 0);
             @memset(&blk.qh, 0);
             for (0..8) |s| for (0..8) |c| for (0..4) |k| {
-                const lo = (rec.ql[256 * (s / 2) + 32 * c + 4 * i + k] >> @intCast(4 * (s & 1))) & 15;
-                const hi = (rec.qh[32 * (8 * (s / 4) + c) + 4 * i + k] >> @intCast(2 * (s % 4))) & 3;
+                const lo = (rec.bits[qlAt(s / 2, c) + 4 * i + k] >> @intCast(4 * (s & 1))) & 15;
+                const hi = (rec.bits[qhAt(s / 4, c) + 4 * i + k] >> @intCast(2 * (s % 4))) & 3;
                 // Back to GGML's order (see kquants.BlockQ6K).
                 const col = 32 * s + 4 * c + k;
                 const h = col / 128;
@@ -198,8 +208,8 @@ pub inline fn dotGroup(
                     var hi: [8]I8x32 = undefined;
                     const sh0: u3 = 4 * (sp % 2);
                     inline for (0..8) |c| {
-                        const v: U8x32 = rec.ql[256 * sp + 32 * c ..][0..32].*;
-                        const h: U8x32 = rec.qh[32 * (8 * (sp / 2) + c) ..][0..32].*;
+                        const v: U8x32 = rec.bits[qlAt(sp, c)..][0..32].*;
+                        const h: U8x32 = rec.bits[qhAt(sp / 2, c)..][0..32].*;
                         const three: U8x32 = @splat(3);
                         lo[c] = @bitCast((v & @as(U8x32, @splat(15))) | (((h >> @splat(sh0)) & three) << @splat(4)));
                         hi[c] = @bitCast((v >> @splat(4)) | (((h >> @splat(sh0 + 2)) & three) << @splat(4)));

@@ -12,13 +12,14 @@ import {
 import { constrainedSample, JsonConstraint, type ReplyConstraint } from "../sampling/json.ts";
 import { SchemaConstraint } from "../sampling/json-schema.ts";
 import { predictedDraft, proposeDraft, type ResolvedSpeculative } from "../speculative.ts";
+import { ToolCallConstraint, type ToolCallSpec } from "../tools/constraint.ts";
 
 /** The detokenizer a generation needs (src/tokenizer's Tokenizer satisfies it). */
 export interface EngineTokenizer {
   isEndOfGeneration(id: number): boolean;
   streamDecoder(): { push(id: number): string; flush(): string };
-  /** A token's bytes (empty for control tokens): JSON mode needs it. */
-  tokenBytes?(id: number): Uint8Array;
+  /** A token's bytes (empty for control tokens unless `special`): JSON mode and tools need it. */
+  tokenBytes?(id: number, special?: boolean): Uint8Array;
 }
 
 /**
@@ -46,6 +47,11 @@ export interface GenerationSpec {
   predictedIds?: readonly number[];
   json?: boolean;
   jsonSchema?: unknown;
+  /**
+   * Tool calls (src/tools): a call's layout and its tool's parameter schema constrain the reply
+   * from a trigger on (or from the first token when forced). Null or omitted: no tools.
+   */
+  tools?: ToolCallSpec | null;
   /** Log-probability of each generated token with this many alternatives (0..20); null: off. */
   logprobs?: number | null;
   /** Shift a full context instead of finishing with "context". Null or omitted: finish. */
@@ -98,10 +104,37 @@ export interface StepOutcome {
   finish: EngineFinishReason | null;
 }
 
-/** Builds a request's JSON constraint, or null; throws RangeError for what cannot be combined. */
+/**
+ * A token's bytes for a tool-call reply: a control token whose text is one of the format's
+ * triggers (Mistral's [TOOL_CALLS], Llama's <|python_tag|>) counts as that text.
+ */
+function toolBytes(spec: ToolCallSpec, tokenizer: EngineTokenizer): (id: number) => Uint8Array {
+  const bytes = tokenizer.tokenBytes?.bind(tokenizer);
+  if (bytes === undefined) throw new RangeError("tool calls need the tokenizer's token bytes");
+  const triggers = new Set(spec.format.triggers.map((t) => t.text));
+  const cache = new Map<number, Uint8Array>();
+  return (id) => {
+    const plain = bytes(id);
+    if (plain.length > 0) return plain;
+    let special = cache.get(id);
+    if (special === undefined) {
+      special = bytes(id, true);
+      if (!triggers.has(new TextDecoder().decode(special))) special = plain;
+      cache.set(id, special);
+    }
+    return special;
+  };
+}
+
+/** Builds a request's JSON or tool-call constraint, or null; throws RangeError for what cannot be combined. */
 function replyConstraint(spec: GenerationSpec, tokenizer: EngineTokenizer): ReplyConstraint | null {
-  const constrained = spec.json === true || spec.jsonSchema !== undefined;
-  if (!constrained) return null;
+  const json = spec.json === true || spec.jsonSchema !== undefined;
+  if (spec.tools) {
+    if (json) throw new RangeError("tool calls cannot be combined with JSON mode");
+    if (spec.speculative) throw new RangeError("tool calls take no speculative drafts");
+    return new ToolCallConstraint(spec.tools, toolBytes(spec.tools, tokenizer));
+  }
+  if (!json) return null;
   const tokenBytes = tokenizer.tokenBytes?.bind(tokenizer);
   if (tokenBytes === undefined) throw new RangeError("JSON mode needs the tokenizer's token bytes");
   if (spec.speculative) throw new RangeError("JSON mode takes no speculative drafts");
@@ -120,6 +153,8 @@ export class Generation {
   private readonly decoder: { push(id: number): string; flush(): string };
   private readonly json: ReplyConstraint | null;
   private readonly isEog: (id: number) => boolean;
+  /** With tools: the text of a trigger control token (the decoder leaves control tokens out). */
+  private readonly triggerText: ((id: number) => string) | null;
   private readonly startedMs = performance.now();
 
   constructor(spec: GenerationSpec, tokenizer: EngineTokenizer, vocabSize?: number) {
@@ -133,6 +168,18 @@ export class Generation {
       isEndOfGeneration: this.isEog,
     });
     this.decoder = tokenizer.streamDecoder();
+    this.triggerText = null;
+    if (spec.tools) {
+      const bytes = toolBytes(spec.tools, tokenizer);
+      const plain = tokenizer.tokenBytes?.bind(tokenizer) as (id: number) => Uint8Array;
+      this.triggerText = (id) => (plain(id).length > 0 ? "" : new TextDecoder().decode(bytes(id)));
+    }
+  }
+
+  /** A token's text for the reply: the decoder's, or a trigger control token's (flushing the decoder first). */
+  private decode(id: number): string {
+    const trigger = this.triggerText?.(id) ?? "";
+    return trigger === "" ? this.decoder.push(id) : this.decoder.flush() + trigger;
   }
 
   /** True once a token was sampled. */
@@ -207,7 +254,7 @@ export class Generation {
       this.out.push(id);
       out.produced++;
       // The end-of-generation token is not text: it never reaches the decoder.
-      const step = this.stop.accept(id, this.isEog(id) ? "" : this.decoder.push(id));
+      const step = this.stop.accept(id, this.isEog(id) ? "" : this.decode(id));
       let piece = step.text;
       out.finish = step.finish;
       // The last token may end in a partial UTF-8 character that only a flush gives out.

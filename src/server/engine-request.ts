@@ -12,6 +12,15 @@ import {
 import { compileSchema, SchemaError, SchemaRecognizer } from "../sampling/json-schema.ts";
 import { type ResolvedSpeculative, resolveSpeculative } from "../speculative.ts";
 import type { Tokenizer } from "../tokenizer/index.ts";
+import {
+  detectToolFormat,
+  type FunctionTool,
+  type ToolChoice,
+  ToolError,
+  type ToolFormat,
+  toolCallSpec,
+  toolConversation,
+} from "../tools/index.ts";
 import { RequestError } from "./errors.ts";
 import type { Echo } from "./logprobs.ts";
 import {
@@ -55,6 +64,8 @@ export interface Choice {
   req: EngineSubmission;
   echo: Echo | null;
   prompt: number;
+  /** How the reply writes tool calls, when the request may call tools (the sinks read them out). */
+  tools?: ToolFormat | null;
 }
 
 /**
@@ -236,10 +247,33 @@ export function chatChoices(ctx: RequestContext, body: ChatCompletionRequest): C
   if (body.logprobs !== true && body.top_logprobs != null)
     throw new RequestError("top_logprobs needs logprobs: true", "top_logprobs");
   checkFormat(body);
+  const format = detectToolFormat(ctx.chatTemplate.source);
+  const tools = (body.tools ?? []) as FunctionTool[];
+  let spec: ReturnType<typeof toolCallSpec>;
+  try {
+    spec = toolCallSpec(
+      format,
+      tools,
+      (body.tool_choice ?? "auto") as ToolChoice,
+      body.parallel_tool_calls ?? true,
+    );
+  } catch (err) {
+    if (err instanceof ToolError) throw new RequestError(err.message, err.field);
+    throw err;
+  }
+  if (spec !== null && body.response_format != null && body.response_format.type !== "text")
+    throw new RequestError("tools cannot be combined with response_format json", "response_format");
+  // tool_choice "none": the tools are not shown to the model either.
+  const conversation = toolConversation(
+    format,
+    body.messages as Parameters<typeof toolConversation>[1],
+    spec === null ? null : tools,
+  );
   let ids: number[];
   try {
-    ids = encodeChat(ctx.chatTemplate, ctx.tokenizer, body.messages as ChatMessage[], {
+    ids = encodeChat(ctx.chatTemplate, ctx.tokenizer, conversation.messages as ChatMessage[], {
       addGenerationPrompt: true,
+      variables: conversation.variables,
     });
   } catch (err) {
     throw new RequestError(
@@ -248,8 +282,15 @@ export function chatChoices(ctx: RequestContext, body: ChatCompletionRequest): C
     );
   }
   const logprobs = body.logprobs === true ? (body.top_logprobs ?? 0) : null;
-  const req = { ...engineRequest(ctx, body, ids, completionLimit(body, null), "messages"), logprobs };
-  return choicesOf(ctx, body, [{ req, echo: null }]);
+  const base = engineRequest(ctx, body, ids, completionLimit(body, null), "messages");
+  const req =
+    spec === null
+      ? { ...base, logprobs }
+      : { ...base, logprobs, tools: spec, speculative: null, predictedIds: [] };
+  return choicesOf(ctx, body, [{ req, echo: null }]).map((c) => ({
+    ...c,
+    tools: spec === null ? null : format,
+  }));
 }
 
 /** A legacy completion's choices: `n` for each of its prompts (texts or token ids). */

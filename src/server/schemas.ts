@@ -104,17 +104,44 @@ const common = {
   ignore_eos: Opt(t.Boolean()),
   /** Not OpenAI: speculative decoding by prompt lookup on or off for this request (same output). */
   speculative: Opt(t.Boolean()),
-  // OpenAI features hearth does not implement: only values that ask for nothing pass.
-  tools: Unsupported("function calling", Empty),
-  functions: Unsupported("function calling", Empty),
-  tool_choice: Unsupported("function calling", t.Union([t.Literal("none"), t.Literal("auto")])),
-  function_call: Unsupported("function calling", t.Union([t.Literal("none"), t.Literal("auto")])),
+  /** More than one tool call in a reply (chat; default true). */
   parallel_tool_calls: Opt(t.Boolean()),
+  // OpenAI features hearth does not implement: only values that ask for nothing pass.
+  functions: Unsupported("the legacy functions field (use tools)", Empty),
+  function_call: Unsupported(
+    "the legacy function_call field (use tool_choice)",
+    t.Union([t.Literal("none"), t.Literal("auto")]),
+  ),
   modalities: Unsupported("output modalities other than text", t.Array(t.Literal("text"))),
   audio: Unsupported("audio output", t.Null()),
   // Its mere presence turns search on, even as {}.
   web_search_options: Unsupported("web search", t.Null()),
 };
+
+/** A function tool (docs/tools.md): its parameters are a JSON Schema of the subset structured outputs take. */
+export const FunctionToolSchema = Obj({
+  type: t.Literal("function"),
+  function: Obj({
+    name: t.String({ minLength: 1, maxLength: 64 }),
+    description: t.Optional(t.String()),
+    parameters: t.Optional(t.Record(t.String(), t.Unknown())),
+    strict: Opt(t.Boolean()),
+  }),
+});
+
+export const ToolChoiceSchema = t.Union([
+  t.Literal("auto"),
+  t.Literal("none"),
+  t.Literal("required"),
+  Obj({ type: t.Literal("function"), function: Obj({ name: t.String() }) }),
+]);
+
+/** A call in an assistant message of the history (and in a reply). */
+const ToolCallSchema = Obj({
+  id: t.String(),
+  type: t.Literal("function"),
+  function: Obj({ name: t.String(), arguments: t.String() }),
+});
 
 const ContentPart = Obj({
   type: t.String({ pattern: "^text$", unsupported: "content parts other than text (images, audio, files)" }),
@@ -127,8 +154,9 @@ export const ChatMessageSchema = Obj({
   name: t.Optional(t.String()),
   /** An earlier reply's refusal text, as clients send replies back: not rendered. */
   refusal: Opt(t.String()),
-  tool_calls: Unsupported("function calling", Empty),
-  function_call: Unsupported("function calling", t.Null()),
+  /** An assistant message's tool calls (the history of an agent loop). */
+  tool_calls: Opt(t.Array(ToolCallSchema)),
+  function_call: Unsupported("the legacy function_call field (use tool_calls)", t.Null()),
   tool_call_id: Opt(t.String()),
   audio: Unsupported("audio", t.Null()),
 });
@@ -139,6 +167,9 @@ export const ChatCompletionBody = Obj({
   /** Needs `logprobs: true` (checked in engine-request.ts). */
   top_logprobs: Opt(Int({ minimum: 0, maximum: MAX_TOP_LOGPROBS })),
   messages: t.Array(ChatMessageSchema, { minItems: 1 }),
+  /** Functions the model may call (docs/tools.md). */
+  tools: Opt(t.Array(FunctionToolSchema, { maxItems: 128 })),
+  tool_choice: Opt(ToolChoiceSchema),
 });
 
 const TokenIds = t.Array(Int({ minimum: 0 }), { minItems: 1 });
@@ -208,7 +239,14 @@ export const CompletionLogprobs = t.Object({
 export type ChatLogprobsBody = Static<typeof ChatLogprobs>;
 export type CompletionLogprobsBody = Static<typeof CompletionLogprobs>;
 
-const FinishReason = t.Union([t.Literal("stop"), t.Literal("length"), t.Null()]);
+const FinishReason = t.Union([t.Literal("stop"), t.Literal("length"), t.Literal("tool_calls"), t.Null()]);
+/** A streamed piece of a tool call: the first one of a call has its id and name. */
+const ToolCallDelta = t.Object({
+  index: t.Number(),
+  id: t.Optional(t.String()),
+  type: t.Optional(t.Literal("function")),
+  function: t.Object({ name: t.Optional(t.String()), arguments: t.String() }),
+});
 const envelope = { id: t.String(), created: t.Number(), model: t.String() };
 
 export const ChatCompletion = t.Object({
@@ -217,7 +255,11 @@ export const ChatCompletion = t.Object({
   choices: t.Array(
     t.Object({
       index: t.Number(),
-      message: t.Object({ role: t.Literal("assistant"), content: t.String() }),
+      message: t.Object({
+        role: t.Literal("assistant"),
+        content: t.Union([t.String(), t.Null()]),
+        tool_calls: t.Optional(t.Array(ToolCallSchema)),
+      }),
       logprobs: t.Union([ChatLogprobs, t.Null()]),
       finish_reason: FinishReason,
     }),
@@ -231,7 +273,11 @@ export const ChatCompletionChunk = t.Object({
   choices: t.Array(
     t.Object({
       index: t.Number(),
-      delta: t.Object({ role: t.Optional(t.Literal("assistant")), content: t.Optional(t.String()) }),
+      delta: t.Object({
+        role: t.Optional(t.Literal("assistant")),
+        content: t.Optional(t.Union([t.String(), t.Null()])),
+        tool_calls: t.Optional(t.Array(ToolCallDelta)),
+      }),
       logprobs: t.Union([ChatLogprobs, t.Null()]),
       finish_reason: FinishReason,
     }),

@@ -1,5 +1,7 @@
 // The two sinks of runChoices (choices.ts): one JSON body with every choice, or an SSE stream of
 // chunks as the text comes (`data: {...}` per chunk, then `data: [DONE]`); respond() picks one.
+
+import { CallScanner, type ParsedCall, parseToolCalls, type ToolEvent } from "../tools/index.ts";
 import {
   type ChoiceSink,
   type FinishReason,
@@ -22,6 +24,28 @@ import type {
 function writer(head: ResponseHead): (v: unknown) => string {
   const withLogprobs = head.choices[0]?.req.logprobs != null;
   return head.endpoint === "completion" && withLogprobs ? orderedJson : (v) => JSON.stringify(v);
+}
+
+/** A parsed call as a message's `tool_calls` entry. */
+function toolCallBody(c: ParsedCall) {
+  return { id: c.id, type: "function" as const, function: { name: c.name, arguments: c.arguments } };
+}
+
+/** "tool_calls" when a reply that ended by itself made calls. */
+function toolFinish(reason: FinishReason, calls: readonly ParsedCall[]): FinishReason | "tool_calls" {
+  return reason === "stop" && calls.length > 0 ? "tool_calls" : reason;
+}
+
+/** A streamed tool event as a chat chunk's delta. */
+function toolDelta(ev: ToolEvent): ChatCompletionChunkType["choices"][number]["delta"] {
+  if (ev.type === "content") return { content: ev.text };
+  if (ev.type === "call")
+    return {
+      tool_calls: [
+        { index: ev.index, id: ev.id, type: "function", function: { name: ev.name, arguments: "" } },
+      ],
+    };
+  return { tool_calls: [{ index: ev.index, function: { arguments: ev.text } }] };
 }
 
 /** The whole answer once every choice has ended. */
@@ -53,12 +77,24 @@ export function jsonResponse(ctx: RunContext, head: ResponseHead, request: Reque
           head.endpoint === "chat"
             ? {
                 ...{ id, object: "chat.completion", created, model },
-                choices: texts.map((content, k) => ({
-                  index: k,
-                  message: { role: "assistant", content },
-                  logprobs: wants(k) ? ctx.logprobs.chat(scores[k] as Scored[]) : null,
-                  finish_reason: reasons[k] as FinishReason,
-                })),
+                choices: texts.map((text, k) => {
+                  const format = head.choices[k]?.tools ?? null;
+                  const { content, calls } =
+                    format === null ? { content: text, calls: [] } : parseToolCalls(format, text);
+                  return {
+                    index: k,
+                    message:
+                      calls.length === 0
+                        ? { role: "assistant" as const, content }
+                        : {
+                            role: "assistant" as const,
+                            content: content.trim() === "" ? null : content,
+                            tool_calls: calls.map(toolCallBody),
+                          },
+                    logprobs: wants(k) ? ctx.logprobs.chat(scores[k] as Scored[]) : null,
+                    finish_reason: toolFinish(reasons[k] as FinishReason, calls),
+                  };
+                }),
                 usage,
               }
             : {
@@ -112,8 +148,9 @@ export function sseResponse(
     text: string,
     first: boolean,
     lps: Scored[],
-    fr: FinishReason | null,
+    fr: FinishReason | "tool_calls" | null,
     usage?: UsageBody,
+    delta?: ChatCompletionChunkType["choices"][number]["delta"],
   ) => {
     const extra = usage !== undefined ? { usage } : includeUsage ? { usage: null } : {};
     const scored = withLogprobs && lps.length > 0;
@@ -127,11 +164,9 @@ export function sseResponse(
                 : [
                     {
                       index: i,
-                      delta: first
-                        ? { role: "assistant", content: text }
-                        : fr === null
-                          ? { content: text }
-                          : {},
+                      delta:
+                        delta ??
+                        (first ? { role: "assistant", content: text } : fr === null ? { content: text } : {}),
                       logprobs: scored ? ctx.logprobs.chat(lps) : null,
                       finish_reason: fr,
                     },
@@ -151,12 +186,34 @@ export function sseResponse(
   let cancel = () => {};
   const stream = new ReadableStream<Uint8Array>({
     start(controller) {
+      // Choices that may call tools: their text goes through a scanner (content and call deltas).
+      const scanners = head.choices.map((c) => (c.tools ? new CallScanner(c.tools) : null));
+      const toolChunks = (i: number, events: ToolEvent[], lps: Scored[]) => {
+        let scored = lps;
+        for (const ev of events) {
+          controller.enqueue(chunk(i, "", false, scored, null, undefined, toolDelta(ev)));
+          scored = [];
+        }
+        if (scored.length > 0) controller.enqueue(chunk(i, "", false, scored, null, undefined, {}));
+      };
       const sink: ChoiceSink = {
         piece(i, text, first, lps) {
-          controller.enqueue(chunk(i, text, first, lps, null));
+          const scanner = scanners[i];
+          if (!scanner) {
+            controller.enqueue(chunk(i, text, first, lps, null));
+            return;
+          }
+          if (first) controller.enqueue(chunk(i, "", true, [], null));
+          toolChunks(i, scanner.push(text), lps);
         },
         finish(i, reason, lps) {
-          controller.enqueue(chunk(i, "", false, lps, reason));
+          const scanner = scanners[i];
+          if (!scanner) {
+            controller.enqueue(chunk(i, "", false, lps, reason));
+            return;
+          }
+          toolChunks(i, scanner.end(), []);
+          controller.enqueue(chunk(i, "", false, lps, toolFinish(reason, scanner.calls)));
         },
         end(usage) {
           if (includeUsage) controller.enqueue(chunk(null, "", false, [], null, usage));

@@ -217,10 +217,10 @@ test("an unknown field is a 400 naming it, wherever it is; the fields accepted a
   };
   expect((await post(app, "/v1/chat/completions", ignored)).status).toBe(200);
   // A feature hearth lacks says so, from its schema rule.
-  const tools = await post(app, "/v1/chat/completions", { messages: hi, tools: [{ type: "function" }] });
+  const tools = await post(app, "/v1/chat/completions", { messages: hi, functions: [{ name: "f" }] });
   expect(tools.body.error).toMatchObject({
-    param: "tools",
-    message: "invalid request: tools: function calling is not supported by hearth",
+    param: "functions",
+    message: "invalid request: functions: the legacy functions field (use tools) is not supported by hearth",
   });
   const image = await post(app, "/v1/chat/completions", {
     messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "x" } }] }],

@@ -821,8 +821,11 @@ describe("hearth serve (openai client, real model)", () => {
       ],
       [
         "/v1/chat/completions",
-        { ...chat, tools: [{ type: "function", function: { name: "f", parameters: {} } }] },
-        "tools",
+        {
+          ...chat,
+          tools: [{ type: "function", function: { name: "f", parameters: { type: "object", anyOf: [] } } }],
+        },
+        "tools[0].function.parameters",
       ],
       ["/v1/chat/completions", { ...chat, tool_choice: "required" }, "tool_choice"],
       ["/v1/chat/completions", { ...chat, function_call: { name: "f" } }, "function_call"],
@@ -836,11 +839,7 @@ describe("hearth serve (openai client, real model)", () => {
           ...chat,
           messages: [
             { role: "user", content: "hi" },
-            {
-              role: "assistant",
-              content: null,
-              tool_calls: [{ id: "1", type: "function", function: { name: "f", arguments: "{}" } }],
-            },
+            { role: "assistant", content: null, tool_calls: [{ id: "1", type: "function" }] },
           ],
         },
         "messages[1].tool_calls",

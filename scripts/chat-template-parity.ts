@@ -56,6 +56,10 @@ export const CONVERSATIONS: ChatMessage[][] = [
 
 const PORT = 18_431;
 
+/** YYYY-MM-DD in local time, as the templates' dates are. */
+export const localDate = (d: Date) =>
+  `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+
 async function renderAll(args: string[]): Promise<string[] | { error: string }> {
   const proc = Bun.spawn(
     [bin, ...args, "--host", "127.0.0.1", "--port", String(PORT), "-c", "512", "-np", "1", "-t", "1"],
@@ -128,6 +132,8 @@ if (import.meta.main) {
   const fixture = {
     peer: `llama.cpp from ${LLAMA_CPP_SDIST.pypiPackage}==${LLAMA_CPP_SDIST.version}, llama-server POST /apply-template`,
     note: "templates from models/templates/ or a vocab file's tokenizer.chat_template render with SmolLM2's BOS/EOS; gemma-3-270m-q4_k_m.gguf with its own file",
+    // Templates that print today's date printed this one; the test moves it to its own day.
+    renderedOn: localDate(new Date()),
     conversations: CONVERSATIONS,
     templates,
   };

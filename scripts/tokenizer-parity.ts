@@ -10,7 +10,7 @@
 // sample, and strings containing the separator text are run alone. Plain mode differs from parsed
 // mode only for strings containing control-token text; those are run alone with --no-parse-special.
 //
-// Usage: bun scripts/tokenizer-parity.ts [--force] [--bin .../llama-tokenize] [file.gguf...]
+// Usage: bun scripts/tokenizer-parity.ts [--force] [--out FILE] [--bin .../llama-tokenize] [file.gguf...]
 // (entries already in the fixture for the same file and corpus are kept unless --force)
 
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
@@ -30,6 +30,7 @@ const { values, positionals } = parseArgs({
   options: {
     bin: { type: "string", default: "/work/peerbuild/build/bin/llama-tokenize" },
     force: { type: "boolean", default: false },
+    out: { type: "string" },
   },
   allowPositionals: true,
 });
@@ -134,7 +135,7 @@ const models =
         await pullModel(),
         await pullModel(GEMMA3_270M.name),
       ];
-const out = join(root, "test", "fixtures", "tokenizer-llama-cpp.json");
+const out = values.out ?? join(root, "test", "fixtures", "tokenizer-llama-cpp.json");
 // Entries for the same file (sha256) and corpus are kept unless --force: a run can be resumed.
 const previous = (await Bun.file(out).exists()) ? await Bun.file(out).json() : { vocabs: {} };
 const vocabs: Record<string, VocabIds | { error: string }> = previous.vocabs;

@@ -151,6 +151,8 @@ export class ChatTemplate {
       // llama.cpp's extra context: today's date, as "07 Dec 2026" and "Dec 07 2026".
       date_string: `${pad2(now.getDate())} ${MONTHS[now.getMonth()]} ${now.getFullYear()}`,
       datetime: `${MONTHS[now.getMonth()]} ${pad2(now.getDate())} ${now.getFullYear()}`,
+      // Reasoning templates think unless told not to (llama.cpp's default; variables override it).
+      enable_thinking: true,
       ...options.variables,
       messages: options.messages,
       add_generation_prompt: options.addGenerationPrompt ?? true,

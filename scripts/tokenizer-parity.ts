@@ -23,7 +23,7 @@ import { TokenType } from "../src/tokenizer/index.ts";
 import { Vocab } from "../src/tokenizer/vocab.ts";
 import { ensureLlamaVocabs, LLAMA_CPP_SDIST } from "./llama-vocabs.ts";
 
-const SAMPLE_CHECKS = 6;
+const SAMPLE_CHECKS = 2;
 const root = join(import.meta.dir, "..");
 const { values, positionals } = parseArgs({
   args: process.argv.slice(2),

@@ -2,13 +2,16 @@
 // default model, driven by the official @anthropic-ai/sdk client and by plain fetch for the raw
 // SSE sequence and error bodies. Greedy replies are compared with /v1/chat/completions: both
 // routes run on the same generation core, so the same conversation gives the same text.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
 import { pullModel } from "../src/gguf/pull.ts";
 import { type RunningServer, startCheckoutServer } from "./server-process.ts";
 
 const KEY = "anthropic-test-key";
+
+// Each test runs several generations on two shared cores.
+setDefaultTimeout(120_000);
 
 let server: RunningServer;
 let client: Anthropic;
@@ -338,7 +341,11 @@ describe("authentication and errors in Anthropic's shape", () => {
     for (const [bad, field] of [
       [{ role: "system", content: "x" }, "role"],
       [{ role: "user", content: [{ type: "image", source: {} }] }, "not supported"],
-      [{ role: "user", content: [{ type: "text" }] }, "messages[0].content[0].text"],
+      [{ role: "user", content: [{ type: "text" }] }, "messages[0].content[0].text: required"],
+      [
+        { role: "user", content: [{ type: "tool_result", tool_use_id: 5 }] },
+        "messages[0].content[0].tool_use_id",
+      ],
     ] as const) {
       const r = await postRaw({ model: "smol", max_tokens: 4, messages: [bad] });
       expect(r.status).toBe(400);
@@ -375,5 +382,135 @@ describe("authentication and errors in Anthropic's shape", () => {
     const get = await fetch(`${server.url}/v1/messages`, { headers: { "x-api-key": KEY } });
     expect(get.status).toBe(405);
     expect(((await get.json()) as { type: string }).type).toBe("error");
+  });
+});
+
+describe("tool use with @anthropic-ai/sdk (the chat route's tool machinery)", () => {
+  const weather: Anthropic.Tool = {
+    name: "get_weather",
+    description: "The current weather in a city",
+    input_schema: {
+      type: "object",
+      properties: { city: { type: "string" }, unit: { type: "string", enum: ["celsius", "fahrenheit"] } },
+      required: ["city", "unit"],
+      additionalProperties: false,
+    },
+  };
+  const question: Anthropic.MessageParam = { role: "user", content: "What is the weather in Paris?" };
+
+  test("a round trip: a forced tool_use, its tool_result sent back, the final answer streamed", async () => {
+    const first = await client.messages.create({
+      model: "smol",
+      max_tokens: 120,
+      ...GREEDY,
+      tools: [weather],
+      tool_choice: { type: "tool", name: "get_weather" },
+      messages: [question],
+    });
+    expect(first.stop_reason).toBe("tool_use");
+    const uses = first.content.filter((b): b is Anthropic.ToolUseBlock => b.type === "tool_use");
+    expect(uses.length).toBe(1);
+    const use = uses[0] as Anthropic.ToolUseBlock;
+    expect(use.name).toBe("get_weather");
+    expect(use.id.length).toBeGreaterThan(0);
+    // The input matches the schema: the tools' constraint saw to it.
+    const input = use.input as { city: unknown; unit: unknown };
+    expect(Object.keys(input).sort()).toEqual(["city", "unit"]);
+    expect(typeof input.city).toBe("string");
+    expect(["celsius", "fahrenheit"]).toContain(input.unit as string);
+
+    // The same call streamed: a tool_use block whose input_json_delta fragments make the same input.
+    const events: Anthropic.RawMessageStreamEvent[] = [];
+    const streamed = await client.messages.create({
+      model: "smol",
+      max_tokens: 120,
+      ...GREEDY,
+      tools: [weather],
+      tool_choice: { type: "tool", name: "get_weather" },
+      messages: [question],
+      stream: true,
+    });
+    for await (const ev of streamed) events.push(ev);
+    const starts = events.filter((e) => e.type === "content_block_start");
+    expect(starts.map((e) => e.content_block.type)).toEqual(["tool_use"]);
+    const partial = events
+      .map((e) =>
+        e.type === "content_block_delta" && e.delta.type === "input_json_delta" ? e.delta.partial_json : "",
+      )
+      .join("");
+    expect(JSON.parse(partial)).toEqual(use.input);
+    const delta = events.find((e) => e.type === "message_delta");
+    expect(delta?.type === "message_delta" && delta.delta.stop_reason).toBe("tool_use");
+
+    // The result goes back in a user turn; the answer streams, and mentions what the tool said.
+    const final = await client.messages
+      .stream({
+        model: "smol",
+        max_tokens: 48,
+        ...GREEDY,
+        tools: [weather],
+        tool_choice: { type: "none" },
+        messages: [
+          question,
+          { role: "assistant", content: first.content },
+          {
+            role: "user",
+            content: [
+              { type: "tool_result", tool_use_id: use.id, content: '{"temperature": 18, "sky": "clear"}' },
+            ],
+          },
+        ],
+      })
+      .finalMessage();
+    expect(final.stop_reason === "end_turn" || final.stop_reason === "max_tokens").toBe(true);
+    expect(final.content.every((b) => b.type === "text")).toBe(true);
+    const answer = textOf(final);
+    expect(answer.length).toBeGreaterThan(0);
+    // Without the result in the prompt the answer differs: the tool_result reached the model.
+    const blind = await client.messages.create({
+      model: "smol",
+      max_tokens: 48,
+      ...GREEDY,
+      messages: [question],
+    });
+    expect(answer).not.toBe(textOf(blind));
+    expect(final.usage.input_tokens).toBeGreaterThan(blind.usage.input_tokens);
+  });
+
+  test("tool_choice any forces a call; a tool_result in an assistant turn and an unknown tool are 400s", async () => {
+    const any = await client.messages.create({
+      model: "smol",
+      max_tokens: 120,
+      ...GREEDY,
+      tools: [weather],
+      tool_choice: { type: "any", disable_parallel_tool_use: true },
+      messages: [question],
+    });
+    expect(any.stop_reason).toBe("tool_use");
+    expect(any.content.filter((b) => b.type === "tool_use").length).toBe(1);
+
+    const misplaced = await postRaw({
+      model: "smol",
+      max_tokens: 8,
+      messages: [
+        question,
+        { role: "assistant", content: [{ type: "tool_result", tool_use_id: "x", content: "1" }] },
+        { role: "user", content: "and?" },
+      ],
+    });
+    expect(misplaced.status).toBe(400);
+    expect(((await misplaced.json()) as { error: { message: string } }).error.message).toContain("user turn");
+
+    const unknown = await rejection(
+      client.messages.create({
+        model: "smol",
+        max_tokens: 8,
+        tools: [weather],
+        tool_choice: { type: "tool", name: "nope" },
+        messages: [question],
+      }),
+    );
+    expect(unknown.status).toBe(400);
+    expect(unknown.error).toMatchObject({ type: "error", error: { type: "invalid_request_error" } });
   });
 });

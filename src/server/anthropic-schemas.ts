@@ -25,18 +25,48 @@ export const TextBlock = Obj({
   citations: t.Optional(t.Union([t.Array(t.Unknown(), { maxItems: 0 }), t.Null()])),
 });
 
-/** A block of a message: text only (other types are refused before validation, in anthropic.ts). */
-const ContentBlock = Obj({
-  type: t.Literal("text"),
-  text: t.String(),
+/** A call the assistant made, in the history (its `input` is the arguments object). */
+export const ToolUseBlock = Obj({
+  type: t.Literal("tool_use"),
+  id: t.String(),
+  name: t.String(),
+  input: t.Record(t.String(), t.Unknown()),
   cache_control: CacheControl,
-  citations: t.Optional(t.Union([t.Array(t.Unknown(), { maxItems: 0 }), t.Null()])),
 });
+
+/** A call's result, in a user turn. */
+export const ToolResultBlock = Obj({
+  type: t.Literal("tool_result"),
+  tool_use_id: t.String(),
+  content: t.Optional(t.Union([t.String(), t.Array(TextBlock)])),
+  is_error: t.Optional(t.Boolean()),
+  cache_control: CacheControl,
+});
+
+/** A block of a message (other types are refused before validation, in anthropic-request.ts). */
+const ContentBlock = t.Union([TextBlock, ToolUseBlock, ToolResultBlock]);
 
 export const AnthropicMessage = Obj({
   role: t.Union([t.Literal("user"), t.Literal("assistant")]),
   content: t.Union([t.String(), t.Array(ContentBlock)]),
 });
+
+/** A tool the model may call: its input is a JSON Schema of the subset structured outputs take. */
+export const AnthropicTool = Obj({
+  type: t.Optional(t.Literal("custom", { unsupported: "server tools (only custom tools)" })),
+  name: t.String({ minLength: 1, maxLength: 64 }),
+  description: t.Optional(t.String()),
+  input_schema: t.Record(t.String(), t.Unknown()),
+  cache_control: CacheControl,
+});
+
+const parallel = { disable_parallel_tool_use: t.Optional(t.Boolean()) };
+export const AnthropicToolChoice = t.Union([
+  Obj({ type: t.Literal("auto"), ...parallel }),
+  Obj({ type: t.Literal("any"), ...parallel }),
+  Obj({ type: t.Literal("tool"), name: t.String(), ...parallel }),
+  Obj({ type: t.Literal("none") }),
+]);
 
 export const MessagesBody = Obj({
   model: t.String(),
@@ -53,10 +83,8 @@ export const MessagesBody = Obj({
   metadata: t.Optional(Obj({ user_id: t.Optional(t.Union([t.String(), t.Null()])) })),
   service_tier: t.Optional(t.String()),
   cache_control: CacheControl,
-  tools: t.Optional(t.Array(t.Unknown(), { maxItems: 0, unsupported: "tools" })),
-  tool_choice: t.Optional(
-    t.Object({ type: t.Literal("none") }, { unsupported: 'a tool_choice other than {"type": "none"}' }),
-  ),
+  tools: t.Optional(t.Array(AnthropicTool, { maxItems: 128 })),
+  tool_choice: t.Optional(AnthropicToolChoice),
   thinking: t.Optional(Obj({ type: t.Literal("disabled", { unsupported: "extended thinking" }) })),
 });
 
@@ -64,6 +92,10 @@ export type MessagesRequest = Static<typeof MessagesBody>;
 export type AnthropicMessageBody = Static<typeof AnthropicMessage>;
 
 export type AnthropicStopReason = "end_turn" | "max_tokens" | "stop_sequence" | "tool_use";
+
+export type AnthropicContentBlock =
+  | { type: "text"; text: string }
+  | { type: "tool_use"; id: string; name: string; input: unknown };
 
 export interface AnthropicUsage {
   input_tokens: number;
@@ -76,7 +108,7 @@ export interface AnthropicMessageResponse {
   type: "message";
   role: "assistant";
   model: string;
-  content: Array<{ type: "text"; text: string }>;
+  content: AnthropicContentBlock[];
   stop_reason: AnthropicStopReason | null;
   stop_sequence: string | null;
   usage: AnthropicUsage;

@@ -1,15 +1,14 @@
 // The Anthropic Messages API (/v1/messages) on hearth's one generation core: a body becomes one
-// choice through engineRequest (engine-request.ts), runs through runChoices (choices.ts), and is
-// answered as one `message` or as Anthropic's SSE event sequence (message_start,
+// choice (anthropic-request.ts), runs through runChoices (choices.ts), and is answered as one
+// `message` (text and tool_use blocks) or as Anthropic's SSE event sequence (message_start,
 // content_block_start, ping, content_block_delta..., content_block_stop, message_delta,
 // message_stop).
-import { type ChatMessage, encodeChat } from "../chat/index.ts";
+import { CallScanner, type ParsedCall, parseToolCalls, type ToolEvent } from "../tools/index.ts";
 import { anthropicError, anthropicErrorEvent } from "./anthropic-errors.ts";
 import type {
-  AnthropicMessageBody,
+  AnthropicContentBlock,
   AnthropicMessageResponse,
   AnthropicStopReason,
-  MessagesRequest,
 } from "./anthropic-schemas.ts";
 import {
   type ChoiceSink,
@@ -19,80 +18,43 @@ import {
   runChoices,
   submitError,
 } from "./choices.ts";
-import { type Choice, engineRequest, type RequestContext } from "./engine-request.ts";
-import { RequestError } from "./errors.ts";
-import type { CommonRequest } from "./schemas.ts";
+import type { Choice } from "./engine-request.ts";
 import { admission } from "./sinks.ts";
 
-/** The text of a message's content: a string, or its text blocks joined. */
-function textOf(content: string | Array<{ text: string }>): string {
-  return typeof content === "string" ? content : content.map((b) => b.text).join("");
-}
-
-/**
- * Refuses content blocks hearth does not read (images, documents, tool blocks) by their type,
- * before the schema would name one of their other fields as unknown. Runs on the raw body.
- */
-export function checkBlockTypes(body: unknown): void {
-  const messages = (body as { messages?: unknown } | null)?.messages;
-  if (!Array.isArray(messages)) return;
-  for (const [i, m] of messages.entries()) {
-    const content = (m as { content?: unknown } | null)?.content;
-    if (!Array.isArray(content)) continue;
-    for (const [j, block] of content.entries()) {
-      const type = (block as { type?: unknown } | null)?.type;
-      if (typeof type === "string" && type !== "text")
-        throw new RequestError(
-          `invalid request: messages[${i}].content[${j}]: ${JSON.stringify(type.slice(0, 40))} blocks are not supported by hearth (text only)`,
-          `messages[${i}].content[${j}].type`,
-        );
-    }
-  }
-}
-
-/**
- * The choice of a Messages request: `system` first, then the turns rendered with the model's chat
- * template. A last assistant turn is a prefill: the reply continues its text.
- */
-export function messagesChoice(ctx: RequestContext, body: MessagesRequest): Choice {
-  const turns: AnthropicMessageBody[] = body.messages;
-  const last = turns[turns.length - 1] as AnthropicMessageBody;
-  const prefill = last.role === "assistant" ? textOf(last.content) : null;
-  const history = prefill === null ? turns : turns.slice(0, -1);
-  const messages: ChatMessage[] = [];
-  if (body.system !== undefined) messages.push({ role: "system", content: textOf(body.system) });
-  for (const m of history) messages.push({ role: m.role, content: textOf(m.content) });
-  if (messages.length === 0)
-    throw new RequestError("messages: a conversation needs a user turn before the assistant's", "messages");
-  let ids: number[];
-  try {
-    ids = encodeChat(ctx.chatTemplate, ctx.tokenizer, messages, { addGenerationPrompt: true });
-  } catch (err) {
-    throw new RequestError(
-      `messages cannot be rendered with the chat template: ${(err as Error).message}`,
-      "messages",
-    );
-  }
-  if (prefill) ids = [...ids, ...ctx.tokenizer.encode(prefill, { addSpecial: false })];
-  // The sampler and limits are the OpenAI routes': the same fields under the same names, and
-  // stop_sequences as stop strings.
-  const common: CommonRequest = {
-    max_tokens: body.max_tokens,
-    ...(body.temperature !== undefined ? { temperature: body.temperature } : {}),
-    ...(body.top_p !== undefined ? { top_p: body.top_p } : {}),
-    ...(body.top_k !== undefined ? { top_k: body.top_k } : {}),
-    stop: body.stop_sequences ?? null,
-  };
-  return { req: engineRequest(ctx, common, ids, body.max_tokens, "messages"), echo: null, prompt: 0 };
-}
-
 /** Why a reply ended, in Anthropic's words, and the stop sequence that ended it. */
-function stopOf(done: Done): { stop_reason: AnthropicStopReason; stop_sequence: string | null } {
+function stopOf(
+  done: Done,
+  calls: number,
+): { stop_reason: AnthropicStopReason; stop_sequence: string | null } {
   if (done.finish === "length" || done.finish === "context")
     return { stop_reason: "max_tokens", stop_sequence: null };
+  if (calls > 0) return { stop_reason: "tool_use", stop_sequence: null };
   if (done.finish === "stop" && done.stopString !== undefined)
     return { stop_reason: "stop_sequence", stop_sequence: done.stopString };
   return { stop_reason: "end_turn", stop_sequence: null };
+}
+
+/** A call's arguments (JSON text) as a tool_use block's `input` object. */
+function inputOf(call: ParsedCall): unknown {
+  try {
+    return JSON.parse(call.arguments);
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * A whole reply's content blocks: its text, then (when the request has tools) a tool_use block
+ * per complete call; a call cut by max_tokens is left out.
+ */
+function contentOf(choice: Choice, text: string): { content: AnthropicContentBlock[]; calls: number } {
+  const format = choice.tools ?? null;
+  const { content, calls } = format === null ? { content: text, calls: [] } : parseToolCalls(format, text);
+  const complete = calls.filter((c) => c.complete);
+  const blocks: AnthropicContentBlock[] =
+    content.trim() === "" && (format !== null || content === "") ? [] : [{ type: "text", text: content }];
+  for (const c of complete) blocks.push({ type: "tool_use", id: c.id, name: c.name, input: inputOf(c) });
+  return { content: blocks, calls: complete.length };
 }
 
 function messageId(): string {
@@ -118,13 +80,14 @@ function jsonMessage(ctx: RunContext, head: ResponseHead, request: Request): Pro
         ended = done;
       },
       end(usage) {
+        const { content, calls } = contentOf(head.choices[0] as Choice, text);
         const body: AnthropicMessageResponse = {
           id: head.id,
           type: "message",
           role: "assistant",
           model: head.model,
-          content: text === "" ? [] : [{ type: "text", text }],
-          ...stopOf(ended as unknown as Done),
+          content,
+          ...stopOf(ended as unknown as Done, calls),
           usage: { input_tokens: usage.prompt_tokens, output_tokens: usage.completion_tokens },
         };
         answer(new Response(JSON.stringify(body), { headers: { "content-type": "application/json" } }));
@@ -151,31 +114,69 @@ function jsonMessage(ctx: RunContext, head: ResponseHead, request: Request): Pro
   });
 }
 
-/** Anthropic's SSE event sequence for one text block. */
+/**
+ * Anthropic's SSE event sequence. Without tools: one text block, opened at once. With tools, the
+ * reply goes through the tools' CallScanner: text opens a text block, each call a tool_use block
+ * whose arguments stream as input_json_delta.
+ */
 function sseMessage(ctx: RunContext, head: ResponseHead, request: Request): Response {
   const enc = new TextEncoder();
   const event = (type: string, data: Record<string, unknown>) =>
     enc.encode(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
-  const inputTokens = head.choices[0]?.req.promptIds.length ?? 0;
+  const choice = head.choices[0] as Choice;
+  const scanner = choice.tools ? new CallScanner(choice.tools) : null;
   let cancel = () => {};
   const stream = new ReadableStream<Uint8Array>({
     start(controller) {
       let ended: Done | null = null;
+      // The open block: its index and kind.
+      let index = -1;
+      let open: "text" | "tool_use" | null = null;
+      const close = () => {
+        if (open !== null) controller.enqueue(event("content_block_stop", { index }));
+        open = null;
+      };
+      const start = (block: Record<string, unknown>) => {
+        close();
+        index++;
+        open = block.type as "text" | "tool_use";
+        controller.enqueue(event("content_block_start", { index, content_block: block }));
+      };
+      const text = (piece: string) => {
+        // Whitespace around calls opens no block of its own.
+        if (open !== "text" && (scanner === null || piece.trim() === "")) return;
+        if (open !== "text") start({ type: "text", text: "" });
+        controller.enqueue(
+          event("content_block_delta", { index, delta: { type: "text_delta", text: piece } }),
+        );
+      };
+      const tool = (ev: ToolEvent) => {
+        if (ev.type === "content") text(ev.text);
+        else if (ev.type === "call") start({ type: "tool_use", id: ev.id, name: ev.name, input: {} });
+        else if (ev.text !== "")
+          controller.enqueue(
+            event("content_block_delta", {
+              index,
+              delta: { type: "input_json_delta", partial_json: ev.text },
+            }),
+          );
+      };
       const sink: ChoiceSink = {
-        piece(_i, text) {
-          if (text !== "")
-            controller.enqueue(
-              event("content_block_delta", { index: 0, delta: { type: "text_delta", text } }),
-            );
+        piece(_i, piece) {
+          if (piece === "") return;
+          if (scanner === null) text(piece);
+          else for (const ev of scanner.push(piece)) tool(ev);
         },
         finish(_i, _reason, _scores, done) {
+          if (scanner !== null) for (const ev of scanner.end()) tool(ev);
           ended = done;
         },
         end(usage) {
-          controller.enqueue(event("content_block_stop", { index: 0 }));
+          close();
+          const calls = scanner?.calls.filter((c) => c.complete).length ?? 0;
           controller.enqueue(
             event("message_delta", {
-              delta: stopOf(ended as unknown as Done),
+              delta: stopOf(ended as unknown as Done, calls),
               usage: { output_tokens: usage.completion_tokens },
             }),
           );
@@ -202,13 +203,11 @@ function sseMessage(ctx: RunContext, head: ResponseHead, request: Request): Resp
             content: [],
             stop_reason: null,
             stop_sequence: null,
-            usage: { input_tokens: inputTokens, output_tokens: 0 },
+            usage: { input_tokens: choice.req.promptIds.length, output_tokens: 0 },
           },
         }),
       );
-      controller.enqueue(
-        event("content_block_start", { index: 0, content_block: { type: "text", text: "" } }),
-      );
+      if (scanner === null) start({ type: "text", text: "" });
       controller.enqueue(event("ping", {}));
       try {
         cancel = runChoices(ctx, head, sink);

@@ -1,8 +1,9 @@
 // POST /v1/messages: Anthropic's Messages API (the turns rendered with the model's chat template),
 // answered as one `message` or Anthropic's SSE events; errors in Anthropic's shape.
 import { Elysia } from "elysia";
-import { checkBlockTypes, messagesChoice, respondMessages } from "../anthropic.ts";
+import { respondMessages } from "../anthropic.ts";
 import { anthropicError } from "../anthropic-errors.ts";
+import { checkBlocks, messagesChoice } from "../anthropic-request.ts";
 import { MessagesBody } from "../anthropic-schemas.ts";
 import type { RunContext } from "../choices.ts";
 import type { RequestContext } from "../engine-request.ts";
@@ -14,7 +15,7 @@ export function messagesRoute(run: RunContext, req: RequestContext) {
     .post(
       "/v1/messages",
       ({ body, request }) => respondMessages(run, messagesChoice(req, body), body.stream === true, request),
-      { body: MessagesBody, transform: ({ body }) => checkBlockTypes(body) },
+      { body: MessagesBody, transform: ({ body }) => checkBlocks(body) },
     )
     .get("/v1/messages", post)
     .put("/v1/messages", post)

@@ -1,6 +1,6 @@
 // loadModel: one call from a model reference to everything a session needs (file, native model,
 // tokenizer, chat template), with the runtime options resolved and validated once.
-import type { ChatTemplate } from "./chat/index.ts";
+import { ChatTemplate } from "./chat/index.ts";
 import { LocalEngine } from "./engine/local.ts";
 import { Scheduler } from "./engine/scheduler.ts";
 import { type GgufFile, GgufMetadata } from "./gguf/index.ts";
@@ -44,6 +44,11 @@ export interface LoadModelOptions {
   deterministic?: boolean;
   /** Passed to {@link pullModel}: model cache directory, download progress, abort signal. */
   pull?: PullOptions;
+  /**
+   * A chat template (Jinja source) to use instead of the model's `tokenizer.chat_template`
+   * (e.g. one with a tools section: docs/tools.md). Default: the model's.
+   */
+  chatTemplate?: string;
 }
 
 /** Every key of {@link LoadModelOptions}: anything else passed to loadModel is a typo. */
@@ -56,6 +61,7 @@ const LOAD_MODEL_OPTION_KEYS = Object.keys({
   maxSessions: true,
   deterministic: true,
   pull: true,
+  chatTemplate: true,
 } satisfies Record<keyof LoadModelOptions, true>);
 
 /** The options a {@link Model} runs with, after defaults and validation. */
@@ -269,6 +275,11 @@ export async function loadModel(ref?: string, opts: LoadModelOptions = {}): Prom
     LOAD_MODEL_OPTION_KEYS,
     (message) => new ModelOptionsError(message),
   );
+  if (
+    opts.chatTemplate !== undefined &&
+    (typeof opts.chatTemplate !== "string" || opts.chatTemplate.trim() === "")
+  )
+    throw new ModelOptionsError("loadModel: chatTemplate must be a non-empty Jinja text");
   const path = await pullModel(ref, opts.pull);
   const mf = readModelFile(path);
   const options = resolveModelOptions(opts, { contextLength: mf.trainedContextTokens });
@@ -279,6 +290,10 @@ export async function loadModel(ref?: string, opts: LoadModelOptions = {}): Prom
     maxBatchTokens: options.maxBatchTokens,
     maxSequences: options.maxSessions,
   });
-  const { file, tokenizer, chatTemplate } = mf;
+  const { file, tokenizer } = mf;
+  const chatTemplate =
+    opts.chatTemplate === undefined
+      ? mf.chatTemplate
+      : ChatTemplate.forTokenizer(opts.chatTemplate, tokenizer);
   return new Model({ path, file, native, tokenizer, chatTemplate, options });
 }

@@ -10,6 +10,7 @@ import {
   type TokenLogprob,
 } from "./sampling/index.ts";
 import { resolveSpeculative, type SpeculativeOptions } from "./speculative.ts";
+import type { FunctionTool, ToolCall, ToolChoice } from "./tools/index.ts";
 
 export type { ChatMessage, SpeculativeOptions, TokenLogprob };
 
@@ -82,6 +83,15 @@ export interface GenerateOptions extends SessionSamplerOptions {
    * Turns speculative decoding on with its defaults when `speculative` is not given.
    */
   prediction?: string | readonly number[];
+  /**
+   * chat() only: functions the model may call (OpenAI's shape; docs/tools.md). The reply's calls
+   * are in {@link GenerateResult.toolCalls}.
+   */
+  tools?: readonly FunctionTool[];
+  /** chat() only: "auto" (default), "none", "required", or { type: "function", function: { name } }. */
+  toolChoice?: ToolChoice;
+  /** chat() only: more than one call in a reply. Default true. */
+  parallelToolCalls?: boolean;
 }
 
 /** Every key of {@link SessionSamplerOptions}. */
@@ -119,6 +129,9 @@ export const GENERATE_OPTION_KEYS = [
     json: true,
     logprobs: true,
     prediction: true,
+    tools: true,
+    toolChoice: true,
+    parallelToolCalls: true,
   } satisfies Record<Exclude<keyof GenerateOptions, keyof SessionSamplerOptions>, true>),
 ];
 
@@ -179,6 +192,12 @@ export interface GenerateResult {
   telemetry: Telemetry;
   /** With {@link GenerateOptions.logprobs}: one entry per generated token (end-of-generation excluded). */
   logprobs?: TokenLogprob[];
+  /**
+   * With {@link GenerateOptions.tools}: the calls the reply made (OpenAI's shape, ids `call_...`;
+   * a call cut by maxTokens has partial arguments), and the text before them.
+   */
+  toolCalls?: ToolCall[];
+  content?: string;
 }
 
 /** The context is full and context shift is off (or cannot free room); nothing was lost. */
@@ -284,6 +303,9 @@ export function generationSpec(
     speculative: _sp,
     json: _j,
     prediction: _p,
+    tools: _t,
+    toolChoice: _tc,
+    parallelToolCalls: _ptc,
     ...sampling
   } = opts;
   if (logprobs !== undefined && (!Number.isInteger(logprobs) || logprobs < 0 || logprobs > MAX_TOP_LOGPROBS))

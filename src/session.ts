@@ -30,6 +30,7 @@ import {
   type Telemetry,
 } from "./session-options.ts";
 import { addFigures, buildTelemetry, diffFigures, emptyPhase } from "./session-telemetry.ts";
+import { type ChatTools, chatTools, toolReply } from "./tools/index.ts";
 
 // Types and errors a session's caller needs, from the file that defines them.
 export * from "./session-options.ts";
@@ -135,6 +136,8 @@ export class Session {
   generate(opts: GenerateOptions = {}): AsyncGenerator<string, GenerateResult, void> {
     this.checkOpen();
     const options = this.prepareGeneration("generate", opts);
+    if (options.tools !== undefined)
+      throw new RangeError("generate: tools need chat() (the template shows them)");
     return this.exclusiveGen(() => this.generateInner(options, null, this.figures.prefillMs));
   }
 
@@ -159,7 +162,11 @@ export class Session {
     this.checkOpen();
     checkConversation(where, messages);
     const options = this.prepareGeneration(where, opts);
-    const ids = encodeChat(template, this.model.tokenizer, messages, { addGenerationPrompt: true });
+    const tools = chatTools(where, template.source, messages, opts);
+    const ids = encodeChat(template, this.model.tokenizer, tools?.messages ?? messages, {
+      addGenerationPrompt: true,
+      variables: tools?.variables,
+    });
     return this.exclusiveGen(() =>
       async function* (this: Session) {
         const started = performance.now();
@@ -168,7 +175,7 @@ export class Session {
         this.figures.cachedTokens += cached;
         // The rest of the prompt runs as the generation's first rows (one request).
         this.append(ids.slice(cached));
-        return yield* this.generateInner(options, started, priorPrefillMs);
+        return yield* this.generateInner(options, started, priorPrefillMs, tools);
       }.call(this),
     );
   }
@@ -343,6 +350,7 @@ export class Session {
     opts: GenerateOptions,
     callStarted: number | null,
     priorPrefillMs: number,
+    tools: ChatTools | null = null,
   ): AsyncGenerator<string, GenerateResult, void> {
     // generate() is timed from its first next() (where the body starts) plus the prefills run
     // before it; chat() from its own start (its prefill is inside) plus earlier prefills.
@@ -356,9 +364,14 @@ export class Session {
     if (kv.tokens.length === 0)
       throw new SessionStateError("nothing to generate from: prefill a prompt first");
     const gen = new Generation(
-      generationSpec(opts, this.contextShift, (p) =>
-        typeof p === "string" ? this.model.tokenizer.encode(p, { addSpecial: false }) : this.toTokens(p, {}),
-      ),
+      {
+        ...generationSpec(opts, this.contextShift, (p) =>
+          typeof p === "string"
+            ? this.model.tokenizer.encode(p, { addSpecial: false })
+            : this.toTokens(p, {}),
+        ),
+        tools: tools?.spec ?? null,
+      },
       this.model.tokenizer,
       this.model.info.vocabSize,
     );
@@ -398,7 +411,8 @@ export class Session {
         this.takeBack(gen, received - delivered);
         if (logprobs !== undefined) logprobs.length = Math.min(logprobs.length, delivered);
         const result = this.finish(origin, ttft, gen, ev.finish, text);
-        return logprobs === undefined ? result : { ...result, logprobs };
+        const calls = tools?.spec ? toolReply(tools.format, text) : null;
+        return { ...result, ...(logprobs === undefined ? {} : { logprobs }), ...calls };
       }
     } finally {
       // The consumer left the loop early (break, return, throw) or aborted: still report the call.

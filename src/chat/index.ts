@@ -80,18 +80,14 @@ export class ChatTemplate {
       this.template = new Template(source);
     } catch (e) {
       throw new ChatTemplateError(
-        `${isFallback ? "fallback" : "the model's"} chat template does not parse: ${(e as Error).message}`,
+        `${isFallback ? "fallback" : "the"} chat template does not parse: ${(e as Error).message}`,
       );
     }
   }
 
   /** The template in `tokenizer.chat_template`, with BOS/EOS texts from the tokenizer; ChatML if absent. */
   static fromGguf(md: GgufMetadata, tokenizer?: Tokenizer): ChatTemplate {
-    const tokens: ChatTemplateTokens = {};
-    if (tokenizer !== undefined) {
-      if (tokenizer.bosId >= 0) tokens.bosToken = tokenizer.tokenText(tokenizer.bosId);
-      if (tokenizer.eosId >= 0) tokens.eosToken = tokenizer.tokenText(tokenizer.eosId);
-    }
+    const tokens = templateTokens(tokenizer);
     const key = "tokenizer.chat_template";
     if (!md.has(key)) return new ChatTemplate(CHATML_TEMPLATE, true, tokens);
     let source: string;
@@ -106,6 +102,13 @@ export class ChatTemplate {
 
   static fromString(source: string, tokens: ChatTemplateTokens = {}): ChatTemplate {
     return new ChatTemplate(source, false, tokens);
+  }
+
+  /** Another template (`--chat-template FILE`, the `chatTemplate` option) for a model's tokenizer. */
+  static forTokenizer(source: string, tokenizer: Tokenizer): ChatTemplate {
+    if (typeof source !== "string" || source.trim() === "")
+      throw new ChatTemplateError("the chat template must be a non-empty Jinja text");
+    return new ChatTemplate(source, false, templateTokens(tokenizer));
   }
 
   static chatml(tokens: ChatTemplateTokens = {}): ChatTemplate {
@@ -181,6 +184,16 @@ export class ChatTemplate {
     }
     return this.systemRole;
   }
+}
+
+/** BOS and EOS texts a template may use. */
+function templateTokens(tokenizer: Tokenizer | undefined): ChatTemplateTokens {
+  const tokens: ChatTemplateTokens = {};
+  if (tokenizer !== undefined) {
+    if (tokenizer.bosId >= 0) tokens.bosToken = tokenizer.tokenText(tokenizer.bosId);
+    if (tokenizer.eosId >= 0) tokens.eosToken = tokenizer.tokenText(tokenizer.eosId);
+  }
+  return tokens;
 }
 
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];

@@ -1,4 +1,5 @@
 // Flags shared by `hearth run` and `hearth chat`: model loading, sampling, telemetry printing.
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { progressBar } from "../gguf/pull.ts";
 import { type LoadModelOptions, loadModel, type Model } from "../model.ts";
@@ -85,6 +86,7 @@ export const sharedOptions = {
   "kv-type": { type: "string" },
   "no-context-shift": { type: "boolean" },
   deterministic: { type: "boolean" },
+  "chat-template": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -97,6 +99,7 @@ export const SHARED_HELP = `Model:
       --kv-type T        KV cache storage: f16 (default) or q8_0
       --no-context-shift a full context is an error instead of dropping the oldest tokens
       --deterministic    fixed seed (0) unless --seed is given: same input, same output
+      --chat-template FILE  a Jinja chat template to use instead of the model's
 Sampling:
   -n, --max-tokens N     most tokens to generate (default 512)
       --temp T           temperature; 0 is greedy (default ${SAMPLING.temperature})
@@ -165,7 +168,23 @@ export function loadOptions(values: Values, showProgress: boolean): LoadModelOpt
     deterministic: values.deterministic === true,
     maxSessions: 1,
     pull: showProgress ? { onProgress: progressBar("pull") } : {},
+    ...chatTemplateOption(values["chat-template"]),
   };
+}
+
+/** `--chat-template FILE`: the file's text (a clear error when it cannot be read). */
+export function chatTemplateOption(file: unknown): { chatTemplate?: string } {
+  if (file === undefined) return {};
+  let text: string;
+  try {
+    text = readFileSync(String(file), "utf8");
+  } catch (err) {
+    throw new UsageError(
+      `--chat-template: cannot read ${JSON.stringify(String(file))}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
+  }
+  if (text.trim() === "") throw new UsageError(`--chat-template: ${JSON.stringify(String(file))} is empty`);
+  return { chatTemplate: text };
 }
 
 /** Generation options from the flags. */

@@ -1,5 +1,6 @@
 // `hearth serve`: the OpenAI-compatible HTTP server over the continuous-batching engine.
 import { basename, join } from "node:path";
+import { ChatTemplate } from "../chat/index.ts";
 import { Engine, type EngineKvTierConfig } from "../engine/index.ts";
 import { pullModel } from "../gguf/pull.ts";
 import { defaultKvDir } from "../kv/index.ts";
@@ -9,7 +10,7 @@ import { nativeLimits } from "../native/limits.ts";
 import { createApp, DEFAULT_MAX_BODY_BYTES } from "../server/app.ts";
 import { KvDirBusyError, lockKvDir } from "../server/kv-lock.ts";
 import { type ResolvedSpeculative, resolveSpeculative } from "../speculative.ts";
-import { flagNumber, parseFlags } from "./options.ts";
+import { chatTemplateOption, flagNumber, parseFlags } from "./options.ts";
 
 const HELP = `Usage: hearth serve [-m MODEL] [options]
 
@@ -21,6 +22,7 @@ docs/server.md lists every request field.
 
 Options:
   -m, --model REF        model: known name (default SmolLM2-135M-Instruct Q4_1), .gguf path or URL
+      --chat-template FILE  a Jinja chat template to use instead of the model's (docs/tools.md)
       --host HOST        address to bind (default 127.0.0.1: loopback only)
       --port N           port (default 8080; 0 picks a free one)
       --alias NAME       model id /v1/models lists and responses carry (default: the model
@@ -69,6 +71,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const parsed = parseFlags(argv, {
       model: { type: "string", short: "m" },
+      "chat-template": { type: "string" },
       host: { type: "string" },
       port: { type: "string" },
       "api-key": { type: "string" },
@@ -109,6 +112,7 @@ export async function main(argv: string[]): Promise<number> {
   let kvDiskMb: number, kvHotMb: number | undefined, kvIdleMs: number;
   let speculative: ResolvedSpeculative | null = null;
   let speculativeOptIn: ResolvedSpeculative | null = null;
+  let otherTemplate: string | undefined;
   const kvType = (s("kv-type") ?? "f16") as "f16" | "q8_0";
   try {
     parallel = int("parallel", s("parallel"), 16, 1, nativeLimits().maxSequences);
@@ -132,6 +136,7 @@ export async function main(argv: string[]): Promise<number> {
     if (values["no-kv-disk"] && s("kv-dir") !== undefined)
       throw new Error("--kv-dir and --no-kv-disk contradict each other");
     if (s("alias")?.trim() === "") throw new Error("--alias must not be empty");
+    otherTemplate = chatTemplateOption(s("chat-template")).chatTemplate;
     const key = s("api-key");
     if (key !== undefined && key.trim() === "")
       throw new Error("--api-key must not be empty (no client could send it)");
@@ -157,7 +162,16 @@ export async function main(argv: string[]): Promise<number> {
   const contextTokens = ctxOpt ?? Math.min(trained, 4096);
   const kvPages =
     kvPagesOpt ?? Math.min(4096, Math.ceil((parallel * contextTokens) / nativeLimits().kvPageTokens));
-  const { tokenizer, chatTemplate } = mf;
+  const { tokenizer } = mf;
+  let chatTemplate = mf.chatTemplate;
+  if (otherTemplate !== undefined) {
+    try {
+      chatTemplate = ChatTemplate.forTokenizer(otherTemplate, tokenizer);
+    } catch (err) {
+      console.error(`hearth serve: --chat-template: ${(err as Error).message}`);
+      return 2;
+    }
+  }
 
   // The SSD tier: an explicit --kv-dir must work (else exit); the default one falls back to RAM only.
   let kvTier: EngineKvTierConfig | null = null;

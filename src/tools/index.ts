@@ -4,7 +4,8 @@
 import type { ChatMessage } from "../chat/index.ts";
 import { compileSchema, SchemaError, SchemaRecognizer } from "../sampling/json-schema.ts";
 import { type ToolCallSpec, toolArgsSchema } from "./constraint.ts";
-import type { ToolFormat } from "./format.ts";
+import { detectToolFormat, type ToolFormat } from "./format.ts";
+import { parseToolCalls } from "./scanner.ts";
 
 export { CallGrammar, ToolCallConstraint, type ToolCallSpec } from "./constraint.ts";
 export { detectToolFormat, TOOL_FORMATS, type ToolFormat, type ToolFormatName } from "./format.ts";
@@ -172,4 +173,76 @@ export function toolConversation(
     else out.unshift({ role: "system", content: prompt });
   }
   return { messages: out as ChatMessage[], variables: {} };
+}
+
+/** A tool call of a library reply, in OpenAI's shape (it goes back into the history as is). */
+export interface ToolCall {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: string };
+}
+
+/** What a chat with tools needs: the messages and variables to render, the engine spec, the format. */
+export interface ChatTools {
+  messages: ChatMessage[];
+  variables: Record<string, unknown>;
+  spec: ToolCallSpec | null;
+  format: ToolFormat;
+}
+
+/**
+ * The library's chat options `tools`, `toolChoice` and `parallelToolCalls` for a template, checked
+ * (a RangeError names what is wrong); null when the call has no tools.
+ */
+export function chatTools(
+  where: string,
+  templateSource: string,
+  messages: readonly ChatMessage[],
+  opts: { tools?: readonly FunctionTool[]; toolChoice?: ToolChoice; parallelToolCalls?: boolean },
+): ChatTools | null {
+  const { tools, toolChoice, parallelToolCalls } = opts;
+  if (tools === undefined) {
+    if (toolChoice !== undefined && toolChoice !== "auto" && toolChoice !== "none")
+      throw new RangeError(`${where}: toolChoice asks for a call but no tools are given`);
+    return null;
+  }
+  if (!Array.isArray(tools)) throw new RangeError(`${where}: tools must be an array of function tools`);
+  for (const [i, t] of tools.entries())
+    if (t === null || typeof t !== "object" || t.type !== "function" || typeof t.function?.name !== "string")
+      throw new RangeError(
+        `${where}: tools[${i}] must be { type: "function", function: { name, parameters } }`,
+      );
+  if (
+    toolChoice !== undefined &&
+    !["auto", "none", "required"].includes(toolChoice as string) &&
+    typeof (toolChoice as { function?: { name?: unknown } })?.function?.name !== "string"
+  )
+    throw new RangeError(
+      `${where}: toolChoice must be "auto", "none", "required" or { type: "function", function: { name } }`,
+    );
+  if (parallelToolCalls !== undefined && typeof parallelToolCalls !== "boolean")
+    throw new RangeError(`${where}: parallelToolCalls must be a boolean`);
+  const format = detectToolFormat(templateSource);
+  let spec: ToolCallSpec | null;
+  try {
+    spec = toolCallSpec(format, tools, toolChoice ?? "auto", parallelToolCalls ?? true);
+  } catch (err) {
+    if (err instanceof ToolError) throw new RangeError(`${where}: ${err.message}`);
+    throw err;
+  }
+  const conversation = toolConversation(format, messages as Message[], spec === null ? null : tools);
+  return { ...conversation, spec, format };
+}
+
+/** A reply's text read as content and calls (the library's result fields). */
+export function toolReply(format: ToolFormat, text: string): { content: string; toolCalls: ToolCall[] } {
+  const { content, calls } = parseToolCalls(format, text);
+  return {
+    content,
+    toolCalls: calls.map((c) => ({
+      id: c.id,
+      type: "function",
+      function: { name: c.name, arguments: c.arguments },
+    })),
+  };
 }

@@ -35,7 +35,12 @@ let dir: string;
 
 beforeAll(async () => {
   model = await loadModel(undefined, { threads: 2, contextTokens: 1024, maxSessions: 2 });
-  hermes = await loadModel(undefined, { threads: 2, contextTokens: 1024, maxSessions: 2, chatTemplate: HERMES });
+  hermes = await loadModel(undefined, {
+    threads: 2,
+    contextTokens: 1024,
+    maxSessions: 2,
+    chatTemplate: HERMES,
+  });
   dir = mkdtempSync(join(tmpdir(), "hearth-tools-"));
 }, 120_000);
 
@@ -128,7 +133,18 @@ describe("--chat-template FILE", () => {
     // A template that answers every conversation with the same fixed assistant turn start.
     const file = join(dir, "t.jinja");
     writeFileSync(file, "<|im_start|>user\nSay only the word: banana<|im_end|>\n<|im_start|>assistant\n");
-    const r = await hearth(["run", "--chat", "--chat-template", file, "--temp", "0", "-n", "8", "-p", "ignored"]);
+    const r = await hearth([
+      "run",
+      "--chat",
+      "--chat-template",
+      file,
+      "--temp",
+      "0",
+      "-n",
+      "8",
+      "-p",
+      "ignored",
+    ]);
     expect(r.code).toBe(0);
     const plain = await hearth(["run", "--chat", "--temp", "0", "-n", "8", "-p", "ignored"]);
     expect(r.stdout).not.toBe(plain.stdout);

@@ -26,7 +26,7 @@ export interface LoadModelOptions {
    */
   contextTokens?: number;
   /**
-   * KV pool size in pages of 16 tokens, allocated once and shared by every session of the
+   * KV pool size in pages of `kvPageTokens()` tokens, allocated once and shared by every session of the
    * model. Default: enough for one full context of each of `maxSessions` sessions.
    */
   kvPages?: number;
@@ -123,7 +123,7 @@ export class Model {
 
   /**
    * Opens a session: one KV sequence rented from the pool until {@link Session.close}.
-   * An explicit `contextTokens` must fit in the KV pool (`kvPages` pages of 16 tokens).
+   * An explicit `contextTokens` must fit in the KV pool (`kvPages` pages of `kvPageTokens()` tokens).
    */
   createSession(opts: SessionOptions = {}): Session {
     if (this.closed) throw new Error("model is closed");
@@ -166,7 +166,7 @@ export class Model {
     return this.sessions.size;
   }
 
-  /** KV pool occupancy (pages of 16 tokens). */
+  /** KV pool occupancy (pages of `kvPageTokens()` tokens). */
   kvStats(): KvStats {
     return this.native.kvStats();
   }

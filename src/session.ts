@@ -62,6 +62,8 @@ export class Session {
   private figures = emptyPhase();
   /** The engine request running now (prefill or generation), if any. */
   private run: LocalRun | null = null;
+  /** Removes the current run's listener from the caller's AbortSignal (a signal may outlive many calls). */
+  private detachAbort: (() => void) | null = null;
   private abortRequested = false;
   private busy = false;
   private closed = false;
@@ -423,7 +425,7 @@ export class Session {
         if (logprobs !== undefined) logprobs.length = Math.min(logprobs.length, delivered);
         this.finish(origin, ttft, gen, "abort", text);
       }
-      this.run = null;
+      this.endRun();
     }
   }
 
@@ -443,8 +445,19 @@ export class Session {
       { kv: this.kv, generation: gen, contextTokens: this.contextTokens, paced },
     );
     this.run = run;
-    signal?.addEventListener("abort", () => run.cancel(), { once: true });
+    if (signal !== undefined) {
+      const onAbort = () => run.cancel();
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.detachAbort = () => signal.removeEventListener("abort", onAbort);
+    }
     return run;
+  }
+
+  /** The current run is over: forget it and stop listening to its caller's signal. */
+  private endRun(): void {
+    this.detachAbort?.();
+    this.detachAbort = null;
+    this.run = null;
   }
 
   /** Runs every pending token through the model (prefill); an abort leaves the rest pending. */
@@ -465,7 +478,7 @@ export class Session {
       }
       if (ev.type === "done") addFigures(this.figures, ev.figures);
     } finally {
-      this.run = null;
+      this.endRun();
     }
   }
 

@@ -93,4 +93,32 @@ describe("library sessions on one in-process engine", () => {
       s.close();
     }
   }, 120_000);
+
+  test("a signal reused across many calls keeps no listener of a finished call", async () => {
+    const controller = new AbortController();
+    const signal = controller.signal;
+    let listening = 0;
+    const add = signal.addEventListener.bind(signal);
+    const remove = signal.removeEventListener.bind(signal);
+    signal.addEventListener = ((type: string, fn: EventListener, o?: AddEventListenerOptions) => {
+      if (type === "abort") listening++;
+      add(type, fn, o);
+    }) as typeof signal.addEventListener;
+    signal.removeEventListener = ((type: string, fn: EventListener, o?: EventListenerOptions) => {
+      if (type === "abort") listening--;
+      remove(type, fn, o);
+    }) as typeof signal.removeEventListener;
+    const s = model.createSession();
+    try {
+      for (let i = 0; i < 6; i++) {
+        await s.prefill(`Turn ${i}:`, { signal });
+        const it = s.generate({ maxTokens: 2, temperature: 0, ignoreEos: true, signal });
+        let r = await it.next();
+        while (!r.done) r = await it.next();
+      }
+      expect(listening).toBe(0);
+    } finally {
+      s.close();
+    }
+  }, 120_000);
 });

@@ -12,7 +12,15 @@ import { KvDirBusyError, lockKvDir } from "../server/kv-lock.ts";
 import { type ResolvedSpeculative, resolveSpeculative } from "../speculative.ts";
 import { chatTemplateOption, flagNumber, parseFlags } from "./options.ts";
 
-const HELP = `Usage: hearth serve [-m MODEL] [options]
+/** The help text; the KV page size comes from the library when it loads. */
+function help(): string {
+  let page = "the native page size";
+  try {
+    page = `${nativeLimits().kvPageTokens} tokens`;
+  } catch {
+    // No library yet: the help still prints; the size is the one hearth_limits reports.
+  }
+  return `Usage: hearth serve [-m MODEL] [options]
 
 Serves a GGUF model over an OpenAI-compatible HTTP API: /v1/chat/completions,
 /v1/completions (streaming SSE or not), /v1/models, /health, /metrics (Prometheus); GET /
@@ -32,7 +40,7 @@ Options:
       --parallel N       sequences decoding at once (default 16)
       --queue N          requests waiting beyond --parallel before 429 (default 64)
   -c, --ctx N            most tokens per request, prompt + completion (default: model's, ≤ 4096)
-      --kv-pages N       KV pool size in pages of 16 tokens (default: parallel x ctx / 16, ≤ 4096)
+      --kv-pages N       KV pool size in pages of ${page} (default: parallel x ctx / page, ≤ 4096)
   -b, --batch-size N     most tokens per engine step (default 256)
       --kv-type T        f16 (default) or q8_0
   -t, --threads N        compute threads (default: $HEARTH_THREADS, else every core)
@@ -60,6 +68,7 @@ its manifest survive a restart (written on SIGINT / SIGTERM and after each idle 
                          when the hot tier is full)
       --no-kv-disk       keep the prefix cache in RAM only (nothing written to disk)
       --no-prefix-cache  compute every prompt in full`;
+}
 
 /** An integer flag: `def` when absent, else within [min, max]. */
 function int(name: string, v: string | undefined, def: number, min: number, max?: number): number {
@@ -103,7 +112,7 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   if (values.help) {
-    console.log(HELP);
+    console.log(help());
     return 0;
   }
   const s = (k: string) => values[k] as string | undefined;
@@ -121,7 +130,7 @@ export async function main(argv: string[]): Promise<number> {
     stepTokens = int("batch-size", s("batch-size"), 256, 1, nativeLimits().maxBatchTokens);
     threads = int("threads", s("threads"), defaultThreads(), 1, nativeLimits().maxThreads);
     maxBody = int("max-body", s("max-body"), DEFAULT_MAX_BODY_BYTES, 1);
-    ctxOpt = s("ctx") === undefined ? undefined : int("ctx", s("ctx"), 0, 16);
+    ctxOpt = s("ctx") === undefined ? undefined : int("ctx", s("ctx"), 0, nativeLimits().kvPageTokens);
     kvPagesOpt =
       s("kv-pages") === undefined
         ? undefined

@@ -21,7 +21,7 @@ import {
 export interface NativeModelOptions {
   /** Worker threads of the native pool, the calling thread included (default: all cores). */
   threads?: number;
-  /** KV pool size in pages of 16 tokens, allocated once (default 512 = 8,192 tokens). */
+  /** KV pool size in pages of `kvPageTokens()` tokens, allocated once (default 512). */
   kvPages?: number;
   /** Storage of K and V (default "f16"; "q8_0" halves it). */
   kvType?: "f16" | "q8_0";

@@ -1,6 +1,8 @@
 // Server metrics in Prometheus text format: request and token counters, TTFT and inter-token
 // latency histograms, queue depth and KV pages, and the prefix cache with its RAM and SSD tiers
 // (the engine figures are the latest the engine reported).
+
+import { kvPageTokens } from "../native/limits.ts";
 import type { KvTierStats } from "../native/model-api.ts";
 
 /** A cumulative histogram with fixed upper bounds in seconds. */
@@ -107,7 +109,7 @@ export class ServerMetrics {
     out.push(this.ttft.render(), this.itl.render());
     gauge("hearth_requests_running", "Sequences decoding now.", g.running);
     gauge("hearth_queue_depth", "Requests waiting for a slot.", g.queued);
-    gauge("hearth_kv_pages_total", "KV pool size in pages of 16 tokens.", g.kvPagesTotal);
+    gauge("hearth_kv_pages_total", `KV pool size in pages of ${kvPageTokens()} tokens.`, g.kvPagesTotal);
     gauge("hearth_kv_pages_free", "Free KV pages.", g.kvPagesFree);
     gauge(
       "hearth_kv_pages_used",

@@ -6,7 +6,7 @@
 import { type BenchOptions, formatTable, parseBenchArgs, printSuite, type SuiteResult } from "./lib.ts";
 import { saveRun } from "./results.ts";
 
-const SUITES = ["kernels", "e2e", "serve", "kv", "text", "speculative", "library", "micro"] as const;
+const SUITES = ["kernels", "e2e", "serve", "kv", "text", "speculative", "library", "micro", "fuzz"] as const;
 
 async function loadSuite(name: string): Promise<(o: BenchOptions) => Promise<SuiteResult>> {
   if (!(SUITES as readonly string[]).includes(name)) {

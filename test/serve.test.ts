@@ -446,6 +446,12 @@ describe("hearth serve (openai client, real model)", () => {
 
     const big = await post("/v1/completions", { prompt: "x".repeat(100_000) });
     expect(big.status).toBe(413);
+    // Far past the limit too (Bun's own limit once answered a bare 413 without a body).
+    for (const path of ["/v1/completions", "/v1/chat/completions"]) {
+      const huge = await post(path, { prompt: "x".repeat(400_000) });
+      expect(huge.status).toBe(413);
+      expect(((await huge.json()) as { error: { message: string } }).error.message).toContain("limit");
+    }
     // The server is still fine afterwards.
     expect((await fetch(`${server.url}/health`)).status).toBe(200);
   }, 60_000);

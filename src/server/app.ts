@@ -74,13 +74,14 @@ export function createApp(opts: AppOptions) {
     speculative: opts.speculative ?? null,
     speculativeOptIn: opts.speculativeOptIn ?? null,
   };
-  // Bun refuses bodies past its own limit with a bare 413 before any handler runs; ours is below
-  // it so that a client over the limit gets an error it can read. Elysia turns SO_REUSEPORT on by
+  // Bun refuses bodies past its own limit with a bare 413 (no JSON) before any handler runs, so
+  // its limit is out of reach: the guard refuses by Content-Length and readLimited stops reading a
+  // chunked body at ours, each with an error a client can read (the fuzz sent 5x the limit). Elysia turns SO_REUSEPORT on by
   // default: a second server on a taken port then binds too and the kernel splits the
   // connections between the two; a taken port must be an error. `normalize: false` (the composing
   // app's setting rules every plugin's routes): a field no schema lists is a 400, not dropped.
   return new Elysia({
-    serve: { maxRequestBodySize: 2 * maxBodyBytes + 65536, reusePort: false },
+    serve: { maxRequestBodySize: Number.MAX_SAFE_INTEGER, reusePort: false },
     normalize: false,
   })
     .onRequest(guard({ apiKey: opts.apiKey, maxBodyBytes, corsOrigins: opts.corsOrigins ?? [] }))

@@ -58,7 +58,7 @@ const MODELS = "/v1/models";
 
 const chatBase = () => ({ messages: [{ role: "user", content: "Say hi." }], max_tokens: 3 });
 const complBase = () => ({ prompt: "Once upon a time", max_tokens: 3 });
-const msgBase = () => ({ messages: [{ role: "user", content: "Say hi." }], max_tokens: 3 });
+const msgBase = () => ({ model: "smol", messages: [{ role: "user", content: "Say hi." }], max_tokens: 3 });
 
 /** A JSON nesting `depth` levels deep (arrays or objects). */
 function nested(depth: number, objects: boolean): string {
@@ -122,7 +122,21 @@ function limitCases(route: Route): Array<[string, Record<string, unknown>]> {
     ["max_tokens=ctx", { max_tokens: FUZZ_CTX }],
     ["max_tokens=ctx+1", { max_tokens: FUZZ_CTX + 1 }],
     ["max_tokens=2^53", { max_tokens: 2 ** 53 }],
+    ["top_k=2^31", { top_k: 2 ** 31 }],
+    [
+      "stop_long",
+      route === MESSAGES ? { stop_sequences: ["x".repeat(20_000)] } : { stop: ["x".repeat(20_000)] },
+    ],
+    ["tools=128", { tools: Array.from({ length: 128 }, (_, i) => tool(route, i)) }],
+    ["tools=129", { tools: Array.from({ length: 129 }, (_, i) => tool(route, i)) }],
   ];
+  if (route !== COMPLETIONS) {
+    const turns = (n: number) =>
+      Array.from({ length: n }, (_, i) => ({ role: i % 2 ? "assistant" : "user", content: "a" }));
+    common.push(["messages=ctx", { messages: turns(FUZZ_CTX) }]);
+    common.push(["messages=ctx+1", { messages: turns(FUZZ_CTX + 1) }]);
+    common.push(["messages=9", { messages: turns(9) }]);
+  }
   if (route === MESSAGES)
     return [
       ...common,
@@ -140,6 +154,8 @@ function limitCases(route: Route): Array<[string, Record<string, unknown>]> {
     ["stop=5", { stop: ["a", "b", "c", "d", "e"] }],
     ["logit_bias=100", { logit_bias: { "1": 100, "2": -100 } }],
     ["logit_bias=100.5", { logit_bias: { "1": 100.5 } }],
+    ["logit_bias_size=1024", { logit_bias: bias(1024) }],
+    ["logit_bias_size=1025", { logit_bias: bias(1025) }],
     ["logit_bias_size=3000", { logit_bias: bias(3000) }],
     ["logit_bias_key=bad", { logit_bias: { abc: 1 } }],
     ["logit_bias_key=huge", { logit_bias: { "99999999999": 1 } }],
@@ -167,6 +183,14 @@ function limitCases(route: Route): Array<[string, Record<string, unknown>]> {
     ["token_ids_negative", { prompt: [-1] }],
     ["echo+max_tokens=0", { echo: true, max_tokens: 0, logprobs: 5 }],
   ];
+}
+
+/** Tool `i` in the route's shape. */
+function tool(route: Route, i: number): unknown {
+  const parameters = { type: "object", properties: { x: { type: "string" } } };
+  return route === MESSAGES
+    ? { name: `t${i}`, input_schema: parameters }
+    : { type: "function", function: { name: `t${i}`, parameters } };
 }
 
 /** One case of `kind`, drawn from rng. */
@@ -278,9 +302,17 @@ function makeCase(kind: string, rng: () => number): FuzzCase {
       const body = { ...baseOf(route), ...fields, ...(rng() < 0.3 ? { stream: true } : {}) };
       return { ...post(json(body)), kind: `limits:${name}` };
     }
+    case "body_size": {
+      const text = json({ ...baseOf(route), stream: rng() < 0.3 });
+      const size = pick(rng, [FUZZ_MAX_BODY - 1, FUZZ_MAX_BODY, FUZZ_MAX_BODY + 1]);
+      return {
+        ...post(text + " ".repeat(size - Buffer.byteLength(text))),
+        kind: `body_size:${size - FUZZ_MAX_BODY}`,
+      };
+    }
     case "abort": {
-      const body = { ...baseOf(route), max_tokens: 32, stream: rng() < 0.6 };
-      return post(json(body), { abortAfterMs: Math.floor(rng() * 40) });
+      const body = { ...baseOf(route), max_tokens: 48, stream: rng() < 0.6 };
+      return post(json(body), { abortAfterMs: Math.floor(rng() * rng() * 600) });
     }
     case "models": {
       const r = rng();
@@ -318,6 +350,7 @@ export const KINDS = [
   "invalid_utf8",
   "limits",
   "limits",
+  "body_size",
   "abort",
   "models",
   "headers",
@@ -462,7 +495,7 @@ export async function runFuzz(server: RunningServer, o: FuzzOptions): Promise<Fu
   const result: FuzzResult = { requests: 0, crashes: 0, hangs: 0, bad_answers: 0, byKind: {}, failures: [] };
   const reference = await sanity(server.url);
   const note = (c: FuzzCase, r: FuzzFailure | { status: string }) => {
-    const kind = c.kind.startsWith("limits:") ? "limits" : c.kind;
+    const kind = c.kind.replace(/:.*/, "");
     const k = result.byKind[kind] ?? { requests: 0, failures: 0, statuses: {} };
     result.byKind[kind] = k;
     k.requests++;

@@ -1,6 +1,6 @@
 // The model families against llama.cpp, logit by logit: tiny random-weight Llama 3 (rope_freqs,
-// untied output), Qwen 2 (QKV biases), Qwen 3 (Q/K norms) and Gemma 3 (sliding window of 5 keys,
-// post norms, GeGLU) from test/support/tiny-families.ts, and the real Gemma 3 270M in F16 past
+// untied output), SmolLM3 (no RoPE on the fourth layer), Qwen 2 (QKV biases), Qwen 3 (Q/K norms)
+// and Gemma 3 (sliding window of 5 keys, post norms, GeGLU) from test/support/tiny-families.ts, and the real Gemma 3 270M in F16 past
 // its 512-key window when that file is present. Fixtures: bench/peers/make-family-fixtures.ts.
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -77,6 +77,20 @@ describe("tiny random-weight models of each family match llama.cpp's logits", as
       const m = openNativeModel(path, { threads: 2, kvPages: 16, maxBatchTokens: 64, maxSequences: 2 });
       try {
         expect(m.info.architecture).toBe(c === "llama3" ? "llama" : c);
+        // A context shift on the same model (SmolLM3's no-RoPE layer only moves its K) keeps it usable.
+        const seq = m.seqCreate();
+        const b = createBatch(TINY_PROMPT.length);
+        TINY_PROMPT.forEach((t, i) => {
+          b.tokens[i] = t;
+          b.positions[i] = i;
+          b.seqIds[i] = seq;
+          b.wantLogits[i] = 0;
+        });
+        b.length = TINY_PROMPT.length;
+        m.decode(b, new Float32Array(0));
+        m.seqShift(seq, 4, 8);
+        expect(m.seqLength(seq)).toBe(TINY_PROMPT.length - 8);
+        m.seqFree(seq);
         expect(m.info.formats).toEqual(["F32"]);
         expect(m.info.slidingWindow).toBe(c === "gemma3" ? TINY_WINDOW : null);
         const vocab = m.info.vocabSize;

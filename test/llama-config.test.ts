@@ -226,7 +226,7 @@ describe("valid variants of a Llama file", () => {
 describe("model families (families.ts)", () => {
   test("an unsupported architecture names itself and lists what hearth runs", () => {
     expect(() => llamaConfigFromGguf(tiny({ "general.architecture": v.str("mamba") }))).toThrow(
-      'unsupported architecture "mamba" (general.architecture); hearth runs: llama, qwen2, qwen3, gemma3',
+      'unsupported architecture "mamba" (general.architecture); hearth runs: llama, smollm3, qwen2, qwen3, gemma3',
     );
   });
 
@@ -234,7 +234,7 @@ describe("model families (families.ts)", () => {
     for (const c of FAMILY_CASES) {
       const cfg = llamaConfigFromGguf(parseGguf(tinyFamilyModel(c)));
       const layer = cfg.tensors.layers[0];
-      expect(cfg.ropeType).toBe(c === "llama3" ? "norm" : "neox");
+      expect(cfg.ropeType).toBe(c === "llama3" || c === "smollm3" ? "norm" : "neox");
       expect(layer?.attnQBias !== undefined).toBe(c === "qwen2");
       expect(layer?.attnQNorm !== undefined).toBe(c === "qwen3" || c === "gemma3");
       expect(layer?.postFfwNorm !== undefined).toBe(c === "gemma3");

@@ -1,10 +1,10 @@
 // What sets the model families hearth runs apart (general.architecture): the RoPE layout, the
 // tensors only some of them have, and Gemma 3's sliding window, query scale and embedding scale.
-// The forward passes are zig/model/llama.zig (llama, qwen2, qwen3) and zig/model/gemma3.zig.
+// The forward passes are zig/model/llama.zig (llama, smollm3, qwen2, qwen3) and zig/model/gemma3.zig.
 
 import { type Keys, ModelConfigError } from "./config-checks.ts";
 
-export const SUPPORTED_ARCHITECTURES = ["llama", "qwen2", "qwen3", "gemma3"] as const;
+export const SUPPORTED_ARCHITECTURES = ["llama", "smollm3", "qwen2", "qwen3", "gemma3"] as const;
 export type Architecture = (typeof SUPPORTED_ARCHITECTURES)[number];
 
 export interface FamilyTraits {
@@ -14,13 +14,16 @@ export interface FamilyTraits {
   qkNorm: boolean;
   /** RMSNorm of the attention and FFN outputs before their residual adds. */
   postNorms: boolean;
+  /** k > 0: layers l with (l + 1) % k == 0 use no RoPE (SmolLM3: 4, as llama.cpp fixes it). */
+  noRopeLayerStep: number;
 }
 
 export const FAMILIES: Readonly<Record<Architecture, FamilyTraits>> = {
-  llama: { ropeType: "norm", qkNorm: false, postNorms: false },
-  qwen2: { ropeType: "neox", qkNorm: false, postNorms: false },
-  qwen3: { ropeType: "neox", qkNorm: true, postNorms: false },
-  gemma3: { ropeType: "neox", qkNorm: true, postNorms: true },
+  llama: { ropeType: "norm", qkNorm: false, postNorms: false, noRopeLayerStep: 0 },
+  smollm3: { ropeType: "norm", qkNorm: false, postNorms: false, noRopeLayerStep: 4 },
+  qwen2: { ropeType: "neox", qkNorm: false, postNorms: false, noRopeLayerStep: 0 },
+  qwen3: { ropeType: "neox", qkNorm: true, postNorms: false, noRopeLayerStep: 0 },
+  gemma3: { ropeType: "neox", qkNorm: true, postNorms: true, noRopeLayerStep: 0 },
 };
 
 export function isSupportedArchitecture(arch: string): arch is Architecture {

@@ -1,4 +1,4 @@
-// Model configuration from a parsed GGUF file (llama, qwen2, qwen3, gemma3; what sets the families
+// Model configuration from a parsed GGUF file (llama, smollm3, qwen2, qwen3, gemma3; what sets the families
 // apart is in families.ts): hyper-parameters, the tensor set with the shape each tensor must have,
 // tied-output detection and vocabulary consistency. Everything the
 // forward pass relies on is checked here, so a bad file fails with an error that names the key or

@@ -2,7 +2,7 @@
 // the tensor table to zig/model/model.zig (which mmaps the file itself; every family shares its
 // model and engine step), and wraps decode / seq / KV.
 import type { Pointer } from "bun:ffi";
-import type { Architecture } from "../gguf/families.ts";
+import { type Architecture, FAMILIES } from "../gguf/families.ts";
 import { GgufError, type GgufFile, type LlamaConfig, llamaConfigFromGguf, readGguf } from "../gguf/index.ts";
 import { createKvTiers } from "./kv-tiers.ts";
 import { check, lastError, library, NativeError, nativeAbi } from "./lib.ts";
@@ -66,7 +66,13 @@ const ROPE_NORMAL = 0;
 const ROPE_NEOX = 2;
 const KV_TYPES = { f16: 1, q8_0: 8 } as const;
 /** model.Arch in zig/model/model.zig. */
-const ARCH_IDS: Readonly<Record<Architecture, number>> = { llama: 0, qwen2: 1, qwen3: 2, gemma3: 3 };
+const ARCH_IDS: Readonly<Record<Architecture, number>> = {
+  llama: 0,
+  qwen2: 1,
+  qwen3: 2,
+  gemma3: 3,
+  smollm3: 4,
+};
 
 export interface LlamaHparams {
   nVocab: number;
@@ -91,6 +97,8 @@ export interface LlamaHparams {
   /** Q scaled after RoPE instead of the scores (gemma3); 0: scores scaled by 1/sqrt(head_dim). */
   qScale: number;
   embdScale: number;
+  /** k > 0: layers l with (l + 1) % k == 0 use no RoPE (SmolLM3). */
+  noRopeLayerStep: number;
 }
 
 /**
@@ -132,6 +140,7 @@ export function llamaHparams(file: GgufFile): { arch: string; hp: LlamaHparams; 
     ropeFreqScaleSwa: 1,
     qScale: c.gemma?.queryScale ?? 0,
     embdScale: c.gemma?.embeddingScale ?? 1,
+    noRopeLayerStep: FAMILIES[c.architecture].noRopeLayerStep,
   };
   return { arch: c.architecture, hp, config: c };
 }
@@ -154,6 +163,7 @@ function encodeHparams(hp: LlamaHparams): Uint8Array {
     ["arch", hp.arch],
     ["n_swa", hp.nSwa],
     ["swa_pattern", hp.swaPattern],
+    ["no_rope_layer_step", hp.noRopeLayerStep],
   ] as const;
   const f32 = [
     ["rope_freq_base", hp.ropeFreqBase],

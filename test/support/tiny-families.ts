@@ -1,4 +1,4 @@
-// Tiny random-weight models of each family hearth runs (Llama 3.x, Qwen 2, Qwen 3, Gemma 3), with
+// Tiny random-weight models of each family hearth runs (Llama 3.x, SmolLM3, Qwen 2, Qwen 3, Gemma 3), with
 // the real tensor names and metadata, written by hearth's GGUF writer. F32 weights, dimensions that
 // are multiples of 256, a seeded Rng: the same bytes every time, so the logits llama.cpp computed
 // from them (test/fixtures/families.json, made by bench/peers/make-family-fixtures.ts) stay valid.
@@ -7,10 +7,11 @@ import { GgufValueType as T } from "../../src/gguf/types.ts";
 import { type GgufKvSpec, type GgufTensorSpec, v, writeGguf } from "../../src/gguf/writer.ts";
 import { Rng } from "../../src/sampling/index.ts";
 
-export const FAMILY_CASES = ["llama3", "qwen2", "qwen3", "gemma3"] as const;
+export const FAMILY_CASES = ["llama3", "qwen2", "qwen3", "gemma3", "smollm3"] as const;
 export type FamilyCase = (typeof FAMILY_CASES)[number];
 
-const DIMS = { embd: 256, ff: 512, heads: 4, kvHeads: 2, headDim: 64, vocab: 512, blocks: 3 };
+/** Four blocks: SmolLM3's fourth has no RoPE. */
+const DIMS = { embd: 256, ff: 512, heads: 4, kvHeads: 2, headDim: 64, vocab: 512, blocks: 4 };
 /** Gemma's sliding window here: short, so a 40-token prompt crosses it many times. */
 export const TINY_WINDOW = 5;
 /** The token ids every case is fed (positions 0..n-1, one sequence). */

@@ -273,8 +273,8 @@ pub const Cache = struct {
     /// Context shift: keeps tokens [0, keep), drops [keep, keep + drop), moves the rest down by
     /// `drop` and rotates their K by -drop positions so rope positions stay contiguous.
     /// `ropes` holds one rope for every layer, or one per layer (Gemma 3's sliding layers have
-    /// their own base).
-    pub fn shift(self: *Cache, seq: u32, keep: usize, drop: usize, ropes: []const *const ops.Rope) void {
+    /// their own base; null: a layer without RoPE, whose K only moves).
+    pub fn shift(self: *Cache, seq: u32, keep: usize, drop: usize, ropes: []const ?*const ops.Rope) void {
         const sh = self.shape;
         const len = self.seqs[seq].len_tokens;
         std.debug.assert(keep + drop <= len);
@@ -287,11 +287,11 @@ pub const Cache = struct {
             const rope = ropes[if (ropes.len == 1) 0 else l];
             var cos: [ops.Rope.max_pairs]f32 = undefined;
             var sin: [ops.Rope.max_pairs]f32 = undefined;
-            rope.angles(-@as(i64, @intCast(drop)), cos[0 .. rope.rope_dims / 2], sin[0 .. rope.rope_dims / 2]);
+            if (rope) |ro| ro.angles(-@as(i64, @intCast(drop)), cos[0 .. ro.rope_dims / 2], sin[0 .. ro.rope_dims / 2]);
             for (keep + drop..len) |j| {
                 for (0..sh.n_head_kv) |h| {
                     self.readRow(seq, l, .k, h, j, r);
-                    rope.apply(r, 1, sh.head_dim, cos[0 .. rope.rope_dims / 2], sin[0 .. rope.rope_dims / 2]);
+                    if (rope) |ro| ro.apply(r, 1, sh.head_dim, cos[0 .. ro.rope_dims / 2], sin[0 .. ro.rope_dims / 2]);
                     self.writeRow(seq, l, .k, h, j - drop, r);
                     const rb = sh.rowBytes();
                     @memcpy(self.rowPtr(seq, l, .v, h, j - drop)[0..rb], self.rowPtr(seq, l, .v, h, j)[0..rb]);

@@ -1,6 +1,7 @@
 //! The Llama family's forward pass, a straight list of ops over the shared model (model.zig):
-//! Llama / SmolLM2, Llama 3.x (its rope_freqs live in the model's RoPE), Qwen 2 (Q/K/V biases)
-//! and Qwen 3 (per-head Q/K norms), the last two added to the rows in model.QkvStore.
+//! Llama / SmolLM2, Llama 3.x (its rope_freqs live in the model's RoPE), SmolLM3 (no RoPE on every
+//! fourth layer), Qwen 2 (Q/K/V biases) and Qwen 3 (per-head Q/K norms); what differs is applied
+//! to the rows in model.QkvStore.
 const ops = @import("../ops.zig");
 const quant = @import("../quant.zig");
 const fused = @import("fused.zig");

@@ -1,6 +1,6 @@
 //! The model every family shares: hyperparameters, tensor table, buffers, the engine step and the
 //! per-row ops the forward passes are made of. The forward passes themselves are one file per
-//! family: model/llama.zig (Llama, SmolLM2, Llama 3.x, Qwen 2, Qwen 3) and model/gemma3.zig.
+//! family: model/llama.zig (Llama, SmolLM2, Llama 3.x, SmolLM3, Qwen 2, Qwen 3) and model/gemma3.zig.
 //!
 //! Weights stay in the mmapped GGUF file. TypeScript parses and validates the file and hands
 //! over the hyperparameters and a fixed-order tensor table; everything is checked again here
@@ -58,7 +58,8 @@ pub const Hparams = extern struct {
     q_scale: f32,
     /// Embedding rows are multiplied by this (Gemma 3: sqrt(n_embd)); 1 for the others.
     embd_scale: f32,
-    reserved: u32 = 0,
+    /// With k > 0, layers l with (l + 1) % k == 0 use no RoPE (SmolLM3: 4); 0: every layer ropes.
+    no_rope_layer_step: u32,
 };
 
 /// The forward pass a model runs (Hparams.arch).
@@ -67,6 +68,7 @@ pub const Arch = enum(u32) {
     qwen2 = 1,
     qwen3 = 2,
     gemma3 = 3,
+    smollm3 = 4,
 
     /// Per-head RMSNorm of Q and K before RoPE.
     fn hasQkNorm(a: Arch) bool {
@@ -134,6 +136,8 @@ pub const Layer = struct {
     post_ffn_norm: ?[]const f32,
     /// Sliding-window layer: attends to the last n_swa keys, with the sliding RoPE.
     swa: bool,
+    /// Q and K are rotated (false on SmolLM3's no-RoPE layers).
+    rope: bool,
 };
 
 /// Limits that keep the fixed-size stack buffers and table sizes honest.
@@ -169,8 +173,8 @@ pub const Model = struct {
     rope: ops.Rope,
     /// The sliding layers' RoPE (the same as `rope` when no layer slides).
     rope_swa: ops.Rope,
-    /// Each layer's rope, for the context shift.
-    layer_ropes: []*const ops.Rope,
+    /// Each layer's rope (null: the layer uses none), for the rows and the context shift.
+    layer_ropes: []?*const ops.Rope,
     attn_scale: f32,
     /// ggml's GELU table (Gemma 3's GeGLU), else null.
     gelu: ?*ops.GeluTable,
@@ -324,7 +328,7 @@ fn checkHparams(hp: *const Hparams, opts: *const Options) i32 {
     if (!(hp.rope_freq_base > 0) or !(hp.rope_freq_scale > 0) or !std.math.isFinite(hp.rope_freq_base) or !std.math.isFinite(hp.rope_freq_scale))
         return status.fail(.bad_model, "rope freq base {d} / scale {d} must be positive and finite", .{ hp.rope_freq_base, hp.rope_freq_scale });
     if (!(hp.rms_eps > 0) or !std.math.isFinite(hp.rms_eps)) return status.fail(.bad_model, "rms epsilon {d} must be positive", .{hp.rms_eps});
-    if (hp.arch > @backingInt(Arch.gemma3)) return status.fail(.unsupported, "architecture {d} (0 llama, 1 qwen2, 2 qwen3, 3 gemma3)", .{hp.arch});
+    if (hp.arch > @backingInt(Arch.smollm3)) return status.fail(.unsupported, "architecture {d} (0 llama, 1 qwen2, 2 qwen3, 3 gemma3, 4 smollm3)", .{hp.arch});
     if (hp.n_swa > 0 and (!(hp.rope_freq_base_swa > 0) or !(hp.rope_freq_scale_swa > 0) or !std.math.isFinite(hp.rope_freq_base_swa) or !std.math.isFinite(hp.rope_freq_scale_swa)))
         return status.fail(.bad_model, "sliding rope freq base {d} / scale {d} must be positive and finite", .{ hp.rope_freq_base_swa, hp.rope_freq_scale_swa });
     if (!(hp.q_scale >= 0) or !std.math.isFinite(hp.q_scale)) return status.fail(.bad_model, "query scale {d} must be finite and not negative", .{hp.q_scale});
@@ -444,7 +448,7 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
     errdefer allocator.destroy(m);
     const layers = try allocator.alloc(Layer, n_layer);
     errdefer allocator.free(layers);
-    const layer_ropes = try allocator.alloc(*const ops.Rope, n_layer);
+    const layer_ropes = try allocator.alloc(?*const ops.Rope, n_layer);
     errdefer allocator.free(layer_ropes);
     // Vectors (norms, biases, rope factors): F32 in the file are used in place; F16 ones are
     // widened into `vectors`.
@@ -475,6 +479,7 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
             .post_attn_norm = vectors.of(t[14], d),
             .post_ffn_norm = vectors.of(t[15], d),
             .swa = hp.n_swa > 0 and (hp.swa_pattern == 0 or l % hp.swa_pattern < hp.swa_pattern - 1),
+            .rope = hp.no_rope_layer_step == 0 or (l + 1) % hp.no_rope_layer_step != 0,
         };
     }
     const output_norm = vectors.of(tensors[1], d).?;
@@ -571,7 +576,7 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
         .kv_pf_pages = kv_pf_pages,
     };
     if (hp.n_swa == 0) m.rope_swa = m.rope;
-    for (m.layer_ropes, layers) |*r, ly| r.* = if (ly.swa) &m.rope_swa else &m.rope;
+    for (m.layer_ropes, layers) |*r, ly| r.* = if (!ly.rope) null else if (ly.swa) &m.rope_swa else &m.rope;
     return m;
 }
 
@@ -722,14 +727,15 @@ pub const QkvStore = struct {
         if (ly.bv) |b| ops.add(v, b);
         if (ly.q_norm) |w| ops.rmsnormHeads(q, m.hp.n_head, w, m.hp.rms_eps);
         if (ly.k_norm) |w| ops.rmsnormHeads(k, m.hp.n_head_kv, w, m.hp.rms_eps);
-        const rope = m.layer_ropes[self.layer];
         const cos = (if (ly.swa) m.rope_cos_swa else m.rope_cos)[i * half ..][0..half];
         const sin = (if (ly.swa) m.rope_sin_swa else m.rope_sin)[i * half ..][0..half];
-        rope.apply(q, m.hp.n_head, hd, cos, sin);
+        if (m.layer_ropes[self.layer]) |rope| {
+            rope.apply(q, m.hp.n_head, hd, cos, sin);
+            rope.apply(k, m.hp.n_head_kv, hd, cos, sin);
+        }
         if (m.hp.q_scale > 0) ops.scaleBy(q, m.hp.q_scale);
         // Q as ggml's K·Q product reads it: converted to K's f16 (llama.cpp without flash attention).
         ops.roundToF16(q);
-        rope.apply(k, m.hp.n_head_kv, hd, cos, sin);
         m.cache.storeBatch(self.layer, k, v, self.seq_ids[i..][0..1], m.row_index[i..][0..1]);
     }
 };
@@ -883,7 +889,7 @@ pub fn decode(m: *Model, tokens: []const i32, positions: []const i32, seq_ids: [
     // sequences).
     if (step_pages * cache.shape.pageSizeBytes() < kv_prefetch_min_bytes) m.kv_pf_len = 0;
     switch (m.arch) {
-        .llama, .qwen2, .qwen3 => llama.forward(m, tokens, seq_ids),
+        .llama, .qwen2, .qwen3, .smollm3 => llama.forward(m, tokens, seq_ids),
         .gemma3 => gemma3.forward(m, tokens, seq_ids),
     }
 

@@ -58,7 +58,7 @@ const STRUCTS = {
       rope_freq_scale_swa: "f32",
       q_scale: "f32",
       embd_scale: "f32",
-      reserved: "u32",
+      no_rope_layer_step: "u32",
     },
   },
   options: {

@@ -477,6 +477,31 @@ describe("tool use with @anthropic-ai/sdk (the chat route's tool machinery)", ()
     expect(final.usage.input_tokens).toBeGreaterThan(blind.usage.input_tokens);
   });
 
+  test("count_tokens gives the input_tokens a request with the same system, messages and tools has", async () => {
+    const params = {
+      model: "smol",
+      system: "Be brief.",
+      tools: [weather],
+      messages: [question],
+    };
+    const counted = await client.messages.countTokens(params);
+    const created = await client.messages.create({ ...params, max_tokens: 1 });
+    expect(counted.input_tokens).toBe(created.usage.input_tokens);
+    const plain = await client.messages.countTokens({ model: "smol", messages: [question] });
+    // The tools are rendered into the prompt (the generic format lists them in the system turn).
+    expect(counted.input_tokens).toBeGreaterThan(plain.input_tokens + 20);
+    // It takes what makes the prompt only: a limit is an unknown field, refused in Anthropic's shape.
+    const bad = await fetch(`${server.url}/v1/messages/count_tokens`, {
+      method: "POST",
+      headers: { "x-api-key": KEY, "content-type": "application/json" },
+      body: JSON.stringify({ model: "smol", messages: [question], max_tokens: 5 }),
+    });
+    expect(bad.status).toBe(400);
+    const body = (await bad.json()) as { type: string; error: { message: string } };
+    expect(body.type).toBe("error");
+    expect(body.error.message).toContain("max_tokens: unrecognized");
+  });
+
   test("tool_choice any forces a call; a tool_result in an assistant turn and an unknown tool are 400s", async () => {
     const any = await client.messages.create({
       model: "smol",

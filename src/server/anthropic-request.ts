@@ -9,13 +9,16 @@ import { type ChatMessage, encodeChat } from "../chat/index.ts";
 import {
   detectToolFormat,
   type FunctionTool,
+  type ToolCallSpec,
   type ToolChoice,
   ToolError,
+  type ToolFormat,
   toolCallSpec,
   toolConversation,
 } from "../tools/index.ts";
 import {
   type AnthropicMessageBody,
+  type CountTokensRequest,
   type MessagesRequest,
   TextBlock,
   ToolResultBlock,
@@ -126,7 +129,7 @@ function historyOf(m: AnthropicMessageBody, i: number): HistoryMessage[] {
 }
 
 /** Anthropic's tool_choice as OpenAI's, and whether several calls may come in one reply. */
-function choiceOf(body: MessagesRequest): { choice: ToolChoice; parallel: boolean } {
+function choiceOf(body: CountTokensRequest): { choice: ToolChoice; parallel: boolean } {
   const c = body.tool_choice;
   const parallel = !(
     c !== undefined &&
@@ -140,10 +143,14 @@ function choiceOf(body: MessagesRequest): { choice: ToolChoice; parallel: boolea
 }
 
 /**
- * The choice of a Messages request: `system` first, then the turns (and tools) rendered with the
- * model's chat template. A last assistant turn of text only is a prefill: the reply continues it.
+ * A Messages request's prompt tokens and tool calling: `system` first, then the turns (and tools)
+ * rendered with the model's chat template. A last assistant turn of text only is a prefill: the
+ * reply continues it.
  */
-export function messagesChoice(ctx: RequestContext, body: MessagesRequest): Choice {
+export function messagesPrompt(
+  ctx: RequestContext,
+  body: CountTokensRequest,
+): { ids: number[]; spec: ToolCallSpec | null; format: ToolFormat } {
   const turns: AnthropicMessageBody[] = body.messages;
   const last = turns[turns.length - 1] as AnthropicMessageBody;
   const prefill =
@@ -198,6 +205,12 @@ export function messagesChoice(ctx: RequestContext, body: MessagesRequest): Choi
     );
   }
   if (prefill) ids = [...ids, ...ctx.tokenizer.encode(prefill, { addSpecial: false })];
+  return { ids, spec, format };
+}
+
+/** The choice of a Messages request: its prompt, sampler, limits and stops, and tool calling. */
+export function messagesChoice(ctx: RequestContext, body: MessagesRequest): Choice {
+  const { ids, spec, format } = messagesPrompt(ctx, body);
   // The sampler and limits are the OpenAI routes': the same fields under the same names, and
   // stop_sequences as stop strings.
   const common: CommonRequest = {

@@ -88,7 +88,19 @@ export const MessagesBody = Obj({
   thinking: t.Optional(Obj({ type: t.Literal("disabled", { unsupported: "extended thinking" }) })),
 });
 
+/** POST /v1/messages/count_tokens: what makes the prompt (no limits, sampler or stream). */
+export const CountTokensBody = Obj({
+  model: MessagesBody.properties.model,
+  messages: MessagesBody.properties.messages,
+  system: MessagesBody.properties.system,
+  tools: MessagesBody.properties.tools,
+  tool_choice: MessagesBody.properties.tool_choice,
+  thinking: MessagesBody.properties.thinking,
+  cache_control: MessagesBody.properties.cache_control,
+});
+
 export type MessagesRequest = Static<typeof MessagesBody>;
+export type CountTokensRequest = Static<typeof CountTokensBody>;
 export type AnthropicMessageBody = Static<typeof AnthropicMessage>;
 
 export type AnthropicStopReason = "end_turn" | "max_tokens" | "stop_sequence" | "tool_use";

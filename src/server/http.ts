@@ -7,7 +7,12 @@ import { ChatCompletionBody } from "./schemas.ts";
 import { describeSchema, fieldOf, kindOf, validationMessage } from "./validation.ts";
 
 /** Routes that read a JSON body; every other route ignores what was sent. */
-const BODY_ROUTES = new Set(["/v1/chat/completions", "/v1/completions", "/v1/messages"]);
+const BODY_ROUTES = new Set([
+  "/v1/chat/completions",
+  "/v1/completions",
+  "/v1/messages",
+  "/v1/messages/count_tokens",
+]);
 
 /** The error shape of a request's route: Anthropic's for /v1/messages, OpenAI's for the rest. */
 function errorShape(request: Request): ErrorShape {

@@ -70,7 +70,8 @@ export function saveRun(results: SuiteResult[], argv: string[], quick: boolean):
   const commit = git(["rev-parse", "--short", "HEAD"]) ?? "unknown";
   const dirty = (git(["status", "--porcelain", "--untracked-files=no"]) ?? "") !== "";
   const now = new Date();
-  const stamp = now.toISOString().slice(0, 16).replace(":", "");
+  // To the second: two suites run one after the other within a minute must not overwrite each other.
+  const stamp = now.toISOString().slice(0, 19).replaceAll(":", "");
   const kernels = results.find((r) => r.suite === "kernels")?.summary.read_gbps_2t;
   const doc = {
     date: now.toISOString(),

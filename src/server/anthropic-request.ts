@@ -5,7 +5,6 @@
 
 import type { TSchema } from "@sinclair/typebox";
 import { Value } from "@sinclair/typebox/value";
-import { type ChatMessage, encodeChat } from "../chat/index.ts";
 import {
   detectToolFormat,
   type FunctionTool,
@@ -14,7 +13,6 @@ import {
   ToolError,
   type ToolFormat,
   toolCallSpec,
-  toolConversation,
 } from "../tools/index.ts";
 import {
   type AnthropicMessageBody,
@@ -24,7 +22,7 @@ import {
   ToolResultBlock,
   ToolUseBlock,
 } from "./anthropic-schemas.ts";
-import { type Choice, engineRequest, type RequestContext } from "./engine-request.ts";
+import { type Choice, engineRequest, type RequestContext, renderConversation } from "./engine-request.ts";
 import { RequestError } from "./errors.ts";
 import type { CommonRequest } from "./schemas.ts";
 import { fieldOf, validationMessage } from "./validation.ts";
@@ -187,23 +185,7 @@ export function messagesPrompt(
     throw new RequestError(err.message.replaceAll("function.parameters", "input_schema"), field);
   }
   // tool_choice none: the tools are not shown to the model either (as on the chat route).
-  const conversation = toolConversation(
-    format,
-    history as Parameters<typeof toolConversation>[1],
-    spec === null ? null : tools,
-  );
-  let ids: number[];
-  try {
-    ids = encodeChat(ctx.chatTemplate, ctx.tokenizer, conversation.messages as ChatMessage[], {
-      addGenerationPrompt: true,
-      variables: conversation.variables,
-    });
-  } catch (err) {
-    throw new RequestError(
-      `messages cannot be rendered with the chat template: ${(err as Error).message}`,
-      "messages",
-    );
-  }
+  let ids = renderConversation(ctx, format, history, spec === null ? null : tools);
   if (prefill) ids = [...ids, ...ctx.tokenizer.encode(prefill, { addSpecial: false })];
   return { ids, spec, format };
 }

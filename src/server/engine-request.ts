@@ -243,6 +243,31 @@ function choicesOf(
 }
 
 /** A chat completion's choices: the messages rendered with the model's template. */
+/**
+ * A conversation (OpenAI-shaped history: the chat route's messages, or the Messages route's mapped
+ * onto them) as prompt ids: the tools (null: none shown) and tool turns in the format's shape, then
+ * the model's chat template. A template that cannot render it is a 400 on `messages`.
+ */
+export function renderConversation(
+  ctx: RequestContext,
+  format: ToolFormat,
+  messages: unknown,
+  tools: FunctionTool[] | null,
+): number[] {
+  const conversation = toolConversation(format, messages as Parameters<typeof toolConversation>[1], tools);
+  try {
+    return encodeChat(ctx.chatTemplate, ctx.tokenizer, conversation.messages as ChatMessage[], {
+      addGenerationPrompt: true,
+      variables: conversation.variables,
+    });
+  } catch (err) {
+    throw new RequestError(
+      `messages cannot be rendered with the chat template: ${(err as Error).message}`,
+      "messages",
+    );
+  }
+}
+
 export function chatChoices(ctx: RequestContext, body: ChatCompletionRequest): Choice[] {
   if (body.logprobs !== true && body.top_logprobs != null)
     throw new RequestError("top_logprobs needs logprobs: true", "top_logprobs");
@@ -264,23 +289,7 @@ export function chatChoices(ctx: RequestContext, body: ChatCompletionRequest): C
   if (spec !== null && body.response_format != null && body.response_format.type !== "text")
     throw new RequestError("tools cannot be combined with response_format json", "response_format");
   // tool_choice "none": the tools are not shown to the model either.
-  const conversation = toolConversation(
-    format,
-    body.messages as Parameters<typeof toolConversation>[1],
-    spec === null ? null : tools,
-  );
-  let ids: number[];
-  try {
-    ids = encodeChat(ctx.chatTemplate, ctx.tokenizer, conversation.messages as ChatMessage[], {
-      addGenerationPrompt: true,
-      variables: conversation.variables,
-    });
-  } catch (err) {
-    throw new RequestError(
-      `messages cannot be rendered with the chat template: ${(err as Error).message}`,
-      "messages",
-    );
-  }
+  const ids = renderConversation(ctx, format, body.messages, spec === null ? null : tools);
   const logprobs = body.logprobs === true ? (body.top_logprobs ?? 0) : null;
   const base = engineRequest(ctx, body, ids, completionLimit(body, null), "messages");
   const req =

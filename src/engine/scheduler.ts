@@ -3,7 +3,8 @@
 // admits waiting requests while KV pages allow, preempts the newest sequence when pages run out,
 // and hands each sequence its logits rows (its Generation samples, stops and drafts). The server's
 // worker and the library's sessions both drive it; a session's sequence is owned by the session
-// and outlives its requests. With the prefix cache on, see prefix-cache.ts.
+// and outlives its requests. step-batch.ts fills the batch; with the prefix cache on, see
+// prefix-cache.ts.
 import {
   type Batch,
   isTiered,
@@ -16,6 +17,7 @@ import type { EngineFinishReason, EngineTokenizer } from "./generation.ts";
 import { PrefixCache } from "./prefix-cache.ts";
 import type { EngineEvent, EngineRequest, SchedulerOptions, SchedulerStats } from "./request.ts";
 import { newSequence, type OwnedRun, type Sequence, shiftSequence } from "./sequence.ts";
+import { packBatch } from "./step-batch.ts";
 
 export type { EngineTokenizer } from "./generation.ts";
 export type {
@@ -27,13 +29,6 @@ export type {
   SchedulerStats,
 } from "./request.ts";
 export type { OwnedRun, Sequence } from "./sequence.ts";
-
-/**
- * Prompt rows a step scores at most (echo + logprobs): each is a vocabulary-sized logits row the
- * decode writes out (192 KiB for a 49k vocabulary), so a 512-token prompt scored in one step
- * would grow the logits buffer to ~100 MB; in chunks of 64 it stays near 13 MB.
- */
-const MAX_SCORED_ROWS_PER_STEP = 64;
 
 /** submit() answer when the bounded queue has no room. */
 export class QueueFullError extends Error {
@@ -387,90 +382,24 @@ export class Scheduler {
   }
 
   /**
-   * Fills the batch: decoding sequences first (one row each), then prompt chunks, oldest first.
-   * A caller's sequence whose context is full shifts first; one that cannot ends with an error
-   * event (returned, and the caller packs again).
+   * Fills the batch (see packBatch); a caller's sequence whose context is full and cannot shift
+   * leaves the running set with an error event (returned, and the caller packs again).
    */
   private pack(): EngineEvent | null {
-    const b = this.batch;
-    b.length = 0;
-    let rows = 0;
-    let logitsRows = 0;
-    // The step's scored prompt rows go to the oldest scoring requests first, so a long one is
-    // never starved by shorter ones arriving after it (the batch itself is filled shortest first).
-    const scoreAllot = new Map<Sequence, number>();
-    let scoreBudget = MAX_SCORED_ROWS_PER_STEP;
-    for (const s of [...this.running].sort((x, y) => x.order - y.order)) {
-      if (s.promptLogprobs === null) continue;
-      const unscored = s.req.promptIds.length - 1 - Math.max(s.kv.computed, s.promptLogprobs.length);
-      const allot = Math.min(Math.max(0, unscored), scoreBudget);
-      scoreAllot.set(s, allot);
-      scoreBudget -= allot;
+    const packed = packBatch(this.batch, this.running, this.opts.stepTokens, this.model, (s, rowsLeft) =>
+      this.draftFor(s, rowsLeft),
+    );
+    if ("contextFull" in packed) {
+      const s = packed.contextFull;
+      this.running.splice(this.running.indexOf(s), 1);
+      return {
+        type: "error",
+        id: s.req.id,
+        message: `context full: ${s.kv.computed} of ${s.contextTokens} tokens and nothing can be dropped`,
+        code: "context_full",
+      };
     }
-    const pendingOf = (s: Sequence) => s.kv.tokens.length - s.kv.computed;
-    const byPending = [...this.running].sort((x, y) => pendingOf(x) - pendingOf(y) || x.order - y.order);
-    for (const s of byPending) {
-      s.logitsRow = -1;
-      s.taking = 0;
-      s.draft = [];
-      s.promptRows = null;
-      if (s.held) continue;
-      const pending = pendingOf(s);
-      if (pending > 0 && s.kv.computed >= s.contextTokens && !shiftSequence(this.model, s)) {
-        this.running.splice(this.running.indexOf(s), 1);
-        return {
-          type: "error",
-          id: s.req.id,
-          message: `context full: ${s.kv.computed} of ${s.contextTokens} tokens and nothing can be dropped`,
-          code: "context_full",
-        };
-      }
-      let take = Math.min(pending, this.opts.stepTokens - rows);
-      if (s.owned) take = Math.min(take, s.contextTokens - s.kv.computed);
-      if (s.promptLogprobs !== null) {
-        // Rows [firstScored, promptIds.length - 1) are still to be scored: at most its allotment.
-        const firstScored = Math.max(s.kv.computed, s.promptLogprobs.length);
-        const allot = scoreAllot.get(s) ?? 0;
-        const scoring = Math.min(s.kv.computed + take, s.req.promptIds.length - 1) - firstScored;
-        if (scoring > allot) take = firstScored - s.kv.computed + allot;
-      }
-      if (take <= 0) continue;
-      s.taking = take;
-      for (let k = 0; k < take; k++) {
-        const pos = s.kv.computed + k;
-        b.tokens[rows] = s.kv.tokens[pos] as number;
-        b.positions[rows] = pos;
-        b.seqIds[rows] = s.kv.seqId;
-        const last = k === take - 1 && take === pending;
-        // Row pos scores prompt token pos + 1 (once: a recomputed prompt is not scored again).
-        const scores =
-          !last &&
-          s.promptLogprobs !== null &&
-          pos + 1 < s.req.promptIds.length &&
-          pos >= s.promptLogprobs.length;
-        b.wantLogits[rows] = last || scores ? 1 : 0;
-        if (scores) {
-          if (s.promptRows === null) s.promptRows = { row: logitsRows, pos, count: 0 };
-          s.promptRows.count++;
-          logitsRows++;
-        }
-        if (last) s.logitsRow = logitsRows++;
-        rows++;
-      }
-      if (take !== pending || s.gen.spec.maxTokens === 0) continue;
-      s.draft = this.draftFor(s, this.opts.stepTokens - rows);
-      for (const [k, id] of s.draft.entries()) {
-        b.tokens[rows] = id;
-        b.positions[rows] = s.kv.tokens.length + k;
-        b.seqIds[rows] = s.kv.seqId;
-        b.wantLogits[rows] = 1;
-        logitsRows++;
-        rows++;
-      }
-      s.taking += s.draft.length;
-    }
-    b.length = rows;
-    const need = logitsRows * this.model.info.vocabSize;
+    const need = packed.logitsRows * this.model.info.vocabSize;
     if (this.logits.length < need) this.logits = new Float32Array(need);
     return null;
   }

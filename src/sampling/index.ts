@@ -2,18 +2,17 @@
 export { MAX_TOP_LOGPROBS, type TokenLogprob, tokenLogprob } from "./logprobs.ts";
 export { Rng, randomSeed } from "./rng.ts";
 export { type RowKernelMode, setRowKernels } from "./row-kernels.ts";
+export { argmax, selectTopK } from "./row-select.ts";
+export { Sampler } from "./sampler.ts";
 export {
-  argmax,
   DEFAULT_SAMPLER_OPTIONS,
   MAX_LOGIT_BIAS,
   MAX_LOGIT_BIAS_ENTRIES,
   MAX_SEED,
-  Sampler,
   SamplerError,
   type SamplerOptions,
-  selectTopK,
   type TokenDistribution,
-} from "./sampler.ts";
+} from "./sampler-options.ts";
 export {
   type FinishReason,
   StopCondition,

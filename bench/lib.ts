@@ -13,6 +13,8 @@ export interface BenchOptions {
   model?: string;
   /** `--peers LIST`: which peer columns to run (default: llama.cpp,node-llama-cpp). */
   peers: string[];
+  /** `--minutes N`: how long a timed suite (soak) runs. */
+  minutes?: number;
 }
 
 export const PEERS = ["llama.cpp", "node-llama-cpp"] as const;
@@ -48,6 +50,10 @@ export function parseBenchArgs(argv: string[]): { suites: string[]; opts: BenchO
       const v = argv[++i];
       if (v === undefined || v === "") throw new Error("--model needs a path or a name");
       opts.model = v;
+    } else if (a === "--minutes") {
+      const v = Number(argv[++i]);
+      if (!(v > 0) || !Number.isFinite(v)) throw new Error("--minutes must be a positive number");
+      opts.minutes = v;
     } else if (a === "--peers") {
       opts.peers = (argv[++i] ?? "").split(",").filter((p) => p !== "" && p !== "none");
       const bad = opts.peers.find((p) => !(PEERS as readonly string[]).includes(p));

@@ -7,10 +7,12 @@ import { type BenchOptions, formatTable, parseBenchArgs, printSuite, type SuiteR
 import { saveRun } from "./results.ts";
 
 const SUITES = ["kernels", "e2e", "serve", "kv", "text", "speculative", "library", "micro", "fuzz"] as const;
+/** Suites run only when named (the soak takes --minutes). */
+const ON_DEMAND = ["soak"] as const;
 
 async function loadSuite(name: string): Promise<(o: BenchOptions) => Promise<SuiteResult>> {
-  if (!(SUITES as readonly string[]).includes(name)) {
-    throw new Error(`unknown suite "${name}"; suites: ${SUITES.join(", ")}`);
+  if (![...SUITES, ...ON_DEMAND].includes(name as never)) {
+    throw new Error(`unknown suite "${name}"; suites: ${[...SUITES, ...ON_DEMAND].join(", ")}`);
   }
   const mod = (await import(`./${name}.ts`)) as { run?: (o: BenchOptions) => Promise<SuiteResult> };
   if (typeof mod.run !== "function") throw new Error(`bench/${name}.ts does not export run()`);
@@ -21,9 +23,11 @@ export async function main(argv: string[]): Promise<number> {
   if (argv.includes("--help") || argv.includes("-h")) {
     console.log(`Usage: bun run bench [suite...] [--json] [--quick] [--threads N] [--model REF] [--peers LIST]
 
-Suites: ${SUITES.join(", ")} (default: all, then one summary table).
+Suites: ${SUITES.join(", ")} (default: all, then one summary table);
+        ${ON_DEMAND.join(", ")} only when named.
   --json       end the output with one JSON object of the figures
   --quick      fewer repetitions (smoke runs; not for reporting)
+  --minutes N  how long the soak runs (default 10)
   --threads N  worker threads for hearth and the peer (default: $HEARTH_THREADS or 2)
   --model REF  model file for e2e: a path, a known name, or a file of bench/peers/llama.cpp/models/
                by name (Q4_K_M, gemma3-270m, gemma-3-270m.F16, ...; made by models.sh)

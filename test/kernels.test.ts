@@ -55,6 +55,7 @@ const BLOCK_BYTES: Record<GgmlTypeName, number> = {
   q5_1: 24,
   q8_0: 34,
   q4_k: 144,
+  q5_k: 176,
   q6_k: 210,
 };
 /** The 32-value block formats hearth also quantizes to (the K-quants are tested on ggml's fixtures). */
@@ -187,7 +188,8 @@ describe("row sizes", () => {
     expect(rowSizeBytes("q5_0", 576)).toBe(396);
     expect(rowSizeBytes("q4_k", 1536)).toBe(864);
     expect(rowSizeBytes("q6_k", 256)).toBe(210);
-    expect(Number(lib.hearth_row_size_bytes(10, 256))).toBe(-9); // Q2_K: unsupported
+    expect(rowSizeBytes("q5_k", 1536)).toBe(1056);
+    expect(Number(lib.hearth_row_size_bytes(16, 256))).toBe(-9); // IQ2_XXS: unsupported
     expect(Number(lib.hearth_row_size_bytes(GgmlType.q4_k, 576))).toBe(-1); // not whole super-blocks
     expect(Number(lib.hearth_row_size_bytes(GgmlType.q4_1, 33))).toBe(-1); // not a block multiple
     expect(Number(lib.hearth_row_size_bytes(GgmlType.q4_1, 0))).toBe(-1);

@@ -43,7 +43,7 @@ async function fixture<T>(name: string): Promise<T> {
 }
 
 describe("dequantization equals llama.cpp's ggml bit for bit", () => {
-  for (const type of ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q6_k"] as const) {
+  for (const type of ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q5_k", "q6_k"] as const) {
     test(`${type}: a quantized block and random-bit blocks`, async () => {
       const fx = await fixture<BlockFixture>(type);
       expect(fx.ggml_type).toBe(GgmlType[type]);
@@ -55,8 +55,8 @@ describe("dequantization equals llama.cpp's ggml bit for bit", () => {
     });
   }
 
-  test("a type hearth does not compute yet (Q5_K) is refused with a status, not misread", async () => {
-    const fx = await fixture<BlockFixture>("q5_k");
+  test("a type hearth does not compute yet (IQ2_XXS) is refused with a status, not misread", async () => {
+    const fx = await fixture<BlockFixture>("iq2_xxs");
     const bytes = fromBase64(fx.bytes);
     expect(
       lib.hearth_dequantize_row(fx.ggml_type, bytes, bytes.byteLength, new Float32Array(fx.n), fx.n),
@@ -69,7 +69,7 @@ test("Q8_K activations equal ggml's quantize_row_q8_K_ref byte for byte", async 
   expect(fx.block_bytes).toBe(Q8K_BLOCK_BYTES);
   const x = new Float32Array(fromBase64(fx.x).buffer);
   const want = fromBase64(fx.bytes);
-  for (const type of ["q4_k", "q6_k"] as const) {
+  for (const type of ["q4_k", "q5_k", "q6_k"] as const) {
     const act = quantizeAct(x, type);
     expect(act.byteLength).toBe((fx.n / 32) * ACT_BLOCK_BYTES);
     const slot = 8 * ACT_BLOCK_BYTES;
@@ -95,14 +95,14 @@ function q8kAsFloats(act: Uint8Array, n: number): Float64Array {
 }
 
 /** Random K-quant rows: every bit random except the f16 scales (small and finite). */
-function randomKRows(type: "q4_k" | "q6_k", rows: number, cols: number, seed: number): Uint8Array {
+function randomKRows(type: "q4_k" | "q5_k" | "q6_k", rows: number, cols: number, seed: number): Uint8Array {
   const g = new Rng(seed);
   const bytes = new Uint8Array(rows * rowSizeBytes(type, cols));
   for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(g.nextFloat() * 256);
   const dv = new DataView(bytes.buffer);
-  const size = type === "q4_k" ? 144 : 210;
+  const size = { q4_k: 144, q5_k: 176, q6_k: 210 }[type];
   for (let b = 0; b < bytes.length / size; b++) {
-    if (type === "q4_k") {
+    if (type !== "q6_k") {
       dv.setFloat16(b * size, (g.nextFloat() * 2 - 1) * 0.01, true);
       dv.setFloat16(b * size + 2, (g.nextFloat() * 2 - 1) * 0.01, true);
     } else {
@@ -113,7 +113,7 @@ function randomKRows(type: "q4_k" | "q6_k", rows: number, cols: number, seed: nu
 }
 
 describe("K-quant matmul", () => {
-  for (const type of ["q4_k", "q6_k"] as const satisfies GgmlTypeName[]) {
+  for (const type of ["q4_k", "q5_k", "q6_k"] as const satisfies GgmlTypeName[]) {
     test(`${type}, plain and interleaved: the float64 reference, scalar twins, any token and pool count`, () => {
       const [rows, cols, maxTokens] = [40, 768, 9];
       const rowBytes = rowSizeBytes(type, cols);

@@ -76,7 +76,7 @@ fn BlockX8(comptime f: QuantFormat) type {
         .q5_0 => BlockQ5_0x8,
         .q5_1 => BlockQ5_1x8,
         .q8_0 => BlockQ8_0x8,
-        .q4_k, .q6_k => kx8.BlockX8(f),
+        .q4_k, .q5_k, .q6_k => kx8.BlockX8(f),
     };
 }
 
@@ -305,7 +305,7 @@ pub inline fn dotGroup(
 /// in the same order, so the results are bit-identical.
 pub fn dotGroupScalar(t: quant.GgmlType, group: [*]const u8, nb: usize, act: []const BlockQ8Act) [group_rows]f32 {
     return switch (formatOf(t).?) {
-        inline .q4_k, .q6_k => |f| kx8.dotGroupScalar(f, group, nb, act),
+        inline .q4_k, .q5_k, .q6_k => |f| kx8.dotGroupScalar(f, group, nb, act),
         inline else => |f| dotGroupScalarOf(f, group, nb, act),
     };
 }

@@ -306,7 +306,7 @@ test "K-quant matmul, plain and interleaved: scalar twins, bit-identical across 
     var got: [max_tokens * rows]f32 = undefined;
     const pools = [_]*Pool{ try Pool.init(testing.allocator, 1), try Pool.init(testing.allocator, 3) };
     defer for (pools) |p| p.deinit();
-    for ([_]quant.GgmlType{ .q4_k, .q6_k }) |t| {
+    for ([_]quant.GgmlType{ .q4_k, .q5_k, .q6_k }) |t| {
         const size = rows * quant.rowSizeBytes(t, cols);
         quant.kquants.randomBlocks(t, r, plain[0..size]);
         interleave.repackGroups(t, &plain, &packed_buf, cols, 0, rows / interleave.group_rows);

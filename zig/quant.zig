@@ -14,12 +14,13 @@ pub const GgmlType = enum(u32) {
     q5_1 = 7,
     q8_0 = 8,
     q4_k = 12,
+    q5_k = 13,
     q6_k = 14,
     _,
 
     pub fn isQuantized(t: GgmlType) bool {
         return switch (t) {
-            .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_k, .q6_k => true,
+            .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_k, .q5_k, .q6_k => true,
             else => false,
         };
     }
@@ -33,7 +34,7 @@ pub const GgmlType = enum(u32) {
 
     /// The K-quants: 256-value super-blocks, read against Q8_K activations.
     pub fn isK(t: GgmlType) bool {
-        return t == .q4_k or t == .q6_k;
+        return t == .q4_k or t == .q5_k or t == .q6_k;
     }
 
     /// Elements per block (1 for the float types).
@@ -41,6 +42,16 @@ pub const GgmlType = enum(u32) {
         if (t.isK()) return kquants.super_elems;
         return if (t.isQuantized()) block_elems else 1;
     }
+
+    /// The names of every type hearth computes with, for error messages ("F32, F16, ...").
+    pub const supported_list: []const u8 = blk: {
+        var list: []const u8 = "";
+        for (std.enums.values(GgmlType)) |t| {
+            if (!t.isSupported()) continue;
+            list = list ++ (if (list.len == 0) "" else ", ") ++ t.name().?;
+        }
+        break :blk list;
+    };
 
     /// GGUF's name of the type ("Q4_K"), or null for a type hearth does not know.
     pub fn name(t: GgmlType) ?[]const u8 {
@@ -53,6 +64,7 @@ pub const GgmlType = enum(u32) {
             .q5_1 => "Q5_1",
             .q8_0 => "Q8_0",
             .q4_k => "Q4_K",
+            .q5_k => "Q5_K",
             .q6_k => "Q6_K",
             _ => null,
         };
@@ -69,6 +81,7 @@ pub const GgmlType = enum(u32) {
             .q5_1 => @sizeOf(BlockQ5_1),
             .q8_0 => @sizeOf(BlockQ8_0),
             .q4_k => @sizeOf(kquants.BlockQ4K),
+            .q5_k => @sizeOf(kquants.BlockQ5K),
             .q6_k => @sizeOf(kquants.BlockQ6K),
             _ => 0,
         };
@@ -191,7 +204,7 @@ pub fn quantizeActAs(sum_kind: ActSum, x: []const f32, out: []BlockQ8Act) void {
 pub fn actSumFor(t: GgmlType) ActSum {
     return switch (t) {
         .q4_0, .q5_0 => .exact,
-        .q4_k, .q6_k => .q8_k,
+        .q4_k, .q5_k, .q6_k => .q8_k,
         else => .q8_1,
     };
 }
@@ -432,7 +445,7 @@ pub fn dequantizeRow(t: GgmlType, src: [*]const u8, out: []f32) void {
                 for (blk.qs, 0..) |q, j| out[b * block_elems + j] = @as(f32, @floatFromInt(q)) * d;
             }
         },
-        .q4_k, .q6_k => kquants.dequantizeRow(t, src, out),
+        .q4_k, .q5_k, .q6_k => kquants.dequantizeRow(t, src, out),
         _ => unreachable,
     }
 }
@@ -549,10 +562,11 @@ pub const QuantFormat = enum {
     q5_1,
     q8_0,
     q4_k,
+    q5_k,
     q6_k,
 
     pub fn isK(f: QuantFormat) bool {
-        return f == .q4_k or f == .q6_k;
+        return f == .q4_k or f == .q5_k or f == .q6_k;
     }
 };
 
@@ -565,6 +579,7 @@ pub fn formatOf(t: GgmlType) ?QuantFormat {
         .q5_1 => .q5_1,
         .q8_0 => .q8_0,
         .q4_k => .q4_k,
+        .q5_k => .q5_k,
         .q6_k => .q6_k,
         else => null,
     };
@@ -578,6 +593,7 @@ pub fn BlockOf(comptime f: QuantFormat) type {
         .q5_1 => BlockQ5_1,
         .q8_0 => BlockQ8_0,
         .q4_k => kquants.BlockQ4K,
+        .q5_k => kquants.BlockQ5K,
         .q6_k => kquants.BlockQ6K,
     };
 }

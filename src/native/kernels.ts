@@ -11,6 +11,7 @@ export const GgmlType = {
   q5_1: 7,
   q8_0: 8,
   q4_k: 12,
+  q5_k: 13,
   q6_k: 14,
 } as const;
 export type GgmlTypeName = keyof typeof GgmlType;

@@ -283,7 +283,7 @@ const TensorName = struct {
 fn checkTensor(d: TensorDesc, name: []const u8, layer: ?usize, file_size: u64, want: []const u64, matrix: bool) i32 {
     const tn: TensorName = .{ .name = name, .layer = layer };
     if (!isMatrixType(d.type)) {
-        return status.fail(.unsupported, "tensor {f}: GGML type {d} is not supported (F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K are)", .{ tn, d.type });
+        return status.fail(.unsupported, "tensor {f}: GGML type {d} is not supported ({s} are)", .{ tn, d.type, quant.GgmlType.supported_list });
     }
     if (d.n_dims != want.len) {
         return status.fail(.bad_model, "tensor {f}: {d} dims, expected {d}", .{ tn, d.n_dims, want.len });

@@ -1,4 +1,4 @@
-//! GGML K-quants (Q4_K, Q6_K: 256-value super-blocks) and their Q8_K activations: layouts,
+//! GGML K-quants (Q4_K, Q5_K, Q6_K: 256-value super-blocks) and their Q8_K activations: layouts,
 //! dequantization, and dot products of one weight row against Q8_K activation rows.
 //!
 //! Why Q8_K (and not the 32-value BlockQ8Act of the other formats): a super-block's sub-block
@@ -25,6 +25,17 @@ pub const BlockQ4K = extern struct {
     qs: [128]u8,
 };
 
+/// Q5_K, 176 bytes: `d`, `dmin` and `scales` as in Q4_K, `qh` (the fifth bits: bit s of qh[l] is
+/// the fifth bit of value 32s + l), then `qs` as in Q4_K. Value v of sub-block s = v / 32:
+/// d * scale[s] * (nibble + 16 * fifth) - dmin * min[s].
+pub const BlockQ5K = extern struct {
+    d: f16,
+    dmin: f16,
+    scales: [12]u8,
+    qh: [32]u8,
+    qs: [128]u8,
+};
+
 /// Q6_K, 210 bytes: `ql` (low 4 bits), `qh` (high 2 bits), `scales` (16 signed 8-bit scales, one
 /// per 16 values), `d` (f16). For half h < 2 and l < 32, with ql' = ql[64h..], qh' = qh[32h..]:
 /// value 128h + 32p + l (p < 4) has low bits from ql'[l + 32 (p & 1)] (low nibble for p < 2, high
@@ -48,6 +59,7 @@ pub const BlockQ8K = extern struct {
 
 comptime {
     std.debug.assert(@sizeOf(BlockQ4K) == 144);
+    std.debug.assert(@sizeOf(BlockQ5K) == 176);
     std.debug.assert(@sizeOf(BlockQ6K) == 210);
     std.debug.assert(@sizeOf(BlockQ8K) == 8 * @sizeOf(BlockQ8Act));
     std.debug.assert(@offsetOf(BlockQ8K, "bsums") == 260);
@@ -150,6 +162,13 @@ pub inline fn q4kAt(blk: *align(1) const BlockQ4K, col: usize) u8 {
     return if (col % 64 < 32) byte & 15 else byte >> 4;
 }
 
+/// The 5-bit value (0..31) of column `col` (< 256) of a Q5_K block.
+pub inline fn q5kAt(blk: *align(1) const BlockQ5K, col: usize) u8 {
+    const byte = blk.qs[32 * (col / 64) + col % 32];
+    const lo = if (col % 64 < 32) byte & 15 else byte >> 4;
+    return lo | (((blk.qh[col % 32] >> @intCast(col / 32)) & 1) << 4);
+}
+
 /// The 6-bit value (0..63, offset 32 not removed) of column `col` (< 256) of a Q6_K block.
 pub inline fn q6kAt(blk: *align(1) const BlockQ6K, col: usize) u8 {
     const h = col / 128;
@@ -162,7 +181,7 @@ pub inline fn q6kAt(blk: *align(1) const BlockQ6K, col: usize) u8 {
 }
 
 /// Dequantizes one row of a K-quant type (out.len a multiple of 256), bit-identical to ggml's
-/// dequantize_row_q4_K / _q6_K.
+/// dequantize_row_q4_K / _q5_K / _q6_K.
 pub fn dequantizeRow(t: quant.GgmlType, src: [*]const u8, out: []f32) void {
     std.debug.assert(out.len % super_elems == 0);
     const ns = out.len / super_elems;
@@ -179,6 +198,21 @@ pub fn dequantizeRow(t: quant.GgmlType, src: [*]const u8, out: []f32) void {
                     const d1 = d * @as(f32, @floatFromInt(sm.sc));
                     const m1 = dmin * @as(f32, @floatFromInt(sm.m));
                     for (0..32) |l| o[32 * s + l] = d1 * @as(f32, @floatFromInt(q4kAt(blk, 32 * s + l))) - m1;
+                }
+            }
+        },
+        .q5_k => {
+            const blocks: [*]align(1) const BlockQ5K = @ptrCast(src);
+            for (0..ns) |b| {
+                const blk = &blocks[b];
+                const d: f32 = @floatCast(blk.d);
+                const dmin: f32 = @floatCast(blk.dmin);
+                const o = out[b * super_elems ..][0..super_elems];
+                for (0..8) |s| {
+                    const sm = scaleMin(&blk.scales, s);
+                    const d1 = d * @as(f32, @floatFromInt(sm.sc));
+                    const m1 = dmin * @as(f32, @floatFromInt(sm.m));
+                    for (0..32) |l| o[32 * s + l] = d1 * @as(f32, @floatFromInt(q5kAt(blk, 32 * s + l))) - m1;
                 }
             }
         },
@@ -212,6 +246,21 @@ inline fn unpackQ4K(blk: *align(1) const BlockQ4K) [8]I8x32 {
         const v: U8x32 = blk.qs[32 * j ..][0..32].*;
         w[2 * j] = @bitCast(v & @as(U8x32, @splat(15)));
         w[2 * j + 1] = @bitCast(v >> @splat(4));
+    }
+    return w;
+}
+
+/// The eight 32-value sub-blocks of a Q5_K block as bytes 0..31 in column order.
+inline fn unpackQ5K(blk: *align(1) const BlockQ5K) [8]I8x32 {
+    var w: [8]I8x32 = undefined;
+    const h: U8x32 = blk.qh;
+    const one: U8x32 = @splat(1);
+    inline for (0..4) |j| {
+        const v: U8x32 = blk.qs[32 * j ..][0..32].*;
+        const h_lo = (h >> @splat(2 * j)) & one;
+        const h_hi = (h >> @splat(2 * j + 1)) & one;
+        w[2 * j] = @bitCast((v & @as(U8x32, @splat(15))) | (h_lo << @splat(4)));
+        w[2 * j + 1] = @bitCast((v >> @splat(4)) | (h_hi << @splat(4)));
     }
     return w;
 }
@@ -250,9 +299,9 @@ pub inline fn dotRows(
     var acc_s: [n]f32 = @splat(0);
     for (0..ns) |b| {
         switch (f) {
-            .q4_k => {
-                const blk = &@as([*]align(1) const BlockQ4K, @ptrCast(w_row))[b];
-                const w = unpackQ4K(blk);
+            .q4_k, .q5_k => {
+                const blk = &@as([*]align(1) const quant.BlockOf(f), @ptrCast(w_row))[b];
+                const w = if (f == .q4_k) unpackQ4K(blk) else unpackQ5K(blk);
                 var sc: [8]i32 = undefined;
                 var mn: [8]i32 = undefined;
                 inline for (0..8) |s| {
@@ -310,14 +359,18 @@ pub fn dotScalar(t: quant.GgmlType, w_row: [*]const u8, act: []const BlockQ8Act)
     for (0..ns) |b| {
         const a = &a8[b];
         switch (t) {
-            .q4_k => {
-                const blk = &@as([*]align(1) const BlockQ4K, @ptrCast(w_row))[b];
+            inline .q4_k, .q5_k => |kt| {
+                const B = if (kt == .q4_k) BlockQ4K else BlockQ5K;
+                const blk = &@as([*]align(1) const B, @ptrCast(w_row))[b];
                 var isum: i32 = 0;
                 var summ: i32 = 0;
                 for (0..8) |s| {
                     const sm = scaleMin(&blk.scales, s);
                     var ss: i32 = 0;
-                    for (0..32) |l| ss += @as(i32, q4kAt(blk, 32 * s + l)) * a.qs[32 * s + l];
+                    for (0..32) |l| {
+                        const q = if (kt == .q4_k) q4kAt(blk, 32 * s + l) else q5kAt(blk, 32 * s + l);
+                        ss += @as(i32, q) * a.qs[32 * s + l];
+                    }
                     isum += @as(i32, sm.sc) * ss;
                     summ += @as(i32, sm.m) * (@as(i32, a.bsums[2 * s]) + a.bsums[2 * s + 1]);
                 }
@@ -357,7 +410,7 @@ pub fn randomBlocks(t: quant.GgmlType, r: std.Random, dst: []u8) void {
         const d: f16 = @floatCast((r.float(f32) * 2 - 1) * 0.01);
         const dmin: f16 = @floatCast((r.float(f32) * 2 - 1) * 0.01);
         switch (t) {
-            .q4_k => {
+            .q4_k, .q5_k => {
                 blk[0..2].* = @bitCast(d);
                 blk[2..4].* = @bitCast(dmin);
             },
@@ -403,7 +456,7 @@ test "K-quant dot: SIMD equals its scalar twin and float math on the dequantized
     const r = prng.random();
     const ns = 3;
     const cols = ns * super_elems;
-    var wbuf: [ns * @sizeOf(BlockQ4K) + ns * @sizeOf(BlockQ6K)]u8 = undefined;
+    var wbuf: [ns * @sizeOf(BlockQ6K)]u8 = undefined;
     var wdeq: [cols]f32 = undefined;
     var x: [4][cols]f32 = undefined;
     var act: [4][cols / 32]BlockQ8Act align(64) = undefined;
@@ -412,7 +465,7 @@ test "K-quant dot: SIMD equals its scalar twin and float math on the dequantized
         quant.quantizeActAs(.q8_k, xt, at);
     }
     for (0..10) |_| {
-        inline for (.{ QuantFormat.q4_k, QuantFormat.q6_k }) |f| {
+        inline for (.{ QuantFormat.q4_k, QuantFormat.q5_k, QuantFormat.q6_k }) |f| {
             const t: quant.GgmlType = @field(quant.GgmlType, @tagName(f));
             const w = wbuf[0 .. ns * t.blockSizeBytes()];
             randomBlocks(t, r, w);

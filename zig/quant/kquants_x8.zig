@@ -1,4 +1,4 @@
-//! K-quant weights repacked eight rows at a time (Q4_Kx8, Q6_Kx8), as interleave.zig does for the
+//! K-quant weights repacked eight rows at a time (Q4_Kx8, Q5_Kx8, Q6_Kx8), as interleave.zig does for the
 //! 32-value formats: one record is one super-block column of eight rows, its bytes arranged so
 //! that four activation bytes broadcast across a vector meet four bytes of each row, and one
 //! integer multiply-add serves all eight rows. A record has exactly the size of eight blocks.
@@ -8,6 +8,9 @@
 //! qs[256j + 32c + 4i + k] = GGML qs[32j + 4c + k] of lane i (j < 4, c < 8, k < 4): its low
 //! nibble is column 64j + 4c + k (sub-block 2j, "chunk" c) and its high nibble column
 //! 64j + 32 + 4c + k (sub-block 2j + 1).
+//!
+//! Q5_Kx8 (1408 B): d, dmin and scales as in Q4_Kx8, then qh[256]: qh[32c + 4i + k] = GGML
+//! qh[4c + k] of lane i (bit s is the fifth bit of column 32s + 4c + k), then qs as in Q4_Kx8.
 //!
 //! Q6_Kx8 (1680 B): d[8] (f16), scales[16][8] (i8, transposed as above), bits[1536], by 32-column
 //! sub-block s < 8 and chunk c < 8 (columns 32s + 4c .. +3): the low 4 bits of column 32s + 4c + k
@@ -35,6 +38,14 @@ pub const BlockQ4Kx8 = extern struct {
     qs: [1024]u8,
 };
 
+pub const BlockQ5Kx8 = extern struct {
+    d: [G]f16,
+    dmin: [G]f16,
+    scales: [12][G]u8,
+    qh: [256]u8,
+    qs: [1024]u8,
+};
+
 pub const BlockQ6Kx8 = extern struct {
     d: [G]f16,
     scales: [16][G]i8,
@@ -53,12 +64,14 @@ inline fn qhAt(p: usize, c: usize) usize {
 
 comptime {
     std.debug.assert(@sizeOf(BlockQ4Kx8) == G * @sizeOf(kq.BlockQ4K));
+    std.debug.assert(@sizeOf(BlockQ5Kx8) == G * @sizeOf(kq.BlockQ5K));
     std.debug.assert(@sizeOf(BlockQ6Kx8) == G * @sizeOf(kq.BlockQ6K));
 }
 
 pub fn BlockX8(comptime f: QuantFormat) type {
     return switch (f) {
         .q4_k => BlockQ4Kx8,
+        .q5_k => BlockQ5Kx8,
         .q6_k => BlockQ6Kx8,
         else => @compileError("not a K-quant"),
     };
@@ -73,11 +86,14 @@ pub fn packRecord(comptime f: QuantFormat, rows: [G][*]const u8, b: usize, o: *a
         const blk: *align(1) const P = &@as([*]align(1) const P, @ptrCast(rows[i]))[b];
         o.d[i] = blk.d;
         switch (f) {
-            .q4_k => {
+            .q4_k, .q5_k => {
                 o.dmin[i] = blk.dmin;
                 for (0..12) |k| o.scales[k][i] = blk.scales[k];
                 for (0..4) |j| for (0..8) |c| for (0..4) |k| {
                     o.qs[256 * j + 32 * c + 4 * i + k] = blk.qs[32 * j + 4 * c + k];
+                };
+                if (f == .q5_k) for (0..8) |c| for (0..4) |k| {
+                    o.qh[32 * c + 4 * i + k] = blk.qh[4 * c + k];
                 };
             },
             .q6_k => {
@@ -104,11 +120,14 @@ pub fn unpackRecord(comptime f: QuantFormat, rec: *align(1) const BlockX8(f), i:
     var blk: quant.BlockOf(f) = undefined;
     blk.d = rec.d[i];
     switch (f) {
-        .q4_k => {
+        .q4_k, .q5_k => {
             blk.dmin = rec.dmin[i];
             for (0..12) |k| blk.scales[k] = rec.scales[k][i];
             for (0..4) |j| for (0..8) |c| for (0..4) |k| {
                 blk.qs[32 * j + 4 * c + k] = rec.qs[256 * j + 32 * c + 4 * i + k];
+            };
+            if (f == .q5_k) for (0..8) |c| for (0..4) |k| {
+                blk.qh[4 * c + k] = rec.qh[32 * c + 4 * i + k];
             };
         },
         .q6_k => {
@@ -162,7 +181,7 @@ pub inline fn dotGroup(
         const d: F32x8 = @floatCast(@as(@Vector(G, f16), rec.d));
         var isum: [n]I32x8 = @splat(@splat(0));
         switch (f) {
-            .q4_k => {
+            .q4_k, .q5_k => {
                 var q: [12]U8x8 = undefined;
                 inline for (0..12) |k| q[k] = rec.scales[k];
                 var sc: [8]I32x8 = undefined;
@@ -175,6 +194,7 @@ pub inline fn dotGroup(
                     sc[s + 4] = widen((q[s + 8] & m4) | ((q[s] >> @splat(6)) << @splat(4)));
                     mn[s + 4] = widen((q[s + 8] >> @splat(4)) | ((q[s + 4] >> @splat(6)) << @splat(4)));
                 }
+                const w_max = if (f == .q4_k) 15 else 31;
                 inline for (0..4) |j| {
                     var lo: [8]I8x32 = undefined;
                     var hi: [8]I8x32 = undefined;
@@ -182,11 +202,18 @@ pub inline fn dotGroup(
                         const v: U8x32 = rec.qs[256 * j + 32 * c ..][0..32].*;
                         lo[c] = @bitCast(v & @as(U8x32, @splat(15)));
                         hi[c] = @bitCast(v >> @splat(4));
+                        if (f == .q5_k) {
+                            // The fifth bits of sub-blocks 2j and 2j + 1 as 16 or 0.
+                            const h: U8x32 = rec.qh[32 * c ..][0..32].*;
+                            const sixteen: U8x32 = @splat(16);
+                            lo[c] |= @bitCast(if (2 * j <= 4) (h << @splat(4 - 2 * j)) & sixteen else (h >> @splat(2 * j - 4)) & sixteen);
+                            hi[c] |= @bitCast(if (2 * j + 1 <= 4) (h << @splat(3 - 2 * j)) & sixteen else (h >> @splat(2 * j - 3)) & sixteen);
+                        }
                     }
                     inline for (0..n) |t| {
                         const a = &@as([*]const BlockQ8K, @ptrCast(acts[t]))[b];
-                        const s_lo = interleave.chunkSums(15, 8, &lo, a.qs[64 * j ..][0..32]);
-                        const s_hi = interleave.chunkSums(15, 8, &hi, a.qs[64 * j + 32 ..][0..32]);
+                        const s_lo = interleave.chunkSums(w_max, 8, &lo, a.qs[64 * j ..][0..32]);
+                        const s_hi = interleave.chunkSums(w_max, 8, &hi, a.qs[64 * j + 32 ..][0..32]);
                         isum[t] += s_lo * sc[2 * j] + s_hi * sc[2 * j + 1];
                     }
                 }
@@ -249,13 +276,16 @@ pub fn dotGroupScalar(comptime f: QuantFormat, group: [*]const u8, nb: usize, ac
             const blk = unpackRecord(f, &recs[b], i);
             const d: f32 = @floatCast(blk.d);
             switch (f) {
-                .q4_k => {
+                .q4_k, .q5_k => {
                     var isum: i32 = 0;
                     var summ: i32 = 0;
                     for (0..8) |s| {
                         const sm = kq.scaleMin(&blk.scales, s);
                         var ss: i32 = 0;
-                        for (0..32) |l| ss += @as(i32, kq.q4kAt(&blk, 32 * s + l)) * a.qs[32 * s + l];
+                        for (0..32) |l| {
+                            const q = if (f == .q4_k) kq.q4kAt(&blk, 32 * s + l) else kq.q5kAt(&blk, 32 * s + l);
+                            ss += @as(i32, q) * a.qs[32 * s + l];
+                        }
                         isum += ss * sm.sc;
                         summ += @as(i32, sm.m) * (@as(i32, a.bsums[2 * s]) + a.bsums[2 * s + 1]);
                     }

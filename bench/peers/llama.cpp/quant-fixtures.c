@@ -55,19 +55,42 @@ static const struct format formats[] = {
     {"q6_k", GGML_TYPE_Q6_K, {208}, 1},
 };
 
+// Written after q8_k.json, so adding them left the fixtures above byte-identical.
+static const struct format more_formats[] = {
+    {"iq4_nl", GGML_TYPE_IQ4_NL, {0}, 1},
+    {"iq4_xs", GGML_TYPE_IQ4_XS, {0}, 1},
+    {"q3_k", GGML_TYPE_Q3_K, {108}, 1},
+    {"q2_k", GGML_TYPE_Q2_K, {80, 82}, 2},
+    {"iq2_xxs", GGML_TYPE_IQ2_XXS, {0}, 1},
+    {"bf16", GGML_TYPE_BF16, {0}, 0},
+};
+
 static void emit_format(const char *dir, const struct format *fm) {
   const int64_t blck = ggml_blck_size(fm->type);
   const size_t bsize = ggml_type_size(fm->type);
-  const int n_blocks = blck == 256 ? 3 : 6;
+  // A float type (blck 1) gets 256 values, all converted by ggml (x is written too: the rounding
+  // of activations to it is checked against ggml's); a block type one quantized block and
+  // random-bit blocks.
+  const int n_blocks = blck == 256 ? 3 : blck == 1 ? 256 : 6;
   const int64_t n = blck * n_blocks;
   uint8_t *bytes = calloc(n_blocks, bsize);
   float *x = malloc(n * sizeof(float));
   float *y = malloc(n * sizeof(float));
   for (int64_t i = 0; i < n; i++) x[i] = next_unit() * 2.0f;
-  // Block 0 as llama-quantize would make it, the others random bits with sane scales.
-  ggml_quantize_chunk(fm->type, x, bytes, 0, 1, blck, NULL);
-  for (size_t i = bsize; i < bsize * n_blocks; i++) bytes[i] = (uint8_t)next_u32();
-  for (int b = 1; b < n_blocks; b++) {
+  if (blck == 1) {
+    // Halfway cases, tiny and huge values, infinities: where rounding to a short float can go wrong.
+    const uint32_t special[] = {0x3f808000u, 0x3f818000u, 0xbf808000u, 0x3f80ffffu, 0x00000001u, 0x80000001u,
+                                0x7f7fffffu, 0xff7fffffu, 0x7f800000u, 0xff800000u, 0x00800000u, 0x0};
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) memcpy(&x[i], &special[i], 4);
+    ggml_quantize_chunk(fm->type, x, bytes, 0, 1, n, NULL);
+  } else {
+    // Block 0 as llama-quantize would make it (the IQ formats that need an importance matrix
+    // are all random bits), the others random bits with sane scales.
+    if (!ggml_quantize_requires_imatrix(fm->type)) ggml_quantize_chunk(fm->type, x, bytes, 0, 1, blck, NULL);
+    else for (size_t i = 0; i < bsize; i++) bytes[i] = (uint8_t)next_u32();
+    for (size_t i = bsize; i < bsize * n_blocks; i++) bytes[i] = (uint8_t)next_u32();
+  }
+  for (int b = ggml_quantize_requires_imatrix(fm->type) ? 0 : 1; b < n_blocks && blck > 1; b++) {
     for (int k = 0; k < fm->n_f16; k++) {
       ggml_fp16_t h = ggml_fp32_to_fp16(next_unit() * 0.01f);
       memcpy(bytes + b * bsize + fm->f16_offsets[k], &h, 2);
@@ -82,6 +105,10 @@ static void emit_format(const char *dir, const struct format *fm) {
   write_b64(f, bytes, bsize * n_blocks);
   fprintf(f, "\",\"floats\":\"");
   write_b64(f, (const uint8_t *)y, n * sizeof(float));
+  if (blck == 1) {
+    fprintf(f, "\",\"x\":\"");
+    write_b64(f, (const uint8_t *)x, n * sizeof(float));
+  }
   fprintf(f, "\"}\n");
   fclose(f);
   free(bytes); free(x); free(y);
@@ -117,5 +144,6 @@ int main(int argc, char **argv) {
   ggml_cpu_init();
   for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) emit_format(argv[1], &formats[i]);
   emit_q8_k(argv[1]);
+  for (size_t i = 0; i < sizeof more_formats / sizeof more_formats[0]; i++) emit_format(argv[1], &more_formats[i]);
   return 0;
 }

@@ -14,6 +14,7 @@ import {
 import { type NativeModelOptions, openNativeModel } from "./native/model.ts";
 import type { TieredNativeModel } from "./native/model-api.ts";
 import { Tokenizer } from "./tokenizer/index.ts";
+import { quoteUntrusted } from "./untrusted.ts";
 
 /** A model file read and checked, before any native memory is taken. */
 export interface ModelFile {
@@ -74,4 +75,33 @@ export function openModel(model: ModelFile, opts: NativeModelOptions): TieredNat
     );
   }
   return native;
+}
+
+/** A draft model whose vocabulary is not the target's: it cannot propose the target's tokens. */
+export class DraftVocabularyError extends GgufError {
+  override name = "DraftVocabularyError";
+}
+
+/**
+ * Checks that a draft model speaks the target's vocabulary: the same tokenizer kind, size,
+ * BOS/EOS and token text for every id (speculative decoding compares token ids).
+ * @throws DraftVocabularyError naming the first difference.
+ */
+export function checkDraftVocabulary(target: ModelFile, draft: ModelFile): void {
+  const t = target.tokenizer;
+  const d = draft.tokenizer;
+  const differ = (what: string) =>
+    new DraftVocabularyError(
+      `draft model ${draft.path} cannot draft for ${target.path}: its vocabulary differs (${what}); the draft model must use the target's tokenizer`,
+    );
+  if (t.kind !== d.kind) throw differ(`tokenizer ${d.kind} vs ${t.kind}`);
+  if (t.vocabSize !== d.vocabSize) throw differ(`${d.vocabSize} tokens vs ${t.vocabSize}`);
+  if (t.bosId !== d.bosId || t.eosId !== d.eosId)
+    throw differ(`BOS/EOS ${d.bosId}/${d.eosId} vs ${t.bosId}/${t.eosId}`);
+  for (let id = 0; id < t.vocabSize; id++) {
+    if (t.tokenText(id) !== d.tokenText(id))
+      throw differ(
+        `token ${id} is ${quoteUntrusted(d.tokenText(id))} in the draft, ${quoteUntrusted(t.tokenText(id))} in the target`,
+      );
+  }
 }

@@ -1,11 +1,13 @@
 // loadModel: one call from a model reference to everything a session needs (file, native model,
 // tokenizer, chat template), with the runtime options resolved and validated once.
 import { ChatTemplate } from "./chat/index.ts";
+import { DraftModel } from "./engine/draft-model.ts";
 import { LocalEngine } from "./engine/local.ts";
+import type { OwnedSequence } from "./engine/request.ts";
 import { Scheduler } from "./engine/scheduler.ts";
 import { type GgufFile, GgufMetadata } from "./gguf/index.ts";
 import { KNOWN_MODELS, type PullOptions, pullModel } from "./gguf/pull.ts";
-import { openModel, readModelFile } from "./model-file.ts";
+import { checkDraftVocabulary, openModel, readModelFile } from "./model-file.ts";
 import { defaultThreads as nativeDefaultThreads, nativeLimits } from "./native/limits.ts";
 import { createBatch } from "./native/model.ts";
 import type { KvStats, ModelInfo, NativeModel } from "./native/model-api.ts";
@@ -49,6 +51,13 @@ export interface LoadModelOptions {
    * (e.g. one with a tools section: docs/tools.md). Default: the model's.
    */
   chatTemplate?: string;
+  /**
+   * A draft model for speculative decoding (a known name, a .gguf path or a URL): a smaller model
+   * with the target's vocabulary (checked here) runs beside it in the same engine, with its own
+   * KV, and proposes tokens the target verifies in its step. Generations then draft with it unless
+   * they say `speculative: false` (docs/speculative.md). Default: none.
+   */
+  draft?: string;
 }
 
 /** Every key of {@link LoadModelOptions}: anything else passed to loadModel is a typo. */
@@ -62,6 +71,7 @@ const LOAD_MODEL_OPTION_KEYS = Object.keys({
   deterministic: true,
   pull: true,
   chatTemplate: true,
+  draft: true,
 } satisfies Record<keyof LoadModelOptions, true>);
 
 /** The options a {@link Model} runs with, after defaults and validation. */
@@ -93,6 +103,9 @@ export class Model {
   readonly options: ResolvedModelOptions;
   /** The native model; sessions share it. Exposed for the engine and for tests. */
   readonly native: NativeModel;
+  /** The draft model (loadModel's `draft` option), or null. */
+  readonly draft: { path: string; native: NativeModel } | null;
+  private draftRunner: DraftModel | null = null;
   private readonly sessions = new Set<Session>();
   private local: LocalEngine | null = null;
   private closed = false;
@@ -105,6 +118,7 @@ export class Model {
     tokenizer: Tokenizer;
     chatTemplate: ChatTemplate;
     options: ResolvedModelOptions;
+    draft?: { path: string; native: NativeModel } | null;
   }) {
     this.path = parts.path;
     this.file = parts.file;
@@ -114,6 +128,7 @@ export class Model {
     this.tokenizer = parts.tokenizer;
     this.chatTemplate = parts.chatTemplate;
     this.options = parts.options;
+    this.draft = parts.draft ?? null;
   }
 
   /** The model's name from its metadata (`general.name`), else the file name. */
@@ -144,6 +159,8 @@ export class Model {
   get engine(): LocalEngine {
     if (this.local === null) {
       const pool = this.native.kvStats();
+      if (this.draft !== null)
+        this.draftRunner = new DraftModel(this.draft.native, this.options.maxBatchTokens);
       const scheduler = new Scheduler(
         this.native,
         this.tokenizer,
@@ -155,10 +172,16 @@ export class Model {
           contextTokens: pool.pagesTotal * pool.pageTokens,
         },
         createBatch(this.options.maxBatchTokens),
+        this.draftRunner,
       );
       this.local = new LocalEngine(scheduler);
     }
     return this.local;
+  }
+
+  /** @internal A session's KV sequence is gone: the draft model lets go of its own for it. */
+  forgetSequence(kv: OwnedSequence): void {
+    this.draftRunner?.release(kv);
   }
 
   /** Number of sessions currently open. */
@@ -187,6 +210,7 @@ export class Model {
     for (const s of [...this.sessions]) s.close();
     this.closed = true;
     this.native.close();
+    this.draft?.native.close();
   }
 
   get isClosed(): boolean {
@@ -280,6 +304,10 @@ export async function loadModel(ref?: string, opts: LoadModelOptions = {}): Prom
     (typeof opts.chatTemplate !== "string" || opts.chatTemplate.trim() === "")
   )
     throw new ModelOptionsError("loadModel: chatTemplate must be a non-empty Jinja text");
+  if (opts.draft !== undefined && (typeof opts.draft !== "string" || opts.draft.trim() === ""))
+    throw new ModelOptionsError(
+      "loadModel: draft must be a model reference (a .gguf path, a known model name or an http(s) URL)",
+    );
   const path = await pullModel(ref, opts.pull);
   const mf = readModelFile(path);
   const options = resolveModelOptions(opts, { contextLength: mf.trainedContextTokens });
@@ -290,10 +318,39 @@ export async function loadModel(ref?: string, opts: LoadModelOptions = {}): Prom
     maxBatchTokens: options.maxBatchTokens,
     maxSequences: options.maxSessions,
   });
+  let draft: { path: string; native: NativeModel } | null = null;
+  if (opts.draft !== undefined) {
+    try {
+      draft = await openDraft(opts.draft, mf, options, opts.pull);
+    } catch (err) {
+      native.close();
+      throw err;
+    }
+  }
   const { file, tokenizer } = mf;
   const chatTemplate =
     opts.chatTemplate === undefined
       ? mf.chatTemplate
       : ChatTemplate.forTokenizer(opts.chatTemplate, tokenizer);
-  return new Model({ path, file, native, tokenizer, chatTemplate, options });
+  return new Model({ path, file, native, tokenizer, chatTemplate, options, draft });
+}
+
+/** Opens a draft model for `target` with the target's runtime options, its vocabulary checked first. */
+async function openDraft(
+  ref: string,
+  target: ReturnType<typeof readModelFile>,
+  options: ResolvedModelOptions,
+  pull: PullOptions | undefined,
+): Promise<{ path: string; native: NativeModel }> {
+  const path = await pullModel(ref, pull);
+  const mf = readModelFile(path);
+  checkDraftVocabulary(target, mf);
+  const native = openModel(mf, {
+    threads: options.threads,
+    kvPages: options.kvPages,
+    kvType: options.kvType,
+    maxBatchTokens: options.maxBatchTokens,
+    maxSequences: options.maxSessions,
+  });
+  return { path, native };
 }

@@ -60,7 +60,9 @@ export interface GenerateOptions extends SessionSamplerOptions {
    * Speculative decoding by prompt lookup: draft tokens are copied from where the context's
    * last few tokens occurred before and verified in one forward pass. The output is exactly
    * what plain decoding gives (same tokens for the same seed); it is faster when the reply
-   * repeats its context (code edits, quoting, lists). `true` for the defaults. Default off.
+   * repeats its context (code edits, quoting, lists). `true` for the defaults. Default off, or on
+   * (`draft: "both"`) when the model was loaded with a draft model; `{ draft: "model" | "lookup" |
+   * "both" }` picks the draft source (docs/speculative.md).
    */
   speculative?: SpeculativeOptions | boolean;
   /**
@@ -180,6 +182,11 @@ export interface Telemetry {
   /** Speculative decoding: draft tokens checked against the sampled token, and how many matched. */
   draftTokens: number;
   acceptedDraftTokens: number;
+  /**
+   * Draft tokens proposed (run in a step) and accepted, per source: the draft model's and
+   * lookup's (prompt lookup and predicted output).
+   */
+  drafts: { modelProposed: number; modelAccepted: number; lookupProposed: number; lookupAccepted: number };
   /** Null for a prefill. */
   finishReason: GenerateFinishReason | null;
 }
@@ -282,6 +289,7 @@ export function generationSpec(
   opts: GenerateOptions,
   shift: Readonly<Required<ContextShiftOptions>> | false,
   encode: (p: string | readonly number[]) => number[],
+  draftModel = false,
 ): GenerationSpec {
   if (
     opts.json !== undefined &&
@@ -293,7 +301,8 @@ export function generationSpec(
   if (json && opts.speculative)
     throw new RangeError("json and speculative cannot be combined (JSON mode takes no drafts)");
   const predicted = opts.prediction === undefined ? undefined : encode(opts.prediction);
-  const speculative = resolveSpeculative(opts.speculative ?? (predicted !== undefined && !json));
+  // A predicted output or a loaded draft model turns drafting on unless the call says otherwise.
+  const speculative = resolveSpeculative(opts.speculative ?? ((predicted !== undefined || draftModel) && !json));
   const {
     maxTokens,
     stop,

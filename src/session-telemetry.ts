@@ -19,6 +19,10 @@ export function emptyPhase(): PhaseFigures {
     droppedTokens: 0,
     draftTokens: 0,
     acceptedDraftTokens: 0,
+    modelDraftTokens: 0,
+    acceptedModelDraftTokens: 0,
+    lookupDraftTokens: 0,
+    acceptedLookupDraftTokens: 0,
     droppedDraftRows: 0,
   };
 }
@@ -33,6 +37,10 @@ export function addFigures(into: PhaseFigures, f: GenerationFigures | undefined)
   into.droppedTokens += f.droppedTokens;
   into.draftTokens += f.draftTokens;
   into.acceptedDraftTokens += f.acceptedDraftTokens;
+  into.modelDraftTokens += f.modelDraftTokens;
+  into.acceptedModelDraftTokens += f.acceptedModelDraftTokens;
+  into.lookupDraftTokens += f.lookupDraftTokens;
+  into.acceptedLookupDraftTokens += f.acceptedLookupDraftTokens;
   into.droppedDraftRows += f.droppedDraftRows;
 }
 
@@ -71,6 +79,12 @@ export function buildTelemetry(
     contextUsedTokens,
     draftTokens: f.draftTokens,
     acceptedDraftTokens: f.acceptedDraftTokens,
+    drafts: {
+      modelProposed: f.modelDraftTokens,
+      modelAccepted: f.acceptedModelDraftTokens,
+      lookupProposed: f.lookupDraftTokens,
+      lookupAccepted: f.acceptedLookupDraftTokens,
+    },
     finishReason: reason,
   };
 }

@@ -279,7 +279,10 @@ export class Session {
     this.abortRequested = true;
     // The engine lets go of the sequence before its pages (and its id) go back to the pool.
     this.run?.cancel();
-    if (!this.model.isClosed) this.model.native.seqFree(this.kv.seqId);
+    if (!this.model.isClosed) {
+      this.model.forgetSequence(this.kv);
+      this.model.native.seqFree(this.kv.seqId);
+    }
     this.onClose();
   }
 
@@ -371,6 +374,7 @@ export class Session {
           typeof p === "string"
             ? this.model.tokenizer.encode(p, { addSpecial: false })
             : this.toTokens(p, {}),
+          this.model.draft !== null && tools === null,
         ),
         tools: tools?.spec ?? null,
       },

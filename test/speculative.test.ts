@@ -51,9 +51,16 @@ describe("proposeDraft", () => {
     expect(resolveSpeculative(false)).toBeNull();
     expect(resolveSpeculative({ maxDraftTokens: 8 })).toEqual({
       maxDraftTokens: 8,
+      maxModelDraftTokens: 8,
       ngramMax: 4,
       ngramMin: 2,
+      draft: null,
     });
+    // Without maxDraftTokens, a draft model drafts deeper than lookup.
+    expect(resolveSpeculative({ draft: "both" })).toMatchObject({ maxDraftTokens: 4, maxModelDraftTokens: 8 });
+    expect(() => resolveSpeculative({ draft: "llm" as never })).toThrow(
+      /speculative.draft must be "model", "lookup" or "both", got "llm"/,
+    );
     expect(() => resolveSpeculative({ maxDraftTokens: 0 })).toThrow(
       /maxDraftTokens must be an integer in \[1, 16\]/,
     );

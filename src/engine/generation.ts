@@ -1,6 +1,7 @@
 // One request's generation rules, shared by the server and the library: sampling (plain or
 // JSON-constrained), stop strings and end-of-generation, the streaming decoder, speculative
-// drafts (prompt lookup or a predicted output), log-probabilities, and what a full context does.
+// drafts (prompt lookup, a predicted output, a draft model's tokens), log-probabilities, and what
+// a full context does.
 import {
   type FinishReason,
   Sampler,
@@ -11,7 +12,7 @@ import {
 } from "../sampling/index.ts";
 import { constrainedSample, JsonConstraint, type ReplyConstraint } from "../sampling/json.ts";
 import { SchemaConstraint } from "../sampling/json-schema.ts";
-import { predictedDraft, proposeDraft, type ResolvedSpeculative } from "../speculative.ts";
+import { combineDrafts, predictedDraft, proposeDraft, type ResolvedSpeculative } from "../speculative.ts";
 import { ToolCallConstraint, type ToolCallSpec } from "../tools/constraint.ts";
 
 /** The detokenizer a generation needs (src/tokenizer's Tokenizer satisfies it). */
@@ -70,6 +71,14 @@ export interface GenerationFigures {
   droppedTokens: number;
   draftTokens: number;
   acceptedDraftTokens: number;
+  /**
+   * Draft tokens proposed (run in a step, whether checked or not) and accepted, per source: the
+   * draft model's, and lookup's (prompt lookup and predicted output).
+   */
+  modelDraftTokens: number;
+  acceptedModelDraftTokens: number;
+  lookupDraftTokens: number;
+  acceptedLookupDraftTokens: number;
   /** Rows of drafts run and then rejected. */
   droppedDraftRows: number;
   /** ms from the request's start to its first sampled token; null before it. */
@@ -86,6 +95,10 @@ export function emptyFigures(): GenerationFigures {
     droppedTokens: 0,
     draftTokens: 0,
     acceptedDraftTokens: 0,
+    modelDraftTokens: 0,
+    acceptedModelDraftTokens: 0,
+    lookupDraftTokens: 0,
+    acceptedLookupDraftTokens: 0,
     droppedDraftRows: 0,
     firstTokenMs: null,
   };
@@ -100,6 +113,9 @@ export interface StepOutcome {
   produced: number;
   /** Drafts accepted (their KV rows stand). */
   accepted: number;
+  /** The draft model's tokens checked this step, and those accepted. */
+  modelChecked: number;
+  modelAccepted: number;
   logprobs: TokenLogprob[] | undefined;
   finish: EngineFinishReason | null;
 }
@@ -198,18 +214,34 @@ export class Generation {
     }
   }
 
+  /** Most tokens a draft may hold now: `room`, and never past the token budget. */
+  draftLimit(room: number): number {
+    return Math.max(0, Math.min(room, this.spec.maxTokens - this.out.length - 1));
+  }
+
   /**
-   * Draft tokens to verify after the pending token at the end of `tokens`: the predicted output
-   * first, then prompt lookup; at most `room` tokens and never past the token budget.
+   * Draft tokens to verify after the pending token at the end of `tokens`: with `lookup`, the
+   * predicted output first, then prompt lookup; combined with the draft model's `model` tokens
+   * (combineDrafts). At most `room` tokens and never past the token budget; `modelTokens`: how
+   * many leading ones are the draft model's.
    */
-  draft(tokens: readonly number[], room: number): number[] {
+  draft(
+    tokens: readonly number[],
+    room: number,
+    lookup = true,
+    model: readonly number[] = [],
+  ): { tokens: number[]; modelTokens: number } {
     const spec = this.spec.speculative;
     const generated = this.out.length;
-    const limit = Math.min(room, this.spec.maxTokens - generated - 1);
-    if (!spec || limit <= 0) return [];
-    const predicted = this.spec.predictedIds ?? [];
-    const draft = predicted.length > 0 ? predictedDraft(tokens, generated, predicted, spec, limit) : [];
-    return draft.length > 0 ? draft : proposeDraft(tokens, spec, limit);
+    const limit = this.draftLimit(room);
+    if (!spec || limit <= 0) return { tokens: [], modelTokens: 0 };
+    let found: number[] = [];
+    if (lookup) {
+      const predicted = this.spec.predictedIds ?? [];
+      found = predicted.length > 0 ? predictedDraft(tokens, generated, predicted, spec, limit) : [];
+      if (found.length === 0) found = proposeDraft(tokens, spec, limit);
+    }
+    return combineDrafts(found, model, limit);
   }
 
   /**
@@ -223,6 +255,7 @@ export class Generation {
     draft: readonly number[],
     tokens: number[],
     contextTokens: number,
+    modelTokens = 0,
   ): StepOutcome {
     const top = this.spec.logprobs ?? null;
     const out: StepOutcome = {
@@ -230,6 +263,8 @@ export class Generation {
       pieces: [],
       produced: 0,
       accepted: 0,
+      modelChecked: 0,
+      modelAccepted: 0,
       logprobs: top === null ? undefined : [],
       finish: null,
     };
@@ -273,11 +308,18 @@ export class Generation {
       out.pieces.push(piece);
       if (out.finish !== null || r >= draft.length) break;
       this.figures.draftTokens++; // draft r is checked against the token sampled before it
+      if (r < modelTokens) out.modelChecked++;
       if (draft[r] !== id) break;
       this.figures.acceptedDraftTokens++;
+      if (r < modelTokens) out.modelAccepted++;
       out.accepted++;
     }
     out.text = out.pieces.join("");
+    const fromModel = Math.min(modelTokens, draft.length);
+    this.figures.modelDraftTokens += fromModel;
+    this.figures.acceptedModelDraftTokens += out.modelAccepted;
+    this.figures.lookupDraftTokens += draft.length - fromModel;
+    this.figures.acceptedLookupDraftTokens += out.accepted - out.modelAccepted;
     this.figures.droppedDraftRows += draft.length - out.accepted;
     return out;
   }

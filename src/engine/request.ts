@@ -53,6 +53,8 @@ export type EngineEvent =
       /** Speculative decoding: this request's draft tokens verified, and those accepted. */
       draftTokens: number;
       acceptedDraftTokens: number;
+      /** This request's draft tokens proposed and accepted, per source. */
+      drafts?: DraftCounts;
       /** The request's figures (rows and time per phase, shifts). */
       figures?: GenerationFigures;
     }
@@ -100,8 +102,20 @@ export interface SchedulerStats {
   /** Speculative decoding: draft tokens verified, and how many of them matched the sampled token. */
   draftTokens: number;
   acceptedDraftTokens: number;
+  /** Draft tokens proposed (run in a step) and accepted, per source. */
+  drafts: DraftCounts;
+  /** The draft model's passes and rows; null without a draft model. */
+  draftModel: { passes: number; rows: number; sequences: number } | null;
   /** The logits rows the decode writes (grows to the largest step's wanted rows x vocabulary). */
   logitsBufferBytes: number;
+}
+
+/** Draft tokens proposed and accepted, per source: the draft model, and lookup (prompt lookup, predicted output). */
+export interface DraftCounts {
+  modelProposed: number;
+  modelAccepted: number;
+  lookupProposed: number;
+  lookupAccepted: number;
 }
 
 /**

@@ -4,7 +4,7 @@
 // and hands each sequence its logits rows (its Generation samples, stops and drafts). The server's
 // worker and the library's sessions both drive it; a session's sequence is owned by the session
 // and outlives its requests. step-batch.ts fills the batch; with the prefix cache on, see
-// prefix-cache.ts.
+// prefix-cache.ts; with a draft model, draft-model.ts proposes drafts before each step is packed.
 import {
   type Batch,
   isTiered,
@@ -13,9 +13,18 @@ import {
   type NativeModel,
 } from "../native/model-api.ts";
 import { tokenLogprob } from "../sampling/index.ts";
+import { draftSources } from "../speculative.ts";
+import { type DraftModel, proposeModelDrafts } from "./draft-model.ts";
 import type { EngineFinishReason, EngineTokenizer } from "./generation.ts";
 import { PrefixCache } from "./prefix-cache.ts";
-import type { EngineEvent, EngineRequest, SchedulerOptions, SchedulerStats } from "./request.ts";
+import type {
+  DraftCounts,
+  EngineEvent,
+  EngineRequest,
+  OwnedSequence,
+  SchedulerOptions,
+  SchedulerStats,
+} from "./request.ts";
 import { newSequence, type OwnedRun, type Sequence, shiftSequence } from "./sequence.ts";
 import { packBatch } from "./step-batch.ts";
 
@@ -44,6 +53,12 @@ export class Scheduler {
   private nextOrder = 0;
   private draftTokens = 0;
   private acceptedDraftTokens = 0;
+  private readonly drafts: DraftCounts = {
+    modelProposed: 0,
+    modelAccepted: 0,
+    lookupProposed: 0,
+    lookupAccepted: 0,
+  };
   /** KV pages this step's drafts may still take (what admission did not reserve). */
   private draftPages = 0;
   private preemptions = 0;
@@ -57,6 +72,8 @@ export class Scheduler {
     private readonly tokenizer: EngineTokenizer,
     private readonly opts: SchedulerOptions,
     batch: Batch,
+    /** A draft model beside the target (speculative decoding), or null. */
+    private readonly draftModel: DraftModel | null = null,
   ) {
     if (batch.capacity < opts.stepTokens) throw new RangeError("batch capacity is below stepTokens");
     if (opts.maxRunning < 1 || opts.maxQueued < 0) throw new RangeError("maxRunning ≥ 1 and maxQueued ≥ 0");
@@ -100,6 +117,8 @@ export class Scheduler {
       kvTier: this.tiers === null ? null : this.tiers.kvTierStats(),
       draftTokens: this.draftTokens,
       acceptedDraftTokens: this.acceptedDraftTokens,
+      drafts: { ...this.drafts },
+      draftModel: this.draftModel?.stats() ?? null,
       logitsBufferBytes: this.logits.byteLength,
     };
   }
@@ -121,6 +140,7 @@ export class Scheduler {
       if (req.maxTokens === 0 && !req.promptLogprobs)
         throw new RangeError("maxTokens 0 generates nothing; it is for scoring a prompt (promptLogprobs)");
     }
+    if (req.speculative) draftSources(req.speculative, this.draftModel !== null);
     this.waiting.push(newSequence(req, this.nextOrder++, this.tokenizer, this.opts.contextTokens, owned));
   }
 
@@ -157,6 +177,7 @@ export class Scheduler {
       this.deliver(s, () => last, events);
     }
     if (!this.running.some((s) => !s.held)) return events;
+    if (this.draftModel !== null) proposeModelDrafts(this.draftModel, this.running);
     let started = 0;
     for (;;) {
       // Drafts take only pages that are free now: a guess never pushes a cached prefix to SSD.
@@ -198,6 +219,8 @@ export class Scheduler {
     }
     const stepMs = performance.now() - started;
     this.steps++;
+    // The draft depth weighs a draft pass against a decoding step (not one carrying a prompt).
+    if (this.running.every((s) => s.taking <= 1 + s.draft.length)) this.draftModel?.noteTargetStep(stepMs);
     for (const s of this.running) {
       if (s.taking === 0) continue;
       s.kv.computed += s.taking - s.draft.length;
@@ -238,15 +261,22 @@ export class Scheduler {
     }
     const draft = s.draft;
     const checked = s.gen.figures.draftTokens;
-    const o = s.gen.consume(row, draft, s.kv.tokens, s.contextTokens);
+    const o = s.gen.consume(row, draft, s.kv.tokens, s.contextTokens, s.draftModelTokens);
     s.kv.computed += o.accepted; // a draft equal to the sampled token: its KV row stands
     this.draftTokens += s.gen.figures.draftTokens - checked;
     this.acceptedDraftTokens += o.accepted;
+    const fromModel = Math.min(s.draftModelTokens, draft.length);
+    this.drafts.modelProposed += fromModel;
+    this.drafts.modelAccepted += o.modelAccepted;
+    this.drafts.lookupProposed += draft.length - fromModel;
+    this.drafts.lookupAccepted += o.accepted - o.modelAccepted;
+    if (o.modelChecked > 0) this.draftModel?.observe(s.kv, o.modelChecked, o.modelAccepted);
     if (draft.length > 0) {
       // Drafts past the last accepted one leave the KV (their rows were written this step).
       const rejected = this.model.seqLength(s.kv.seqId) - s.kv.computed;
       if (rejected > 0) this.model.seqShift(s.kv.seqId, s.kv.computed, rejected);
       s.draft = [];
+      s.draftModelTokens = 0;
     }
     // A session streams token by token: it gets the step's text per token.
     const logprobs = {
@@ -278,8 +308,17 @@ export class Scheduler {
    * the step, the context, the tokens it may still generate and the free pages.
    */
   private draftFor(s: Sequence, rowsLeft: number): number[] {
-    if (!s.gen.spec.speculative || s.kv.tokens.length - s.kv.computed !== 1) return [];
-    let draft = s.gen.draft(s.kv.tokens, Math.min(rowsLeft, s.contextTokens - s.kv.tokens.length));
+    s.draftModelTokens = 0;
+    const spec = s.gen.spec.speculative;
+    if (!spec || s.kv.tokens.length - s.kv.computed !== 1) return [];
+    const sources = draftSources(spec, this.draftModel !== null);
+    const proposed = s.gen.draft(
+      s.kv.tokens,
+      Math.min(rowsLeft, s.contextTokens - s.kv.tokens.length),
+      sources.lookup,
+      s.modelDraft,
+    );
+    let draft = proposed.tokens;
     // Pages beyond the one reserved for the next token come out of the step's spare pages.
     const p = this.pageTokens;
     const reserved = Math.ceil((s.kv.tokens.length + 1) / p);
@@ -289,7 +328,13 @@ export class Scheduler {
       extra = Math.max(0, Math.ceil((s.kv.tokens.length + draft.length) / p) - reserved);
     }
     this.draftPages -= extra;
+    s.draftModelTokens = Math.min(proposed.modelTokens, draft.length);
     return draft;
+  }
+
+  /** Frees what the scheduler keeps for a caller's KV sequence beyond its requests (its draft model KV). */
+  forget(kv: OwnedSequence): void {
+    this.draftModel?.release(kv);
   }
 
   private doneEvent(s: Sequence, finish: EngineFinishReason, text: string): EngineEvent {
@@ -305,6 +350,12 @@ export class Scheduler {
       completionTokens: s.gen.out.length,
       draftTokens: f.draftTokens,
       acceptedDraftTokens: f.acceptedDraftTokens,
+      drafts: {
+        modelProposed: f.modelDraftTokens,
+        modelAccepted: f.acceptedModelDraftTokens,
+        lookupProposed: f.lookupDraftTokens,
+        lookupAccepted: f.acceptedLookupDraftTokens,
+      },
       // The library's telemetry; the server reports usage from the counts above.
       ...(s.owned ? { figures: { ...f } } : {}),
     };
@@ -316,6 +367,7 @@ export class Scheduler {
    */
   private release(s: Sequence, publish = false): void {
     if (s.owned) return;
+    this.draftModel?.release(s.kv);
     if (s.kv.seqId >= 0) {
       if (publish && s.kv.computed > 0)
         this.prefix?.publishAll(s.kv.seqId, s.kv.tokens.slice(0, s.kv.computed));

@@ -34,6 +34,10 @@ export interface Sequence {
   taking: number;
   /** Draft tokens riding in this step's batch after the sequence's next token (logits rows follow logitsRow). */
   draft: number[];
+  /** How many leading tokens of `draft` the draft model proposed. */
+  draftModelTokens: number;
+  /** The draft model's proposal for this step (before it is combined and fitted into the batch). */
+  modelDraft: number[];
   /** With `promptLogprobs`: entry i is prompt token i+1's; filled as the prompt is computed. */
   promptLogprobs: TokenLogprob[] | null;
   /** This step's logits rows that score prompt tokens: [first row, first prompt position). */
@@ -66,6 +70,8 @@ export function newSequence(
     logitsRow: -1,
     taking: 0,
     draft: [],
+    draftModelTokens: 0,
+    modelDraft: [],
     promptLogprobs: req.promptLogprobs && owned === undefined ? [] : null,
     promptRows: null,
     promptLogprobsSent: false,

@@ -47,6 +47,7 @@ export function packBatch(
     s.logitsRow = -1;
     s.taking = 0;
     s.draft = [];
+    s.draftModelTokens = 0;
     s.promptRows = null;
     if (s.held) continue;
     const pending = pendingOf(s);

@@ -302,7 +302,9 @@ export function generationSpec(
     throw new RangeError("json and speculative cannot be combined (JSON mode takes no drafts)");
   const predicted = opts.prediction === undefined ? undefined : encode(opts.prediction);
   // A predicted output or a loaded draft model turns drafting on unless the call says otherwise.
-  const speculative = resolveSpeculative(opts.speculative ?? ((predicted !== undefined || draftModel) && !json));
+  const speculative = resolveSpeculative(
+    opts.speculative ?? ((predicted !== undefined || draftModel) && !json),
+  );
   const {
     maxTokens,
     stop,

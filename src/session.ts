@@ -370,10 +370,13 @@ export class Session {
       throw new SessionStateError("nothing to generate from: prefill a prompt first");
     const gen = new Generation(
       {
-        ...generationSpec(opts, this.contextShift, (p) =>
-          typeof p === "string"
-            ? this.model.tokenizer.encode(p, { addSpecial: false })
-            : this.toTokens(p, {}),
+        ...generationSpec(
+          opts,
+          this.contextShift,
+          (p) =>
+            typeof p === "string"
+              ? this.model.tokenizer.encode(p, { addSpecial: false })
+              : this.toTokens(p, {}),
           this.model.draft !== null && tools === null,
         ),
         tools: tools?.spec ?? null,

@@ -60,9 +60,7 @@ export function resolveSpeculative(
 ): ResolvedSpeculative | null {
   if (opt === undefined || opt === false) return null;
   if (opt !== true && (typeof opt !== "object" || opt === null)) {
-    throw new TypeError(
-      "speculative must be true, false or { maxDraftTokens, ngramMax, ngramMin, draft }",
-    );
+    throw new TypeError("speculative must be true, false or { maxDraftTokens, ngramMax, ngramMin, draft }");
   }
   const o = opt === true ? {} : opt;
   const draft = o.draft ?? null;

@@ -719,7 +719,7 @@ describe("scheduler (real model)", () => {
           if (a?.type === "error" && b?.type === "error") continue;
           // The done event's own text is the last step's (several tokens with accepted drafts),
           // and only the speculative run verified drafts.
-          const drafts = { text: "", draftTokens: 0, acceptedDraftTokens: 0 };
+          const drafts = { text: "", draftTokens: 0, acceptedDraftTokens: 0, drafts: null };
           expect({ ...b, ...drafts }).toEqual({ ...(a as EngineEvent), ...drafts });
           expect(spec.get(r.id)?.text).toBe(plain.get(r.id)?.text as string);
           if (a?.type === "done" && b?.type === "done") {

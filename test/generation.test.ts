@@ -98,7 +98,10 @@ describe("one set of generation rules", () => {
     expect(g.figures.acceptedDraftTokens).toBe(2);
     expect(g.figures.droppedDraftRows).toBe(1);
     // The token budget bounds drafts before they are run.
-    const budget = generation({ maxTokens: 3, speculative: { maxDraftTokens: 8, maxModelDraftTokens: 8, ngramMax: 2, ngramMin: 1, draft: null } });
+    const budget = generation({
+      maxTokens: 3,
+      speculative: { maxDraftTokens: 8, maxModelDraftTokens: 8, ngramMax: 2, ngramMin: 1, draft: null },
+    });
     expect(budget.draft([5, 6, 7, 5, 6, 7, 5], 8).tokens.length).toBe(2);
   });
 

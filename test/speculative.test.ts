@@ -57,7 +57,10 @@ describe("proposeDraft", () => {
       draft: null,
     });
     // Without maxDraftTokens, a draft model drafts deeper than lookup.
-    expect(resolveSpeculative({ draft: "both" })).toMatchObject({ maxDraftTokens: 4, maxModelDraftTokens: 8 });
+    expect(resolveSpeculative({ draft: "both" })).toMatchObject({
+      maxDraftTokens: 4,
+      maxModelDraftTokens: 8,
+    });
     expect(() => resolveSpeculative({ draft: "llm" as never })).toThrow(
       /speculative.draft must be "model", "lookup" or "both", got "llm"/,
     );

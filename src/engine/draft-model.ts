@@ -16,6 +16,8 @@ interface DraftSeq {
   tokens: number[];
   /** Estimated chance that the next drafted token is accepted (moving average over positions). */
   acceptance: number;
+  /** Steps in a row it drafted nothing because drafting did not pay (see depthFor). */
+  resting: number;
 }
 
 /** What a sequence asks of a proposal: its tokens (the last one not yet computed by the target) and a depth. */
@@ -39,6 +41,8 @@ const ACCEPTANCE_STEP = 0.15;
 const ACCEPTANCE_START = 0.7;
 /** Weight of one measurement in the draft-pass / target-step cost ratio. */
 const COST_STEP = 0.1;
+/** A sequence whose drafts do not pay rests this many steps, then drafts one token to measure again. */
+const REST_STEPS = 8;
 
 export class DraftModel {
   private readonly seqs = new Map<OwnedSequence, DraftSeq>();
@@ -73,13 +77,15 @@ export class DraftModel {
   }
 
   /**
-   * The depth worth drafting for a sequence (1..max): the one that maximizes the tokens a step
+   * The depth worth drafting for a sequence (0..max): the one that maximizes the tokens a step
    * is expected to produce per unit of time, with each position accepted at the sequence's
-   * measured rate and each draft pass costing the measured fraction of a target step.
+   * measured rate and each draft pass costing the measured fraction of a target step. When no
+   * depth beats plain decoding it drafts nothing for REST_STEPS steps, then one token to measure.
    */
   depthFor(kv: OwnedSequence, max: number): number {
-    if (max <= 1) return Math.max(0, max);
-    const p = Math.min(0.98, Math.max(0.02, this.seqs.get(kv)?.acceptance ?? ACCEPTANCE_START));
+    if (max <= 0) return 0;
+    const st = this.seqs.get(kv);
+    const p = Math.min(0.98, Math.max(0.02, st?.acceptance ?? ACCEPTANCE_START));
     const cost = this.targetMs > 0 && this.passMs > 0 ? this.passMs / this.targetMs : 0.3;
     let best = 1;
     let bestRate = 0;
@@ -91,7 +97,13 @@ export class DraftModel {
         best = k;
       }
     }
-    return best;
+    if (bestRate >= 1 || st === undefined) return best;
+    if (st.resting < REST_STEPS) {
+      st.resting++;
+      return 0;
+    }
+    st.resting = 0;
+    return 1;
   }
 
   /** A target step of `ms` ran: the cost ratio of the depth choice follows it. */
@@ -206,7 +218,7 @@ export class DraftModel {
     } catch {
       return null; // every draft sequence slot is taken: this one goes without drafts
     }
-    st = { seqId, tokens: [], acceptance: ACCEPTANCE_START };
+    st = { seqId, tokens: [], acceptance: ACCEPTANCE_START, resting: 0 };
     this.seqs.set(kv, st);
     return st;
   }

@@ -495,6 +495,16 @@ describe("hearth serve (openai client, real model)", () => {
     expect(await metric(server.url, "hearth_draft_tokens_accepted_total")).toBeGreaterThan(0);
   }, 120_000);
 
+  test('speculative: { draft: "model" } without a draft model (-md) is a 400 naming the field', async () => {
+    const r = await fetch(`${server.url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${KEY}` },
+      body: JSON.stringify({ prompt: "Hi", max_tokens: 2, speculative: { draft: "model" } }),
+    });
+    expect(r.status).toBe(400);
+    expect(await r.text()).toContain("needs a draft model");
+  });
+
   test("prediction (predicted outputs): the same reply, its tokens drafted and counted in usage", async () => {
     const messages = [{ role: "user" as const, content: "Write the numbers from one to twelve in words." }];
     const plain = await client.chat.completions.create({

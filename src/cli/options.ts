@@ -28,7 +28,9 @@ export function joinFlagValues(argv: string[], options: Record<string, FlagSpec>
   for (const [name, spec] of Object.entries(options)) if (spec.short) longOf.set(spec.short, name);
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
-    const word = argv[i] as string;
+    let word = argv[i] as string;
+    // llama.cpp's two-letter flag for the draft model (parseArgs would read it as -m -d).
+    if (word === "-md" && options["model-draft"] !== undefined) word = "--model-draft";
     if (word === "--") {
       out.push(...argv.slice(i));
       break;
@@ -68,6 +70,7 @@ export function parseFlags<O extends Record<string, FlagSpec>>(argv: string[], o
 /** parseArgs option specs of the shared flags. */
 export const sharedOptions = {
   model: { type: "string", short: "m" },
+  "model-draft": { type: "string" },
   "max-tokens": { type: "string", short: "n" },
   temp: { type: "string" },
   "top-k": { type: "string" },
@@ -93,6 +96,8 @@ export const sharedOptions = {
 export const SHARED_HELP = `Model:
   -m, --model REF        model: a known name (default: SmolLM2-135M-Instruct Q4_1, fetched
                          on first use), a local .gguf path, or an http(s) URL
+  -md, --model-draft REF a draft model with the same vocabulary (speculative decoding: it
+                         proposes tokens, the model verifies them in one pass; same output)
   -t, --threads N        compute threads (default: $HEARTH_THREADS, else every core)
   -c, --ctx N            context size in tokens (default: the model's, at most 4096)
   -b, --batch-size N     most tokens per forward call during prefill (default 512)
@@ -114,6 +119,7 @@ Sampling:
                          context, verified in one pass; same output, faster on replies that
                          repeat the prompt (code edits, quotes, lists)
       --draft N          most draft tokens per pass with --speculative (default 4, at most 16)
+                         or with --model-draft (default 8; the depth adapts below it)
       --json-object      JSON mode: the reply is one JSON object (ask for JSON in the prompt
                          too); ends when the object closes`;
 
@@ -169,7 +175,16 @@ export function loadOptions(values: Values, showProgress: boolean): LoadModelOpt
     maxSessions: 1,
     pull: showProgress ? { onProgress: progressBar("pull") } : {},
     ...chatTemplateOption(values["chat-template"]),
+    ...draftModelOption(values["model-draft"]),
   };
+}
+
+/** `--model-draft REF` / `-md REF`: the draft model of speculative decoding. */
+function draftModelOption(ref: unknown): { draft?: string } {
+  if (ref === undefined) return {};
+  if (String(ref).trim() === "")
+    throw new UsageError("--model-draft must name a model (a known name, a .gguf path or a URL)");
+  return { draft: String(ref) };
 }
 
 /** `--chat-template FILE`: the file's text (a clear error when it cannot be read). */
@@ -207,9 +222,12 @@ export function generateOptions(values: Values): GenerateOptions {
 
 function speculativeOption(values: Values): GenerateOptions["speculative"] {
   const draft = num(values, "draft", { int: true, min: 1 });
-  if (draft !== undefined && values.speculative !== true) throw new UsageError("--draft needs --speculative");
+  const withModel = values["model-draft"] !== undefined;
+  if (draft !== undefined && values.speculative !== true && !withModel)
+    throw new UsageError("--draft needs --speculative or --model-draft");
   if (draft !== undefined && draft > 16) throw new UsageError(`--draft must be at most 16, got ${draft}`);
-  if (values.speculative !== true) return undefined;
+  // A draft model drafts by default (the library's rule); --draft sets its depth.
+  if (values.speculative !== true) return draft === undefined ? undefined : { maxDraftTokens: draft };
   if (values["json-object"] === true) throw new UsageError("--json-object takes no --speculative drafts");
   return draft === undefined ? true : { maxDraftTokens: draft };
 }
@@ -235,7 +253,14 @@ export function formatTelemetry(t: Telemetry): string {
     `total ${f(t.totalMs, 0)} ms`,
     `finish ${t.finishReason ?? "-"}`,
   ];
-  if (t.draftTokens > 0) parts.push(`drafts accepted ${t.acceptedDraftTokens}/${t.draftTokens}`);
+  if (t.draftTokens > 0) {
+    const d = t.drafts;
+    const bySource =
+      d.modelProposed > 0
+        ? ` (proposed: model ${d.modelAccepted}/${d.modelProposed}, lookup ${d.lookupAccepted}/${d.lookupProposed})`
+        : "";
+    parts.push(`drafts accepted ${t.acceptedDraftTokens}/${t.draftTokens}${bySource}`);
+  }
   if (t.contextShifts > 0) parts.push(`context shifts ${t.contextShifts} (-${t.droppedTokens} tok)`);
   return `[hearth] ${parts.join(" | ")}`;
 }

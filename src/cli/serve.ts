@@ -5,7 +5,7 @@ import { Engine, type EngineKvTierConfig } from "../engine/index.ts";
 import { pullModel } from "../gguf/pull.ts";
 import { defaultKvDir } from "../kv/index.ts";
 import { defaultThreads } from "../model.ts";
-import { readModelFile } from "../model-file.ts";
+import { checkDraftVocabulary, readModelFile } from "../model-file.ts";
 import { nativeLimits } from "../native/limits.ts";
 import { createApp, DEFAULT_MAX_BODY_BYTES } from "../server/app.ts";
 import { KvDirBusyError, lockKvDir } from "../server/kv-lock.ts";
@@ -30,6 +30,9 @@ docs/server.md lists every request field.
 
 Options:
   -m, --model REF        model: known name (default SmolLM2-135M-Instruct Q4_1), .gguf path or URL
+  -md, --model-draft REF a draft model with the same vocabulary: speculative decoding for every
+                         request (a request's "speculative": false turns it off, or
+                         {"draft": "model" | "lookup" | "both"} picks the source; docs/speculative.md)
       --chat-template FILE  a Jinja chat template to use instead of the model's (docs/tools.md)
       --host HOST        address to bind (default 127.0.0.1: loopback only)
       --port N           port (default 8080; 0 picks a free one)
@@ -51,8 +54,9 @@ Options:
                          "speculative": false turns it off, true turns it on without the flag);
                          draft tokens copied from the context are verified in the same step,
                          the output is the one plain decoding gives
-      --draft N          most draft tokens per step and sequence (default 4, at most 16); without
-                         --speculative, for the requests that ask for it
+      --draft N          most draft tokens per step and sequence (default 4, at most 16; with
+                         --model-draft 8, the depth adapts below it); without --speculative or
+                         --model-draft, for the requests that ask for it
   -h, --help             this help
 
 Prefix cache (on by default): a request whose prompt starts like an earlier one (the next turn
@@ -80,6 +84,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const parsed = parseFlags(argv, {
       model: { type: "string", short: "m" },
+      "model-draft": { type: "string" },
       "chat-template": { type: "string" },
       host: { type: "string" },
       port: { type: "string" },
@@ -155,7 +160,9 @@ export async function main(argv: string[]): Promise<number> {
     const draft = s("draft") === undefined ? undefined : int("draft", s("draft"), 4, 1, 16);
     // Without --speculative, --draft sets the drafts of requests that ask for speculation.
     const settings = resolveSpeculative(draft === undefined ? true : { maxDraftTokens: draft });
-    if (values.speculative) speculative = settings;
+    if (s("model-draft")?.trim() === "") throw new Error("--model-draft must name a model");
+    // A draft model drafts for every request that does not say otherwise.
+    if (values.speculative || s("model-draft") !== undefined) speculative = settings;
     else if (draft !== undefined) speculativeOptIn = settings;
   } catch (err) {
     console.error(`hearth serve: ${(err as Error).message}\nRun \`hearth serve --help\` for the options.`);
@@ -167,6 +174,17 @@ export async function main(argv: string[]): Promise<number> {
 
   const path = await pullModel(s("model"));
   const mf = readModelFile(path);
+  const draftRef = s("model-draft");
+  let draftPath: string | undefined;
+  if (draftRef !== undefined) {
+    draftPath = await pullModel(draftRef);
+    try {
+      checkDraftVocabulary(mf, readModelFile(draftPath));
+    } catch (err) {
+      console.error(`hearth serve: --model-draft: ${(err as Error).message}`);
+      return 2;
+    }
+  }
   const trained = mf.trainedContextTokens > 0 ? mf.trainedContextTokens : 4096;
   const contextTokens = ctxOpt ?? Math.min(trained, 4096);
   const kvPages =
@@ -228,6 +246,7 @@ export async function main(argv: string[]): Promise<number> {
         stepTokens,
         kvType,
         kvTier,
+        ...(draftPath === undefined ? {} : { draftModelPath: draftPath }),
       },
       mf.file,
     );
@@ -257,6 +276,7 @@ export async function main(argv: string[]): Promise<number> {
     maxBodyBytes: maxBody,
     speculative,
     speculativeOptIn,
+    draftModel: draftPath !== undefined,
     corsOrigins: (values.cors as string[] | undefined) ?? [],
   });
   try {
@@ -276,7 +296,7 @@ export async function main(argv: string[]): Promise<number> {
   const bound = app.server?.port ?? port;
   // One machine-readable line: tests and scripts wait for it to learn the port.
   console.log(
-    `hearth serve: listening on http://${host}:${bound} (model ${modelId}, parallel ${parallel}, ctx ${contextTokens}, kv pages ${kvPages})`,
+    `hearth serve: listening on http://${host}:${bound} (model ${modelId}, parallel ${parallel}, ctx ${contextTokens}, kv pages ${kvPages}${draftPath === undefined ? "" : `, draft model ${basename(draftPath)}`})`,
   );
   console.log(`hearth serve: chat page: http://${host}:${bound}/ (open it in a browser)`);
   await new Promise<void>((resolve) => {

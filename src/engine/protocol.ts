@@ -21,6 +21,8 @@ export interface EngineConfig {
   kvType: "f16" | "q8_0";
   /** The prefix cache and its tiers; omitted or null = off (every prompt is computed in full). */
   kvTier?: EngineKvTierConfig | null;
+  /** A draft model for speculative decoding (its vocabulary checked against the model's already). */
+  draftModelPath?: string;
 }
 
 /** Prefix cache of the engine: RAM hot tier, optional SSD tier, idle spilling. */

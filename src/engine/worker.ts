@@ -6,7 +6,8 @@ import type { GgufFile } from "../gguf/index.ts";
 import { openModel, readModelFile } from "../model-file.ts";
 import { loadLibrary } from "../native/lib.ts";
 import { createBatch } from "../native/model.ts";
-import type { TieredNativeModel } from "../native/model-api.ts";
+import type { NativeModel, TieredNativeModel } from "../native/model-api.ts";
+import { DraftModel } from "./draft-model.ts";
 import type { EngineConfig, FromWorker, ToWorker } from "./protocol.ts";
 import { QueueFullError, Scheduler } from "./scheduler.ts";
 
@@ -14,6 +15,7 @@ declare const self: Worker;
 
 let scheduler: Scheduler | null = null;
 let model: TieredNativeModel | null = null;
+let draftNative: NativeModel | null = null;
 let looping = false;
 let tierConfig: EngineConfig["kvTier"] = null;
 let idleTimer: ReturnType<typeof setInterval> | null = null;
@@ -77,6 +79,16 @@ async function init(config: EngineConfig, parsed: GgufFile | undefined): Promise
     maxBatchTokens: config.stepTokens,
     maxSequences: config.parallel,
   });
+  if (config.draftModelPath !== undefined) {
+    // The same sizes as the target: a draft sequence per target sequence, as many KV tokens.
+    draftNative = openModel(readModelFile(config.draftModelPath), {
+      threads: config.threads,
+      kvPages: config.kvPages,
+      kvType: config.kvType,
+      maxBatchTokens: config.stepTokens,
+      maxSequences: config.parallel,
+    });
+  }
   tierConfig = config.kvTier ?? null;
   if (tierConfig) {
     const kv = model.kvStats();
@@ -108,6 +120,7 @@ async function init(config: EngineConfig, parsed: GgufFile | undefined): Promise
       prefixCache: tierConfig !== null,
     },
     createBatch(config.stepTokens),
+    draftNative === null ? null : new DraftModel(draftNative, config.stepTokens),
   );
   post({ type: "ready", info: model.info, stats: scheduler.stats() });
 }
@@ -131,6 +144,8 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
     }
     model?.close();
     model = null;
+    draftNative?.close();
+    draftNative = null;
     scheduler = null;
     post({ type: "closed", persisted, ...(persistError === undefined ? {} : { persistError }) });
     return;

@@ -46,6 +46,8 @@ export interface AppOptions {
   speculative?: ResolvedSpeculative | null;
   /** Settings for requests that send `speculative: true` when `speculative` is off (default: resolveSpeculative(true)). */
   speculativeOptIn?: ResolvedSpeculative | null;
+  /** The engine runs a draft model (requests may ask for `speculative: { draft: "model" }`). */
+  draftModel?: boolean;
   /**
    * Origins whose browser pages may call the server (CORS); "*" for any. Omitted: no CORS
    * headers, so browsers keep pages of other origins out.
@@ -73,6 +75,7 @@ export function createApp(opts: AppOptions) {
     capacity: engine.capacity,
     speculative: opts.speculative ?? null,
     speculativeOptIn: opts.speculativeOptIn ?? null,
+    draftModel: opts.draftModel === true,
   };
   // Bun refuses bodies past its own limit with a bare 413 (no JSON) before any handler runs, so
   // its limit is out of reach: the guard refuses by Content-Length and readLimited stops reading a

@@ -51,6 +51,8 @@ export interface RequestContext {
   speculative: ResolvedSpeculative | null;
   /** Settings for requests that send `speculative: true` when `speculative` is off. */
   speculativeOptIn: ResolvedSpeculative | null;
+  /** The engine has a draft model (requests may ask for draft "model" or "both"). */
+  draftModel?: boolean;
 }
 
 export type EngineSubmission = Omit<EngineRequest, "id">;
@@ -182,7 +184,14 @@ export function engineRequest(
   const json = body.response_format?.type === "json_object";
   const jsonSchema =
     body.response_format?.type === "json_schema" ? body.response_format.json_schema?.schema : undefined;
-  const speculative =
+  const source =
+    typeof body.speculative === "object" && body.speculative !== null ? body.speculative.draft : undefined;
+  if (source !== undefined && source !== "lookup" && ctx.draftModel !== true)
+    throw new RequestError(
+      `speculative.draft "${source}" needs a draft model: this server has none (start it with -md MODEL)`,
+      "speculative",
+    );
+  const settings =
     body.speculative === false || json || jsonSchema !== undefined
       ? null
       : (ctx.speculative ??
@@ -191,6 +200,7 @@ export function engineRequest(
           : body.speculative
             ? (ctx.speculativeOptIn ?? resolveSpeculative(true))
             : null));
+  const speculative = settings !== null && source !== undefined ? { ...settings, draft: source } : settings;
   return {
     promptIds,
     sampling,

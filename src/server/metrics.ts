@@ -2,6 +2,7 @@
 // latency histograms, queue depth and KV pages, and the prefix cache with its RAM and SSD tiers
 // (the engine figures are the latest the engine reported).
 
+import type { DraftCounts } from "../engine/request.ts";
 import { kvPageTokens } from "../native/limits.ts";
 import type { KvTierStats } from "../native/model-api.ts";
 
@@ -47,6 +48,8 @@ export interface EngineGauges {
   /** Speculative decoding: draft tokens verified / matched the sampled token. */
   draftTokens?: number;
   acceptedDraftTokens?: number;
+  /** Draft tokens proposed (run in a step) and accepted, per source (lookup, the draft model). */
+  drafts?: DraftCounts;
   /** Prefix cache counters; null or absent when it is off. */
   kvTier?: KvTierStats | null;
 }
@@ -106,6 +109,19 @@ export class ServerMetrics {
       "Speculative decoding: draft tokens equal to the sampled token (generated without a step of their own).",
       g.acceptedDraftTokens ?? 0,
     );
+    const d = g.drafts;
+    if (d !== undefined) {
+      out.push(
+        "# HELP hearth_draft_tokens_proposed_total Speculative decoding: draft tokens run in a step, by source (lookup: prompt lookup and predicted outputs; model: the draft model).",
+        "# TYPE hearth_draft_tokens_proposed_total counter",
+        `hearth_draft_tokens_proposed_total{source="lookup"} ${d.lookupProposed}`,
+        `hearth_draft_tokens_proposed_total{source="model"} ${d.modelProposed}`,
+        "# HELP hearth_draft_tokens_proposed_accepted_total Speculative decoding: proposed draft tokens the target accepted, by source.",
+        "# TYPE hearth_draft_tokens_proposed_accepted_total counter",
+        `hearth_draft_tokens_proposed_accepted_total{source="lookup"} ${d.lookupAccepted}`,
+        `hearth_draft_tokens_proposed_accepted_total{source="model"} ${d.modelAccepted}`,
+      );
+    }
     out.push(this.ttft.render(), this.itl.render());
     gauge("hearth_requests_running", "Sequences decoding now.", g.running);
     gauge("hearth_queue_depth", "Requests waiting for a slot.", g.queued);

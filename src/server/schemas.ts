@@ -102,8 +102,16 @@ const common = {
   safety_identifier: Opt(t.String()),
   /** Not OpenAI (llama.cpp's): keep generating through end-of-generation tokens (benchmarks). */
   ignore_eos: Opt(t.Boolean()),
-  /** Not OpenAI: speculative decoding by prompt lookup on or off for this request (same output). */
-  speculative: Opt(t.Boolean()),
+  /**
+   * Not OpenAI: speculative decoding on or off for this request (same output), or its draft
+   * source: "lookup" (prompt lookup), "model" (the server's draft model, -md) or "both".
+   */
+  speculative: Opt(
+    t.Union([
+      t.Boolean(),
+      Obj({ draft: Opt(t.Union([t.Literal("model"), t.Literal("lookup"), t.Literal("both")])) }),
+    ]),
+  ),
   /** More than one tool call in a reply (chat; default true). */
   parallel_tool_calls: Opt(t.Boolean()),
   // OpenAI features hearth does not implement: only values that ask for nothing pass.

@@ -145,11 +145,13 @@ fn groupRows(comptime f: quant.QuantFormat, w: Weight, act: []const BlockQ8Act, 
     var s0 = r0 / G;
     while (s0 < r1 / G) : (s0 += slice_groups) {
         const s1 = @min(r1 / G, s0 + slice_groups);
-        // Eight tokens per decoded record, then four, then one: the per-token arithmetic is the
-        // same in each, so the grouping never changes a result.
+        // Eight tokens per decoded record, then four, two, one: the per-token arithmetic is the
+        // same in each, so the grouping never changes a result. (Two sessions decoding together
+        // once decoded every record twice, one token at a time: their step cost two single steps.)
         var t: usize = 0;
         while (t + 8 <= n_tokens) : (t += 8) groupTokens(f, 8, w, act, t, out, s0, s1, nb, group_bytes);
         while (t + 4 <= n_tokens) : (t += 4) groupTokens(f, 4, w, act, t, out, s0, s1, nb, group_bytes);
+        while (t + 2 <= n_tokens) : (t += 2) groupTokens(f, 2, w, act, t, out, s0, s1, nb, group_bytes);
         while (t < n_tokens) : (t += 1) groupTokens(f, 1, w, act, t, out, s0, s1, nb, group_bytes);
     }
 }

@@ -15,7 +15,8 @@ import {
   type Done,
   type ResponseHead,
   type RunContext,
-  runChoices,
+  runToBody,
+  runToStream,
   submitError,
 } from "./choices.ts";
 import type { Choice } from "./engine-request.ts";
@@ -65,14 +66,11 @@ function messageId(): string {
 function jsonMessage(ctx: RunContext, head: ResponseHead, request: Request): Promise<Response> {
   let text = "";
   let ended: Done | null = null;
-  return new Promise<Response>((resolve) => {
-    let cancel = () => {};
-    const onAbort = () => cancel();
-    const answer = (res: Response) => {
-      request.signal.removeEventListener("abort", onAbort);
-      resolve(res);
-    };
-    const sink: ChoiceSink = {
+  return runToBody(
+    ctx,
+    head,
+    request,
+    (answer): ChoiceSink => ({
       piece(_i, piece) {
         text += piece;
       },
@@ -100,18 +98,12 @@ function jsonMessage(ctx: RunContext, head: ResponseHead, request: Request): Pro
       cancelled() {
         answer(anthropicError(500, "the request was cancelled", ""));
       },
-    };
-    try {
-      cancel = runChoices(ctx, head, sink);
-    } catch (err) {
-      const refused = submitError(ctx, err);
-      answer(
-        anthropicError(refused.status, (err as Error).message, "", null, { "retry-after": ctx.retryAfter }),
-      );
-      return;
-    }
-    request.signal.addEventListener("abort", onAbort, { once: true });
-  });
+    }),
+    (err) =>
+      anthropicError(submitError(ctx, err).status, (err as Error).message, "", null, {
+        "retry-after": ctx.retryAfter,
+      }),
+  );
 }
 
 /**
@@ -125,9 +117,11 @@ function sseMessage(ctx: RunContext, head: ResponseHead, request: Request): Resp
     enc.encode(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
   const choice = head.choices[0] as Choice;
   const scanner = choice.tools ? new CallScanner(choice.tools) : null;
-  let cancel = () => {};
-  const stream = new ReadableStream<Uint8Array>({
-    start(controller) {
+  return runToStream(
+    ctx,
+    head,
+    request,
+    (controller): ChoiceSink => {
       let ended: Done | null = null;
       // The open block: its index and kind.
       let index = -1;
@@ -209,22 +203,12 @@ function sseMessage(ctx: RunContext, head: ResponseHead, request: Request): Resp
       );
       if (scanner === null) start({ type: "text", text: "" });
       controller.enqueue(event("ping", {}));
-      try {
-        cancel = runChoices(ctx, head, sink);
-      } catch (err) {
-        controller.enqueue(enc.encode(anthropicErrorEvent("overloaded_error", (err as Error).message)));
-        controller.close();
-        return;
-      }
-      request.signal.addEventListener("abort", () => cancel(), { once: true });
+      return sink;
     },
-    cancel() {
-      cancel();
+    (controller, err) => {
+      controller.enqueue(enc.encode(anthropicErrorEvent("overloaded_error", (err as Error).message)));
     },
-  });
-  return new Response(stream, {
-    headers: { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" },
-  });
+  );
 }
 
 /** Runs a Messages request and answers it as SSE (`stream`) or one `message`. */

@@ -1,6 +1,7 @@
 // Runs a request's choices on the engine together: one state machine per request turns the
 // engine's events into text pieces (the echoed prompt first), finish reasons and usage, and feeds
-// them to a sink: one JSON body or SSE chunks (sinks.ts).
+// them to a sink: one JSON body or SSE chunks (sinks.ts, anthropic.ts). runToBody and runToStream
+// wrap a run as one Response (the abort wiring, the refused submit, the SSE headers) for both APIs.
 import type { EngineEvent, EngineFinishReason, EngineRequest, SchedulerStats } from "../engine/request.ts";
 import type { Choice } from "./engine-request.ts";
 import { apiError } from "./errors.ts";
@@ -211,4 +212,71 @@ export function submitError(ctx: RunContext, err: unknown): Response {
   const retry = { "retry-after": ctx.retryAfter };
   if (e.name === "EngineUnavailableError") return apiError(503, e.message, "server_error", null, retry);
   return apiError(429, e.message, "rate_limit_error", null, retry);
+}
+
+/**
+ * Runs the choices into the sink `makeSink(answer)` builds and resolves with the one Response the
+ * sink answers (the whole body, or an error); a submit the engine refuses answers `refused(err)`.
+ * The client going away cancels the run.
+ */
+export function runToBody(
+  ctx: RunContext,
+  head: ResponseHead,
+  request: Request,
+  makeSink: (answer: (res: Response) => void) => ChoiceSink,
+  refused: (err: unknown) => Response,
+): Promise<Response> {
+  return new Promise<Response>((resolve) => {
+    let cancel = () => {};
+    const onAbort = () => cancel();
+    const answer = (res: Response) => {
+      request.signal.removeEventListener("abort", onAbort);
+      resolve(res);
+    };
+    try {
+      cancel = runChoices(ctx, head, makeSink(answer));
+    } catch (err) {
+      answer(refused(err));
+      return;
+    }
+    request.signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+const SSE_HEADERS = {
+  "content-type": "text/event-stream",
+  "cache-control": "no-cache",
+  connection: "keep-alive",
+};
+
+/**
+ * An SSE response whose events the sink `makeSink(controller)` writes as the choices run (it may
+ * write the stream's opening events before it returns); a submit the engine refuses writes
+ * `refused(controller, err)` and ends the stream. The client going away cancels the run.
+ */
+export function runToStream(
+  ctx: RunContext,
+  head: ResponseHead,
+  request: Request,
+  makeSink: (controller: ReadableStreamDefaultController<Uint8Array>) => ChoiceSink,
+  refused: (controller: ReadableStreamDefaultController<Uint8Array>, err: unknown) => void,
+): Response {
+  let cancel = () => {};
+  const stream = new ReadableStream<Uint8Array>({
+    start(controller) {
+      const sink = makeSink(controller);
+      try {
+        cancel = runChoices(ctx, head, sink);
+      } catch (err) {
+        refused(controller, err);
+        controller.close();
+        return;
+      }
+      request.signal.addEventListener("abort", () => cancel(), { once: true });
+    },
+    cancel() {
+      cancel();
+    },
+  });
+  return new Response(stream, { headers: SSE_HEADERS });
 }

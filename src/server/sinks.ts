@@ -7,7 +7,8 @@ import {
   type FinishReason,
   type ResponseHead,
   type RunContext,
-  runChoices,
+  runToBody,
+  runToStream,
   submitError,
 } from "./choices.ts";
 import type { Choice } from "./engine-request.ts";
@@ -54,14 +55,11 @@ export function jsonResponse(ctx: RunContext, head: ResponseHead, request: Reque
   const texts = head.choices.map(() => "");
   const scores: Scored[][] = head.choices.map(() => []);
   const reasons: Array<FinishReason | null> = head.choices.map(() => null);
-  return new Promise<Response>((resolve) => {
-    let cancel = () => {};
-    const answer = (res: Response) => {
-      request.signal.removeEventListener("abort", onAbort);
-      resolve(res);
-    };
-    const onAbort = () => cancel();
-    const sink: ChoiceSink = {
+  return runToBody(
+    ctx,
+    head,
+    request,
+    (answer): ChoiceSink => ({
       piece(i, text, _first, lps) {
         texts[i] += text;
         (scores[i] as Scored[]).push(...lps);
@@ -120,15 +118,9 @@ export function jsonResponse(ctx: RunContext, head: ResponseHead, request: Reque
         // The client is gone: nobody reads this.
         answer(apiError(500, "the request was cancelled", "server_error"));
       },
-    };
-    try {
-      cancel = runChoices(ctx, head, sink);
-    } catch (err) {
-      answer(submitError(ctx, err));
-      return;
-    }
-    request.signal.addEventListener("abort", onAbort, { once: true });
-  });
+    }),
+    (err) => submitError(ctx, err),
+  );
 }
 
 /** An SSE stream: a chunk per text piece, a finish chunk per choice, usage if asked, [DONE]. */
@@ -183,9 +175,11 @@ export function sseResponse(
           };
     return enc.encode(`data: ${toJson(body)}\n\n`);
   };
-  let cancel = () => {};
-  const stream = new ReadableStream<Uint8Array>({
-    start(controller) {
+  return runToStream(
+    ctx,
+    head,
+    request,
+    (controller): ChoiceSink => {
       // Choices that may call tools: their text goes through a scanner (content and call deltas).
       const scanners = head.choices.map((c) => (c.tools ? new CallScanner(c.tools) : null));
       const toolChunks = (i: number, events: ToolEvent[], lps: Scored[]) => {
@@ -196,7 +190,7 @@ export function sseResponse(
         }
         if (scored.length > 0) controller.enqueue(chunk(i, "", false, scored, null, undefined, {}));
       };
-      const sink: ChoiceSink = {
+      return {
         piece(i, text, first, lps) {
           const scanner = scanners[i];
           if (!scanner) {
@@ -229,23 +223,12 @@ export function sseResponse(
           controller.close();
         },
       };
-      try {
-        cancel = runChoices(ctx, head, sink);
-      } catch (err) {
-        const error = { message: (err as Error).message, type: "rate_limit_error" };
-        controller.enqueue(enc.encode(`data: ${JSON.stringify({ error })}\n\n`));
-        controller.close();
-        return;
-      }
-      request.signal.addEventListener("abort", () => cancel(), { once: true });
     },
-    cancel() {
-      cancel();
+    (controller, err) => {
+      const error = { message: (err as Error).message, type: "rate_limit_error" };
+      controller.enqueue(enc.encode(`data: ${JSON.stringify({ error })}\n\n`));
     },
-  });
-  return new Response(stream, {
-    headers: { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" },
-  });
+  );
 }
 
 /**

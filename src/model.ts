@@ -9,7 +9,7 @@ import { type GgufFile, GgufMetadata } from "./gguf/index.ts";
 import { KNOWN_MODELS, type PullOptions, pullModel } from "./gguf/pull.ts";
 import { checkDraftVocabulary, openModel, readModelFile } from "./model-file.ts";
 import { defaultThreads as nativeDefaultThreads, nativeLimits } from "./native/limits.ts";
-import { createBatch } from "./native/model.ts";
+import { createBatch, type NativeModelOptions } from "./native/model.ts";
 import type { KvStats, ModelInfo, NativeModel } from "./native/model-api.ts";
 import { checkOptionKeys } from "./option-keys.ts";
 import { Session, type SessionOptions } from "./session.ts";
@@ -311,13 +311,7 @@ export async function loadModel(ref?: string, opts: LoadModelOptions = {}): Prom
   const path = await pullModel(ref, opts.pull);
   const mf = readModelFile(path);
   const options = resolveModelOptions(opts, { contextLength: mf.trainedContextTokens });
-  const native = openModel(mf, {
-    threads: options.threads,
-    kvPages: options.kvPages,
-    kvType: options.kvType,
-    maxBatchTokens: options.maxBatchTokens,
-    maxSequences: options.maxSessions,
-  });
+  const native = openModel(mf, runtimeOf(options));
   let draft: { path: string; native: NativeModel } | null = null;
   if (opts.draft !== undefined) {
     try {
@@ -335,6 +329,17 @@ export async function loadModel(ref?: string, opts: LoadModelOptions = {}): Prom
   return new Model({ path, file, native, tokenizer, chatTemplate, options, draft });
 }
 
+/** The native model's runtime options (a draft model runs with its target's). */
+function runtimeOf(options: ResolvedModelOptions): NativeModelOptions {
+  return {
+    threads: options.threads,
+    kvPages: options.kvPages,
+    kvType: options.kvType,
+    maxBatchTokens: options.maxBatchTokens,
+    maxSequences: options.maxSessions,
+  };
+}
+
 /** Opens a draft model for `target` with the target's runtime options, its vocabulary checked first. */
 async function openDraft(
   ref: string,
@@ -345,12 +350,6 @@ async function openDraft(
   const path = await pullModel(ref, pull);
   const mf = readModelFile(path);
   checkDraftVocabulary(target, mf);
-  const native = openModel(mf, {
-    threads: options.threads,
-    kvPages: options.kvPages,
-    kvType: options.kvType,
-    maxBatchTokens: options.maxBatchTokens,
-    maxSequences: options.maxSessions,
-  });
+  const native = openModel(mf, runtimeOf(options));
   return { path, native };
 }

@@ -1,6 +1,6 @@
 // The library session's telemetry: the figures it adds up over a call's requests, and the
 // Telemetry it reports from them.
-import type { GenerationFigures } from "./engine/generation.ts";
+import { draftCounts, emptyFigures, type GenerationFigures } from "./engine/generation.ts";
 import type { GenerateFinishReason, Telemetry } from "./session-options.ts";
 
 /** The figures a session adds up between generations (prefills count towards the next one). */
@@ -9,39 +9,14 @@ export interface PhaseFigures extends Omit<GenerationFigures, "firstTokenMs"> {
 }
 
 export function emptyPhase(): PhaseFigures {
-  return {
-    promptTokens: 0,
-    cachedTokens: 0,
-    prefillMs: 0,
-    decodeTokens: 0,
-    decodeMs: 0,
-    contextShifts: 0,
-    droppedTokens: 0,
-    draftTokens: 0,
-    acceptedDraftTokens: 0,
-    modelDraftTokens: 0,
-    acceptedModelDraftTokens: 0,
-    lookupDraftTokens: 0,
-    acceptedLookupDraftTokens: 0,
-    droppedDraftRows: 0,
-  };
+  const { firstTokenMs: _, ...f } = emptyFigures();
+  return { ...f, cachedTokens: 0 };
 }
 
+/** Adds a request's figures (all but its first-token time) into the phase's. */
 export function addFigures(into: PhaseFigures, f: GenerationFigures | undefined): void {
   if (f === undefined) return;
-  into.promptTokens += f.promptTokens;
-  into.prefillMs += f.prefillMs;
-  into.decodeTokens += f.decodeTokens;
-  into.decodeMs += f.decodeMs;
-  into.contextShifts += f.contextShifts;
-  into.droppedTokens += f.droppedTokens;
-  into.draftTokens += f.draftTokens;
-  into.acceptedDraftTokens += f.acceptedDraftTokens;
-  into.modelDraftTokens += f.modelDraftTokens;
-  into.acceptedModelDraftTokens += f.acceptedModelDraftTokens;
-  into.lookupDraftTokens += f.lookupDraftTokens;
-  into.acceptedLookupDraftTokens += f.acceptedLookupDraftTokens;
-  into.droppedDraftRows += f.droppedDraftRows;
+  for (const k of Object.keys(f) as (keyof GenerationFigures)[]) if (k !== "firstTokenMs") into[k] += f[k];
 }
 
 export function diffFigures(after: PhaseFigures, before: PhaseFigures): PhaseFigures {
@@ -79,12 +54,7 @@ export function buildTelemetry(
     contextUsedTokens,
     draftTokens: f.draftTokens,
     acceptedDraftTokens: f.acceptedDraftTokens,
-    drafts: {
-      modelProposed: f.modelDraftTokens,
-      modelAccepted: f.acceptedModelDraftTokens,
-      lookupProposed: f.lookupDraftTokens,
-      lookupAccepted: f.acceptedLookupDraftTokens,
-    },
+    drafts: draftCounts(f),
     finishReason: reason,
   };
 }

@@ -14,6 +14,7 @@ import { constrainedSample, JsonConstraint, type ReplyConstraint } from "../samp
 import { SchemaConstraint } from "../sampling/json-schema.ts";
 import { combineDrafts, predictedDraft, proposeDraft, type ResolvedSpeculative } from "../speculative.ts";
 import { ToolCallConstraint, type ToolCallSpec } from "../tools/constraint.ts";
+import type { DraftCounts } from "./request.ts";
 
 /** The detokenizer a generation needs (src/tokenizer's Tokenizer satisfies it). */
 export interface EngineTokenizer {
@@ -101,6 +102,16 @@ export function emptyFigures(): GenerationFigures {
     acceptedLookupDraftTokens: 0,
     droppedDraftRows: 0,
     firstTokenMs: null,
+  };
+}
+
+/** A request's draft tokens proposed and accepted per source (the draft model, lookup). */
+export function draftCounts(f: Omit<GenerationFigures, "firstTokenMs">): DraftCounts {
+  return {
+    modelProposed: f.modelDraftTokens,
+    modelAccepted: f.acceptedModelDraftTokens,
+    lookupProposed: f.lookupDraftTokens,
+    lookupAccepted: f.acceptedLookupDraftTokens,
   };
 }
 

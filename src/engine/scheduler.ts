@@ -15,7 +15,7 @@ import {
 import { tokenLogprob } from "../sampling/index.ts";
 import { draftSources } from "../speculative.ts";
 import { type DraftModel, proposeModelDrafts } from "./draft-model.ts";
-import type { EngineFinishReason, EngineTokenizer } from "./generation.ts";
+import { draftCounts, type EngineFinishReason, type EngineTokenizer } from "./generation.ts";
 import { PrefixCache } from "./prefix-cache.ts";
 import type {
   DraftCounts,
@@ -350,12 +350,7 @@ export class Scheduler {
       completionTokens: s.gen.out.length,
       draftTokens: f.draftTokens,
       acceptedDraftTokens: f.acceptedDraftTokens,
-      drafts: {
-        modelProposed: f.modelDraftTokens,
-        modelAccepted: f.acceptedModelDraftTokens,
-        lookupProposed: f.lookupDraftTokens,
-        lookupAccepted: f.acceptedLookupDraftTokens,
-      },
+      drafts: draftCounts(f),
       // The library's telemetry; the server reports usage from the counts above.
       ...(s.owned ? { figures: { ...f } } : {}),
     };

@@ -11,12 +11,17 @@ export interface ForwardFigures {
   tg_tokens_per_s: number[];
 }
 
-/** Runs pp`ppTokens` and tg`tgTokens` `reps` times each, alternating; returns tokens/s per run. */
+/**
+ * Runs pp`ppTokens` and tg`tgTokens` `reps` times each, alternating; returns tokens/s per run. With
+ * `depth`, both run after `depth` tokens already in the sequence (llama-bench `-d`): the depth is
+ * prefilled once, untimed, in chunks of `ppTokens`, and each test's tokens are dropped after it.
+ */
 export function measureForward(
   model: NativeModel,
   ppTokens: number,
   tgTokens: number,
   reps: number,
+  depth = 0,
 ): ForwardFigures {
   const vocab = model.info.vocabSize;
   const batch = createBatch(ppTokens);
@@ -27,33 +32,41 @@ export function measureForward(
     state = (state * 1103515245 + 12345) >>> 0;
     return state % vocab;
   };
-  const out: ForwardFigures = { pp_tokens_per_s: [], tg_tokens_per_s: [] };
-  for (let r = 0; r < reps; r++) {
-    const pp = model.seqCreate();
-    batch.length = ppTokens;
-    for (let i = 0; i < ppTokens; i++) {
+  /** Appends `n` tokens at positions from..from+n-1 to `seq` in one decode (logits of the last). */
+  const fill = (seq: number, from: number, n: number) => {
+    batch.length = n;
+    for (let i = 0; i < n; i++) {
       batch.tokens[i] = nextToken();
-      batch.positions[i] = i;
-      batch.seqIds[i] = pp;
-      batch.wantLogits[i] = i === ppTokens - 1 ? 1 : 0;
+      batch.positions[i] = from + i;
+      batch.seqIds[i] = seq;
+      batch.wantLogits[i] = i === n - 1 ? 1 : 0;
     }
-    let t0 = performance.now();
     model.decode(batch, logits);
-    out.pp_tokens_per_s.push(ppTokens / ((performance.now() - t0) / 1000));
-    model.seqFree(pp);
+  };
+  const out: ForwardFigures = { pp_tokens_per_s: [], tg_tokens_per_s: [] };
+  const seq = model.seqCreate();
+  try {
+    for (let at = 0; at < depth; at += ppTokens) fill(seq, at, Math.min(ppTokens, depth - at));
+    for (let r = 0; r < reps; r++) {
+      let t0 = performance.now();
+      fill(seq, depth, ppTokens);
+      out.pp_tokens_per_s.push(ppTokens / ((performance.now() - t0) / 1000));
+      model.seqShift(seq, depth, ppTokens);
 
-    const tg = model.seqCreate();
-    batch.length = 1;
-    batch.seqIds[0] = tg;
-    batch.wantLogits[0] = 1;
-    t0 = performance.now();
-    for (let i = 0; i < tgTokens; i++) {
-      batch.tokens[0] = nextToken();
-      batch.positions[0] = i;
-      model.decode(batch, logits);
+      batch.length = 1;
+      batch.seqIds[0] = seq;
+      batch.wantLogits[0] = 1;
+      t0 = performance.now();
+      for (let i = 0; i < tgTokens; i++) {
+        batch.tokens[0] = nextToken();
+        batch.positions[0] = depth + i;
+        model.decode(batch, logits);
+      }
+      out.tg_tokens_per_s.push(tgTokens / ((performance.now() - t0) / 1000));
+      model.seqShift(seq, depth, tgTokens);
     }
-    out.tg_tokens_per_s.push(tgTokens / ((performance.now() - t0) / 1000));
-    model.seqFree(tg);
+  } finally {
+    model.seqFree(seq);
   }
   return out;
 }

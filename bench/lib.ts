@@ -15,6 +15,8 @@ export interface BenchOptions {
   peers: string[];
   /** `--minutes N`: how long a timed suite (soak) runs. */
   minutes?: number;
+  /** `--depth N`: tokens already in the context for e2e's depth rows (0: none; undefined: the suite's default). */
+  depth?: number;
 }
 
 export const PEERS = ["llama.cpp", "node-llama-cpp"] as const;
@@ -54,6 +56,9 @@ export function parseBenchArgs(argv: string[]): { suites: string[]; opts: BenchO
       const v = Number(argv[++i]);
       if (!(v > 0) || !Number.isFinite(v)) throw new Error("--minutes must be a positive number");
       opts.minutes = v;
+    } else if (a === "--depth") {
+      opts.depth = Number(argv[++i]);
+      if (!Number.isInteger(opts.depth) || opts.depth < 0) throw new Error("--depth must be an integer >= 0");
     } else if (a === "--peers") {
       opts.peers = (argv[++i] ?? "").split(",").filter((p) => p !== "" && p !== "none");
       const bad = opts.peers.find((p) => !(PEERS as readonly string[]).includes(p));

@@ -21,7 +21,7 @@ async function loadSuite(name: string): Promise<(o: BenchOptions) => Promise<Sui
 
 export async function main(argv: string[]): Promise<number> {
   if (argv.includes("--help") || argv.includes("-h")) {
-    console.log(`Usage: bun run bench [suite...] [--json] [--quick] [--threads N] [--model REF] [--peers LIST]
+    console.log(`Usage: bun run bench [suite...] [--json] [--quick] [--threads N] [--model REF,...] [--depth N] [--peers LIST]
 
 Suites: ${SUITES.join(", ")} (default: all, then one summary table);
         ${ON_DEMAND.join(", ")} only when named.
@@ -29,8 +29,10 @@ Suites: ${SUITES.join(", ")} (default: all, then one summary table);
   --quick      fewer repetitions (smoke runs; not for reporting)
   --minutes N  how long the soak runs (default 10)
   --threads N  worker threads for hearth and the peer (default: $HEARTH_THREADS or 2)
-  --model REF  model file for e2e: a path, a known name, or a file of bench/peers/llama.cpp/models/
-               by name (Q4_K_M, gemma3-270m, gemma-3-270m.F16, ...; made by models.sh)
+  --model REF  model file(s) for e2e, comma-separated: a path, a known name, or a file of
+               bench/peers/llama.cpp/models/ by name (Q4_0, Q4_K_M, gemma3-270m, ...; made by models.sh);
+               default: the default model, then Q4_0 when models.sh made it
+  --depth N    e2e's depth rows: pp and tg with N tokens already in the context (default 4096; 0: none)
   --peers LIST peer columns: llama.cpp (native build, bench/peers/llama.cpp/build.sh),
                node-llama-cpp, or none (default: llama.cpp,node-llama-cpp)`);
     return 0;

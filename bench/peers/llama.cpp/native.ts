@@ -56,6 +56,8 @@ export interface LlamaBenchTest {
   flashAttention: boolean;
   nPrompt: number;
   nGen: number;
+  /** Tokens already in the context (`-d`). */
+  nDepth: number;
   samplesTs: number[];
 }
 
@@ -70,7 +72,8 @@ export interface LlamaBenchResult {
 
 /**
  * One llama-bench process: pp `pp` and tg `tg` with flash attention off and on (`-fa 0,1`),
- * `reps` repetitions each after llama-bench's own warm-up, f16 KV, JSON output.
+ * `reps` repetitions each after llama-bench's own warm-up, f16 KV, JSON output; with `depth`,
+ * after that many tokens already in the context (`-d`).
  */
 export async function llamaBench(opts: {
   model: string;
@@ -78,9 +81,11 @@ export async function llamaBench(opts: {
   tg: number;
   threads: number;
   reps: number;
+  depth?: number;
 }): Promise<LlamaBenchResult> {
   const args = ["-m", opts.model, "-t", String(opts.threads), "-p", String(opts.pp), "-n", String(opts.tg)];
   args.push("-fa", "0,1", "-r", String(opts.reps), "-o", "json");
+  if (opts.depth !== undefined && opts.depth > 0) args.push("-d", String(opts.depth));
   const r = await runTool("llama-bench", args);
   const rows = JSON.parse(r.stdout) as Array<Record<string, unknown>>;
   if (!Array.isArray(rows) || rows.length === 0) throw new Error("llama-bench printed no results");
@@ -94,6 +99,7 @@ export async function llamaBench(opts: {
       flashAttention: row.flash_attn === true || row.flash_attn === 1 || row.flash_attn === "on",
       nPrompt: Number(row.n_prompt),
       nGen: Number(row.n_gen),
+      nDepth: Number(row.n_depth ?? 0),
       samplesTs: (row.samples_ts as number[]).map(Number),
     })),
     peakRssMb: r.peakRssMb,

@@ -73,8 +73,8 @@ export function saveRun(results: SuiteResult[], argv: string[], quick: boolean):
   // To the second: two suites run one after the other within a minute must not overwrite each other.
   const stamp = now.toISOString().slice(0, 19).replaceAll(":", "");
   // The kernels suite's sweep, else the one e2e takes for its bandwidth share.
-  const kernels = (results.find((r) => r.suite === "kernels") ?? results.find((r) => r.suite === "e2e"))?.summary
-    .read_gbps_2t;
+  const kernels = (results.find((r) => r.suite === "kernels") ?? results.find((r) => r.suite === "e2e"))
+    ?.summary.read_gbps_2t;
   const doc = {
     date: now.toISOString(),
     commit,

@@ -2,8 +2,12 @@
 // `hearth serve` — aggregate tokens/s, TTFT p50/p95, inter-token p50/p95 — beside the native
 // llama-server with 16 slots (`-np 16`, bench/peers/llama.cpp/) driven by the same clients in the same
 // rounds, and node-llama-cpp running 16 parallel sequences in one context (same model, threads, run).
+// Two figures set the server against hearth itself, same run: one stream through the server against
+// the library's decode in this process (serve_1_vs_library_tg), and 16 streams against the 16-row
+// in-process step of bench/ceiling.ts (serve_16_vs_ceiling).
 import OpenAI from "openai";
 import { pullModel } from "../src/gguf/pull.ts";
+import { loadModel } from "../src/index.ts";
 import { startCheckoutServer } from "../test/server-process.ts";
 import { measureCeiling } from "./ceiling.ts";
 import {
@@ -16,13 +20,21 @@ import {
   runStandalone,
   type SuiteResult,
 } from "./lib.ts";
-import { BUILD_HINT, binDir, type LlamaServer, startLlamaServer } from "./peers/llama.cpp/native.ts";
+import {
+  BUILD_HINT,
+  binDir,
+  type LlamaServer,
+  llamaServerCommit,
+  startLlamaServer,
+} from "./peers/llama.cpp/native.ts";
 import { PARALLEL_PROMPTS } from "./peers/parallel.ts";
 import { peerParallel } from "./peers/run.ts";
 
 interface LoadResult {
   clients: number;
   agg_tps: number;
+  /** One stream's decode rate: its tokens after the first over the time from its first text to its last. */
+  decode_tps: number;
   ttft_ms: number[];
   itl_ms: number[];
   tokens: number;
@@ -83,11 +95,14 @@ async function load(url: string, clients: number, tokens: number): Promise<LoadR
   const ttft_ms: number[] = [];
   const itl_ms: number[] = [];
   let generated = 0;
+  const decode: number[] = [];
   const started = performance.now();
   await Promise.all(
     Array.from({ length: clients }, async (_, i) => {
       const t0 = performance.now();
+      let first = 0;
       let last = 0;
+      let made = 0;
       const body = {
         model: "x",
         prompt: PARALLEL_PROMPTS[i % PARALLEL_PROMPTS.length] as string,
@@ -98,18 +113,57 @@ async function load(url: string, clients: number, tokens: number): Promise<LoadR
         ignore_eos: true, // hearth (like llama.cpp's server) accepts ignore_eos
       };
       await streamCompletion(url, body, (c) => {
-        if (c.usage) generated += c.usage.completion_tokens;
+        if (c.usage) {
+          generated += c.usage.completion_tokens;
+          made = c.usage.completion_tokens;
+        }
         if ((c.choices?.[0]?.text ?? "") === "") return;
         const now = performance.now();
-        if (last === 0) ttft_ms.push(now - t0);
-        else itl_ms.push(now - last);
+        if (last === 0) {
+          ttft_ms.push(now - t0);
+          first = now;
+        } else itl_ms.push(now - last);
         last = now;
       });
+      if (made > 1 && last > first) decode.push(((made - 1) * 1000) / (last - first));
     }),
   );
   const wall_ms = performance.now() - started;
   if (generated === 0) throw new Error(`${url}: no usage reported in the streams`);
-  return { clients, agg_tps: (generated / wall_ms) * 1000, ttft_ms, itl_ms, tokens: generated, wall_ms };
+  return {
+    clients,
+    agg_tps: (generated / wall_ms) * 1000,
+    decode_tps: median(decode),
+    ttft_ms,
+    itl_ms,
+    tokens: generated,
+    wall_ms,
+  };
+}
+
+type Library = Awaited<ReturnType<typeof loadModel>>;
+
+/**
+ * The library's decode rate in this process, measured as a stream's is: one session, the same
+ * prompt as the single client, `tokens` greedy tokens (EOS ignored), its tokens after the first
+ * over the time from its first text piece to its last.
+ */
+async function libraryDecode(lib: Library, tokens: number): Promise<number> {
+  const session = lib.createSession();
+  try {
+    await session.prefill(PARALLEL_PROMPTS[0] as string);
+    let first = 0;
+    let last = 0;
+    for await (const _ of session.generate({ maxTokens: tokens, temperature: 0, ignoreEos: true })) {
+      last = performance.now();
+      if (first === 0) first = last;
+    }
+    const made = session.lastTelemetry?.generatedTokens ?? 0;
+    if (made !== tokens) throw new Error(`the library made ${made} tokens, not ${tokens}`);
+    return ((made - 1) * 1000) / (last - first);
+  } finally {
+    session.close();
+  }
 }
 
 /** Rounds of 1, 4 and 16 clients (and of the peer): the machine is shared, so one round can land on a
@@ -138,6 +192,10 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
   const lcppResults: LoadResult[][] = [];
   let lcpp: LlamaServer | null = null;
   let lcppRss: number | null = null;
+  const lcppBuild = native ? await llamaServerCommit() : null;
+  // The library in this process, for serve_1_vs_library_tg: its pool parks while the servers run.
+  const lib = await loadModel(model, { threads: opts.threads, contextTokens: 1024, maxSessions: 1 });
+  const libTps: number[] = [];
   try {
     // Warm-up (the first step pages in the weights) through the official client, which also
     // checks that the streams the load generator parses are what the SDK accepts.
@@ -157,6 +215,8 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
     for (let r = 0; r < rounds; r++) {
       const hearthRound = async () => {
         const round: LoadResult[] = [];
+        // The library's decode just before the single stream, so the two see the same machine.
+        libTps.push(await libraryDecode(lib, tokens));
         for (const c of [1, 4, 16]) round.push(await load(server.url, c, tokens));
         results.push(round);
       };
@@ -172,6 +232,7 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
   } finally {
     await server.stop();
     if (lcpp !== null) lcppRss = await (lcpp as LlamaServer).stop();
+    lib.close();
   }
   const loadAfter = loadNote();
   const peers = [];
@@ -209,7 +270,7 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
     const ttft = rs.flatMap((r) => r.ttft_ms);
     const itl = rs.flatMap((r) => r.itl_ms);
     rows.push({
-      runtime: "llama-server -np 16 (native llama.cpp)",
+      runtime: `llama-server -np 16 (native llama.cpp${lcppBuild === null ? "" : ` ${lcppBuild}`})`,
       clients: c,
       tokens: rs[0]?.tokens ?? 0,
       "agg t/s": lcppAgg(c),
@@ -237,6 +298,29 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       "vs node-llama-cpp": null,
     });
   const agg = (c: number) => median(of(c).map((r) => r.agg_tps));
+  const inProcess = (runtime: string, clients: number, tps: number): Record<string, Cell> => ({
+    runtime,
+    clients,
+    tokens: clients * tokens,
+    "agg t/s": tps,
+    "agg range": null,
+    "ttft p50 ms": null,
+    "ttft p95 ms": null,
+    "itl p50 ms": null,
+    "itl p95 ms": null,
+    "vs llama.cpp": null,
+    "vs node-llama-cpp": null,
+  });
+  // One stream's decode rate over the library's, each round's pair measured back to back.
+  const serve1VsLibrary = median(
+    results.map((round, r) => (round[0] as LoadResult).decode_tps / (libTps[r] as number)),
+  );
+  // 16 streams over 16 rows per in-process step of the same model (bench/ceiling.ts, before the server).
+  const ceilingTps16 = (16 * 1000) / ceiling.step_16_ms;
+  rows.push(
+    inProcess("hearth library in this process: 1 session's decode t/s", 1, median(libTps)),
+    inProcess("hearth in-process 16-row decode steps (bench/ceiling.ts)", 16, ceilingTps16),
+  );
   // The scaling target compares 16 clients with 1 in the same round (same machine state).
   const scaling = median(
     results.map((round) => (round[2] as LoadResult).agg_tps / (round[0] as LoadResult).agg_tps),
@@ -264,6 +348,11 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       llamacpp_agg_1: lcppAgg(1),
       llamacpp_agg_16: lcppAgg(16),
       serve_16_vs_llamacpp: ratio(agg(16), lcppAgg(16)),
+      hearth_decode_tps_1: median(of(1).map((r) => r.decode_tps)),
+      library_decode_tps: median(libTps),
+      serve_1_vs_library_tg: serve1VsLibrary,
+      inproc_tps_16: ceilingTps16,
+      serve_16_vs_ceiling: ratio(agg(16), ceilingTps16),
       llamacpp_server_peak_rss_mb: lcppRss,
       nodellamacpp_agg_16: peerAgg,
       hearth_scaling_16_vs_1: scaling,
@@ -287,14 +376,16 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
     notes: [
       `${tokens} greedy tokens per client (EOS ignored), threads ${opts.threads}, same prompts for every runtime.`,
       native
-        ? "llama.cpp: native llama-server (bench/peers/llama.cpp/, llama-cpp-python 0.3.36 sdist, GGML_NATIVE) with -np 16, 512 tokens of KV per slot, prompt cache off, flash attention auto; the same clients, rounds alternating with hearth's."
+        ? `llama.cpp: native llama-server (bench/peers/llama.cpp/, llama-cpp-python 0.3.36 sdist, build ${lcppBuild ?? "?"}, GGML_NATIVE) with -np 16, 512 tokens of KV per slot, prompt cache off, flash attention auto; the same clients, rounds alternating with hearth's.`
         : `llama.cpp column skipped: ${opts.peers.includes("llama.cpp") ? BUILD_HINT : "not in --peers"}.`,
       ...(node
         ? ["node-llama-cpp 3.22.1 under Bun: 16 sequences in one context (no HTTP), after the servers stop."]
         : []),
       "Clients: streaming /v1/completions read with fetch and a minimal SSE parser in the bench process (the warm-up goes through the openai SDK).",
       `${rounds} round(s) of 1, 4, 16 clients and of the peers; agg t/s is the median round, hearth_scaling_16_vs_1 the median of each round's 16 / 1.`,
-      "Targets (issue 26): serve_16_vs_llamacpp ≥ 2x.",
+      "Targets (issue 26): serve_16_vs_llamacpp ≥ 2x, serve_1_vs_library_tg ≥ 0.9, serve_16_vs_ceiling ≥ 0.9.",
+      `One stream through the server decodes ${median(of(1).map((r) => r.decode_tps)).toFixed(1)} t/s (tokens after its first over the time from first text to last), the library in this process ${median(libTps).toFixed(1)} t/s measured the same way just before it in each round: serve_1_vs_library_tg ${serve1VsLibrary.toFixed(3)} (median of the rounds' ratios).`,
+      `16 streams: ${agg(16).toFixed(1)} t/s against ${ceilingTps16.toFixed(1)} t/s of 16 rows per in-process step (16 x 1000 / ${ceiling.step_16_ms.toFixed(2)} ms, contexts 10-${10 + (opts.quick ? 24 : 128)} tokens, no sampling): serve_16_vs_ceiling ${(agg(16) / ceilingTps16).toFixed(3)}.`,
       `Servers' rounds: before ${loadBefore.note}; after ${loadAfter.note}.`,
       `In-process, same run, before the server: 1-row step ${ceiling.step_1_ms.toFixed(2)} ms, 16-row step ${ceiling.step_16_ms.toFixed(2)} ms (${ceiling.step_16_vs_1.toFixed(2)}x), the 16-row step's matmuls alone ${ceiling.matmuls_16_ms.toFixed(2)} ms: ceiling_16_vs_1 ${ceiling.ceiling_16_vs_1.toFixed(2)}x if all but the matmuls were free.`,
     ],

@@ -134,6 +134,12 @@ export function findModel(ref: string): string | null {
   return null;
 }
 
+/** The commit llama-server says it was built from (`--version`), or null when it does not say. */
+export async function llamaServerCommit(): Promise<string | null> {
+  const r = await runTool("llama-server", ["--version"]).catch(() => null);
+  return r === null ? null : (/commit ([0-9a-f]+)/.exec(`${r.stdout}\n${r.stderr}`)?.[1] ?? null);
+}
+
 export interface LlamaServer {
   url: string;
   /** Stops the server; resolves to its peak RSS in MiB (getrusage), or null. */

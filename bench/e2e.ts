@@ -296,6 +296,7 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
         `${label(m)}: pp off ${lPp?.off.toFixed(1) ?? "-"} / on ${lPp?.on.toFixed(1) ?? "-"}, tg off ${lTg?.off.toFixed(1) ?? "-"} / on ${lTg?.on.toFixed(1) ?? "-"} t/s`,
       );
     Object.assign(summary, {
+      [`model${sfx}`]: basename(m.path),
       [`hearth_pp512${sfx}`]: meanOrNull(hPp),
       [`hearth_tg128${sfx}`]: meanOrNull(hTg),
       [`llamacpp_pp512${sfx}`]: lPp?.stats.mean ?? null,

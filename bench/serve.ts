@@ -25,6 +25,7 @@ import {
   binDir,
   type LlamaServer,
   llamaServerCommit,
+  PIN,
   startLlamaServer,
 } from "./peers/llama.cpp/native.ts";
 import { PARALLEL_PROMPTS } from "./peers/parallel.ts";
@@ -348,6 +349,7 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       llamacpp_agg_1: lcppAgg(1),
       llamacpp_agg_16: lcppAgg(16),
       serve_16_vs_llamacpp: ratio(agg(16), lcppAgg(16)),
+      llamacpp_build: lcppBuild === null ? null : `${PIN}, build ${lcppBuild}, GGML_NATIVE, ${binDir()}`,
       hearth_decode_tps_1: median(of(1).map((r) => r.decode_tps)),
       library_decode_tps: median(libTps),
       serve_1_vs_library_tg: serve1VsLibrary,

@@ -120,6 +120,14 @@ async function greedy(common: string[]): Promise<void> {
       `${stable.length} of ${GREEDY_CANDIDATES.length} candidates were stable.`,
     tokens: plain.tokens,
     prompts: stable.slice(0, GREEDY_PROMPT_COUNT),
+    // Every candidate with both of llama.cpp's answers, so the parity report covers all of them,
+    // not only the prompts the selection kept (test/greedy-parity.test.ts).
+    candidates: plain.prompts.map((p, i) => ({
+      prompt: p.prompt,
+      promptIds: p.promptIds,
+      ids: p.ids,
+      idsFlash: flash.prompts[i]?.ids ?? [],
+    })),
   });
 }
 

@@ -13,22 +13,25 @@ export interface RunningServer {
  * Starts `hearth serve -m MODEL --port 0 FLAGS...` from this checkout (src/cli/main.ts under the
  * running Bun) on a free port and waits for it to listen.
  */
-export function startCheckoutServer(modelPath: string, flags: string[]): Promise<RunningServer> {
-  return startServer([
-    process.execPath,
-    "src/cli/main.ts",
-    "serve",
-    "-m",
-    modelPath,
-    "--port",
-    "0",
-    ...flags,
-  ]);
+export function startCheckoutServer(
+  modelPath: string,
+  flags: string[],
+  env: Record<string, string> = {},
+): Promise<RunningServer> {
+  return startServer(
+    [process.execPath, "src/cli/main.ts", "serve", "-m", modelPath, "--port", "0", ...flags],
+    root,
+    env,
+  );
 }
 
 /** Starts `hearth serve` (cmd, run in cwd) and waits for its "listening on" line. */
-export async function startServer(cmd: string[], cwd = root): Promise<RunningServer> {
-  const proc = Bun.spawn(cmd, { cwd, stdout: "pipe", stderr: "pipe" });
+export async function startServer(
+  cmd: string[],
+  cwd = root,
+  env: Record<string, string> = {},
+): Promise<RunningServer> {
+  const proc = Bun.spawn(cmd, { cwd, stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
   const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
   let seen = "";
   const deadline = Date.now() + 120_000;

@@ -124,6 +124,12 @@ const STRUCTS = {
       bytes_read: "u64",
       slots_used: "u64",
       slots_total: "u64",
+      faults_enospc: "u64",
+      faults_readonly: "u64",
+      faults_io: "u64",
+      faults_missing: "u64",
+      faults_truncated: "u64",
+      faults_checksum: "u64",
     },
   },
 } as const satisfies Record<string, { id: number; fields: Record<string, FieldType> }>;

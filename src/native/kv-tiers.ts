@@ -32,6 +32,12 @@ const COLD_FIELDS = {
   coldBytesRead: "bytes_read",
   coldSlotsUsed: "slots_used",
   coldSlotsTotal: "slots_total",
+  coldFaultsEnospc: "faults_enospc",
+  coldFaultsReadonly: "faults_readonly",
+  coldFaultsIo: "faults_io",
+  coldFaultsMissing: "faults_missing",
+  coldFaultsTruncated: "faults_truncated",
+  coldFaultsChecksum: "faults_checksum",
 } as const;
 // Every KvTierStats field is read: one missing from both tables fails to compile.
 const ALL_FIELDS: Record<keyof KvTierStats, string> = { ...TIER_FIELDS, ...COLD_FIELDS };

@@ -107,6 +107,14 @@ export interface KvTierStats {
   coldBytesRead: number;
   coldSlotsUsed: number;
   coldSlotsTotal: number;
+  /** SSD faults by kind (zig/kv/tier.zig Fault): pages a full disk, a read-only place, an I/O
+   * error, a missing or truncated file, or a failed verification cost. */
+  coldFaultsEnospc: number;
+  coldFaultsReadonly: number;
+  coldFaultsIo: number;
+  coldFaultsMissing: number;
+  coldFaultsTruncated: number;
+  coldFaultsChecksum: number;
 }
 
 /** Thrown by seqRestore when the session file is damaged; the caller re-prefills instead. */

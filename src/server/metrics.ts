@@ -196,6 +196,19 @@ export class ServerMetrics {
       );
       counter("hearth_kv_ssd_bytes_read_total", "Bytes read from the SSD tier.", t.coldBytesRead);
       counter("hearth_kv_ssd_bad_reads_total", "SSD records that failed verification.", t.coldReadsBad);
+      out.push(
+        "# HELP hearth_kv_ssd_faults_total SSD tier faults by kind, each page counted once: enospc (disk full or quota), readonly (read-only file system or directory), io (another I/O error), missing (slab file deleted), truncated (record past the end of a cut file), checksum (record failed verification). The page is recomputed, never used.",
+        "# TYPE hearth_kv_ssd_faults_total counter",
+      );
+      const faults: Array<[string, number]> = [
+        ["enospc", t.coldFaultsEnospc],
+        ["readonly", t.coldFaultsReadonly],
+        ["io", t.coldFaultsIo],
+        ["missing", t.coldFaultsMissing],
+        ["truncated", t.coldFaultsTruncated],
+        ["checksum", t.coldFaultsChecksum],
+      ];
+      for (const [kind, n] of faults) out.push(`hearth_kv_ssd_faults_total{kind="${kind}"} ${n}`);
       gauge(
         "hearth_kv_ssd_pages_used",
         "SSD tier slots holding a page (the cold tier's usage).",

@@ -522,6 +522,9 @@ pub const PrefixCache = struct {
     pub fn checkpoint(self: *PrefixCache) !usize {
         const t = self.cold orelse return error.NoColdTier;
         t.flush();
+        // A slab deleted or truncated under the server must not be listed: after a restart
+        // its pages would be gone.
+        t.checkFiles();
         t.sync();
         var list: std.ArrayList(ManifestEntry) = .empty;
         defer list.deinit(self.allocator);
@@ -538,8 +541,16 @@ pub const PrefixCache = struct {
         var dst_buf: [tier.max_path]u8 = undefined;
         const tmp = tier.pathZ(&tmp_buf, "{s}/manifest.tmp", .{t.dir}) orelse return error.PathTooLong;
         const dst = tier.pathZ(&dst_buf, "{s}/manifest", .{t.dir}) orelse return error.PathTooLong;
-        const fd = c.open(tmp, .{ .ACCMODE = .WRONLY, .CREAT = true, .TRUNC = true, .CLOEXEC = true }, @as(c_uint, 0o644));
+        const flags: c.O = .{ .ACCMODE = .WRONLY, .CREAT = true, .TRUNC = true, .CLOEXEC = true };
+        var fd = c.open(tmp, flags, @as(c_uint, 0o644));
+        // The directory was deleted under the server: make it again.
+        if (fd < 0 and c._errno().* == @backingInt(c.E.NOENT) and tier.mkdirP(t.dir)) fd = c.open(tmp, flags, @as(c_uint, 0o644));
         if (fd < 0) return error.CannotWriteManifest;
+        if (tier.testPauseWanted("manifest")) {
+            _ = tier.pwriteAll(fd, std.mem.asBytes(&h), 0);
+            _ = tier.pwriteAll(fd, body[0 .. body.len / 2], @sizeOf(ManifestHeader));
+            tier.testPause(t.dir, "manifest");
+        }
         const ok = tier.pwriteAll(fd, std.mem.asBytes(&h), 0) and tier.pwriteAll(fd, body, @sizeOf(ManifestHeader)) and c.fsync(fd) == 0;
         _ = c.close(fd);
         if (!ok or c.rename(tmp, dst) != 0) {

@@ -43,7 +43,20 @@ fn recordsOffset(n_tokens: usize) u64 {
     return std.mem.alignForward(u64, block_bytes + n_tokens * 4, block_bytes);
 }
 
-pub const Error = error{ PathTooLong, Io, Corrupt, ShapeMismatch, TooManyTokens, KvFull, NoSequenceSlot };
+pub const Error = error{ PathTooLong, Io, DiskFull, ReadOnly, Corrupt, ShapeMismatch, TooManyTokens, KvFull, NoSequenceSlot };
+
+/// The save error of a failed write or open: a full disk, a read-only place, or another I/O error.
+fn writeError(e: c.E) Error {
+    return switch (tier.writeFault(e)) {
+        .enospc => error.DiskFull,
+        .readonly => error.ReadOnly,
+        else => error.Io,
+    };
+}
+
+fn lastWriteError() Error {
+    return writeError(@enumFromInt(c._errno().*));
+}
 
 /// Writes sequence `seq` (its KV holds exactly `tokens`) to `path`. Returns the bytes written.
 pub fn save(cache: *const kv.Cache, seq: u32, tokens: []const u32, model_tag: u64, path: []const u8) Error!u64 {
@@ -73,15 +86,15 @@ pub fn save(cache: *const kv.Cache, seq: u32, tokens: []const u32, model_tag: u6
     const tmp = tier.pathZ(&tmp_buf, "{s}.tmp", .{path}) orelse return error.PathTooLong;
     const dst = tier.pathZ(&dst_buf, "{s}", .{path}) orelse return error.PathTooLong;
     const fd = c.open(tmp, .{ .ACCMODE = .WRONLY, .CREAT = true, .TRUNC = true, .CLOEXEC = true }, @as(c_uint, 0o644));
-    if (fd < 0) return error.Io;
+    if (fd < 0) return lastWriteError();
     var ok = false;
     defer if (!ok) {
         _ = c.unlink(tmp);
     };
     defer _ = c.close(fd);
 
-    if (!tier.pwriteAll(fd, std.mem.asBytes(&h), 0)) return error.Io;
-    if (!tier.pwriteAll(fd, std.mem.sliceAsBytes(tokens), block_bytes)) return error.Io;
+    if (tier.pwriteErrno(fd, std.mem.asBytes(&h), 0)) |e| return writeError(e);
+    if (tier.pwriteErrno(fd, std.mem.sliceAsBytes(tokens), block_bytes)) |e| return writeError(e);
     const base = recordsOffset(tokens.len);
     const table = cache.table(seq);
     for (table, 0..) |page, i| {
@@ -96,13 +109,15 @@ pub fn save(cache: *const kv.Cache, seq: u32, tokens: []const u32, model_tag: u6
         const n = c.pwritev(fd, &iov, 2, @intCast(off));
         if (n != tier.header_bytes + page_bytes) {
             // Short or failed vectored write (rare): fall back to plain writes.
-            if (!tier.pwriteAll(fd, std.mem.asBytes(&rh), off) or !tier.pwriteAll(fd, payload, off + tier.header_bytes)) return error.Io;
+            if (tier.pwriteErrno(fd, std.mem.asBytes(&rh), off)) |e| return writeError(e);
+            if (tier.pwriteErrno(fd, payload, off + tier.header_bytes)) |e| return writeError(e);
         }
     }
     const end = base + table.len * record_bytes;
-    if (c.ftruncate(fd, @intCast(end)) != 0) return error.Io;
-    if (c.fsync(fd) != 0) return error.Io;
-    if (c.rename(tmp, dst) != 0) return error.Io;
+    if (c.ftruncate(fd, @intCast(end)) != 0) return lastWriteError();
+    // On a file system that allocates at writeback (a full disk can surface only here).
+    if (c.fsync(fd) != 0) return lastWriteError();
+    if (c.rename(tmp, dst) != 0) return lastWriteError();
     ok = true;
     if (std.fs.path.dirname(path)) |d| tier.fsyncDir(d);
     return end;

@@ -55,7 +55,7 @@ fn writeError(e: c.E) Error {
 }
 
 fn lastWriteError() Error {
-    return writeError(@enumFromInt(c._errno().*));
+    return writeError(@fromBackingInt(@intCast(c._errno().*)));
 }
 
 /// Writes sequence `seq` (its KV holds exactly `tokens`) to `path`. Returns the bytes written.

@@ -99,7 +99,7 @@ pub fn pwriteErrno(fd: c_int, buf: []const u8, offset: u64) ?c.E {
         const n = c.pwrite(fd, buf.ptr + done, buf.len - done, @intCast(offset + done));
         if (n <= 0) {
             if (n == 0) return .NOSPC;
-            const e: c.E = @enumFromInt(c._errno().*);
+            const e: c.E = @fromBackingInt(@intCast(c._errno().*));
             if (e == .INTR) continue;
             return e;
         }
@@ -407,10 +407,10 @@ pub const ColdTier = struct {
         const p = pathZ(&buf, "{s}/slab-{d}.kv", .{ self.dir, slab }) orelse return .{ .err = .NAMETOOLONG };
         const flags: c.O = .{ .ACCMODE = .RDWR, .CREAT = create, .CLOEXEC = true };
         var fd = c.open(p, flags, @as(c_uint, 0o644));
-        var err: c.E = if (fd < 0) @enumFromInt(c._errno().*) else .SUCCESS;
+        var err: c.E = if (fd < 0) @fromBackingInt(@intCast(c._errno().*)) else .SUCCESS;
         if (fd < 0 and create and err == .NOENT and mkdirP(self.dir)) {
             fd = c.open(p, flags, @as(c_uint, 0o644));
-            err = if (fd < 0) @enumFromInt(c._errno().*) else .SUCCESS;
+            err = if (fd < 0) @fromBackingInt(@intCast(c._errno().*)) else .SUCCESS;
         }
         var read_only = false;
         if (fd < 0 and writeFault(err) == .readonly) {

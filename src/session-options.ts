@@ -1,11 +1,14 @@
 // The library session's options, results and errors, and their checks (src/session.ts runs them).
 import type { ChatMessage } from "./chat/index.ts";
 import type { GenerationSpec } from "./engine/generation.ts";
+import type { EngineEvent } from "./engine/request.ts";
 import type { Model } from "./model.ts";
+import { KvFullError } from "./native/model-api.ts";
 import { checkOptionKeys } from "./option-keys.ts";
 import {
   type FinishReason,
   MAX_TOP_LOGPROBS,
+  Sampler,
   type SamplerOptions,
   type TokenLogprob,
 } from "./sampling/index.ts";
@@ -235,6 +238,50 @@ function nonNegativeInt(name: string, v: unknown): number {
     throw new RangeError(`${name} must be a non-negative integer, got ${String(v)}`);
   }
   return v;
+}
+
+/** The error an engine error event stands for, for a session holding `computed` tokens in its KV. */
+export function engineError(
+  ev: Extract<EngineEvent, { type: "error" }>,
+  model: Model,
+  contextTokens: number,
+  computed: number,
+): Error {
+  if (ev.code === "kv_full") {
+    const stats = model.native.kvStats();
+    return new KvFullError(
+      `the KV pool is full (${stats.pagesTotal} pages of ${stats.pageTokens} tokens, shared by ${model.openSessions} sessions): ` +
+        `close other sessions, or load the model with more kvPages`,
+    );
+  }
+  if (ev.code === "context_full") return new ContextFullError(ev.message, contextTokens, computed, 1);
+  return new Error(ev.message);
+}
+
+/**
+ * Checks one call's generation options (keys, maxTokens, sampler settings) before anything
+ * runs and merges them over the session's sampling defaults (`deterministic`: seed 0 unless
+ * given). `where` names the call in errors ("generate", "chat", "ask").
+ */
+export function prepareGeneration(
+  where: string,
+  opts: GenerateOptions,
+  defaults: SessionSamplerOptions,
+  deterministic: boolean,
+  vocabSize: number,
+): GenerateOptions {
+  checkOptionKeys(`${where} options`, opts, GENERATE_OPTION_KEYS);
+  const options = { ...defaults, ...opts };
+  const maxTokens = options.maxTokens;
+  if (
+    maxTokens !== undefined &&
+    (typeof maxTokens !== "number" || !Number.isInteger(maxTokens) || maxTokens < 1)
+  ) {
+    throw new RangeError(`${where}: maxTokens must be an integer of at least 1, got ${String(maxTokens)}`);
+  }
+  const seed = options.seed ?? (deterministic ? 0 : undefined);
+  new Sampler({ ...options, seed }, vocabSize);
+  return { ...options, seed };
 }
 
 /**

@@ -1,27 +1,28 @@
 // Session: one conversation over one KV sequence the session owns. Its prefills and generations
 // are requests on the model's in-process engine (src/engine/local.ts), so sessions generating at
 // once share each forward pass; the generation rules are the server's (src/engine/generation.ts).
+// The KV sequence's bookkeeping is session-kv.ts; options, errors and their checks session-options.ts.
 import { type ChatMessage, checkConversation, encodeChat } from "./chat/index.ts";
 import { Generation } from "./engine/generation.ts";
 import type { LocalRun } from "./engine/local.ts";
-import type { EngineEvent, OwnedSequence } from "./engine/request.ts";
-import { resumeSequence, saveSequence } from "./kv/index.ts";
 import type { Model } from "./model.ts";
-import { KvFullError } from "./native/model-api.ts";
 import { checkOptionKeys } from "./option-keys.ts";
 import { Sampler, type SamplerOptions, type TokenLogprob } from "./sampling/index.ts";
+import { SessionSequence } from "./session-kv.ts";
 import {
-  ContextFullError,
+  type ContextFullError,
   type ContextShiftOptions,
   checkFitsPool,
   checkTokenIds,
   contextFullError,
+  engineError,
   GENERATE_OPTION_KEYS,
   type GenerateFinishReason,
   type GenerateOptions,
   type GenerateResult,
   generationSpec,
   type PrefillOptions,
+  prepareGeneration,
   resolveShift,
   SAMPLER_OPTION_KEYS,
   SESSION_OPTION_KEYS,
@@ -54,11 +55,8 @@ export class Session {
   private readonly sampling: SamplerOptions;
   private readonly systemPrompt: string | undefined;
   private readonly onClose: () => void;
-  /**
-   * Its KV sequence: the token history, of which the first `computed` are in the KV (the rest
-   * are pending: sampled, not yet run), and the logits of the last one when the KV ends there.
-   */
-  private kv: OwnedSequence;
+  /** Its KV sequence and token history (session-kv.ts). */
+  private readonly seq: SessionSequence;
   private figures = emptyPhase();
   /** The engine request running now (prefill or generation), if any. */
   private run: LocalRun | null = null;
@@ -66,7 +64,6 @@ export class Session {
   private detachAbort: (() => void) | null = null;
   private abortRequested = false;
   private busy = false;
-  private closed = false;
 
   /** @internal Use {@link Model.createSession}. */
   constructor(model: Model, opts: SessionOptions, onClose: () => void) {
@@ -87,21 +84,21 @@ export class Session {
     new Sampler({ ...this.sampling, seed: this.sampling.seed ?? 0 }, model.info.vocabSize);
     this.systemPrompt = opts.systemPrompt;
     if (this.systemPrompt !== undefined) this.messages.push({ role: "system", content: this.systemPrompt });
-    this.kv = { seqId: model.native.seqCreate(), tokens: [], computed: 0, lastLogits: null };
+    this.seq = new SessionSequence(model.native);
   }
 
   /** Every token of the session so far (prompt and generated), after any context shift. */
   get tokens(): readonly number[] {
-    return this.kv.tokens;
+    return this.seq.kv.tokens;
   }
 
   /** Tokens in the context now. */
   get length(): number {
-    return this.kv.tokens.length;
+    return this.seq.kv.tokens.length;
   }
 
   get isClosed(): boolean {
-    return this.closed;
+    return this.seq.closed;
   }
 
   /**
@@ -123,7 +120,7 @@ export class Session {
         0,
         null,
         diffFigures(this.figures, before),
-        this.kv.tokens.length,
+        this.seq.kv.tokens.length,
       );
       this.lastTelemetry = t;
       return t;
@@ -137,7 +134,13 @@ export class Session {
    */
   generate(opts: GenerateOptions = {}): AsyncGenerator<string, GenerateResult, void> {
     this.checkOpen();
-    const options = this.prepareGeneration("generate", opts);
+    const options = prepareGeneration(
+      "generate",
+      opts,
+      this.sampling,
+      this.deterministic,
+      this.model.info.vocabSize,
+    );
     if (options.tools !== undefined)
       throw new RangeError("generate: tools need chat() (the template shows them)");
     return this.exclusiveGen(() => this.generateInner(options, null, this.figures.prefillMs));
@@ -163,7 +166,13 @@ export class Session {
     const template = this.model.chatTemplate;
     this.checkOpen();
     checkConversation(where, messages);
-    const options = this.prepareGeneration(where, opts);
+    const options = prepareGeneration(
+      where,
+      opts,
+      this.sampling,
+      this.deterministic,
+      this.model.info.vocabSize,
+    );
     const tools = chatTools(where, template.source, messages, opts);
     const ids = encodeChat(template, this.model.tokenizer, tools?.messages ?? messages, {
       addGenerationPrompt: true,
@@ -173,7 +182,7 @@ export class Session {
       async function* (this: Session) {
         const started = performance.now();
         const priorPrefillMs = this.figures.prefillMs;
-        const cached = this.reuseCachedPrefix(ids);
+        const cached = this.seq.reusePrefix(ids);
         this.figures.cachedTokens += cached;
         // The rest of the prompt runs as the generation's first rows (one request).
         this.append(ids.slice(cached));
@@ -225,8 +234,8 @@ export class Session {
   async save(path: string): Promise<number> {
     this.checkOpen();
     return this.exclusive(async () => {
-      if (this.kv.computed < this.kv.tokens.length) await this.runPending(undefined);
-      return saveSequence(this.model.native, this.kv.seqId, this.kv.tokens.slice(0, this.kv.computed), path);
+      if (this.seq.kv.computed < this.seq.kv.tokens.length) await this.runPending(undefined);
+      return this.seq.save(path);
     });
   }
 
@@ -239,18 +248,7 @@ export class Session {
   restore(path: string): boolean {
     this.checkOpen();
     if (this.busy) throw new SessionStateError("cannot restore while a call is running (abort it first)");
-    const native = this.model.native;
-    const r = resumeSequence(native, path);
-    if (!r.ok) return false;
-    if (r.tokens.length === 0 || r.tokens.length > this.contextTokens) {
-      native.seqFree(r.seqId);
-      return false;
-    }
-    native.seqFree(this.kv.seqId);
-    // Drop the last token from the KV so the next run recomputes it and yields its logits.
-    native.seqShift(r.seqId, r.tokens.length - 1, 1);
-    this.kv = { seqId: r.seqId, tokens: r.tokens, computed: r.tokens.length - 1, lastLogits: null };
-    return true;
+    return this.seq.restore(path, this.contextTokens);
   }
 
   /** Ends the running prefill or generation at the next token (finishReason "abort"). */
@@ -263,10 +261,7 @@ export class Session {
   reset(): void {
     this.checkOpen();
     if (this.busy) throw new SessionStateError("cannot reset while a call is running (abort it first)");
-    if (this.kv.computed > 0) this.model.native.seqShift(this.kv.seqId, 0, this.kv.computed);
-    this.kv.tokens.length = 0;
-    this.kv.computed = 0;
-    this.kv.lastLogits = null;
+    this.seq.clear();
     this.figures = emptyPhase();
     this.messages.length = 0;
     if (this.systemPrompt !== undefined) this.messages.push({ role: "system", content: this.systemPrompt });
@@ -274,14 +269,14 @@ export class Session {
 
   /** Returns the session's KV pages to the pool. A running call ends with "abort". Idempotent. */
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.seq.closed) return;
+    this.seq.closed = true;
     this.abortRequested = true;
     // The engine lets go of the sequence before its pages (and its id) go back to the pool.
     this.run?.cancel();
     if (!this.model.isClosed) {
-      this.model.forgetSequence(this.kv);
-      this.model.native.seqFree(this.kv.seqId);
+      this.model.forgetSequence(this.seq.kv);
+      this.model.native.seqFree(this.seq.kv.seqId);
     }
     this.onClose();
   }
@@ -293,34 +288,14 @@ export class Session {
   // --- internals ---
 
   private checkOpen(): void {
-    if (this.closed) throw new SessionStateError("session is closed");
-  }
-
-  /**
-   * Checks one call's generation options (keys, maxTokens, sampler settings) before anything
-   * runs and merges them over the session's sampling defaults.
-   * `where` names the call in errors ("generate", "chat", "ask").
-   */
-  private prepareGeneration(where: string, opts: GenerateOptions): GenerateOptions {
-    checkOptionKeys(`${where} options`, opts, GENERATE_OPTION_KEYS);
-    const options = { ...this.sampling, ...opts };
-    const maxTokens = options.maxTokens;
-    if (
-      maxTokens !== undefined &&
-      (typeof maxTokens !== "number" || !Number.isInteger(maxTokens) || maxTokens < 1)
-    ) {
-      throw new RangeError(`${where}: maxTokens must be an integer of at least 1, got ${String(maxTokens)}`);
-    }
-    const seed = options.seed ?? (this.deterministic ? 0 : undefined);
-    new Sampler({ ...options, seed }, this.model.info.vocabSize);
-    return { ...options, seed };
+    if (this.seq.closed) throw new SessionStateError("session is closed");
   }
 
   private toTokens(input: string | readonly number[], opts: PrefillOptions): number[] {
     this.checkOpen();
     if (typeof input !== "string") return checkTokenIds("prefill", input, this.model.info.vocabSize);
     return this.model.tokenizer.encode(input, {
-      addSpecial: opts.addSpecial ?? this.kv.tokens.length === 0,
+      addSpecial: opts.addSpecial ?? this.seq.kv.tokens.length === 0,
       parseSpecial: opts.parseSpecial ?? false,
     });
   }
@@ -362,10 +337,10 @@ export class Session {
     const started = callStarted ?? performance.now();
     // Time 0 of the call's figures: TTFT and the total both count the prefills run before it.
     const origin = started - priorPrefillMs;
-    const kv = this.kv;
+    const kv = this.seq.kv;
     // The KV holds the whole history but its logits are gone (a chat() whose prefix reuse cut
     // the KV, then failed): run the last token again for fresh logits.
-    if (kv.computed === kv.tokens.length && kv.computed > 0 && kv.lastLogits === null) this.dropKvTail(1);
+    if (kv.computed === kv.tokens.length && kv.computed > 0 && kv.lastLogits === null) this.seq.dropKvTail(1);
     if (kv.tokens.length === 0)
       throw new SessionStateError("nothing to generate from: prefill a prompt first");
     const gen = new Generation(
@@ -399,7 +374,7 @@ export class Session {
       for (;;) {
         if (this.isAborted(opts.signal)) run.cancel();
         const ev = await run.next();
-        if (ev.type === "error") throw this.failure(ev);
+        if (ev.type === "error") throw engineError(ev, this.model, this.contextTokens, this.seq.kv.computed);
         if (ev.logprobs !== undefined) logprobs = [...(logprobs ?? []), ...ev.logprobs];
         const first = received;
         received = gen.out.length;
@@ -438,18 +413,16 @@ export class Session {
 
   /** Takes back the last `n` sampled tokens the consumer never got (history, KV, result). */
   private takeBack(gen: Generation, n: number): void {
-    if (n <= 0 || this.closed) return;
+    if (n <= 0 || this.seq.closed) return;
     gen.out.length -= n;
-    this.kv.tokens.length -= n;
-    // The last token kept is pending (not in the KV): its logits come from running it again.
-    this.dropKvTail(this.kv.computed - (this.kv.tokens.length - 1));
+    this.seq.takeBack(n);
   }
 
   /** Submits a request on this session's sequence: a generation, or (gen null) a prefill. */
   private submit(gen: Generation, signal: AbortSignal | undefined, paced: boolean): LocalRun {
     const run = this.model.engine.submit(
       { ...gen.spec, promptIds: [] },
-      { kv: this.kv, generation: gen, contextTokens: this.contextTokens, paced },
+      { kv: this.seq.kv, generation: gen, contextTokens: this.contextTokens, paced },
     );
     this.run = run;
     if (signal !== undefined) {
@@ -469,7 +442,7 @@ export class Session {
 
   /** Runs every pending token through the model (prefill); an abort leaves the rest pending. */
   private async runPending(signal: AbortSignal | undefined): Promise<void> {
-    if (this.kv.computed === this.kv.tokens.length) return;
+    if (this.seq.kv.computed === this.seq.kv.tokens.length) return;
     if (this.isAborted(signal)) return;
     const gen = new Generation(
       { sampling: {}, maxTokens: 0, stop: [], contextShift: this.shiftPolicy() },
@@ -480,8 +453,8 @@ export class Session {
       const ev = await run.next();
       if (ev.type === "error") {
         // Tokens that did not make it into the KV are forgotten, so the session stays consistent.
-        this.kv.tokens.length = this.kv.computed;
-        throw this.failure(ev);
+        this.seq.kv.tokens.length = this.seq.kv.computed;
+        throw engineError(ev, this.model, this.contextTokens, this.seq.kv.computed);
       }
       if (ev.type === "done") addFigures(this.figures, ev.figures);
     } finally {
@@ -495,38 +468,12 @@ export class Session {
 
   /** Appends prompt tokens to the history; with shift off, refuses what does not fit. */
   private append(ids: readonly number[]): void {
-    const total = this.kv.tokens.length + ids.length;
-    if (this.contextShift === false && total > this.contextTokens)
-      throw contextFullError(this.kv.computed, this.contextTokens, total - this.kv.computed);
-    for (const id of ids) this.kv.tokens.push(id);
+    this.seq.append(ids, this.contextShift === false ? this.contextTokens : null);
   }
 
   /** The context is full with shift off: the next token has no room. */
   private contextFull(): ContextFullError {
-    return contextFullError(this.kv.tokens.length, this.contextTokens, 1);
-  }
-
-  /** The error an engine error event stands for. */
-  private failure(ev: Extract<EngineEvent, { type: "error" }>): Error {
-    if (ev.code === "kv_full") {
-      const stats = this.model.native.kvStats();
-      return new KvFullError(
-        `the KV pool is full (${stats.pagesTotal} pages of ${stats.pageTokens} tokens, shared by ${this.model.openSessions} sessions): ` +
-          `close other sessions, or load the model with more kvPages`,
-      );
-    }
-    if (ev.code === "context_full") {
-      return new ContextFullError(ev.message, this.contextTokens, this.kv.computed, 1);
-    }
-    return new Error(ev.message);
-  }
-
-  /** Removes the last `n` tokens from the KV (they stay in the history, pending). */
-  private dropKvTail(n: number): void {
-    if (n <= 0 || this.closed) return;
-    this.model.native.seqShift(this.kv.seqId, this.kv.computed - n, n);
-    this.kv.computed -= n;
-    this.kv.lastLogits = null;
+    return contextFullError(this.seq.kv.tokens.length, this.contextTokens, 1);
   }
 
   private finish(
@@ -537,32 +484,20 @@ export class Session {
     text: string,
   ): GenerateResult {
     const out = [...gen.out];
-    const telemetry = buildTelemetry(started, ttft, out.length, reason, this.figures, this.kv.tokens.length);
+    const telemetry = buildTelemetry(
+      started,
+      ttft,
+      out.length,
+      reason,
+      this.figures,
+      this.seq.kv.tokens.length,
+    );
     this.figures = emptyPhase();
     this.lastTelemetry = telemetry;
     return { text, tokens: out, finishReason: reason, telemetry };
   }
 
   private isAborted(signal: AbortSignal | undefined): boolean {
-    return this.abortRequested || this.closed || signal?.aborted === true;
-  }
-
-  /**
-   * Keeps the longest prefix of `ids` that the session already holds and drops the rest of the
-   * KV (a shift with nothing after it). Returns how many tokens of `ids` are covered. At least
-   * one token is always left to run, so fresh logits come out.
-   */
-  private reuseCachedPrefix(ids: readonly number[]): number {
-    const h = this.kv.tokens;
-    let common = 0;
-    const limit = Math.min(h.length, ids.length - 1);
-    while (common < limit && h[common] === ids[common]) common++;
-    if (common < this.kv.computed) {
-      this.model.native.seqShift(this.kv.seqId, common, this.kv.computed - common);
-      this.kv.computed = common;
-      this.kv.lastLogits = null;
-    }
-    h.length = common;
-    return common;
+    return this.abortRequested || this.seq.closed || signal?.aborted === true;
   }
 }

@@ -44,6 +44,8 @@ export class Engine {
     readonly config: EngineConfig,
     readonly info: ModelInfo,
     stats: SchedulerStats,
+    /** Events messages handled here, read by the worker's outbox (it holds events while this lags). */
+    private readonly handled: Int32Array,
   ) {
     this.stats = stats;
     worker.onmessage = (ev: MessageEvent<FromWorker>) => this.onMessage(ev.data);
@@ -65,6 +67,7 @@ export class Engine {
     const embedded = (globalThis as { __hearthWorkerUrl?: string }).__hearthWorkerUrl;
     const worker = new Worker(embedded ?? new URL("./worker.ts", import.meta.url).href);
     const full: EngineConfig = { ...config, libPath };
+    const handled = new Int32Array(new SharedArrayBuffer(4));
     const ready = await new Promise<{ info: ModelInfo; stats: SchedulerStats }>((resolve, reject) => {
       worker.onmessage = (ev: MessageEvent<FromWorker>) => {
         const m = ev.data;
@@ -75,13 +78,14 @@ export class Engine {
       worker.postMessage({
         type: "init",
         config: full,
+        handled,
         ...(file === undefined ? {} : { file }),
       } satisfies ToWorker);
     }).catch((err) => {
       worker.terminate();
       throw err;
     });
-    return new Engine(worker, full, ready.info, ready.stats);
+    return new Engine(worker, full, ready.info, ready.stats, handled);
   }
 
   /**
@@ -161,16 +165,21 @@ export class Engine {
 
   private onMessage(m: FromWorker): void {
     if (m.type !== "events") return;
-    this.stats = m.stats;
+    if (m.stats !== undefined) this.stats = m.stats;
     if (m.stepMs > 0) this.lastStepMs = m.stepMs;
-    for (const ev of m.events) {
-      const l = this.listeners.get(ev.id);
-      if (!l) continue;
-      if (ev.type !== "text") {
-        this.listeners.delete(ev.id);
-        this.cancelled.delete(ev.id);
+    try {
+      for (const ev of m.events) {
+        const l = this.listeners.get(ev.id);
+        if (!l) continue;
+        if (ev.type !== "text") {
+          this.listeners.delete(ev.id);
+          this.cancelled.delete(ev.id);
+        }
+        l(ev);
       }
-      l(ev);
+    } finally {
+      // Handled: the worker may send the next step's events on their own again.
+      Atomics.add(this.handled, 0, 1);
     }
   }
 }

@@ -38,8 +38,11 @@ export interface EngineKvTierConfig {
 }
 
 export type ToWorker =
-  /** `file`: the model's header as the main thread parsed it (the worker does not read it again). */
-  | { type: "init"; config: EngineConfig; file?: GgufFile }
+  /**
+   * `file`: the model's header as the main thread parsed it (the worker does not read it again);
+   * `handled`: shared counter of the events messages the main thread has handled (outbox.ts).
+   */
+  | { type: "init"; config: EngineConfig; file?: GgufFile; handled?: Int32Array }
   | { type: "submit"; req: EngineRequest }
   | { type: "cancel"; id: string }
   | { type: "close" };
@@ -47,6 +50,7 @@ export type ToWorker =
 export type FromWorker =
   | { type: "ready"; info: ModelInfo; stats: SchedulerStats }
   | { type: "fatal"; message: string }
-  | { type: "events"; events: EngineEvent[]; stats: SchedulerStats; stepMs: number }
+  /** `stats`: present when they may have changed meaningfully (outbox.ts); `stepMs`: the last step's, 0 if none. */
+  | { type: "events"; events: EngineEvent[]; stats?: SchedulerStats; stepMs: number }
   /** `persisted`: prefix-cache pages listed in the SSD manifest at shutdown (null: no SSD tier or it failed). */
   | { type: "closed"; persisted: number | null; persistError?: string };

@@ -8,6 +8,7 @@ import { loadLibrary } from "../native/lib.ts";
 import { createBatch } from "../native/model.ts";
 import type { NativeModel, TieredNativeModel } from "../native/model-api.ts";
 import { DraftModel } from "./draft-model.ts";
+import { Outbox } from "./outbox.ts";
 import type { EngineConfig, FromWorker, ToWorker } from "./protocol.ts";
 import { QueueFullError, Scheduler } from "./scheduler.ts";
 
@@ -19,6 +20,7 @@ let draftNative: NativeModel | null = null;
 let looping = false;
 let tierConfig: EngineConfig["kvTier"] = null;
 let idleTimer: ReturnType<typeof setInterval> | null = null;
+let outbox: Outbox | null = null;
 
 function post(msg: FromWorker): void {
   self.postMessage(msg);
@@ -33,7 +35,8 @@ function loop(): void {
   const started = performance.now();
   const events = s.step();
   const stepMs = performance.now() - started;
-  post({ type: "events", events, stats: s.stats(), stepMs });
+  // Going idle: nothing may stay held in the outbox.
+  outbox?.push(events, stepMs, s.idle);
   if (s.idle) looping = false;
   else setImmediate(loop);
 }
@@ -64,10 +67,14 @@ function spillIdle(idleMs: number): void {
   } catch (err) {
     console.error(`hearth engine: idle spill failed: ${(err as Error).message}`);
   }
-  post({ type: "events", events: [], stats: s.stats(), stepMs: 0 });
+  outbox?.push([], 0, true);
 }
 
-async function init(config: EngineConfig, parsed: GgufFile | undefined): Promise<void> {
+async function init(
+  config: EngineConfig,
+  parsed: GgufFile | undefined,
+  handled: Int32Array | undefined,
+): Promise<void> {
   process.env.HEARTH_LIB = config.libPath;
   await loadLibrary();
   const mf = readModelFile(config.modelPath, parsed);
@@ -122,13 +129,17 @@ async function init(config: EngineConfig, parsed: GgufFile | undefined): Promise
     createBatch(config.stepTokens),
     draftNative === null ? null : new DraftModel(draftNative, config.stepTokens),
   );
+  const s = scheduler;
+  outbox = new Outbox(post, () => s.stats(), handled ?? null);
   post({ type: "ready", info: model.info, stats: scheduler.stats() });
 }
 
 self.onmessage = (ev: MessageEvent<ToWorker>) => {
   const msg = ev.data;
   if (msg.type === "init") {
-    init(msg.config, msg.file).catch((err) => post({ type: "fatal", message: (err as Error).message }));
+    init(msg.config, msg.file, msg.handled).catch((err) =>
+      post({ type: "fatal", message: (err as Error).message }),
+    );
     return;
   }
   const s = scheduler;
@@ -158,15 +169,10 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
     } catch (err) {
       const e = err as Error;
       const message = e instanceof QueueFullError ? `queue_full: ${e.message}` : e.message;
-      post({
-        type: "events",
-        events: [{ type: "error", id: msg.req.id, message }],
-        stats: s.stats(),
-        stepMs: 0,
-      });
+      outbox?.push([{ type: "error", id: msg.req.id, message }], 0, true);
     }
   } else if (msg.type === "cancel") {
     const done = s.cancel(msg.id);
-    post({ type: "events", events: done ? [done] : [], stats: s.stats(), stepMs: 0 });
+    outbox?.push(done ? [done] : [], 0, true);
   }
 };

@@ -2,13 +2,18 @@
 // tokenizer, chat template), with the runtime options resolved and validated once.
 import { ChatTemplate } from "./chat/index.ts";
 import { DraftModel } from "./engine/draft-model.ts";
+import { embeddingInput } from "./engine/embed.ts";
 import { LocalEngine } from "./engine/local.ts";
 import type { OwnedSequence } from "./engine/request.ts";
 import { Scheduler } from "./engine/scheduler.ts";
 import { type GgufFile, GgufMetadata } from "./gguf/index.ts";
 import { KNOWN_MODELS, type PullOptions, pullModel } from "./gguf/pull.ts";
 import { checkDraftVocabulary, openModel, readModelFile } from "./model-file.ts";
-import { defaultThreads as nativeDefaultThreads, nativeLimits } from "./native/limits.ts";
+import {
+  defaultThreads as nativeDefaultThreads,
+  nativeLimits,
+  sequencesWithEmbeddings,
+} from "./native/limits.ts";
 import { createBatch, type NativeModelOptions } from "./native/model.ts";
 import type { KvStats, ModelInfo, NativeModel } from "./native/model-api.ts";
 import { checkOptionKeys } from "./option-keys.ts";
@@ -170,6 +175,7 @@ export class Model {
           stepTokens: this.options.maxBatchTokens,
           // A session's own contextTokens bounds it; the pool bounds them all.
           contextTokens: pool.pagesTotal * pool.pageTokens,
+          embedSequences: sequencesWithEmbeddings(this.options.maxSessions).embedding,
         },
         createBatch(this.options.maxBatchTokens),
         this.draftRunner,
@@ -182,6 +188,32 @@ export class Model {
   /** @internal A session's KV sequence is gone: the draft model lets go of its own for it. */
   forgetSequence(kv: OwnedSequence): void {
     this.draftRunner?.release(kv);
+  }
+
+  /**
+   * Embeddings of texts: each pooled from the model's final hidden states as its GGUF says
+   * (`<arch>.pooling_type`; the mean of every token's for a decoder model) and L2-normalised,
+   * `info.embeddingLength` floats. Many texts are computed together (one forward pass for up to
+   * 64 of them, within `maxBatchTokens`), between the steps of sessions generating at once.
+   * @throws RangeError for an empty text, more than 2,048 texts, or a text longer than the
+   *   model's `contextTokens`.
+   */
+  embed(text: string): Promise<Float32Array>;
+  embed(texts: readonly string[]): Promise<Float32Array[]>;
+  async embed(input: string | readonly string[]): Promise<Float32Array | Float32Array[]> {
+    if (this.closed) throw new Error("model is closed");
+    const texts = typeof input === "string" ? [input] : input;
+    if (!Array.isArray(texts) || texts.some((t) => typeof t !== "string"))
+      throw new TypeError("embed takes a string or an array of strings");
+    const ids = texts.map((t, i) => embeddingInput(this.tokenizer, t, i));
+    for (const [i, x] of ids.entries())
+      if (x.length > this.options.contextTokens)
+        throw new RangeError(
+          `input ${i} has ${x.length} tokens; the limit is ${this.options.contextTokens} (contextTokens)`,
+        );
+    const ev = await this.engine.embed(ids);
+    const out = ids.map((_, i) => ev.vectors.slice(i * ev.dims, (i + 1) * ev.dims));
+    return typeof input === "string" ? (out[0] as Float32Array) : out;
   }
 
   /** Number of sessions currently open. */
@@ -311,7 +343,11 @@ export async function loadModel(ref?: string, opts: LoadModelOptions = {}): Prom
   const path = await pullModel(ref, opts.pull);
   const mf = readModelFile(path);
   const options = resolveModelOptions(opts, { contextLength: mf.trainedContextTokens });
-  const native = openModel(mf, runtimeOf(options));
+  // The target keeps KV sequences for embeddings beside its sessions' (the draft needs none).
+  const native = openModel(mf, {
+    ...runtimeOf(options),
+    maxSequences: sequencesWithEmbeddings(options.maxSessions).total,
+  });
   let draft: { path: string; native: NativeModel } | null = null;
   if (opts.draft !== undefined) {
     try {

@@ -1,7 +1,7 @@
 // The continuous-batching scheduler: packing, admission by KV pages, preemption, queue bound and
 // cancellation against a scripted NativeModel; batch-invariant seeded sampling on the real model.
 import { describe, expect, test } from "bun:test";
-import { type EngineEvent, QueueFullError, Scheduler } from "../src/engine/scheduler.ts";
+import { type EngineEvent, QueueFullError, Scheduler, type StepEvent } from "../src/engine/scheduler.ts";
 import { GgufMetadata, readGguf } from "../src/gguf/index.ts";
 import { pullModel } from "../src/gguf/pull.ts";
 import { createBatch, openNativeModel } from "../src/native/model.ts";
@@ -26,6 +26,7 @@ class ScriptedModel implements NativeModel {
     headDim: 8,
     formats: ["F32"],
     slidingWindow: null,
+    pooling: "mean" as const,
   };
   private readonly lengths = new Map<number, number>();
   private nextSeq = 0;
@@ -50,6 +51,32 @@ class ScriptedModel implements NativeModel {
     throw new Error("not used");
   }
   decode(batch: Batch, out: Float32Array): number {
+    this.advance(batch);
+    let r = 0;
+    for (let i = 0; i < batch.length; i++) {
+      if (batch.wantLogits[i] !== 1) continue;
+      const row = out.subarray(r * VOCAB, (r + 1) * VOCAB);
+      row.fill(-10);
+      row[((batch.tokens[i] as number) + 1) % 30] = 10;
+      r++;
+    }
+    return r;
+  }
+  /** Hidden state of a row: 1 at index token % 8, plus its position at index 7. */
+  decodeHidden(batch: Batch, out: Float32Array): number {
+    this.advance(batch);
+    let r = 0;
+    for (let i = 0; i < batch.length; i++) {
+      if (batch.wantLogits[i] !== 1) continue;
+      const row = out.subarray(r * 8, (r + 1) * 8);
+      row.fill(0);
+      row[(batch.tokens[i] as number) % 8] = 1;
+      row[7] = (row[7] as number) + (batch.positions[i] as number);
+      r++;
+    }
+    return r;
+  }
+  private advance(batch: Batch): void {
     const after = new Map(this.lengths);
     const rows: Array<{ seq: number; pos: number; logits: boolean }> = [];
     for (let i = 0; i < batch.length; i++) {
@@ -65,15 +92,6 @@ class ScriptedModel implements NativeModel {
     if (pages > this.pagesTotal) throw new KvFullError("scripted pool full");
     for (const [k, v] of after) this.lengths.set(k, v);
     this.batches.push(rows);
-    let r = 0;
-    for (let i = 0; i < batch.length; i++) {
-      if (batch.wantLogits[i] !== 1) continue;
-      const row = out.subarray(r * VOCAB, (r + 1) * VOCAB);
-      row.fill(-10);
-      row[((batch.tokens[i] as number) + 1) % 30] = 10;
-      r++;
-    }
-    return r;
   }
   kvStats(): KvStats {
     return {
@@ -91,9 +109,9 @@ const letters = {
   streamDecoder: () => ({ push: (id: number) => String.fromCharCode(97 + (id % 26)), flush: () => "" }),
 };
 
-type Outputs = Map<string, { text: string; done?: EngineEvent }>;
+type Outputs = Map<string, { text: string; done?: StepEvent }>;
 
-function collect(out: Outputs, events: EngineEvent[]): void {
+function collect(out: Outputs, events: StepEvent[]): void {
   for (const ev of events) {
     const o = out.get(ev.id) ?? { text: "" };
     if (ev.type === "text") o.text += ev.text;
@@ -649,7 +667,8 @@ describe("scheduler (real model)", () => {
       const ids: number[] = [];
       for (let i = 0; i < 200 && !s.idle; i++)
         for (const ev of s.step())
-          if (ev.type !== "error" && ev.logprobs) ids.push(...ev.logprobs.map((l) => l.id));
+          if (ev.type !== "error" && ev.type !== "embeddings" && ev.logprobs)
+            ids.push(...ev.logprobs.map((l) => l.id));
       const st = s.stats();
       expect(st.draftTokens - st.acceptedDraftTokens).toBeGreaterThan(0); // some drafts were dropped
       s.submit({ id: "next", promptIds: [...prompt, ...ids], sampling: greedy, maxTokens: 1, stop: [] });
@@ -826,7 +845,8 @@ describe("scheduler (real model): prompt scoring", () => {
         let scores: unknown = null;
         for (let i = 0; i < 2000 && !s.idle; i++)
           for (const ev of s.step())
-            if (ev.id === "scored" && ev.type !== "error" && ev.promptLogprobs) scores = ev.promptLogprobs;
+            if (ev.id === "scored" && (ev.type === "text" || ev.type === "done") && ev.promptLogprobs)
+              scores = ev.promptLogprobs;
         return { scores: scores as Array<{ id: number; logprob: number }>, stats: s.stats() };
       } finally {
         model.close();

@@ -49,6 +49,7 @@ class ScriptedNative implements NativeModel {
       headDim: 8,
       formats: ["F32"],
       slidingWindow: null,
+      pooling: "mean",
     };
   }
 
@@ -106,6 +107,9 @@ class ScriptedNative implements NativeModel {
       }
     }
     return rows;
+  }
+  decodeHidden(): number {
+    throw new Error("not scripted: sessions never ask for hidden states");
   }
   kvStats(): KvStats {
     return {

@@ -19,7 +19,7 @@ const kv_prefix = @import("kv/prefix.zig");
 const kv_evict = @import("kv/evict.zig");
 
 /// Bumped whenever an export's signature or meaning changes; checked by src/native at load.
-pub const abi_version: u32 = 11;
+pub const abi_version: u32 = 12;
 
 export fn hearth_abi_version() u32 {
     return abi_version;
@@ -401,7 +401,30 @@ export fn hearth_model_decode(
     const wl = want_logits orelse return status.fail(.null_pointer, "want logits is null", .{});
     if (!aligned(i32, tk) or !aligned(i32, ps) or !aligned(i32, sq)) return status.fail(.misaligned, "batch arrays must be 4-byte aligned", .{});
     if (out) |o| if (!aligned(f32, o)) return status.fail(.misaligned, "logits output must be 4-byte aligned", .{});
-    return model.decode(m, tk[0..n_rows], ps[0..n_rows], sq[0..n_rows], wl[0..n_rows], out, out_rows_cap);
+    return model.decode(m, tk[0..n_rows], ps[0..n_rows], sq[0..n_rows], wl[0..n_rows], out, out_rows_cap, .logits);
+}
+
+/// The step of hearth_model_decode, writing for each row that wants output its final hidden state
+/// after the output norm (n_embd floats; what embeddings pool) instead of logits.
+export fn hearth_model_decode_hidden(
+    handle: ?*model.Model,
+    n_rows: u32,
+    tokens: ?[*]const i32,
+    positions: ?[*]const i32,
+    seq_ids: ?[*]const i32,
+    want: ?[*]const u8,
+    out: ?[*]f32,
+    out_rows_cap: u32,
+) i32 {
+    const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
+    if (n_rows == 0) return 0;
+    const tk = tokens orelse return status.fail(.null_pointer, "tokens is null", .{});
+    const ps = positions orelse return status.fail(.null_pointer, "positions is null", .{});
+    const sq = seq_ids orelse return status.fail(.null_pointer, "seq ids is null", .{});
+    const wl = want orelse return status.fail(.null_pointer, "want is null", .{});
+    if (!aligned(i32, tk) or !aligned(i32, ps) or !aligned(i32, sq)) return status.fail(.misaligned, "batch arrays must be 4-byte aligned", .{});
+    if (out) |o| if (!aligned(f32, o)) return status.fail(.misaligned, "hidden output must be 4-byte aligned", .{});
+    return model.decode(m, tk[0..n_rows], ps[0..n_rows], sq[0..n_rows], wl[0..n_rows], out, out_rows_cap, .hidden);
 }
 
 export fn hearth_seq_create(handle: ?*model.Model) i32 {

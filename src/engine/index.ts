@@ -4,10 +4,11 @@ import type { GgufFile } from "../gguf/index.ts";
 import { loadLibrary } from "../native/lib.ts";
 import type { ModelInfo } from "../native/model-api.ts";
 import type { EngineConfig, FromWorker, ToWorker } from "./protocol.ts";
-import type { EngineEvent, EngineRequest, SchedulerStats } from "./request.ts";
+import type { EmbeddingsEvent, EngineEvent, EngineRequest, SchedulerStats, StepEvent } from "./request.ts";
 
 export type { EngineConfig, EngineKvTierConfig } from "./protocol.ts";
 export {
+  type EmbeddingsEvent,
   type EngineEvent,
   type EngineFinishReason,
   type EngineRequest,
@@ -26,7 +27,10 @@ export class EngineUnavailableError extends Error {
   override name = "EngineUnavailableError";
 }
 
-type Listener = (ev: EngineEvent) => void;
+type Listener = (ev: StepEvent) => void;
+
+/** What an embeddings job's listener hears: its vectors, or why it failed. */
+export type EmbedListener = (ev: EmbeddingsEvent | Extract<EngineEvent, { type: "error" }>) => void;
 
 export class Engine {
   private readonly listeners = new Map<string, Listener>();
@@ -109,13 +113,28 @@ export class Engine {
    * Queues a request; `onEvent` gets its text, then exactly one `done` or `error`.
    * Returns the request id (for cancel). Throws EngineBusyError when the queue is full.
    */
-  submit(req: Omit<EngineRequest, "id">, onEvent: Listener): string {
+  submit(req: Omit<EngineRequest, "id">, onEvent: (ev: EngineEvent) => void): string {
+    const id = this.take(onEvent as Listener);
+    this.post({ type: "submit", req: { ...req, id } });
+    return id;
+  }
+
+  /**
+   * Queues an embeddings job (token ids per input; it counts as one request in flight);
+   * `onEvent` gets its vectors or an error, once. Throws EngineBusyError when the queue is full.
+   */
+  submitEmbed(inputs: readonly (readonly number[])[], onEvent: EmbedListener): string {
+    const id = this.take(onEvent as Listener);
+    this.post({ type: "embed", req: { id, inputs } });
+    return id;
+  }
+
+  private take(onEvent: Listener): string {
     if (this.closed) throw new EngineUnavailableError("the engine is not running (shut down or failed)");
     if (this.inFlight >= this.capacity)
       throw new EngineBusyError(`queue full: ${this.inFlight} requests in flight`);
     const id = `r${this.nextId++}`;
     this.listeners.set(id, onEvent);
-    this.post({ type: "submit", req: { ...req, id } });
     return id;
   }
 

@@ -2,7 +2,14 @@
 // event-loop turns while any request has work. The library's sessions share it, so sessions
 // generating at once share each forward pass; no worker is needed.
 import type { Generation } from "./generation.ts";
-import type { EngineEvent, EngineRequest, OwnedSequence, SchedulerStats } from "./request.ts";
+import type {
+  EmbeddingsEvent,
+  EngineEvent,
+  EngineRequest,
+  OwnedSequence,
+  SchedulerStats,
+  StepEvent,
+} from "./request.ts";
 import type { Scheduler } from "./scheduler.ts";
 
 /** One request in flight on a LocalEngine: its events in order, taken one at a time. */
@@ -50,6 +57,10 @@ export class LocalRun {
 
 export class LocalEngine {
   private readonly runs = new Map<string, LocalRun>();
+  private readonly embeddings = new Map<
+    string,
+    { resolve: (ev: EmbeddingsEvent) => void; reject: (err: Error) => void }
+  >();
   private looping = false;
   private nextId = 0;
 
@@ -76,6 +87,20 @@ export class LocalEngine {
     return run;
   }
 
+  /**
+   * Queues an embeddings job (token ids per input) between the sessions' steps; resolves with
+   * its vectors. Throws RangeError at once for inputs the engine cannot take.
+   */
+  embed(inputs: readonly (readonly number[])[]): Promise<EmbeddingsEvent> {
+    const id = `e${this.nextId++}`;
+    this.scheduler.submitEmbed({ id, inputs });
+    const answer = new Promise<EmbeddingsEvent>((resolve, reject) =>
+      this.embeddings.set(id, { resolve, reject }),
+    );
+    this.kick();
+    return answer;
+  }
+
   /** @internal A paced request's client took its events: let it run again. */
   resume(id: string): void {
     this.scheduler.resume(id);
@@ -96,13 +121,13 @@ export class LocalEngine {
   }
 
   private loop(): void {
-    let events: EngineEvent[];
+    let events: StepEvent[];
     try {
       events = this.scheduler.step();
     } catch (err) {
       // A bug or a native failure outside decode: every request in flight learns of it.
       events = [];
-      for (const id of [...this.runs.keys()]) {
+      for (const id of [...this.runs.keys(), ...this.embeddings.keys()]) {
         this.scheduler.cancel(id);
         events.push({ type: "error", id, message: (err as Error).message });
       }
@@ -112,8 +137,16 @@ export class LocalEngine {
     else this.looping = false;
   }
 
-  private dispatch(events: readonly EngineEvent[]): void {
+  private dispatch(events: readonly StepEvent[]): void {
     for (const ev of events) {
+      const waiter = this.embeddings.get(ev.id);
+      if (waiter !== undefined) {
+        this.embeddings.delete(ev.id);
+        if (ev.type === "embeddings") waiter.resolve(ev);
+        else waiter.reject(new Error(ev.type === "error" ? ev.message : "embeddings ended without vectors"));
+        continue;
+      }
+      if (ev.type === "embeddings") continue;
       const run = this.runs.get(ev.id);
       if (run === undefined) continue;
       if (ev.type !== "text") this.runs.delete(ev.id);

@@ -6,13 +6,13 @@
 // ms to gather with the prefix cache on) ride along when a request ended, when the engine goes
 // idle, or every STATS_INTERVAL_MS, not with every token.
 import type { FromWorker } from "./protocol.ts";
-import type { EngineEvent, SchedulerStats } from "./request.ts";
+import type { SchedulerStats, StepEvent } from "./request.ts";
 
 /** Most time between two copies of the scheduler's figures while requests run (for /metrics). */
 export const STATS_INTERVAL_MS = 50;
 
 export class Outbox {
-  private pending: EngineEvent[] = [];
+  private pending: StepEvent[] = [];
   private stepMs = 0;
   /** Events messages sent; the main thread counts those it handled in `handled[0]`. */
   private sent = 0;
@@ -31,7 +31,7 @@ export class Outbox {
    * the main thread has handled every earlier message, or when `flush` (the engine is going idle,
    * or the events answer a message of the main thread).
    */
-  push(events: readonly EngineEvent[], stepMs: number, flush: boolean): void {
+  push(events: readonly StepEvent[], stepMs: number, flush: boolean): void {
     for (const ev of events) this.pending.push(ev);
     if (stepMs > 0) this.stepMs = stepMs;
     const behind = this.handled !== null && Atomics.load(this.handled, 0) < this.sent;

@@ -1,7 +1,8 @@
 // Messages between the engine client (main thread) and the engine worker that owns the native model.
 import type { GgufFile } from "../gguf/index.ts";
 import type { ModelInfo } from "../native/model-api.ts";
-import type { EngineEvent, EngineRequest, SchedulerStats } from "./request.ts";
+import type { EmbedRequest } from "./embed.ts";
+import type { EngineRequest, SchedulerStats, StepEvent } from "./request.ts";
 
 export interface EngineConfig {
   modelPath: string;
@@ -44,6 +45,7 @@ export type ToWorker =
    */
   | { type: "init"; config: EngineConfig; file?: GgufFile; handled?: Int32Array }
   | { type: "submit"; req: EngineRequest }
+  | { type: "embed"; req: EmbedRequest }
   | { type: "cancel"; id: string }
   | { type: "close" };
 
@@ -51,6 +53,6 @@ export type FromWorker =
   | { type: "ready"; info: ModelInfo; stats: SchedulerStats }
   | { type: "fatal"; message: string }
   /** `stats`: present when they may have changed meaningfully (outbox.ts); `stepMs`: the last step's, 0 if none. */
-  | { type: "events"; events: EngineEvent[]; stats?: SchedulerStats; stepMs: number }
+  | { type: "events"; events: StepEvent[]; stats?: SchedulerStats; stepMs: number }
   /** `persisted`: prefix-cache pages listed in the SSD manifest at shutdown (null: no SSD tier or it failed). */
   | { type: "closed"; persisted: number | null; persistError?: string };

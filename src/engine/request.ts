@@ -69,6 +69,19 @@ export type EngineEvent =
       code?: "kv_full" | "context_full";
     };
 
+/** An embeddings job's answer (its only event; a failed job gets an `error` event instead). */
+export interface EmbeddingsEvent {
+  type: "embeddings";
+  id: string;
+  /** inputs x dims floats, input i's unit vector at [i * dims, (i + 1) * dims). */
+  vectors: Float32Array;
+  dims: number;
+  promptTokens: number;
+}
+
+/** What a step produces: generation requests' events and embeddings jobs' answers. */
+export type StepEvent = EngineEvent | EmbeddingsEvent;
+
 export interface SchedulerOptions {
   /** Most sequences decoding at once (also bounded by the native model's maxSequences). */
   maxRunning: number;
@@ -78,6 +91,8 @@ export interface SchedulerOptions {
   stepTokens: number;
   /** Most tokens one sequence may hold (prompt + output). */
   contextTokens: number;
+  /** KV sequences of the native model set aside for embeddings beyond maxRunning (default 0: none). */
+  embedSequences?: number;
   /**
    * Reuse and publish KV pages through the model's prefix cache (its tier must be open).
    * Ignored for a model without KV tiers.

@@ -15,6 +15,7 @@ import {
 import { tokenLogprob } from "../sampling/index.ts";
 import { draftSources } from "../speculative.ts";
 import { type DraftModel, proposeModelDrafts } from "./draft-model.ts";
+import { Embedder, type EmbedRequest } from "./embed.ts";
 import { draftCounts, type EngineFinishReason, type EngineTokenizer } from "./generation.ts";
 import { PrefixCache } from "./prefix-cache.ts";
 import type {
@@ -24,18 +25,21 @@ import type {
   OwnedSequence,
   SchedulerOptions,
   SchedulerStats,
+  StepEvent,
 } from "./request.ts";
 import { newSequence, type OwnedRun, type Sequence, shiftSequence } from "./sequence.ts";
 import { packBatch } from "./step-batch.ts";
 
 export type { EngineTokenizer } from "./generation.ts";
 export type {
+  EmbeddingsEvent,
   EngineEvent,
   EngineFinishReason,
   EngineRequest,
   OwnedSequence,
   SchedulerOptions,
   SchedulerStats,
+  StepEvent,
 } from "./request.ts";
 export type { OwnedRun, Sequence } from "./sequence.ts";
 
@@ -66,6 +70,9 @@ export class Scheduler {
   /** The model's prefix cache, when it is on. */
   private readonly prefix: PrefixCache | null;
   private readonly tiers: NativeKvTiers | null;
+  /** Embeddings jobs (embed.ts), taking turns with generation. */
+  private readonly embeds: Embedder;
+  private embedTurn = false;
 
   constructor(
     private readonly model: NativeModel,
@@ -91,15 +98,20 @@ export class Scheduler {
     this.logits = new Float32Array(opts.maxRunning * model.info.vocabSize);
     this.tiers = opts.prefixCache === true && isTiered(model) ? model : null;
     this.prefix = this.tiers === null ? null : new PrefixCache(this.tiers, kv.pageTokens);
+    this.embeds = new Embedder(model, {
+      stepTokens: opts.stepTokens,
+      sequences: opts.embedSequences ?? 0,
+      contextTokens: opts.contextTokens,
+    });
   }
 
   get idle(): boolean {
-    return this.waiting.length === 0 && this.running.length === 0;
+    return this.waiting.length === 0 && this.running.length === 0 && !this.embeds.hasWork;
   }
 
   /** Whether step() has anything to do (paced sequences waiting for their client do not count). */
   get hasWork(): boolean {
-    return this.waiting.length > 0 || this.running.some((s) => !s.held);
+    return this.embeds.hasWork || this.waiting.length > 0 || this.running.some((s) => !s.held);
   }
 
   stats(): SchedulerStats {
@@ -144,6 +156,11 @@ export class Scheduler {
     this.waiting.push(newSequence(req, this.nextOrder++, this.tokenizer, this.opts.contextTokens, owned));
   }
 
+  /** Queues an embeddings job (embed.ts); throws RangeError for inputs it cannot take. */
+  submitEmbed(req: EmbedRequest): void {
+    this.embeds.submit(req);
+  }
+
   /** Lets a paced sequence run again once its client took its last event. */
   resume(id: string): void {
     const s = this.running.find((x) => x.req.id === id);
@@ -156,6 +173,8 @@ export class Scheduler {
    * Unknown ids are ignored.
    */
   cancel(id: string, flushHeld = false): EngineEvent | null {
+    const embed = this.embeds.cancel(id);
+    if (embed !== null) return embed;
     const w = this.waiting.findIndex((s) => s.req.id === id);
     const r = w >= 0 ? -1 : this.running.findIndex((s) => s.req.id === id);
     const s = w >= 0 ? this.waiting.splice(w, 1)[0] : r >= 0 ? this.running.splice(r, 1)[0] : undefined;
@@ -165,7 +184,14 @@ export class Scheduler {
   }
 
   /** Runs one engine step (at most one decode call); returns what it produced. */
-  step(): EngineEvent[] {
+  step(): StepEvent[] {
+    // Embeddings and generation take turns while both have work.
+    const generating = this.waiting.length > 0 || this.running.some((s) => !s.held);
+    if (this.embeds.hasWork && (this.embedTurn || !generating)) {
+      this.embedTurn = false;
+      return this.embeds.step(this.freeAfterReservations(true));
+    }
+    this.embedTurn = this.embeds.hasWork;
     const events: EngineEvent[] = [];
     this.admit();
     // A sequence whose last token's logits are known (a prefilled session) samples from them.

@@ -5,6 +5,7 @@
 import type { GgufFile } from "../gguf/index.ts";
 import { openModel, readModelFile } from "../model-file.ts";
 import { loadLibrary } from "../native/lib.ts";
+import { sequencesWithEmbeddings } from "../native/limits.ts";
 import { createBatch } from "../native/model.ts";
 import type { NativeModel, TieredNativeModel } from "../native/model-api.ts";
 import { DraftModel } from "./draft-model.ts";
@@ -78,13 +79,14 @@ async function init(
   process.env.HEARTH_LIB = config.libPath;
   await loadLibrary();
   const mf = readModelFile(config.modelPath, parsed);
+  const embedding = sequencesWithEmbeddings(config.parallel);
   const tokenizer = mf.tokenizer;
   model = openModel(mf, {
     threads: config.threads,
     kvPages: config.kvPages,
     kvType: config.kvType,
     maxBatchTokens: config.stepTokens,
-    maxSequences: config.parallel,
+    maxSequences: embedding.total,
   });
   if (config.draftModelPath !== undefined) {
     // The same sizes as the target: a draft sequence per target sequence, as many KV tokens.
@@ -125,6 +127,7 @@ async function init(
       stepTokens: config.stepTokens,
       contextTokens: config.contextTokens,
       prefixCache: tierConfig !== null,
+      embedSequences: embedding.embedding,
     },
     createBatch(config.stepTokens),
     draftNative === null ? null : new DraftModel(draftNative, config.stepTokens),
@@ -162,9 +165,10 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
     return;
   }
   if (s === null) return;
-  if (msg.type === "submit") {
+  if (msg.type === "submit" || msg.type === "embed") {
     try {
-      s.submit(msg.req);
+      if (msg.type === "submit") s.submit(msg.req);
+      else s.submitEmbed(msg.req);
       kick();
     } catch (err) {
       const e = err as Error;

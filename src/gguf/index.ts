@@ -7,6 +7,7 @@ export {
   type LlamaTensors,
   llamaConfigFromGguf,
   ModelConfigError,
+  type Pooling,
   type RopeScalingType,
   type RopeType,
 } from "./llama-config.ts";

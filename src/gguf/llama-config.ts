@@ -101,9 +101,28 @@ export interface LlamaConfig {
   tiedOutput: boolean;
   /** Sliding-window attention (gemma3), if the file has a window. */
   slidingWindow: SlidingWindow | undefined;
+  /** How embeddings are pooled (`<arch>.pooling_type`; the mean when the file does not say). */
+  pooling: Pooling;
   /** Gemma 3's query and embedding scales; undefined for the other families. */
   gemma: GemmaTraits | undefined;
   tensors: LlamaTensors;
+}
+
+/**
+ * How an embedding is pooled from a sequence's final hidden states (`<arch>.pooling_type`, as
+ * llama.cpp numbers it): the mean of every token's, the first token's (cls) or the last token's.
+ */
+export type Pooling = "mean" | "cls" | "last";
+
+/**
+ * llama.cpp's pooling types by number: 0 (none) and an absent key give the mean, the default
+ * of a decoder model; 4 (rank) belongs to rerankers, whose classifier head hearth does not run.
+ */
+function poolingOf(k: Keys, arch: string): Pooling {
+  const key = `${arch}.pooling_type`;
+  const n = k.int(key, 0, 4, 0);
+  if (n === 4) throw new ModelConfigError(`metadata key "${key}" = 4 (rank, a reranker) is not supported`);
+  return n === 2 ? "cls" : n === 3 ? "last" : "mean";
 }
 
 export interface LlamaConfigOptions {
@@ -279,6 +298,7 @@ function configOf(file: GgufFile, opts: LlamaConfigOptions): LlamaConfig {
     vocabSize,
     tiedOutput: untiedOutput === undefined,
     slidingWindow: gemma?.slidingWindow,
+    pooling: poolingOf(k, arch),
     gemma,
     tensors: { tokenEmbd, outputNorm, output: untiedOutput ?? tokenEmbd, layers },
   };

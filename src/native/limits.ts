@@ -31,3 +31,21 @@ export function defaultThreads(): number {
   }
   return Math.max(1, Math.min(availableParallelism(), max));
 }
+
+/**
+ * KV sequences a model keeps beside its generating ones for embeddings: the most inputs one
+ * engine step computes together (more take further steps).
+ */
+export const EMBEDDING_SEQUENCES = 64;
+
+/** Most inputs one embeddings request carries (OpenAI's limit). */
+export const MAX_EMBEDDING_INPUTS = 2048;
+
+/**
+ * Sequences to open the native model with: `generating` ones plus EMBEDDING_SEQUENCES, within
+ * the native maximum (a model opened with the maximum for generation has none for embeddings).
+ */
+export function sequencesWithEmbeddings(generating: number): { total: number; embedding: number } {
+  const total = Math.min(nativeLimits().maxSequences, generating + EMBEDDING_SEQUENCES);
+  return { total, embedding: Math.max(0, total - generating) };
+}

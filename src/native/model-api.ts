@@ -1,5 +1,6 @@
 // The contract between the TypeScript runtime (session, engine) and the native model.
 // src/native/model.ts implements it over bun:ffi; the engine and session only see this.
+import type { Pooling } from "../gguf/llama-config.ts";
 
 /** Shape facts of a loaded model that the runtime needs. */
 export interface ModelInfo {
@@ -15,6 +16,8 @@ export interface ModelInfo {
   formats: string[];
   /** Keys a sliding-window layer attends to (Gemma 3), or null when every layer sees the whole context. */
   slidingWindow: number | null;
+  /** How embeddings are pooled from the final hidden states (the GGUF's `<arch>.pooling_type`). */
+  pooling: Pooling;
 }
 
 /** KV pool occupancy, in pages of `pageTokens` tokens. */
@@ -66,6 +69,12 @@ export interface NativeModel {
    * Returns the number of logits rows written. Throws KvFullError if pages ran out.
    */
   decode(batch: Batch, out: Float32Array): number;
+  /**
+   * The same step, writing for each row with wantLogits=1 its final hidden state after the
+   * output norm (embeddingLength floats, what embeddings pool) instead of logits. Returns the
+   * number of rows written. Throws KvFullError if pages ran out.
+   */
+  decodeHidden(batch: Batch, out: Float32Array): number;
   kvStats(): KvStats;
   close(): void;
 }

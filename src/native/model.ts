@@ -306,13 +306,26 @@ class FfiNativeModel implements TieredNativeModel {
   }
 
   decode(batch: Batch, out: Float32Array): number {
+    return this.step(batch, out, this.info.vocabSize, this.lib.hearth_model_decode);
+  }
+
+  decodeHidden(batch: Batch, out: Float32Array): number {
+    return this.step(batch, out, this.info.embeddingLength, this.lib.hearth_model_decode_hidden);
+  }
+
+  private step(
+    batch: Batch,
+    out: Float32Array,
+    rowFloats: number,
+    call: typeof this.lib.hearth_model_decode,
+  ): number {
     const n = batch.length;
     if (!Number.isInteger(n) || n < 0 || n > batch.capacity) {
       throw new RangeError(`batch length ${n} must be an integer in [0, ${batch.capacity}]`);
     }
     if (n === 0) return 0;
-    const capRows = Math.floor(out.length / this.info.vocabSize);
-    const rc = this.lib.hearth_model_decode(
+    const capRows = Math.floor(out.length / rowFloats);
+    const rc = call(
       this.h(),
       n,
       batch.tokens,
@@ -411,6 +424,7 @@ export function openNativeModel(
     headDim: hp.headDim,
     formats: [...new Set(gguf.tensors.map((t) => t.typeName))].sort(),
     slidingWindow: config.slidingWindow?.size ?? null,
+    pooling: config.pooling,
   };
   // Identity of the KV this model produces: hyperparameters, tensor table, file size, KV type.
   const hpBytes = encodeHparams(hp);

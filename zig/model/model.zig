@@ -760,16 +760,18 @@ const AttnQuant = struct {
     }
 };
 
-/// Final norm of the rows that want logits, gathered into xb rows 0..n_out.
+/// Final norm of the rows that want output, gathered into xb rows 0..n_out (and quantized for
+/// the output matrix when logits follow).
 const OutNorm = struct {
     m: *Model,
+    quantize: bool,
     fn run(self: *const OutNorm, k: usize) void {
         const m = self.m;
         const d = m.hp.n_embd;
         const r = m.logit_rows[k];
         const xb = m.xb[k * d ..][0..d];
         ops.rmsnorm(xb, m.x[r * d ..][0..d], m.output_norm, m.hp.rms_eps);
-        prepareAct(m.output.type, xb, m.act[k * d / 32 ..][0 .. d / 32]);
+        if (self.quantize) prepareAct(m.output.type, xb, m.act[k * d / 32 ..][0 .. d / 32]);
     }
 };
 
@@ -816,9 +818,19 @@ pub fn mm(m: *Model, w: Weight, x: []const f32, n: usize, out: []f32, prefetch: 
     matmul_mod.matmulPrefetch(m.pool, w, x[0 .. n * cols], m.act[0 .. n * cols / 32], n, out[0 .. n * w.rows], prefetch);
 }
 
-/// One engine step. Returns the number of logits rows written to `out` (n_vocab floats each,
-/// in row order of the rows with want=1), or a negative status; on error nothing was written.
-pub fn decode(m: *Model, tokens: []const i32, positions: []const i32, seq_ids: []const i32, want: []const u8, out: ?[*]f32, out_rows_cap: usize) i32 {
+/// What a step writes for each row that wants output.
+pub const Output = enum {
+    /// n_vocab floats: the output matrix over the normed final hidden state.
+    logits,
+    /// n_embd floats: the final hidden state after the output norm, before the output matrix
+    /// (what embeddings are pooled from, as llama.cpp's `result_norm`).
+    hidden,
+};
+
+/// One engine step. Returns the number of output rows written to `out` (n_vocab floats each for
+/// logits, n_embd for hidden states, in row order of the rows with want=1), or a negative status;
+/// on error nothing was written.
+pub fn decode(m: *Model, tokens: []const i32, positions: []const i32, seq_ids: []const i32, want: []const u8, out: ?[*]f32, out_rows_cap: usize, output: Output) i32 {
     const n = tokens.len;
     if (n == 0) return 0;
     if (n > m.opts.max_batch_tokens) return status.fail(.invalid_argument, "batch of {d} rows is larger than max batch tokens {d}", .{ n, m.opts.max_batch_tokens });
@@ -839,8 +851,8 @@ pub fn decode(m: *Model, tokens: []const i32, positions: []const i32, seq_ids: [
         m.seq_rows[su] += 1;
         if (want[i] != 0) n_out += 1;
     }
-    if (n_out > out_rows_cap) return status.fail(.invalid_argument, "{d} rows want logits but the output holds {d}", .{ n_out, out_rows_cap });
-    if (n_out > 0 and out == null) return status.fail(.null_pointer, "logits output is null", .{});
+    if (n_out > out_rows_cap) return status.fail(.invalid_argument, "{d} rows want {s} but the output holds {d}", .{ n_out, @tagName(output), out_rows_cap });
+    if (n_out > 0 and out == null) return status.fail(.null_pointer, "{s} output is null", .{@tagName(output)});
     var pages_needed: usize = 0;
     for (m.seq_rows, 0..) |cnt, s| {
         if (cnt > 0) pages_needed += cache.pagesNeeded(@intCast(s), cnt);
@@ -894,9 +906,13 @@ pub fn decode(m: *Model, tokens: []const i32, positions: []const i32, seq_ids: [
     }
 
     if (n_out > 0) {
-        const on: OutNorm = .{ .m = m };
+        const on: OutNorm = .{ .m = m, .quantize = output == .logits };
         forRows(m, n_out, &on, OutNorm.run);
-        mm(m, m.output, m.xb, n_out, out.?[0 .. n_out * m.hp.n_vocab], null);
+        const d: usize = m.hp.n_embd;
+        switch (output) {
+            .logits => mm(m, m.output, m.xb, n_out, out.?[0 .. n_out * m.hp.n_vocab], null),
+            .hidden => @memcpy(out.?[0 .. n_out * d], m.xb[0 .. n_out * d]),
+        }
     }
     return @intCast(n_out);
 }

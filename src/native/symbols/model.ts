@@ -22,6 +22,20 @@ export const modelSymbols = {
     ],
     returns: FFIType.i32,
   },
+  hearth_model_decode_hidden: {
+    // handle, n_rows, tokens*, positions*, seq_ids*, want*, out*, out_rows_cap
+    args: [
+      FFIType.ptr,
+      FFIType.u32,
+      FFIType.ptr,
+      FFIType.ptr,
+      FFIType.ptr,
+      FFIType.ptr,
+      FFIType.ptr,
+      FFIType.u32,
+    ],
+    returns: FFIType.i32,
+  },
   hearth_seq_create: { args: [FFIType.ptr], returns: FFIType.i32 },
   hearth_seq_free: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
   hearth_seq_length: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },

@@ -240,6 +240,7 @@ export class Model {
   close(): void {
     if (this.closed) return;
     for (const s of [...this.sessions]) s.close();
+    this.local?.abortEmbeddings("model closed");
     this.closed = true;
     this.native.close();
     this.draft?.native.close();

@@ -923,3 +923,117 @@ describe("Engine (worker)", () => {
     }
   }, 60_000);
 });
+
+describe("embeddings on the scheduler (scripted model)", () => {
+  const embedScheduler = (m: ScriptedModel, stepTokens: number, embedSequences = 8) =>
+    new Scheduler(
+      m,
+      letters,
+      { maxRunning: 2, maxQueued: 4, stepTokens, contextTokens: 256, embedSequences },
+      createBatch(stepTokens),
+    );
+  const vectorsOf = (events: StepEvent[], id: string) => {
+    const ev = events.find((e) => e.id === id);
+    if (ev?.type !== "embeddings") throw new Error(`no vectors for ${id}: ${JSON.stringify(ev)}`);
+    return Array.from({ length: ev.vectors.length / ev.dims }, (_, i) =>
+      Array.from(ev.vectors.subarray(i * ev.dims, (i + 1) * ev.dims)),
+    );
+  };
+  const runAll = (s: Scheduler) => {
+    const events: StepEvent[] = [];
+    for (let i = 0; i < 100 && !s.idle; i++) events.push(...s.step());
+    return events;
+  };
+
+  test("many inputs share one decode call, each in a sequence of its own, pooled by the mean and normalised", () => {
+    const m = new ScriptedModel(100);
+    const s = embedScheduler(m, 32);
+    s.submitEmbed({ id: "e", inputs: [[1, 2], [3, 3, 3], [4]] });
+    const events = s.step();
+    expect(m.batches).toHaveLength(1);
+    const rows = m.batches[0] ?? [];
+    expect(rows.map((r) => r.seq)).toEqual([0, 0, 1, 1, 1, 2]);
+    expect(rows.every((r) => r.logits)).toBe(true); // mean pooling reads every row
+    const [a, b, c] = vectorsOf(events, "e");
+    // Rows: 1 at token % 8, the position at index 7. [1, 2]: (0,1,1,0,0,0,0,1) / sqrt(3).
+    const r3 = 1 / Math.sqrt(3);
+    expect(a?.map((x) => Math.fround(x))).toEqual([0, r3, r3, 0, 0, 0, 0, r3].map(Math.fround));
+    // [3, 3, 3]: (0,0,0,3,0,0,0,0+1+2) / sqrt(18).
+    expect(b?.[3]).toBeCloseTo(3 / Math.sqrt(18), 6);
+    expect(b?.[7]).toBeCloseTo(3 / Math.sqrt(18), 6);
+    expect(c).toEqual([0, 0, 0, 0, 1, 0, 0, 0]);
+    expect(m.kvStats().pagesFree).toBe(100); // every sequence freed
+    expect(s.idle).toBe(true);
+  });
+
+  test("an input longer than the step budget continues over steps; cls and last pool one row", () => {
+    for (const pooling of ["mean", "cls", "last"] as const) {
+      const m = new ScriptedModel(100);
+      Object.assign(m.info, { pooling });
+      const s = embedScheduler(m, 4);
+      const long = [1, 2, 3, 4, 5, 6, 7, 0, 1, 2];
+      s.submitEmbed({ id: "e", inputs: [long, [5]] });
+      const events = runAll(s);
+      expect(m.batches.map((b) => b.length)).toEqual([4, 4, 3]); // [5] rides in the last step
+      const wanted = m.batches.flat().filter((r) => r.logits).length;
+      expect(wanted).toBe(pooling === "mean" ? 11 : 2);
+      const [v] = vectorsOf(events, "e");
+      if (pooling === "cls") expect(v).toEqual([0, 1, 0, 0, 0, 0, 0, 0]);
+      if (pooling === "last") expect(v?.[2]).toBeCloseTo(1 / Math.sqrt(1 + 81), 6);
+      expect(m.kvStats().pagesFree).toBe(100);
+    }
+  });
+
+  test("embeddings and generation take turns; generation's tokens do not change", () => {
+    const m = new ScriptedModel(100);
+    const s = embedScheduler(m, 4);
+    s.submit({ id: "g", promptIds: [0, 1], sampling: greedy, maxTokens: 4, stop: [] });
+    s.submitEmbed({ id: "e", inputs: [Array.from({ length: 12 }, (_, i) => i % 8)] });
+    const out: Outputs = new Map();
+    collect(out, runAll(s));
+    expect(out.get("g")?.text).toBe("cdef");
+    const kinds = m.batches.map((b) => (b.some((r) => r.seq === 0) ? "g" : "e"));
+    // The generation arrived first (its prompt), then they alternate while both have work.
+    expect(kinds.slice(0, 6)).toEqual(["g", "e", "g", "e", "g", "e"]);
+  });
+
+  test("admission by KV pages: inputs wait for pages, one too large for what is free fails alone", () => {
+    const m = new ScriptedModel(4); // 64 tokens of KV
+    const s = new Scheduler(
+      m,
+      letters,
+      { maxRunning: 2, maxQueued: 4, stepTokens: 64, contextTokens: 64, embedSequences: 8 },
+      createBatch(64),
+    );
+    s.submit({ id: "g", promptIds: [0, 1], sampling: greedy, maxTokens: 20, stop: [] });
+    s.step(); // g holds a page from here on
+    s.submitEmbed({ id: "a", inputs: [Array(40).fill(1), Array(40).fill(2)] });
+    s.submitEmbed({ id: "big", inputs: [Array(64).fill(3)] });
+    s.submitEmbed({ id: "c", inputs: [[4]] });
+    const events = runAll(s);
+    const embedBatches = m.batches.filter((b) => b.every((r) => r.seq !== 0));
+    expect(embedBatches.map((b) => b.length)).toEqual([40, 40, 1]); // 3 pages each: one at a time
+    expect(vectorsOf(events, "a")).toHaveLength(2);
+    expect(events.find((e) => e.id === "big")).toMatchObject({ type: "error", code: "kv_full" });
+    expect(vectorsOf(events, "c")).toHaveLength(1);
+    expect(events.find((e) => e.id === "g")).toBeDefined();
+    expect(m.kvStats().pagesFree).toBe(4);
+  });
+
+  test("cancel frees the job's sequences; bad inputs are refused at submit", () => {
+    const m = new ScriptedModel(100);
+    const s = embedScheduler(m, 4);
+    s.submitEmbed({ id: "e", inputs: [Array(10).fill(1), Array(10).fill(2)] });
+    s.step();
+    expect(m.kvStats().pagesFree).toBeLessThan(100);
+    expect(s.cancel("e")).toMatchObject({ type: "error", id: "e" });
+    expect(m.kvStats().pagesFree).toBe(100);
+    expect(s.idle).toBe(true);
+    expect(() => s.submitEmbed({ id: "x", inputs: [] })).toThrow(/1 to 2048 inputs/);
+    expect(() => s.submitEmbed({ id: "x", inputs: [[1], []] })).toThrow(/input 1 is empty/);
+    expect(() => s.submitEmbed({ id: "x", inputs: [[VOCAB]] })).toThrow(/not a token id below 32/);
+    expect(() => s.submitEmbed({ id: "x", inputs: [Array(257).fill(1)] })).toThrow(/the limit is 256/);
+    const none = embedScheduler(m, 4, 0);
+    expect(() => none.submitEmbed({ id: "x", inputs: [[1]] })).toThrow(/no KV sequences are left/);
+  });
+});

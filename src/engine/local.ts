@@ -101,6 +101,14 @@ export class LocalEngine {
     return answer;
   }
 
+  /** @internal Fails every embeddings job still queued (the model is closing). */
+  abortEmbeddings(message: string): void {
+    for (const id of [...this.embeddings.keys()]) {
+      this.scheduler.cancel(id);
+      this.dispatch([{ type: "error", id, message }]);
+    }
+  }
+
   /** @internal A paced request's client took its events: let it run again. */
   resume(id: string): void {
     this.scheduler.resume(id);

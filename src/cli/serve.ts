@@ -278,6 +278,7 @@ export async function main(argv: string[]): Promise<number> {
     speculativeOptIn,
     draftModel: draftPath !== undefined,
     corsOrigins: (values.cors as string[] | undefined) ?? [],
+    embeddings: engine,
   });
   try {
     app.listen({ hostname: host, port });

@@ -14,6 +14,7 @@ import { LogprobFormat } from "./logprobs.ts";
 import { ServerMetrics } from "./metrics.ts";
 import { chatRoute } from "./routes/chat.ts";
 import { completionsRoute } from "./routes/completions.ts";
+import { type EmbeddingEngine, embeddingsRoute } from "./routes/embeddings.ts";
 import { healthRoute } from "./routes/health.ts";
 import { messagesRoute } from "./routes/messages.ts";
 import { metricsRoute } from "./routes/metrics.ts";
@@ -53,6 +54,8 @@ export interface AppOptions {
    * headers, so browsers keep pages of other origins out.
    */
   corsOrigins?: readonly string[];
+  /** The engine's embeddings (POST /v1/embeddings); omitted: that route is not served. */
+  embeddings?: EmbeddingEngine;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 1 << 20;
@@ -94,6 +97,15 @@ export function createApp(opts: AppOptions) {
     .use(chatRoute(run, requests))
     .use(completionsRoute(run, requests))
     .use(messagesRoute(run, requests))
+    .use(
+      opts.embeddings === undefined
+        ? new Elysia()
+        : embeddingsRoute(run, {
+            engine: opts.embeddings,
+            tokenizer: opts.tokenizer,
+            contextTokens: opts.contextTokens,
+          }),
+    )
     .use(modelsRoute(modelId))
     .use(healthRoute(engine))
     .use(metricsRoute(engine, metrics));

@@ -12,6 +12,7 @@ const BODY_ROUTES = new Set([
   "/v1/completions",
   "/v1/messages",
   "/v1/messages/count_tokens",
+  "/v1/embeddings",
 ]);
 
 /** The error shape of a request's route: Anthropic's for /v1/messages, OpenAI's for the rest. */

@@ -5,6 +5,7 @@
 // a 400 naming it (every object is closed: `additionalProperties: false`).
 import { type Static, type TSchema, t } from "elysia";
 import { CHAT_ROLES } from "../chat/index.ts";
+import { MAX_EMBEDDING_INPUTS } from "../native/limits.ts";
 import { MAX_LOGIT_BIAS, MAX_SEED, MAX_TOP_LOGPROBS } from "../sampling/index.ts";
 
 /** Most choices one request may ask for (prompts x n). */
@@ -206,6 +207,23 @@ export const CompletionBody = Obj({
 
 export type ChatCompletionRequest = Static<typeof ChatCompletionBody>;
 export type CompletionRequest = Static<typeof CompletionBody>;
+
+/** POST /v1/embeddings: a text, texts, token ids or lists of them (routes/embeddings.ts). */
+export const EmbeddingBody = Obj({
+  // One flat union, so its error reads "expected a string, an array of strings, ...".
+  input: t.Union([
+    t.String(),
+    t.Array(t.String(), { minItems: 1, maxItems: MAX_EMBEDDING_INPUTS }),
+    t.Array(Int({ minimum: 0 }), { minItems: 1 }),
+    t.Array(t.Array(Int({ minimum: 0 }), { minItems: 1 }), { minItems: 1, maxItems: MAX_EMBEDDING_INPUTS }),
+  ]),
+  model: t.Optional(t.String()),
+  encoding_format: Opt(t.Union([t.Literal("float"), t.Literal("base64")])),
+  /** Only the model's own size: hearth does not shorten embeddings (checked in the route). */
+  dimensions: Opt(Int({ minimum: 1 })),
+  user: t.Optional(t.String()),
+});
+export type EmbeddingRequest = Static<typeof EmbeddingBody>;
 export type ChatMessageBody = Static<typeof ChatMessageSchema>;
 /** The fields both endpoints share (what turns into the sampler, limits and stops). */
 export type CommonRequest = Pick<ChatCompletionRequest, keyof typeof common>;
@@ -312,6 +330,21 @@ export const TextCompletion = t.Object({
 export type ChatCompletionType = Static<typeof ChatCompletion>;
 export type ChatCompletionChunkType = Static<typeof ChatCompletionChunk>;
 export type TextCompletionType = Static<typeof TextCompletion>;
+
+export const EmbeddingList = t.Object({
+  object: t.Literal("list"),
+  data: t.Array(
+    t.Object({
+      object: t.Literal("embedding"),
+      index: t.Number(),
+      /** Floats, or with encoding_format "base64" the little-endian float32 bytes in base64. */
+      embedding: t.Union([t.Array(t.Number()), t.String()]),
+    }),
+  ),
+  model: t.String(),
+  usage: t.Object({ prompt_tokens: t.Number(), total_tokens: t.Number() }),
+});
+export type EmbeddingListBody = Static<typeof EmbeddingList>;
 
 export const Model = t.Object({
   id: t.String(),

@@ -9,6 +9,7 @@ POST /v1/chat/completions   chat (messages; "stream": true for SSE)
 POST /v1/completions        text completion (prompt: text, token ids, or a list of them)
 POST /v1/messages           Anthropic's Messages API (x-api-key works as the key)
 POST /v1/messages/count_tokens  the prompt's tokens, as Anthropic counts them
+POST /v1/embeddings         embeddings of texts or token ids (floats or base64)
 GET  /v1/models             the served model (and /v1/models/{id})
 GET  /health                200 while the engine runs (no API key needed)
 GET  /metrics               Prometheus metrics

@@ -6,7 +6,18 @@
 import { type BenchOptions, formatTable, parseBenchArgs, printSuite, type SuiteResult } from "./lib.ts";
 import { saveRun } from "./results.ts";
 
-const SUITES = ["kernels", "e2e", "serve", "kv", "text", "speculative", "library", "micro", "fuzz"] as const;
+const SUITES = [
+  "kernels",
+  "e2e",
+  "serve",
+  "kv",
+  "text",
+  "speculative",
+  "library",
+  "embed",
+  "micro",
+  "fuzz",
+] as const;
 /** Suites run only when named (the soak takes --minutes). */
 const ON_DEMAND = ["soak"] as const;
 

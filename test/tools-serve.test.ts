@@ -131,6 +131,47 @@ describe("tool calling (real server, openai client)", () => {
     expect(call.function.arguments).toBe(parts[0]?.args as string);
   }, 120_000);
 
+  test("a reply opening with a call: its first delta has the role and content null, as OpenAI's; the client's stream helper assembles it", async () => {
+    const body = {
+      model: "default",
+      messages: [{ role: "user" as const, content: "Weather in Oslo, in celsius please." }],
+      tools: [weather, time],
+      tool_choice: { type: "function" as const, function: { name: "get_weather" } },
+      temperature: 0,
+      max_tokens: 120,
+    };
+    const raw = await fetch(`${server.url}/v1/chat/completions`, {
+      method: "POST",
+      body: JSON.stringify({ ...body, stream: true }),
+    });
+    const deltas = (await raw.text())
+      .split("\n\n")
+      .filter((l) => l.startsWith("data: {"))
+      .map((l) => JSON.parse(l.slice(6)).choices[0]?.delta)
+      .filter((d) => d !== undefined);
+    expect(deltas[0]).toMatchObject({ role: "assistant", content: null });
+    expect(deltas[0].tool_calls[0]).toMatchObject({
+      index: 0,
+      type: "function",
+      function: { name: "get_weather", arguments: "" },
+    });
+    expect(deltas.slice(1).every((d) => d.role === undefined && d.content === undefined)).toBe(true);
+    // The openai client's stream helper accepts it and assembles the call.
+    const argsDone: string[] = [];
+    const stream = client.chat.completions
+      .stream({ ...body, stream: true })
+      .on("tool_calls.function.arguments.done", (e) => argsDone.push(e.arguments));
+    const final = await stream.finalChatCompletion();
+    const message = final.choices[0]?.message;
+    expect(message?.role).toBe("assistant");
+    expect(message?.content ?? null).toBeNull();
+    expect(final.choices[0]?.finish_reason).toBe("tool_calls");
+    const call = message?.tool_calls?.[0] as { function: { name: string; arguments: string } };
+    expect(call.function.name).toBe("get_weather");
+    expect(argsDone).toEqual([call.function.arguments]);
+    expect(typeof JSON.parse(call.function.arguments).city).toBe("string");
+  }, 120_000);
+
   test("a reply cut by max_tokens inside a call ends with length and the partial call", async () => {
     const r = await client.chat.completions.create({
       model: "default",

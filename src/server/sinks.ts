@@ -37,16 +37,22 @@ function toolFinish(reason: FinishReason, calls: readonly ParsedCall[]): FinishR
   return reason === "stop" && calls.length > 0 ? "tool_calls" : reason;
 }
 
-/** A streamed tool event as a chat chunk's delta. */
-function toolDelta(ev: ToolEvent): ChatCompletionChunkType["choices"][number]["delta"] {
-  if (ev.type === "content") return { content: ev.text };
+/**
+ * A streamed tool event as a chat chunk's delta. A choice's first delta carries the role, and, as
+ * OpenAI sends it, `content: null` when the reply opens with a call.
+ */
+function toolDelta(ev: ToolEvent, first: boolean): ChatCompletionChunkType["choices"][number]["delta"] {
+  const role = first ? { role: "assistant" as const } : {};
+  if (ev.type === "content") return { ...role, content: ev.text };
   if (ev.type === "call")
     return {
+      ...role,
+      ...(first ? { content: null } : {}),
       tool_calls: [
         { index: ev.index, id: ev.id, type: "function", function: { name: ev.name, arguments: "" } },
       ],
     };
-  return { tool_calls: [{ index: ev.index, function: { arguments: ev.text } }] };
+  return { ...role, tool_calls: [{ index: ev.index, function: { arguments: ev.text } }] };
 }
 
 /** The whole answer once every choice has ended. */
@@ -182,13 +188,23 @@ export function sseResponse(
     (controller): ChoiceSink => {
       // Choices that may call tools: their text goes through a scanner (content and call deltas).
       const scanners = head.choices.map((c) => (c.tools ? new CallScanner(c.tools) : null));
+      // Whether a tool choice's first delta (with the role) is still to go: it waits for the
+      // scanner's first event, so that a reply opening with a call says `content: null`.
+      const roleDue = head.choices.map(() => true);
       const toolChunks = (i: number, events: ToolEvent[], lps: Scored[]) => {
         let scored = lps;
         for (const ev of events) {
-          controller.enqueue(chunk(i, "", false, scored, null, undefined, toolDelta(ev)));
+          controller.enqueue(
+            chunk(i, "", false, scored, null, undefined, toolDelta(ev, roleDue[i] === true)),
+          );
+          roleDue[i] = false;
           scored = [];
         }
-        if (scored.length > 0) controller.enqueue(chunk(i, "", false, scored, null, undefined, {}));
+        if (scored.length === 0) return;
+        controller.enqueue(
+          chunk(i, "", false, scored, null, undefined, roleDue[i] ? { role: "assistant" } : {}),
+        );
+        roleDue[i] = false;
       };
       return {
         piece(i, text, first, lps) {
@@ -197,7 +213,6 @@ export function sseResponse(
             controller.enqueue(chunk(i, text, first, lps, null));
             return;
           }
-          if (first) controller.enqueue(chunk(i, "", true, [], null));
           toolChunks(i, scanner.push(text), lps);
         },
         finish(i, reason, lps) {
@@ -207,6 +222,9 @@ export function sseResponse(
             return;
           }
           toolChunks(i, scanner.end(), []);
+          // A reply with neither text nor calls still opens with the role.
+          if (roleDue[i] === true) controller.enqueue(chunk(i, "", true, [], null));
+          roleDue[i] = false;
           controller.enqueue(chunk(i, "", false, lps, toolFinish(reason, scanner.calls)));
         },
         end(usage) {

@@ -57,6 +57,9 @@ const BLOCK_BYTES: Record<GgmlTypeName, number> = {
   q4_k: 144,
   q5_k: 176,
   q6_k: 210,
+  iq4_nl: 18,
+  iq4_xs: 136,
+  bf16: 2,
 };
 /** The 32-value block formats hearth also quantizes to (the K-quants are tested on ggml's fixtures). */
 const QUANT: GgmlTypeName[] = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0"];

@@ -12,6 +12,7 @@ import {
   matmul,
   Q8K_BLOCK_BYTES,
   quantizeAct,
+  quantizeRow,
   rowSizeBytes,
   ThreadPool,
 } from "../src/native/kernels.ts";
@@ -43,7 +44,7 @@ async function fixture<T>(name: string): Promise<T> {
 }
 
 describe("dequantization equals llama.cpp's ggml bit for bit", () => {
-  for (const type of ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q5_k", "q6_k"] as const) {
+  for (const type of ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs", "bf16"] as const) {
     test(`${type}: a quantized block and random-bit blocks`, async () => {
       const fx = await fixture<BlockFixture>(type);
       expect(fx.ggml_type).toBe(GgmlType[type]);
@@ -54,6 +55,12 @@ describe("dequantization equals llama.cpp's ggml bit for bit", () => {
       expect(Array.from(got)).toEqual(Array.from(want));
     });
   }
+
+  test("bf16: hearth rounds floats to BF16 as ggml does (nearest even, halfway cases, infinities)", async () => {
+    const fx = await fixture<BlockFixture & { x: string }>("bf16");
+    const x = new Float32Array(fromBase64(fx.x).buffer);
+    expect(Array.from(quantizeRow("bf16", x))).toEqual(Array.from(fromBase64(fx.bytes)));
+  });
 
   test("a type hearth does not compute yet (IQ2_XXS) is refused with a status, not misread", async () => {
     const fx = await fixture<BlockFixture>("iq2_xxs");
@@ -69,7 +76,7 @@ test("Q8_K activations equal ggml's quantize_row_q8_K_ref byte for byte", async 
   expect(fx.block_bytes).toBe(Q8K_BLOCK_BYTES);
   const x = new Float32Array(fromBase64(fx.x).buffer);
   const want = fromBase64(fx.bytes);
-  for (const type of ["q4_k", "q5_k", "q6_k"] as const) {
+  for (const type of ["q4_k", "q5_k", "q6_k", "iq4_xs"] as const) {
     const act = quantizeAct(x, type);
     expect(act.byteLength).toBe((fx.n / 32) * ACT_BLOCK_BYTES);
     const slot = 8 * ACT_BLOCK_BYTES;
@@ -82,42 +89,45 @@ test("Q8_K activations equal ggml's quantize_row_q8_K_ref byte for byte", async 
   }
 });
 
-/** The values a Q8_K activation row stands for (q * d per 256-value block). */
-function q8kAsFloats(act: Uint8Array, n: number): Float64Array {
+/** The values an activation row stands for: q * d per 256-value Q8_K block, or per 32-value block. */
+function actAsFloats(act: Uint8Array, n: number, q8k: boolean): Float64Array {
   const dv = new DataView(act.buffer, act.byteOffset, act.byteLength);
   const out = new Float64Array(n);
   const slot = 8 * ACT_BLOCK_BYTES;
   for (let i = 0; i < n; i++) {
-    const b = Math.floor(i / 256);
-    out[i] = dv.getInt8(b * slot + 4 + (i % 256)) * dv.getFloat32(b * slot, true);
+    if (q8k) {
+      const b = Math.floor(i / 256);
+      out[i] = dv.getInt8(b * slot + 4 + (i % 256)) * dv.getFloat32(b * slot, true);
+    } else {
+      const b = Math.floor(i / 32);
+      out[i] = dv.getInt8(b * ACT_BLOCK_BYTES + (i % 32)) * dv.getFloat32(b * ACT_BLOCK_BYTES + 32, true);
+    }
   }
   return out;
 }
 
-/** Random K-quant rows: every bit random except the f16 scales (small and finite). */
-function randomKRows(type: "q4_k" | "q5_k" | "q6_k", rows: number, cols: number, seed: number): Uint8Array {
+type RandomType = "q4_k" | "q5_k" | "q6_k" | "iq4_xs" | "iq4_nl";
+
+/** Random rows of a type hearth reads but does not make: every bit random except the f16 scales. */
+function randomRows(type: RandomType, rows: number, cols: number, seed: number): Uint8Array {
   const g = new Rng(seed);
   const bytes = new Uint8Array(rows * rowSizeBytes(type, cols));
   for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(g.nextFloat() * 256);
   const dv = new DataView(bytes.buffer);
-  const size = { q4_k: 144, q5_k: 176, q6_k: 210 }[type];
+  const size = { q4_k: 144, q5_k: 176, q6_k: 210, iq4_xs: 136, iq4_nl: 18 }[type];
+  const scaleAt = type === "q6_k" ? [208] : type === "q4_k" || type === "q5_k" ? [0, 2] : [0];
   for (let b = 0; b < bytes.length / size; b++) {
-    if (type !== "q6_k") {
-      dv.setFloat16(b * size, (g.nextFloat() * 2 - 1) * 0.01, true);
-      dv.setFloat16(b * size + 2, (g.nextFloat() * 2 - 1) * 0.01, true);
-    } else {
-      dv.setFloat16(b * size + 208, (g.nextFloat() * 2 - 1) * 0.01, true);
-    }
+    for (const at of scaleAt) dv.setFloat16(b * size + at, (g.nextFloat() * 2 - 1) * 0.01, true);
   }
   return bytes;
 }
 
-describe("K-quant matmul", () => {
-  for (const type of ["q4_k", "q5_k", "q6_k"] as const satisfies GgmlTypeName[]) {
+describe("K-quant and IQ4 matmul", () => {
+  for (const type of ["q4_k", "q5_k", "q6_k", "iq4_xs", "iq4_nl"] as const satisfies GgmlTypeName[]) {
     test(`${type}, plain and interleaved: the float64 reference, scalar twins, any token and pool count`, () => {
       const [rows, cols, maxTokens] = [40, 768, 9];
       const rowBytes = rowSizeBytes(type, cols);
-      const plain = randomKRows(type, rows, cols, GgmlType[type] + 900);
+      const plain = randomRows(type, rows, cols, GgmlType[type] + 900);
       const packed = interleave(type, plain, rows, cols);
       const g = new Rng(GgmlType[type] + 901);
       const x = new Float32Array(maxTokens * cols).map(() => (g.nextFloat() * 2 - 1) * 3);
@@ -138,7 +148,7 @@ describe("K-quant matmul", () => {
         "interleaved",
       );
       for (let t = 0; t < maxTokens; t++) {
-        const a = q8kAsFloats(act.subarray((t * cols * ACT_BLOCK_BYTES) / 32), cols);
+        const a = actAsFloats(act.subarray((t * cols * ACT_BLOCK_BYTES) / 32), cols, type !== "iq4_nl");
         for (let i = 0; i < rows; i++) {
           const w = wDeq[i] as Float32Array;
           let value = 0;

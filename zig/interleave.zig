@@ -1,5 +1,5 @@
-//! Weights repacked eight rows at a time (Q4_0x8, Q4_1x8, Q5_0x8, Q5_1x8, Q8_0x8; the K-quants' records
-//! in quant/kquants_x8.zig) so one block column of eight rows
+//! Weights repacked eight rows at a time (Q4_0x8, Q4_1x8, Q5_0x8, Q5_1x8, Q8_0x8, IQ4_NLx8; the
+//! super-block formats' records in quant/kquants_x8.zig) so one block column of eight rows
 //! is one contiguous record: four activation bytes broadcast across a vector meet four bytes of
 //! each of the eight rows, and one integer multiply-add serves all eight rows at once.
 //!
@@ -17,6 +17,7 @@
 //!   in Q4_0x8; bit c of qh[4i + k] is the fifth bit of column 4c+k of lane i (chunk c < 8), so a
 //!   chunk's fifth bits are one shift and one mask of the 32 bytes away.
 //! - Q8_0x8 (272 B): d[8] f16, qs[256]; qs[32c + 4i + k] = column 4c+k of lane i (chunk c < 8).
+//! - IQ4_NLx8 (144 B): Q4_0x8's record, the nibbles indexing iquants.values instead of minus 8.
 //!
 //! Every (token, row) result is computed by the same operations whatever the token count or the
 //! thread count, and equals `dotGroupScalar` bit for bit (exact integer block sums, then the
@@ -71,12 +72,12 @@ comptime {
 
 fn BlockX8(comptime f: QuantFormat) type {
     return switch (f) {
-        .q4_0 => BlockQ4_0x8,
+        .q4_0, .iq4_nl => BlockQ4_0x8,
         .q4_1 => BlockQ4_1x8,
         .q5_0 => BlockQ5_0x8,
         .q5_1 => BlockQ5_1x8,
         .q8_0 => BlockQ8_0x8,
-        .q4_k, .q5_k, .q6_k => kx8.BlockX8(f),
+        .q4_k, .q5_k, .q6_k, .iq4_xs => kx8.BlockX8(f),
     };
 }
 
@@ -156,7 +157,7 @@ fn dequantizeRowOf(comptime f: QuantFormat, data: [*]const u8, cols: usize, r: u
         const n = quant.kquants.super_elems;
         for (0..nb) |b| {
             const blk = kx8.unpackRecord(f, &blocks[b], i);
-            quant.kquants.dequantizeRow(@field(quant.GgmlType, @tagName(f)), @ptrCast(&blk), out[b * n ..][0..n]);
+            quant.dequantizeRow(@field(quant.GgmlType, @tagName(f)), @ptrCast(&blk), out[b * n ..][0..n]);
         }
         return;
     }
@@ -175,6 +176,11 @@ fn dequantizeRowOf(comptime f: QuantFormat, data: [*]const u8, cols: usize, r: u
                     o[4 * c + k] = @as(f32, @floatFromInt(q & 15)) * d + m;
                     o[16 + 4 * c + k] = @as(f32, @floatFromInt(q >> 4)) * d + m;
                 };
+            },
+            .iq4_nl => for (0..4) |c| for (0..4) |k| {
+                const q = blk.qs[32 * c + 4 * i + k];
+                o[4 * c + k] = d * @as(f32, @floatFromInt(quant.iquants.values[q & 15]));
+                o[16 + 4 * c + k] = d * @as(f32, @floatFromInt(quant.iquants.values[q >> 4]));
             },
             .q5_0, .q5_1 => for (0..4) |c| for (0..4) |k| {
                 const q = blk.qs[32 * c + 4 * i + k];
@@ -236,9 +242,15 @@ pub inline fn chunkSums(comptime w_max: comptime_int, comptime n_chunks: comptim
     return s;
 }
 
-/// Lane i = sum over the block's 32 columns of w(row i) * a: exact integers.
+/// Lane i = sum over the block's 32 columns of w(row i) * a: exact integers (w_max 0: signed
+/// weights).
 inline fn blockSums(comptime w_max: comptime_int, chunks: *const [8]I8x32, aq: *const [32]i8) I32x8 {
     if (w_max > 0) return chunkSums(w_max, 8, chunks, aq);
+    return signedBlockSums(chunks, aq);
+}
+
+/// `blockSums` for signed weights (-127..127): one sign-moving multiply-add per chunk.
+pub inline fn signedBlockSums(chunks: *const [8]I8x32, aq: *const [32]i8) I32x8 {
     var s: I32x8 = @splat(0);
     inline for (0..8) |c| s += quant.groupDot(false, chunks[c], broadcast4(aq, c));
     return s;
@@ -254,6 +266,7 @@ pub inline fn dotGroup(
     acts: [n][*]const BlockQ8Act,
     out: *[n]F32x8,
 ) void {
+    @setEvalBranchQuota(100_000);
     if (comptime f.isK()) return kx8.dotGroup(f, n, group, nb, acts, out);
     const blocks: [*]align(1) const BlockX8(f) = @ptrCast(group);
     var acc: [n]F32x8 = @splat(@splat(0));
@@ -266,6 +279,11 @@ pub inline fn dotGroup(
                 const v: U8x32 = blk.qs[32 * j ..][0..32].*;
                 chunks[j] = @bitCast(v & @as(U8x32, @splat(15)));
                 chunks[4 + j] = @bitCast(v >> @as(@Vector(32, u3), @splat(4)));
+            },
+            .iq4_nl => inline for (0..4) |j| {
+                const v: U8x32 = blk.qs[32 * j ..][0..32].*;
+                chunks[j] = quant.iquants.lookup(v & @as(U8x32, @splat(15)));
+                chunks[4 + j] = quant.iquants.lookup(v >> @as(@Vector(32, u3), @splat(4)));
             },
             .q8_0 => inline for (0..8) |c| {
                 chunks[c] = blk.qs[32 * c ..][0..32].*;
@@ -283,19 +301,19 @@ pub inline fn dotGroup(
             .q4_0 => dw * @as(F32x8, @splat(-8.0)),
             .q5_0 => dw * @as(F32x8, @splat(-16.0)),
             .q4_1, .q5_1 => @floatCast(@as(@Vector(group_rows, f16), blk.m)),
-            .q8_0 => undefined,
+            .q8_0, .iq4_nl => undefined,
             else => comptime unreachable,
         };
         inline for (0..n) |t| {
             const a = &acts[t][b];
             const w_max = switch (f) {
-                .q8_0 => 0,
+                .q8_0, .iq4_nl => 0,
                 .q5_0, .q5_1 => 31,
                 else => 15,
             };
             const isum = blockSums(w_max, &chunks, &a.qs);
             acc[t] = @mulAdd(F32x8, @floatFromInt(isum), dw * @as(F32x8, @splat(a.d)), acc[t]);
-            if (f != .q8_0) acc[t] = @mulAdd(F32x8, offset, @splat(a.s), acc[t]);
+            if (f != .q8_0 and f != .iq4_nl) acc[t] = @mulAdd(F32x8, offset, @splat(a.s), acc[t]);
         }
     }
     out.* = acc;
@@ -305,7 +323,7 @@ pub inline fn dotGroup(
 /// in the same order, so the results are bit-identical.
 pub fn dotGroupScalar(t: quant.GgmlType, group: [*]const u8, nb: usize, act: []const BlockQ8Act) [group_rows]f32 {
     return switch (formatOf(t).?) {
-        inline .q4_k, .q5_k, .q6_k => |f| kx8.dotGroupScalar(f, group, nb, act),
+        inline .q4_k, .q5_k, .q6_k, .iq4_xs => |f| kx8.dotGroupScalar(f, group, nb, act),
         inline else => |f| dotGroupScalarOf(f, group, nb, act),
     };
 }
@@ -326,6 +344,10 @@ fn dotGroupScalarOf(comptime f: QuantFormat, group: [*]const u8, nb: usize, act:
                     const q = blk.qs[32 * c + 4 * i + k];
                     isum += @as(i32, q & 15) * a.qs[4 * c + k] + @as(i32, q >> 4) * a.qs[16 + 4 * c + k];
                 },
+                .iq4_nl => for (0..4) |c| for (0..4) |k| {
+                    const q = blk.qs[32 * c + 4 * i + k];
+                    isum += @as(i32, quant.iquants.values[q & 15]) * a.qs[4 * c + k] + @as(i32, quant.iquants.values[q >> 4]) * a.qs[16 + 4 * c + k];
+                },
                 .q5_0, .q5_1 => for (0..4) |c| for (0..4) |k| {
                     const q = blk.qs[32 * c + 4 * i + k];
                     const h = blk.qh[4 * i + k];
@@ -341,7 +363,7 @@ fn dotGroupScalarOf(comptime f: QuantFormat, group: [*]const u8, nb: usize, act:
                 .q4_0 => out[i] = @mulAdd(f32, dw * -8.0, a.s, out[i]),
                 .q5_0 => out[i] = @mulAdd(f32, dw * -16.0, a.s, out[i]),
                 .q4_1, .q5_1 => out[i] = @mulAdd(f32, @as(f32, @floatCast(blk.m[i])), a.s, out[i]),
-                .q8_0 => {},
+                .q8_0, .iq4_nl => {},
                 else => comptime unreachable,
             }
         }
@@ -364,6 +386,7 @@ test "record layouts" {
 }
 
 test "interleaved dot equals its scalar twin bit for bit, and the plain dot within rounding, for every format and token count" {
+    @setEvalBranchQuota(100_000);
     const rows = 24;
     const nb = 11;
     const cols = nb * 32;
@@ -380,11 +403,12 @@ test "interleaved dot equals its scalar twin bit for bit, and the plain dot with
     var packed_buf: [rows * cols * 2]u8 = undefined;
     var deq: [cols]f32 = undefined;
     var deq_plain: [cols]f32 = undefined;
-    inline for (.{ QuantFormat.q4_0, QuantFormat.q4_1, QuantFormat.q5_0, QuantFormat.q5_1, QuantFormat.q8_0 }) |f| {
+    inline for (.{ QuantFormat.q4_0, QuantFormat.q4_1, QuantFormat.q5_0, QuantFormat.q5_1, QuantFormat.q8_0, QuantFormat.iq4_nl }) |f| {
         const t: quant.GgmlType = @field(quant.GgmlType, @tagName(f));
         const rb = quant.rowSizeBytes(t, cols);
+        // IQ4_NL (hearth does not quantize to it): random indices, small scales.
+        if (f == .iq4_nl) quant.kquants.randomBlocks(t, r, plain[0 .. rows * rb]) else for (0..rows) |i| quant.quantizeRow(t, wf[i * cols ..][0..cols], plain[i * rb ..].ptr);
         // Q4_1 with all-15 nibbles in row 0 (the largest unsigned weights).
-        for (0..rows) |i| quant.quantizeRow(t, wf[i * cols ..][0..cols], plain[i * rb ..].ptr);
         if (f == .q4_1) for (0..nb) |b| @memset(plain[b * 20 + 4 ..][0..16], 0xff);
         // Q5_1 with all-31 values in row 0 (the largest five-bit weights).
         if (f == .q5_1) for (0..nb) |b| @memset(plain[b * 24 + 4 ..][0..20], 0xff);

@@ -97,7 +97,7 @@ fn runTask(job: *const Job, task: usize) void {
 /// For interleaved weights r0 and r1 must be whole groups (or r1 = rows).
 pub fn computeRows(w: Weight, x: []const f32, act: []const BlockQ8Act, n_tokens: usize, out: []f32, r0: usize, r1: usize) void {
     switch (w.type) {
-        .f32, .f16 => floatRows(w, x, n_tokens, out, r0, r1),
+        .f32, .f16, .bf16 => floatRows(w, x, n_tokens, out, r0, r1),
         else => switch (quant.formatOf(w.type).?) {
             inline else => |f| if (w.interleaved) groupRows(f, w, act, n_tokens, out, r0, r1) else quantRows(f, w, act, n_tokens, out, r0, r1),
         },
@@ -175,6 +175,7 @@ fn floatRows(w: Weight, x: []const f32, n_tokens: usize, out: []f32, r0: usize, 
             out[t * w.rows + r] = switch (w.type) {
                 .f32 => simd.dotF32(@as([*]align(1) const f32, @ptrCast(w.data + r * cols * 4))[0..cols], xt),
                 .f16 => simd.dotF16(@ptrCast(w.data + r * cols * 2), xt),
+                .bf16 => simd.dotBf16(@ptrCast(w.data + r * cols * 2), xt),
                 else => unreachable,
             };
         }
@@ -197,6 +198,7 @@ pub fn matmulScalar(w: Weight, x: []const f32, act: []const BlockQ8Act, n_tokens
         out[t * w.rows + r] = switch (w.type) {
             .f32 => simd.dotScalar(f32, @ptrCast(row), x[t * w.cols ..][0..w.cols]),
             .f16 => simd.dotScalar(f16, @ptrCast(row), x[t * w.cols ..][0..w.cols]),
+            .bf16 => simd.dotBf16Scalar(@ptrCast(row), x[t * w.cols ..][0..w.cols]),
             else => blk: {
                 const nb = w.cols / quant.block_elems;
                 break :blk quant.dotQuantScalar(w.type, row, act[t * nb ..][0..nb]);
@@ -241,7 +243,7 @@ test "matmul matches the scalar twin and is batch and thread invariant for every
     const pools = [_]*Pool{ try Pool.init(testing.allocator, 1), try Pool.init(testing.allocator, 3) };
     defer for (pools) |p| p.deinit();
 
-    for ([_]quant.GgmlType{ .f32, .f16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0 }) |t| {
+    for ([_]quant.GgmlType{ .f32, .f16, .bf16, .q4_0, .q4_1, .q5_0, .q5_1, .q8_0 }) |t| {
         const rb = quant.rowSizeBytes(t, cols);
         for (0..rows) |i| quant.quantizeRow(t, wf[i * cols ..][0..cols], wbuf[i * rb ..].ptr);
         const w = Weight{ .data = &wbuf, .type = t, .rows = rows, .cols = cols };
@@ -289,7 +291,7 @@ test "interleaved matmul equals its scalar twin bit for bit, whatever the token 
     }
 }
 
-test "K-quant matmul, plain and interleaved: scalar twins, bit-identical across token and thread counts" {
+test "K-quant and IQ4 matmul, plain and interleaved: scalar twins, bit-identical across token and thread counts" {
     const rows = 40;
     const cols = 512;
     const max_tokens = 9;
@@ -299,7 +301,6 @@ test "K-quant matmul, plain and interleaved: scalar twins, bit-identical across 
     var x: [max_tokens * cols]f32 = undefined;
     for (&x) |*v| v.* = (r.float(f32) * 2 - 1) * 2;
     var act: [max_tokens * nb]BlockQ8Act = undefined;
-    quant.quantizeActAs(.q8_k, &x, &act);
     var plain: [rows * cols]u8 = undefined;
     var packed_buf: [rows * cols]u8 = undefined;
     var ref: [max_tokens * rows]f32 = undefined;
@@ -308,7 +309,8 @@ test "K-quant matmul, plain and interleaved: scalar twins, bit-identical across 
     var got: [max_tokens * rows]f32 = undefined;
     const pools = [_]*Pool{ try Pool.init(testing.allocator, 1), try Pool.init(testing.allocator, 3) };
     defer for (pools) |p| p.deinit();
-    for ([_]quant.GgmlType{ .q4_k, .q5_k, .q6_k }) |t| {
+    for ([_]quant.GgmlType{ .q4_k, .q5_k, .q6_k, .iq4_xs, .iq4_nl }) |t| {
+        quant.quantizeActAs(quant.actSumFor(t), &x, &act);
         const size = rows * quant.rowSizeBytes(t, cols);
         quant.kquants.randomBlocks(t, r, plain[0..size]);
         interleave.repackGroups(t, &plain, &packed_buf, cols, 0, rows / interleave.group_rows);

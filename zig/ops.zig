@@ -1,5 +1,6 @@
 //! Elementwise and per-row ops of the forward pass (rmsnorm, rope, softmax, swiglu, geglu, add), each with a scalar twin.
 const std = @import("std");
+const simd = @import("simd.zig");
 
 /// f32 lanes per vector on this target (8 on AVX2, 16 on AVX-512, 4 on NEON/SSE).
 pub const vlen: comptime_int = std.simd.suggestVectorLength(f32) orelse 4;
@@ -277,6 +278,12 @@ pub fn rmsnormHeads(x: []f32, n_heads: usize, weight: []const f32, eps: f32) voi
 }
 
 /// x = f32(f16(x)) in place, round to nearest even (what ggml's f32 -> f16 conversion does).
+/// Rounds each value to bf16 and back (round to nearest even, as ggml converts the activations
+/// of a BF16 dot product).
+pub fn roundToBf16(x: []f32) void {
+    for (x) |*v| v.* = simd.bf16ToF32(simd.f32ToBf16(v.*));
+}
+
 pub fn roundToF16(x: []f32) void {
     var i: usize = 0;
     while (i + vlen <= x.len) : (i += vlen) {

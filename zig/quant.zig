@@ -1,8 +1,10 @@
-//! GGML block quant formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F16, F32; the K-quants in quant/kquants.zig):
+//! GGML block quant formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F16, F32; the K-quants in quant/kquants.zig,
+//! IQ4_NL and IQ4_XS in quant/iquants.zig):
 //! layouts, (de)quantization, and dot products against Q8 activations.
 const std = @import("std");
 const simd = @import("simd.zig");
 pub const kquants = @import("quant/kquants.zig");
+pub const iquants = @import("quant/iquants.zig");
 
 /// GGML tensor type ids as stored in GGUF files.
 pub const GgmlType = enum(u32) {
@@ -16,25 +18,28 @@ pub const GgmlType = enum(u32) {
     q4_k = 12,
     q5_k = 13,
     q6_k = 14,
+    iq4_nl = 20,
+    iq4_xs = 23,
+    bf16 = 30,
     _,
 
     pub fn isQuantized(t: GgmlType) bool {
         return switch (t) {
-            .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_k, .q5_k, .q6_k => true,
+            .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_k, .q5_k, .q6_k, .iq4_nl, .iq4_xs => true,
             else => false,
         };
     }
 
     pub fn isSupported(t: GgmlType) bool {
         return switch (t) {
-            .f32, .f16 => true,
+            .f32, .f16, .bf16 => true,
             else => t.isQuantized(),
         };
     }
 
-    /// The K-quants: 256-value super-blocks, read against Q8_K activations.
+    /// The K-quants and IQ4_XS: 256-value super-blocks, read against Q8_K activations.
     pub fn isK(t: GgmlType) bool {
-        return t == .q4_k or t == .q5_k or t == .q6_k;
+        return t == .q4_k or t == .q5_k or t == .q6_k or t == .iq4_xs;
     }
 
     /// Elements per block (1 for the float types).
@@ -58,6 +63,7 @@ pub const GgmlType = enum(u32) {
         return switch (t) {
             .f32 => "F32",
             .f16 => "F16",
+            .bf16 => "BF16",
             .q4_0 => "Q4_0",
             .q4_1 => "Q4_1",
             .q5_0 => "Q5_0",
@@ -66,6 +72,8 @@ pub const GgmlType = enum(u32) {
             .q4_k => "Q4_K",
             .q5_k => "Q5_K",
             .q6_k => "Q6_K",
+            .iq4_nl => "IQ4_NL",
+            .iq4_xs => "IQ4_XS",
             _ => null,
         };
     }
@@ -74,7 +82,7 @@ pub const GgmlType = enum(u32) {
     pub fn blockSizeBytes(t: GgmlType) usize {
         return switch (t) {
             .f32 => 4,
-            .f16 => 2,
+            .f16, .bf16 => 2,
             .q4_0 => @sizeOf(BlockQ4_0),
             .q4_1 => @sizeOf(BlockQ4_1),
             .q5_0 => @sizeOf(BlockQ5_0),
@@ -83,6 +91,8 @@ pub const GgmlType = enum(u32) {
             .q4_k => @sizeOf(kquants.BlockQ4K),
             .q5_k => @sizeOf(kquants.BlockQ5K),
             .q6_k => @sizeOf(kquants.BlockQ6K),
+            .iq4_nl => @sizeOf(iquants.BlockIQ4NL),
+            .iq4_xs => @sizeOf(iquants.BlockIQ4XS),
             _ => 0,
         };
     }
@@ -200,11 +210,11 @@ pub fn quantizeActAs(sum_kind: ActSum, x: []const f32, out: []BlockQ8Act) void {
 }
 
 /// The activations the weights of type `t` want (ggml's Q8_1 for Q4_1 / Q5_1, an exact sum for
-/// Q4_0 / Q5_0, Q8_K for the K-quants).
+/// Q4_0 / Q5_0, Q8_K for the K-quants and IQ4_XS; IQ4_NL reads ggml's Q8_0, whose sum it ignores).
 pub fn actSumFor(t: GgmlType) ActSum {
     return switch (t) {
-        .q4_0, .q5_0 => .exact,
-        .q4_k, .q5_k, .q6_k => .q8_k,
+        .q4_0, .q5_0, .iq4_nl => .exact,
+        .q4_k, .q5_k, .q6_k, .iq4_xs => .q8_k,
         else => .q8_1,
     };
 }
@@ -359,9 +369,9 @@ pub fn quantizeRowQ8_0(x: []const f32, out: []align(1) BlockQ8_0) void {
     }
 }
 
-/// Whether `quantizeRow` can write type `t` (hearth reads the K-quants but does not make them).
+/// Whether `quantizeRow` can write type `t` (hearth reads the K-quants and IQ4 but does not make them).
 pub fn canQuantize(t: GgmlType) bool {
-    return t.isSupported() and !t.isK();
+    return t.isSupported() and !t.isK() and t != .iq4_nl;
 }
 
 /// Quantizes a row of `x.len` values of type `t` into `dst` (rowSizeBytes(t, x.len) bytes).
@@ -370,6 +380,7 @@ pub fn quantizeRow(t: GgmlType, x: []const f32, dst: [*]u8) void {
     switch (t) {
         .f32 => for (x, 0..) |v, i| std.mem.writeInt(u32, dst[i * 4 ..][0..4], @bitCast(v), .little),
         .f16 => for (x, 0..) |v, i| std.mem.writeInt(u16, dst[i * 2 ..][0..2], @bitCast(@as(f16, @floatCast(v))), .little),
+        .bf16 => for (x, 0..) |v, i| std.mem.writeInt(u16, dst[i * 2 ..][0..2], simd.f32ToBf16(v), .little),
         .q4_0 => quantizeRowQ4_0(x, @as([*]align(1) BlockQ4_0, @ptrCast(dst))[0..nb]),
         .q4_1 => quantizeRowQ4_1(x, @as([*]align(1) BlockQ4_1, @ptrCast(dst))[0..nb]),
         .q5_0 => quantizeRowQ5_0(x, @as([*]align(1) BlockQ5_0, @ptrCast(dst))[0..nb]),
@@ -392,6 +403,10 @@ pub fn dequantizeRow(t: GgmlType, src: [*]const u8, out: []f32) void {
         .f16 => {
             const p: [*]align(1) const f16 = @ptrCast(src);
             for (out, 0..) |*o, i| o.* = @floatCast(p[i]);
+        },
+        .bf16 => {
+            const p: [*]align(1) const u16 = @ptrCast(src);
+            for (out, 0..) |*o, i| o.* = simd.bf16ToF32(p[i]);
         },
         .q4_0 => {
             const blocks: [*]align(1) const BlockQ4_0 = @ptrCast(src);
@@ -446,6 +461,7 @@ pub fn dequantizeRow(t: GgmlType, src: [*]const u8, out: []f32) void {
             }
         },
         .q4_k, .q5_k, .q6_k => kquants.dequantizeRow(t, src, out),
+        .iq4_nl, .iq4_xs => iquants.dequantizeRow(t, src, out),
         _ => unreachable,
     }
 }
@@ -564,9 +580,12 @@ pub const QuantFormat = enum {
     q4_k,
     q5_k,
     q6_k,
+    iq4_nl,
+    iq4_xs,
 
+    /// 256-value super-blocks against Q8_K activations (GgmlType.isK).
     pub fn isK(f: QuantFormat) bool {
-        return f == .q4_k or f == .q5_k or f == .q6_k;
+        return f == .q4_k or f == .q5_k or f == .q6_k or f == .iq4_xs;
     }
 };
 
@@ -581,6 +600,8 @@ pub fn formatOf(t: GgmlType) ?QuantFormat {
         .q4_k => .q4_k,
         .q5_k => .q5_k,
         .q6_k => .q6_k,
+        .iq4_nl => .iq4_nl,
+        .iq4_xs => .iq4_xs,
         else => null,
     };
 }
@@ -595,6 +616,8 @@ pub fn BlockOf(comptime f: QuantFormat) type {
         .q4_k => kquants.BlockQ4K,
         .q5_k => kquants.BlockQ5K,
         .q6_k => kquants.BlockQ6K,
+        .iq4_nl => iquants.BlockIQ4NL,
+        .iq4_xs => iquants.BlockIQ4XS,
     };
 }
 
@@ -621,18 +644,19 @@ pub inline fn dotRows(
             .q4_0, .q4_1 => unpackNibbles(blk.qs),
             .q5_0, .q5_1 => unpackNibbles(blk.qs) | @as(I8x32, @bitCast(fifthBits(blk.qh))),
             .q8_0 => blk.qs,
+            .iq4_nl => iquants.decode(blk.qs),
             else => comptime unreachable,
         };
         inline for (0..n) |t| {
             const a = &acts[t][b];
-            const isum = groupDot(f != .q8_0, wq, a.qs);
+            const isum = groupDot(f != .q8_0 and f != .iq4_nl, wq, a.qs);
             acc[t] = @mulAdd(F32x8, @splat(dw * a.d), @floatFromInt(isum), acc[t]);
             switch (f) {
                 // value = (q - 8) * d: the -8 * d * sum(a) part goes through a.s.
                 .q4_0 => acc_s[t] = @mulAdd(f32, -8.0 * dw, a.s, acc_s[t]),
                 .q5_0 => acc_s[t] = @mulAdd(f32, -16.0 * dw, a.s, acc_s[t]),
                 .q4_1, .q5_1 => acc_s[t] = @mulAdd(f32, @as(f32, @floatCast(blk.m)), a.s, acc_s[t]),
-                .q8_0 => {},
+                .q8_0, .iq4_nl => {},
                 else => comptime unreachable,
             }
         }
@@ -692,6 +716,11 @@ pub fn dotQuantScalar(t: GgmlType, w_row: [*]const u8, act: []const BlockQ8Act) 
             .q8_0 => {
                 const blk = @as([*]align(1) const BlockQ8_0, @ptrCast(w_row))[b];
                 w = blk.qs;
+                dw = @floatCast(blk.d);
+            },
+            .iq4_nl => {
+                const blk = @as([*]align(1) const iquants.BlockIQ4NL, @ptrCast(w_row))[b];
+                w = iquants.decodeScalar(blk.qs);
                 dw = @floatCast(blk.d);
             },
             else => unreachable,
@@ -786,6 +815,7 @@ test "quantize then dequantize stays within half a step for every format" {
     const cases = [_]struct { t: GgmlType, tol: f32 }{
         .{ .t = .f32, .tol = 0 },
         .{ .t = .f16, .tol = 2e-3 },
+        .{ .t = .bf16, .tol = 2.0 / 256.0 },
         .{ .t = .q8_0, .tol = 2.0 / 127.0 * 0.5 + 2e-3 },
         // The end opposite the max-magnitude value clamps at 7/8 of it: a full step of error.
         .{ .t = .q4_0, .tol = 2.0 / 8.0 + 1e-2 },

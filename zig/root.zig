@@ -188,6 +188,7 @@ export fn hearth_dot(ggml_type: u32, w: ?[*]const u8, w_len_bytes: usize, cols: 
     out.?.* = switch (t) {
         .f32 => simd.dotF32(@as([*]align(1) const f32, @ptrCast(w.?))[0..cols], x.?[0..cols]),
         .f16 => simd.dotF16(@ptrCast(w.?), x.?[0..cols]),
+        .bf16 => simd.dotBf16(@ptrCast(w.?), x.?[0..cols]),
         else => quant.dotQuant(t, w.?, act.?[0 .. cols / quant.block_elems]),
     };
     return 0;

@@ -150,6 +150,40 @@ pub fn dotF16(a: [*]align(1) const f16, b: []const f32) f32 {
     return sum;
 }
 
+/// bf16 (raw u16 bits) × f32 dot product: a bf16 widens to f32 by a 16-bit shift.
+pub fn dotBf16(a: [*]align(1) const u16, b: []const f32) f32 {
+    var acc: F32v = @splat(0);
+    var i: usize = 0;
+    while (i + f32_lanes <= b.len) : (i += f32_lanes) {
+        const h: @Vector(f32_lanes, u16) = a[i..][0..f32_lanes].*;
+        const x: F32v = @bitCast(@as(@Vector(f32_lanes, u32), h) << @splat(16));
+        const y: F32v = b[i..][0..f32_lanes].*;
+        acc = @mulAdd(F32v, x, y, acc);
+    }
+    var sum: f32 = @reduce(.Add, acc);
+    while (i < b.len) : (i += 1) sum = @mulAdd(f32, bf16ToF32(a[i]), b[i], sum);
+    return sum;
+}
+
+/// The f32 value of a bf16 (its top 16 bits).
+pub inline fn bf16ToF32(h: u16) f32 {
+    return @bitCast(@as(u32, h) << 16);
+}
+
+/// f32 to bf16 as ggml's ggml_compute_fp32_to_bf16: round to nearest even; a NaN stays a (quiet) NaN.
+pub fn f32ToBf16(v: f32) u16 {
+    const u: u32 = @bitCast(v);
+    if (u & 0x7fffffff > 0x7f800000) return @as(u16, @truncate(u >> 16)) | 64;
+    return @truncate((u +% (0x7fff + ((u >> 16) & 1))) >> 16);
+}
+
+/// Scalar twin of `dotBf16`.
+pub fn dotBf16Scalar(a: [*]align(1) const u16, b: []const f32) f32 {
+    var sum: f32 = 0;
+    for (b, 0..) |y, i| sum += bf16ToF32(a[i]) * y;
+    return sum;
+}
+
 /// Scalar twin of `dotF32` / `dotF16`.
 pub fn dotScalar(comptime T: type, a: [*]align(1) const T, b: []const f32) f32 {
     var sum: f32 = 0;
@@ -198,7 +232,7 @@ test "readSum sums whole u64 words, then the last bytes, whatever the vector wid
     }
 }
 
-test "dotF32 and dotF16 agree with the scalar twin" {
+test "dotF32, dotF16 and dotBf16 agree with the scalar twin" {
     var prng = std.Random.DefaultPrng.init(1);
     const r = prng.random();
     var a: [203]f32 = undefined;
@@ -214,5 +248,8 @@ test "dotF32 and dotF16 agree with the scalar twin" {
         try std.testing.expectApproxEqAbs(want, dotF32(a[0..n], b[0..n]), 1e-4);
         const want16 = dotScalar(f16, &h, b[0..n]);
         try std.testing.expectApproxEqAbs(want16, dotF16(&h, b[0..n]), 1e-4);
+        var bf: [203]u16 = undefined;
+        for (&bf, a) |*o, v| o.* = @truncate(@as(u32, @bitCast(v)) >> 16);
+        try std.testing.expectApproxEqAbs(dotBf16Scalar(&bf, b[0..n]), dotBf16(&bf, b[0..n]), 1e-4);
     }
 }

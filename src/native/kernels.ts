@@ -13,6 +13,9 @@ export const GgmlType = {
   q4_k: 12,
   q5_k: 13,
   q6_k: 14,
+  iq4_nl: 20,
+  iq4_xs: 23,
+  bf16: 30,
 } as const;
 export type GgmlTypeName = keyof typeof GgmlType;
 

@@ -677,6 +677,7 @@ pub fn prepareAct(t: quant.GgmlType, x: []f32, act: []BlockQ8Act) void {
     switch (t) {
         .f32 => {},
         .f16 => ops.roundToF16(x),
+        .bf16 => ops.roundToBf16(x),
         else => quant.quantizeActAs(quant.actSumFor(t), x, act),
     }
 }

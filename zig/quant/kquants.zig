@@ -7,6 +7,7 @@
 //! per-16-value sums (`bsums`) fold the minimums (Q4_K) and the offset of 32 (Q6_K) in.
 const std = @import("std");
 const quant = @import("../quant.zig");
+const iq = @import("iquants.zig");
 
 const BlockQ8Act = quant.BlockQ8Act;
 const QuantFormat = quant.QuantFormat;
@@ -293,6 +294,7 @@ pub inline fn dotRows(
     acts: [n][*]const BlockQ8Act,
     out: *[n]f32,
 ) void {
+    @setEvalBranchQuota(100_000);
     std.debug.assert(nb % 8 == 0);
     const ns = nb / 8;
     var acc: [n]F32x8 = @splat(@splat(0));
@@ -345,6 +347,15 @@ pub inline fn dotRows(
                     acc_s[t] = @mulAdd(f32, -32.0 * d * a.d, @floatFromInt(off), acc_s[t]);
                 }
             },
+            .iq4_xs => {
+                const blk = &@as([*]align(1) const iq.BlockIQ4XS, @ptrCast(w_row))[b];
+                const d: f32 = @floatCast(blk.d);
+                const dec = iq.DecodedXS.of(blk);
+                inline for (0..n) |t| {
+                    const a = &q8kConst(acts[t])[b];
+                    acc[t] = @mulAdd(F32x8, @floatFromInt(dec.dot(&a.qs)), @splat(d * a.d), acc[t]);
+                }
+            },
             else => comptime unreachable,
         }
     }
@@ -389,6 +400,11 @@ pub fn dotScalar(t: quant.GgmlType, w_row: [*]const u8, act: []const BlockQ8Act)
                 const d: f32 = @floatCast(blk.d);
                 sum += d * a.d * @as(f32, @floatFromInt(isum));
             },
+            .iq4_xs => {
+                const blk = &@as([*]align(1) const iq.BlockIQ4XS, @ptrCast(w_row))[b];
+                const d: f32 = @floatCast(blk.d);
+                sum += d * a.d * @as(f32, @floatFromInt(iq.superDotXSScalar(blk, &a.qs)));
+            },
             else => unreachable,
         }
     }
@@ -399,7 +415,8 @@ pub fn dotScalar(t: quant.GgmlType, w_row: [*]const u8, act: []const BlockQ8Act)
 
 const testing = std.testing;
 
-/// Random K-quant blocks: every bit random except the f16 scales, kept small and finite.
+/// Random blocks of a format hearth reads but does not make (the K-quants, IQ4): every bit random
+/// except the f16 scales, kept small and finite.
 pub fn randomBlocks(t: quant.GgmlType, r: std.Random, dst: []u8) void {
     r.bytes(dst);
     const size = t.blockSizeBytes();
@@ -415,6 +432,7 @@ pub fn randomBlocks(t: quant.GgmlType, r: std.Random, dst: []u8) void {
                 blk[2..4].* = @bitCast(dmin);
             },
             .q6_k => blk[208..210].* = @bitCast(d),
+            .iq4_xs, .iq4_nl => blk[0..2].* = @bitCast(d),
             else => unreachable,
         }
     }
@@ -452,6 +470,7 @@ test "Q8_K quantization: SIMD equals its scalar twin, sums and scale as ggml's r
 }
 
 test "K-quant dot: SIMD equals its scalar twin and float math on the dequantized values" {
+    @setEvalBranchQuota(100_000);
     var prng = std.Random.DefaultPrng.init(43);
     const r = prng.random();
     const ns = 3;
@@ -465,11 +484,11 @@ test "K-quant dot: SIMD equals its scalar twin and float math on the dequantized
         quant.quantizeActAs(.q8_k, xt, at);
     }
     for (0..10) |_| {
-        inline for (.{ QuantFormat.q4_k, QuantFormat.q5_k, QuantFormat.q6_k }) |f| {
+        inline for (.{ QuantFormat.q4_k, QuantFormat.q5_k, QuantFormat.q6_k, QuantFormat.iq4_xs }) |f| {
             const t: quant.GgmlType = @field(quant.GgmlType, @tagName(f));
             const w = wbuf[0 .. ns * t.blockSizeBytes()];
             randomBlocks(t, r, w);
-            dequantizeRow(t, w.ptr, &wdeq);
+            quant.dequantizeRow(t, w.ptr, &wdeq);
             var four: [4]f32 = undefined;
             dotRows(f, 4, w.ptr, cols / 32, .{ &act[0], &act[1], &act[2], &act[3] }, &four);
             for (0..4) |k| {

@@ -1,4 +1,4 @@
-//! K-quant weights repacked eight rows at a time (Q4_Kx8, Q5_Kx8, Q6_Kx8), as interleave.zig does for the
+//! Super-block weights repacked eight rows at a time (Q4_Kx8, Q5_Kx8, Q6_Kx8, IQ4_XSx8), as interleave.zig does for the
 //! 32-value formats: one record is one super-block column of eight rows, its bytes arranged so
 //! that four activation bytes broadcast across a vector meet four bytes of each row, and one
 //! integer multiply-add serves all eight rows. A record has exactly the size of eight blocks.
@@ -18,12 +18,17 @@
 //! of bits[qhAt(s / 4, c) + 4i + k]. The high bits of four sub-blocks come first, then the low bits
 //! of those four, so the kernel reads each record front to back.
 //!
+//! IQ4_XSx8 (1088 B): d[8] (f16), scales_h[2][8] and scales_l[4][8] (byte k of lane i's packed
+//! scales at [k][i]), qs[1024]: qs[128s + 32c + 4i + k] = GGML qs[16s + 4c + k] of lane i (s < 8,
+//! c < 4, k < 4): its low nibble indexes column 32s + 4c + k, its high nibble column 32s + 16 + 4c + k.
+//!
 //! Every (token, row) result is computed by the same operations whatever the token or thread
 //! count, and equals `dotGroupScalar` bit for bit: exact integer super-block sums, then the same
 //! fused multiply-adds.
 const std = @import("std");
 const quant = @import("../quant.zig");
 const kq = @import("kquants.zig");
+const iq = @import("iquants.zig");
 const interleave = @import("../interleave.zig");
 
 const BlockQ8Act = quant.BlockQ8Act;
@@ -52,6 +57,13 @@ pub const BlockQ6Kx8 = extern struct {
     bits: [1536]u8,
 };
 
+pub const BlockIQ4XSx8 = extern struct {
+    d: [G]f16,
+    scales_h: [2][G]u8,
+    scales_l: [4][G]u8,
+    qs: [1024]u8,
+};
+
 /// Offset in `BlockQ6Kx8.bits` of the low bits of sub-blocks 2sp, 2sp + 1 (sp < 4), chunk c.
 inline fn qlAt(sp: usize, c: usize) usize {
     return 768 * (sp / 2) + 256 + 256 * (sp % 2) + 32 * c;
@@ -66,6 +78,7 @@ comptime {
     std.debug.assert(@sizeOf(BlockQ4Kx8) == G * @sizeOf(kq.BlockQ4K));
     std.debug.assert(@sizeOf(BlockQ5Kx8) == G * @sizeOf(kq.BlockQ5K));
     std.debug.assert(@sizeOf(BlockQ6Kx8) == G * @sizeOf(kq.BlockQ6K));
+    std.debug.assert(@sizeOf(BlockIQ4XSx8) == G * @sizeOf(iq.BlockIQ4XS));
 }
 
 pub fn BlockX8(comptime f: QuantFormat) type {
@@ -73,7 +86,8 @@ pub fn BlockX8(comptime f: QuantFormat) type {
         .q4_k => BlockQ4Kx8,
         .q5_k => BlockQ5Kx8,
         .q6_k => BlockQ6Kx8,
-        else => @compileError("not a K-quant"),
+        .iq4_xs => BlockIQ4XSx8,
+        else => @compileError("not a super-block format"),
     };
 }
 
@@ -110,6 +124,13 @@ pub fn packRecord(comptime f: QuantFormat, rows: [G][*]const u8, b: usize, o: *a
                     o.bits[hi_at] |= (q >> 4) << hi_shift;
                 };
             },
+            .iq4_xs => {
+                for (0..2) |k| o.scales_h[k][i] = blk.scales_h[k];
+                for (0..4) |k| o.scales_l[k][i] = blk.scales_l[k];
+                for (0..8) |sb| for (0..4) |c| for (0..4) |k| {
+                    o.qs[128 * sb + 32 * c + 4 * i + k] = blk.qs[16 * sb + 4 * c + k];
+                };
+            },
             else => comptime unreachable,
         }
     }
@@ -144,6 +165,13 @@ pub fn unpackRecord(comptime f: QuantFormat, rec: *align(1) const BlockX8(f), i:
                 const l = col % 32;
                 blk.ql[64 * h + l + 32 * (p & 1)] |= lo << @intCast(4 * (p / 2));
                 blk.qh[32 * h + l] |= hi << @intCast(2 * p);
+            };
+        },
+        .iq4_xs => {
+            for (0..2) |k| blk.scales_h[k] = rec.scales_h[k][i];
+            for (0..4) |k| blk.scales_l[k] = rec.scales_l[k][i];
+            for (0..8) |sb| for (0..4) |c| for (0..4) |k| {
+                blk.qs[16 * sb + 4 * c + k] = rec.qs[128 * sb + 32 * c + 4 * i + k];
             };
         },
         else => comptime unreachable,
@@ -259,6 +287,28 @@ pub inline fn dotGroup(
                     acc[t] = @mulAdd(F32x8, @floatFromInt(total), d * @as(F32x8, @splat(a.d)), acc[t]);
                 }
             },
+            .iq4_xs => {
+                inline for (0..8) |sb| {
+                    // Lane i's signed 6-bit scale of sub-block sb (see iquants.scaleXS).
+                    const lo4 = (@as(U8x8, rec.scales_l[sb / 2]) >> @splat(4 * (sb % 2))) & @as(U8x8, @splat(15));
+                    const hi2 = (@as(U8x8, rec.scales_h[sb / 4]) >> @splat(2 * (sb % 4))) & @as(U8x8, @splat(3));
+                    const sc = widen(lo4 | (hi2 << @splat(4))) - @as(I32x8, @splat(32));
+                    var chunks: [8]I8x32 = undefined;
+                    inline for (0..4) |c| {
+                        const v: U8x32 = rec.qs[128 * sb + 32 * c ..][0..32].*;
+                        chunks[c] = iq.lookup(v & @as(U8x32, @splat(15)));
+                        chunks[4 + c] = iq.lookup(v >> @splat(4));
+                    }
+                    inline for (0..n) |t| {
+                        const a = &@as([*]const BlockQ8K, @ptrCast(acts[t]))[b];
+                        isum[t] += interleave.signedBlockSums(&chunks, a.qs[32 * sb ..][0..32]) * sc;
+                    }
+                }
+                inline for (0..n) |t| {
+                    const a = &@as([*]const BlockQ8K, @ptrCast(acts[t]))[b];
+                    acc[t] = @mulAdd(F32x8, @floatFromInt(isum[t]), d * @as(F32x8, @splat(a.d)), acc[t]);
+                }
+            },
             else => comptime unreachable,
         }
     }
@@ -302,6 +352,7 @@ pub fn dotGroupScalar(comptime f: QuantFormat, group: [*]const u8, nb: usize, ac
                     }
                     out[i] = @mulAdd(f32, @floatFromInt(total), d * a.d, out[i]);
                 },
+                .iq4_xs => out[i] = @mulAdd(f32, @floatFromInt(iq.superDotXSScalar(&blk, &a.qs)), d * a.d, out[i]),
                 else => comptime unreachable,
             }
         }

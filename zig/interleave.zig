@@ -223,6 +223,13 @@ inline fn broadcast4(aq: []const i8, c: usize) I8x32 {
 /// (a pair of products is <= 2 * 127 * w_max: 8 chunks of 4-bit weights, 4 of 5-bit, 2 of
 /// 6-bit) before each widening multiply-add.
 pub inline fn chunkSums(comptime w_max: comptime_int, comptime n_chunks: comptime_int, chunks: *const [n_chunks]I8x32, aq: *const [4 * n_chunks]i8) I32x8 {
+    if (comptime simd.has_vnni) {
+        // One vpdpbusd per chunk, the activation word broadcast from memory; two chains so
+        // consecutive multiply-adds do not wait on each other's latency.
+        var s: [2]I32x8 = @splat(@splat(0));
+        inline for (0..n_chunks) |c| s[c % 2] = quant.dotAccU8(s[c % 2], @bitCast(chunks[c]), broadcast4(aq, c));
+        return s[0] + s[1];
+    }
     if (comptime simd.has_avx2) {
         const run = comptime @min(n_chunks, std.math.maxInt(i16) / (2 * 127 * w_max));
         comptime std.debug.assert(run >= 1 and n_chunks % run == 0);
@@ -251,6 +258,11 @@ inline fn blockSums(comptime w_max: comptime_int, chunks: *const [8]I8x32, aq: *
 
 /// `blockSums` for signed weights (-127..127): one sign-moving multiply-add per chunk.
 pub inline fn signedBlockSums(chunks: *const [8]I8x32, aq: *const [32]i8) I32x8 {
+    if (comptime simd.has_vnni) {
+        var s: [2]I32x8 = @splat(@splat(0));
+        inline for (0..8) |c| s[c % 2] = quant.dotAccI8(s[c % 2], @abs(chunks[c]), chunks[c], broadcast4(aq, c));
+        return s[0] + s[1];
+    }
     var s: I32x8 = @splat(0);
     inline for (0..8) |c| s += quant.groupDot(false, chunks[c], broadcast4(aq, c));
     return s;

@@ -487,13 +487,30 @@ const F32x8 = @Vector(8, f32);
 extern fn @"llvm.x86.avx2.pmadd.ub.sw"(a: U8x32, b: I8x32) @Vector(16, i16);
 extern fn @"llvm.x86.avx2.pmadd.wd"(a: @Vector(16, i16), b: @Vector(16, i16)) I32x8;
 extern fn @"llvm.x86.avx2.psign.b"(a: I8x32, b: I8x32) I8x32;
+extern fn @"llvm.x86.avx512.vpdpbusd.256"(acc: I32x8, a: U8x32, b: I8x32) I32x8;
 extern fn @"llvm.aarch64.neon.sdot.v4i32.v16i8"(acc: @Vector(4, i32), a: @Vector(16, i8), b: @Vector(16, i8)) @Vector(4, i32);
+
+/// acc + lane g = sum_{k<4} w[4g+k] * a[4g+k] for unsigned bytes w (0..255): one `vpdpbusd`,
+/// exact (the four products and the sum cannot saturate). Only where `simd.has_vnni`.
+pub inline fn dotAccU8(acc: I32x8, w: U8x32, a: I8x32) I32x8 {
+    comptime std.debug.assert(simd.has_vnni);
+    return @"llvm.x86.avx512.vpdpbusd.256"(acc, w, a);
+}
+
+/// `dotAccU8` for signed weights: |w| times a with w's sign moved onto a (a never holds -128,
+/// so the sign move cannot overflow). `w_abs` is @abs(w), which callers hoist out of token loops.
+pub inline fn dotAccI8(acc: I32x8, w_abs: U8x32, w: I8x32, a: I8x32) I32x8 {
+    return dotAccU8(acc, w_abs, @"llvm.x86.avx2.psign.b"(a, w));
+}
 
 /// Sums of products over groups of 4 bytes: lane g = sum_{k<4} w[4g+k] * a[4g+k].
 /// `w_nonneg` promises 0 <= w (the 4-bit formats), which lets AVX2 skip the sign trick.
 /// Every path returns the same exact integers; `groupDotScalar` is the twin.
 pub inline fn groupDot(comptime w_nonneg: bool, w: I8x32, a: I8x32) I32x8 {
-    if (comptime simd.has_avx2) {
+    if (comptime simd.has_vnni) {
+        const zero: I32x8 = @splat(0);
+        return if (w_nonneg) dotAccU8(zero, @bitCast(w), a) else dotAccI8(zero, @abs(w), w, a);
+    } else if (comptime simd.has_avx2) {
         const ones: @Vector(16, i16) = @splat(1);
         if (w_nonneg) {
             return @"llvm.x86.avx2.pmadd.wd"(@"llvm.x86.avx2.pmadd.ub.sw"(@bitCast(w), a), ones);

@@ -22,6 +22,12 @@ pub const isa: Isa = switch (cpu.arch) {
 
 /// x86 AVX2: integer dot products through vpmaddubsw/vpmaddwd.
 pub const has_avx2 = isa == .avx2 or isa == .avx512;
+/// x86 VNNI: `vpdpbusd` (unsigned bytes × signed bytes, four products summed into each i32
+/// lane and accumulated) on 256-bit vectors, from AVX512-VNNI with AVX512VL or from AVX-VNNI.
+/// It replaces AVX2's vpmaddubsw + vpaddw + vpmaddwd with one instruction that cannot saturate.
+pub const has_vnni = cpu.arch == .x86_64 and
+    ((std.Target.x86.featureSetHasAll(cpu.features, .{ .avx512vnni, .avx512vl })) or
+        std.Target.x86.featureSetHas(cpu.features, .avxvnni));
 /// aarch64 dot-product extension: sdot on 4-byte groups.
 pub const has_sdot = (cpu.arch == .aarch64 or cpu.arch == .aarch64_be) and
     std.Target.aarch64.featureSetHas(cpu.features, .dotprod);

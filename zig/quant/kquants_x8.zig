@@ -30,6 +30,7 @@ const quant = @import("../quant.zig");
 const kq = @import("kquants.zig");
 const iq = @import("iquants.zig");
 const interleave = @import("../interleave.zig");
+const simd = @import("../simd.zig");
 
 const BlockQ8Act = quant.BlockQ8Act;
 const BlockQ8K = kq.BlockQ8K;
@@ -183,16 +184,57 @@ pub fn unpackRecord(comptime f: QuantFormat, rec: *align(1) const BlockX8(f), i:
 
 const I8x32 = @Vector(32, i8);
 const U8x32 = @Vector(32, u8);
+const I16x16 = @Vector(16, i16);
 const I32x8 = @Vector(8, i32);
 const F32x8 = @Vector(8, f32);
 const U8x8 = @Vector(G, u8);
+
+extern fn @"llvm.x86.avx2.pmadd.wd"(a: I16x16, b: I16x16) I32x8;
 
 inline fn widen(v: U8x8) I32x8 {
     return @intCast(v);
 }
 
+/// Lane i = a[2i] * b[2i] + a[2i + 1] * b[2i + 1] (exact: the callers' products are small).
+/// One vpmaddwd on AVX2, which LLVM fuses with the following add into vpdpwssd under VNNI.
+inline fn pairDot(a: I16x16, b: I16x16) I32x8 {
+    if (comptime simd.has_avx2) return @"llvm.x86.avx2.pmadd.wd"(a, b);
+    const even: I32x8 = @shuffle(i16, a, undefined, [8]i32{ 0, 2, 4, 6, 8, 10, 12, 14 });
+    const odd: I32x8 = @shuffle(i16, a, undefined, [8]i32{ 1, 3, 5, 7, 9, 11, 13, 15 });
+    const be: I32x8 = @shuffle(i16, b, undefined, [8]i32{ 0, 2, 4, 6, 8, 10, 12, 14 });
+    const bo: I32x8 = @shuffle(i16, b, undefined, [8]i32{ 1, 3, 5, 7, 9, 11, 13, 15 });
+    return even * be + odd * bo;
+}
+
+/// (v >> shift) & mask in every byte, for a shift known only at run time: shifted as 16-bit
+/// lanes (one vpsrlw; LLVM widens a byte shift by a variable to words and back), which is the
+/// same wherever mask keeps no bit that crossed in from the next byte (mask < 256 >> shift).
+inline fn shiftMask(v: U8x32, shift: u4, comptime mask: u8) U8x32 {
+    const words: @Vector(16, u16) = @bitCast(v);
+    const shifted: U8x32 = @bitCast(words >> @splat(shift));
+    return shifted & @as(U8x32, @splat(mask));
+}
+
+/// bsums[2p] and bsums[2p + 1] of a Q8_K block in every 32-bit lane (the right side of `pairDot`).
+inline fn bsumPair(a: *const BlockQ8K, p: usize) I16x16 {
+    const word = std.mem.readInt(i32, @ptrCast(a.bsums[2 * p ..][0..2]), .little);
+    return @bitCast(@as(I32x8, @splat(word)));
+}
+
+/// Per-row values `lo` and `hi` (lane i = row i) as the i16 pair (lo[i], hi[i]) in 32-bit lane i.
+inline fn rowPairs(lo: I32x8, hi: I32x8) I16x16 {
+    const l: @Vector(8, i16) = @intCast(lo);
+    const h: @Vector(8, i16) = @intCast(hi);
+    return @shuffle(i16, l, h, [16]i32{ 0, -1, 1, -2, 2, -3, 3, -4, 4, -5, 5, -6, 6, -7, 7, -8 });
+}
+
 /// Dot products of one group of eight interleaved K-quant rows (`nb` * 32 columns, `nb` / 8
 /// records at `group`) with `n` Q8_K activation rows: out[t][i] = row i · token t.
+///
+/// One 32-column sub-block (Q4_K) or a pair of 16-column ones (Q6_K) is decoded at a time and
+/// meets every token before the next is decoded, so the decoded chunks, the tokens' sums and a
+/// few temporaries fit the vector registers. The minimums (Q4_K) and the offset of 32 (Q6_K)
+/// meet the activations' 16-value sums through pairwise 16-bit multiply-adds.
 pub inline fn dotGroup(
     comptime f: QuantFormat,
     comptime n: usize,
@@ -208,6 +250,8 @@ pub inline fn dotGroup(
         const rec = &recs[b];
         const d: F32x8 = @floatCast(@as(@Vector(G, f16), rec.d));
         var isum: [n]I32x8 = @splat(@splat(0));
+        var a8: [n]*const BlockQ8K = undefined;
+        inline for (0..n) |t| a8[t] = &@as([*]const BlockQ8K, @ptrCast(acts[t]))[b];
         switch (f) {
             .q4_k, .q5_k => {
                 var q: [12]U8x8 = undefined;
@@ -223,68 +267,66 @@ pub inline fn dotGroup(
                     mn[s + 4] = widen((q[s + 8] >> @splat(4)) | ((q[s + 4] >> @splat(6)) << @splat(4)));
                 }
                 const w_max = if (f == .q4_k) 15 else 31;
-                inline for (0..4) |j| {
-                    var lo: [8]I8x32 = undefined;
-                    var hi: [8]I8x32 = undefined;
+                // Sub-block s: the low (s even) or high nibbles of bytes 256 (s / 2) .. (and for
+                // Q5_K bit s of qh as 16). A runtime loop: unrolled, LLVM decodes every sub-block
+                // up front and spills the chunks to the stack.
+                for (0..8) |s| {
+                    var ch: [8]I8x32 = undefined;
+                    const shift: u4 = @intCast(4 * (s % 2));
                     inline for (0..8) |c| {
-                        const v: U8x32 = rec.qs[256 * j + 32 * c ..][0..32].*;
-                        lo[c] = @bitCast(v & @as(U8x32, @splat(15)));
-                        hi[c] = @bitCast(v >> @splat(4));
+                        const v: U8x32 = rec.qs[256 * (s / 2) + 32 * c ..][0..32].*;
+                        var w = shiftMask(v, shift, 15);
                         if (f == .q5_k) {
-                            // The fifth bits of sub-blocks 2j and 2j + 1 as 16 or 0.
                             const h: U8x32 = rec.qh[32 * c ..][0..32].*;
-                            const sixteen: U8x32 = @splat(16);
-                            lo[c] |= @bitCast(if (2 * j <= 4) (h << @splat(4 - 2 * j)) & sixteen else (h >> @splat(2 * j - 4)) & sixteen);
-                            hi[c] |= @bitCast(if (2 * j + 1 <= 4) (h << @splat(3 - 2 * j)) & sixteen else (h >> @splat(2 * j - 3)) & sixteen);
+                            w |= shiftMask(h, @intCast(s), 1) << @splat(4);
                         }
+                        ch[c] = @bitCast(w);
                     }
                     inline for (0..n) |t| {
-                        const a = &@as([*]const BlockQ8K, @ptrCast(acts[t]))[b];
-                        const s_lo = interleave.chunkSums(w_max, 8, &lo, a.qs[64 * j ..][0..32]);
-                        const s_hi = interleave.chunkSums(w_max, 8, &hi, a.qs[64 * j + 32 ..][0..32]);
-                        isum[t] += s_lo * sc[2 * j] + s_hi * sc[2 * j + 1];
+                        isum[t] += interleave.chunkSums(w_max, 8, &ch, a8[t].qs[32 * s ..][0..32]) * sc[s];
                     }
                 }
+                // Minimum s meets the sums of 16 values 2s and 2s + 1: (mn, mn) pairs.
+                var mn2: [8]I16x16 = undefined;
+                inline for (0..8) |s| mn2[s] = rowPairs(mn[s], mn[s]);
                 const dmin: F32x8 = @floatCast(@as(@Vector(G, f16), rec.dmin));
                 inline for (0..n) |t| {
-                    const a = &@as([*]const BlockQ8K, @ptrCast(acts[t]))[b];
                     var summ: I32x8 = @splat(0);
-                    inline for (0..8) |s| summ += mn[s] * @as(I32x8, @splat(@as(i32, a.bsums[2 * s]) + a.bsums[2 * s + 1]));
-                    const da: F32x8 = @splat(a.d);
+                    inline for (0..8) |s| summ += pairDot(mn2[s], bsumPair(a8[t], s));
+                    const da: F32x8 = @splat(a8[t].d);
                     acc[t] = @mulAdd(F32x8, @floatFromInt(isum[t]), d * da, acc[t]);
                     acc[t] = @mulAdd(F32x8, @floatFromInt(summ), -(dmin * da), acc[t]);
                 }
             },
             .q6_k => {
+                // Sub-blocks of 16 in pairs (2p, 2p + 1) for the offset's pairwise multiply-add.
                 var sc: [16]I32x8 = undefined;
                 inline for (0..16) |k| sc[k] = @as(@Vector(G, i8), rec.scales[k]);
-                inline for (0..4) |sp| {
-                    var lo: [8]I8x32 = undefined;
-                    var hi: [8]I8x32 = undefined;
-                    const sh0: u3 = 4 * (sp % 2);
+                for (0..8) |s| {
+                    // 32-column sub-block s: low bits from nibble (s & 1) of qlAt(s / 2, c), high
+                    // bits from bits 2 (s % 4) of qhAt(s / 4, c). A runtime loop, as for Q4_K.
+                    var ch: [8]I8x32 = undefined;
+                    const lo_shift: u4 = @intCast(4 * (s & 1));
+                    const hi_shift: u4 = @intCast(2 * (s % 4));
                     inline for (0..8) |c| {
-                        const v: U8x32 = rec.bits[qlAt(sp, c)..][0..32].*;
-                        const h: U8x32 = rec.bits[qhAt(sp / 2, c)..][0..32].*;
-                        const three: U8x32 = @splat(3);
-                        lo[c] = @bitCast((v & @as(U8x32, @splat(15))) | (((h >> @splat(sh0)) & three) << @splat(4)));
-                        hi[c] = @bitCast((v >> @splat(4)) | (((h >> @splat(sh0 + 2)) & three) << @splat(4)));
+                        const v: U8x32 = rec.bits[qlAt(s / 2, c)..][0..32].*;
+                        const h: U8x32 = rec.bits[qhAt(s / 4, c)..][0..32].*;
+                        ch[c] = @bitCast(shiftMask(v, lo_shift, 15) | (shiftMask(h, hi_shift, 3) << @splat(4)));
                     }
                     inline for (0..n) |t| {
-                        const a = &@as([*]const BlockQ8K, @ptrCast(acts[t]))[b];
-                        const aq = a.qs[64 * sp ..][0..64];
-                        isum[t] += interleave.chunkSums(63, 4, lo[0..4], aq[0..16]) * sc[4 * sp] +
-                            interleave.chunkSums(63, 4, lo[4..8], aq[16..32]) * sc[4 * sp + 1] +
-                            interleave.chunkSums(63, 4, hi[0..4], aq[32..48]) * sc[4 * sp + 2] +
-                            interleave.chunkSums(63, 4, hi[4..8], aq[48..64]) * sc[4 * sp + 3];
+                        const aq = a8[t].qs[32 * s ..][0..32];
+                        isum[t] += interleave.chunkSums(63, 4, ch[0..4], aq[0..16]) * sc[2 * s] +
+                            interleave.chunkSums(63, 4, ch[4..8], aq[16..32]) * sc[2 * s + 1];
                     }
                 }
+                var sc2: [8]I16x16 = undefined;
+                inline for (0..8) |p| sc2[p] = rowPairs(sc[2 * p], sc[2 * p + 1]);
                 inline for (0..n) |t| {
-                    const a = &@as([*]const BlockQ8K, @ptrCast(acts[t]))[b];
                     var off: I32x8 = @splat(0);
-                    inline for (0..16) |k| off += sc[k] * @as(I32x8, @splat(a.bsums[k]));
+                    inline for (0..8) |p| off += pairDot(sc2[p], bsumPair(a8[t], p));
                     // The offset of 32 goes through the sums of 16: one exact integer per row.
                     const total = isum[t] - off * @as(I32x8, @splat(32));
-                    acc[t] = @mulAdd(F32x8, @floatFromInt(total), d * @as(F32x8, @splat(a.d)), acc[t]);
+                    acc[t] = @mulAdd(F32x8, @floatFromInt(total), d * @as(F32x8, @splat(a8[t].d)), acc[t]);
                 }
             },
             .iq4_xs => {

@@ -15,12 +15,16 @@ if (x64 === undefined || arm === undefined) throw new Error("platform table lost
 const all = (p: typeof x64) => p.variants.map((v) => v.name);
 const v2 = ["ssse3", "sse4_1", "sse4_2", "popcnt", "cx16"];
 const v3 = [...v2, "avx", "avx2", "fma", "bmi1", "bmi2", "f16c", "abm", "movbe", "xsave"];
-const v4 = [...v3, "avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"];
+const v4 = [...v3, "avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "avx512_vnni"];
+// Skylake-SP/X: AVX-512 without VNNI.
+const skylakeX = v4.filter((f) => f !== "avx512_vnni");
 
 describe("pickVariant", () => {
   test("the best build the CPU runs, in the table's order", () => {
     expect(pickVariant(x64, all(x64), new Set(v4), undefined).name).toBe("avx512");
     expect(pickVariant(x64, all(x64), new Set(v3), undefined).name).toBe("avx2");
+    // The avx512 build uses vpdpbusd: AVX-512 without VNNI runs the avx2 build.
+    expect(pickVariant(x64, all(x64), new Set(skylakeX), undefined).name).toBe("avx2");
     expect(pickVariant(x64, all(x64), new Set(v2), undefined).name).toBe("baseline");
     // AVX2 without FMA (some VIA and early Intel parts) is not x86-64-v3.
     expect(pickVariant(x64, all(x64), new Set(v3.filter((f) => f !== "fma")), undefined).name).toBe(
@@ -40,7 +44,10 @@ describe("pickVariant", () => {
     expect(pickVariant(x64, all(x64), new Set(v4), "baseline").name).toBe("baseline");
     expect(pickVariant(x64, all(x64), new Set(v4), "avx2").name).toBe("avx2");
     expect(() => pickVariant(x64, all(x64), new Set(v3), "avx512")).toThrow(
-      "HEARTH_CPU=avx512: this CPU lacks avx512f, avx512bw, avx512cd, avx512dq, avx512vl",
+      "HEARTH_CPU=avx512: this CPU lacks avx512f, avx512bw, avx512cd, avx512dq, avx512vl, avx512_vnni",
+    );
+    expect(() => pickVariant(x64, all(x64), new Set(skylakeX), "avx512")).toThrow(
+      "HEARTH_CPU=avx512: this CPU lacks avx512_vnni",
     );
     expect(() => pickVariant(x64, all(x64), new Set(v4), "dotprod")).toThrow(
       "HEARTH_CPU=dotprod is not one of the builds for linux-x64 here (avx512, avx2, baseline)",

@@ -43,10 +43,14 @@ const x86v3 = [
   "xsave",
 ];
 const x86Variants: readonly CpuVariant[] = [
+  // x86-64-v4 plus AVX512-VNNI: the integer dot products use vpdpbusd (zig/simd.zig has_vnni).
+  // Every AVX-512 CPU since 2019 has VNNI (Cascade Lake, Ice Lake, Sapphire Rapids, Zen 4 and 5);
+  // only Skylake-SP/X lacks it, and runs the avx2 build, whose integer kernels are the same
+  // minus VNNI. One build per level keeps the platform packages small.
   {
     name: "avx512",
-    zigCpu: "x86_64_v4",
-    needs: [...x86v3, "avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"],
+    zigCpu: "x86_64_v4+avx512vnni",
+    needs: [...x86v3, "avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "avx512_vnni"],
   },
   { name: "avx2", zigCpu: "x86_64_v3", needs: x86v3 },
   // x86-64-v2 (SSE4.2, POPCNT; Nehalem, 2008): the floor of Bun's own baseline build anyway.
@@ -152,6 +156,7 @@ function darwinFeatures(p: Platform): Set<string> {
       lzcnt: "abm",
       "sse4.1": "sse4_1",
       "sse4.2": "sse4_2",
+      avx512vnni: "avx512_vnni",
     };
     for (const word of text.toLowerCase().split(/\s+/)) out.add(renamed[word] ?? word);
   }

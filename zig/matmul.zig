@@ -169,6 +169,7 @@ inline fn groupTokens(comptime f: quant.QuantFormat, comptime n: usize, w: Weigh
 
 fn floatRows(w: Weight, x: []const f32, n_tokens: usize, out: []f32, r0: usize, r1: usize) void {
     const cols = w.cols;
+    if (w.type == .f16 and n_tokens > 1) return f16RowsMany(w, x, n_tokens, out, r0, r1);
     for (0..n_tokens) |t| {
         const xt = x[t * cols ..][0..cols];
         for (r0..r1) |r| {
@@ -178,6 +179,36 @@ fn floatRows(w: Weight, x: []const f32, n_tokens: usize, out: []f32, r0: usize, 
                 .bf16 => simd.dotBf16(@ptrCast(w.data + r * cols * 2), xt),
                 else => unreachable,
             };
+        }
+    }
+}
+
+/// F16 rows for a step of several tokens: rows outside (each read from memory once per step),
+/// tokens inside in passes of `tokens_per_pass` (then one of the 1-3 left) through simd.dotF16Many, whose results equal
+/// dotF16's bit for bit, so a (token, row) value does not depend on n_tokens.
+fn f16RowsMany(w: Weight, x: []const f32, n_tokens: usize, out: []f32, r0: usize, r1: usize) void {
+    const cols = w.cols;
+    const P = tokens_per_pass;
+    for (r0..r1) |r| {
+        const row: [*]align(1) const f16 = @ptrCast(w.data + r * cols * 2);
+        var t: usize = 0;
+        while (t + P <= n_tokens) : (t += P) {
+            var xs: [P][*]const f32 = undefined;
+            inline for (0..P) |k| xs[k] = x[(t + k) * cols ..].ptr;
+            var res: [P]f32 = undefined;
+            simd.dotF16Many(P, row, &xs, cols, &res);
+            inline for (0..P) |k| out[(t + k) * w.rows + r] = res[k];
+        }
+        switch (n_tokens - t) {
+            inline 2, 3 => |m| {
+                var xs: [m][*]const f32 = undefined;
+                inline for (0..m) |k| xs[k] = x[(t + k) * cols ..].ptr;
+                var res: [m]f32 = undefined;
+                simd.dotF16Many(m, row, &xs, cols, &res);
+                inline for (0..m) |k| out[(t + k) * w.rows + r] = res[k];
+            },
+            1 => out[t * w.rows + r] = simd.dotF16(row, x[t * cols ..][0..cols]),
+            else => {},
         }
     }
 }

@@ -190,6 +190,53 @@ pub fn dotBf16Scalar(a: [*]align(1) const u16, b: []const f32) f32 {
     return sum;
 }
 
+/// `dotF16` of one row against `n` activation vectors at once, each result bit-identical to
+/// `dotF16(a, xs[k])` (the same FMAs in the same order per token): the row's halves are widened
+/// once per chunk for all n, and the n accumulators are independent FMA chains, where one token's
+/// single chain waits on the FMA latency. For the rows of a step that carries several tokens
+/// (speculative drafts on an F16 target).
+pub fn dotF16Many(comptime n: usize, a: [*]align(1) const f16, xs: *const [n][*]const f32, len: usize, out: *[n]f32) void {
+    var acc: [n]F32v = @splat(@splat(0));
+    var i: usize = 0;
+    while (i + f32_lanes <= len) : (i += f32_lanes) {
+        const h: @Vector(f32_lanes, f16) = a[i..][0..f32_lanes].*;
+        const x: F32v = @floatCast(h);
+        inline for (0..n) |k| {
+            const y: F32v = xs[k][i..][0..f32_lanes].*;
+            acc[k] = @mulAdd(F32v, x, y, acc[k]);
+        }
+    }
+    inline for (0..n) |k| {
+        var sum: f32 = @reduce(.Add, acc[k]);
+        var j = i;
+        while (j < len) : (j += 1) sum = @mulAdd(f32, @floatCast(a[j]), xs[k][j], sum);
+        out[k] = sum;
+    }
+}
+
+test "dotF16Many equals dotF16 per token, bit for bit" {
+    var prng = std.Random.DefaultPrng.init(7);
+    const r = prng.random();
+    inline for (.{ 1, 3, 4 }) |n| {
+        for ([_]usize{ 1, 7, f32_lanes, 3 * f32_lanes + 5, 576 }) |len| {
+            var w: [600]f16 = undefined;
+            var x: [4][600]f32 = undefined;
+            for (&w) |*v| v.* = @floatCast(r.float(f32) * 2 - 1);
+            for (&x) |*row| for (row) |*v| {
+                v.* = r.float(f32) * 2 - 1;
+            };
+            var ptrs: [n][*]const f32 = undefined;
+            inline for (0..n) |k| ptrs[k] = &x[k];
+            var got: [n]f32 = undefined;
+            dotF16Many(n, &w, &ptrs, len, &got);
+            inline for (0..n) |k| {
+                try std.testing.expectEqual(dotF16(&w, x[k][0..len]), got[k]);
+                try std.testing.expectApproxEqAbs(dotScalar(f16, &w, x[k][0..len]), got[k], 1e-3);
+            }
+        }
+    }
+}
+
 /// Scalar twin of `dotF32` / `dotF16`.
 pub fn dotScalar(comptime T: type, a: [*]align(1) const T, b: []const f32) f32 {
     var sum: f32 = 0;

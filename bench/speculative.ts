@@ -1,13 +1,17 @@
-// Speculative decoding by prompt lookup (GenerateOptions.speculative) on replies that repeat
-// their prompt: decode tokens/s with and without it, beside llama.cpp's own prompt-lookup
-// predictor (node-llama-cpp InputLookupTokenPredictor) in the same run. Greedy, so the text
-// must not change; the suite fails if hearth's speculative text differs from its plain text.
+// Speculative decoding (GenerateOptions.speculative). Prompt lookup on replies that repeat their
+// prompt: decode tokens/s with and without it, beside llama.cpp's own prompt-lookup predictor
+// (node-llama-cpp InputLookupTokenPredictor) in the same run. A draft model on a chat reply that
+// does not repeat its prompt: speculative-draft.ts, beside native llama.cpp's llama-speculative.
+// Greedy, so the text must not change; the suite fails if hearth's speculative text differs from
+// its plain text.
 import { loadModel } from "../src/index.ts";
 import { type BenchOptions, type Cell, runStandalone, type SuiteResult } from "./lib.ts";
 import { peerLookup } from "./peers/run.ts";
+import { draftModelRows } from "./speculative-draft.ts";
 
 const DRAFT = 4;
 
+/** Lookup rows: prompts whose replies repeat them (rows named "list" and "code"). */
 const PROMPTS: Array<{ name: string; prompt: string }> = [
   {
     name: "list",
@@ -77,19 +81,19 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
           prompt: name,
           runtime: "hearth",
           "plain t/s": plain.tps,
-          "lookup t/s": spec.tps,
+          "spec t/s": spec.tps,
           speedup,
           accepted: `${spec.accepted}/${spec.drafts}`,
-          "vs peer lookup": spec.tps / peer.lookup_tps,
+          "vs peer": spec.tps / peer.lookup_tps,
         },
         {
           prompt: name,
           runtime: peer.peer,
           "plain t/s": peer.plain_tps,
-          "lookup t/s": peer.lookup_tps,
+          "spec t/s": peer.lookup_tps,
           speedup: peer.lookup_tps / peer.plain_tps,
           accepted: `${peer.validated}/${peer.validated + peer.refuted}`,
-          "vs peer lookup": 1,
+          "vs peer": 1,
         },
       );
       summary[`hearth_lookup_tps_${name}`] = spec.tps;
@@ -103,11 +107,15 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
     model.close();
   }
   notes.push(
-    `${tokens} greedy tokens after each prompt (EOS ignored), at most ${DRAFT} draft tokens per pass, n-grams 2-4; tokens/s after the first token. hearth's speculative text equals its plain text (checked).`,
+    `lookup rows: ${tokens} greedy tokens after each prompt (EOS ignored), at most ${DRAFT} draft tokens per pass, n-grams 2-4; tokens/s after the first token. hearth's speculative text equals its plain text (checked).`,
   );
+  const draft = await draftModelRows(opts);
+  rows.push(...draft.rows);
+  Object.assign(summary, draft.summary);
+  notes.push(...draft.notes);
   return {
     suite: "speculative",
-    columns: ["prompt", "runtime", "plain t/s", "lookup t/s", "speedup", "accepted", "vs peer lookup"],
+    columns: ["prompt", "runtime", "plain t/s", "spec t/s", "speedup", "accepted", "vs peer"],
     rows,
     summary,
     notes,

@@ -2,7 +2,7 @@
 // sequence of its own (in the draft model's pool), catches it up with the sequence's tokens and
 // proposes the next tokens greedily, batched over the step's sequences (one decode call per draft
 // position); the target verifies them in its step. Each sequence's depth follows its measured
-// acceptance and the measured cost of a draft pass against a target step.
+// acceptance and the measured costs of a draft pass and of a verified row against a target step.
 import { KvFullError, type NativeModel } from "../native/model-api.ts";
 import { argmax } from "../sampling/index.ts";
 import { draftSources } from "../speculative.ts";
@@ -51,9 +51,14 @@ export class DraftModel {
   private readonly positionsIn: Int32Array;
   private readonly seqIdsIn: Int32Array;
   private readonly wantIn: Uint8Array;
-  /** ms of one draft pass of one row per sequence, and of one target step (moving averages). */
+  /** ms of one draft pass of one row per sequence (moving average). */
   private passMs = 0;
-  private targetMs = 0;
+  /**
+   * Decoding target steps as a line, ms = base + perRow x draft rows: moving averages of x, y,
+   * x^2 and x*y (a least-squares fit that forgets old steps), so a verified row's cost is measured
+   * (it is a small share of a memory-bound step, and nearly a whole step on a busy CPU).
+   */
+  private fit = { n: 0, x: 0, y: 0, xx: 0, xy: 0 };
   private passes = 0;
   private rows = 0;
 
@@ -86,7 +91,7 @@ export class DraftModel {
     if (max <= 0) return 0;
     const st = this.seqs.get(kv);
     const p = Math.min(0.98, Math.max(0.02, st?.acceptance ?? ACCEPTANCE_START));
-    const cost = this.targetMs > 0 && this.passMs > 0 ? this.passMs / this.targetMs : 0.3;
+    const cost = this.costPerDraft();
     let best = 1;
     let bestRate = 0;
     for (let k = 1; k <= max; k++) {
@@ -106,9 +111,33 @@ export class DraftModel {
     return 1;
   }
 
-  /** A target step of `ms` ran: the cost ratio of the depth choice follows it. */
-  noteTargetStep(ms: number): void {
-    this.targetMs = this.targetMs === 0 ? ms : this.targetMs + COST_STEP * (ms - this.targetMs);
+  /** A decoding target step of `ms` ran with `draftRows` draft rows: the cost model follows it. */
+  noteTargetStep(ms: number, draftRows: number): void {
+    const f = this.fit;
+    const w = f.n === 0 ? 1 : COST_STEP;
+    f.n++;
+    f.x += w * (draftRows - f.x);
+    f.y += w * (ms - f.y);
+    f.xx += w * (draftRows * draftRows - f.xx);
+    f.xy += w * (draftRows * ms - f.xy);
+  }
+
+  /**
+   * What drafting one more token costs, as a fraction of a target step without drafts: a draft
+   * pass plus a verified row. Before the steps vary enough to fit, a row is taken to cost a
+   * tenth of a step.
+   */
+  private costPerDraft(): number {
+    const f = this.fit;
+    if (f.n === 0 || this.passMs === 0) return 0.3;
+    const variance = f.xx - f.x * f.x;
+    let perRow = variance > 0.25 ? (f.xy - f.x * f.y) / variance : Number.NaN;
+    let base = f.y - perRow * f.x;
+    if (!(perRow >= 0) || !(base > 0)) {
+      base = f.y / (1 + 0.1 * f.x);
+      perRow = 0.1 * base;
+    }
+    return (this.passMs + perRow) / base;
   }
 
   /**

@@ -246,7 +246,11 @@ export class Scheduler {
     const stepMs = performance.now() - started;
     this.steps++;
     // The draft depth weighs a draft pass against a decoding step (not one carrying a prompt).
-    if (this.running.every((s) => s.taking <= 1 + s.draft.length)) this.draftModel?.noteTargetStep(stepMs);
+    if (this.running.every((s) => s.taking <= 1 + s.draft.length))
+      this.draftModel?.noteTargetStep(
+        stepMs,
+        this.running.reduce((rows, s) => rows + s.draft.length, 0),
+      );
     for (const s of this.running) {
       if (s.taking === 0) continue;
       s.kv.computed += s.taking - s.draft.length;

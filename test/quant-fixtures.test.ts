@@ -44,7 +44,19 @@ async function fixture<T>(name: string): Promise<T> {
 }
 
 describe("dequantization equals llama.cpp's ggml bit for bit", () => {
-  for (const type of ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs", "bf16"] as const) {
+  for (const type of [
+    "q4_0",
+    "q4_1",
+    "q5_0",
+    "q5_1",
+    "q8_0",
+    "q4_k",
+    "q5_k",
+    "q6_k",
+    "iq4_nl",
+    "iq4_xs",
+    "bf16",
+  ] as const) {
     test(`${type}: a quantized block and random-bit blocks`, async () => {
       const fx = await fixture<BlockFixture>(type);
       expect(fx.ggml_type).toBe(GgmlType[type]);

@@ -76,4 +76,6 @@ const ggmlTypeList: GgmlTypeInfo[] = [
 export const ggmlTypes: ReadonlyMap<number, GgmlTypeInfo> = new Map(ggmlTypeList.map((t) => [t.id, t]));
 
 /** Tensor types the native kernels compute with. Others parse but cannot be loaded. */
-export const computableGgmlTypes: ReadonlySet<number> = new Set([0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 20, 23, 30]);
+export const computableGgmlTypes: ReadonlySet<number> = new Set([
+  0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 20, 23, 30,
+]);

@@ -525,6 +525,38 @@ export fn hearth_kv_tier_reclaimable(handle: ?*model.Model) i32 {
     return kv_abi.tierReclaimable(kvOf(m));
 }
 
+/// Bytes of one portable KV page record (a page for a tier shared by replicas) of this model.
+export fn hearth_kv_record_bytes(handle: ?*model.Model) i32 {
+    const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
+    return kv_abi.recordBytes(kvOf(m));
+}
+
+/// Chain keys of the whole pages of tokens (at most cap) to keys_out, the leading pages cached
+/// here to out_local; returns the pages written.
+export fn hearth_kv_chain(handle: ?*model.Model, tokens: ?[*]const i32, n: u32, keys_out: ?[*]u64, cap: u32, out_local: ?*u32) i32 {
+    const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
+    const k = keys_out orelse return status.fail(.null_pointer, "keys output is null", .{});
+    if (!std.mem.isAligned(@intFromPtr(k), 8)) return status.fail(.misaligned, "keys output must be 8-byte aligned", .{});
+    const o = out_local orelse return status.fail(.null_pointer, "local count output is null", .{});
+    if (!aligned(u32, o)) return status.fail(.misaligned, "local count output must be 4-byte aligned", .{});
+    return kv_abi.chain(kvOf(m), tokens, n, k, cap, o);
+}
+
+/// Writes whole page page_i of the cached chain of tokens as a portable record into out[0..len].
+export fn hearth_kv_page_export(handle: ?*model.Model, tokens: ?[*]const i32, n: u32, page_i: u32, out: ?[*]u8, len: usize) i32 {
+    const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
+    const o = out orelse return status.fail(.null_pointer, "record output is null", .{});
+    return kv_abi.pageExport(kvOf(m), tokens, n, page_i, o[0..len]);
+}
+
+/// Verifies a portable record against page page_i of tokens and adds it to the prefix cache:
+/// 1 added, 0 already cached, corrupt when it does not check out.
+export fn hearth_kv_page_import(handle: ?*model.Model, tokens: ?[*]const i32, n: u32, page_i: u32, rec: ?[*]const u8, len: usize) i32 {
+    const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
+    const r = rec orelse return status.fail(.null_pointer, "record is null", .{});
+    return kv_abi.pageImport(kvOf(m), tokens, n, page_i, r[0..len]);
+}
+
 export fn hearth_seq_save(handle: ?*model.Model, seq: i32, tokens: ?[*]const i32, n: u32, model_tag: u64, path: ?[*]const u8, path_len: usize, out_bytes: ?*u64) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     const p = path orelse return status.fail(.null_pointer, "session path is null", .{});
@@ -658,5 +690,6 @@ test {
     _ = @import("kv/tier.zig");
     _ = @import("kv/prefix.zig");
     _ = @import("kv/snapshot.zig");
+    _ = @import("kv/portable.zig");
     _ = @import("hugemem.zig");
 }

@@ -6,6 +6,7 @@ const Pool = @import("../pool.zig").Pool;
 const prefix = @import("prefix.zig");
 const snapshot = @import("snapshot.zig");
 const evict = @import("evict.zig");
+const portable = @import("portable.zig");
 
 /// What the tier operations need of a model (root.zig builds it from one): its KV cache, the slot
 /// that holds its prefix cache once opened, and its thread pool. The KV layer knows no model.
@@ -94,6 +95,46 @@ pub fn tierSpill(m: KvModel, tokens: ?[*]const i32, n: u32, from_tokens: u32) i3
 pub fn tierReclaimable(m: KvModel) i32 {
     const t = tierOf(m) orelse return 0;
     return @intCast(@min(t.reclaimable(), std.math.maxInt(i32)));
+}
+
+/// Bytes of one portable page record (kv/portable.zig) of this model.
+pub fn recordBytes(m: KvModel) i32 {
+    return @intCast(portable.recordBytes(m.cache.shape.pageSizeBytes()));
+}
+
+/// Chain keys of the whole pages of `tokens` (at most `cap`) to `keys_out`; pages the prefix
+/// cache holds from the start to `out_local`. Returns the pages written.
+pub fn chain(m: KvModel, tokens: ?[*]const i32, n: u32, keys_out: [*]u64, cap: u32, out_local: *u32) i32 {
+    const t = tierOf(m) orelse return status.fail(.invalid_argument, "KV tier is not open", .{});
+    const toks = tokensOf(tokens, n) orelse return status.fail(.null_pointer, "tokens are null or misaligned", .{});
+    const r = t.chain(toks, keys_out[0..cap]);
+    out_local.* = @intCast(r.local);
+    return @intCast(r.pages);
+}
+
+/// Writes whole page `page_i` of the cached chain of `tokens` as a portable record.
+pub fn pageExport(m: KvModel, tokens: ?[*]const i32, n: u32, page_i: u32, out: []u8) i32 {
+    const t = tierOf(m) orelse return status.fail(.invalid_argument, "KV tier is not open", .{});
+    const toks = tokensOf(tokens, n) orelse return status.fail(.null_pointer, "tokens are null or misaligned", .{});
+    t.exportPage(toks, page_i, out) catch |err| return switch (err) {
+        error.BadSize => status.fail(.invalid_argument, "record buffer is {d} bytes, a record is {d}", .{ out.len, portable.recordBytes(m.cache.shape.pageSizeBytes()) }),
+        error.NotCached => status.fail(.io_error, "page {d} of these tokens is not in the prefix cache", .{page_i}),
+    };
+    return 0;
+}
+
+/// Adds whole page `page_i` of `tokens` from a portable record to the prefix cache: 1 added,
+/// 0 already there; `corrupt` when the record does not check out against the tokens and model.
+pub fn pageImport(m: KvModel, tokens: ?[*]const i32, n: u32, page_i: u32, rec: []const u8) i32 {
+    const t = tierOf(m) orelse return status.fail(.invalid_argument, "KV tier is not open", .{});
+    const toks = tokensOf(tokens, n) orelse return status.fail(.null_pointer, "tokens are null or misaligned", .{});
+    const added = t.importPage(toks, page_i, rec) catch |err| return switch (err) {
+        error.Corrupt => status.fail(.corrupt, "KV page record {d} is damaged or from another model, build or prompt", .{page_i}),
+        error.OutOfRange => status.fail(.out_of_range, "page {d} is past the {d} tokens given", .{ page_i, n }),
+        error.KvFull => status.fail(.kv_full, "no free KV page for an imported page", .{}),
+        error.NoEntrySlot => status.fail(.kv_full, "the prefix cache's entry table is full", .{}),
+    };
+    return @intFromBool(added);
 }
 
 /// Called before a context shift: shared pages the shift would rewrite get private copies.

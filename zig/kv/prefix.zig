@@ -20,6 +20,7 @@ const kv = @import("pages.zig");
 const tier = @import("tier.zig");
 const ops = @import("../ops.zig");
 const evict = @import("evict.zig");
+const portable = @import("portable.zig");
 const c = std.c;
 const simd = @import("../simd.zig");
 
@@ -419,6 +420,79 @@ pub const PrefixCache = struct {
             moved += 1;
         }
         return moved;
+    }
+
+    // ------------------------------------------------ portable pages (a tier shared by replicas)
+
+    /// Writes the chain keys of the whole pages of `tokens` to `keys` (at most keys.len pages).
+    /// Returns the pages written and how many leading ones this cache holds (in RAM or on SSD).
+    pub fn chain(self: *const PrefixCache, tokens: []const u32, keys: []u64) struct { pages: usize, local: usize } {
+        const n = @min(tokens.len / page_tokens, keys.len);
+        var parent = self.model_tag;
+        var local: usize = 0;
+        for (0..n) |p| {
+            const chunk = tokens[p * page_tokens ..][0..page_tokens];
+            if (local == p and self.findEntry(parent, chunk) != null) local += 1;
+            parent = chainKey(parent, chunk);
+            keys[p] = parent;
+        }
+        return .{ .pages = n, .local = local };
+    }
+
+    fn portableExpect(self: *const PrefixCache, parent: u64, key: u64, tokens: []const u32) portable.Expect {
+        return .{
+            .kv_type = @intCast(@backingInt(self.cache.shape.kv_type)),
+            .page_bytes = self.cache.shape.pageSizeBytes(),
+            .model_tag = self.model_tag,
+            .parent = parent,
+            .key = key,
+            .tokens = tokens,
+        };
+    }
+
+    /// Writes whole page `page_i` of the cached chain of `tokens` as a portable record into `out`
+    /// (portable.recordBytes(page bytes) long). A page on SSD is read back (and verified) first.
+    pub fn exportPage(self: *PrefixCache, tokens: []const u32, page_i: usize, out: []u8) error{ NotCached, BadSize }!void {
+        if (out.len != portable.recordBytes(self.cache.shape.pageSizeBytes())) return error.BadSize;
+        if ((page_i + 1) * page_tokens > tokens.len) return error.NotCached;
+        var parent = self.model_tag;
+        var idx: u32 = undefined;
+        for (0..page_i + 1) |p| {
+            if (p > 0) parent = self.entries[idx].key;
+            idx = self.findEntry(parent, tokens[p * page_tokens ..][0..page_tokens]) orelse return error.NotCached;
+        }
+        // A hot page is read in place, without counting a use: exporting is not reuse.
+        const page = if (self.entries[idx].page != none) self.entries[idx].page else self.ensureHot(idx) orelse return error.NotCached;
+        const e = &self.entries[idx];
+        portable.write(out, self.portableExpect(e.parent, e.key, e.tokens[0..e.n_tokens]), self.pageBytes(page));
+    }
+
+    /// Adds whole page `page_i` of `tokens` from a portable record to the hot tier, after checking
+    /// it against the chain of `tokens` and this model (error.Corrupt: not used). Returns false
+    /// when the page was already cached.
+    pub fn importPage(self: *PrefixCache, tokens: []const u32, page_i: usize, rec: []const u8) error{ Corrupt, OutOfRange, KvFull, NoEntrySlot }!bool {
+        if ((page_i + 1) * page_tokens > tokens.len) return error.OutOfRange;
+        var parent = self.model_tag;
+        for (0..page_i) |p| parent = chainKey(parent, tokens[p * page_tokens ..][0..page_tokens]);
+        const chunk = tokens[page_i * page_tokens ..][0..page_tokens];
+        const key = chainKey(parent, chunk);
+        const payload = portable.verify(rec, self.portableExpect(parent, key, chunk)) catch return error.Corrupt;
+        if (self.map.contains(key)) return false;
+        if (self.n_free_idx == 0) return error.NoEntrySlot;
+        if (self.cache.n_free == 0) self.reclaim(1);
+        const page = rentPage(self.cache) orelse return error.KvFull;
+        simd.copy(self.pageBytes(page), payload);
+        self.n_free_idx -= 1;
+        const idx = self.free_idx[self.n_free_idx];
+        var e: Entry = .{ .key = key, .parent = parent, .n_tokens = page_tokens, .tokens = @splat(0), .page = page };
+        @memcpy(e.tokens[0..page_tokens], chunk);
+        self.entries[idx] = e;
+        self.map.putAssumeCapacity(key, idx);
+        // The rented page's one reference is the index's.
+        self.stats.entries += 1;
+        self.stats.hot_pages += 1;
+        self.touch(key);
+        return true;
     }
 
     /// Pool pages only the index holds: what `reclaim` could free for new sequences.
@@ -885,4 +959,55 @@ test "a checkpoint lists only what is on SSD, without writing hot pages" {
         try testing.expectEqual(@as(u64, 2), pc.stats.cold_hits);
         cache.seqFree(d);
     }
+}
+
+test "pages exported by one cache are imported by another, which then reuses them; damaged or foreign records are refused" {
+    const a_cache = try testCache(32);
+    defer a_cache.deinit();
+    const b_cache = try testCache(32);
+    defer b_cache.deinit();
+    const a = try PrefixCache.init(testing.allocator, a_cache, .{ .hot_budget_bytes = 1 << 20, .model_tag = 5 });
+    defer a.deinit();
+    const b = try PrefixCache.init(testing.allocator, b_cache, .{ .hot_budget_bytes = 1 << 20, .model_tag = 5 });
+    defer b.deinit();
+    const other = try PrefixCache.init(testing.allocator, b_cache, .{ .hot_budget_bytes = 1 << 20, .model_tag = 6 });
+    defer other.deinit();
+    var toks: [53]u32 = undefined;
+    for (&toks, 0..) |*t, i| t.* = @intCast(i * 5 + 2);
+    const s = a_cache.seqCreate().?;
+    fillSeq(a_cache, s, &toks);
+    _ = a.publish(s, &toks);
+    a_cache.seqFree(s);
+    var keys_a: [8]u64 = undefined;
+    var keys_b: [8]u64 = undefined;
+    const ca = a.chain(&toks, &keys_a);
+    const cb = b.chain(&toks, &keys_b);
+    try testing.expectEqual(@as(usize, 3), ca.pages);
+    try testing.expectEqual(@as(usize, 3), ca.local);
+    try testing.expectEqual(@as(usize, 0), cb.local);
+    try testing.expectEqualSlices(u64, keys_a[0..3], keys_b[0..3]);
+    const rec = try testing.allocator.alloc(u8, portable.recordBytes(a_cache.shape.pageSizeBytes()));
+    defer testing.allocator.free(rec);
+    for (0..3) |p| {
+        try a.exportPage(&toks, p, rec);
+        // Another model tag roots another chain: the record is not its page.
+        try testing.expectError(error.Corrupt, other.importPage(&toks, p, rec));
+        if (p == 2) {
+            rec[portable.header_bytes + 3] ^= 1;
+            try testing.expectError(error.Corrupt, b.importPage(&toks, p, rec));
+            continue;
+        }
+        // The page is checked against the prompt it is imported for.
+        var wrong = toks;
+        wrong[p * 16 + 1] += 1;
+        try testing.expectError(error.Corrupt, b.importPage(&wrong, p, rec));
+        try testing.expect(try b.importPage(&toks, p, rec));
+        try testing.expect(!(try b.importPage(&toks, p, rec)));
+    }
+    try testing.expectEqual(@as(usize, 2), b.chain(&toks, &keys_b).local);
+    const t = b_cache.seqCreate().?;
+    try testing.expectEqual(@as(usize, 32), b.attach(t, &toks));
+    try expectSeq(b_cache, t, &toks, 32);
+    b_cache.seqFree(t);
+    try testing.expectError(error.NotCached, b.exportPage(&toks, 2, rec));
 }

@@ -87,6 +87,13 @@ if ! command -v chromium >/dev/null 2>&1; then
     >"$LOG_DIR/apt-chromium.log" 2>&1 || { tail -20 "$LOG_DIR/apt-chromium.log"; record "install chromium" 1; }
 fi
 
+# The scale-out tests (test/scale.test.ts) start Debian's redis-server and nginx on loopback ports.
+if ! command -v redis-server >/dev/null 2>&1 || { ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; }; then
+  echo "[test] installing redis-server and nginx (Debian) for the scale-out tests" >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server nginx) \
+    >"$LOG_DIR/apt-scale.log" 2>&1 || { tail -20 "$LOG_DIR/apt-scale.log"; record "install redis-server and nginx" 1; }
+fi
+
 # bun tests: count from bun's summary (" N pass", " N fail").
 bun_log="$LOG_DIR/bun-test.log"
 bun test 2>&1 | tee "$bun_log" | grep -E '^\s*(✗|\(fail\))|error:' | head -100

@@ -4,6 +4,7 @@ import { ChatTemplate } from "../chat/index.ts";
 import { Engine, type EngineKvTierConfig } from "../engine/index.ts";
 import { pullModel } from "../gguf/pull.ts";
 import { defaultKvDir } from "../kv/index.ts";
+import type { RedisTierOptions } from "../kv/redis-tier.ts";
 import { defaultThreads } from "../model.ts";
 import { checkDraftVocabulary, readModelFile } from "../model-file.ts";
 import { nativeLimits } from "../native/limits.ts";
@@ -71,7 +72,36 @@ its manifest survive a restart (written on SIGINT / SIGTERM and after each idle 
       --kv-idle-ms N     spill a conversation idle this long to SSD (default 60000; 0 = only
                          when the hot tier is full)
       --no-kv-disk       keep the prefix cache in RAM only (nothing written to disk)
-      --no-prefix-cache  compute every prompt in full`;
+      --no-prefix-cache  compute every prompt in full
+
+A KV tier shared by replicas (docs/scale-out.md): finished conversations' pages also go to
+Redis (or Valkey), and a replica that gets a conversation's next turn takes the pages it lacks
+from there, each verified against its prompt and model; a miss or an unreachable Redis means
+recomputing, never a failed request.
+      --kv-redis URL     redis://host:port[/db] of the shared tier (default: none)
+      --kv-redis-ttl S   a page unused this many seconds expires (default 3600)
+      --kv-redis-max-mb N  most MiB of this model's pages in Redis; the least recently used
+                         are deleted beyond it (default 1024)`;
+}
+
+/** The shared Redis tier's options from its flags; undefined without --kv-redis. */
+function redisOptions(
+  url: string | undefined,
+  ttl: string | undefined,
+  maxMb: string | undefined,
+): RedisTierOptions | undefined {
+  if (url === undefined) {
+    if (ttl !== undefined || maxMb !== undefined)
+      throw new Error("--kv-redis-ttl and --kv-redis-max-mb need --kv-redis URL");
+    return undefined;
+  }
+  if (!/^rediss?:\/\/[^\s]+$/.test(url))
+    throw new Error(`--kv-redis must be a redis:// or rediss:// URL, got ${JSON.stringify(url)}`);
+  return {
+    url,
+    ttlMs: int("kv-redis-ttl", ttl, 3600, 1, 30 * 86400) * 1000,
+    maxBytes: int("kv-redis-max-mb", maxMb, 1024, 1) * 1024 * 1024,
+  };
 }
 
 /** An integer flag: `def` when absent, else within [min, max]. */
@@ -105,6 +135,9 @@ export async function main(argv: string[]): Promise<number> {
       "kv-idle-ms": { type: "string" },
       "no-kv-disk": { type: "boolean" },
       "no-prefix-cache": { type: "boolean" },
+      "kv-redis": { type: "string" },
+      "kv-redis-ttl": { type: "string" },
+      "kv-redis-max-mb": { type: "string" },
       speculative: { type: "boolean" },
       draft: { type: "string" },
       help: { type: "boolean", short: "h" },
@@ -124,6 +157,7 @@ export async function main(argv: string[]): Promise<number> {
   let parallel: number, queue: number, port: number, stepTokens: number, threads: number, maxBody: number;
   let ctxOpt: number | undefined, kvPagesOpt: number | undefined;
   let kvDiskMb: number, kvHotMb: number | undefined, kvIdleMs: number;
+  let redis: RedisTierOptions | undefined;
   let speculative: ResolvedSpeculative | null = null;
   let speculativeOptIn: ResolvedSpeculative | null = null;
   let otherTemplate: string | undefined;
@@ -150,6 +184,11 @@ export async function main(argv: string[]): Promise<number> {
     if (values["no-kv-disk"] && s("kv-dir") !== undefined)
       throw new Error("--kv-dir and --no-kv-disk contradict each other");
     if (s("alias")?.trim() === "") throw new Error("--alias must not be empty");
+    redis = redisOptions(s("kv-redis"), s("kv-redis-ttl"), s("kv-redis-max-mb"));
+    if (redis !== undefined && values["no-prefix-cache"])
+      throw new Error(
+        "--kv-redis shares the prefix cache's pages; it needs the prefix cache (drop --no-prefix-cache)",
+      );
     otherTemplate = chatTemplateOption(s("chat-template")).chatTemplate;
     const key = s("api-key");
     if (key !== undefined && key.trim() === "")
@@ -206,6 +245,7 @@ export async function main(argv: string[]): Promise<number> {
   if (!values["no-prefix-cache"]) {
     kvTier = {
       idleMs: kvIdleMs,
+      ...(redis === undefined ? {} : { redis }),
       ...(kvHotMb === undefined ? {} : { hotBytes: kvHotMb * 1024 * 1024 }),
     };
     if (!values["no-kv-disk"]) {
@@ -262,6 +302,10 @@ export async function main(argv: string[]): Promise<number> {
         ? `hearth serve: prefix cache: ${hotMb} MiB in RAM, SSD tier ${kvTier.dir} (${kvDiskMb} MiB, ${tierStats.manifestEntriesLoaded} pages reloaded${tierStats.manifestRejected ? ", a torn or foreign manifest was ignored" : ""})`
         : `hearth serve: prefix cache: ${hotMb} MiB in RAM (no SSD tier)`,
     );
+    if (redis !== undefined)
+      console.log(
+        `hearth serve: shared KV tier: ${redis.url.replace(/\/\/[^@/]*@/, "//***@")} (TTL ${redis.ttlMs / 1000} s, ${redis.maxBytes / (1024 * 1024)} MiB)`,
+      );
   }
   // The file's name, as llama.cpp's server lists it: an id without spaces that says which file
   // (quantization included) is served. general.name is often vaguer ("Smollm2 135M ...").

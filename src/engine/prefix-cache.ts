@@ -27,6 +27,7 @@ export class PrefixCache {
   constructor(
     private readonly tiers: NativeKvTiers,
     private readonly pageTokens: number,
+    private readonly onPublished?: (tokens: Int32Array) => void,
   ) {}
 
   /** `tokens` rounded down to whole KV pages. */
@@ -92,7 +93,9 @@ export class PrefixCache {
   publishAll(seqId: number, tokens: number[]): void {
     try {
       this.tiers.seqPublish(seqId, tokens);
-      this.remember(Int32Array.from(tokens));
+      const published = Int32Array.from(tokens);
+      this.remember(published);
+      this.onPublished?.(published);
     } catch {
       // Not publishing loses only reuse, never correctness.
     }

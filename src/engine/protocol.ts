@@ -1,5 +1,6 @@
 // Messages between the engine client (main thread) and the engine worker that owns the native model.
 import type { GgufFile } from "../gguf/index.ts";
+import type { RedisTierOptions } from "../kv/redis-tier.ts";
 import type { ModelInfo } from "../native/model-api.ts";
 import type { EmbedRequest } from "./embed.ts";
 import type { EngineRequest, SchedulerStats, StepEvent } from "./request.ts";
@@ -36,6 +37,8 @@ export interface EngineKvTierConfig {
   diskBytes?: number;
   /** A conversation unused this long has its pages spilled to SSD (0 = never for idleness). */
   idleMs: number;
+  /** A KV tier shared by replicas through Redis (docs/scale-out.md); omitted = none. */
+  redis?: RedisTierOptions;
 }
 
 export type ToWorker =

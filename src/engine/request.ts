@@ -98,6 +98,8 @@ export interface SchedulerOptions {
    * Ignored for a model without KV tiers.
    */
   prefixCache?: boolean;
+  /** Called with a conversation's tokens each time the prefix cache publishes it (a shared tier). */
+  onPublished?: (tokens: Int32Array) => void;
 }
 
 export interface SchedulerStats {
@@ -112,6 +114,8 @@ export interface SchedulerStats {
   prefixCachedTokens: number;
   /** Pages moved to the SSD tier because their conversation went idle. */
   idleSpilledPages: number;
+  /** The KV tier shared through Redis (src/kv/redis-tier.ts); absent when there is none. */
+  kvRedis?: import("../kv/redis-tier.ts").RedisTierStats | null;
   /** Counters of the prefix cache and its tiers; null when the prefix cache is off. */
   kvTier: import("../native/model-api.ts").KvTierStats | null;
   /** Speculative decoding: draft tokens verified, and how many of them matched the sampled token. */

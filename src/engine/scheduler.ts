@@ -97,7 +97,7 @@ export class Scheduler {
     // of speculative drafts grow it on first use.
     this.logits = new Float32Array(opts.maxRunning * model.info.vocabSize);
     this.tiers = opts.prefixCache === true && isTiered(model) ? model : null;
-    this.prefix = this.tiers === null ? null : new PrefixCache(this.tiers, kv.pageTokens);
+    this.prefix = this.tiers === null ? null : new PrefixCache(this.tiers, kv.pageTokens, opts.onPublished);
     this.embeds = new Embedder(model, {
       stepTokens: opts.stepTokens,
       sequences: opts.embedSequences ?? 0,

@@ -3,6 +3,7 @@
 // forward pass). With the prefix cache on it also runs the idle-spill timer and, on close, writes
 // the SSD manifest so the cache survives a restart.
 import type { GgufFile } from "../gguf/index.ts";
+import { RedisKvTier } from "../kv/redis-tier.ts";
 import { openModel, readModelFile } from "../model-file.ts";
 import { loadLibrary } from "../native/lib.ts";
 import { sequencesWithEmbeddings } from "../native/limits.ts";
@@ -11,6 +12,7 @@ import type { NativeModel, TieredNativeModel } from "../native/model-api.ts";
 import { DraftModel } from "./draft-model.ts";
 import { Outbox } from "./outbox.ts";
 import type { EngineConfig, FromWorker, ToWorker } from "./protocol.ts";
+import type { SchedulerStats } from "./request.ts";
 import { QueueFullError, Scheduler } from "./scheduler.ts";
 
 declare const self: Worker;
@@ -22,9 +24,17 @@ let looping = false;
 let tierConfig: EngineConfig["kvTier"] = null;
 let idleTimer: ReturnType<typeof setInterval> | null = null;
 let outbox: Outbox | null = null;
+/** The KV tier shared with other replicas through Redis, when configured. */
+let shared: RedisKvTier | null = null;
+/** Requests waiting for their prefix pages from Redis, and whether they were cancelled meanwhile. */
+const fetching = new Map<string, { cancelled: boolean }>();
 
 function post(msg: FromWorker): void {
   self.postMessage(msg);
+}
+
+function statsOf(s: Scheduler): SchedulerStats {
+  return shared === null ? s.stats() : { ...s.stats(), kvRedis: shared.stats() };
 }
 
 function loop(): void {
@@ -118,6 +128,7 @@ async function init(
       idleTimer = setInterval(() => spillIdle(idleMs), Math.min(5000, Math.max(20, idleMs / 4)));
     }
   }
+  if (tierConfig?.redis) shared = new RedisKvTier(model, tierConfig.redis, () => outbox?.push([], 0, true));
   scheduler = new Scheduler(
     model,
     tokenizer,
@@ -128,13 +139,16 @@ async function init(
       contextTokens: config.contextTokens,
       prefixCache: tierConfig !== null,
       embedSequences: embedding.embedding,
+      onPublished: (tokens) => {
+        shared?.publish(tokens);
+      },
     },
     createBatch(config.stepTokens),
     draftNative === null ? null : new DraftModel(draftNative, config.stepTokens),
   );
   const s = scheduler;
-  outbox = new Outbox(post, () => s.stats(), handled ?? null);
-  post({ type: "ready", info: model.info, stats: scheduler.stats() });
+  outbox = new Outbox(post, () => statsOf(s), handled ?? null);
+  post({ type: "ready", info: model.info, stats: statsOf(scheduler) });
 }
 
 self.onmessage = (ev: MessageEvent<ToWorker>) => {
@@ -156,6 +170,8 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
     } catch (err) {
       persistError = (err as Error).message;
     }
+    shared?.close();
+    shared = null;
     model?.close();
     model = null;
     draftNative?.close();
@@ -165,18 +181,42 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
     return;
   }
   if (s === null) return;
-  if (msg.type === "submit" || msg.type === "embed") {
-    try {
-      if (msg.type === "submit") s.submit(msg.req);
-      else s.submitEmbed(msg.req);
-      kick();
-    } catch (err) {
-      const e = err as Error;
-      const message = e instanceof QueueFullError ? `queue_full: ${e.message}` : e.message;
-      outbox?.push([{ type: "error", id: msg.req.id, message }], 0, true);
-    }
+  if (msg.type === "submit" && shared !== null && !msg.req.promptLogprobs) {
+    // Pages of this prompt that another replica computed come from Redis first; the request
+    // waits for them (bounded by the tier's timeout), then is admitted as usual.
+    const req = msg.req;
+    const state = { cancelled: false };
+    fetching.set(req.id, state);
+    shared.fetch(req.promptIds).finally(() => {
+      fetching.delete(req.id);
+      if (scheduler !== s) return;
+      submit(s, () => s.submit(req), req.id);
+      if (state.cancelled) {
+        const done = s.cancel(req.id);
+        outbox?.push(done ? [done] : [], 0, true);
+      }
+    });
+  } else if (msg.type === "submit" || msg.type === "embed") {
+    const m = msg;
+    submit(s, () => (m.type === "submit" ? s.submit(m.req) : s.submitEmbed(m.req)), m.req.id);
   } else if (msg.type === "cancel") {
-    const done = s.cancel(msg.id);
-    outbox?.push(done ? [done] : [], 0, true);
+    const f = fetching.get(msg.id);
+    if (f !== undefined) f.cancelled = true;
+    else {
+      const done = s.cancel(msg.id);
+      outbox?.push(done ? [done] : [], 0, true);
+    }
   }
 };
+
+/** Queues a request on the scheduler; a refusal goes back as the request's error event. */
+function submit(s: Scheduler, queue: () => void, id: string): void {
+  try {
+    queue();
+    kick();
+  } catch (err) {
+    const e = err as Error;
+    const message = e instanceof QueueFullError ? `queue_full: ${e.message}` : e.message;
+    outbox?.push([{ type: "error", id, message }], 0, true);
+  }
+}

@@ -1,6 +1,7 @@
 // NativeKvTiers over bun:ffi (zig/kv/abi.zig): prefix sharing, SSD tiers and session files for one model handle.
 import type { Pointer } from "bun:ffi";
 import { check, type HearthLib, lastError, NativeError, nativeAbi } from "./lib.ts";
+import { kvPageTokens } from "./limits.ts";
 import { KvCorruptError, type KvTierOptions, type KvTierStats, type NativeKvTiers } from "./model-api.ts";
 
 /** KvTierStats from the native record: the prefix cache's fields, then its cold tier's (`cold`). */
@@ -89,6 +90,7 @@ export function createKvTiers(
   maxTokens: number,
 ): NativeKvTiers {
   const scratch = { buf: new Int32Array(1024) };
+  const pageTokens = kvPageTokens();
   const u32 = new Uint32Array(2);
   const u64 = new BigUint64Array(1);
   const statsBuf = new BigUint64Array(Math.ceil(nativeAbi().layouts.tierStats.sizeBytes / 8));
@@ -139,6 +141,42 @@ export function createKvTiers(
     kvTierStats(): KvTierStats {
       check(lib.hearth_kv_tier_stats(handle(), statsBuf), "kvTierStats");
       return readTierStats(statsView);
+    },
+    kvModelTag: modelTag,
+    kvRecordBytes(): number {
+      return check(lib.hearth_kv_record_bytes(handle()), "kvRecordBytes");
+    },
+    kvChain(tokens: ArrayLike<number>): { keys: BigUint64Array; localPages: number } {
+      const t = int32Tokens(tokens, scratch);
+      const keys = new BigUint64Array(Math.max(1, Math.floor(t.length / pageTokens)));
+      u32[0] = 0;
+      const n = check(
+        lib.hearth_kv_chain(handle(), t.length > 0 ? t : null, t.length, keys, keys.length, u32),
+        "kvChain",
+      );
+      return { keys: keys.subarray(0, n), localPages: u32[0] as number };
+    },
+    kvPageExport(tokens: ArrayLike<number>, page: number, out: Uint8Array): void {
+      const t = int32Tokens(tokens, scratch);
+      const p = Number(nonNegativeInt("page", page));
+      check(
+        lib.hearth_kv_page_export(handle(), t.length > 0 ? t : null, t.length, p, out, out.length),
+        `kvPageExport ${p}`,
+      );
+    },
+    kvPageImport(tokens: ArrayLike<number>, page: number, record: Uint8Array): boolean {
+      const t = int32Tokens(tokens, scratch);
+      const p = Number(nonNegativeInt("page", page));
+      const rc = lib.hearth_kv_page_import(
+        handle(),
+        t.length > 0 ? t : null,
+        t.length,
+        p,
+        record.length > 0 ? record : null,
+        record.length,
+      );
+      if (rc === nativeAbi().limits.status.corrupt) throw new KvCorruptError(`kvPageImport: ${lastError()}`);
+      return check(rc, `kvPageImport ${p}`) === 1;
     },
     seqSave(seqId: number, tokens: ArrayLike<number>, path: string): number {
       const t = int32Tokens(tokens, scratch);

@@ -168,6 +168,23 @@ export interface NativeKvTiers {
    */
   kvTierCheckpoint(): number;
   kvTierStats(): KvTierStats;
+  /** Roots every hash chain: a hash of the hyperparameters, tensor table, file size and KV type. */
+  readonly kvModelTag: bigint;
+  /** Bytes of one portable page record (zig/kv/portable.zig), for a tier shared by replicas. */
+  kvRecordBytes(): number;
+  /**
+   * The chain keys of the whole pages of `tokens`, and how many leading pages the prefix cache
+   * holds (in RAM or on SSD).
+   */
+  kvChain(tokens: ArrayLike<number>): { keys: BigUint64Array; localPages: number };
+  /** Writes whole page `page` of the cached chain of `tokens` as a portable record into `out`. */
+  kvPageExport(tokens: ArrayLike<number>, page: number, out: Uint8Array): void;
+  /**
+   * Adds whole page `page` of `tokens` from a portable record to the prefix cache after checking
+   * it against the tokens, the model and the build; false when it was cached already. Throws
+   * KvCorruptError when the record does not check out.
+   */
+  kvPageImport(tokens: ArrayLike<number>, page: number, record: Uint8Array): boolean;
   /** Saves a sequence (its KV holds exactly `tokens`) to a file; returns the bytes written. */
   seqSave(seqId: number, tokens: ArrayLike<number>, path: string): number;
   /** Restores a saved sequence into a new one. Throws KvCorruptError if the file is damaged. */

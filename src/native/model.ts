@@ -280,6 +280,21 @@ class FfiNativeModel implements TieredNativeModel {
   kvTierStats(): KvTierStats {
     return this.kv.kvTierStats();
   }
+  get kvModelTag(): bigint {
+    return this.kv.kvModelTag;
+  }
+  kvRecordBytes(): number {
+    return this.kv.kvRecordBytes();
+  }
+  kvChain(tokens: ArrayLike<number>): { keys: BigUint64Array; localPages: number } {
+    return this.kv.kvChain(tokens);
+  }
+  kvPageExport(tokens: ArrayLike<number>, page: number, out: Uint8Array): void {
+    this.kv.kvPageExport(tokens, page, out);
+  }
+  kvPageImport(tokens: ArrayLike<number>, page: number, record: Uint8Array): boolean {
+    return this.kv.kvPageImport(tokens, page, record);
+  }
   seqSave(seqId: number, tokens: ArrayLike<number>, path: string): number {
     return this.kv.seqSave(seqId, tokens, path);
   }

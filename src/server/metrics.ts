@@ -3,6 +3,7 @@
 // (the engine figures are the latest the engine reported).
 
 import type { DraftCounts } from "../engine/request.ts";
+import type { RedisTierStats } from "../kv/redis-tier.ts";
 import { kvPageTokens } from "../native/limits.ts";
 import type { KvTierStats } from "../native/model-api.ts";
 
@@ -50,6 +51,8 @@ export interface EngineGauges {
   acceptedDraftTokens?: number;
   /** Draft tokens proposed (run in a step) and accepted, per source (lookup, the draft model). */
   drafts?: DraftCounts;
+  /** The KV tier shared through Redis; null or absent when there is none. */
+  kvRedis?: RedisTierStats | null;
   /** Prefix cache counters; null or absent when it is off. */
   kvTier?: KvTierStats | null;
 }
@@ -215,6 +218,39 @@ export class ServerMetrics {
         t.coldSlotsUsed,
       );
       gauge("hearth_kv_ssd_pages_capacity", "SSD tier slots (its byte quota in pages).", t.coldSlotsTotal);
+    }
+    const r = g.kvRedis;
+    gauge("hearth_kv_redis_enabled", "1 when the KV tier shared through Redis is configured.", r ? 1 : 0);
+    if (r) {
+      gauge("hearth_kv_redis_connected", "1 while the Redis connection is up.", r.connected ? 1 : 0);
+      counter("hearth_kv_redis_hits_total", "Pages fetched from Redis, verified and reused.", r.hits);
+      counter(
+        "hearth_kv_redis_misses_total",
+        "Prompt lookups that stopped at a page Redis did not have (recomputed).",
+        r.misses,
+      );
+      counter(
+        "hearth_kv_redis_rejected_total",
+        "Page records from Redis refused by verification (checksum, model, build or tokens): recomputed.",
+        r.rejected,
+      );
+      counter(
+        "hearth_kv_redis_errors_total",
+        "Redis commands that failed or timed out, and lookups skipped while Redis was unreachable.",
+        r.errors,
+      );
+      counter("hearth_kv_redis_pages_written_total", "Page records written to Redis.", r.pagesWritten);
+      counter(
+        "hearth_kv_redis_bytes_written_total",
+        "Bytes of page records written to Redis.",
+        r.bytesWritten,
+      );
+      counter("hearth_kv_redis_bytes_read_total", "Bytes of page records read from Redis.", r.bytesRead);
+      counter(
+        "hearth_kv_redis_evicted_total",
+        "Pages this replica deleted from Redis to keep the model's namespace under --kv-redis-max-mb.",
+        r.evicted,
+      );
     }
     return `${out.join("\n")}\n`;
   }

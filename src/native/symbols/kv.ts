@@ -38,4 +38,20 @@ export const kvSymbols = {
   hearth_kv_tier_spill: { args: [FFIType.ptr, FFIType.ptr, FFIType.u32, FFIType.u32], returns: FFIType.i32 },
   hearth_kv_tier_reclaimable: { args: [FFIType.ptr], returns: FFIType.i32 },
   hearth_kv_tier_checkpoint: { args: [FFIType.ptr], returns: FFIType.i32 },
+  hearth_kv_record_bytes: { args: [FFIType.ptr], returns: FFIType.i32 },
+  // handle, tokens*, n, keys_out*, cap, out_local*
+  hearth_kv_chain: {
+    args: [FFIType.ptr, FFIType.ptr, FFIType.u32, FFIType.ptr, FFIType.u32, FFIType.ptr],
+    returns: FFIType.i32,
+  },
+  // handle, tokens*, n, page, out*, len
+  hearth_kv_page_export: {
+    args: [FFIType.ptr, FFIType.ptr, FFIType.u32, FFIType.u32, FFIType.ptr, FFIType.u64],
+    returns: FFIType.i32,
+  },
+  // handle, tokens*, n, page, record*, len
+  hearth_kv_page_import: {
+    args: [FFIType.ptr, FFIType.ptr, FFIType.u32, FFIType.u32, FFIType.ptr, FFIType.u64],
+    returns: FFIType.i32,
+  },
 } as const;

@@ -17,6 +17,7 @@ const SUITES = [
   "embed",
   "micro",
   "fuzz",
+  "scale",
 ] as const;
 /** Suites run only when named (the soak takes --minutes). */
 const ON_DEMAND = ["soak"] as const;

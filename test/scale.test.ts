@@ -4,8 +4,10 @@
 // server without any cache; a damaged page or a dead Redis costs only recomputation; a replica
 // that dies has its conversations answered by another through nginx, with no client retry.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
 import { RedisClient } from "bun";
 import OpenAI from "openai";
+import { nginxConf } from "../scripts/nginx-conf.ts";
 import { pullModel } from "../src/gguf/pull.ts";
 import { type RunningServer, startCheckoutServer } from "./server-process.ts";
 import { type Service, startNginx, startRedis } from "./support/cluster.ts";
@@ -132,6 +134,17 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all([plain?.stop(), ...replicas.map((r) => r.stop())]);
   await redis?.stop();
+});
+
+test("deploy/nginx.conf is the generator's output for the compose file's replicas", async () => {
+  const conf = nginxConf({
+    listen: "0.0.0.0:8080",
+    replicas: ["hearth-1:8080", "hearth-2:8080", "hearth-3:8080"],
+    workers: "auto",
+  });
+  expect(await Bun.file(join(import.meta.dir, "..", "deploy", "nginx.conf")).text()).toBe(conf);
+  expect(() => nginxConf({ listen: "0.0.0.0:8080", replicas: ["a b:1"] })).toThrow(/host:port/);
+  expect(() => nginxConf({ listen: "x", replicas: ["a:1"] })).toThrow(/listen/);
 });
 
 describe("replicas sharing KV through Redis (real redis-server, nginx, openai client)", () => {

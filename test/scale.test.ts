@@ -174,20 +174,35 @@ describe("replicas sharing KV through Redis (real redis-server, nginx, openai cl
     const ref = await startConversation(2, a);
     const fresh = [...(await pageKeys(c))].filter((k) => !before.has(k));
     expect(fresh.length).toBeGreaterThanOrEqual(10);
-    // Flip one byte in the KV of one of the conversation's pages.
-    const victim = fresh[Math.floor(fresh.length / 2)] as string;
-    const rec = (await c.getBuffer(victim)) as Uint8Array;
-    const at = 128 + Math.floor((rec.length - 128) / 3);
-    await c.send("SETRANGE", [victim, String(at), String.fromCharCode((rec[at] as number) ^ 0x01)]);
+    // Flip one bit in the KV of every page of the conversation: the first page the next turn
+    // needs is damaged, whichever it is.
+    const original = new Map<string, Buffer>();
+    for (const k of fresh) {
+      const rec = Buffer.from((await c.getBuffer(k)) as Uint8Array);
+      original.set(k, rec);
+      const bad = Buffer.from(rec);
+      const at = 128 + Math.floor((bad.length - 128) / 3);
+      bad[at] = (bad[at] as number) ^ 0x01;
+      await c.set(k, bad, "KEEPTTL");
+    }
+    const hitsBefore = await metric(c3, "hearth_kv_redis_hits_total");
     const t2 = await chat(c3.url, secondTurn(2, ref.first));
     expect(t2.text).toBe(ref.second);
     expect(await metric(c3, "hearth_kv_redis_rejected_total")).toBe(1);
-    // The pages before the damaged one were still reused.
-    expect(await metric(c3, "hearth_kv_redis_hits_total")).toBeLessThan(fresh.length);
-    // The replica that recomputed the page publishes a good one in its place.
-    await until("the recomputed page in Redis", async () => (await c.exists(victim)) === true);
-    const again = (await c.getBuffer(victim)) as Uint8Array;
-    expect(Buffer.from(again).equals(Buffer.from(rec))).toBe(true);
+    expect(await metric(c3, "hearth_kv_redis_hits_total")).toBe(hitsBefore);
+    expect(t2.cached).toBe(0);
+    // The rejected record was deleted, and the replica that recomputed its page published it
+    // again: bit for bit the page the first replica computed. The others are still damaged
+    // (each is refused and deleted when a lookup reaches it).
+    const restored = async () => {
+      let same = 0;
+      for (const [k, rec] of original) {
+        const now = await c.getBuffer(k);
+        if (now !== null && Buffer.from(now).equals(rec)) same++;
+      }
+      return same;
+    };
+    await until("the recomputed page in Redis", async () => (await restored()) === 1);
     c.close();
   }, 180_000);
 
@@ -218,6 +233,49 @@ describe("replicas sharing KV through Redis (real redis-server, nginx, openai cl
       return (await metric(a, "hearth_kv_redis_connected")) === 1;
     });
   }, 300_000);
+
+  test("the size bound deletes the least recently used pages of the model's namespace", async () => {
+    // Its own Redis database, so the bound sees only this replica's pages.
+    const small = await serve(["--kv-redis", `redis://127.0.0.1:${redisPort}/1`, "--kv-redis-max-mb", "2"]);
+    try {
+      await until(
+        "the Redis connection",
+        async () => (await metric(small, "hearth_kv_redis_connected")) === 1,
+      );
+      await chat(small.url, firstTurn(7));
+      await until("evictions", async () => (await metric(small, "hearth_kv_redis_evicted_total")) > 0);
+      const c = new RedisClient(`redis://127.0.0.1:${redisPort}/1`);
+      const keys = await pageKeys(c);
+      const index = ((await c.send("KEYS", ["hearth:kv:*:index"])) as string[])[0] as string;
+      const record = (await c.getBuffer([...keys][0] as string)) as Uint8Array;
+      // 2 MiB holds this many records; the index lists exactly the pages that remain.
+      const most = Math.floor((2 * 1024 * 1024) / record.length);
+      expect(keys.size).toBe(most);
+      expect(Number(await c.send("ZCARD", [index]))).toBe(most);
+      const written = await metric(small, "hearth_kv_redis_pages_written_total");
+      expect(await metric(small, "hearth_kv_redis_evicted_total")).toBe(written - most);
+      c.close();
+    } finally {
+      await small.stop();
+    }
+  }, 180_000);
+
+  test("bad --kv-redis flags are one clear line and exit code 2, before the model loads", async () => {
+    for (const [flags, message] of [
+      [["--kv-redis", "localhost:6379"], /redis:\/\/ or rediss:\/\/ URL/],
+      [["--kv-redis-ttl", "60"], /need --kv-redis URL/],
+      [["--kv-redis", "redis://x:1", "--no-prefix-cache"], /needs the prefix cache/],
+      [["--kv-redis", "redis://x:1", "--kv-redis-max-mb", "0"], /kv-redis-max-mb/],
+    ] as const) {
+      const p = Bun.spawn([process.execPath, "src/cli/main.ts", "serve", ...flags], {
+        cwd: join(import.meta.dir, ".."),
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      expect(await p.exited).toBe(2);
+      expect(await new Response(p.stderr).text()).toMatch(message);
+    }
+  });
 
   test("through nginx: a session sticks to one replica, and when that replica dies another answers without a client retry", async () => {
     const nginx = await startNginx(replicas.map((r) => new URL(r.url).host));

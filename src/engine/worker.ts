@@ -190,7 +190,7 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
     shared.fetch(req.promptIds).finally(() => {
       fetching.delete(req.id);
       if (scheduler !== s) return;
-      submit(s, () => s.submit(req), req.id);
+      submit(() => s.submit(req), req.id);
       if (state.cancelled) {
         const done = s.cancel(req.id);
         outbox?.push(done ? [done] : [], 0, true);
@@ -198,7 +198,7 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
     });
   } else if (msg.type === "submit" || msg.type === "embed") {
     const m = msg;
-    submit(s, () => (m.type === "submit" ? s.submit(m.req) : s.submitEmbed(m.req)), m.req.id);
+    submit(() => (m.type === "submit" ? s.submit(m.req) : s.submitEmbed(m.req)), m.req.id);
   } else if (msg.type === "cancel") {
     const f = fetching.get(msg.id);
     if (f !== undefined) f.cancelled = true;
@@ -210,7 +210,7 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
 };
 
 /** Queues a request on the scheduler; a refusal goes back as the request's error event. */
-function submit(s: Scheduler, queue: () => void, id: string): void {
+function submit(queue: () => void, id: string): void {
   try {
     queue();
     kick();

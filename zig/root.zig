@@ -19,7 +19,7 @@ const kv_prefix = @import("kv/prefix.zig");
 const kv_evict = @import("kv/evict.zig");
 
 /// Bumped whenever an export's signature or meaning changes; checked by src/native at load.
-pub const abi_version: u32 = 12;
+pub const abi_version: u32 = 13;
 
 export fn hearth_abi_version() u32 {
     return abi_version;

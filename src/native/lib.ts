@@ -18,7 +18,7 @@ import { modelSymbols } from "./symbols/model.ts";
 import { hostPlatform, type Platform, pickVariant, platformPackageName, VariantError } from "./variants.ts";
 
 /** Must equal `abi_version` in zig/root.zig. */
-export const ABI_VERSION = 12;
+export const ABI_VERSION = 13;
 
 const allSymbols = {
   ...coreSymbols,

@@ -212,6 +212,25 @@ const F32x8 = @Vector(8, f32);
 extern fn @"llvm.x86.avx2.pmadd.ub.sw"(a: U8x32, b: I8x32) I16x16;
 extern fn @"llvm.x86.avx2.pmadd.wd"(a: I16x16, b: I16x16) I32x8;
 
+/// (v >> shift) & mask in every byte, shifted as 16-bit lanes: x86 has no byte shift, and the
+/// vgf2p8affineqb LLVM emits for one (with GFNI) takes a multiply-pipe slot on Zen 4, where
+/// vpsrlw + vpand do not. Equal to the byte shift when mask keeps no bit that came in from the
+/// neighbouring byte (mask < 256 >> shift).
+pub inline fn shrMask(v: U8x32, shift: u4, comptime mask: u8) U8x32 {
+    std.debug.assert(shift < 8 and @as(u16, mask) << shift < 256);
+    const words: @Vector(16, u16) = @bitCast(v);
+    const shifted: U8x32 = @bitCast(words >> @splat(shift));
+    return shifted & @as(U8x32, @splat(mask));
+}
+
+/// (v << shift) & mask in every byte, as `shrMask` (mask keeps no bit below `shift`).
+pub inline fn shlMask(v: U8x32, shift: u4, comptime mask: u8) U8x32 {
+    std.debug.assert(shift < 8 and mask & ((@as(u16, 1) << shift) - 1) == 0);
+    const words: @Vector(16, u16) = @bitCast(v);
+    const shifted: U8x32 = @bitCast(words << @splat(shift));
+    return shifted & @as(U8x32, @splat(mask));
+}
+
 /// Activation bytes 4c..4c+3 repeated eight times (one per lane / row).
 inline fn broadcast4(aq: []const i8, c: usize) I8x32 {
     const word = std.mem.readInt(i32, @ptrCast(aq[4 * c ..][0..4]), .little);
@@ -290,7 +309,7 @@ pub inline fn dotGroup(
             .q4_0, .q4_1, .q5_0, .q5_1 => inline for (0..4) |j| {
                 const v: U8x32 = blk.qs[32 * j ..][0..32].*;
                 chunks[j] = @bitCast(v & @as(U8x32, @splat(15)));
-                chunks[4 + j] = @bitCast(v >> @as(@Vector(32, u3), @splat(4)));
+                chunks[4 + j] = @bitCast(shrMask(v, 4, 15));
             },
             .iq4_nl => inline for (0..4) |j| {
                 const v: U8x32 = blk.qs[32 * j ..][0..32].*;
@@ -305,8 +324,8 @@ pub inline fn dotGroup(
         if (f == .q5_0 or f == .q5_1) {
             const h: U8x32 = blk.qh;
             inline for (0..8) |c| {
-                const fifth = if (c <= 4) (h << @splat(4 - c)) else (h >> @splat(c - 4));
-                chunks[c] |= @bitCast(fifth & @as(U8x32, @splat(16)));
+                const fifth = if (c <= 4) shlMask(h, 4 - c, 16) else shrMask(h, c - 4, 16);
+                chunks[c] |= @bitCast(fifth);
             }
         }
         const offset: F32x8 = switch (f) {

@@ -206,15 +206,6 @@ inline fn pairDot(a: I16x16, b: I16x16) I32x8 {
     return even * be + odd * bo;
 }
 
-/// (v >> shift) & mask in every byte, for a shift known only at run time: shifted as 16-bit
-/// lanes (one vpsrlw; LLVM widens a byte shift by a variable to words and back), which is the
-/// same wherever mask keeps no bit that crossed in from the next byte (mask < 256 >> shift).
-inline fn shiftMask(v: U8x32, shift: u4, comptime mask: u8) U8x32 {
-    const words: @Vector(16, u16) = @bitCast(v);
-    const shifted: U8x32 = @bitCast(words >> @splat(shift));
-    return shifted & @as(U8x32, @splat(mask));
-}
-
 /// bsums[2p] and bsums[2p + 1] of a Q8_K block in every 32-bit lane (the right side of `pairDot`).
 inline fn bsumPair(a: *const BlockQ8K, p: usize) I16x16 {
     const word = std.mem.readInt(i32, @ptrCast(a.bsums[2 * p ..][0..2]), .little);
@@ -275,10 +266,10 @@ pub inline fn dotGroup(
                     const shift: u4 = @intCast(4 * (s % 2));
                     inline for (0..8) |c| {
                         const v: U8x32 = rec.qs[256 * (s / 2) + 32 * c ..][0..32].*;
-                        var w = shiftMask(v, shift, 15);
+                        var w = interleave.shrMask(v, shift, 15);
                         if (f == .q5_k) {
                             const h: U8x32 = rec.qh[32 * c ..][0..32].*;
-                            w |= shiftMask(h, @intCast(s), 1) << @splat(4);
+                            w |= interleave.shlMask(interleave.shrMask(h, @intCast(s), 1), 4, 16);
                         }
                         ch[c] = @bitCast(w);
                     }
@@ -311,7 +302,7 @@ pub inline fn dotGroup(
                     inline for (0..8) |c| {
                         const v: U8x32 = rec.bits[qlAt(s / 2, c)..][0..32].*;
                         const h: U8x32 = rec.bits[qhAt(s / 4, c)..][0..32].*;
-                        ch[c] = @bitCast(shiftMask(v, lo_shift, 15) | (shiftMask(h, hi_shift, 3) << @splat(4)));
+                        ch[c] = @bitCast(interleave.shrMask(v, lo_shift, 15) | interleave.shlMask(interleave.shrMask(h, hi_shift, 3), 4, 0x30));
                     }
                     inline for (0..n) |t| {
                         const aq = a8[t].qs[32 * s ..][0..32];

@@ -24,6 +24,8 @@ export class Outbox {
     /** The main thread's count of handled events messages; null: send every time. */
     private readonly handled: Int32Array | null,
     private readonly now: () => number = () => performance.now(),
+    /** Most time between two copies of the figures; 0: with every message. */
+    private readonly statsIntervalMs = STATS_INTERVAL_MS,
   ) {}
 
   /**
@@ -38,7 +40,7 @@ export class Outbox {
     if (behind && !flush) return;
     const now = this.now();
     const ended = this.pending.some((ev) => ev.type !== "text");
-    const statsDue = flush || ended || now - this.statsAt >= STATS_INTERVAL_MS;
+    const statsDue = flush || ended || now - this.statsAt >= this.statsIntervalMs;
     if (this.pending.length === 0 && !statsDue) return;
     const msg: Extract<FromWorker, { type: "events" }> = {
       type: "events",

@@ -19,8 +19,8 @@ const SUITES = [
   "fuzz",
   "scale",
 ] as const;
-/** Suites run only when named (the soak takes --minutes). */
-const ON_DEMAND = ["soak"] as const;
+/** Suites run only when named: the soak takes --minutes, busy starts its own CPU hog. */
+const ON_DEMAND = ["soak", "busy"] as const;
 
 async function loadSuite(name: string): Promise<(o: BenchOptions) => Promise<SuiteResult>> {
   if (![...SUITES, ...ON_DEMAND].includes(name as never)) {

@@ -1,4 +1,32 @@
 //! Persistent thread pool: workers are created once at init, spin briefly, then park on a futex; `run` is a blocking parallel-for.
+//!
+//! A busy machine: when another process keeps a core busy, the kernel time-shares that core
+//! between it and a worker, and a worker preempted while it holds a claimed task makes the caller
+//! wait for the rest of the other process's time slice (milliseconds, against a job of tens or
+//! hundreds of microseconds): 2-thread decode became slower than 1-thread decode. Tasks already
+//! claimed cannot be taken back: re-running one on the caller would need every task to be
+//! idempotent (not so: RepackJob releases its source pages as it copies them) and the preempted
+//! worker would still write its (stale) rows later, into buffers the forward pass has moved on
+//! to reuse. Unclaimed tasks are never stuck (the caller claims them itself); only the claimed
+//! one is. Moving the caller to sleep so the kernel migrates the worker to its core was tried:
+//! the scheduler does not migrate a task that ran within the last ~0.5 ms (cache-hot), so it
+//! waited as long. So the pool measures instead: a job where the caller, after its own share,
+//! waited longer for a late worker than it worked itself (and more than `stall_min_ns`) is a
+//! stall, because running it alone would have cost about twice its own share, less than what it
+//! paid. After a stall the caller runs jobs alone for a while (`solo_min_ns`, doubling on each
+//! stall up to `solo_max_ns`), then tries the workers again; a first parallel job that is on time
+//! halves the next period. Under steady contention the periods grow and the workers are tried a
+//! few times a second, each try costing at most one stall.
+//!
+//! Stalls are not the whole cost. On a machine with more runnable threads than cores, a worker
+//! is descheduled most of the time, and when it runs it spins for the next job on a core the
+//! caller (or someone) could use: measured with the load at ~9 on 2 cores, the worker ran 5.5%
+//! of the tasks over 20,000 jobs, only 2 jobs stalled and the caller waited 168 ms in all, yet
+//! 2-thread decode was 20-40% slower than 1-thread. So the pool also counts who ran the tasks:
+//! over each `share_window_jobs` parallel jobs, workers that ran less than half their fair share
+//! ((n-1)/n of the tasks) count as a stall too, and the caller goes solo (workers park after
+//! their spin) until the next try. On a quiet machine no job stalls and nothing changes; on a busy one
+//! the pool is never much slower than one thread.
 const std = @import("std");
 const builtin = @import("builtin");
 
@@ -11,6 +39,15 @@ pub const max_threads = 256;
 /// CPU). Shorter, time-based spinning with the caller sleeping on a futex was tried: with another
 /// process taking ~30% of a core, 16-row decode steps got slower (mean 35-36 vs 30-32 ms).
 const spin_iterations = 20_000;
+
+/// A wait for late workers shorter than this is never a stall (a worker waking from its futex
+/// takes tens of microseconds; a preempted one, milliseconds).
+const stall_min_ns: u64 = 100 * std.time.ns_per_us;
+/// How long the caller runs jobs alone after a stall: from this, doubling per stall, to the max.
+const solo_min_ns: u64 = 10 * std.time.ns_per_ms;
+const solo_max_ns: u64 = 320 * std.time.ns_per_ms;
+/// Parallel jobs over which the workers' share of the tasks is judged.
+const share_window_jobs: u32 = 64;
 
 /// Task-claim word layout: job id (24 bits) | task count (20 bits) | next index (20 bits).
 /// Packing the count and the job id with the index lets a worker claim a task with one CAS
@@ -40,6 +77,24 @@ pub const Pool = struct {
     busy: Atomic(bool) = .init(false),
     shutdown: Atomic(bool) = .init(false),
     job_id: u64 = 0,
+
+    // Stall detection (see the top of the file). Touched only by the caller holding `busy`.
+    /// Monotonic time until which `run` executes jobs on the caller alone.
+    solo_until_ns: u64 = 0,
+    /// The next solo period.
+    solo_window_ns: u64 = solo_min_ns,
+    /// Jobs where the caller waited for a late worker longer than it worked itself.
+    stalls: u64 = 0,
+    /// Jobs run by the caller alone because of a recent stall.
+    solo_jobs: u64 = 0,
+    /// The parallel jobs since a solo period are a try: if on time, they shrink the next period.
+    probing: bool = false,
+    /// Parallel jobs, their tasks and the tasks the caller ran itself, since the last judgement.
+    window_jobs: u32 = 0,
+    window_tasks: u64 = 0,
+    window_caller_tasks: u64 = 0,
+    /// Windows where the workers ran less than half their share of the tasks.
+    idle_windows: u64 = 0,
 
     // Read by a worker only after it claimed a task of the job (so they are this job's).
     job_base: usize = 0,
@@ -92,13 +147,56 @@ pub const Pool = struct {
             return;
         }
         defer self.busy.store(false, .release);
+        const start_ns = monotonicNs();
+        if (self.solo_until_ns != 0) {
+            if (start_ns < self.solo_until_ns) {
+                self.solo_jobs += 1;
+                for (0..n_tasks) |i| func(ctx, i);
+                return;
+            }
+            self.solo_until_ns = 0;
+            self.probing = true;
+        }
+        var stalled = false;
         var base: usize = 0;
         while (base < n_tasks) : (base += max_tasks_per_job) {
-            self.post(base, @min(max_tasks_per_job, n_tasks - base), @ptrCast(&ctx), Wrap.call);
+            const n = @min(max_tasks_per_job, n_tasks - base);
+            const r = self.post(base, n, @ptrCast(&ctx), Wrap.call, start_ns);
+            if (r.stalled) stalled = true;
+            self.window_tasks += n;
+            self.window_caller_tasks += r.caller_tasks;
+        }
+        if (stalled) self.stalls += 1;
+        self.window_jobs += 1;
+        var idle = false;
+        if (self.window_jobs >= share_window_jobs) {
+            // Workers' tasks * 2n < (n-1) * tasks: less than half of their fair share.
+            const worker_tasks = self.window_tasks - self.window_caller_tasks;
+            idle = worker_tasks * 2 * self.n_threads < (self.n_threads - 1) * self.window_tasks;
+            if (idle) self.idle_windows += 1;
+            self.window_jobs = 0;
+            self.window_tasks = 0;
+            self.window_caller_tasks = 0;
+        }
+        if (stalled or idle) {
+            self.solo_until_ns = monotonicNs() + self.solo_window_ns;
+            self.solo_window_ns = @min(solo_max_ns, 2 * self.solo_window_ns);
+            self.probing = false;
+            self.window_jobs = 0;
+            self.window_tasks = 0;
+            self.window_caller_tasks = 0;
+        } else if (self.probing and self.window_jobs == 0) {
+            // A whole window on time after a solo period.
+            self.solo_window_ns = @max(solo_min_ns, self.solo_window_ns / 2);
+            self.probing = false;
         }
     }
 
-    fn post(self: *Pool, base: usize, n: usize, ctx: *const anyopaque, func: *const fn (*const anyopaque, usize) void) void {
+    const Posted = struct { stalled: bool, caller_tasks: usize };
+
+    /// Posts one job, works on it, waits for it; says whether the wait for late workers was a
+    /// stall and how many tasks the caller ran.
+    fn post(self: *Pool, base: usize, n: usize, ctx: *const anyopaque, func: *const fn (*const anyopaque, usize) void, start_ns: u64) Posted {
         std.debug.assert(n > 0 and n <= max_tasks_per_job);
         self.job_base = base;
         self.job_ctx = ctx;
@@ -110,21 +208,27 @@ pub const Pool = struct {
         _ = self.generation.fetchAdd(1, .seq_cst);
         if (self.sleepers.load(.seq_cst) > 0) wakeAll(&self.generation);
 
-        self.drain();
+        const caller_tasks = self.drain();
+        if (self.done.load(.acquire) == n) return .{ .stalled = false, .caller_tasks = caller_tasks };
+        // Every task is claimed; some worker still runs one.
+        const drained_ns = monotonicNs();
         var spins: usize = 0;
         while (self.done.load(.acquire) != n) {
             spins += 1;
             if (spins < spin_iterations) std.atomic.spinLoopHint() else std.Thread.yield() catch {};
         }
+        const waited_ns = monotonicNs() -| drained_ns;
+        return .{ .stalled = waited_ns > stall_min_ns and waited_ns > drained_ns -| start_ns, .caller_tasks = caller_tasks };
     }
 
-    /// Claims and runs tasks until the current job has none left.
-    fn drain(self: *Pool) void {
+    /// Claims and runs tasks until the current job has none left; returns how many it ran.
+    fn drain(self: *Pool) usize {
+        var ran: usize = 0;
         var c = self.claim.load(.acquire);
         while (true) {
             const index = c & index_mask;
             const count = (c >> index_bits) & index_mask;
-            if (index >= count) return;
+            if (index >= count) return ran;
             if (self.claim.cmpxchgWeak(c, c + 1, .acq_rel, .acquire)) |now| {
                 c = now;
                 continue;
@@ -132,6 +236,7 @@ pub const Pool = struct {
             // Task `index` is ours, so its job cannot finish before we do: the fields are its.
             self.job_fn(self.job_ctx, self.job_base + @as(usize, @intCast(index)));
             _ = self.done.fetchAdd(1, .acq_rel);
+            ran += 1;
             c = self.claim.load(.acquire);
         }
     }
@@ -154,7 +259,7 @@ pub const Pool = struct {
             }
             seen = now;
             if (self.shutdown.load(.acquire)) return;
-            self.drain();
+            _ = self.drain();
         }
     }
 };
@@ -174,6 +279,12 @@ fn wakeAll(word: *Atomic(u32)) void {
         const linux = std.os.linux;
         _ = linux.futex_3arg(&word.raw, .{ .cmd = .WAKE, .private = true }, std.math.maxInt(i32));
     }
+}
+
+fn monotonicNs() u64 {
+    var ts: std.c.timespec = undefined;
+    if (std.c.clock_gettime(.MONOTONIC, &ts) != 0) return 0;
+    return @as(u64, @intCast(ts.sec)) * std.time.ns_per_s + @as(u64, @intCast(ts.nsec));
 }
 
 /// Threads to use by default: the machine's logical CPUs, bounded.
@@ -243,4 +354,90 @@ test "a loop longer than one posted job runs every index once" {
 test "init rejects zero and absurd thread counts" {
     try testing.expectError(error.InvalidThreadCount, Pool.init(testing.allocator, 0));
     try testing.expectError(error.InvalidThreadCount, Pool.init(testing.allocator, max_threads + 1));
+}
+
+const StallCtx = struct {
+    hits: []Atomic(u32),
+    caller: std.Thread.Id,
+    /// Tasks a worker (not the caller) runs sleep this long: a worker preempted mid-task.
+    worker_sleep_ns: u64,
+};
+
+fn stallTask(ctx: StallCtx, i: usize) void {
+    if (std.Thread.getCurrentId() != ctx.caller and ctx.worker_sleep_ns > 0) {
+        var ts: std.c.timespec = .{ .sec = 0, .nsec = @intCast(ctx.worker_sleep_ns) };
+        _ = std.c.nanosleep(&ts, null);
+    } else {
+        // The caller's tasks take ~20 us, so the worker finds tasks left to claim.
+        const until = monotonicNs() + 20 * std.time.ns_per_us;
+        while (monotonicNs() < until) std.atomic.spinLoopHint();
+    }
+    _ = ctx.hits[i].fetchAdd(1, .monotonic);
+}
+
+test "a worker late with its task makes the caller run the next jobs alone, then try the workers again" {
+    const pool = try Pool.init(testing.allocator, 2);
+    defer pool.deinit();
+    var hits: [64]Atomic(u32) = undefined;
+    for (&hits) |*h| h.* = .init(0);
+    const me = std.Thread.getCurrentId();
+    // Any task the worker claims takes 5 ms, the caller's 20 us: the caller waits for the worker.
+    var rounds: usize = 0;
+    while (pool.stalls == 0 and rounds < 200) : (rounds += 1) {
+        pool.run(hits.len, StallCtx{ .hits = &hits, .caller = me, .worker_sleep_ns = 5 * std.time.ns_per_ms }, stallTask);
+    }
+    try testing.expect(pool.stalls >= 1);
+    try testing.expectEqual(2 * solo_min_ns, pool.solo_window_ns);
+    // Within the solo period every task runs on the caller, each exactly once (the period is
+    // stretched so a preempted test thread cannot outlive it).
+    try testing.expect(pool.solo_until_ns > 0);
+    pool.solo_until_ns = std.math.maxInt(u64);
+    for (&hits) |*h| h.store(0, .monotonic);
+    const solo_before = pool.solo_jobs;
+    pool.run(hits.len, StallCtx{ .hits = &hits, .caller = me, .worker_sleep_ns = 5 * std.time.ns_per_ms }, stallTask);
+    try testing.expectEqual(solo_before + 1, pool.solo_jobs);
+    for (hits) |h| try testing.expectEqual(@as(u32, 1), h.load(.monotonic));
+    // Once it is over, jobs go to the workers again; a window of them on time shrinks the next
+    // solo period (unless this machine is so busy that the worker stalls or idles again).
+    pool.solo_until_ns = 1;
+    const stalls_before = pool.stalls;
+    const idle_before = pool.idle_windows;
+    for (0..share_window_jobs) |_| {
+        for (&hits) |*h| h.store(0, .monotonic);
+        pool.run(hits.len, StallCtx{ .hits = &hits, .caller = me, .worker_sleep_ns = 0 }, stallTask);
+        for (hits) |h| try testing.expectEqual(@as(u32, 1), h.load(.monotonic));
+        if (pool.solo_until_ns != 0) break;
+    }
+    if (pool.stalls == stalls_before and pool.idle_windows == idle_before) {
+        try testing.expectEqual(solo_min_ns, pool.solo_window_ns);
+        try testing.expectEqual(solo_before + 1, pool.solo_jobs);
+    }
+}
+
+const SlowWorkerCtx = struct {
+    caller: std.Thread.Id,
+    /// Worker tasks take this long, the caller's 20 us: the worker runs few of them but is never
+    /// waited for long (its last task ends well within the caller's share).
+    worker_ns: u64,
+};
+
+fn spinFor(ns: u64) void {
+    const until = monotonicNs() + ns;
+    while (monotonicNs() < until) std.atomic.spinLoopHint();
+}
+
+fn slowWorkerTask(ctx: SlowWorkerCtx, _: usize) void {
+    spinFor(if (std.Thread.getCurrentId() == ctx.caller) 20 * std.time.ns_per_us else ctx.worker_ns);
+}
+
+test "workers that run far less than their share of the tasks make the caller run alone" {
+    const pool = try Pool.init(testing.allocator, 2);
+    defer pool.deinit();
+    const me = std.Thread.getCurrentId();
+    var jobs: usize = 0;
+    while (pool.idle_windows == 0 and jobs < 4 * share_window_jobs) : (jobs += 1) {
+        pool.run(64, SlowWorkerCtx{ .caller = me, .worker_ns = 150 * std.time.ns_per_us }, slowWorkerTask);
+    }
+    try testing.expect(pool.idle_windows >= 1);
+    try testing.expect(pool.solo_until_ns > 0);
 }

@@ -1,0 +1,91 @@
+// `bun run bench busy`: decode on a busy machine (issue 23). Starts its own CPU hog (a child
+// process spinning on one core, not pinned: the kernel places it), then measures one-stream greedy
+// decode tokens/s of the default model on 1 thread and on 2 threads in alternating rounds of the
+// same run (two models loaded side by side, so each round sees the same load). The same rounds
+// without the hog come first, for reference. Headline: busy_2t_vs_1t (target >= 1.0: two threads
+// never slower than one; zig/pool.zig says how the pool gets there).
+import { loadModel, type Model } from "../src/index.ts";
+import { type BenchOptions, type Cell, loadNote, median, runStandalone, type SuiteResult } from "./lib.ts";
+
+const PROMPT = "The history of the printing press begins";
+
+/** Decode tokens/s of one greedy stream of `tokens` (prefill not timed). */
+async function decodeTps(model: Model, tokens: number): Promise<number> {
+  const s = model.createSession();
+  try {
+    await s.prefill(PROMPT);
+    for await (const _ of s.generate({ maxTokens: tokens, temperature: 0, ignoreEos: true })) {
+      // drain
+    }
+    const t = s.lastTelemetry;
+    if (t === null || t === undefined || t.generatedTokens !== tokens)
+      throw new Error(`made ${t?.generatedTokens} tokens, not ${tokens}`);
+    return t.decodeTokensPerS;
+  } finally {
+    s.close();
+  }
+}
+
+/** A process that keeps one core busy until killed. */
+function startHog(): ReturnType<typeof Bun.spawn> {
+  return Bun.spawn([process.execPath, "-e", "for (;;) {}"], { stdout: "ignore", stderr: "ignore" });
+}
+
+export async function run(opts: BenchOptions): Promise<SuiteResult> {
+  const tokens = opts.quick ? 32 : 128;
+  const rounds = opts.quick ? 3 : 9;
+  const one = await loadModel(opts.model, { threads: 1, contextTokens: 512, maxSessions: 1 });
+  const two = await loadModel(opts.model, { threads: 2, contextTokens: 512, maxSessions: 1 });
+  const rows: Array<Record<string, Cell>> = [];
+  const summary: Record<string, number | null> = {};
+  const measure = async (phase: "quiet" | "busy") => {
+    const tps = { 1: [] as number[], 2: [] as number[] };
+    for (let r = 0; r < rounds; r++) {
+      // Alternate which goes first, so a drift in the load favours neither.
+      const order = r % 2 === 0 ? ([1, 2] as const) : ([2, 1] as const);
+      for (const n of order) tps[n].push(await decodeTps(n === 1 ? one : two, tokens));
+    }
+    for (const n of [1, 2] as const) {
+      rows.push({
+        phase,
+        threads: n,
+        test: `tg${tokens}`,
+        "t/s (median)": median(tps[n]),
+        min: Math.min(...tps[n]),
+        max: Math.max(...tps[n]),
+        rounds,
+      });
+    }
+    const ratio = median(tps[2]) / median(tps[1]);
+    summary[`${phase}_1t_tps`] = median(tps[1]);
+    summary[`${phase}_2t_tps`] = median(tps[2]);
+    summary[`${phase}_2t_vs_1t`] = ratio;
+  };
+  let hog: ReturnType<typeof Bun.spawn> | null = null;
+  try {
+    await decodeTps(one, 8); // warm-up
+    await decodeTps(two, 8);
+    const quietLoad = loadNote().note;
+    await measure("quiet");
+    hog = startHog();
+    await Bun.sleep(500);
+    await measure("busy");
+    return {
+      suite: "busy",
+      columns: ["phase", "threads", "test", "t/s (median)", "min", "max", "rounds"],
+      rows,
+      summary,
+      notes: [
+        `one greedy stream, ${tokens} tokens per round, 1 and 2 threads alternating; busy = with a child process spinning on one core (pid ${hog.pid})`,
+        `before: ${quietLoad}; after: ${loadNote().note}`,
+      ],
+    };
+  } finally {
+    hog?.kill("SIGKILL");
+    await hog?.exited;
+    one.close();
+    two.close();
+  }
+}
+
+if (import.meta.main) await runStandalone(run);

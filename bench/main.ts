@@ -49,7 +49,14 @@ Suites: ${SUITES.join(", ")} (default: all, then one summary table);
                node-llama-cpp, or none (default: llama.cpp,node-llama-cpp)`);
     return 0;
   }
-  const { suites, opts } = parseBenchArgs(argv);
+  let parsed: ReturnType<typeof parseBenchArgs>;
+  try {
+    parsed = parseBenchArgs(argv);
+  } catch (err) {
+    console.error(`bench: ${(err as Error).message}`);
+    return 2;
+  }
+  const { suites, opts } = parsed;
   const names = suites.length > 0 ? suites : [...SUITES];
   const results: SuiteResult[] = [];
   const failures: string[] = [];

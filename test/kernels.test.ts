@@ -54,6 +54,8 @@ const BLOCK_BYTES: Record<GgmlTypeName, number> = {
   q5_0: 22,
   q5_1: 24,
   q8_0: 34,
+  q2_k: 84,
+  q3_k: 110,
   q4_k: 144,
   q5_k: 176,
   q6_k: 210,
@@ -506,7 +508,7 @@ describe("bad arguments give status codes, never a crash", () => {
     ],
     [
       "unsupported type",
-      () => lib.hearth_matmul(pool.ptr, 10, 0, w, w.length, 1, 64, null, act, 1, out, 4),
+      () => lib.hearth_matmul(pool.ptr, 16, 0, w, w.length, 1, 64, null, act, 1, out, 4),
       -9,
     ],
     [

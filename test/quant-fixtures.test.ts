@@ -56,6 +56,8 @@ describe("dequantization equals llama.cpp's ggml bit for bit", () => {
     "iq4_nl",
     "iq4_xs",
     "bf16",
+    "q2_k",
+    "q3_k",
   ] as const) {
     test(`${type}: a quantized block and random-bit blocks`, async () => {
       const fx = await fixture<BlockFixture>(type);
@@ -88,7 +90,7 @@ test("Q8_K activations equal ggml's quantize_row_q8_K_ref byte for byte", async 
   expect(fx.block_bytes).toBe(Q8K_BLOCK_BYTES);
   const x = new Float32Array(fromBase64(fx.x).buffer);
   const want = fromBase64(fx.bytes);
-  for (const type of ["q4_k", "q5_k", "q6_k", "iq4_xs"] as const) {
+  for (const type of ["q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_xs"] as const) {
     const act = quantizeAct(x, type);
     expect(act.byteLength).toBe((fx.n / 32) * ACT_BLOCK_BYTES);
     const slot = 8 * ACT_BLOCK_BYTES;
@@ -118,7 +120,7 @@ function actAsFloats(act: Uint8Array, n: number, q8k: boolean): Float64Array {
   return out;
 }
 
-type RandomType = "q4_k" | "q5_k" | "q6_k" | "iq4_xs" | "iq4_nl";
+type RandomType = "q2_k" | "q3_k" | "q4_k" | "q5_k" | "q6_k" | "iq4_xs" | "iq4_nl";
 
 /** Random rows of a type hearth reads but does not make: every bit random except the f16 scales. */
 function randomRows(type: RandomType, rows: number, cols: number, seed: number): Uint8Array {
@@ -126,8 +128,16 @@ function randomRows(type: RandomType, rows: number, cols: number, seed: number):
   const bytes = new Uint8Array(rows * rowSizeBytes(type, cols));
   for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(g.nextFloat() * 256);
   const dv = new DataView(bytes.buffer);
-  const size = { q4_k: 144, q5_k: 176, q6_k: 210, iq4_xs: 136, iq4_nl: 18 }[type];
-  const scaleAt = type === "q6_k" ? [208] : type === "q4_k" || type === "q5_k" ? [0, 2] : [0];
+  const size = { q2_k: 84, q3_k: 110, q4_k: 144, q5_k: 176, q6_k: 210, iq4_xs: 136, iq4_nl: 18 }[type];
+  const scaleAt = {
+    q2_k: [80, 82],
+    q3_k: [108],
+    q4_k: [0, 2],
+    q5_k: [0, 2],
+    q6_k: [208],
+    iq4_xs: [0],
+    iq4_nl: [0],
+  }[type];
   for (let b = 0; b < bytes.length / size; b++) {
     for (const at of scaleAt) dv.setFloat16(b * size + at, (g.nextFloat() * 2 - 1) * 0.01, true);
   }
@@ -135,7 +145,15 @@ function randomRows(type: RandomType, rows: number, cols: number, seed: number):
 }
 
 describe("K-quant and IQ4 matmul", () => {
-  for (const type of ["q4_k", "q5_k", "q6_k", "iq4_xs", "iq4_nl"] as const satisfies GgmlTypeName[]) {
+  for (const type of [
+    "q2_k",
+    "q3_k",
+    "q4_k",
+    "q5_k",
+    "q6_k",
+    "iq4_xs",
+    "iq4_nl",
+  ] as const satisfies GgmlTypeName[]) {
     test(`${type}, plain and interleaved: the float64 reference, scalar twins, any token and pool count`, () => {
       const [rows, cols, maxTokens] = [40, 768, 9];
       const rowBytes = rowSizeBytes(type, cols);

@@ -77,7 +77,7 @@ fn BlockX8(comptime f: QuantFormat) type {
         .q5_0 => BlockQ5_0x8,
         .q5_1 => BlockQ5_1x8,
         .q8_0 => BlockQ8_0x8,
-        .q4_k, .q5_k, .q6_k, .iq4_xs => kx8.BlockX8(f),
+        .q2_k, .q3_k, .q4_k, .q5_k, .q6_k, .iq4_xs => kx8.BlockX8(f),
     };
 }
 
@@ -354,7 +354,7 @@ pub inline fn dotGroup(
 /// in the same order, so the results are bit-identical.
 pub fn dotGroupScalar(t: quant.GgmlType, group: [*]const u8, nb: usize, act: []const BlockQ8Act) [group_rows]f32 {
     return switch (formatOf(t).?) {
-        inline .q4_k, .q5_k, .q6_k, .iq4_xs => |f| kx8.dotGroupScalar(f, group, nb, act),
+        inline .q2_k, .q3_k, .q4_k, .q5_k, .q6_k, .iq4_xs => |f| kx8.dotGroupScalar(f, group, nb, act),
         inline else => |f| dotGroupScalarOf(f, group, nb, act),
     };
 }

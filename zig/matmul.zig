@@ -340,7 +340,7 @@ test "K-quant and IQ4 matmul, plain and interleaved: scalar twins, bit-identical
     var got: [max_tokens * rows]f32 = undefined;
     const pools = [_]*Pool{ try Pool.init(testing.allocator, 1), try Pool.init(testing.allocator, 3) };
     defer for (pools) |p| p.deinit();
-    for ([_]quant.GgmlType{ .q4_k, .q5_k, .q6_k, .iq4_xs, .iq4_nl }) |t| {
+    for ([_]quant.GgmlType{ .q2_k, .q3_k, .q4_k, .q5_k, .q6_k, .iq4_xs, .iq4_nl }) |t| {
         quant.quantizeActAs(quant.actSumFor(t), &x, &act);
         const size = rows * quant.rowSizeBytes(t, cols);
         quant.kquants.randomBlocks(t, r, plain[0..size]);

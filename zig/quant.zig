@@ -5,6 +5,7 @@ const std = @import("std");
 const simd = @import("simd.zig");
 pub const kquants = @import("quant/kquants.zig");
 pub const iquants = @import("quant/iquants.zig");
+pub const kquants_low = @import("quant/kquants_low.zig");
 
 /// GGML tensor type ids as stored in GGUF files.
 pub const GgmlType = enum(u32) {
@@ -15,6 +16,8 @@ pub const GgmlType = enum(u32) {
     q5_0 = 6,
     q5_1 = 7,
     q8_0 = 8,
+    q2_k = 10,
+    q3_k = 11,
     q4_k = 12,
     q5_k = 13,
     q6_k = 14,
@@ -25,7 +28,7 @@ pub const GgmlType = enum(u32) {
 
     pub fn isQuantized(t: GgmlType) bool {
         return switch (t) {
-            .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q4_k, .q5_k, .q6_k, .iq4_nl, .iq4_xs => true,
+            .q4_0, .q4_1, .q5_0, .q5_1, .q8_0, .q2_k, .q3_k, .q4_k, .q5_k, .q6_k, .iq4_nl, .iq4_xs => true,
             else => false,
         };
     }
@@ -39,7 +42,10 @@ pub const GgmlType = enum(u32) {
 
     /// The K-quants and IQ4_XS: 256-value super-blocks, read against Q8_K activations.
     pub fn isK(t: GgmlType) bool {
-        return t == .q4_k or t == .q5_k or t == .q6_k or t == .iq4_xs;
+        return switch (t) {
+            .q2_k, .q3_k, .q4_k, .q5_k, .q6_k, .iq4_xs => true,
+            else => false,
+        };
     }
 
     /// Elements per block (1 for the float types).
@@ -69,6 +75,8 @@ pub const GgmlType = enum(u32) {
             .q5_0 => "Q5_0",
             .q5_1 => "Q5_1",
             .q8_0 => "Q8_0",
+            .q2_k => "Q2_K",
+            .q3_k => "Q3_K",
             .q4_k => "Q4_K",
             .q5_k => "Q5_K",
             .q6_k => "Q6_K",
@@ -88,6 +96,8 @@ pub const GgmlType = enum(u32) {
             .q5_0 => @sizeOf(BlockQ5_0),
             .q5_1 => @sizeOf(BlockQ5_1),
             .q8_0 => @sizeOf(BlockQ8_0),
+            .q2_k => @sizeOf(kquants_low.BlockQ2K),
+            .q3_k => @sizeOf(kquants_low.BlockQ3K),
             .q4_k => @sizeOf(kquants.BlockQ4K),
             .q5_k => @sizeOf(kquants.BlockQ5K),
             .q6_k => @sizeOf(kquants.BlockQ6K),
@@ -214,7 +224,7 @@ pub fn quantizeActAs(sum_kind: ActSum, x: []const f32, out: []BlockQ8Act) void {
 pub fn actSumFor(t: GgmlType) ActSum {
     return switch (t) {
         .q4_0, .q5_0, .iq4_nl => .exact,
-        .q4_k, .q5_k, .q6_k, .iq4_xs => .q8_k,
+        .q2_k, .q3_k, .q4_k, .q5_k, .q6_k, .iq4_xs => .q8_k,
         else => .q8_1,
     };
 }
@@ -461,6 +471,7 @@ pub fn dequantizeRow(t: GgmlType, src: [*]const u8, out: []f32) void {
             }
         },
         .q4_k, .q5_k, .q6_k => kquants.dequantizeRow(t, src, out),
+        .q2_k, .q3_k => kquants_low.dequantizeRow(t, src, out),
         .iq4_nl, .iq4_xs => iquants.dequantizeRow(t, src, out),
         _ => unreachable,
     }
@@ -594,6 +605,8 @@ pub const QuantFormat = enum {
     q5_0,
     q5_1,
     q8_0,
+    q2_k,
+    q3_k,
     q4_k,
     q5_k,
     q6_k,
@@ -602,7 +615,10 @@ pub const QuantFormat = enum {
 
     /// 256-value super-blocks against Q8_K activations (GgmlType.isK).
     pub fn isK(f: QuantFormat) bool {
-        return f == .q4_k or f == .q5_k or f == .q6_k or f == .iq4_xs;
+        return switch (f) {
+            .q2_k, .q3_k, .q4_k, .q5_k, .q6_k, .iq4_xs => true,
+            else => false,
+        };
     }
 };
 
@@ -614,6 +630,8 @@ pub fn formatOf(t: GgmlType) ?QuantFormat {
         .q5_0 => .q5_0,
         .q5_1 => .q5_1,
         .q8_0 => .q8_0,
+        .q2_k => .q2_k,
+        .q3_k => .q3_k,
         .q4_k => .q4_k,
         .q5_k => .q5_k,
         .q6_k => .q6_k,
@@ -630,6 +648,8 @@ pub fn BlockOf(comptime f: QuantFormat) type {
         .q5_0 => BlockQ5_0,
         .q5_1 => BlockQ5_1,
         .q8_0 => BlockQ8_0,
+        .q2_k => kquants_low.BlockQ2K,
+        .q3_k => kquants_low.BlockQ3K,
         .q4_k => kquants.BlockQ4K,
         .q5_k => kquants.BlockQ5K,
         .q6_k => kquants.BlockQ6K,

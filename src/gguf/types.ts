@@ -77,5 +77,5 @@ export const ggmlTypes: ReadonlyMap<number, GgmlTypeInfo> = new Map(ggmlTypeList
 
 /** Tensor types the native kernels compute with. Others parse but cannot be loaded. */
 export const computableGgmlTypes: ReadonlySet<number> = new Set([
-  0, 1, 2, 3, 6, 7, 8, 12, 13, 14, 20, 23, 30,
+  0, 1, 2, 3, 6, 7, 8, 10, 11, 12, 13, 14, 20, 23, 30,
 ]);

@@ -10,6 +10,8 @@ export const GgmlType = {
   q5_0: 6,
   q5_1: 7,
   q8_0: 8,
+  q2_k: 10,
+  q3_k: 11,
   q4_k: 12,
   q5_k: 13,
   q6_k: 14,

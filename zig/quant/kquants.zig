@@ -8,6 +8,7 @@
 const std = @import("std");
 const quant = @import("../quant.zig");
 const iq = @import("iquants.zig");
+const low = @import("kquants_low.zig");
 
 const BlockQ8Act = quant.BlockQ8Act;
 const QuantFormat = quant.QuantFormat;
@@ -347,6 +348,19 @@ pub inline fn dotRows(
                     acc_s[t] = @mulAdd(f32, -32.0 * d * a.d, @floatFromInt(off), acc_s[t]);
                 }
             },
+            .q2_k, .q3_k => {
+                const blk = &@as([*]align(1) const quant.BlockOf(f), @ptrCast(w_row))[b];
+                const dec = low.Decoded.of(f, blk);
+                const d: f32 = @floatCast(blk.d);
+                inline for (0..n) |t| {
+                    const a = &q8kConst(acts[t])[b];
+                    const r = dec.dot(f, a);
+                    acc[t] = @mulAdd(F32x8, @floatFromInt(r.isum), @splat(d * a.d), acc[t]);
+                    // Q2_K's minimums, Q3_K's offset of 4: through the sums of 16.
+                    const side_scale: f32 = if (f == .q2_k) -@as(f32, @floatCast(blk.dmin)) else -4.0 * d;
+                    acc_s[t] = @mulAdd(f32, side_scale * a.d, @floatFromInt(r.side), acc_s[t]);
+                }
+            },
             .iq4_xs => {
                 const blk = &@as([*]align(1) const iq.BlockIQ4XS, @ptrCast(w_row))[b];
                 const d: f32 = @floatCast(blk.d);
@@ -400,6 +414,14 @@ pub fn dotScalar(t: quant.GgmlType, w_row: [*]const u8, act: []const BlockQ8Act)
                 const d: f32 = @floatCast(blk.d);
                 sum += d * a.d * @as(f32, @floatFromInt(isum));
             },
+            inline .q2_k, .q3_k => |kt| {
+                const f = comptime quant.formatOf(kt).?;
+                const blk = &@as([*]align(1) const quant.BlockOf(f), @ptrCast(w_row))[b];
+                const r = low.dotScalar(f, blk, a);
+                const d: f32 = @floatCast(blk.d);
+                const side_scale: f32 = if (f == .q2_k) -@as(f32, @floatCast(blk.dmin)) else -4.0 * d;
+                sum += d * a.d * @as(f32, @floatFromInt(r.isum)) + side_scale * a.d * @as(f32, @floatFromInt(r.side));
+            },
             .iq4_xs => {
                 const blk = &@as([*]align(1) const iq.BlockIQ4XS, @ptrCast(w_row))[b];
                 const d: f32 = @floatCast(blk.d);
@@ -433,6 +455,11 @@ pub fn randomBlocks(t: quant.GgmlType, r: std.Random, dst: []u8) void {
             },
             .q6_k => blk[208..210].* = @bitCast(d),
             .iq4_xs, .iq4_nl => blk[0..2].* = @bitCast(d),
+            .q2_k => {
+                blk[80..82].* = @bitCast(d);
+                blk[82..84].* = @bitCast(dmin);
+            },
+            .q3_k => blk[108..110].* = @bitCast(d),
             else => unreachable,
         }
     }
@@ -484,7 +511,7 @@ test "K-quant dot: SIMD equals its scalar twin and float math on the dequantized
         quant.quantizeActAs(.q8_k, xt, at);
     }
     for (0..10) |_| {
-        inline for (.{ QuantFormat.q4_k, QuantFormat.q5_k, QuantFormat.q6_k, QuantFormat.iq4_xs }) |f| {
+        inline for (.{ QuantFormat.q2_k, QuantFormat.q3_k, QuantFormat.q4_k, QuantFormat.q5_k, QuantFormat.q6_k, QuantFormat.iq4_xs }) |f| {
             const t: quant.GgmlType = @field(quant.GgmlType, @tagName(f));
             const w = wbuf[0 .. ns * t.blockSizeBytes()];
             randomBlocks(t, r, w);

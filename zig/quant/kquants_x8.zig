@@ -29,6 +29,7 @@ const std = @import("std");
 const quant = @import("../quant.zig");
 const kq = @import("kquants.zig");
 const iq = @import("iquants.zig");
+const low = @import("kquants_low.zig");
 const interleave = @import("../interleave.zig");
 const simd = @import("../simd.zig");
 
@@ -88,6 +89,7 @@ pub fn BlockX8(comptime f: QuantFormat) type {
         .q5_k => BlockQ5Kx8,
         .q6_k => BlockQ6Kx8,
         .iq4_xs => BlockIQ4XSx8,
+        .q2_k, .q3_k => low.BlockX8(f),
         else => @compileError("not a super-block format"),
     };
 }
@@ -96,6 +98,7 @@ pub fn BlockX8(comptime f: QuantFormat) type {
 
 /// Repacks super-block column `b` of eight plain rows (`rows[i]` = row 8g+i) into `o`.
 pub fn packRecord(comptime f: QuantFormat, rows: [G][*]const u8, b: usize, o: *align(1) BlockX8(f)) void {
+    if (comptime f == .q2_k or f == .q3_k) return low.packRecord(f, rows, b, o);
     const P = quant.BlockOf(f);
     for (0..G) |i| {
         const blk: *align(1) const P = &@as([*]align(1) const P, @ptrCast(rows[i]))[b];
@@ -139,6 +142,7 @@ pub fn packRecord(comptime f: QuantFormat, rows: [G][*]const u8, b: usize, o: *a
 
 /// The plain GGML block of lane `i` of a record (the inverse of `packRecord`).
 pub fn unpackRecord(comptime f: QuantFormat, rec: *align(1) const BlockX8(f), i: usize) quant.BlockOf(f) {
+    if (comptime f == .q2_k or f == .q3_k) return low.unpackRecord(f, rec, i);
     var blk: quant.BlockOf(f) = undefined;
     blk.d = rec.d[i];
     switch (f) {
@@ -235,6 +239,7 @@ pub inline fn dotGroup(
     out: *[n]F32x8,
 ) void {
     @setEvalBranchQuota(100_000);
+    if (comptime f == .q2_k or f == .q3_k) return low.dotGroup(f, n, group, nb, acts, out);
     const recs: [*]align(1) const BlockX8(f) = @ptrCast(group);
     var acc: [n]F32x8 = @splat(@splat(0));
     for (0..nb / 8) |b| {
@@ -350,6 +355,7 @@ pub inline fn dotGroup(
 
 /// Scalar twin of `dotGroup` for one token (the same integers, the same fused multiply-adds).
 pub fn dotGroupScalar(comptime f: QuantFormat, group: [*]const u8, nb: usize, act: []const BlockQ8Act) [G]f32 {
+    if (comptime f == .q2_k or f == .q3_k) return low.dotGroupScalar(f, group, nb, act);
     const recs: [*]align(1) const BlockX8(f) = @ptrCast(group);
     const a8: [*]const BlockQ8K = @ptrCast(act.ptr);
     var out: [G]f32 = @splat(0);

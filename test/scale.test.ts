@@ -232,6 +232,11 @@ describe("replicas sharing KV through Redis (real redis-server, nginx, openai cl
       await chat(a.url, firstTurn(5));
       return (await metric(a, "hearth_kv_redis_connected")) === 1;
     });
+    // The pages a replica wrote before are written again into the empty Redis.
+    await chat(a.url, firstTurn(5));
+    const c = redisClient();
+    await until("the pages written again", async () => (await pageKeys(c)).size >= 10);
+    c.close();
   }, 300_000);
 
   test("the size bound deletes the least recently used pages of the model's namespace", async () => {

@@ -40,8 +40,6 @@ export interface RedisTierStats {
 const FETCH_BATCH_PAGES = 16;
 /** Least time between two connection attempts while Redis is unreachable. */
 const RECONNECT_MS = 1000;
-/** Most page keys remembered as recently written (to skip re-sending a shared system prompt). */
-const MAX_REMEMBERED_KEYS = 65_536;
 
 // Adds the pages just touched to the namespace's index (a sorted set: key -> expiry in ms), drops
 // the expired ones from it, and deletes the least recently touched pages beyond the size bound.
@@ -78,8 +76,6 @@ export class RedisKvTier {
   private readonly recordBytes: number;
   private readonly maxPages: number;
   private readonly timeoutMs: number;
-  /** Page keys written or refreshed recently, with the time their Redis expiry was last pushed back. */
-  private readonly recent = new Map<string, number>();
   private readonly counts: Omit<RedisTierStats, "connected"> = {
     hits: 0,
     misses: 0,
@@ -207,7 +203,6 @@ export class RedisKvTier {
             this.counts.rejected++;
             // Nobody should fetch it again; a replica that computes the page writes a good one.
             this.client.del(batch[i] as string).catch(() => {});
-            this.recent.delete(batch[i] as string);
           }
           return added;
         }
@@ -230,13 +225,9 @@ export class RedisKvTier {
       return;
     }
     const now = Date.now();
-    // Pages refreshed within half a TTL are left alone: a shared system prompt costs nothing per turn.
-    const due: { page: number; key: string }[] = [];
-    for (let p = 0; p < keys.length; p++) {
-      const key = this.pageKey(keys[p] as bigint);
-      const at = this.recent.get(key);
-      if (at === undefined || now - at > this.opts.ttlMs / 2) due.push({ page: p, key });
-    }
+    // Every page's expiry is pushed back (a few bytes per page): whether Redis still has a page
+    // is asked each time, never remembered, since it may have been evicted, expired or restarted.
+    const due = Array.from(keys, (k, page) => ({ page, key: this.pageKey(k) }));
     if (due.length === 0) return;
     const ttl = String(this.opts.ttlMs);
     try {
@@ -268,20 +259,10 @@ export class RedisKvTier {
         this.timeoutMs,
       );
       this.counts.evicted += Number(deleted) || 0;
-      for (const d of due) this.remember(d.key, now);
     } catch (err) {
       this.failed(err);
     }
     this.onStatsChange();
-  }
-
-  private remember(key: string, at: number): void {
-    this.recent.delete(key);
-    this.recent.set(key, at);
-    if (this.recent.size > MAX_REMEMBERED_KEYS) {
-      const oldest = this.recent.keys().next().value;
-      if (oldest !== undefined) this.recent.delete(oldest);
-    }
   }
 
   close(): void {

@@ -145,6 +145,9 @@ export class RedisKvTier {
     if (err instanceof TimeoutError) {
       this.client.close();
       this.client = this.newClient();
+      // Connect now, not on the next request's lookup (which would find it down and skip Redis).
+      this.lastConnectMs = 0;
+      this.ready();
     }
   }
 
@@ -250,7 +253,8 @@ export class RedisKvTier {
         this.counts.pagesWritten++;
         this.counts.bytesWritten += record.length;
       }
-      await withTimeout(Promise.all(writes), this.timeoutMs * 4);
+      // A conversation's pages can be tens of MB: allow for the bytes as well as the latency.
+      await withTimeout(Promise.all(writes), this.timeoutMs * 4 + writes.length * 50);
       const deadline = String(now + this.opts.ttlMs);
       const args = [String(now), String(this.maxPages), ttl];
       for (const d of due) args.push(deadline, d.key);

@@ -118,9 +118,16 @@ async function turn(c: Cluster, session: string, messages: Message[], maxTokens:
 async function nextTurnElsewhere(c: Cluster, redis: Service, n: number, words: number, keepRedis: boolean) {
   const first = conversation(n, words);
   const s1 = `bench-${n}`;
+  // The previous turns' pages may still be on their way to Redis: let every replica's count settle
+  // first, so the wait below counts this conversation's pages only.
   const written = new Map<string, number>();
-  for (const r of c.replicas)
-    written.set(new URL(r.url).host, await metric(r.url, "hearth_kv_redis_pages_written_total"));
+  for (let settled = false; !settled; ) {
+    const before = new Map(written);
+    for (const r of c.replicas)
+      written.set(new URL(r.url).host, await metric(r.url, "hearth_kv_redis_pages_written_total"));
+    settled = before.size > 0 && [...written].every(([h, v]) => before.get(h) === v);
+    if (!settled) await Bun.sleep(300);
+  }
   const t1 = await turn(c, s1, first, 16);
   const owner = t1.upstream;
   // The turn's pages reach Redis right after its answer (the replica publishes them then); the

@@ -160,5 +160,7 @@ describe("/v1/embeddings (real server, openai client)", () => {
     ]);
     expect(chunks).toBeGreaterThan(2);
     expect(emb.data).toHaveLength(SENTENCES.length);
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    expect(metrics).toMatch(/hearth_requests_total\{endpoint="embeddings",outcome="ok"\} \d+/);
   }, 60_000);
 });

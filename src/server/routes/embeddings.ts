@@ -104,6 +104,8 @@ export function embeddingsRoute(run: RunContext, ctx: EmbeddingContext) {
               answer(Response.json(list));
             });
           } catch (err) {
+            const unavailable = (err as Error).name === "EngineUnavailableError";
+            run.metrics.countRequest("embeddings", unavailable ? "unavailable" : "queue_full");
             answer(submitError(run, err));
             return;
           }

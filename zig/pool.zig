@@ -431,6 +431,9 @@ fn slowWorkerTask(ctx: SlowWorkerCtx, _: usize) void {
 }
 
 test "workers that run far less than their share of the tasks make the caller run alone" {
+    // Timing-based: it needs threads that run at native speed. The aarch64 build is tested
+    // under qemu-user here, where the worker's share follows the emulator, not this pool.
+    if (builtin.cpu.arch != .x86_64) return error.SkipZigTest;
     const pool = try Pool.init(testing.allocator, 2);
     defer pool.deinit();
     const me = std.Thread.getCurrentId();

@@ -438,9 +438,12 @@ test "workers that run far less than their share of the tasks make the caller ru
     defer pool.deinit();
     const me = std.Thread.getCurrentId();
     var jobs: usize = 0;
-    while (pool.idle_windows == 0 and jobs < 4 * share_window_jobs) : (jobs += 1) {
+    // On a busy machine the worker may instead be preempted mid-task: that is a stall, the other
+    // way into a solo period, and as good an answer here (the idle rule alone is checked when
+    // nothing stalled).
+    while (pool.idle_windows == 0 and pool.stalls == 0 and jobs < 4 * share_window_jobs) : (jobs += 1) {
         pool.run(64, SlowWorkerCtx{ .caller = me, .worker_ns = 150 * std.time.ns_per_us }, slowWorkerTask);
     }
-    try testing.expect(pool.idle_windows >= 1);
+    if (pool.stalls == 0) try testing.expect(pool.idle_windows >= 1);
     try testing.expect(pool.solo_until_ns > 0);
 }

@@ -394,15 +394,7 @@ export fn hearth_model_decode(
     out: ?[*]f32,
     out_rows_cap: u32,
 ) i32 {
-    const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
-    if (n_rows == 0) return 0;
-    const tk = tokens orelse return status.fail(.null_pointer, "tokens is null", .{});
-    const ps = positions orelse return status.fail(.null_pointer, "positions is null", .{});
-    const sq = seq_ids orelse return status.fail(.null_pointer, "seq ids is null", .{});
-    const wl = want_logits orelse return status.fail(.null_pointer, "want logits is null", .{});
-    if (!aligned(i32, tk) or !aligned(i32, ps) or !aligned(i32, sq)) return status.fail(.misaligned, "batch arrays must be 4-byte aligned", .{});
-    if (out) |o| if (!aligned(f32, o)) return status.fail(.misaligned, "logits output must be 4-byte aligned", .{});
-    return model.decode(m, tk[0..n_rows], ps[0..n_rows], sq[0..n_rows], wl[0..n_rows], out, out_rows_cap, .logits);
+    return decodeChecked(handle, n_rows, tokens, positions, seq_ids, want_logits, out, out_rows_cap, .logits);
 }
 
 /// The step of hearth_model_decode, writing for each row that wants output its final hidden state
@@ -417,15 +409,30 @@ export fn hearth_model_decode_hidden(
     out: ?[*]f32,
     out_rows_cap: u32,
 ) i32 {
+    return decodeChecked(handle, n_rows, tokens, positions, seq_ids, want, out, out_rows_cap, .hidden);
+}
+
+/// The argument checks both decode exports share, then the step writing `output` rows.
+fn decodeChecked(
+    handle: ?*model.Model,
+    n_rows: u32,
+    tokens: ?[*]const i32,
+    positions: ?[*]const i32,
+    seq_ids: ?[*]const i32,
+    want: ?[*]const u8,
+    out: ?[*]f32,
+    out_rows_cap: u32,
+    comptime output: model.Output,
+) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     if (n_rows == 0) return 0;
     const tk = tokens orelse return status.fail(.null_pointer, "tokens is null", .{});
     const ps = positions orelse return status.fail(.null_pointer, "positions is null", .{});
     const sq = seq_ids orelse return status.fail(.null_pointer, "seq ids is null", .{});
-    const wl = want orelse return status.fail(.null_pointer, "want is null", .{});
+    const wl = want orelse return status.fail(.null_pointer, "want " ++ @tagName(output) ++ " is null", .{});
     if (!aligned(i32, tk) or !aligned(i32, ps) or !aligned(i32, sq)) return status.fail(.misaligned, "batch arrays must be 4-byte aligned", .{});
-    if (out) |o| if (!aligned(f32, o)) return status.fail(.misaligned, "hidden output must be 4-byte aligned", .{});
-    return model.decode(m, tk[0..n_rows], ps[0..n_rows], sq[0..n_rows], wl[0..n_rows], out, out_rows_cap, .hidden);
+    if (out) |o| if (!aligned(f32, o)) return status.fail(.misaligned, @tagName(output) ++ " output must be 4-byte aligned", .{});
+    return model.decode(m, tk[0..n_rows], ps[0..n_rows], sq[0..n_rows], wl[0..n_rows], out, out_rows_cap, output);
 }
 
 export fn hearth_seq_create(handle: ?*model.Model) i32 {

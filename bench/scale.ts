@@ -123,10 +123,11 @@ async function nextTurnElsewhere(c: Cluster, redis: Service, n: number, words: n
   const written = new Map<string, number>();
   for (let settled = false; !settled; ) {
     const before = new Map(written);
+    // Longer than one publish of a conversation takes (its count moves only when it ends).
+    if (before.size > 0) await Bun.sleep(1500);
     for (const r of c.replicas)
       written.set(new URL(r.url).host, await metric(r.url, "hearth_kv_redis_pages_written_total"));
     settled = before.size > 0 && [...written].every(([h, v]) => before.get(h) === v);
-    if (!settled) await Bun.sleep(300);
   }
   const t1 = await turn(c, s1, first, 16);
   const owner = t1.upstream;

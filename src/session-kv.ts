@@ -2,7 +2,7 @@
 // pending: sampled or appended, not yet run), kept consistent as prompts are appended, a chat
 // reuses a cached prefix, unseen tokens are taken back, a saved file is restored, or it is reset.
 import type { OwnedSequence } from "./engine/request.ts";
-import { resumeSequence, saveSequence } from "./kv/index.ts";
+import { resumeSequence } from "./kv/index.ts";
 import type { NativeModel } from "./native/model-api.ts";
 import { contextFullError } from "./session-options.ts";
 
@@ -59,7 +59,7 @@ export class SessionSequence {
 
   /** Writes the tokens in the KV and their KV to `path` (see Session.save). */
   save(path: string): number {
-    return saveSequence(this.native, this.kv.seqId, this.kv.tokens.slice(0, this.kv.computed), path);
+    return this.native.seqSave(this.kv.seqId, this.kv.tokens.slice(0, this.kv.computed), path);
   }
 
   /**

@@ -9,12 +9,13 @@ import { type Batch, KvFullError, type KvStats, type NativeModel } from "../src/
 import { Rng } from "../src/sampling/index.ts";
 import { resolveSpeculative } from "../src/speculative.ts";
 import { Tokenizer } from "../src/tokenizer/index.ts";
+import { WithoutKvTiers } from "./support/untiered.ts";
 
 const VOCAB = 32;
 const EOS = 31;
 
 /** A NativeModel whose next token is (last token + 1) mod 30, with a real page count. */
-class ScriptedModel implements NativeModel {
+class ScriptedModel extends WithoutKvTiers implements NativeModel {
   readonly info = {
     architecture: "scripted",
     vocabSize: VOCAB,
@@ -31,7 +32,9 @@ class ScriptedModel implements NativeModel {
   private readonly lengths = new Map<number, number>();
   private nextSeq = 0;
   readonly batches: Array<Array<{ seq: number; pos: number; logits: boolean }>> = [];
-  constructor(readonly pagesTotal: number) {}
+  constructor(readonly pagesTotal: number) {
+    super();
+  }
   private pagesUsed(): number {
     let n = 0;
     for (const len of this.lengths.values()) n += Math.ceil(len / 16);

@@ -18,7 +18,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pullModel } from "../src/gguf/pull.ts";
-import { resumeSequence, saveSequence, sequenceForPrompt } from "../src/kv/index.ts";
+import { resumeSequence } from "../src/kv/index.ts";
 import { loadModel } from "../src/model.ts";
 import { createBatch, openNativeModel } from "../src/native/model.ts";
 import type { Batch, NativeKvTiers, NativeModel } from "../src/native/model-api.ts";
@@ -85,7 +85,7 @@ function reference(m: NativeModel, tokens: number[]): number[] {
 
 /** Continuation through the prefix cache: reuse what is cached, compute the rest. */
 function viaCache(m: TieredModel, tokens: number[]): { out: number[]; reused: number } {
-  const { seqId, reusedTokens } = sequenceForPrompt(m, tokens);
+  const { seqId, reusedTokens } = m.seqCreateWithPrefix(tokens);
   expect(m.seqLength(seqId)).toBe(reusedTokens);
   const out = greedy(m, seqId, prefill(m, seqId, tokens.slice(reusedTokens), reusedTokens), tokens.length);
   m.seqFree(seqId);
@@ -123,7 +123,7 @@ describe("prefix sharing", () => {
     const prompt = promptTokens(40, 1); // 2 full pages + 8 tokens
     const want = reference(model, prompt);
     model.kvTierOpen({ hotBudgetBytes: 64 * PAGE_BYTES });
-    const first = sequenceForPrompt(model, prompt);
+    const first = model.seqCreateWithPrefix(prompt);
     expect(first.reusedTokens).toBe(0);
     prefill(model, first.seqId, prompt, 0);
     expect(model.seqPublish(first.seqId, prompt)).toBe(3);
@@ -265,7 +265,7 @@ describe("sessions that outlive the process", () => {
     const s = model.seqCreate();
     prefill(model, s, head, 0);
     const path = join(dir, "session.kv");
-    const bytes = saveSequence(model, s, head, path);
+    const bytes = model.seqSave(s, head, path);
     expect(bytes).toBeGreaterThan(3 * PAGE_BYTES);
     model.seqFree(s);
 

@@ -17,6 +17,7 @@ import {
 import { SamplerError } from "../src/sampling/index.ts";
 import { ContextFullError, SessionStateError } from "../src/session.ts";
 import { Tokenizer } from "../src/tokenizer/index.ts";
+import { WithoutKvTiers } from "./support/untiered.ts";
 
 const PAGE_TOKENS = 16;
 
@@ -25,7 +26,7 @@ const PAGE_TOKENS = 16;
  * sequence, batch capacity, page accounting) and whose logits make token `next(last)` the
  * greedy choice, so the expected output is known.
  */
-class ScriptedNative implements NativeModel {
+class ScriptedNative extends WithoutKvTiers implements NativeModel {
   readonly info: ModelInfo;
   readonly seqs = new Map<number, number[]>();
   readonly decodeSizes: number[] = [];
@@ -38,6 +39,7 @@ class ScriptedNative implements NativeModel {
     readonly pagesTotal: number,
     readonly next: (last: number) => number,
   ) {
+    super();
     this.info = {
       architecture: "scripted",
       vocabSize,

@@ -5,13 +5,7 @@
 // worker and the library's sessions both drive it; a session's sequence is owned by the session
 // and outlives its requests. step-batch.ts fills the batch; with the prefix cache on, see
 // prefix-cache.ts; with a draft model, draft-model.ts proposes drafts before each step is packed.
-import {
-  type Batch,
-  isTiered,
-  KvFullError,
-  type NativeKvTiers,
-  type NativeModel,
-} from "../native/model-api.ts";
+import { type Batch, KvFullError, type NativeKvTiers, type NativeModel } from "../native/model-api.ts";
 import { tokenLogprob } from "../sampling/index.ts";
 import { draftSources } from "../speculative.ts";
 import { type DraftModel, proposeModelDrafts } from "./draft-model.ts";
@@ -96,7 +90,7 @@ export class Scheduler {
     // One logits row per running sequence (only the last pending row of each wants logits); rows
     // of speculative drafts grow it on first use.
     this.logits = new Float32Array(opts.maxRunning * model.info.vocabSize);
-    this.tiers = opts.prefixCache === true && isTiered(model) ? model : null;
+    this.tiers = opts.prefixCache === true ? model : null;
     this.prefix = this.tiers === null ? null : new PrefixCache(this.tiers, kv.pageTokens, opts.onPublished);
     this.embeds = new Embedder(model, {
       stepTokens: opts.stepTokens,

@@ -8,7 +8,7 @@ import { openModel, readModelFile } from "../model-file.ts";
 import { loadLibrary } from "../native/lib.ts";
 import { sequencesWithEmbeddings } from "../native/limits.ts";
 import { createBatch } from "../native/model.ts";
-import type { NativeModel, TieredNativeModel } from "../native/model-api.ts";
+import type { NativeModel } from "../native/model-api.ts";
 import { DraftModel } from "./draft-model.ts";
 import { Outbox } from "./outbox.ts";
 import type { EngineConfig, FromWorker, ToWorker } from "./protocol.ts";
@@ -18,7 +18,7 @@ import { QueueFullError, Scheduler } from "./scheduler.ts";
 declare const self: Worker;
 
 let scheduler: Scheduler | null = null;
-let model: TieredNativeModel | null = null;
+let model: NativeModel | null = null;
 let draftNative: NativeModel | null = null;
 let looping = false;
 let tierConfig: EngineConfig["kvTier"] = null;

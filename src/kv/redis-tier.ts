@@ -5,7 +5,7 @@
 // only the rest. Redis is an optimisation, never a source of truth: a miss, a damaged or foreign
 // record, a timeout or a Redis that is down all mean the same thing, the page is recomputed.
 import { RedisClient } from "bun";
-import { KvCorruptError, type TieredNativeModel } from "../native/model-api.ts";
+import { KvCorruptError, type NativeModel } from "../native/model-api.ts";
 
 export interface RedisTierOptions {
   /** redis://[user:pass@]host:port[/db] (rediss:// for TLS). */
@@ -88,7 +88,7 @@ export class RedisKvTier {
   };
 
   constructor(
-    private readonly model: TieredNativeModel,
+    private readonly model: NativeModel,
     private readonly opts: RedisTierOptions,
     /** Called when the connection comes up or goes down and when a publish ends (for the metrics). */
     private readonly onStatsChange: () => void = () => {},

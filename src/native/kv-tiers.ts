@@ -96,7 +96,6 @@ export function createKvTiers(
   const statsBuf = new BigUint64Array(Math.ceil(nativeAbi().layouts.tierStats.sizeBytes / 8));
   const statsView = new DataView(statsBuf.buffer);
   return {
-    kvTiers: true,
     kvTierOpen(opts: KvTierOptions): void {
       const hot = nonNegativeInt("hotBudgetBytes", opts.hotBudgetBytes);
       if (hot === 0n) throw new RangeError("hotBudgetBytes must be positive");

@@ -49,8 +49,12 @@ export class KvFullError extends Error {
   override name = "KvFullError";
 }
 
-/** The forward pass and KV sequences of a model (what the engine and sessions drive). */
-export interface NativeModel {
+/**
+ * The forward pass, KV sequences and KV tiers of a model (what the engine and sessions drive).
+ * The tiers are part of every model: before kvTierOpen there is no prefix cache, so
+ * seqCreateWithPrefix reuses nothing and seqPublish registers nothing.
+ */
+export interface NativeModel extends NativeKvTiers {
   readonly info: ModelInfo;
   /** Opens a new empty sequence in the KV cache and returns its id. */
   seqCreate(): number;
@@ -132,12 +136,9 @@ export class KvCorruptError extends Error {
 }
 
 /**
- * The KV tiers of a native model (zig/kv): prefix sharing, SSD tiers and session files. Every
- * model openNativeModel opens has them (a TieredNativeModel); only test doubles of NativeModel
- * lack them, which isTiered tells apart by the `kvTiers` tag.
+ * The KV tiers of a native model (zig/kv): prefix sharing, SSD tiers and session files.
  */
 export interface NativeKvTiers {
-  readonly kvTiers: true;
   /** Opens (or reopens) the prefix cache and tiers; loads the SSD manifest if there is one. */
   kvTierOpen(opts: KvTierOptions): void;
   /**
@@ -189,12 +190,4 @@ export interface NativeKvTiers {
   seqSave(seqId: number, tokens: ArrayLike<number>, path: string): number;
   /** Restores a saved sequence into a new one. Throws KvCorruptError if the file is damaged. */
   seqRestore(path: string): { seqId: number; tokens: number[] };
-}
-
-/** A native model with its KV tiers: what openNativeModel returns. */
-export type TieredNativeModel = NativeModel & NativeKvTiers;
-
-/** Whether `m` has the KV tiers (every native model does; a test double may not). */
-export function isTiered(m: NativeModel): m is TieredNativeModel {
-  return (m as { kvTiers?: unknown }).kvTiers === true;
 }

@@ -15,7 +15,7 @@ import {
   type KvTierStats,
   type ModelInfo,
   type NativeKvTiers,
-  type TieredNativeModel,
+  type NativeModel,
 } from "./model-api.ts";
 
 export interface NativeModelOptions {
@@ -237,8 +237,7 @@ function positiveInt(name: string, v: number, max: number): number {
   return v;
 }
 
-class FfiNativeModel implements TieredNativeModel {
-  readonly kvTiers = true as const;
+class FfiNativeModel implements NativeModel {
   readonly info: ModelInfo;
   private handle: Pointer | null;
   private readonly lib = library();
@@ -380,11 +379,7 @@ class FfiNativeModel implements TieredNativeModel {
  * readGguf) to avoid parsing it twice. Throws GgufError for a malformed or unsupported file,
  * NativeError when the native side rejects it.
  */
-export function openNativeModel(
-  path: string,
-  opts: NativeModelOptions = {},
-  file?: GgufFile,
-): TieredNativeModel {
+export function openNativeModel(path: string, opts: NativeModelOptions = {}, file?: GgufFile): NativeModel {
   const gguf = file ?? readGguf(path);
   const { arch, hp, config } = llamaHparams(gguf);
   const kvType = opts.kvType ?? "f16";

@@ -3,8 +3,9 @@
 // model families hearth targets: templates from llama.cpp's models/templates/ and those embedded in
 // its vocab files (scripts/llama-vocabs.ts) render on the default model (--chat-template-file), so
 // BOS/EOS are SmolLM2's; Gemma 3 270M renders with its own file (it has no template: llama.cpp
-// falls back to ChatML).
-// Usage: bun scripts/chat-template-parity.ts [--bin /work/peerbuild/build/bin/llama-server]
+// falls back to ChatML), and with llama.cpp's built-in `gemma` format (`--chat-template gemma`),
+// which hearth uses for such a file (`GEMMA_TEMPLATE`). `--only-gemma` re-renders just those.
+// Usage: bun scripts/chat-template-parity.ts [--bin /work/peerbuild/build/bin/llama-server] [--only-gemma]
 
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -60,6 +61,9 @@ const PORT = 18_431;
 export const localDate = (d: Date) =>
   `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
 
+/** The fixture's key of Gemma 3 270M rendered with llama.cpp's built-in `gemma` format. */
+export const GEMMA_BUILTIN_KEY = `${GEMMA3_270M.fileName} --chat-template gemma`;
+
 async function renderAll(args: string[]): Promise<string[] | { error: string }> {
   const proc = Bun.spawn(
     [bin, ...args, "--host", "127.0.0.1", "--port", String(PORT), "-c", "512", "-np", "1", "-t", "1"],
@@ -102,11 +106,30 @@ async function renderAll(args: string[]): Promise<string[] | { error: string }> 
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
-  options: { bin: { type: "string", default: "/work/peerbuild/build/bin/llama-server" } },
+  options: {
+    bin: { type: "string", default: "/work/peerbuild/build/bin/llama-server" },
+    "only-gemma": { type: "boolean", default: false },
+  },
 });
 const bin = values.bin as string;
 
-if (import.meta.main) {
+const out = join(import.meta.dir, "..", "test", "fixtures", "chat-template-llama-cpp.json");
+
+async function gemmaRenderings(): Promise<Record<string, string[] | { error: string }>> {
+  const gemma = await pullModel(GEMMA3_270M.name);
+  return {
+    // Gemma 3 270M's own file, BOS/EOS and (absent) template.
+    [GEMMA3_270M.fileName]: await renderAll(["-m", gemma]),
+    [GEMMA_BUILTIN_KEY]: await renderAll(["-m", gemma, "--no-jinja", "--chat-template", "gemma"]),
+  };
+}
+
+if (import.meta.main && values["only-gemma"]) {
+  const fixture = await Bun.file(out).json();
+  Object.assign(fixture.templates, await gemmaRenderings());
+  writeFileSync(out, `${JSON.stringify(fixture, null, 1)}\n`);
+  console.error(`updated the Gemma renderings of ${out}`);
+} else if (import.meta.main) {
   const dir = await ensureLlamaVocabs();
   const smollm = await pullModel();
   const work = mkdtempSync(join(tmpdir(), "hearth-templates-"));
@@ -126,8 +149,7 @@ if (import.meta.main) {
       `${file}: ${"error" in templates[file] ? (templates[file] as { error: string }).error : "ok"}`,
     );
   }
-  // Gemma 3 270M's own file, BOS/EOS and (absent) template.
-  templates[GEMMA3_270M.fileName] = await renderAll(["-m", await pullModel(GEMMA3_270M.name)]);
+  Object.assign(templates, await gemmaRenderings());
   rmSync(work, { recursive: true, force: true });
   const fixture = {
     peer: `llama.cpp from ${LLAMA_CPP_SDIST.pypiPackage}==${LLAMA_CPP_SDIST.version}, llama-server POST /apply-template`,
@@ -137,7 +159,6 @@ if (import.meta.main) {
     conversations: CONVERSATIONS,
     templates,
   };
-  const out = join(import.meta.dir, "..", "test", "fixtures", "chat-template-llama-cpp.json");
   writeFileSync(out, `${JSON.stringify(fixture, null, 1)}\n`);
   console.error(`wrote ${out}`);
 }

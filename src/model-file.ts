@@ -24,7 +24,7 @@ export interface ModelFile {
   file: GgufFile;
   metadata: GgufMetadata;
   tokenizer: Tokenizer;
-  /** The model's chat template (ChatML when the file has none). */
+  /** The model's chat template (a fallback when the file has none: src/chat). */
   chatTemplate: ChatTemplate;
   /** The context the model was trained for (0 when the file does not say). */
   trainedContextTokens: number;

@@ -103,7 +103,7 @@ export class Model {
   readonly metadata: GgufMetadata;
   readonly info: ModelInfo;
   readonly tokenizer: Tokenizer;
-  /** The model's chat template (ChatML when the file has none: see `chatTemplate.isFallback`). */
+  /** The model's chat template (when the file has none, Gemma's turns for a vocabulary that has their tokens, else ChatML: see `chatTemplate.isFallback`). */
   readonly chatTemplate: ChatTemplate;
   readonly options: ResolvedModelOptions;
   /** The native model; sessions share it. Exposed for the engine and for tests. */

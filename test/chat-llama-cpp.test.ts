@@ -2,13 +2,15 @@
 // test/fixtures/chat-template-llama-cpp.json (llama-server's /apply-template, written by
 // scripts/chat-template-parity.ts) through hearth's ChatTemplate, for the templates of the families
 // hearth targets (from llama.cpp's models/templates/ and its vocab files) and for Gemma 3 270M's own
-// file, which has no template (both fall back to ChatML).
+// file, which has no template: llama.cpp falls back to ChatML, hearth to Gemma's turn format, which
+// its vocabulary has tokens for, rendered as llama.cpp's built-in `gemma` format renders it.
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { ensureLlamaVocabs } from "../scripts/llama-vocabs.ts";
 import { type ChatMessage, ChatTemplate, encodeChat } from "../src/chat/index.ts";
 import { GgufMetadata, readGguf } from "../src/gguf/index.ts";
 import { GEMMA3_270M, pullModel } from "../src/gguf/pull.ts";
+import { GEMMA_BUILTIN_KEY } from "../scripts/chat-template-parity.ts";
 import { Tokenizer } from "../src/tokenizer/index.ts";
 
 interface Fixture {
@@ -77,7 +79,7 @@ describe("chat templates render as llama.cpp renders them", () => {
   });
 
   for (const [name, prompts] of Object.entries(fixture.templates)) {
-    if (name === GEMMA3_270M.fileName || !Array.isArray(prompts)) continue;
+    if (name === GEMMA3_270M.fileName || name === GEMMA_BUILTIN_KEY || !Array.isArray(prompts)) continue;
     test(name, async () => {
       const template = await templateOf(name);
       fixture.conversations.forEach((messages, i) => {
@@ -86,20 +88,29 @@ describe("chat templates render as llama.cpp renders them", () => {
     });
   }
 
-  test("Gemma 3 270M: no template in the file, so ChatML with Gemma's tokens, as llama.cpp", async () => {
-    const prompts = fixture.templates[GEMMA3_270M.fileName];
+  test("Gemma 3 270M: no template in the file, so Gemma's turns, as llama.cpp's built-in gemma format", async () => {
+    const prompts = fixture.templates[GEMMA_BUILTIN_KEY];
     expect(Array.isArray(prompts)).toBe(true);
+    // What llama.cpp falls back to (ChatML) is plain text to this vocabulary: hearth does not.
+    expect(JSON.stringify(fixture.templates[GEMMA3_270M.fileName])).toContain("<|im_start|>");
     const md = new GgufMetadata(readGguf(await pullModel(GEMMA3_270M.name)).metadata);
     const tokenizer = Tokenizer.fromGguf(md);
     const template = ChatTemplate.fromGguf(md, tokenizer);
     expect(template.isFallback).toBe(true);
+    const startOfTurn = tokenizer.tokenId("<start_of_turn>");
+    const endOfTurn = tokenizer.tokenId("<end_of_turn>");
+    expect(startOfTurn).toBeDefined();
+    expect(tokenizer.isEndOfGeneration(endOfTurn as number)).toBe(true);
     fixture.conversations.forEach((messages, i) => {
       const text = template.render(messages);
       expect(text).toBe((prompts as string[])[i] as string);
-      // Tokens: BOS, then the text as plain text (Gemma has no ChatML control tokens).
+      // Tokens: BOS, then the turns with <start_of_turn> / <end_of_turn> as single control tokens.
       const ids = encodeChat(template, tokenizer, messages);
       expect(ids[0]).toBe(tokenizer.bosId);
       expect(ids.slice(1)).toEqual(tokenizer.encode(text, { addSpecial: false, parseSpecial: true }));
+      const turns = messages.filter((m) => m.role !== "system").length;
+      expect(ids.filter((id) => id === startOfTurn).length).toBe(turns + 1);
+      expect(ids.filter((id) => id === endOfTurn).length).toBe(turns);
     });
   });
 });

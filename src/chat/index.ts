@@ -1,5 +1,5 @@
 // Chat templates: the model's `tokenizer.chat_template` (Jinja) rendered with @huggingface/jinja,
-// or ChatML when the file has none.
+// or, when the file has none, the turn format its vocabulary has tokens for (Gemma's or ChatML).
 
 import { Template } from "@huggingface/jinja";
 import type { GgufMetadata } from "../gguf/index.ts";
@@ -61,6 +61,35 @@ export const CHATML_TEMPLATE =
   "{%- endfor %}" +
   "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
 
+/**
+ * Used when a model has no chat template but its vocabulary has Gemma's turn tokens (Gemma 3 GGUFs
+ * converted without one, such as the 270M Q4_K_M file of `hearth pull gemma3-270m`): llama.cpp's
+ * built-in `gemma` format. Assistant turns are `model` turns, every message is trimmed, and system
+ * text (Gemma has no system turn) goes before the next user message, followed by a blank line.
+ * (llama.cpp itself renders ChatML for such a file: `<|im_start|>` is plain text to Gemma's vocab.)
+ */
+export const GEMMA_TEMPLATE =
+  "{%- set ns = namespace(system='') %}" +
+  "{%- for message in messages %}" +
+  "{%- if message['role'] == 'system' %}{%- set ns.system = ns.system + (message['content'] | trim) %}" +
+  "{%- else %}" +
+  "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] %}" +
+  "{{- '<start_of_turn>' + role + '\n' }}" +
+  "{%- if ns.system != '' and role != 'model' %}{{- ns.system + '\n\n' }}{%- set ns.system = '' %}{%- endif %}" +
+  "{{- (message['content'] | trim) + '<end_of_turn>\n' }}" +
+  "{%- endif %}" +
+  "{%- endfor %}" +
+  "{%- if add_generation_prompt %}{{- '<start_of_turn>model\n' }}{%- endif %}";
+
+/** The template for a model without one: Gemma's when the vocabulary has its turn tokens, else ChatML. */
+function fallbackTemplate(tokenizer: Tokenizer | undefined): string {
+  const gemma =
+    tokenizer !== undefined &&
+    tokenizer.tokenId("<start_of_turn>") !== undefined &&
+    tokenizer.tokenId("<end_of_turn>") !== undefined;
+  return gemma ? GEMMA_TEMPLATE : CHATML_TEMPLATE;
+}
+
 export interface ChatTemplateTokens {
   bosToken?: string;
   eosToken?: string;
@@ -72,7 +101,7 @@ export class ChatTemplate {
 
   private constructor(
     readonly source: string,
-    /** True when the model had no template and ChatML is used instead. */
+    /** True when the model had no template and a fallback (ChatML or Gemma's) is used instead. */
     readonly isFallback: boolean,
     private readonly tokens: ChatTemplateTokens,
   ) {
@@ -85,18 +114,19 @@ export class ChatTemplate {
     }
   }
 
-  /** The template in `tokenizer.chat_template`, with BOS/EOS texts from the tokenizer; ChatML if absent. */
+  /** The template in `tokenizer.chat_template`, with BOS/EOS texts from the tokenizer; if absent, the
+   * fallback the vocabulary fits (Gemma's turn tokens, else ChatML). */
   static fromGguf(md: GgufMetadata, tokenizer?: Tokenizer): ChatTemplate {
     const tokens = templateTokens(tokenizer);
     const key = "tokenizer.chat_template";
-    if (!md.has(key)) return new ChatTemplate(CHATML_TEMPLATE, true, tokens);
+    if (!md.has(key)) return new ChatTemplate(fallbackTemplate(tokenizer), true, tokens);
     let source: string;
     try {
       source = md.string(key);
     } catch {
       throw new ChatTemplateError(`${key} is not a string`);
     }
-    if (source.trim() === "") return new ChatTemplate(CHATML_TEMPLATE, true, tokens);
+    if (source.trim() === "") return new ChatTemplate(fallbackTemplate(tokenizer), true, tokens);
     return new ChatTemplate(source, false, tokens);
   }
 

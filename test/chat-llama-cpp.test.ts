@@ -6,11 +6,11 @@
 // its vocabulary has tokens for, rendered as llama.cpp's built-in `gemma` format renders it.
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
+import { GEMMA_BUILTIN_KEY } from "../scripts/chat-template-parity.ts";
 import { ensureLlamaVocabs } from "../scripts/llama-vocabs.ts";
 import { type ChatMessage, ChatTemplate, encodeChat } from "../src/chat/index.ts";
 import { GgufMetadata, readGguf } from "../src/gguf/index.ts";
 import { GEMMA3_270M, pullModel } from "../src/gguf/pull.ts";
-import { GEMMA_BUILTIN_KEY } from "../scripts/chat-template-parity.ts";
 import { Tokenizer } from "../src/tokenizer/index.ts";
 
 interface Fixture {

@@ -55,7 +55,11 @@ describe("Gemma 3 270M chat through the library", () => {
   test("generation stops at <end_of_turn> (not shown), and not at <start_of_turn>", async () => {
     const session = model.createSession();
     try {
-      const stopped = session.chat(MESSAGES, { temperature: 0, maxTokens: 8, logitBias: { [endOfTurn]: 100 } });
+      const stopped = session.chat(MESSAGES, {
+        temperature: 0,
+        maxTokens: 8,
+        logitBias: { [endOfTurn]: 100 },
+      });
       let text = "";
       let r = await stopped.next();
       while (!r.done) {
@@ -66,7 +70,11 @@ describe("Gemma 3 270M chat through the library", () => {
       expect(text).toBe("");
       expect(r.value.text).toBe("");
       session.reset();
-      const kept = session.chat(MESSAGES, { temperature: 0, maxTokens: 8, logitBias: { [startOfTurn]: 100 } });
+      const kept = session.chat(MESSAGES, {
+        temperature: 0,
+        maxTokens: 8,
+        logitBias: { [startOfTurn]: 100 },
+      });
       let k = await kept.next();
       while (!k.done) k = await kept.next();
       expect(k.value.finishReason).toBe("length");
@@ -104,7 +112,9 @@ describe("Gemma 3 270M chat through the server", () => {
     expect(stopped.choices[0]?.message.content).toBe("");
     expect(stopped.usage?.completion_tokens).toBe(1);
     // The same prompt tokens as the library renders.
-    expect(stopped.usage?.prompt_tokens).toBe(encodeChat(model.chatTemplate, model.tokenizer, MESSAGES).length);
+    expect(stopped.usage?.prompt_tokens).toBe(
+      encodeChat(model.chatTemplate, model.tokenizer, MESSAGES).length,
+    );
     const kept = await client.chat.completions.create({
       model: "gemma",
       messages: MESSAGES,

@@ -3,9 +3,10 @@
 //                                     Gemma 3 models (test/support/tiny-families.ts)
 //   test/fixtures/gemma3-270m-f16.json  Gemma 3 270M (the F16 requantization of the Q4_K_M file):
 //                                     700 forced positions, past its 512-key sliding window
+//   test/fixtures/gemma3-270m-bf16.json the same for the BF16 requantization
 //
 //   bash bench/peers/llamacpp-logits.sh          (builds the logits dumper)
-//   bun bench/peers/make-family-fixtures.ts [LOGITS_BIN] [GEMMA3_F16_GGUF]
+//   bun bench/peers/make-family-fixtures.ts [LOGITS_BIN] [MODELS_DIR] [--gemma-only]
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,8 +14,15 @@ import { Rng } from "../../src/sampling/index.ts";
 import { GEMMA3_PROMPT_LENGTH, GEMMA3_ROWS, gemma3Prompt } from "../../test/support/gemma3-prompt.ts";
 import { FAMILY_CASES, TINY_PROMPT, TINY_ROWS, tinyFamilyModel } from "../../test/support/tiny-families.ts";
 
-const bin = process.argv[2] ?? "/work/peerbuild/build/bin/llamacpp-logits";
-const gemmaPath = process.argv[3] ?? "/work/peerbuild/models/gemma-3-270m.F16.gguf";
+const args = process.argv.slice(2).filter((a) => a !== "--gemma-only");
+const gemmaOnly = process.argv.includes("--gemma-only");
+const bin = args[0] ?? "/work/peerbuild/build/bin/llamacpp-logits";
+const modelsDir = args[1] ?? "/work/peerbuild/models";
+/** Gemma 3 270M requantizations (bench/peers/llama.cpp/models.sh) and their fixtures. */
+const GEMMA_FILES = [
+  { gguf: "gemma-3-270m.F16.gguf", fixture: "gemma3-270m-f16.json" },
+  { gguf: "gemma-3-270m.BF16.gguf", fixture: "gemma3-270m-bf16.json" },
+];
 const fixtures = join(import.meta.dir, "../../test/fixtures");
 const dir = mkdtempSync(join(tmpdir(), "hearth-families-"));
 
@@ -29,25 +37,33 @@ async function logits(model: string, ids: readonly number[], batch: number): Pro
 const round = (x: number) => Number(x.toPrecision(7));
 
 try {
-  const cases: Record<string, number[][]> = {};
-  for (const c of FAMILY_CASES) {
-    const path = join(dir, `${c}.gguf`);
-    writeFileSync(path, tinyFamilyModel(c));
-    const all = await logits(path, TINY_PROMPT, TINY_PROMPT.length);
-    const vocab = all.length / TINY_PROMPT.length;
-    cases[c] = TINY_ROWS.map((r) => Array.from(all.subarray(r * vocab, (r + 1) * vocab), round));
-    console.error(`${c}: ${vocab} logits x ${TINY_ROWS.length} rows`);
+  if (!gemmaOnly) {
+    const cases: Record<string, number[][]> = {};
+    for (const c of FAMILY_CASES) {
+      const path = join(dir, `${c}.gguf`);
+      writeFileSync(path, tinyFamilyModel(c));
+      const all = await logits(path, TINY_PROMPT, TINY_PROMPT.length);
+      const vocab = all.length / TINY_PROMPT.length;
+      cases[c] = TINY_ROWS.map((r) => Array.from(all.subarray(r * vocab, (r + 1) * vocab), round));
+      console.error(`${c}: ${vocab} logits x ${TINY_ROWS.length} rows`);
+    }
+    writeFileSync(
+      join(fixtures, "families.json"),
+      `${JSON.stringify({ peer: "llama.cpp (native build, flash attention off, F16 KV)", prompt: TINY_PROMPT, rows: TINY_ROWS, cases })}\n`,
+    );
   }
-  writeFileSync(
-    join(fixtures, "families.json"),
-    `${JSON.stringify({ peer: "llama.cpp (native build, flash attention off, F16 KV)", prompt: TINY_PROMPT, rows: TINY_ROWS, cases })}\n`,
-  );
 
-  if (await Bun.file(gemmaPath).exists()) {
+  for (const g of GEMMA_FILES) {
+    const gemmaPath = join(modelsDir, g.gguf);
+    if (!(await Bun.file(gemmaPath).exists())) {
+      console.error(`${gemmaPath} not found: ${g.fixture} left as it is`);
+      continue;
+    }
     const ids = gemma3Prompt();
     const all = await logits(gemmaPath, ids, 128);
     const vocab = all.length / GEMMA3_PROMPT_LENGTH;
-    // Per kept row: the 16 highest logits and 48 seeded-random ids, with llama.cpp's values.
+    // Per kept row: the 16 highest logits and 48 seeded-random ids, with llama.cpp's values, and the
+    // log of the sum of exp over the whole row (the softmax's normalizer, for a KL over the top 16).
     const rng = new Rng(99);
     const rows = GEMMA3_ROWS.map((r) => {
       const row = all.subarray(r * vocab, (r + 1) * vocab);
@@ -57,14 +73,18 @@ try {
       const picks = new Set(top);
       while (picks.size < 64) picks.add(Math.floor(rng.nextFloat() * vocab));
       const tokenIds = [...picks];
-      return { position: r, ids: tokenIds, logits: tokenIds.map((t) => round(row[t] as number)) };
+      const max = row[top[0] as number] as number;
+      let z = 0;
+      for (const x of row) z += Math.exp(x - max);
+      const lse = round(max + Math.log(z));
+      return { position: r, ids: tokenIds, logits: tokenIds.map((t) => round(row[t] as number)), lse };
     });
     writeFileSync(
-      join(fixtures, "gemma3-270m-f16.json"),
-      `${JSON.stringify({ peer: "llama.cpp (native build, flash attention off, F16 KV, batches of 128)", vocab, rows })}\n`,
+      join(fixtures, g.fixture),
+      `${JSON.stringify({ peer: "llama.cpp (native build, flash attention off, F16 KV, batches of 128)", model: g.gguf, vocab, rows })}\n`,
     );
-    console.error(`gemma3 270m: ${rows.length} rows`);
-  } else console.error(`${gemmaPath} not found: gemma3-270m-f16.json left as it is`);
+    console.error(`${g.gguf}: ${rows.length} rows`);
+  }
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

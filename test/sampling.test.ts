@@ -320,6 +320,25 @@ describe("Sampler properties", () => {
     expect(row).toEqual(copy);
   });
 
+  test("samplers over one vocabulary share their buffers, and sharing changes no answer", () => {
+    const row = randomRow(rng, 1001);
+    const opts = { temperature: 0.9, topP: 0.9, repeatPenalty: 1.2, seed: 7 };
+    const alone = new Sampler(opts);
+    const expected = Array.from({ length: 20 }, (_, i) => alone.sample(row, [i, i + 1, 3]));
+    // Another request's sampler (penalties over another history) sampling in between each draw.
+    const a = new Sampler(opts);
+    const b = new Sampler({ temperature: 1, topK: 40, presencePenalty: 1, seed: 8 });
+    const got = Array.from({ length: 20 }, (_, i) => {
+      b.sample(row, [i, 5, 5, 9]);
+      return a.sample(row, [i, i + 1, 3]);
+    });
+    expect(got).toEqual(expected);
+    expect(a.distribution(row).ids.buffer).toBe(b.distribution(row).ids.buffer);
+    expect(new Sampler().distribution(randomRow(rng, 1002)).ids.buffer).not.toBe(
+      a.distribution(row).ids.buffer,
+    );
+  });
+
   test("selectTopK agrees with a full sort (ties broken by lower id)", () => {
     for (let trial = 0; trial < 100; trial++) {
       const n = 1 + (rng.nextU32() % 300);

@@ -333,9 +333,16 @@ export interface ReplyConstraint extends TokenConstraint {
 }
 
 /**
+ * The copy of a row constrainedSample bans tokens in, reused by every call on the thread (a fresh
+ * copy per refused draw was a vocabulary-sized array of garbage per JSON token).
+ */
+let maskedRow = new Float32Array(0);
+
+/**
  * One token for a JSON reply: `draw(row)` (the request's sampler) on the model's row, and while
  * the constraint refuses the token, on a copy with it banned; after JSON_REDRAWS refusals, on a
- * copy with every refused token masked. -1 when no token can continue the reply.
+ * copy with every refused token masked. -1 when no token can continue the reply. `draw` must not
+ * keep the row it is given (the copy is reused).
  */
 export function constrainedSample(
   row: Float32Array,
@@ -344,7 +351,9 @@ export function constrainedSample(
 ): number {
   let id = draw(row);
   if (json.allows(id)) return id;
-  const masked = row.slice();
+  if (maskedRow.length !== row.length) maskedRow = new Float32Array(row.length);
+  const masked = maskedRow;
+  masked.set(row);
   for (let k = 0; k < JSON_REDRAWS; k++) {
     masked[id] = Number.NEGATIVE_INFINITY;
     id = draw(masked);

@@ -1,6 +1,8 @@
 // Token sampler: logit bias, repetition / presence / frequency penalties, top-k, top-p, min-p,
-// temperature and a seeded draw, in llama.cpp's default order. Buffers are sized once per
-// vocabulary and reused, so sampling a token allocates nothing.
+// temperature and a seeded draw, in llama.cpp's default order. Its working buffers are sized once
+// per vocabulary and shared by every sampler on the thread, so sampling a token allocates nothing
+// and a request allocates no vocabulary-sized arrays (six of them were ~1 MB per request on a 49k
+// vocabulary: garbage that the soak's server RSS wandered with).
 
 import { lastError } from "../native/lib.ts";
 import { Rng, randomSeed } from "./rng.ts";
@@ -26,6 +28,54 @@ const nucleusCount = new Uint32Array(1);
 /** filter()'s answer when the whole row is the candidate set (see Sampler.sampleWholeRow). */
 const WHOLE_ROW = -1;
 
+/**
+ * Working buffers for one vocabulary size. A sample or distribution call is synchronous and
+ * leaves `counts` all zero, so every sampler on a thread can share one set.
+ */
+interface Scratch {
+  logits: Float32Array;
+  candIds: Int32Array;
+  candLogits: Float32Array;
+  probs: Float32Array;
+  counts: Int32Array;
+  bucketOf: Uint16Array;
+  touched: Int32Array;
+  bucketMass: Float64Array;
+}
+
+/** Vocabulary sizes whose buffers are kept (models with different vocabularies in one process). */
+const SCRATCH_VOCABULARIES_MAX = 4;
+const scratchByVocabulary = new Map<number, Scratch>();
+
+/** The shared buffers for vocabulary size `n` (the least recently made set goes past the bound). */
+function scratchFor(n: number): Scratch {
+  const found = scratchByVocabulary.get(n);
+  if (found !== undefined) return found;
+  if (scratchByVocabulary.size >= SCRATCH_VOCABULARIES_MAX) {
+    const oldest = scratchByVocabulary.keys().next().value as number;
+    scratchByVocabulary.delete(oldest);
+  }
+  const made = makeScratch(n);
+  scratchByVocabulary.set(n, made);
+  return made;
+}
+
+function makeScratch(n: number): Scratch {
+  return {
+    logits: new Float32Array(n),
+    candIds: new Int32Array(n),
+    candLogits: new Float32Array(n),
+    probs: new Float32Array(n),
+    counts: new Int32Array(n),
+    bucketOf: new Uint16Array(n),
+    touched: new Int32Array(0),
+    bucketMass: new Float64Array(NUCLEUS_BUCKETS),
+  };
+}
+
+/** A sampler's buffers before its first row (every call sizes them first). */
+const NO_SCRATCH = makeScratch(0);
+
 export class Sampler {
   readonly temperature: number;
   readonly topK: number;
@@ -41,18 +91,11 @@ export class Sampler {
   private readonly biasValues: Float32Array;
   private readonly rng: Rng;
 
-  // Reused per-vocabulary buffers.
+  /** The thread's shared buffers for the vocabulary of the last row sampled. */
   private vocabSize = 0;
-  private logits = new Float32Array(0);
-  private candIds = new Int32Array(0);
-  private candLogits = new Float32Array(0);
-  private probs = new Float32Array(0);
+  private s: Scratch = NO_SCRATCH;
   /** The row maximum filter() found, for sampleWholeRow. */
   private rowMax = 0;
-  private counts = new Int32Array(0);
-  private bucketOf = new Uint16Array(0);
-  private touched = new Int32Array(0);
-  private readonly bucketMass = new Float64Array(NUCLEUS_BUCKETS);
 
   /**
    * @param vocabSize - when given, logitBias ids are checked against it now; otherwise an id
@@ -97,18 +140,18 @@ export class Sampler {
   sample(logits: Float32Array, history: ArrayLike<number> = []): number {
     const count = this.filter(logits, history, true);
     if (count === WHOLE_ROW) return this.sampleWholeRow();
-    if (count === 1) return this.candIds[0] as number;
-    const { probs } = this;
+    if (count === 1) return this.s.candIds[0] as number;
+    const { probs } = this.s;
     const sum = this.weigh(count);
     const target = this.rng.nextFloat() * sum;
     let acc = 0;
     for (let i = 0; i < count; i++) {
       acc += probs[i] as number;
-      if (target < acc) return this.candIds[i] as number;
+      if (target < acc) return this.s.candIds[i] as number;
     }
     // Rounding can leave target == sum; the last candidate with weight is the answer then.
-    for (let i = count - 1; i >= 0; i--) if ((probs[i] as number) > 0) return this.candIds[i] as number;
-    return this.candIds[0] as number;
+    for (let i = count - 1; i >= 0; i--) if ((probs[i] as number) > 0) return this.s.candIds[i] as number;
+    return this.s.candIds[0] as number;
   }
 
   /**
@@ -120,7 +163,7 @@ export class Sampler {
    */
   private sampleWholeRow(): number {
     const n = this.vocabSize;
-    const { logits, probs } = this;
+    const { logits, probs } = this.s;
     const sum = nativeExpWeights(logits, n, this.rowMax, 1 / this.temperature, probs);
     if (sum === null) throw new SamplerError("native sampling weights failed"); // filter() checked
     const target = this.rng.nextFloat() * sum;
@@ -138,7 +181,7 @@ export class Sampler {
    * relative to the best candidate so exp never overflows; returns their sum.
    */
   private weigh(count: number): number {
-    const { candLogits, probs } = this;
+    const { candLogits, probs } = this.s;
     const invT = 1 / this.temperature;
     let max = Number.NEGATIVE_INFINITY;
     for (let i = 0; i < count; i++) if ((candLogits[i] as number) > max) max = candLogits[i] as number;
@@ -157,17 +200,21 @@ export class Sampler {
     return sum;
   }
 
-  /** The distribution `sample` draws from: the surviving candidates and their probabilities. */
+  /**
+   * The distribution `sample` draws from: the surviving candidates and their probabilities. The
+   * arrays are views of the thread's shared buffers: the next `sample` or `distribution` call of
+   * any sampler over the same vocabulary overwrites them (copy them to keep them).
+   */
   distribution(logits: Float32Array, history: ArrayLike<number> = []): TokenDistribution {
     const count = this.filter(logits, history);
-    const { probs } = this;
+    const { probs } = this.s;
     if (count === 1) {
       probs[0] = 1;
     } else {
       const sum = this.weigh(count);
       for (let i = 0; i < count; i++) probs[i] = (probs[i] as number) / sum;
     }
-    return { ids: this.candIds.subarray(0, count), probs: this.probs.subarray(0, count) };
+    return { ids: this.s.candIds.subarray(0, count), probs: this.s.probs.subarray(0, count) };
   }
 
   /**
@@ -178,7 +225,7 @@ export class Sampler {
     const n = input.length;
     if (n === 0) throw new SamplerError("cannot sample from an empty logits row");
     this.ensureBuffers(n);
-    const { candIds, candLogits } = this;
+    const { candIds, candLogits } = this.s;
     const penalised = this.hasPenalties && this.penaltyLastN !== 0 && history.length > this.penaltyFrom;
     if (this.greedy && this.biasIds.length === 0 && !penalised) {
       // Nothing changes the row: read the caller's logits directly, no copy.
@@ -187,7 +234,7 @@ export class Sampler {
       candLogits[0] = input[best] as number;
       return 1;
     }
-    const logits = this.logits;
+    const logits = this.s.logits;
     logits.set(input);
     for (let i = 0; i < this.biasIds.length; i++) {
       const id = this.biasIds[i] as number;
@@ -270,7 +317,7 @@ export class Sampler {
    */
   private nucleusOfVocabulary(max: number): number {
     const n = this.vocabSize;
-    const { logits, candIds, candLogits, probs, bucketMass, bucketOf } = this;
+    const { logits, candIds, candLogits, probs, bucketMass, bucketOf } = this.s;
     const lib = Number.isFinite(max) ? rowKernels(n) : null;
     if (lib !== null) {
       // The same search in Zig (sampling.nucleus): ~10x faster on a 49k row.
@@ -335,8 +382,8 @@ export class Sampler {
     const n = this.vocabSize;
     const start = Math.max(this.penaltyFrom, this.penaltyLastN < 0 ? 0 : history.length - this.penaltyLastN);
     const windowLength = history.length - start;
-    if (this.touched.length < windowLength) this.touched = new Int32Array(windowLength);
-    const { counts, touched, logits } = this;
+    if (this.s.touched.length < windowLength) this.s.touched = new Int32Array(windowLength);
+    const { counts, touched, logits } = this.s;
     let distinct = 0;
     for (let i = start; i < history.length; i++) {
       const id = history[i] as number;
@@ -359,11 +406,6 @@ export class Sampler {
   private ensureBuffers(n: number): void {
     if (this.vocabSize === n) return;
     this.vocabSize = n;
-    this.logits = new Float32Array(n);
-    this.candIds = new Int32Array(n);
-    this.candLogits = new Float32Array(n);
-    this.probs = new Float32Array(n);
-    this.counts = new Int32Array(n);
-    this.bucketOf = new Uint16Array(n);
+    this.s = scratchFor(n);
   }
 }

@@ -1,5 +1,6 @@
 // NativeKvTiers over bun:ffi (zig/kv/abi.zig): prefix sharing, SSD tiers and session files for one model handle.
 import type { Pointer } from "bun:ffi";
+import { quoteUntrusted } from "../untrusted.ts";
 import { check, type HearthLib, lastError, NativeError, nativeAbi } from "./lib.ts";
 import { kvPageTokens } from "./limits.ts";
 import { KvCorruptError, type KvTierOptions, type KvTierStats, type NativeKvTiers } from "./model-api.ts";
@@ -182,7 +183,7 @@ export function createKvTiers(
       const p = encoder.encode(path);
       check(
         lib.hearth_seq_save(handle(), seqId, t.length > 0 ? t : null, t.length, modelTag, p, p.length, u64),
-        `seqSave ${path}`,
+        `seqSave ${quoteUntrusted(path)}`,
       );
       return Number(u64[0]);
     },

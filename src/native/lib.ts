@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
+import { escapeUnprintable } from "../untrusted.ts";
 import { type Abi, readAbi } from "./abi.ts";
 import { benchSymbols } from "./symbols/bench.ts";
 import { coreSymbols } from "./symbols/core.ts";
@@ -220,12 +221,15 @@ export function nativeAbi(): Abi {
   return loaded.abi;
 }
 
-/** The message of the last failed call on this thread. */
+/**
+ * The message of the last failed call on this thread. libhearth quotes the strings it was given
+ * (zig/status.zig's `quoted`); escapeUnprintable is the last line of defence for one it did not.
+ */
 export function lastError(): string {
   const lib = library();
   const buf = new Uint8Array(1024);
   const n = Number(lib.hearth_last_error(buf, buf.length));
-  return new TextDecoder().decode(buf.subarray(0, Math.min(n, buf.length)));
+  return escapeUnprintable(new TextDecoder().decode(buf.subarray(0, Math.min(n, buf.length))));
 }
 
 export class NativeError extends Error {

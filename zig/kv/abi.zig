@@ -38,7 +38,7 @@ pub fn tierOpen(m: KvModel, dir: []const u8, hot_budget_bytes: u64, cold_max_byt
         .dir = if (dir.len > 0 and cold_max_bytes > 0) dir else null,
         .cold_max_bytes = cold_max_bytes,
         .max_entries = @intCast(entries),
-    }) catch |err| return status.fail(.io_error, "cannot open the KV tier in \"{s}\": {s}", .{ dir, @errorName(err) });
+    }) catch |err| return status.fail(.io_error, "cannot open the KV tier in {f}: {s}", .{ status.quoted(dir), @errorName(err) });
     m.tier.* = t;
     return 0;
 }
@@ -155,7 +155,7 @@ pub fn seqSave(m: KvModel, seq: i32, tokens: ?[*]const i32, n: u32, model_tag: u
     if (n != len) return status.fail(.invalid_argument, "save: {d} tokens given, sequence {d} holds {d}", .{ n, seq, len });
     if (path.len == 0 or path.len >= 1000 or std.mem.indexOfScalar(u8, path, 0) != null) return status.fail(.invalid_argument, "session path is empty, too long or contains NUL", .{});
     out_bytes.* = snapshot.save(m.cache, @intCast(seq), toks, model_tag, path) catch |err|
-        return status.fail(.io_error, "cannot save sequence {d} to {s}: {s}", .{ seq, path, @errorName(err) });
+        return status.fail(.io_error, "cannot save sequence {d} to {f}: {s}", .{ seq, status.quoted(path), @errorName(err) });
     return 0;
 }
 
@@ -171,12 +171,12 @@ pub fn seqRestore(m: KvModel, path: []const u8, model_tag: u64, tokens_out: ?[*]
     const buf = @as([*]u32, @ptrCast(out))[0..cap];
     const free: ?snapshot.FreePages = if (tierOf(m)) |t| .{ .ctx = t, .func = reclaimThunk } else null;
     const r = snapshot.restore(m.cache, path, model_tag, buf, free, m.pool) catch |err| return switch (err) {
-        error.Corrupt => status.fail(.corrupt, "session file {s} is damaged (checksum, size or header); re-prefill instead", .{path}),
-        error.ShapeMismatch => status.fail(.invalid_argument, "session file {s} was saved by another model or KV type", .{path}),
-        error.KvFull => status.fail(.kv_full, "restoring {s} needs more free KV pages than the pool has", .{path}),
-        error.TooManyTokens => status.fail(.out_of_range, "session file {s} holds more than {d} tokens", .{ path, cap }),
+        error.Corrupt => status.fail(.corrupt, "session file {f} is damaged (checksum, size or header); re-prefill instead", .{status.quoted(path)}),
+        error.ShapeMismatch => status.fail(.invalid_argument, "session file {f} was saved by another model or KV type", .{status.quoted(path)}),
+        error.KvFull => status.fail(.kv_full, "restoring {f} needs more free KV pages than the pool has", .{status.quoted(path)}),
+        error.TooManyTokens => status.fail(.out_of_range, "session file {f} holds more than {d} tokens", .{ status.quoted(path), cap }),
         error.NoSequenceSlot => status.fail(.out_of_range, "all {d} sequence slots are in use", .{m.cache.seqs.len}),
-        else => status.fail(.io_error, "cannot read session file {s}: {s}", .{ path, @errorName(err) }),
+        else => status.fail(.io_error, "cannot read session file {f}: {s}", .{ status.quoted(path), @errorName(err) }),
     };
     seqCreated(m, r.seq);
     out_n.* = @intCast(r.n_tokens);

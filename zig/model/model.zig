@@ -351,15 +351,15 @@ fn mapFile(path: []const u8, out: *[]align(std.heap.page_size_min) const u8) i32
     @memcpy(path_z[0..path.len], path);
     path_z[path.len] = 0;
     const fd = std.c.open(@ptrCast(&path_z), .{ .ACCMODE = .RDONLY, .CLOEXEC = true });
-    if (fd < 0) return status.fail(.io_error, "cannot open {s}: errno {d}", .{ path, std.c._errno().* });
+    if (fd < 0) return status.fail(.io_error, "cannot open {f}: errno {d}", .{ status.quoted(path), std.c._errno().* });
     defer _ = std.c.close(fd);
     const end = std.c.lseek(fd, 0, std.c.SEEK.END);
-    if (end <= 0) return status.fail(.io_error, "cannot size {s} (empty or unseekable)", .{path});
+    if (end <= 0) return status.fail(.io_error, "cannot size {f} (empty or unseekable)", .{status.quoted(path)});
     const size: usize = @intCast(end);
     // MAP_POPULATE (Linux) reads the file in up front instead of one fault per page.
     const flags: std.posix.MAP = if (builtin.os.tag == .linux) .{ .TYPE = .PRIVATE, .POPULATE = true } else .{ .TYPE = .PRIVATE };
     const mem = std.posix.mmap(null, size, .{ .READ = true }, flags, fd, 0) catch |err|
-        return status.fail(.io_error, "cannot mmap {s}: {s}", .{ path, @errorName(err) });
+        return status.fail(.io_error, "cannot mmap {f}: {s}", .{ status.quoted(path), @errorName(err) });
     out.* = mem;
     return 0;
 }

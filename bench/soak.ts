@@ -2,7 +2,8 @@
 // openai client) against a real `hearth serve` for N minutes: mixed prompt and reply lengths,
 // multi-turn chats behind one shared system prompt (the prefix cache, with a small RAM tier that
 // spills to an SSD tier in a temp dir), JSON mode, legacy completions and aborts mid-stream.
-// Figures: rss_growth_pct (server RSS from the end of the warm-up to the end; target <= 5),
+// Figures: rss_growth_pct (server RSS sampled every second: the median of the last minute under
+// load against the median of the first minute after the warm-up; target <= 5),
 // errors (target 0), kv_pages_leaked (KV pages still held once every client stopped and the
 // server is idle, beyond the prefix cache's own hot pages; target 0), itl_p99_ms (client-side
 // gap between stream chunks). One table row per minute, a progress line per minute on stderr.
@@ -16,6 +17,7 @@ import {
   type BenchOptions,
   type Cell,
   loadNote,
+  median,
   percentile,
   runStandalone,
   type SuiteResult,
@@ -27,6 +29,8 @@ const KV_PAGES = 768;
 /** A small RAM tier (about 45 pages of SmolLM2) so the SSD tier is used all along. */
 const KV_HOT_MB = 16;
 const KV_IDLE_MS = 3000;
+/** RSS is compared over windows this long (shorter in a short run): one sample at each end would be noise. */
+const RSS_WINDOW_MS = 60_000;
 
 /** The shared system prompt every chat starts with (several KV pages, reused by every request). */
 const SYSTEM = `You are Hearth, a patient assistant for a small bakery. You answer questions about
@@ -91,7 +95,7 @@ async function metrics(url: string): Promise<Map<string, number>> {
   return out;
 }
 
-/** Figures of one minute (a table row), gathered as requests finish. */
+/** Figures of one minute (a table row), gathered as requests finish and once a second. */
 interface Window {
   requests: number;
   aborted: number;
@@ -99,9 +103,46 @@ interface Window {
   json: number;
   tokens: number;
   itl_ms: number[];
+  rss_bytes: number[];
+  kv_pages_used_max: number;
 }
 
-const newWindow = (): Window => ({ requests: 0, aborted: 0, errors: 0, json: 0, tokens: 0, itl_ms: [] });
+const newWindow = (): Window => ({
+  requests: 0,
+  aborted: 0,
+  errors: 0,
+  json: 0,
+  tokens: 0,
+  itl_ms: [],
+  rss_bytes: [],
+  kv_pages_used_max: 0,
+});
+
+/** One RSS sample of the server, `at_ms` after the start. */
+interface RssSample {
+  at_ms: number;
+  bytes: number;
+}
+
+/**
+ * RSS growth in percent: the median of the samples in the last window under load against the
+ * median of those in the first window after the warm-up (null without samples in both).
+ */
+export function rssGrowthPct(
+  samples: RssSample[],
+  warmupMs: number,
+  endMs: number,
+  windowMs: number,
+): { pct: number | null; warmBytes: number; endBytes: number } {
+  const within = (from: number, to: number) =>
+    samples.filter((s) => s.at_ms >= from && s.at_ms <= to).map((s) => s.bytes);
+  const warm = within(warmupMs, warmupMs + windowMs);
+  const end = within(endMs - windowMs, endMs);
+  const warmBytes = median(warm);
+  const endBytes = median(end);
+  const pct = warm.length > 0 && end.length > 0 ? ((endBytes - warmBytes) / warmBytes) * 100 : null;
+  return { pct, warmBytes, endBytes };
+}
 
 class AbortedOnPurpose extends Error {}
 
@@ -261,8 +302,10 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
   const minutes = opts.minutes ?? (opts.quick ? 1 : 10);
   const durationMs = minutes * 60_000;
   // RSS is compared from the end of the warm-up: the KV pool, the RAM tier and the allocator's
-  // arenas fill in the first minutes, and that is capacity, not growth.
+  // arenas fill in the first minutes, and that is capacity, not growth. It wanders by tens of MiB
+  // with the garbage collector, so each end is the median of a window of samples, not one sample.
   const warmupMs = Math.min(300_000, Math.max(15_000, durationMs * 0.2));
+  const rssWindowMs = Math.min(RSS_WINDOW_MS, (durationMs - warmupMs) / 4);
   const kvDir = mkdtempSync(join(tmpdir(), "hearth-soak-"));
   const model = await pullModel(opts.model);
   const server: RunningServer = await startCheckoutServer(model, [
@@ -293,12 +336,12 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
     errorSamples: [],
   };
   const rows: Array<Record<string, Cell>> = [];
-  let warmRss: number | null = null;
+  const rssSamples: RssSample[] = [];
   let totals = { requests: 0, aborted: 0, errors: 0, json: 0, tokens: 0 };
   const closeWindow = (minute: number, elapsedMs: number): void => {
     const w = soak.window;
     soak.window = newWindow();
-    const rss = rssBytes(pid);
+    const rss = w.rss_bytes.length > 0 ? median(w.rss_bytes) : null;
     totals = {
       requests: totals.requests + w.requests,
       aborted: totals.aborted + w.aborted,
@@ -316,10 +359,12 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       itl_p50_ms: percentile(w.itl_ms, 50),
       itl_p99_ms: percentile(w.itl_ms, 99),
       rss_mib: rss === null ? null : rss / (1024 * 1024),
+      rss_max_mib: w.rss_bytes.length > 0 ? Math.max(...w.rss_bytes) / (1024 * 1024) : null,
+      kv_pages_max: w.kv_pages_used_max,
     };
     rows.push(row);
     console.error(
-      `soak: minute ${minute}/${minutes}: ${w.requests} requests (${w.aborted} aborted, ${w.errors} errors), itl p99 ${row.itl_p99_ms.toFixed(0)} ms, rss ${row.rss_mib?.toFixed(1)} MiB`,
+      `soak: minute ${minute}/${minutes}: ${w.requests} requests (${w.aborted} aborted, ${w.errors} errors), itl p99 ${row.itl_p99_ms.toFixed(0)} ms, rss median ${row.rss_mib?.toFixed(1)} MiB (max ${row.rss_max_mib?.toFixed(1)}), KV pages used at most ${row.kv_pages_max}`,
     );
   };
   let serverDied = false;
@@ -338,7 +383,16 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
     while (!finished) {
       await Promise.race([all, exited, Bun.sleep(1000)]);
       const now = Date.now();
-      if (warmRss === null && now - start >= warmupMs) warmRss = rssBytes(pid);
+      const rss = rssBytes(pid);
+      if (rss !== null && !finished) {
+        rssSamples.push({ at_ms: now - start, bytes: rss });
+        soak.window.rss_bytes.push(rss);
+      }
+      // The KV pages in use, for the RSS they explain: a page is resident from its first use on.
+      const used = serverDied
+        ? undefined
+        : (await metrics(server.url).catch(() => null))?.get("hearth_kv_pages_used");
+      if (used !== undefined) soak.window.kv_pages_used_max = Math.max(soak.window.kv_pages_used_max, used);
       if (now - windowStart >= 60_000 || finished) {
         minute++;
         closeWindow(minute, now - windowStart);
@@ -360,7 +414,7 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       await Bun.sleep(100);
       m = await metrics(server.url);
     }
-    const endRss = rssBytes(pid);
+    const idleRss = rssBytes(pid);
     const used = (m.get("hearth_kv_pages_used") as number) ?? Number.NaN;
     const hot = m.get("hearth_prefix_cache_hot_pages") ?? 0;
     const leaked = used - hot;
@@ -372,10 +426,12 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
     // A clean stop persists the prefix cache: the server must exit 0.
     server.proc.kill("SIGTERM");
     const code = await server.proc.exited;
-    const rssGrowth = warmRss !== null && endRss !== null ? ((endRss - warmRss) / warmRss) * 100 : null;
+    const lastLoadMs = rssSamples.at(-1)?.at_ms ?? durationMs;
+    const rss = rssGrowthPct(rssSamples, warmupMs, lastLoadMs, rssWindowMs);
+    const mibOf = (b: number | null) => (b === null || Number.isNaN(b) ? "-" : (b / 2 ** 20).toFixed(1));
     const notes = [
-      `${CLIENTS} clients for ${minutes} min (warm-up ${(warmupMs / 1000).toFixed(0)} s), ${totals.requests} requests (${totals.aborted} aborted on purpose, ${totals.json} JSON mode), ${totals.tokens} chunks`,
-      `server RSS ${warmRss === null ? "-" : (warmRss / 2 ** 20).toFixed(1)} MiB after warm-up, ${endRss === null ? "-" : (endRss / 2 ** 20).toFixed(1)} MiB at the end; KV pages used ${used} of ${m.get("hearth_kv_pages_total")}, prefix-cache hot pages ${hot}; SSD pages written ${m.get("hearth_kv_ssd_pages_written_total")}, read ${m.get("hearth_kv_ssd_pages_read_total")}; cached prompt tokens ${m.get("hearth_prompt_tokens_cached_total")}; exit code ${code}`,
+      `${CLIENTS} clients for ${minutes} min (warm-up ${(warmupMs / 1000).toFixed(0)} s, RSS windows of ${(rssWindowMs / 1000).toFixed(0)} s), ${totals.requests} requests (${totals.aborted} aborted on purpose, ${totals.json} JSON mode), ${totals.tokens} chunks`,
+      `server RSS (median of a window) ${mibOf(rss.warmBytes)} MiB after warm-up, ${mibOf(rss.endBytes)} MiB in the last window under load, ${mibOf(idleRss)} MiB idle at the end; KV pages used ${used} of ${m.get("hearth_kv_pages_total")}, prefix-cache hot pages ${hot}; SSD pages written ${m.get("hearth_kv_ssd_pages_written_total")}, read ${m.get("hearth_kv_ssd_pages_read_total")}; cached prompt tokens ${m.get("hearth_prompt_tokens_cached_total")}; exit code ${code}`,
       loadNote().note,
       ...soak.errorSamples.map((e) => `error: ${e}`),
     ];
@@ -391,6 +447,8 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
         "itl_p50_ms",
         "itl_p99_ms",
         "rss_mib",
+        "rss_max_mib",
+        "kv_pages_max",
       ],
       rows,
       summary: {
@@ -398,7 +456,7 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
         requests: totals.requests,
         errors: totals.errors + (code === 0 ? 0 : 1),
         server_errors: requestsFailed,
-        rss_growth_pct: rssGrowth,
+        rss_growth_pct: rss.pct,
         kv_pages_leaked: leaked,
         itl_p50_ms: percentile(soak.itlAll, 50),
         itl_p99_ms: percentile(soak.itlAll, 99),

@@ -267,6 +267,16 @@ describe("sessions that outlive the process", () => {
     const path = join(dir, "session.kv");
     const bytes = model.seqSave(s, head, path);
     expect(bytes).toBeGreaterThan(3 * PAGE_BYTES);
+    // A caller's path reaches the error quoted, its escape sequences made visible.
+    let message = "";
+    try {
+      saveSequence(model, s, head, join(dir, "no\x1b]0;pwned\x07dir", "s.kv"));
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toContain(`cannot save sequence ${s} to "${dir}/no\\e]0;pwned\\x07dir/s.kv": `);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+    expect(message).not.toMatch(/[\x00-\x1f]/);
     model.seqFree(s);
 
     const other = openNativeModel(modelPath, {
@@ -292,6 +302,7 @@ describe("sessions that outlive the process", () => {
       const bad = resumeSequence(other, path);
       expect(bad.ok).toBe(false);
       if (!bad.ok) expect(bad.reason).toBe("corrupt");
+      if (!bad.ok) expect(bad.message).toContain(`session file "${path}" is damaged`);
       expect(other.kvStats().pagesFree).toBe(free);
       expect(reference(other, prompt)).toEqual(want);
       // A missing file, and a file of another KV type.

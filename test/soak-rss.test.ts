@@ -32,5 +32,12 @@ test("a steady climb after the warm-up is growth", () => {
 
 test("no samples in a window: no figure", () => {
   expect(rssGrowthPct([], 60_000, 299_000, 60_000).pct).toBeNull();
-  expect(rssGrowthPct(series(30, () => MIB), 60_000, 299_000, 60_000).pct).toBeNull();
+  expect(
+    rssGrowthPct(
+      series(30, () => MIB),
+      60_000,
+      299_000,
+      60_000,
+    ).pct,
+  ).toBeNull();
 });

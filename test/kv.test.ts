@@ -270,7 +270,7 @@ describe("sessions that outlive the process", () => {
     // A caller's path reaches the error quoted, its escape sequences made visible.
     let message = "";
     try {
-      saveSequence(model, s, head, join(dir, "no\x1b]0;pwned\x07dir", "s.kv"));
+      model.seqSave(s, head, join(dir, "no\x1b]0;pwned\x07dir", "s.kv"));
     } catch (e) {
       message = (e as Error).message;
     }

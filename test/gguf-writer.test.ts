@@ -163,3 +163,38 @@ describe("alignment", () => {
     expect(parseGguf(writeGguf({ version: 2, metadata: [] })).version).toBe(2);
   });
 });
+
+describe("long string arrays (a vocabulary, decoded in one pass)", () => {
+  const words = Array.from({ length: 1000 }, (_, i) =>
+    i % 7 === 0 ? "" : i % 3 === 0 ? `▁wörd${i}` : i % 5 === 0 ? `日本${i}😀` : `t${i}`,
+  );
+  const read = (values: Array<string | Uint8Array>) =>
+    parseGguf(
+      writeGguf({
+        metadata: [
+          { key: "a", value: v.arr(T.STRING, values) },
+          { key: "b", value: v.u32(9) },
+        ],
+      }),
+    ).metadata;
+
+  test("every element reads back as written, empty ones included, and the next key after them", () => {
+    const md = read(words);
+    expect(md.get("a")).toEqual(words);
+    expect(md.get("b")).toBe(9);
+  });
+
+  test("a NUL inside an element stays in that element", () => {
+    const withNul = [...words];
+    withNul[500] = "a\0b";
+    withNul[999] = "\0";
+    expect(read(withNul).get("a")).toEqual(withNul);
+  });
+
+  test("bad UTF-8 is an error that names the element", () => {
+    const bad: Array<string | Uint8Array> = [...words];
+    bad[613] = new Uint8Array([0x61, 0xc3]); // a truncated two-byte sequence
+    expect(() => read(bad)).toThrow(`"a"[613]`);
+    expect(() => read(bad)).toThrow("not valid UTF-8");
+  });
+});

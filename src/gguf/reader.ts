@@ -219,7 +219,7 @@ class Cursor {
    * `count` strings. A long array (a vocabulary) is decoded in one pass: its elements' bytes joined
    * by NUL, one UTF-8 decode, one split. Decoding element by element left ~140 bytes of garbage per
    * element behind (36 MB for Gemma 3's 262,144 tokens, most of it still resident when the weights
-   * load: docs/limits.md). Bad UTF-8 or a NUL inside an element goes element by element instead,
+   * load: docs/HACKING.md). Bad UTF-8 or a NUL inside an element goes element by element instead,
    * which names the bad element. NUL is ASCII, so the joined bytes are valid UTF-8 exactly when
    * every element is.
    */

@@ -5,6 +5,7 @@
 // F16 pair and prompt in the same run (its plain figure: llama-bench tg on the target). Greedy:
 // hearth's text with the draft model must equal its plain text, or the suite fails.
 import { loadModel } from "../src/index.ts";
+import { measureCeiling } from "./draft-ceiling.ts";
 import type { BenchOptions, Cell } from "./lib.ts";
 import {
   BUILD_HINT,
@@ -53,7 +54,14 @@ async function hearthPair(
   tokens: number,
   reps: number,
   threads: number,
-): Promise<{ plain: number; drafted: number; accepted: number; proposed: number; prompt: string }> {
+): Promise<{
+  plain: number;
+  drafted: number;
+  accepted: number;
+  proposed: number;
+  prompt: string;
+  promptIds: number[];
+}> {
   const model = await loadModel(target, { threads, contextTokens: 1024, maxSessions: 1, draft });
   try {
     const timed = async (speculative: false | { draft: "model" }): Promise<Timed> => {
@@ -99,7 +107,8 @@ async function hearthPair(
       accepted += d.accepted;
     }
     const prompt = model.chatTemplate.render(MESSAGES, { addGenerationPrompt: true });
-    return { plain: median(plain), drafted: median(drafted), proposed, accepted, prompt };
+    const promptIds = model.tokenizer.encode(prompt, { addSpecial: false, parseSpecial: true });
+    return { plain: median(plain), drafted: median(drafted), proposed, accepted, prompt, promptIds };
   } finally {
     model.close();
   }
@@ -168,6 +177,19 @@ export async function draftModelRows(opts: BenchOptions): Promise<DraftRows> {
     };
     rows.push(row);
     if (name !== "F16") continue;
+    // The measured ceiling of this pair: what drafting could give with no engine overhead.
+    const c = measureCeiling(path as string, draft, h.promptIds, tokens, opts.threads);
+    summary.draft_agreement = c.agreement;
+    summary.draft_pass_ratio = c.draftMs / c.targetMs;
+    summary.draft_verify_ratios = c.verifyMs
+      .map((ms) => (ms / (c.verifyMs[0] as number)).toFixed(2))
+      .join(" ");
+    summary.draft_ceiling = c.ceiling;
+    summary.draft_ceiling_k = c.bestK;
+    summary.draft_perfect_ceiling = c.perfectCeiling;
+    notes.push(
+      `draft-model ceiling (F16 pair, measured from its parts): the Q4_0 draft's greedy token is the target's at ${(100 * c.agreement).toFixed(0)}% of the reply's positions (draft_agreement); a draft pass takes ${c.draftMs.toFixed(1)} ms, ${(c.draftMs / c.targetMs).toFixed(2)} of a target step (${c.targetMs.toFixed(1)} ms; draft_pass_ratio); a target step of 1..${c.verifyMs.length} rows costs ${summary.draft_verify_ratios} steps (draft_verify_ratios). Expected speedup E(k) / (verify(k+1) + k pass), E(k) = 1 + p + ... + p^k: ${c.ceiling.toFixed(2)}x at k = ${c.bestK} (draft_ceiling), ${c.perfectCeiling.toFixed(2)}x with a perfect draft at k = ${c.perfectK} (draft_perfect_ceiling).`,
+    );
     if (!opts.peers.includes("llama.cpp")) {
       notes.push("draft-model peer column skipped (--peers without llama.cpp)");
       continue;

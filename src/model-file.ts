@@ -12,7 +12,7 @@ import {
   readGguf,
 } from "./gguf/index.ts";
 import { type NativeModelOptions, openNativeModel } from "./native/model.ts";
-import type { NativeModel } from "./native/model-api.ts";
+import type { DraftingNativeModel } from "./native/model-api.ts";
 import { Tokenizer } from "./tokenizer/index.ts";
 import { quoteUntrusted } from "./untrusted.ts";
 
@@ -66,7 +66,7 @@ export function readModelFile(path: string, parsed?: GgufFile): ModelFile {
  * @throws GgufError when the model's vocabulary is not the tokenizer's, NativeError from the
  *   native side.
  */
-export function openModel(model: ModelFile, opts: NativeModelOptions): NativeModel {
+export function openModel(model: ModelFile, opts: NativeModelOptions): DraftingNativeModel {
   const native = openNativeModel(model.path, opts, model.file);
   if (native.info.vocabSize !== model.tokenizer.vocabSize) {
     native.close();

@@ -15,7 +15,7 @@ import {
   sequencesWithEmbeddings,
 } from "./native/limits.ts";
 import { createBatch, type NativeModelOptions } from "./native/model.ts";
-import type { KvStats, ModelInfo, NativeModel } from "./native/model-api.ts";
+import type { KvStats, ModelInfo, NativeDrafting, NativeModel } from "./native/model-api.ts";
 import { checkOptionKeys } from "./option-keys.ts";
 import { Session, type SessionOptions } from "./session.ts";
 import type { Tokenizer } from "./tokenizer/index.ts";
@@ -109,7 +109,7 @@ export class Model {
   /** The native model; sessions share it. Exposed for the engine and for tests. */
   readonly native: NativeModel;
   /** The draft model (loadModel's `draft` option), or null. */
-  readonly draft: { path: string; native: NativeModel } | null;
+  readonly draft: { path: string; native: NativeModel & NativeDrafting } | null;
   private draftRunner: DraftModel | null = null;
   private readonly sessions = new Set<Session>();
   private local: LocalEngine | null = null;
@@ -123,7 +123,7 @@ export class Model {
     tokenizer: Tokenizer;
     chatTemplate: ChatTemplate;
     options: ResolvedModelOptions;
-    draft?: { path: string; native: NativeModel } | null;
+    draft?: { path: string; native: NativeModel & NativeDrafting } | null;
   }) {
     this.path = parts.path;
     this.file = parts.file;
@@ -349,7 +349,7 @@ export async function loadModel(ref?: string, opts: LoadModelOptions = {}): Prom
     ...runtimeOf(options),
     maxSequences: sequencesWithEmbeddings(options.maxSessions).total,
   });
-  let draft: { path: string; native: NativeModel } | null = null;
+  let draft: { path: string; native: NativeModel & NativeDrafting } | null = null;
   if (opts.draft !== undefined) {
     try {
       draft = await openDraft(opts.draft, mf, options, opts.pull);
@@ -383,7 +383,7 @@ async function openDraft(
   target: ReturnType<typeof readModelFile>,
   options: ResolvedModelOptions,
   pull: PullOptions | undefined,
-): Promise<{ path: string; native: NativeModel }> {
+): Promise<{ path: string; native: NativeModel & NativeDrafting }> {
   const path = await pullModel(ref, pull);
   const mf = readModelFile(path);
   checkDraftVocabulary(target, mf);

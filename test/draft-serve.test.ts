@@ -1,12 +1,13 @@
-// The draft model through the command line: `hearth serve -md` with the official openai client
-// (same text as plain decoding, per-request draft source, /metrics per source, a bad source is a
-// 400 naming the field) and `hearth run -md` (same output, telemetry by source; a draft with
+// The draft model through the command line: `hearth serve -md` with the official openai and
+// @anthropic-ai/sdk clients (same text as plain decoding, per-request draft source, /metrics per
+// source, a bad source is a 400 naming the field) and `hearth run -md` (same output, telemetry by source; a draft with
 // another vocabulary is a clear error before anything is generated). The draft is the default
 // model's first 26 blocks, written with hearth's GGUF writer.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Anthropic from "@anthropic-ai/sdk";
 import OpenAI from "openai";
 import { pullModel } from "../src/gguf/pull.ts";
 import { type RunningServer, startCheckoutServer } from "./server-process.ts";
@@ -95,6 +96,44 @@ describe("hearth serve -md", () => {
     expect(r.status).toBe(400);
     expect(await r.text()).toContain("speculative");
   });
+
+  test("/v1/messages takes speculative as the chat route does (Anthropic's client)", async () => {
+    const anthropic = new Anthropic({ baseURL: server.url, apiKey: "none", maxRetries: 0 });
+    const ask = async (speculative: unknown) => {
+      // hearth extension: speculative decoding per request (not in the SDK's types).
+      const params = {
+        model: "x",
+        max_tokens: 32,
+        temperature: 0,
+        messages: [{ role: "user" as const, content: "Why is the sea salty?" }],
+        speculative,
+      } as Anthropic.MessageCreateParamsNonStreaming;
+      const m = await anthropic.messages.create(params);
+      return m.content.map((b) => (b.type === "text" ? b.text : "")).join("");
+    };
+    const plain = await ask(false);
+    expect(plain.length).toBeGreaterThan(0);
+    const before = await metric('hearth_draft_tokens_proposed_total{source="model"}');
+    expect(await ask({ draft: "model" })).toBe(plain);
+    expect(await metric('hearth_draft_tokens_proposed_total{source="model"}')).toBeGreaterThan(before);
+    const lookupBefore = await metric('hearth_draft_tokens_proposed_total{source="model"}');
+    expect(await ask({ draft: "lookup" })).toBe(plain);
+    expect(await metric('hearth_draft_tokens_proposed_total{source="model"}')).toBe(lookupBefore);
+    const bad = await fetch(`${server.url}/v1/messages`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "x",
+        max_tokens: 2,
+        messages: [{ role: "user", content: "Hi" }],
+        speculative: { draft: "llm" },
+      }),
+    });
+    expect(bad.status).toBe(400);
+    const body = (await bad.json()) as { type: string; error: { type: string; message: string } };
+    expect(body.type).toBe("error");
+    expect(body.error.message).toContain("speculative");
+  }, 120_000);
 });
 
 async function hearth(args: string[]) {

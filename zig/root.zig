@@ -19,7 +19,7 @@ const kv_prefix = @import("kv/prefix.zig");
 const kv_evict = @import("kv/evict.zig");
 
 /// Bumped whenever an export's signature or meaning changes; checked by src/native at load.
-pub const abi_version: u32 = 13;
+pub const abi_version: u32 = 14;
 
 export fn hearth_abi_version() u32 {
     return abi_version;
@@ -433,6 +433,46 @@ fn decodeChecked(
     if (!aligned(i32, tk) or !aligned(i32, ps) or !aligned(i32, sq)) return status.fail(.misaligned, "batch arrays must be 4-byte aligned", .{});
     if (out) |o| if (!aligned(f32, o)) return status.fail(.misaligned, @tagName(output) ++ " output must be 4-byte aligned", .{});
     return model.decode(m, tk[0..n_rows], ps[0..n_rows], sq[0..n_rows], wl[0..n_rows], out, out_rows_cap, output);
+}
+
+/// Greedy drafting for speculative decoding in one call (model.draft): a decode of the batch, then
+/// per drafting sequence (each row with want = 1, in row order) up to depths[j] tokens, each fed
+/// back as the next row. out_tokens holds n_draft * max_depth ids, out_counts n_draft counts;
+/// `logits` is scratch for logits_rows vocabulary rows (at least n_draft). Returns the rounds run.
+export fn hearth_model_draft(
+    handle: ?*model.Model,
+    n_rows: u32,
+    tokens: ?[*]const i32,
+    positions: ?[*]const i32,
+    seq_ids: ?[*]const i32,
+    want: ?[*]const u8,
+    depths: ?[*]const u8,
+    n_draft: u32,
+    max_depth: u32,
+    logits: ?[*]f32,
+    logits_rows: u32,
+    out_tokens: ?[*]i32,
+    out_counts: ?[*]i32,
+) i32 {
+    const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
+    if (n_rows == 0 or n_draft == 0) return status.fail(.invalid_argument, "draft: a batch of {d} rows with {d} drafting sequences", .{ n_rows, n_draft });
+    const tk = tokens orelse return status.fail(.null_pointer, "tokens is null", .{});
+    const ps = positions orelse return status.fail(.null_pointer, "positions is null", .{});
+    const sq = seq_ids orelse return status.fail(.null_pointer, "seq ids is null", .{});
+    const wl = want orelse return status.fail(.null_pointer, "want logits is null", .{});
+    const dp = depths orelse return status.fail(.null_pointer, "depths is null", .{});
+    const lg = logits orelse return status.fail(.null_pointer, "logits is null", .{});
+    const ot = out_tokens orelse return status.fail(.null_pointer, "out tokens is null", .{});
+    const oc = out_counts orelse return status.fail(.null_pointer, "out counts is null", .{});
+    if (!aligned(i32, tk) or !aligned(i32, ps) or !aligned(i32, sq) or !aligned(f32, lg) or !aligned(i32, ot) or !aligned(i32, oc))
+        return status.fail(.misaligned, "draft arrays must be 4-byte aligned", .{});
+    var wanted: usize = 0;
+    for (wl[0..n_rows]) |w| wanted += @intFromBool(w != 0);
+    if (wanted != n_draft) return status.fail(.invalid_argument, "draft: {d} rows want logits but {d} sequences draft", .{ wanted, n_draft });
+    if (logits_rows < n_draft) return status.fail(.invalid_argument, "draft: {d} sequences but logits for {d} rows", .{ n_draft, logits_rows });
+    for (dp[0..n_draft], 0..) |d, j| if (d < 1 or d > max_depth)
+        return status.fail(.out_of_range, "draft: sequence {d} asks depth {d}, outside [1, {d}]", .{ j, d, max_depth });
+    return model.draft(m, tk[0..n_rows], ps[0..n_rows], sq[0..n_rows], wl[0..n_rows], dp[0..n_draft], max_depth, lg, logits_rows, ot, oc);
 }
 
 export fn hearth_seq_create(handle: ?*model.Model) i32 {

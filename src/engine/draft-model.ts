@@ -1,10 +1,9 @@
 // A draft model beside the target in the same engine: for each decoding sequence it keeps a KV
 // sequence of its own (in the draft model's pool), catches it up with the sequence's tokens and
-// proposes the next tokens greedily, batched over the step's sequences (one decode call per draft
-// position); the target verifies them in its step. Each sequence's depth follows its measured
+// proposes the next tokens greedily, batched over the step's sequences, in one native call for
+// the whole draft (NativeDrafting.draft); the target verifies them in its step. Each sequence's depth follows its measured
 // acceptance and the measured costs of a draft pass and of a verified row against a target step.
-import { KvFullError, type NativeModel } from "../native/model-api.ts";
-import { argmax } from "../sampling/index.ts";
+import { type Batch, KvFullError, type NativeDrafting, type NativeModel } from "../native/model-api.ts";
 import { draftSources } from "../speculative.ts";
 import type { OwnedSequence } from "./request.ts";
 import type { Sequence } from "./sequence.ts";
@@ -41,6 +40,8 @@ const ACCEPTANCE_STEP = 0.15;
 const ACCEPTANCE_START = 0.7;
 /** Weight of one measurement in the draft-pass / target-step cost ratio. */
 const COST_STEP = 0.1;
+/** Most tokens drafted for a sequence in one step (speculative.maxDraftTokens' bound). */
+const MAX_DEPTH = 16;
 /** A sequence whose drafts do not pay rests this many steps, then drafts one token to measure again. */
 const REST_STEPS = 8;
 
@@ -51,6 +52,10 @@ export class DraftModel {
   private readonly positionsIn: Int32Array;
   private readonly seqIdsIn: Int32Array;
   private readonly wantIn: Uint8Array;
+  /** Per drafting sequence: the depth asked, the ids drafted (MAX_DEPTH each) and their count. */
+  private readonly depthsIn: Uint8Array;
+  private readonly draftOut: Int32Array;
+  private readonly countsOut: Int32Array;
   /** ms of one draft pass of one row per sequence (moving average). */
   private passMs = 0;
   /**
@@ -67,7 +72,7 @@ export class DraftModel {
    * most rows of one draft call (its maxBatchTokens).
    */
   constructor(
-    readonly native: NativeModel,
+    readonly native: NativeModel & NativeDrafting,
     private readonly capacityRows: number,
   ) {
     if (!Number.isInteger(capacityRows) || capacityRows < 1) throw new RangeError("capacityRows must be ≥ 1");
@@ -75,6 +80,9 @@ export class DraftModel {
     this.positionsIn = new Int32Array(capacityRows);
     this.seqIdsIn = new Int32Array(capacityRows);
     this.wantIn = new Uint8Array(capacityRows);
+    this.depthsIn = new Uint8Array(capacityRows);
+    this.draftOut = new Int32Array(capacityRows * MAX_DEPTH);
+    this.countsOut = new Int32Array(capacityRows);
   }
 
   stats(): DraftModelStats {
@@ -152,16 +160,17 @@ export class DraftModel {
   }
 
   /**
-   * Drafts for the asking sequences: one call catches every sequence's draft KV up with its
-   * tokens and gives each its first drafted token, then one call per further position drafts the
-   * next token of each sequence that wants it. A sequence whose catch-up does not fit this step's
-   * rows catches up part of the way and gets no draft; a full draft pool ends drafting early.
+   * Drafts for the asking sequences in one native call: it catches every sequence's draft KV up
+   * with its tokens, then drafts each sequence's tokens greedily (one row per sequence per
+   * position, each token fed back as the next row). A sequence whose catch-up does not fit this
+   * step's rows catches up part of the way and gets no draft; a full draft pool ends drafting early.
    */
   propose(asks: readonly DraftAsk[]): Map<OwnedSequence, number[]> {
     const out = new Map<OwnedSequence, number[]>();
-    const live: { st: DraftSeq; ask: DraftAsk; row: number; next: number }[] = [];
+    const live: { st: DraftSeq; kv: OwnedSequence }[] = [];
     const caught: { st: DraftSeq; tokens: number[] }[] = [];
     let n = 0;
+    let maxDepth = 1;
     for (const ask of asks) {
       if (ask.depth <= 0) continue;
       const st = this.stateOf(ask.kv);
@@ -186,42 +195,49 @@ export class DraftModel {
         this.wantIn[n] = 0;
         n++;
       }
-      const complete = same + take === tokens.length;
-      if (complete) {
-        this.wantIn[n - 1] = 1;
-        live.push({ st, ask, row: live.length, next: -1 });
-        out.set(ask.kv, []);
-      }
-      // The rows are in the draft KV once the call below succeeds.
       caught.push({ st, tokens: tokens.slice(same, same + take) });
+      if (same + take === tokens.length) {
+        this.wantIn[n - 1] = 1;
+        const depth = Math.min(ask.depth, MAX_DEPTH);
+        this.depthsIn[live.length] = depth;
+        maxDepth = Math.max(maxDepth, depth);
+        live.push({ st, kv: ask.kv });
+      }
     }
     if (n === 0) return out;
-    // A full pool wrote nothing: no drafts this step.
-    if (!this.decode(n, live.length, false)) return new Map();
-    for (const c of caught) c.st.tokens.push(...c.tokens);
-    for (const l of live) {
-      l.next = this.argmaxRow(l.row);
-      out.get(l.ask.kv)?.push(l.next);
+    if (live.length === 0) {
+      // Only catch-up rows (a long context that did not fit in one step's rows): no logits.
+      if (!this.decode(n)) return out;
+      for (const c of caught) c.st.tokens.push(...c.tokens);
+      return out;
     }
-    for (let pos = 1; ; pos++) {
-      const going = live.filter((l) => pos < l.ask.depth);
-      if (going.length === 0) break;
-      going.forEach((l, i) => {
-        this.tokensIn[i] = l.next;
-        this.positionsIn[i] = l.st.tokens.length;
-        this.seqIdsIn[i] = l.st.seqId;
-        this.wantIn[i] = 1;
-        l.row = i;
+    const vocab = this.native.info.vocabSize;
+    if (this.logits.length < live.length * vocab) this.logits = new Float32Array(live.length * vocab);
+    const started = performance.now();
+    let rounds: number;
+    try {
+      rounds = this.native.draft(this.batchOf(n), this.depthsIn, maxDepth, {
+        tokens: this.draftOut,
+        counts: this.countsOut,
+        logits: this.logits,
       });
-      if (!this.decode(going.length, going.length, true)) break;
-      for (const l of going) {
-        l.st.tokens.push(l.next);
-        l.next = this.argmaxRow(l.row);
-        out.get(l.ask.kv)?.push(l.next);
-      }
-      live.length = 0;
-      live.push(...going);
+    } catch (err) {
+      if (err instanceof KvFullError) return out; // a full pool wrote nothing: no drafts this step
+      throw err;
     }
+    const ms = performance.now() - started;
+    this.passes += rounds;
+    this.rows += n + live.reduce((r, _, j) => r + Math.max(0, (this.countsOut[j] as number) - 1), 0);
+    this.passMs = this.passMs === 0 ? ms / rounds : this.passMs + COST_STEP * (ms / rounds - this.passMs);
+    for (const c of caught) c.st.tokens.push(...c.tokens);
+    live.forEach((l, j) => {
+      const count = this.countsOut[j] as number;
+      const drafted = Array.from(this.draftOut.subarray(j * maxDepth, j * maxDepth + count));
+      // The drafts fed back are in the draft KV (all but the last, unless drafting stopped early).
+      const fed = this.native.seqLength(l.st.seqId) - l.st.tokens.length;
+      l.st.tokens.push(...drafted.slice(0, fed));
+      out.set(l.kv, drafted);
+    });
     return out;
   }
 
@@ -252,40 +268,30 @@ export class DraftModel {
     return st;
   }
 
-  /** One draft decode call of `rows` rows with `logitRows` logits rows; false when the pool is full. */
-  private decode(rows: number, logitRows: number, timed: boolean): boolean {
-    const vocab = this.native.info.vocabSize;
-    if (this.logits.length < logitRows * vocab) this.logits = new Float32Array(logitRows * vocab);
-    const started = performance.now();
+  /** One decode of `rows` catch-up rows without logits; false when the pool is full. */
+  private decode(rows: number): boolean {
     try {
-      this.native.decode(
-        {
-          capacity: this.capacityRows,
-          length: rows,
-          tokens: this.tokensIn,
-          positions: this.positionsIn,
-          seqIds: this.seqIdsIn,
-          wantLogits: this.wantIn,
-        },
-        this.logits,
-      );
+      this.native.decode(this.batchOf(rows), this.logits);
     } catch (err) {
       if (err instanceof KvFullError) return false;
       throw err;
     }
-    const ms = performance.now() - started;
     this.passes++;
     this.rows += rows;
-    if (timed) this.passMs = this.passMs === 0 ? ms : this.passMs + COST_STEP * (ms - this.passMs);
     return true;
   }
 
-  private argmaxRow(row: number): number {
-    const vocab = this.native.info.vocabSize;
-    return argmax(this.logits.subarray(row * vocab, (row + 1) * vocab));
+  private batchOf(rows: number): Batch {
+    return {
+      capacity: this.capacityRows,
+      length: rows,
+      tokens: this.tokensIn,
+      positions: this.positionsIn,
+      seqIds: this.seqIdsIn,
+      wantLogits: this.wantIn,
+    };
   }
 }
-
 /**
  * The draft model's proposals (into `modelDraft`) for the running sequences that decode this step
  * and draft with it, each as deep as its acceptance makes worth it (bounded like any draft: token

@@ -8,7 +8,7 @@ import { openModel, readModelFile } from "../model-file.ts";
 import { loadLibrary } from "../native/lib.ts";
 import { sequencesWithEmbeddings } from "../native/limits.ts";
 import { createBatch } from "../native/model.ts";
-import type { NativeModel } from "../native/model-api.ts";
+import type { DraftingNativeModel, NativeModel } from "../native/model-api.ts";
 import { DraftModel } from "./draft-model.ts";
 import { Outbox } from "./outbox.ts";
 import type { EngineConfig, FromWorker, ToWorker } from "./protocol.ts";
@@ -19,7 +19,7 @@ declare const self: Worker;
 
 let scheduler: Scheduler | null = null;
 let model: NativeModel | null = null;
-let draftNative: NativeModel | null = null;
+let draftNative: DraftingNativeModel | null = null;
 let looping = false;
 let tierConfig: EngineConfig["kvTier"] = null;
 let idleTimer: ReturnType<typeof setInterval> | null = null;

@@ -19,7 +19,7 @@ import { modelSymbols } from "./symbols/model.ts";
 import { hostPlatform, type Platform, pickVariant, platformPackageName, VariantError } from "./variants.ts";
 
 /** Must equal `abi_version` in zig/root.zig. */
-export const ABI_VERSION = 13;
+export const ABI_VERSION = 14;
 
 const allSymbols = {
   ...coreSymbols,

@@ -83,6 +83,27 @@ export interface NativeModel extends NativeKvTiers {
   close(): void;
 }
 
+/** Where a greedy draft (NativeDrafting.draft) writes: `maxDepth` ids per drafting sequence, and their counts. */
+export interface DraftOut {
+  /** Drafting sequences x maxDepth ids (sequence j's draft at j * maxDepth). */
+  readonly tokens: Int32Array;
+  /** Ids drafted per sequence. */
+  readonly counts: Int32Array;
+  /** Scratch for one logits row per drafting sequence. */
+  readonly logits: Float32Array;
+}
+
+/** Greedy drafting in one native call (a draft model's part of speculative decoding). */
+export interface NativeDrafting {
+  /**
+   * Decodes the batch, then drafts greedily for each row with wantLogits=1 (a sequence's last
+   * known token; sequence j is the j-th such row): up to `depths[j]` (1..maxDepth) tokens, each
+   * fed back into the sequence's KV as the next row except the last. A full pool ends drafting
+   * early (KvFullError only when the first decode does not fit). Returns the rounds run.
+   */
+  draft(batch: Batch, depths: Uint8Array, maxDepth: number, out: DraftOut): number;
+}
+
 /** Options of the KV tiers (zig/kv): prefix sharing, a RAM hot tier, an optional SSD cold tier. */
 export interface KvTierOptions {
   /** Bytes of KV pages the prefix cache may keep in RAM (the hot tier). */
@@ -191,3 +212,6 @@ export interface NativeKvTiers {
   /** Restores a saved sequence into a new one. Throws KvCorruptError if the file is damaged. */
   seqRestore(path: string): { seqId: number; tokens: number[] };
 }
+
+/** A model libhearth opened (openNativeModel, openModel): it also drafts in one call. */
+export type DraftingNativeModel = NativeModel & NativeDrafting;

@@ -9,13 +9,14 @@ import { check, lastError, library, NativeError, nativeAbi } from "./lib.ts";
 import { defaultThreads, nativeLimits } from "./limits.ts";
 import {
   type Batch,
+  type DraftingNativeModel,
+  type DraftOut,
   KvFullError,
   type KvStats,
   type KvTierOptions,
   type KvTierStats,
   type ModelInfo,
   type NativeKvTiers,
-  type NativeModel,
 } from "./model-api.ts";
 
 export interface NativeModelOptions {
@@ -237,7 +238,7 @@ function positiveInt(name: string, v: number, max: number): number {
   return v;
 }
 
-class FfiNativeModel implements NativeModel {
+class FfiNativeModel implements DraftingNativeModel {
   readonly info: ModelInfo;
   private handle: Pointer | null;
   private readonly lib = library();
@@ -327,6 +328,38 @@ class FfiNativeModel implements NativeModel {
     return this.step(batch, out, this.info.embeddingLength, this.lib.hearth_model_decode_hidden);
   }
 
+  draft(batch: Batch, depths: Uint8Array, maxDepth: number, out: DraftOut): number {
+    const n = batch.length;
+    if (!Number.isInteger(n) || n < 1 || n > batch.capacity) {
+      throw new RangeError(`batch length ${n} must be an integer in [1, ${batch.capacity}]`);
+    }
+    let drafting = 0;
+    for (let i = 0; i < n; i++) if (batch.wantLogits[i] !== 0) drafting++;
+    if (!Number.isInteger(maxDepth) || maxDepth < 1 || maxDepth > 255)
+      throw new RangeError(`maxDepth ${maxDepth} must be an integer in [1, 255]`);
+    if (depths.length < drafting || out.counts.length < drafting || out.tokens.length < drafting * maxDepth)
+      throw new RangeError(
+        `draft: ${drafting} drafting sequences need larger depths / tokens / counts arrays`,
+      );
+    const rc = this.lib.hearth_model_draft(
+      this.h(),
+      n,
+      batch.tokens,
+      batch.positions,
+      batch.seqIds,
+      batch.wantLogits,
+      depths,
+      drafting,
+      maxDepth,
+      out.logits,
+      Math.floor(out.logits.length / this.info.vocabSize),
+      out.tokens,
+      out.counts,
+    );
+    if (rc === this.statusKvFull) throw new KvFullError(`draft: ${lastError() || "KV pool full"}`);
+    return check(rc, "draft");
+  }
+
   private step(
     batch: Batch,
     out: Float32Array,
@@ -379,7 +412,11 @@ class FfiNativeModel implements NativeModel {
  * readGguf) to avoid parsing it twice. Throws GgufError for a malformed or unsupported file,
  * NativeError when the native side rejects it.
  */
-export function openNativeModel(path: string, opts: NativeModelOptions = {}, file?: GgufFile): NativeModel {
+export function openNativeModel(
+  path: string,
+  opts: NativeModelOptions = {},
+  file?: GgufFile,
+): DraftingNativeModel {
   const gguf = file ?? readGguf(path);
   const { arch, hp, config } = llamaHparams(gguf);
   const kvType = opts.kvType ?? "f16";

@@ -201,6 +201,7 @@ export function messagesChoice(ctx: RequestContext, body: MessagesRequest): Choi
     ...(body.top_p !== undefined ? { top_p: body.top_p } : {}),
     ...(body.top_k !== undefined ? { top_k: body.top_k } : {}),
     stop: body.stop_sequences ?? null,
+    ...(body.speculative !== undefined ? { speculative: body.speculative } : {}),
   };
   const base = engineRequest(ctx, common, ids, body.max_tokens, "messages");
   const req = spec === null ? base : { ...base, tools: spec, speculative: null, predictedIds: [] };

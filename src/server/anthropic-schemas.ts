@@ -2,6 +2,7 @@
 // same rules as schemas.ts: every object closed, a feature hearth does not implement accepted
 // only with a value that asks for nothing (its `unsupported` note is what the 400 says).
 import { type Static, type TSchema, t } from "elysia";
+import { Speculative } from "./schemas.ts";
 
 function Obj<P extends Record<string, TSchema>>(properties: P) {
   return t.Object(properties, { additionalProperties: false });
@@ -86,6 +87,8 @@ export const MessagesBody = Obj({
   tools: t.Optional(t.Array(AnthropicTool, { maxItems: 128 })),
   tool_choice: t.Optional(AnthropicToolChoice),
   thinking: t.Optional(Obj({ type: t.Literal("disabled", { unsupported: "extended thinking" }) })),
+  /** Not Anthropic: as on the chat route (schemas.ts Speculative). */
+  speculative: t.Optional(Speculative),
 });
 
 /** POST /v1/messages/count_tokens: what makes the prompt (no limits, sampler or stream). */

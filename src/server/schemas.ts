@@ -31,6 +31,15 @@ function Opt<S extends TSchema>(schema: S) {
 }
 
 /**
+ * Not OpenAI nor Anthropic: speculative decoding on or off for a request (same output), or its
+ * draft source: "lookup" (prompt lookup), "model" (the server's draft model, -md) or "both".
+ */
+export const Speculative = t.Union([
+  t.Boolean(),
+  Obj({ draft: Opt(t.Union([t.Literal("model"), t.Literal("lookup"), t.Literal("both")])) }),
+]);
+
+/**
  * A field for a feature hearth does not implement: only the values that ask for nothing pass;
  * any other value is a 400 saying `<what> is not supported by hearth`.
  */
@@ -107,12 +116,7 @@ const common = {
    * Not OpenAI: speculative decoding on or off for this request (same output), or its draft
    * source: "lookup" (prompt lookup), "model" (the server's draft model, -md) or "both".
    */
-  speculative: Opt(
-    t.Union([
-      t.Boolean(),
-      Obj({ draft: Opt(t.Union([t.Literal("model"), t.Literal("lookup"), t.Literal("both")])) }),
-    ]),
-  ),
+  speculative: Opt(Speculative),
   /** More than one tool call in a reply (chat; default true). */
   parallel_tool_calls: Opt(t.Boolean()),
   // OpenAI features hearth does not implement: only values that ask for nothing pass.

@@ -963,3 +963,83 @@ pub fn attend(m: *Model, l: usize, seq_ids: []const i32) void {
 pub fn seqShift(m: *Model, seq: u32, keep: usize, drop: usize) void {
     m.cache.shift(seq, keep, drop, m.layer_ropes);
 }
+
+/// Greedy drafting in one call: a decode of the batch (catch-up rows; each row that wants output
+/// is a drafting sequence's last known token), then rounds of one row per sequence still drafting,
+/// each fed the argmax of its previous row. Sequence j (the j-th row that wants output) drafts up
+/// to depths[j] (1..max_depth) tokens into out_tokens[j * max_depth ..]; out_counts[j] says how
+/// many. A round that finds the pool full ends drafting (nothing of it was written); a row without
+/// a finite maximum (NaN, all -inf) ends that sequence's draft. `logits` holds at least one
+/// vocabulary row per drafting sequence. Returns the rounds run (the first decode is round 1), or
+/// a status when the first decode fails.
+pub fn draft(
+    m: *Model,
+    tokens: []const i32,
+    positions: []const i32,
+    seq_ids: []const i32,
+    want: []const u8,
+    depths: []const u8,
+    max_depth: usize,
+    logits: [*]f32,
+    logits_rows: usize,
+    out_tokens: [*]i32,
+    out_counts: [*]i32,
+) i32 {
+    const n = depths.len;
+    const v: usize = m.hp.n_vocab;
+    const a = m.allocator;
+    const buf = a.alloc(i32, 6 * n) catch return status.fail(.out_of_memory, "draft: no memory for {d} sequences", .{n});
+    defer a.free(buf);
+    const ones = a.alloc(u8, n) catch return status.fail(.out_of_memory, "draft: no memory for {d} sequences", .{n});
+    defer a.free(ones);
+    @memset(ones, 1);
+    // Per sequence: its id, the position of its next row, its row in the last call (or -1).
+    const seq = buf[0..n];
+    const pos = buf[n..][0..n];
+    const row_of = buf[2 * n ..][0..n];
+    // One round's batch, compacted.
+    const r_tok = buf[3 * n ..][0..n];
+    const r_pos = buf[4 * n ..][0..n];
+    const r_seq = buf[5 * n ..][0..n];
+    var j: usize = 0;
+    for (0..tokens.len) |i| {
+        if (want[i] == 0) continue;
+        seq[j] = seq_ids[i];
+        pos[j] = positions[i] + 1;
+        row_of[j] = @intCast(j);
+        out_counts[j] = 0;
+        j += 1;
+    }
+    const rc = decode(m, tokens, positions, seq_ids, want, logits, logits_rows, .logits);
+    if (rc < 0) return rc;
+    var rounds: i32 = 1;
+    while (true) {
+        // Each drafting sequence's argmax from its row of the last call; those going on get a row.
+        var rows: usize = 0;
+        for (0..n) |k| {
+            if (row_of[k] < 0) continue;
+            const row: usize = @intCast(row_of[k]);
+            row_of[k] = -1;
+            const am = ops.argmax(logits[row * v ..][0..v]);
+            if (am.kind != .ok and am.kind != .pos_inf) continue;
+            const c: usize = @intCast(out_counts[k]);
+            out_tokens[k * max_depth + c] = @intCast(am.index);
+            out_counts[k] += 1;
+            if (c + 1 >= depths[k]) continue;
+            row_of[k] = @intCast(rows);
+            r_tok[rows] = @intCast(am.index);
+            r_pos[rows] = pos[k];
+            r_seq[rows] = seq[k];
+            rows += 1;
+        }
+        if (rows == 0) break;
+        const got = decode(m, r_tok[0..rows], r_pos[0..rows], r_seq[0..rows], ones[0..rows], logits, logits_rows, .logits);
+        if (got == @backingInt(status.Status.kv_full)) break; // nothing of this round was written
+        if (got < 0) return got;
+        for (0..n) |k| if (row_of[k] >= 0) {
+            pos[k] += 1;
+        };
+        rounds += 1;
+    }
+    return rounds;
+}

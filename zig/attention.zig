@@ -2,8 +2,9 @@
 //!
 //! One work item is (row, kv head): the `group` query heads that share a kv head walk the
 //! sequence's pages together, so each K/V row is read (and converted to f32) once for all of
-//! them. The first walk finds each query's max and softmax sum online (rescaled per page); the
-//! second accumulates V with the weights rounded as ggml's non-flash path rounds them.
+//! them. The first walk scores and finds each query's max, the second turns the kept scores into
+//! exponentials and sums them, the third accumulates V with the weights rounded as ggml's
+//! non-flash path rounds them.
 //! An item's arithmetic depends only on its own row and sequence: batch invariant.
 //! A sliding-window layer (Gemma 3) gives each query only its last `window` keys.
 const std = @import("std");
@@ -238,11 +239,12 @@ inline fn sumLanes(v: S) f32 {
 /// The weights follow ggml's non-flash path (what llama.cpp runs with flash attention off):
 /// softmax over the whole row, then each weight rounded to f16 before it meets V (ggml converts
 /// the softmax row to V's f16 for the KQV product). The weights need the row's max and sum
-/// first, so the keys are walked twice: pass 1 scores and finds the max and the sum (online,
-/// per page), pass 2 accumulates V with the rounded weights. Pass 1's scores are kept on the
-/// stack for pass 2 when they fit (queries are split into smaller groups to make them fit);
-/// only rows longer than `stored_pages` pages score twice. The scores are the same numbers
-/// either way, so the split never changes a result.
+/// first, so the keys are walked twice: walk 1 scores and finds the max (per lane, reduced once),
+/// walk 2 replaces the kept scores by their exponentials and sums them (one exp per score, none
+/// in walk 1), walk 3 accumulates V with the rounded weights. The scores are kept on the stack
+/// when they fit (queries are split into smaller groups to make them fit); only rows longer than
+/// `stored_pages` pages score again in walks 2 and 3. The scores are the same numbers either
+/// way, so the split never changes a result.
 fn attendQueries(
     comptime hd: usize,
     cache: *const kv.Cache,
@@ -284,7 +286,8 @@ fn attendGroup(
     outs: []const [*]f32,
     keys: KeyRanges,
     scale: f32,
-    /// Scaled, masked scores of query q's page p at [q * n_pages + p], or null: score twice.
+    /// Query q's page p at [q * n_pages + p]: its scaled, masked scores after walk 1, their
+    /// exponentials after walk 2. Null: every walk scores the page again.
     store: ?[]S,
 ) void {
     const nv = hd / 8;
@@ -302,61 +305,79 @@ fn attendGroup(
     }
     std.debug.assert(pages.len * kv.page_tokens >= n_keys and n_keys >= 1);
     const n_pages = std.math.divCeil(usize, n_keys, kv.page_tokens) catch unreachable;
+    // Pages before every query's window are never read.
+    const p_first = first_key / kv.page_tokens;
 
-    var m: [max_queries]f32 = @splat(-std.math.floatMax(f32));
-    // Softmax denominators kept per lane and summed once at the end of pass 1.
-    var l: [max_queries]S = @splat(@splat(0));
-    var acc: [max_queries][nv]V8 = undefined;
-    for (0..nq) |qi| acc[qi] = @splat(@splat(0));
-
+    // Walk 1: scores and each query's max, kept per lane and reduced once.
+    var mv: [max_queries]S = @splat(@splat(-std.math.inf(f32)));
     var kt: [hd][2]V8 = undefined;
-    var vf: [kv.page_tokens][nv]V8 = undefined;
     var s: [max_queries][kv.page_tokens]f32 = undefined;
-    var inv: [max_queries]f32 = undefined;
-    for (0..2) |pass| {
-        // Pages before every query's window are never read.
-        var p_idx: usize = first_key / kv.page_tokens;
-        var base: usize = p_idx * kv.page_tokens;
-        while (base < n_keys) : ({
-            base += kv.page_tokens;
-            p_idx += 1;
-        }) {
-            const count = @min(kv.page_tokens, n_keys - base);
-            prefetchAhead(cache, pages[0..n_pages], layer, g, p_idx, pass, store == null);
-            if (pass == 0 or store == null)
-                scorePage(hd, cache, cache.blockPtr(pages[p_idx], layer, .k, g), count, &kt, qs, s[0..nq]);
-            if (pass == 0) {
-                for (0..nq) |q| {
-                    // This page is past the query's last key, or before its window.
-                    if (limits[q] <= base or firsts[q] >= base + count) continue;
-                    const sv = maskedScores(s[q], firsts[q] -| base, @min(count, limits[q] - base), scale);
-                    if (store) |st| st[q * n_pages + p_idx] = sv;
-                    const m_new = @max(m[q], maxLanes(sv));
-                    // The running max grew: rescale what was summed so far.
-                    if (m_new > m[q]) l[q] *= @as(S, @splat(ops.expScalar(m[q] - m_new)));
-                    m[q] = m_new;
-                    l[q] += ops.expV(kv.page_tokens, sv - @as(S, @splat(m_new)));
-                }
-                continue;
-            }
-            const vblock = cache.blockPtr(pages[p_idx], layer, .v, g);
-            for (0..count) |j| loadRow(hd, t, vblock + j * rb, &vf[j]);
-            for (0..nq) |q| {
-                if (limits[q] <= base or firsts[q] >= base + count) continue;
-                const valid = @min(count, limits[q] - base);
-                const sv = if (store) |st| st[q * n_pages + p_idx] else maskedScores(s[q], firsts[q] -| base, valid, scale);
-                const p = ops.expV(kv.page_tokens, sv - @as(S, @splat(m[q]))) * @as(S, @splat(inv[q]));
-                const pa: [kv.page_tokens]f32 = @as(S, @floatCast(@as(@Vector(kv.page_tokens, f16), @floatCast(p))));
-                const a = &acc[q];
-                for (0..valid) |j| {
-                    const pj: V8 = @splat(pa[j]);
-                    inline for (0..nv) |i| a[i] = @mulAdd(V8, vf[j][i], pj, a[i]);
-                }
+    for (p_first..n_pages) |p_idx| {
+        const base = p_idx * kv.page_tokens;
+        const count = @min(kv.page_tokens, n_keys - base);
+        prefetchAhead(cache, pages[0..n_pages], layer, g, p_idx, 0, store == null);
+        scorePage(hd, cache, cache.blockPtr(pages[p_idx], layer, .k, g), count, &kt, qs, s[0..nq]);
+        for (0..nq) |q| {
+            // This page is past the query's last key, or before its window.
+            if (limits[q] <= base or firsts[q] >= base + count) continue;
+            const sv = maskedScores(s[q], firsts[q] -| base, @min(count, limits[q] - base), scale);
+            if (store) |st| st[q * n_pages + p_idx] = sv;
+            mv[q] = @max(mv[q], sv);
+        }
+    }
+    var m: [max_queries]f32 = undefined;
+    for (0..nq) |q| m[q] = maxLanes(mv[q]);
+
+    // Walk 2: the softmax denominators, summed per lane and reduced once. From the store, each
+    // score is replaced by its exponential (one exp per score in all); else scored again.
+    var l: [max_queries]S = @splat(@splat(0));
+    if (store) |st| {
+        for (0..nq) |q| {
+            const p_lo = firsts[q] / kv.page_tokens;
+            const p_hi = std.math.divCeil(usize, limits[q], kv.page_tokens) catch unreachable;
+            for (st[q * n_pages + p_lo .. q * n_pages + p_hi]) |*e| {
+                e.* = ops.expV(kv.page_tokens, e.* - @as(S, @splat(m[q])));
+                l[q] += e.*;
             }
         }
-        if (pass == 0) for (0..nq) |q| {
-            inv[q] = 1.0 / sumLanes(l[q]);
-        };
+    } else for (p_first..n_pages) |p_idx| {
+        const base = p_idx * kv.page_tokens;
+        const count = @min(kv.page_tokens, n_keys - base);
+        prefetchAhead(cache, pages[0..n_pages], layer, g, p_idx, 0, true);
+        scorePage(hd, cache, cache.blockPtr(pages[p_idx], layer, .k, g), count, &kt, qs, s[0..nq]);
+        for (0..nq) |q| {
+            if (limits[q] <= base or firsts[q] >= base + count) continue;
+            const sv = maskedScores(s[q], firsts[q] -| base, @min(count, limits[q] - base), scale);
+            l[q] += ops.expV(kv.page_tokens, sv - @as(S, @splat(m[q])));
+        }
+    }
+    var inv: [max_queries]f32 = undefined;
+    for (0..nq) |q| inv[q] = 1.0 / sumLanes(l[q]);
+
+    // Walk 3: V, with each weight rounded to f16.
+    var acc: [max_queries][nv]V8 = undefined;
+    for (0..nq) |qi| acc[qi] = @splat(@splat(0));
+    var vf: [kv.page_tokens][nv]V8 = undefined;
+    for (p_first..n_pages) |p_idx| {
+        const base = p_idx * kv.page_tokens;
+        const count = @min(kv.page_tokens, n_keys - base);
+        prefetchAhead(cache, pages[0..n_pages], layer, g, p_idx, 1, store == null);
+        if (store == null)
+            scorePage(hd, cache, cache.blockPtr(pages[p_idx], layer, .k, g), count, &kt, qs, s[0..nq]);
+        const vblock = cache.blockPtr(pages[p_idx], layer, .v, g);
+        for (0..count) |j| loadRow(hd, t, vblock + j * rb, &vf[j]);
+        for (0..nq) |q| {
+            if (limits[q] <= base or firsts[q] >= base + count) continue;
+            const valid = @min(count, limits[q] - base);
+            const e = if (store) |st| st[q * n_pages + p_idx] else ops.expV(kv.page_tokens, maskedScores(s[q], firsts[q] -| base, valid, scale) - @as(S, @splat(m[q])));
+            const p = e * @as(S, @splat(inv[q]));
+            const pa: [kv.page_tokens]f32 = @as(S, @floatCast(@as(@Vector(kv.page_tokens, f16), @floatCast(p))));
+            const a = &acc[q];
+            for (0..valid) |j| {
+                const pj: V8 = @splat(pa[j]);
+                inline for (0..nv) |i| a[i] = @mulAdd(V8, vf[j][i], pj, a[i]);
+            }
+        }
     }
     for (0..nq) |qi| {
         inline for (0..nv) |i| outs[qi][i * 8 ..][0..8].* = acc[qi][i];
@@ -370,9 +391,9 @@ fn attendGroup(
 /// of its attention time waiting on them).
 const prefetch_pages = 2;
 
-/// Prefetches the block that page `p_idx + prefetch_pages` of this pass will read: K in pass 1
-/// (and in pass 2 when it scores again), V in pass 2; near the end of pass 1 it runs on into
-/// pass 2's first V blocks.
+/// Prefetches the block that page `p_idx + prefetch_pages` of this pass will read: K in pass 0
+/// (the scoring walks, and pass 1 when it scores again), V in pass 1 (the V walk); near the end
+/// of pass 0 it runs on into the first V blocks.
 inline fn prefetchAhead(cache: *const kv.Cache, pages: []const u32, layer: usize, g: usize, p_idx: usize, pass: usize, score_twice: bool) void {
     const ahead = p_idx + prefetch_pages;
     if (ahead < pages.len) {

@@ -58,9 +58,12 @@ pub const Job = struct {
     scale: f32,
     /// Keys a query sees, itself included (sliding-window layers); 0: all keys up to itself.
     window: usize = 0,
-    /// Pages of scores kept between the passes (at most `stored_pages`); tests lower it to
-    /// exercise the split and score-twice paths.
+    /// Pages of scores kept between the walks on the stack (at most `stored_pages`); tests lower
+    /// it to exercise the split and score-again paths.
     store_cap: usize = stored_pages,
+    /// Larger score stores on the heap, one per thread at a time: a row deep in a long context
+    /// keeps all its tile's queries in one walk over the keys instead of one walk per few.
+    stores: ?*const Stores = null,
 
     pub fn items(self: *const Job) usize {
         return self.tiles.len * self.cache.shape.n_head_kv;
@@ -95,7 +98,56 @@ pub const Job = struct {
                 nq += 1;
             }
         }
-        attendQueries(hd, self.cache, self.layer, @intCast(self.seq_ids[tile.row]), g, qs[0..nq], outs[0..nq], .{ .firsts = firsts[0..nq], .limits = limits[0..nq] }, self.scale, @min(self.store_cap, stored_pages));
+        const seq: u32 = @intCast(self.seq_ids[tile.row]);
+        const ranges: KeyRanges = .{ .firsts = firsts[0..nq], .limits = limits[0..nq] };
+        // The stack's store when it holds every query of the tile; else a heap store if one is free.
+        var n_keys: usize = 0;
+        for (limits[0..nq]) |lim| n_keys = @max(n_keys, lim);
+        const want = nq * (std.math.divCeil(usize, n_keys, kv.page_tokens) catch unreachable);
+        if (want > self.store_cap) if (self.stores) |st| if (st.claim()) |slot| {
+            defer st.release(slot);
+            return attendQueries(hd, self.cache, self.layer, seq, g, qs[0..nq], outs[0..nq], ranges, self.scale, st.slot(slot));
+        };
+        var store: [stored_pages]S = undefined;
+        attendQueries(hd, self.cache, self.layer, seq, g, qs[0..nq], outs[0..nq], ranges, self.scale, store[0..@min(self.store_cap, stored_pages)]);
+    }
+};
+
+/// Heap score stores, each `pages_each` pages of 16 scores, claimed by an attention item for its
+/// duration (at most one per thread runs at a time, so `n_slots` = threads never runs out; if it
+/// did, the item falls back to the stack's store). Untouched pages of a slot cost no memory.
+pub const Stores = struct {
+    pages_each: usize,
+    mem: []S,
+    taken: []std.atomic.Value(bool),
+
+    /// Most pages a slot holds (2 MiB): 48 queries over 682 pages (10,900 keys).
+    pub const max_pages_each = 32768;
+
+    pub fn init(allocator: std.mem.Allocator, n_slots: usize, pages_each: usize) !Stores {
+        const mem = try allocator.alloc(S, n_slots * pages_each);
+        errdefer allocator.free(mem);
+        const taken = try allocator.alloc(std.atomic.Value(bool), n_slots);
+        for (taken) |*t| t.* = .init(false);
+        return .{ .pages_each = pages_each, .mem = mem, .taken = taken };
+    }
+
+    pub fn deinit(self: *Stores, allocator: std.mem.Allocator) void {
+        allocator.free(self.mem);
+        allocator.free(self.taken);
+    }
+
+    fn claim(self: *const Stores) ?usize {
+        for (self.taken, 0..) |*t, i| if (!t.swap(true, .acquire)) return i;
+        return null;
+    }
+
+    fn release(self: *const Stores, i: usize) void {
+        self.taken[i].store(false, .release);
+    }
+
+    fn slot(self: *const Stores, i: usize) []S {
+        return self.mem[i * self.pages_each ..][0..self.pages_each];
     }
 };
 
@@ -255,16 +307,15 @@ fn attendQueries(
     outs: []const [*]f32,
     keys: KeyRanges,
     scale: f32,
-    store_cap: usize,
+    store: []S,
 ) void {
     const nq = qs.len;
     std.debug.assert(nq <= max_queries and nq > 0);
     var n_keys: usize = 0;
     for (keys.limits) |lim| n_keys = @max(n_keys, lim);
     const n_pages = std.math.divCeil(usize, n_keys, kv.page_tokens) catch unreachable;
-    var store: [stored_pages]S = undefined;
-    if (n_pages > store_cap) return attendGroup(hd, cache, layer, seq, g, qs, outs, keys, scale, null);
-    const per_group = @min(nq, store_cap / n_pages);
+    if (n_pages > store.len) return attendGroup(hd, cache, layer, seq, g, qs, outs, keys, scale, null);
+    const per_group = @min(nq, store.len / n_pages);
     var q0: usize = 0;
     while (q0 < nq) : (q0 += per_group) {
         const q1 = @min(nq, q0 + per_group);
@@ -535,6 +586,18 @@ test "SIMD attention matches the scalar twin over several pages, GQA, both KV ty
                 for (0..job.items()) |it| job.run(it);
                 try testing.expectEqualSlices(f32, out1, out3);
             }
+            // A heap store holds what the stack's (2 pages) cannot: same results; with its only
+            // slot taken the item falls back to the stack's store.
+            var stores = try Stores.init(testing.allocator, 1, 64);
+            defer stores.deinit(testing.allocator);
+            job.stores = &stores;
+            for ([_]bool{ false, true }) |taken| {
+                stores.taken[0].store(taken, .release);
+                @memset(out3, 0);
+                for (0..job.items()) |it| job.run(it);
+                try testing.expectEqualSlices(f32, out1, out3);
+            }
+            job.stores = null;
             job.store_cap = stored_pages;
             // A sliding window (20 keys: starts mid-page, and skips whole pages for row 52)
             // against the scalar twin, and tiles against single rows again.

@@ -207,6 +207,8 @@ pub const Model = struct {
     /// next layer while the current one runs its FFN matmuls (KvPrefetch).
     kv_pf_pages: []u32,
     kv_pf_len: usize = 0,
+    /// Attention's heap score stores, one per pool thread (attention.Stores).
+    attn_stores: attention.Stores,
 
     pub fn isValid(self: *const Model) bool {
         return self.magic == model_magic;
@@ -232,6 +234,7 @@ pub const Model = struct {
         a.free(self.seq_rows);
         a.free(self.seq_last_pos);
         a.free(self.kv_pf_pages);
+        self.attn_stores.deinit(a);
         a.destroy(self);
     }
 
@@ -533,6 +536,11 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
     const seq_last_pos = try allocator.alloc(i64, opts.max_sequences);
     errdefer allocator.free(seq_last_pos);
     const kv_pf_pages = try allocator.alloc(u32, @min(opts.kv_pages, kvPrefetchPages(cache.shape)));
+    errdefer allocator.free(kv_pf_pages);
+    // A tile's queries over the longest sequence the pool can hold, capped.
+    const store_pages = @min(attention.Stores.max_pages_each, attention.max_queries * @as(usize, opts.kv_pages));
+    var attn_stores = try attention.Stores.init(allocator, pool.n_threads, store_pages);
+    errdefer attn_stores.deinit(allocator);
 
     m.* = .{
         .magic = model_magic,
@@ -574,6 +582,7 @@ fn build(allocator: std.mem.Allocator, mapping: []align(std.heap.page_size_min) 
         .seq_rows = seq_rows,
         .seq_last_pos = seq_last_pos,
         .kv_pf_pages = kv_pf_pages,
+        .attn_stores = attn_stores,
     };
     if (hp.n_swa == 0) m.rope_swa = m.rope;
     for (m.layer_ropes, layers) |*r, ly| r.* = if (!ly.rope) null else if (ly.swa) &m.rope_swa else &m.rope;
@@ -746,6 +755,11 @@ const AttnQuant = struct {
     job: attention.Job,
     act: []BlockQ8Act,
     wt: quant.GgmlType,
+    /// Items in reverse: a prefill's later rows see more keys, so the longest items are claimed
+    /// first and the threads finish together instead of one waiting on the other's last long item.
+    fn runLastFirst(self: *const AttnQuant, item: usize) void {
+        self.run(self.job.items() - 1 - item);
+    }
     fn run(self: *const AttnQuant, item: usize) void {
         self.job.run(item);
         const n_head_kv = self.job.cache.shape.n_head_kv;
@@ -950,6 +964,7 @@ pub fn attend(m: *Model, l: usize, seq_ids: []const i32) void {
             .n_head = m.hp.n_head,
             .scale = m.attn_scale,
             .window = if (ly.swa) m.hp.n_swa else 0,
+            .stores = &m.attn_stores,
         },
         .act = m.act,
         .wt = ly.wo.type,
@@ -957,7 +972,7 @@ pub fn attend(m: *Model, l: usize, seq_ids: []const i32) void {
     const items = aq.job.items();
     if (m.attn_work <= attn_inline_work) {
         for (0..items) |it| aq.run(it);
-    } else m.pool.run(items, &aq, AttnQuant.run);
+    } else m.pool.run(items, &aq, AttnQuant.runLastFirst);
 }
 
 pub fn seqShift(m: *Model, seq: u32, keep: usize, drop: usize) void {

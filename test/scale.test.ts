@@ -167,6 +167,27 @@ describe("replicas sharing KV through Redis (real redis-server, nginx, openai cl
     c.close();
   }, 180_000);
 
+  test("a replica whose prefix cache is full still resumes a conversation from Redis (imported pages are held until the request uses them)", async () => {
+    const [a, b] = replicas as [RunningServer, RunningServer];
+    // Fill b's hot tier with conversations of its own, each used once (their pages publish twice,
+    // so the eviction policy counts them as frequently used): a page imported for the next request
+    // is then the newest, least used page of the cache, the first one it would push out.
+    const capacity = await metric(b, "hearth_prefix_cache_hot_capacity_pages");
+    for (let n = 20; (await metric(b, "hearth_prefix_cache_hot_pages")) < capacity; n++) {
+      if (n > 40) throw new Error("b's prefix cache never filled");
+      await chat(b.url, firstTurn(n));
+    }
+    const ref = await startConversation(8, a);
+    const hitsBefore = await metric(b, "hearth_kv_redis_hits_total");
+    const t2 = await chat(b.url, secondTurn(8, ref.first));
+    expect(t2.text).toBe(ref.second);
+    const imported = (await metric(b, "hearth_kv_redis_hits_total")) - hitsBefore;
+    expect(imported).toBeGreaterThanOrEqual(10);
+    // Every imported page was used: the reused prefix is exactly the pages taken from Redis.
+    expect(t2.cached).toBeGreaterThanOrEqual(imported * 16);
+    expect(await metric(b, "hearth_kv_redis_rejected_total")).toBe(0);
+  }, 180_000);
+
   test("a damaged page in Redis is rejected, deleted and recomputed; the answer is unchanged", async () => {
     const [a, , c3] = replicas as [RunningServer, RunningServer, RunningServer];
     const c = redisClient();

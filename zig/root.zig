@@ -596,12 +596,19 @@ export fn hearth_kv_page_export(handle: ?*model.Model, tokens: ?[*]const i32, n:
     return kv_abi.pageExport(kvOf(m), tokens, n, page_i, o[0..len]);
 }
 
-/// Verifies a portable record against page page_i of tokens and adds it to the prefix cache:
-/// 1 added, 0 already cached, corrupt when it does not check out.
+/// Verifies a portable record against page page_i of tokens and adds it to the prefix cache,
+/// pinned until hearth_kv_page_unpin: 1 added, 0 already cached, corrupt when it does not check out.
 export fn hearth_kv_page_import(handle: ?*model.Model, tokens: ?[*]const i32, n: u32, page_i: u32, rec: ?[*]const u8, len: usize) i32 {
     const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
     const r = rec orelse return status.fail(.null_pointer, "record is null", .{});
     return kv_abi.pageImport(kvOf(m), tokens, n, page_i, r[0..len]);
+}
+
+/// Ends the pin an import put on page page_i of tokens (used != 0: its request attached it):
+/// 1 when it was pinned, 0 when not.
+export fn hearth_kv_page_unpin(handle: ?*model.Model, tokens: ?[*]const i32, n: u32, page_i: u32, used: u32) i32 {
+    const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
+    return kv_abi.pageUnpin(kvOf(m), tokens, n, page_i, used != 0);
 }
 
 export fn hearth_seq_save(handle: ?*model.Model, seq: i32, tokens: ?[*]const i32, n: u32, model_tag: u64, path: ?[*]const u8, path_len: usize, out_bytes: ?*u64) i32 {

@@ -100,6 +100,8 @@ export interface SchedulerOptions {
   prefixCache?: boolean;
   /** Called with a conversation's tokens each time the prefix cache publishes it (a shared tier). */
   onPublished?: (tokens: Int32Array) => void;
+  /** Called when a request leaves the queue for the running set (its cached prefix attached). */
+  onAdmitted?: (id: string) => void;
 }
 
 export interface SchedulerStats {

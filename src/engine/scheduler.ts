@@ -449,6 +449,7 @@ export class Scheduler {
       }
       free -= need;
       this.running.push(s);
+      this.opts.onAdmitted?.(s.req.id);
     }
   }
 

@@ -3,7 +3,7 @@
 // forward pass). With the prefix cache on it also runs the idle-spill timer and, on close, writes
 // the SSD manifest so the cache survives a restart.
 import type { GgufFile } from "../gguf/index.ts";
-import { RedisKvTier } from "../kv/redis-tier.ts";
+import { type FetchedPages, RedisKvTier } from "../kv/redis-tier.ts";
 import { openModel, readModelFile } from "../model-file.ts";
 import { loadLibrary } from "../native/lib.ts";
 import { sequencesWithEmbeddings } from "../native/limits.ts";
@@ -28,6 +28,14 @@ let outbox: Outbox | null = null;
 let shared: RedisKvTier | null = null;
 /** Requests waiting for their prefix pages from Redis, and whether they were cancelled meanwhile. */
 const fetching = new Map<string, { cancelled: boolean }>();
+/** Pages fetched from Redis for queued requests, pinned in the prefix cache until admission. */
+const fetched = new Map<string, FetchedPages>();
+
+/** Ends the pins of a request's fetched pages: used once it is admitted, else not. */
+function releaseFetched(id: string, used: boolean): void {
+  fetched.get(id)?.release(used);
+  fetched.delete(id);
+}
 
 function post(msg: FromWorker): void {
   self.postMessage(msg);
@@ -142,6 +150,7 @@ async function init(
       onPublished: (tokens) => {
         shared?.publish(tokens);
       },
+      onAdmitted: (id) => releaseFetched(id, true),
     },
     createBatch(config.stepTokens),
     draftNative === null ? null : new DraftModel(draftNative, config.stepTokens),
@@ -174,6 +183,7 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
     } catch (err) {
       persistError = (err as Error).message;
     }
+    for (const id of [...fetched.keys()]) releaseFetched(id, false);
     shared?.close();
     shared = null;
     model?.close();
@@ -191,12 +201,19 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
     const req = msg.req;
     const state = { cancelled: false };
     fetching.set(req.id, state);
-    shared.fetch(req.promptIds).finally(() => {
+    shared.fetch(req.promptIds).then((pages) => {
       fetching.delete(req.id);
-      if (scheduler !== s) return;
-      submit(() => s.submit(req), req.id);
+      if (scheduler !== s) {
+        pages.release(false);
+        return;
+      }
+      // The pages stay pinned until the scheduler admits the request (onAdmitted): in a full
+      // prefix cache they would otherwise be the first pushed out while it waits.
+      if (pages.count > 0) fetched.set(req.id, pages);
+      if (!submit(() => s.submit(req), req.id)) releaseFetched(req.id, false);
       if (state.cancelled) {
         const done = s.cancel(req.id);
+        releaseFetched(req.id, false);
         outbox?.push(done ? [done] : [], 0, true);
       }
     });
@@ -208,19 +225,22 @@ self.onmessage = (ev: MessageEvent<ToWorker>) => {
     if (f !== undefined) f.cancelled = true;
     else {
       const done = s.cancel(msg.id);
+      releaseFetched(msg.id, false);
       outbox?.push(done ? [done] : [], 0, true);
     }
   }
 };
 
-/** Queues a request on the scheduler; a refusal goes back as the request's error event. */
-function submit(queue: () => void, id: string): void {
+/** Queues a request on the scheduler; a refusal goes back as the request's error event (false). */
+function submit(queue: () => void, id: string): boolean {
   try {
     queue();
     kick();
+    return true;
   } catch (err) {
     const e = err as Error;
     const message = e instanceof QueueFullError ? `queue_full: ${e.message}` : e.message;
     outbox?.push([{ type: "error", id, message }], 0, true);
+    return false;
   }
 }

@@ -59,6 +59,40 @@ return deleted`;
 
 class TimeoutError extends Error {}
 
+/**
+ * The pages a fetch added to the prefix cache for one request. They stay pinned (neither evicted
+ * nor reclaimed) until `release`: call it once the request was admitted (its sequence took the
+ * pages: `used`) or when it will not be (cancelled, refused). Releasing twice is harmless.
+ */
+export class FetchedPages {
+  private pending: number[];
+
+  constructor(
+    private readonly model: TieredNativeModel,
+    private readonly tokens: Int32Array,
+    pages: number[],
+  ) {
+    this.pending = pages;
+  }
+
+  /** Pages added (and pinned) for the request. */
+  get count(): number {
+    return this.pending.length;
+  }
+
+  release(used: boolean): void {
+    const pages = this.pending;
+    this.pending = [];
+    for (const p of pages) {
+      try {
+        this.model.kvPageUnpin(this.tokens, p, used);
+      } catch {
+        // The model is closed: its pins went with it.
+      }
+    }
+  }
+}
+
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const t = new Promise<never>((_, reject) => {
@@ -161,13 +195,15 @@ export class RedisKvTier {
 
   /**
    * Adds to the prefix cache the whole pages of `promptIds` that it lacks and Redis has, in chain
-   * order, up to the first miss. The caller then opens the sequence as usual (the prefix cache
-   * finds them). Returns the pages added; never throws.
+   * order, up to the first miss, pinned until the returned pages are released. The caller then
+   * opens the sequence as usual (the prefix cache finds them) and releases them. Never throws.
    */
-  async fetch(promptIds: readonly number[]): Promise<number> {
+  async fetch(promptIds: readonly number[]): Promise<FetchedPages> {
     // The prefix cache reuses at most all but the last prompt token.
     const usable = Math.max(0, promptIds.length - 1);
     const tokens = Int32Array.from(promptIds.slice(0, usable));
+    const added: number[] = [];
+    const result = new FetchedPages(this.model, tokens, added);
     let keys: BigUint64Array;
     let next: number;
     try {
@@ -175,14 +211,13 @@ export class RedisKvTier {
       keys = c.keys;
       next = c.localPages;
     } catch {
-      return 0;
+      return result;
     }
-    if (next >= keys.length) return 0;
+    if (next >= keys.length) return result;
     if (!this.ready()) {
       this.counts.errors++;
-      return 0;
+      return result;
     }
-    let added = 0;
     while (next < keys.length) {
       const batch = Array.from(keys.subarray(next, next + FETCH_BATCH_PAGES), (k) => this.pageKey(k));
       let records: (Uint8Array | null)[];
@@ -190,16 +225,16 @@ export class RedisKvTier {
         records = await withTimeout(Promise.all(batch.map((k) => this.client.getBuffer(k))), this.timeoutMs);
       } catch (err) {
         this.failed(err);
-        return added;
+        return result;
       }
       for (const [i, rec] of records.entries()) {
         if (rec === null) {
           this.counts.misses++;
-          return added;
+          return result;
         }
         this.counts.bytesRead += rec.length;
         try {
-          if (this.model.kvPageImport(tokens, next, rec)) added++;
+          if (this.model.kvPageImport(tokens, next, rec)) added.push(next);
           this.counts.hits++;
         } catch (err) {
           if (err instanceof KvCorruptError) {
@@ -207,12 +242,14 @@ export class RedisKvTier {
             // Nobody should fetch it again; a replica that computes the page writes a good one.
             this.client.del(batch[i] as string).catch(() => {});
           }
-          return added;
+          // Otherwise no page could be had (a pool held by running sequences, or as many
+          // imported pages as the hot tier holds waiting for their requests): the rest is computed.
+          return result;
         }
         next++;
       }
     }
-    return added;
+    return result;
   }
 
   /**

@@ -178,6 +178,12 @@ export function createKvTiers(
       if (rc === nativeAbi().limits.status.corrupt) throw new KvCorruptError(`kvPageImport: ${lastError()}`);
       return check(rc, `kvPageImport ${p}`) === 1;
     },
+    kvPageUnpin(tokens: ArrayLike<number>, page: number, used: boolean): boolean {
+      const t = int32Tokens(tokens, scratch);
+      const p = Number(nonNegativeInt("page", page));
+      const rc = lib.hearth_kv_page_unpin(handle(), t.length > 0 ? t : null, t.length, p, used ? 1 : 0);
+      return check(rc, `kvPageUnpin ${p}`) === 1;
+    },
     seqSave(seqId: number, tokens: ArrayLike<number>, path: string): number {
       const t = int32Tokens(tokens, scratch);
       const p = encoder.encode(path);

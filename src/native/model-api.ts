@@ -203,10 +203,16 @@ export interface NativeKvTiers {
   kvPageExport(tokens: ArrayLike<number>, page: number, out: Uint8Array): void;
   /**
    * Adds whole page `page` of `tokens` from a portable record to the prefix cache after checking
-   * it against the tokens, the model and the build; false when it was cached already. Throws
-   * KvCorruptError when the record does not check out.
+   * it against the tokens, the model and the build, pinned (neither evicted nor reclaimed) until
+   * kvPageUnpin; false when it was cached already (not pinned). Throws KvCorruptError when the
+   * record does not check out, NativeError when no page can be had or too many wait pinned.
    */
   kvPageImport(tokens: ArrayLike<number>, page: number, record: Uint8Array): boolean;
+  /**
+   * Ends the pin of an imported page: it joins the eviction policy as a page used twice when
+   * `used` (its request attached it), else once. False when it was not pinned.
+   */
+  kvPageUnpin(tokens: ArrayLike<number>, page: number, used: boolean): boolean;
   /** Saves a sequence (its KV holds exactly `tokens`) to a file; returns the bytes written. */
   seqSave(seqId: number, tokens: ArrayLike<number>, path: string): number;
   /** Restores a saved sequence into a new one. Throws KvCorruptError if the file is damaged. */

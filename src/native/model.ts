@@ -295,6 +295,9 @@ class FfiNativeModel implements DraftingNativeModel {
   kvPageImport(tokens: ArrayLike<number>, page: number, record: Uint8Array): boolean {
     return this.kv.kvPageImport(tokens, page, record);
   }
+  kvPageUnpin(tokens: ArrayLike<number>, page: number, used: boolean): boolean {
+    return this.kv.kvPageUnpin(tokens, page, used);
+  }
   seqSave(seqId: number, tokens: ArrayLike<number>, path: string): number {
     return this.kv.seqSave(seqId, tokens, path);
   }

@@ -133,8 +133,17 @@ pub fn pageImport(m: KvModel, tokens: ?[*]const i32, n: u32, page_i: u32, rec: [
         error.OutOfRange => status.fail(.out_of_range, "page {d} is past the {d} tokens given", .{ page_i, n }),
         error.KvFull => status.fail(.kv_full, "no free KV page for an imported page", .{}),
         error.NoEntrySlot => status.fail(.kv_full, "the prefix cache's entry table is full", .{}),
+        error.PinLimit => status.fail(.kv_full, "as many imported pages as the hot tier holds wait for their requests already", .{}),
     };
     return @intFromBool(added);
+}
+
+/// Ends the pin of imported page `page_i` of `tokens` (used: its request attached it). 1 when
+/// it was pinned, 0 when not (already unpinned, or never imported).
+pub fn pageUnpin(m: KvModel, tokens: ?[*]const i32, n: u32, page_i: u32, used: bool) i32 {
+    const t = tierOf(m) orelse return status.fail(.invalid_argument, "KV tier is not open", .{});
+    const toks = tokensOf(tokens, n) orelse return status.fail(.null_pointer, "tokens are null or misaligned", .{});
+    return @intFromBool(t.unpin(toks, page_i, used));
 }
 
 /// Called before a context shift: shared pages the shift would rewrite get private copies.

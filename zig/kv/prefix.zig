@@ -45,6 +45,10 @@ pub const Entry = struct {
     page: u32 = none,
     /// Cold-tier slot, or none.
     slot: u32 = none,
+    /// Imported for a request not yet admitted (importPage .. unpin): the page holds a second
+    /// reference (the pin's) and the entry is outside the eviction policy, so neither the policy
+    /// nor `reclaim` can push it out before the request attaches it.
+    pinned: bool = false,
 };
 
 pub const Config = struct {
@@ -88,6 +92,8 @@ pub const PrefixCache = struct {
     policy: evict.Arc,
     victim_buf: []u64,
     hot_capacity_pages: usize,
+    /// Entries pinned now; at most hot_capacity_pages (the hot tier's size bounds what waits).
+    pinned_pages: usize = 0,
     model_tag: u64,
     /// Sequences whose pages were re-roped by a shift: their pages no longer match their tokens.
     shifted: []bool,
@@ -144,6 +150,7 @@ pub const PrefixCache = struct {
         while (it.next()) |idx| {
             const e = &self.entries[idx.*];
             if (e.page != none) releasePage(self.cache, e.page);
+            if (e.pinned) releasePage(self.cache, e.page);
         }
         if (self.cold) |t| t.close();
         const a = self.allocator;
@@ -191,6 +198,7 @@ pub const PrefixCache = struct {
 
     fn removeEntry(self: *PrefixCache, idx: u32) void {
         const e = &self.entries[idx];
+        std.debug.assert(!e.pinned);
         if (e.page != none) {
             self.policy.remove(e.key);
             releasePage(self.cache, e.page);
@@ -225,7 +233,9 @@ pub const PrefixCache = struct {
     }
 
     /// Records a use of a hot entry with the policy; demotes whatever the policy pushes out.
+    /// A pinned entry is outside the policy until `unpin` hands it over.
     fn touch(self: *PrefixCache, key: u64) void {
+        if (self.map.get(key)) |idx| if (self.entries[idx].pinned) return;
         const a = self.policy.access(key);
         if (a.evicted) |ev| if (ev != key) self.demote(ev);
     }
@@ -468,9 +478,13 @@ pub const PrefixCache = struct {
     }
 
     /// Adds whole page `page_i` of `tokens` from a portable record to the hot tier, after checking
-    /// it against the chain of `tokens` and this model (error.Corrupt: not used). Returns false
-    /// when the page was already cached.
-    pub fn importPage(self: *PrefixCache, tokens: []const u32, page_i: usize, rec: []const u8) error{ Corrupt, OutOfRange, KvFull, NoEntrySlot }!bool {
+    /// it against the chain of `tokens` and this model (error.Corrupt: not used), pinned until
+    /// `unpin`: the request that asked for it waits for admission meanwhile, and in a full cache a
+    /// page used once so far is the first the policy would push out (each page of an import
+    /// would push out the one before, the chain's head first). Returns false when the page was
+    /// already cached (not pinned); error.PinLimit when as many pages as the hot tier holds are
+    /// pinned already.
+    pub fn importPage(self: *PrefixCache, tokens: []const u32, page_i: usize, rec: []const u8) error{ Corrupt, OutOfRange, KvFull, NoEntrySlot, PinLimit }!bool {
         if ((page_i + 1) * page_tokens > tokens.len) return error.OutOfRange;
         var parent = self.model_tag;
         for (0..page_i) |p| parent = chainKey(parent, tokens[p * page_tokens ..][0..page_tokens]);
@@ -478,20 +492,43 @@ pub const PrefixCache = struct {
         const key = chainKey(parent, chunk);
         const payload = portable.verify(rec, self.portableExpect(parent, key, chunk)) catch return error.Corrupt;
         if (self.map.contains(key)) return false;
+        if (self.pinned_pages >= self.hot_capacity_pages) return error.PinLimit;
         if (self.n_free_idx == 0) return error.NoEntrySlot;
         if (self.cache.n_free == 0) self.reclaim(1);
         const page = rentPage(self.cache) orelse return error.KvFull;
         simd.copy(self.pageBytes(page), payload);
         self.n_free_idx -= 1;
         const idx = self.free_idx[self.n_free_idx];
-        var e: Entry = .{ .key = key, .parent = parent, .n_tokens = page_tokens, .tokens = @splat(0), .page = page };
+        var e: Entry = .{ .key = key, .parent = parent, .n_tokens = page_tokens, .tokens = @splat(0), .page = page, .pinned = true };
         @memcpy(e.tokens[0..page_tokens], chunk);
         self.entries[idx] = e;
         self.map.putAssumeCapacity(key, idx);
-        // The rented page's one reference is the index's.
+        // The rented page's reference is the index's; the pin holds a second one.
+        self.cache.refcount[page] += 1;
+        self.pinned_pages += 1;
         self.stats.entries += 1;
         self.stats.hot_pages += 1;
-        self.touch(key);
+        std.debug.assert(self.pinned_pages <= self.hot_capacity_pages);
+        return true;
+    }
+
+    /// Ends the pin of imported page `page_i` of `tokens`: the entry joins the eviction policy,
+    /// as a page used twice when `used` (the import and the request that attached it), else
+    /// once (its request was cancelled before admission). Returns false when it was not pinned.
+    pub fn unpin(self: *PrefixCache, tokens: []const u32, page_i: usize, used: bool) bool {
+        if ((page_i + 1) * page_tokens > tokens.len) return false;
+        var parent = self.model_tag;
+        for (0..page_i) |p| parent = chainKey(parent, tokens[p * page_tokens ..][0..page_tokens]);
+        const idx = self.findEntry(parent, tokens[page_i * page_tokens ..][0..page_tokens]) orelse return false;
+        const e = &self.entries[idx];
+        if (!e.pinned) return false;
+        std.debug.assert(e.page != none and self.cache.refcount[e.page] >= 2);
+        e.pinned = false;
+        self.pinned_pages -= 1;
+        releasePage(self.cache, e.page);
+        const key = e.key;
+        const a = if (used) self.policy.accessReused(key) else self.policy.access(key);
+        if (a.evicted) |ev| if (ev != key) self.demote(ev);
         return true;
     }
 
@@ -1008,6 +1045,85 @@ test "pages exported by one cache are imported by another, which then reuses the
     const t = b_cache.seqCreate().?;
     try testing.expectEqual(@as(usize, 32), b.attach(t, &toks));
     try expectSeq(b_cache, t, &toks, 32);
+    // Index, pin and sequence hold the page; the pin ends once, after which only the index keeps it.
+    const p0 = b_cache.table(t)[0];
+    try testing.expectEqual(@as(u16, 3), b_cache.refcount[p0]);
+    try testing.expect(b.unpin(&toks, 0, true) and b.unpin(&toks, 1, true));
+    try testing.expect(!b.unpin(&toks, 0, true) and !b.unpin(&toks, 2, true));
+    try testing.expectEqual(@as(usize, 0), b.pinned_pages);
     b_cache.seqFree(t);
+    try testing.expectEqual(@as(u16, 1), b_cache.refcount[p0]);
     try testing.expectError(error.NotCached, b.exportPage(&toks, 2, rec));
+}
+
+test "pages imported into a full hot tier stay until their request attaches them, then stay as reused" {
+    const a_cache = try testCache(64);
+    defer a_cache.deinit();
+    const b_cache = try testCache(64);
+    defer b_cache.deinit();
+    const page_bytes = a_cache.shape.pageSizeBytes();
+    const a = try PrefixCache.init(testing.allocator, a_cache, .{ .hot_budget_bytes = 1 << 20, .model_tag = 5 });
+    defer a.deinit();
+    // b's hot tier holds 8 pages, all of them a conversation of its own used twice.
+    const b = try PrefixCache.init(testing.allocator, b_cache, .{ .hot_budget_bytes = 8 * page_bytes, .model_tag = 5 });
+    defer b.deinit();
+    var own: [8 * 16 + 1]u32 = undefined;
+    for (&own, 0..) |*t, i| t.* = @intCast(i + 5000);
+    const o = b_cache.seqCreate().?;
+    fillSeq(b_cache, o, &own);
+    _ = b.publish(o, own[0..128]);
+    _ = b.publish(o, own[0..128]);
+    b_cache.seqFree(o);
+    try testing.expectEqual(@as(u64, 8), b.stats.hot_pages);
+    // A 5-page conversation computed by a, imported by b page by page.
+    var toks: [5 * 16 + 3]u32 = undefined;
+    for (&toks, 0..) |*t, i| t.* = @intCast(i * 3 + 11);
+    const s = a_cache.seqCreate().?;
+    fillSeq(a_cache, s, &toks);
+    _ = a.publish(s, &toks);
+    a_cache.seqFree(s);
+    const rec = try testing.allocator.alloc(u8, portable.recordBytes(page_bytes));
+    defer testing.allocator.free(rec);
+    for (0..5) |p| {
+        try a.exportPage(&toks, p, rec);
+        try testing.expect(try b.importPage(&toks, p, rec));
+    }
+    // Other traffic while the request waits for admission: b's own pages are used again, and
+    // the pool is squeezed; the imported pages are neither evicted nor reclaimed.
+    const o2 = b_cache.seqCreate().?;
+    try testing.expectEqual(@as(usize, 128), b.attach(o2, &own));
+    b_cache.seqFree(o2);
+    b.reclaim(64);
+    var keys: [8]u64 = undefined;
+    try testing.expectEqual(@as(usize, 5), b.chain(&toks, &keys).local);
+    const t = b_cache.seqCreate().?;
+    try testing.expectEqual(@as(usize, 80), b.attach(t, &toks));
+    try expectSeq(b_cache, t, &toks, 80);
+    for (0..5) |p| try testing.expect(b.unpin(&toks, p, true));
+    b_cache.seqFree(t);
+    // Handed to the policy as reused pages: the hot tier is back within its budget, and a run of
+    // one-off pages does not push them out.
+    try testing.expect(b.stats.hot_pages <= 8);
+    var one_off: [6 * 16]u32 = undefined;
+    for (&one_off, 0..) |*x, i| x.* = @intCast(i + 90_000);
+    const f = b_cache.seqCreate().?;
+    fillSeq(b_cache, f, &one_off);
+    _ = b.publish(f, &one_off);
+    b_cache.seqFree(f);
+    const t2 = b_cache.seqCreate().?;
+    try testing.expectEqual(@as(usize, 80), b.attach(t2, &toks));
+    b_cache.seqFree(t2);
+    // The pin limit: no more pages wait than the hot tier holds.
+    var other: [9 * 16]u32 = undefined;
+    for (&other, 0..) |*x, i| x.* = @intCast(i + 70_000);
+    const s2 = a_cache.seqCreate().?;
+    fillSeq(a_cache, s2, &other);
+    _ = a.publish(s2, &other);
+    a_cache.seqFree(s2);
+    for (0..9) |p| {
+        try a.exportPage(&other, p, rec);
+        if (p < 8) try testing.expect(try b.importPage(&other, p, rec)) else try testing.expectError(error.PinLimit, b.importPage(&other, p, rec));
+    }
+    for (0..8) |p| try testing.expect(b.unpin(&other, p, false));
+    try testing.expectEqual(@as(usize, 0), b.pinned_pages);
 }

@@ -54,4 +54,9 @@ export const kvSymbols = {
     args: [FFIType.ptr, FFIType.ptr, FFIType.u32, FFIType.u32, FFIType.ptr, FFIType.u64],
     returns: FFIType.i32,
   },
+  // handle, tokens*, n, page, used
+  hearth_kv_page_unpin: {
+    args: [FFIType.ptr, FFIType.ptr, FFIType.u32, FFIType.u32, FFIType.u32],
+    returns: FFIType.i32,
+  },
 } as const;

@@ -68,7 +68,7 @@ export class FetchedPages {
   private pending: number[];
 
   constructor(
-    private readonly model: TieredNativeModel,
+    private readonly model: NativeModel,
     private readonly tokens: Int32Array,
     pages: number[],
   ) {

@@ -46,6 +46,9 @@ export abstract class WithoutKvTiers implements NativeKvTiers {
   kvPageImport(_tokens: ArrayLike<number>, _page: number, _record: Uint8Array): boolean {
     return noTier("kvPageImport");
   }
+  kvPageUnpin(_tokens: ArrayLike<number>, _page: number, _used: boolean): boolean {
+    return noTier("kvPageUnpin");
+  }
   seqSave(_seqId: number, _tokens: ArrayLike<number>, _path: string): number {
     return noTier("seqSave");
   }

@@ -337,6 +337,8 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
   };
   const rows: Array<Record<string, Cell>> = [];
   const rssSamples: RssSample[] = [];
+  let kvHighWater = 0;
+  let kvHighWaterWarm = 0;
   let totals = { requests: 0, aborted: 0, errors: 0, json: 0, tokens: 0 };
   const closeWindow = (minute: number, elapsedMs: number): void => {
     const w = soak.window;
@@ -392,7 +394,13 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
       const used = serverDied
         ? undefined
         : (await metrics(server.url).catch(() => null))?.get("hearth_kv_pages_used");
-      if (used !== undefined) soak.window.kv_pages_used_max = Math.max(soak.window.kv_pages_used_max, used);
+      if (used !== undefined) {
+        soak.window.kv_pages_used_max = Math.max(soak.window.kv_pages_used_max, used);
+        // Pages are rented from a stack, freed ones first: the most ever in use at once is how
+        // many are resident. Those first used after the first RSS window count in the growth.
+        kvHighWater = Math.max(kvHighWater, used);
+        if (now - start <= warmupMs + rssWindowMs) kvHighWaterWarm = kvHighWater;
+      }
       if (now - windowStart >= 60_000 || finished) {
         minute++;
         closeWindow(minute, now - windowStart);
@@ -432,6 +440,7 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
     const notes = [
       `${CLIENTS} clients for ${minutes} min (warm-up ${(warmupMs / 1000).toFixed(0)} s, RSS windows of ${(rssWindowMs / 1000).toFixed(0)} s), ${totals.requests} requests (${totals.aborted} aborted on purpose, ${totals.json} JSON mode), ${totals.tokens} chunks`,
       `server RSS (median of a window) ${mibOf(rss.warmBytes)} MiB after warm-up, ${mibOf(rss.endBytes)} MiB in the last window under load, ${mibOf(idleRss)} MiB idle at the end; KV pages used ${used} of ${m.get("hearth_kv_pages_total")}, prefix-cache hot pages ${hot}; SSD pages written ${m.get("hearth_kv_ssd_pages_written_total")}, read ${m.get("hearth_kv_ssd_pages_read_total")}; cached prompt tokens ${m.get("hearth_prompt_tokens_cached_total")}; exit code ${code}`,
+      `KV pages in use at once: at most ${kvHighWaterWarm} by the end of the first RSS window, ${kvHighWater} over the run (a page is resident from its first use on, so the ${kvHighWater - kvHighWaterWarm} first used later are part of the RSS growth, bounded by --kv-pages ${KV_PAGES})`,
       loadNote().note,
       ...soak.errorSamples.map((e) => `error: ${e}`),
     ];
@@ -458,6 +467,8 @@ export async function run(opts: BenchOptions): Promise<SuiteResult> {
         server_errors: requestsFailed,
         rss_growth_pct: rss.pct,
         kv_pages_leaked: leaked,
+        kv_pages_high_water_warm: kvHighWaterWarm,
+        kv_pages_high_water: kvHighWater,
         itl_p50_ms: percentile(soak.itlAll, 50),
         itl_p99_ms: percentile(soak.itlAll, 99),
       },

@@ -216,6 +216,16 @@ inline fn bsumPair(a: *const BlockQ8K, p: usize) I16x16 {
     return @bitCast(@as(I32x8, @splat(word)));
 }
 
+/// Bits 2k, 2k + 1 of every byte of `h`, moved to bits 4 and 5 (the high bits of a Q6_K value),
+/// the other bits zero: ((h >> 2k) & 3) << 4. One rotate of the 32-bit lanes by 4 - 2k (mod 32:
+/// k = 3 rotates right by 2, and no bit reaching bits 4-5 of a byte comes from another byte) and
+/// one mask: vprolvd + vpandd under AVX-512, where the shift-mask-shift-mask it replaces took four.
+inline fn q6High(h: U8x32, k: u2) U8x32 {
+    const words: @Vector(8, u32) = @bitCast(h);
+    const r: u5 = @truncate(4 -% 2 * @as(u32, k));
+    return @as(U8x32, @bitCast(std.math.rotl(@Vector(8, u32), words, r))) & @as(U8x32, @splat(0x30));
+}
+
 /// Per-row values `lo` and `hi` (lane i = row i) as the i16 pair (lo[i], hi[i]) in 32-bit lane i.
 inline fn rowPairs(lo: I32x8, hi: I32x8) I16x16 {
     const l: @Vector(8, i16) = @intCast(lo);
@@ -298,23 +308,24 @@ pub inline fn dotGroup(
                 // Sub-blocks of 16 in pairs (2p, 2p + 1) for the offset's pairwise multiply-add.
                 var sc: [16]I32x8 = undefined;
                 inline for (0..16) |k| sc[k] = @as(@Vector(G, i8), rec.scales[k]);
-                for (0..8) |s| {
-                    // 32-column sub-block s: low bits from nibble (s & 1) of qlAt(s / 2, c), high
-                    // bits from bits 2 (s % 4) of qhAt(s / 4, c). A runtime loop, as for Q4_K.
+                for (0..4) |sp| inline for (0..2) |odd| {
+                    // 32-column sub-block s = 2 sp + odd: low bits from nibble `odd` of
+                    // qlAt(sp, c), high bits from bits 2 (s % 4) of qhAt(s / 4, c). A runtime loop
+                    // over the pairs, as for Q4_K; the nibble's shift is a constant.
+                    const s = 2 * sp + odd;
                     var ch: [8]I8x32 = undefined;
-                    const lo_shift: u4 = @intCast(4 * (s & 1));
-                    const hi_shift: u4 = @intCast(2 * (s % 4));
                     inline for (0..8) |c| {
-                        const v: U8x32 = rec.bits[qlAt(s / 2, c)..][0..32].*;
+                        const v: U8x32 = rec.bits[qlAt(sp, c)..][0..32].*;
                         const h: U8x32 = rec.bits[qhAt(s / 4, c)..][0..32].*;
-                        ch[c] = @bitCast(interleave.shrMask(v, lo_shift, 15) | interleave.shlMask(interleave.shrMask(h, hi_shift, 3), 4, 0x30));
+                        const lo = if (odd == 0) v & @as(U8x32, @splat(15)) else interleave.shrMask(v, 4, 15);
+                        ch[c] = @bitCast(lo | q6High(h, @intCast(s % 4)));
                     }
                     inline for (0..n) |t| {
                         const aq = a8[t].qs[32 * s ..][0..32];
                         isum[t] += interleave.chunkSums(63, 4, ch[0..4], aq[0..16]) * sc[2 * s] +
                             interleave.chunkSums(63, 4, ch[4..8], aq[16..32]) * sc[2 * s + 1];
                     }
-                }
+                };
                 var sc2: [8]I16x16 = undefined;
                 inline for (0..8) |p| sc2[p] = rowPairs(sc[2 * p], sc[2 * p + 1]);
                 inline for (0..n) |t| {
@@ -397,4 +408,17 @@ pub fn dotGroupScalar(comptime f: QuantFormat, group: [*]const u8, nb: usize, ac
         }
     }
     return out;
+}
+
+test "q6High moves bits 2k, 2k + 1 of every byte to bits 4, 5" {
+    var prng = std.Random.DefaultPrng.init(7);
+    const r = prng.random();
+    for (0..64) |_| {
+        var h: [32]u8 = undefined;
+        r.bytes(&h);
+        for (0..4) |k| {
+            const got: [32]u8 = q6High(h, @intCast(k));
+            for (h, got) |x, y| try std.testing.expectEqual(((x >> @intCast(2 * k)) & 3) << 4, y);
+        }
+    }
 }

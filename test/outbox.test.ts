@@ -81,16 +81,14 @@ describe("the engine worker's outbox", () => {
     h.box.push([text("a", "2"), text("b", "1")], 6, false);
     h.box.push([text("a", "3")], 7, false);
     expect(h.sent.length).toBe(1);
-    expect(h.box.held).toBe(3);
+    // Each request's held texts are one event, its tokens summed.
+    expect(h.box.held).toBe(2);
     h.catchUp();
     h.box.push([text("b", "2")], 8, false);
     expect(h.sent.length).toBe(2);
-    expect(h.sent[1]?.events.map((e) => `${e.id}${e.type === "text" ? e.text : ""}`)).toEqual([
-      "a2",
-      "b1",
-      "a3",
-      "b2",
-    ]);
+    expect(
+      h.sent[1]?.events.map((e) => `${e.id}${e.type === "text" ? `${e.text}/${e.tokens}` : ""}`),
+    ).toEqual(["a23/2", "b12/2"]);
     expect(h.sent[1]?.stepMs).toBe(8);
     expect(h.box.held).toBe(0);
   });
@@ -108,6 +106,33 @@ describe("the engine worker's outbox", () => {
     h.catchUp();
     h.box.push([], 5, false);
     expect(h.sent.length).toBe(2);
+  });
+
+  test("a request's end is not joined with its text, and its next request starts a new event", () => {
+    const h = harness();
+    h.box.push([text("a", "1")], 5, false);
+    h.box.push([text("a", "2"), text("b", "1")], 5, false);
+    h.box.push([done("a"), text("b", "2")], 5, false);
+    // The same id again after its end (ids are not reused, but the outbox must not rely on it).
+    h.box.push([text("a", "x")], 5, false);
+    h.catchUp();
+    h.box.push([], 5, false);
+    expect(
+      h.sent[1]?.events.map((e) => `${e.id}${e.type === "text" ? `${e.text}/${e.tokens}` : e.type}`),
+    ).toEqual(["a2/1", "b12/2", "adone", "ax/1"]);
+  });
+
+  test("joined texts keep every token's log-probabilities, in order", () => {
+    const h = harness();
+    const lp = (id: number) => ({ id, logprob: -id, top: [] });
+    const scored = (t: string, id: number): EngineEvent =>
+      ({ ...text("a", t), logprobs: [lp(id)] }) as EngineEvent;
+    h.box.push([text("a", "1")], 5, false);
+    h.box.push([scored("2", 2)], 5, false);
+    h.box.push([scored("3", 3)], 5, false);
+    h.box.push([], 0, true);
+    const ev = h.sent[1]?.events[0];
+    expect(ev?.type === "text" ? ev.logprobs?.map((x) => x.id) : null).toEqual([2, 3]);
   });
 
   test("without a shared counter it sends every step", () => {

@@ -27,7 +27,8 @@ Serves a GGUF model over an OpenAI-compatible HTTP API: /v1/chat/completions,
 /v1/completions (streaming SSE or not), /v1/models, /health, /metrics (Prometheus); GET /
 is a chat page in a browser and lists the routes to other clients. A request that names no
 sampling field samples as \`hearth run\` does; an unknown field is a 400 naming it.
-docs/server.md lists every request field.
+docs/server.md lists every request field. SIGINT / SIGTERM stop it: it stops listening, lets
+the requests in flight run up to 5 s, then ends them with an error and exits.
 
 Options:
   -m, --model REF        model: known name (default SmolLM2-135M-Instruct Q4_1), .gguf path or URL
@@ -83,6 +84,9 @@ recomputing, never a failed request.
       --kv-redis-max-mb N  most MiB of this model's pages in Redis; the least recently used
                          are deleted beyond it (default 1024)`;
 }
+
+/** How long a SIGINT / SIGTERM lets the requests in flight run before it ends them. */
+const SHUTDOWN_GRACE_MS = 5000;
 
 /** The shared Redis tier's options from its flags; undefined without --kv-redis. */
 function redisOptions(
@@ -349,8 +353,17 @@ export async function main(argv: string[]): Promise<number> {
     process.once("SIGINT", stop);
     process.once("SIGTERM", stop);
   });
-  await app.stop();
-  const closed = await engine.close();
+  // Stop listening and give the requests in flight a moment to end; then the engine stops, and
+  // every request still running ends with an error event (a stream) or a 500, so a long
+  // generation never holds the shutdown. The connections get a last moment to take it.
+  const stopping = app.stop();
+  const drained = await Promise.race([
+    stopping.then(() => true),
+    Bun.sleep(SHUTDOWN_GRACE_MS).then(() => false),
+  ]);
+  const closed = await engine.close("the server is shutting down");
+  if (!drained && !(await Promise.race([stopping.then(() => true), Bun.sleep(1000).then(() => false)])))
+    await app.stop(true);
   unlockKvDir();
   if (closed.persistError !== undefined)
     console.error(`hearth serve: the prefix cache was not saved: ${closed.persistError}`);

@@ -148,8 +148,9 @@ export class Engine {
   /**
    * Stops the worker after the step in progress. With an SSD tier the prefix cache is written
    * out first (manifest included); the result says how many pages it lists, or why it failed.
+   * Requests still in flight end with an error event saying `reason`.
    */
-  async close(): Promise<{ persisted: number | null; persistError?: string }> {
+  async close(reason = "engine closed"): Promise<{ persisted: number | null; persistError?: string }> {
     if (this.closed) return { persisted: null };
     this.closed = true;
     // Persisting a large hot tier takes a while: give it up to a minute before giving up on the worker.
@@ -172,7 +173,7 @@ export class Engine {
       this.post({ type: "close" });
     });
     this.worker.terminate();
-    for (const [id, l] of this.listeners) l({ type: "error", id, message: "engine closed" });
+    for (const [id, l] of this.listeners) l({ type: "error", id, message: reason });
     this.listeners.clear();
     this.cancelled.clear();
     return result;

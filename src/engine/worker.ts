@@ -156,11 +156,7 @@ async function init(
     draftNative === null ? null : new DraftModel(draftNative, config.stepTokens),
   );
   const s = scheduler;
-  // Holding events while the main thread lags, and figures every 50 ms, are off: with them a
-  // server did not stop within test/fuzz.test.ts's 5 s hook (not understood yet; docs/bench.md).
-  // Off, the outbox sends every step with the figures, as the worker did before it.
-  void handled;
-  outbox = new Outbox(post, () => statsOf(s), null, undefined, 0);
+  outbox = new Outbox(post, () => statsOf(s), handled ?? null);
   post({ type: "ready", info: model.info, stats: statsOf(scheduler) });
 }
 

@@ -129,6 +129,23 @@ export function jsonResponse(ctx: RunContext, head: ResponseHead, request: Reque
   );
 }
 
+/**
+ * The SSE event of a plain text piece (no logprobs, not a choice's first or last, no tool delta),
+ * the hot path of a stream: the envelope's JSON is written once per response and only the text is
+ * stringified per piece. The same text, byte for byte, as JSON.stringify of the chunk object
+ * (test/sse-chunk.test.ts).
+ */
+export function plainPieceEvent(
+  head: ResponseHead,
+  includeUsage: boolean,
+): (i: number, text: string) => string {
+  const object = head.endpoint === "chat" ? "chat.completion.chunk" : "text_completion";
+  const open = `data: {"id":${JSON.stringify(head.id)},"object":"${object}","created":${JSON.stringify(head.created)},"model":${JSON.stringify(head.model)},"choices":[{"index":`;
+  const field = head.endpoint === "chat" ? `,"delta":{"content":` : `,"text":`;
+  const close = `${head.endpoint === "chat" ? "}" : ""},"logprobs":null,"finish_reason":null}]${includeUsage ? `,"usage":null` : ""}}\n\n`;
+  return (i, text) => `${open}${i}${field}${JSON.stringify(text)}${close}`;
+}
+
 /** An SSE stream: a chunk per text piece, a finish chunk per choice, usage if asked, [DONE]. */
 export function sseResponse(
   ctx: RunContext,
@@ -140,6 +157,7 @@ export function sseResponse(
   const withLogprobs = head.choices[0]?.req.logprobs != null;
   const enc = new TextEncoder();
   const { id, created, model } = head;
+  const plain = withLogprobs ? null : plainPieceEvent(head, includeUsage);
   /** One chunk of every choice part given; `usage` only on the last one, null before it when asked for. */
   const chunk = (
     i: number | null,
@@ -210,7 +228,9 @@ export function sseResponse(
         piece(i, text, first, lps) {
           const scanner = scanners[i];
           if (!scanner) {
-            controller.enqueue(chunk(i, text, first, lps, null));
+            controller.enqueue(
+              plain !== null && !first ? enc.encode(plain(i, text)) : chunk(i, text, first, lps, null),
+            );
             return;
           }
           toolChunks(i, scanner.push(text), lps);

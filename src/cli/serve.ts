@@ -88,6 +88,17 @@ recomputing, never a failed request.
 /** How long a SIGINT / SIGTERM lets the requests in flight run before it ends them. */
 const SHUTDOWN_GRACE_MS = 5000;
 
+/** Whether `p` settles within `ms`; the timer never outlives the answer (it would hold the exit). */
+function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    p.then(() => {
+      clearTimeout(t);
+      resolve(true);
+    });
+  });
+}
+
 /** The shared Redis tier's options from its flags; undefined without --kv-redis. */
 function redisOptions(
   url: string | undefined,
@@ -357,13 +368,9 @@ export async function main(argv: string[]): Promise<number> {
   // every request still running ends with an error event (a stream) or a 500, so a long
   // generation never holds the shutdown. The connections get a last moment to take it.
   const stopping = app.stop();
-  const drained = await Promise.race([
-    stopping.then(() => true),
-    Bun.sleep(SHUTDOWN_GRACE_MS).then(() => false),
-  ]);
+  const drained = await settlesWithin(stopping, SHUTDOWN_GRACE_MS);
   const closed = await engine.close("the server is shutting down");
-  if (!drained && !(await Promise.race([stopping.then(() => true), Bun.sleep(1000).then(() => false)])))
-    await app.stop(true);
+  if (!drained && !(await settlesWithin(stopping, 1000))) await app.stop(true);
   unlockKvDir();
   if (closed.persistError !== undefined)
     console.error(`hearth serve: the prefix cache was not saved: ${closed.persistError}`);

@@ -8,6 +8,7 @@ const pages = @import("kv/pages.zig");
 const prefix = @import("kv/prefix.zig");
 const evict = @import("kv/evict.zig");
 const tier = @import("kv/tier.zig");
+const pool = @import("pool.zig");
 
 /// Read by src/native/limits.ts as an array of i32 in this order; `size_bytes` comes first so a
 /// reader built for another layout notices.
@@ -32,8 +33,8 @@ fn statusCodes() [status_count]i32 {
 }
 
 /// The extern structs TypeScript encodes or decodes, by the id `hearth_layout` takes.
-pub const layouts = .{ model.Hparams, model.Options, model.TensorDesc, pages.Stats, prefix.Stats, evict.ReplayResult, tier.Stats };
-pub const layout_count = 7;
+pub const layouts = .{ model.Hparams, model.Options, model.TensorDesc, pages.Stats, prefix.Stats, evict.ReplayResult, tier.Stats, pool.Stats };
+pub const layout_count = 8;
 
 /// Writes `[size, offset of field 0, offset of field 1, ...]` of layout `id` (nested structs
 /// count as one field); returns the number of u32 written, or -1 for an unknown id or short buffer.

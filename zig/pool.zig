@@ -57,6 +57,29 @@ const index_mask: u64 = (1 << index_bits) - 1;
 /// Tasks per posted job; `run` posts larger loops in slices of this many.
 pub const max_tasks_per_job: usize = (1 << index_bits) - 1;
 
+/// What the pool did since it started (hearth_pool_stats): how often the stall rules fired and
+/// how the work was shared. Jobs of one task, and jobs a second concurrent caller ran alone, are
+/// not counted.
+pub const Stats = extern struct {
+    /// Jobs posted to the workers, and their wall time on the caller (post to last task done).
+    parallel_jobs: u64 = 0,
+    parallel_ns: u64 = 0,
+    /// Tasks of those jobs, and how many of them the caller ran itself.
+    parallel_tasks: u64 = 0,
+    caller_tasks: u64 = 0,
+    /// Time the caller spent waiting for late workers after it ran out of tasks to claim.
+    wait_ns: u64 = 0,
+    /// Jobs where that wait was a stall (see the top of the file).
+    stalls: u64 = 0,
+    /// Windows of `share_window_jobs` where the workers ran under half their share.
+    idle_windows: u64 = 0,
+    /// Solo periods started (after a stall or an idle window).
+    solo_periods: u64 = 0,
+    /// Jobs the caller ran alone in a solo period, and their wall time.
+    solo_jobs: u64 = 0,
+    solo_ns: u64 = 0,
+};
+
 pub const Pool = struct {
     allocator: std.mem.Allocator,
     /// Threads that execute tasks, the caller of `run` included.
@@ -83,18 +106,14 @@ pub const Pool = struct {
     solo_until_ns: u64 = 0,
     /// The next solo period.
     solo_window_ns: u64 = solo_min_ns,
-    /// Jobs where the caller waited for a late worker longer than it worked itself.
-    stalls: u64 = 0,
-    /// Jobs run by the caller alone because of a recent stall.
-    solo_jobs: u64 = 0,
+    /// Counters (`stats()`): stalls, solo and parallel jobs, who ran the tasks, time spent.
+    counts: Stats = .{},
     /// The parallel jobs since a solo period are a try: if on time, they shrink the next period.
     probing: bool = false,
     /// Parallel jobs, their tasks and the tasks the caller ran itself, since the last judgement.
     window_jobs: u32 = 0,
     window_tasks: u64 = 0,
     window_caller_tasks: u64 = 0,
-    /// Windows where the workers ran less than half their share of the tasks.
-    idle_windows: u64 = 0,
 
     // Read by a worker only after it claimed a task of the job (so they are this job's).
     job_base: usize = 0,
@@ -150,8 +169,9 @@ pub const Pool = struct {
         const start_ns = monotonicNs();
         if (self.solo_until_ns != 0) {
             if (start_ns < self.solo_until_ns) {
-                self.solo_jobs += 1;
                 for (0..n_tasks) |i| func(ctx, i);
+                self.counts.solo_jobs += 1;
+                self.counts.solo_ns += monotonicNs() -| start_ns;
                 return;
             }
             self.solo_until_ns = 0;
@@ -165,20 +185,26 @@ pub const Pool = struct {
             if (r.stalled) stalled = true;
             self.window_tasks += n;
             self.window_caller_tasks += r.caller_tasks;
+            self.counts.parallel_tasks += n;
+            self.counts.caller_tasks += r.caller_tasks;
+            self.counts.wait_ns += r.waited_ns;
         }
-        if (stalled) self.stalls += 1;
+        self.counts.parallel_jobs += 1;
+        self.counts.parallel_ns += monotonicNs() -| start_ns;
+        if (stalled) self.counts.stalls += 1;
         self.window_jobs += 1;
         var idle = false;
         if (self.window_jobs >= share_window_jobs) {
             // Workers' tasks * 2n < (n-1) * tasks: less than half of their fair share.
             const worker_tasks = self.window_tasks - self.window_caller_tasks;
             idle = worker_tasks * 2 * self.n_threads < (self.n_threads - 1) * self.window_tasks;
-            if (idle) self.idle_windows += 1;
+            if (idle) self.counts.idle_windows += 1;
             self.window_jobs = 0;
             self.window_tasks = 0;
             self.window_caller_tasks = 0;
         }
         if (stalled or idle) {
+            self.counts.solo_periods += 1;
             self.solo_until_ns = monotonicNs() + self.solo_window_ns;
             self.solo_window_ns = @min(solo_max_ns, 2 * self.solo_window_ns);
             self.probing = false;
@@ -192,7 +218,12 @@ pub const Pool = struct {
         }
     }
 
-    const Posted = struct { stalled: bool, caller_tasks: usize };
+    /// The counters so far. Call it between runs, from the thread that calls `run`.
+    pub fn stats(self: *const Pool) Stats {
+        return self.counts;
+    }
+
+    const Posted = struct { stalled: bool, caller_tasks: usize, waited_ns: u64 };
 
     /// Posts one job, works on it, waits for it; says whether the wait for late workers was a
     /// stall and how many tasks the caller ran.
@@ -209,7 +240,7 @@ pub const Pool = struct {
         if (self.sleepers.load(.seq_cst) > 0) wakeAll(&self.generation);
 
         const caller_tasks = self.drain();
-        if (self.done.load(.acquire) == n) return .{ .stalled = false, .caller_tasks = caller_tasks };
+        if (self.done.load(.acquire) == n) return .{ .stalled = false, .caller_tasks = caller_tasks, .waited_ns = 0 };
         // Every task is claimed; some worker still runs one.
         const drained_ns = monotonicNs();
         var spins: usize = 0;
@@ -218,7 +249,7 @@ pub const Pool = struct {
             if (spins < spin_iterations) std.atomic.spinLoopHint() else std.Thread.yield() catch {};
         }
         const waited_ns = monotonicNs() -| drained_ns;
-        return .{ .stalled = waited_ns > stall_min_ns and waited_ns > drained_ns -| start_ns, .caller_tasks = caller_tasks };
+        return .{ .stalled = waited_ns > stall_min_ns and waited_ns > drained_ns -| start_ns, .caller_tasks = caller_tasks, .waited_ns = waited_ns };
     }
 
     /// Claims and runs tasks until the current job has none left; returns how many it ran.
@@ -383,34 +414,34 @@ test "a worker late with its task makes the caller run the next jobs alone, then
     const me = std.Thread.getCurrentId();
     // Any task the worker claims takes 5 ms, the caller's 20 us: the caller waits for the worker.
     var rounds: usize = 0;
-    while (pool.stalls == 0 and rounds < 200) : (rounds += 1) {
+    while (pool.counts.stalls == 0 and rounds < 200) : (rounds += 1) {
         pool.run(hits.len, StallCtx{ .hits = &hits, .caller = me, .worker_sleep_ns = 5 * std.time.ns_per_ms }, stallTask);
     }
-    try testing.expect(pool.stalls >= 1);
+    try testing.expect(pool.counts.stalls >= 1);
     try testing.expectEqual(2 * solo_min_ns, pool.solo_window_ns);
     // Within the solo period every task runs on the caller, each exactly once (the period is
     // stretched so a preempted test thread cannot outlive it).
     try testing.expect(pool.solo_until_ns > 0);
     pool.solo_until_ns = std.math.maxInt(u64);
     for (&hits) |*h| h.store(0, .monotonic);
-    const solo_before = pool.solo_jobs;
+    const solo_before = pool.counts.solo_jobs;
     pool.run(hits.len, StallCtx{ .hits = &hits, .caller = me, .worker_sleep_ns = 5 * std.time.ns_per_ms }, stallTask);
-    try testing.expectEqual(solo_before + 1, pool.solo_jobs);
+    try testing.expectEqual(solo_before + 1, pool.counts.solo_jobs);
     for (hits) |h| try testing.expectEqual(@as(u32, 1), h.load(.monotonic));
     // Once it is over, jobs go to the workers again; a window of them on time shrinks the next
     // solo period (unless this machine is so busy that the worker stalls or idles again).
     pool.solo_until_ns = 1;
-    const stalls_before = pool.stalls;
-    const idle_before = pool.idle_windows;
+    const stalls_before = pool.counts.stalls;
+    const idle_before = pool.counts.idle_windows;
     for (0..share_window_jobs) |_| {
         for (&hits) |*h| h.store(0, .monotonic);
         pool.run(hits.len, StallCtx{ .hits = &hits, .caller = me, .worker_sleep_ns = 0 }, stallTask);
         for (hits) |h| try testing.expectEqual(@as(u32, 1), h.load(.monotonic));
         if (pool.solo_until_ns != 0) break;
     }
-    if (pool.stalls == stalls_before and pool.idle_windows == idle_before) {
+    if (pool.counts.stalls == stalls_before and pool.counts.idle_windows == idle_before) {
         try testing.expectEqual(solo_min_ns, pool.solo_window_ns);
-        try testing.expectEqual(solo_before + 1, pool.solo_jobs);
+        try testing.expectEqual(solo_before + 1, pool.counts.solo_jobs);
     }
 }
 
@@ -441,9 +472,9 @@ test "workers that run far less than their share of the tasks make the caller ru
     // On a busy machine the worker may instead be preempted mid-task: that is a stall, the other
     // way into a solo period, and as good an answer here (the idle rule alone is checked when
     // nothing stalled).
-    while (pool.idle_windows == 0 and pool.stalls == 0 and jobs < 4 * share_window_jobs) : (jobs += 1) {
+    while (pool.counts.idle_windows == 0 and pool.counts.stalls == 0 and jobs < 4 * share_window_jobs) : (jobs += 1) {
         pool.run(64, SlowWorkerCtx{ .caller = me, .worker_ns = 150 * std.time.ns_per_us }, slowWorkerTask);
     }
-    if (pool.stalls == 0) try testing.expect(pool.idle_windows >= 1);
+    if (pool.counts.stalls == 0) try testing.expect(pool.counts.idle_windows >= 1);
     try testing.expect(pool.solo_until_ns > 0);
 }

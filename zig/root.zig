@@ -11,6 +11,7 @@ const simd = @import("simd.zig");
 const matmul_mod = @import("matmul.zig");
 const interleave = @import("interleave.zig");
 const Pool = @import("pool.zig").Pool;
+const PoolStats = @import("pool.zig").Stats;
 
 const fail = status.fail;
 const BlockQ8Act = quant.BlockQ8Act;
@@ -115,6 +116,15 @@ export fn hearth_pool_destroy(pool: ?*anyopaque) i32 {
 export fn hearth_pool_threads(pool: ?*anyopaque) i32 {
     const p = asPool(pool) orelse return fail(.null_pointer, "pool is null", .{});
     return @intCast(p.n_threads);
+}
+
+/// The pool's counters (pool.Stats: stalls, solo periods, who ran the tasks) into `out`.
+export fn hearth_pool_stats(pool: ?*anyopaque, out: ?*PoolStats) i32 {
+    const p = asPool(pool) orelse return fail(.null_pointer, "pool is null", .{});
+    const o = out orelse return fail(.null_pointer, "stats output is null", .{});
+    if (!aligned(PoolStats, o)) return fail(.misaligned, "stats output must be 8-byte aligned", .{});
+    o.* = p.stats();
+    return 0;
 }
 
 /// Dequantizes one row of `n` elements of `ggml_type` from `src` (`src_len_bytes` readable) into `out`.
@@ -513,6 +523,15 @@ export fn hearth_kv_stats(handle: ?*model.Model, out: ?*kv.Stats) i32 {
     const o = out orelse return status.fail(.null_pointer, "stats output is null", .{});
     if (!aligned(kv.Stats, o)) return status.fail(.misaligned, "stats output must be 8-byte aligned", .{});
     o.* = m.cache.stats();
+    return 0;
+}
+
+/// The counters of the model's thread pool (pool.Stats) into `out`.
+export fn hearth_model_pool_stats(handle: ?*model.Model, out: ?*PoolStats) i32 {
+    const m = modelOf(handle) orelse return status.fail(.invalid_argument, "model handle is null or closed", .{});
+    const o = out orelse return status.fail(.null_pointer, "stats output is null", .{});
+    if (!aligned(PoolStats, o)) return status.fail(.misaligned, "stats output must be 8-byte aligned", .{});
+    o.* = m.pool.stats();
     return 0;
 }
 

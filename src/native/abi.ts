@@ -132,6 +132,21 @@ const STRUCTS = {
       faults_checksum: "u64",
     },
   },
+  poolStats: {
+    id: 7,
+    fields: {
+      parallel_jobs: "u64",
+      parallel_ns: "u64",
+      parallel_tasks: "u64",
+      caller_tasks: "u64",
+      wait_ns: "u64",
+      stalls: "u64",
+      idle_windows: "u64",
+      solo_periods: "u64",
+      solo_jobs: "u64",
+      solo_ns: "u64",
+    },
+  },
 } as const satisfies Record<string, { id: number; fields: Record<string, FieldType> }>;
 
 export type StructName = keyof typeof STRUCTS;

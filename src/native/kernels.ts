@@ -1,6 +1,7 @@
 // Typed wrappers over the kernel exports: GGML types, row sizes, thread pools, quantize/dequantize, matmul.
 import { type Pointer, ptr } from "bun:ffi";
 import { check, library } from "./lib.ts";
+import { type PoolStats, readPoolStats } from "./pool-stats.ts";
 
 export const GgmlType = {
   f32: 0,
@@ -46,6 +47,11 @@ export class ThreadPool {
   get ptr(): Pointer {
     if (this.handle === null) throw new Error("thread pool already destroyed");
     return this.handle;
+  }
+
+  /** The pool's counters (zig/pool.zig Stats). */
+  stats(): PoolStats {
+    return readPoolStats((out) => check(library().hearth_pool_stats(this.ptr, out), "pool stats"));
   }
 
   destroy(): void {

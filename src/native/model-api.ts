@@ -1,6 +1,7 @@
 // The contract between the TypeScript runtime (session, engine) and the native model.
 // src/native/model.ts implements it over bun:ffi; the engine and session only see this.
 import type { Pooling } from "../gguf/llama-config.ts";
+import type { PoolStats } from "./pool-stats.ts";
 
 /** Shape facts of a loaded model that the runtime needs. */
 export interface ModelInfo {
@@ -80,6 +81,8 @@ export interface NativeModel extends NativeKvTiers {
    */
   decodeHidden(batch: Batch, out: Float32Array): number;
   kvStats(): KvStats;
+  /** The native thread pool's counters (absent from test doubles). */
+  poolStats?(): PoolStats;
   close(): void;
 }
 

@@ -7,6 +7,7 @@ import { GgufError, type GgufFile, type LlamaConfig, llamaConfigFromGguf, readGg
 import { createKvTiers } from "./kv-tiers.ts";
 import { check, lastError, library, NativeError, nativeAbi } from "./lib.ts";
 import { defaultThreads, nativeLimits } from "./limits.ts";
+import { type PoolStats, readPoolStats } from "./pool-stats.ts";
 import {
   type Batch,
   type DraftingNativeModel,
@@ -401,6 +402,10 @@ class FfiNativeModel implements DraftingNativeModel {
       pagesFree: v.getUint32(at.pages_free, true),
       pageSizeBytes: Number(v.getBigUint64(at.page_size_bytes, true)),
     };
+  }
+
+  poolStats(): PoolStats {
+    return readPoolStats((out) => check(this.lib.hearth_model_pool_stats(this.h(), out), "poolStats"));
   }
 
   close(): void {

@@ -8,6 +8,7 @@ export const kernelSymbols = {
   hearth_pool_create: { args: [u32, ptr], returns: i32 },
   hearth_pool_destroy: { args: [ptr], returns: i32 },
   hearth_pool_threads: { args: [ptr], returns: i32 },
+  hearth_pool_stats: { args: [ptr, ptr], returns: i32 },
   hearth_dequantize_row: { args: [u32, ptr, u64, ptr, u64], returns: i32 },
   hearth_quantize_row: { args: [u32, ptr, u64, ptr, u64], returns: i32 },
   hearth_quantize_act: { args: [ptr, u64, ptr, u64], returns: i32 },

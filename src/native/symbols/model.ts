@@ -61,4 +61,5 @@ export const modelSymbols = {
   hearth_seq_length: { args: [FFIType.ptr, FFIType.i32], returns: FFIType.i32 },
   hearth_seq_shift: { args: [FFIType.ptr, FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
   hearth_kv_stats: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  hearth_model_pool_stats: { args: [FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
 } as const;

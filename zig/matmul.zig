@@ -21,13 +21,15 @@ pub const Weight = struct {
     }
 };
 
-/// Rows per task for `total_rows` rows and `n_tokens` tokens over the pool: about 8 tasks per
-/// thread for a few tokens (a task is mostly streaming its rows from memory, and each claim is a
-/// contended atomic), 24 for 8 tokens or more: a task is then compute-bound and long, and the
+/// Rows per task for `total_rows` rows and `n_tokens` tokens over the pool: 2 tasks per thread
+/// for a few tokens (a task is mostly streaming its rows from memory: long contiguous runs keep
+/// the hardware prefetcher going, and each claim is a contended atomic; with 8, a decode job
+/// of SmolLM2 took 22 us on 2 threads, with 2, 18 us, and 2-thread decode went from ~305 to ~335
+/// t/s with the machine to itself), 24 for 8 tokens or more: a task is then compute-bound and long, and the
 /// thread that finishes first idles for about half of the other's last task, so smaller tasks
 /// shorten that tail. At least 16 rows, whole interleaved groups. Results never depend on it.
 pub fn rowsPerTask(total_rows: usize, n_tokens: usize, n_threads: usize) usize {
-    const tasks_per_thread: usize = if (n_tokens >= 8) 24 else 8;
+    const tasks_per_thread: usize = if (n_tokens >= 8) 24 else 2;
     const want = @max(min_rows_per_task, std.math.divCeil(usize, total_rows, n_threads * tasks_per_thread) catch unreachable);
     return std.mem.alignForward(usize, want, interleave.group_rows);
 }

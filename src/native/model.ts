@@ -7,7 +7,6 @@ import { GgufError, type GgufFile, type LlamaConfig, llamaConfigFromGguf, readGg
 import { createKvTiers } from "./kv-tiers.ts";
 import { check, lastError, library, NativeError, nativeAbi } from "./lib.ts";
 import { defaultThreads, nativeLimits } from "./limits.ts";
-import { type PoolStats, readPoolStats } from "./pool-stats.ts";
 import {
   type Batch,
   type DraftingNativeModel,
@@ -19,6 +18,7 @@ import {
   type ModelInfo,
   type NativeKvTiers,
 } from "./model-api.ts";
+import { type PoolStats, readPoolStats } from "./pool-stats.ts";
 
 export interface NativeModelOptions {
   /** Worker threads of the native pool, the calling thread included (default: all cores). */

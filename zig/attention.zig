@@ -2,9 +2,8 @@
 //!
 //! One work item is (row, kv head): the `group` query heads that share a kv head walk the
 //! sequence's pages together, so each K/V row is read (and converted to f32) once for all of
-//! them. The first walk scores and finds each query's max, the second turns the kept scores into
-//! exponentials and sums them, the third accumulates V with the weights rounded as ggml's
-//! non-flash path rounds them.
+//! them. The first walk finds each query's max and softmax sum online (rescaled per page); the
+//! second accumulates V with the weights rounded as ggml's non-flash path rounds them.
 //! An item's arithmetic depends only on its own row and sequence: batch invariant.
 //! A sliding-window layer (Gemma 3) gives each query only its last `window` keys.
 const std = @import("std");
@@ -103,7 +102,7 @@ pub const Job = struct {
         // The stack's store when it holds every query of the tile; else a heap store if one is free.
         var n_keys: usize = 0;
         for (limits[0..nq]) |lim| n_keys = @max(n_keys, lim);
-        const want = nq * (std.math.divCeil(usize, n_keys, kv.page_tokens) catch unreachable);
+        const want = 2 * nq * (std.math.divCeil(usize, n_keys, kv.page_tokens) catch unreachable);
         if (want > self.store_cap) if (self.stores) |st| if (st.claim()) |slot| {
             defer st.release(slot);
             return attendQueries(hd, self.cache, self.layer, seq, g, qs[0..nq], outs[0..nq], ranges, self.scale, st.slot(slot));
@@ -291,12 +290,13 @@ inline fn sumLanes(v: S) f32 {
 /// The weights follow ggml's non-flash path (what llama.cpp runs with flash attention off):
 /// softmax over the whole row, then each weight rounded to f16 before it meets V (ggml converts
 /// the softmax row to V's f16 for the KQV product). The weights need the row's max and sum
-/// first, so the keys are walked twice: walk 1 scores and finds the max (per lane, reduced once),
-/// walk 2 replaces the kept scores by their exponentials and sums them (one exp per score, none
-/// in walk 1), walk 3 accumulates V with the rounded weights. The scores are kept on the stack
-/// when they fit (queries are split into smaller groups to make them fit); only rows longer than
-/// `stored_pages` pages score again in walks 2 and 3. The scores are the same numbers either
-/// way, so the split never changes a result.
+/// first, so the keys are walked twice: walk 1 scores and finds the max and the sum (online, per
+/// page), walk 2 accumulates V with the rounded weights. Walk 1's scores, and the exponentials it
+/// took, are kept for walk 2 when they fit (queries are split into smaller groups to make them
+/// fit): from the page where a query's max last grew on, those exponentials were taken against
+/// the final max and are read as they are; the pages before it take theirs again. Only rows
+/// longer than the store score twice. The numbers are the same either way, so the split never
+/// changes a result (and equal the single-store code's before 6d4d76b bit for bit).
 fn attendQueries(
     comptime hd: usize,
     cache: *const kv.Cache,
@@ -314,12 +314,13 @@ fn attendQueries(
     var n_keys: usize = 0;
     for (keys.limits) |lim| n_keys = @max(n_keys, lim);
     const n_pages = std.math.divCeil(usize, n_keys, kv.page_tokens) catch unreachable;
-    if (n_pages > store.len) return attendGroup(hd, cache, layer, seq, g, qs, outs, keys, scale, null);
-    const per_group = @min(nq, store.len / n_pages);
+    // Each query keeps a page's scores and their exponentials: two halves of the store.
+    if (2 * n_pages > store.len) return attendGroup(hd, cache, layer, seq, g, qs, outs, keys, scale, null);
+    const per_group = @min(nq, store.len / (2 * n_pages));
     var q0: usize = 0;
     while (q0 < nq) : (q0 += per_group) {
         const q1 = @min(nq, q0 + per_group);
-        attendGroup(hd, cache, layer, seq, g, qs[q0..q1], outs[q0..q1], keys.slice(q0, q1), scale, store[0 .. (q1 - q0) * n_pages]);
+        attendGroup(hd, cache, layer, seq, g, qs[q0..q1], outs[q0..q1], keys.slice(q0, q1), scale, store[0 .. 2 * (q1 - q0) * n_pages]);
     }
 }
 
@@ -337,8 +338,8 @@ fn attendGroup(
     outs: []const [*]f32,
     keys: KeyRanges,
     scale: f32,
-    /// Query q's page p at [q * n_pages + p]: its scaled, masked scores after walk 1, their
-    /// exponentials after walk 2. Null: every walk scores the page again.
+    /// Query q's page p: its scaled, masked scores at [q * n_pages + p] and walk 1's
+    /// exponentials of them half the store later. Null: walk 2 scores the page again.
     store: ?[]S,
 ) void {
     const nv = hd / 8;
@@ -359,10 +360,15 @@ fn attendGroup(
     // Pages before every query's window are never read.
     const p_first = first_key / kv.page_tokens;
 
-    // Walk 1: scores and each query's max, kept per lane and reduced once.
-    var mv: [max_queries]S = @splat(@splat(-std.math.inf(f32)));
+    // Walk 1: scores, each query's max and softmax sum online (rescaled per page). The stored
+    // exponentials of the pages from the one where the max last grew were taken against the
+    // final max: walk 2 reads them instead of taking them again.
+    var m: [max_queries]f32 = @splat(-std.math.floatMax(f32));
+    var l: [max_queries]S = @splat(@splat(0));
+    var p_final: [max_queries]usize = @splat(0);
     var kt: [hd][2]V8 = undefined;
     var s: [max_queries][kv.page_tokens]f32 = undefined;
+    const half = if (store) |st| st.len / 2 else 0;
     for (p_first..n_pages) |p_idx| {
         const base = p_idx * kv.page_tokens;
         const count = @min(kv.page_tokens, n_keys - base);
@@ -372,40 +378,25 @@ fn attendGroup(
             // This page is past the query's last key, or before its window.
             if (limits[q] <= base or firsts[q] >= base + count) continue;
             const sv = maskedScores(s[q], firsts[q] -| base, @min(count, limits[q] - base), scale);
-            if (store) |st| st[q * n_pages + p_idx] = sv;
-            mv[q] = @max(mv[q], sv);
-        }
-    }
-    var m: [max_queries]f32 = undefined;
-    for (0..nq) |q| m[q] = maxLanes(mv[q]);
-
-    // Walk 2: the softmax denominators, summed per lane and reduced once. From the store, each
-    // score is replaced by its exponential (one exp per score in all); else scored again.
-    var l: [max_queries]S = @splat(@splat(0));
-    if (store) |st| {
-        for (0..nq) |q| {
-            const p_lo = firsts[q] / kv.page_tokens;
-            const p_hi = std.math.divCeil(usize, limits[q], kv.page_tokens) catch unreachable;
-            for (st[q * n_pages + p_lo .. q * n_pages + p_hi]) |*e| {
-                e.* = ops.expV(kv.page_tokens, e.* - @as(S, @splat(m[q])));
-                l[q] += e.*;
+            const m_new = @max(m[q], maxLanes(sv));
+            // The running max grew: rescale what was summed so far.
+            if (m_new > m[q]) {
+                l[q] *= @as(S, @splat(ops.expScalar(m[q] - m_new)));
+                p_final[q] = p_idx;
             }
-        }
-    } else for (p_first..n_pages) |p_idx| {
-        const base = p_idx * kv.page_tokens;
-        const count = @min(kv.page_tokens, n_keys - base);
-        prefetchAhead(cache, pages[0..n_pages], layer, g, p_idx, 0, true);
-        scorePage(hd, cache, cache.blockPtr(pages[p_idx], layer, .k, g), count, &kt, qs, s[0..nq]);
-        for (0..nq) |q| {
-            if (limits[q] <= base or firsts[q] >= base + count) continue;
-            const sv = maskedScores(s[q], firsts[q] -| base, @min(count, limits[q] - base), scale);
-            l[q] += ops.expV(kv.page_tokens, sv - @as(S, @splat(m[q])));
+            m[q] = m_new;
+            const e = ops.expV(kv.page_tokens, sv - @as(S, @splat(m_new)));
+            l[q] += e;
+            if (store) |st| {
+                st[q * n_pages + p_idx] = sv;
+                st[half + q * n_pages + p_idx] = e;
+            }
         }
     }
     var inv: [max_queries]f32 = undefined;
     for (0..nq) |q| inv[q] = 1.0 / sumLanes(l[q]);
 
-    // Walk 3: V, with each weight rounded to f16.
+    // Walk 2: V, with each weight rounded to f16.
     var acc: [max_queries][nv]V8 = undefined;
     for (0..nq) |qi| acc[qi] = @splat(@splat(0));
     var vf: [kv.page_tokens][nv]V8 = undefined;
@@ -420,7 +411,10 @@ fn attendGroup(
         for (0..nq) |q| {
             if (limits[q] <= base or firsts[q] >= base + count) continue;
             const valid = @min(count, limits[q] - base);
-            const e = if (store) |st| st[q * n_pages + p_idx] else ops.expV(kv.page_tokens, maskedScores(s[q], firsts[q] -| base, valid, scale) - @as(S, @splat(m[q])));
+            const e = if (store) |st|
+                (if (p_idx >= p_final[q]) st[half + q * n_pages + p_idx] else ops.expV(kv.page_tokens, st[q * n_pages + p_idx] - @as(S, @splat(m[q]))))
+            else
+                ops.expV(kv.page_tokens, maskedScores(s[q], firsts[q] -| base, valid, scale) - @as(S, @splat(m[q])));
             const p = e * @as(S, @splat(inv[q]));
             const pa: [kv.page_tokens]f32 = @as(S, @floatCast(@as(@Vector(kv.page_tokens, f16), @floatCast(p))));
             const a = &acc[q];
